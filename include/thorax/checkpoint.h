@@ -1,0 +1,44 @@
+/* checkpoint.h - training state in one HDF5 file, written atomically.
+ *
+ * Layout:
+ *   /params/<name>         every model tensor (conv1.weight, bn1.running_mean, fc.bias ...)
+ *   /optimizer/<name>.m    optimiser state per trainable tensor (momentum, Adam moments .m .v)
+ *   /state                 attributes: normalisation, best score, learning rate, optimiser step t
+ *   /rng/dropout           the dropout RNG state (uint64 [4]); the data order is
+ *                          derived from (seed, epoch) and needs no state
+ *   root attributes        epoch, step, config (the resolved YAML text)
+ * The file is written to `<path>.tmp` and renamed into place, so a killed job
+ * leaves the previous checkpoint intact.
+ */
+#ifndef THORAX_CHECKPOINT_H
+#define THORAX_CHECKPOINT_H
+
+#include "thorax/error.h"
+#include "thorax/model.h"
+#include "thorax/optim.h"
+#include "thorax/rng.h"
+
+/* What the training loop needs besides the model and optimiser to go on. */
+typedef struct th_train_state {
+    int epoch;              /* epochs completed */
+    long step;              /* optimiser steps taken */
+    float lr;               /* current learning rate (after the schedule) */
+    double best_score;      /* best validation macro AUC so far (-inf if none) */
+    int best_epoch;
+    int bad_epochs;         /* epochs since the best, for early stopping */
+    int plateau_epochs;     /* epochs since the plateau schedule last saw a gain */
+    float norm_mean, norm_std; /* input normalisation (trainset), in units of pixel/255 */
+} th_train_state;
+
+int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o,
+                       const th_train_state *s, const char *config_yaml, th_err *err);
+
+/* Loads into an already created model of the same spec (every tensor must
+ * exist with the same shape: a mismatch names the tensor). o and s may be
+ * NULL when only the parameters are wanted. */
+int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err);
+
+/* The `config` attribute of a checkpoint, malloc'd (for eval and predict). */
+char *th_checkpoint_read_config(const char *path, th_err *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* config.h - one experiment, as a validated struct with every default filled.
+ *
+ * A YAML file (libyaml) is read into a tree, `--set a.b=value` overrides are
+ * applied to the tree, and the tree is checked against the schema: unknown
+ * keys, wrong types and impossible values are errors naming the key and its
+ * line ("configs/x.yaml:12: train.optimizer.lr: must be > 0, got -0.1").
+ * The resolved config is written back as YAML with every default, so a run
+ * directory's config.yaml reproduces the run on its own.
+ */
+#ifndef THORAX_CONFIG_H
+#define THORAX_CONFIG_H
+
+#include <stdint.h>
+#include "thorax/error.h"
+#include "thorax/loss.h"
+#include "thorax/model.h"
+#include "thorax/optim.h"
+
+#define TH_MAX_LABELS 256
+#define TH_LABEL_MAX 64
+#define TH_PATH_MAX 1024
+
+typedef enum th_normalize { TH_NORM_TRAINSET = 0, TH_NORM_PER_IMAGE, TH_NORM_NONE } th_normalize;
+typedef enum th_schedule_type { TH_SCHED_CONSTANT = 0, TH_SCHED_STEP, TH_SCHED_COSINE, TH_SCHED_PLATEAU } th_schedule_type;
+typedef enum th_split_mode { TH_SPLIT_MODE_RANDOM = 0, TH_SPLIT_MODE_PREDEFINED } th_split_mode;
+
+typedef struct th_config {
+    char name[128];
+    uint64_t seed;
+    struct {
+        char path[TH_PATH_MAX];
+        int n_labels;                            /* 0 = every label in the file */
+        char labels[TH_MAX_LABELS][TH_LABEL_MAX];
+        th_split_mode split_mode;
+        double train, val, test;                 /* patient fractions, sum to 1 */
+        th_normalize normalize;
+        struct {
+            int hflip;
+            float rotate_deg;
+            float shift;                         /* fraction of the image size */
+            float scale_lo, scale_hi;
+            float brightness, contrast;
+        } augment;
+    } data;
+    th_model_spec model;
+    struct {
+        int epochs;
+        int batch_per_rank;
+        th_optim_config optimizer;
+        struct {
+            th_schedule_type type;
+            float factor;       /* plateau, step: lr multiplier */
+            int patience;       /* plateau: epochs without val AUC gain */
+            int step_epochs;    /* step: every this many epochs */
+            int warmup_epochs;  /* cosine */
+            float min_lr;       /* cosine, plateau floor */
+        } schedule;
+        th_loss_type loss;
+        int early_stop_patience; /* 0 = never stop early */
+    } train;
+    struct {
+        char split[16];         /* val or test */
+        char cam_method[16];    /* cam or gradcam */
+        int cam_top_k;
+    } eval;
+    struct {
+        char out_dir[TH_PATH_MAX];
+        int threads_per_rank;
+    } runtime;
+    char source[TH_PATH_MAX];   /* the file it came from, for messages */
+} th_config;
+
+/* Loads path, applies sets[0..n_sets) ("a.b=value", the value parsed as YAML,
+ * so `data.labels=[Effusion,Nodule]` works), validates. */
+int th_config_load(th_config *cfg, const char *path, const char *const *sets, int n_sets, th_err *err);
+/* Same, from YAML text in memory (name is used in messages). */
+int th_config_load_string(th_config *cfg, const char *yaml, const char *name,
+                          const char *const *sets, int n_sets, th_err *err);
+
+/* The resolved YAML text, every default filled. Returns a malloc'd string or NULL. */
+char *th_config_to_yaml(const th_config *cfg);
+
+#endif

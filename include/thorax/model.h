@@ -1,0 +1,137 @@
+/* model.h - a sequential CNN built from the config's layer list.
+ *
+ * All trainable parameters live in one contiguous buffer (params) and all
+ * their gradients in another of the same layout (grads), so one allreduce
+ * moves every gradient and one optimiser call updates every parameter.
+ * Non-trainable state (batch-norm running statistics) lives in `buffers`.
+ * Every tensor has a PyTorch-style name (conv1.weight, bn1.running_mean,
+ * fc.bias) listed in `tensors`, which is what checkpoints are written from.
+ *
+ * Activations for max_batch images are sized once at creation: forward and
+ * backward never allocate.
+ */
+#ifndef THORAX_MODEL_H
+#define THORAX_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "thorax/error.h"
+#include "thorax/rng.h"
+
+#define TH_MAX_LAYERS 128
+#define TH_NAME_MAX 48
+/* `out: labels` in a dense layer: as many outputs as the run has labels. */
+#define TH_OUT_LABELS (-1)
+
+typedef enum th_layer_type {
+    TH_LAYER_CONV = 0,
+    TH_LAYER_RELU,
+    TH_LAYER_MAXPOOL,
+    TH_LAYER_AVGPOOL,
+    TH_LAYER_BATCHNORM,
+    TH_LAYER_GAP,
+    TH_LAYER_DENSE,
+    TH_LAYER_DROPOUT,
+    TH_LAYER_TYPE_COUNT
+} th_layer_type;
+
+/* One layer as the config describes it. Fields a type does not use are 0. */
+typedef struct th_layer_spec {
+    th_layer_type type;
+    char name[TH_NAME_MAX]; /* "" = automatic: conv1, bn1, fc (fc1, fc2 when several) */
+    int out;                /* conv: filters; dense: units or TH_OUT_LABELS */
+    int k;                  /* conv and pool kernel size */
+    int stride;             /* conv (default 1) and pool (default k) */
+    int pad;                /* conv */
+    int bias;               /* conv and dense: 1 = has a bias (default) */
+    float p;                /* dropout probability */
+    float momentum, eps;    /* batch-norm (defaults 0.1, 1e-5) */
+    int line;               /* line in the config file, for error messages; 0 if none */
+} th_layer_spec;
+
+typedef struct th_model_spec {
+    int c, h, w;            /* input shape of one image */
+    int n_layers;
+    th_layer_spec layers[TH_MAX_LAYERS];
+} th_model_spec;
+
+const char *th_layer_type_name(th_layer_type t);
+/* Returns -1 for an unknown name. */
+int th_layer_type_parse(const char *s, th_layer_type *t);
+
+/* Checks that every layer fits the shape it receives and that the network
+ * ends in [n_labels] outputs per image; the error names the layer (its
+ * number, type and config line). n_labels <= 0 skips the last check. */
+int th_model_spec_check(const th_model_spec *spec, int n_labels, th_err *err);
+
+/* The same walk, keeping each layer's output shape: shapes[i] = {C, H, W}
+ * after layer i (dense and gap give {features, 1, 1}). n_labels <= 0 leaves
+ * `out: labels` unresolved as 1 and skips the final check. */
+int th_model_spec_shapes(const th_model_spec *spec, int n_labels, int (*shapes)[3], th_err *err);
+
+typedef struct th_layer {
+    th_layer_spec spec;
+    char name[TH_NAME_MAX];
+    int in_c, in_h, in_w;       /* per-image input shape (dense: in_c = features, h = w = 1) */
+    int out_c, out_h, out_w;    /* per-image output shape */
+    size_t w_off, b_off;        /* into params/grads (conv, dense, bn gamma/beta); SIZE_MAX if none */
+    size_t rm_off, rv_off;      /* into buffers (bn running mean/var) */
+    float *y;                   /* output activations [max_batch, out_c, out_h, out_w] */
+    int32_t *argmax;            /* maxpool [max_batch, out] */
+    float *xhat;                /* batch-norm normalised input [max_batch, C, HW] */
+    float *mean, *invstd;       /* batch-norm batch statistics [C] */
+    uint8_t *mask;              /* dropout [max_batch, out] */
+    double flops;               /* forward multiply-adds x2 per image */
+} th_layer;
+
+typedef struct th_tensor_info {
+    char name[TH_NAME_MAX + 24];
+    int ndim;
+    int shape[4];
+    size_t offset, count;       /* into params (trainable) or buffers (not) */
+    int trainable;
+    int layer;                  /* index into th_model.layers */
+} th_tensor_info;
+
+typedef struct th_model {
+    th_model_spec spec;
+    int n_labels;
+    int n_layers;
+    th_layer *layers;
+    int max_batch;
+    size_t n_params;
+    float *params, *grads;      /* [n_params] each */
+    size_t n_buffers;
+    float *buffers;             /* [n_buffers] */
+    int n_tensors;
+    th_tensor_info *tensors;
+    float *col, *tmp;           /* convolution scratch, sized for the largest layer */
+    float *grad_a, *grad_b;     /* ping-pong activation gradients [max_batch * largest activation] */
+    th_rng rng;                 /* dropout masks */
+} th_model;
+
+int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err);
+void th_model_free(th_model *m);
+
+/* He (Kaiming) normal initialisation of conv and dense weights (std =
+ * sqrt(2/fan_in)), zero biases, batch-norm gamma 1, beta 0, running mean 0,
+ * running var 1. Seeds the dropout RNG too. Deterministic in seed. */
+void th_model_init_params(th_model *m, uint64_t seed);
+
+/* x [n, C, H, W] -> logits [n, n_labels] (a pointer into the last layer's
+ * output). train selects batch statistics and dropout. n may be 0. */
+const float *th_model_forward(th_model *m, const float *x, int n, int train);
+
+/* Backward after a forward on the same x (train mode): dlogits [n, n_labels]
+ * -> grads (overwritten). */
+void th_model_backward(th_model *m, const float *x, const float *dlogits, int n);
+
+/* Index into m->tensors of the tensor with that name, or -1. */
+int th_model_find_tensor(const th_model *m, const char *name);
+/* Pointer to a tensor's data (in params or buffers). */
+float *th_model_tensor_data(th_model *m, int i);
+
+/* Forward FLOPs of one image (multiply and add counted as 2). */
+double th_model_flops(const th_model *m);
+
+#endif

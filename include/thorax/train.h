@@ -1,0 +1,57 @@
+/* train.h - the distributed training loop.
+ *
+ * th_train_run is collective over comm. Rank 0 splits patients and assigns
+ * each rank whole training patients; each rank reads its images with
+ * parallel HDF5, computes the gradient of its share of every global batch,
+ * and the gradients are averaged with MPI_Allreduce. After each epoch the
+ * ranks predict the validation split, rank 0 gathers the predictions,
+ * computes the macro AUC, appends to metrics.csv and writes checkpoints.
+ *
+ * The library prints nothing: progress and results go to the callbacks
+ * (called on rank 0 only).
+ */
+#ifndef THORAX_TRAIN_H
+#define THORAX_TRAIN_H
+
+#include <mpi.h>
+#include <stdint.h>
+#include "thorax/config.h"
+#include "thorax/dataset.h"
+#include "thorax/error.h"
+
+typedef struct th_step_report {
+    int epoch, epochs;          /* 1-based epoch */
+    int step_in_epoch, steps_per_epoch;
+    long step;                  /* global optimiser step */
+    double loss;                /* mean loss of the last step's global batch */
+    double img_per_s;           /* global images per second over the epoch so far */
+    double eta_s;               /* estimated seconds to the end of training */
+} th_step_report;
+
+typedef struct th_epoch_report {
+    int epoch, epochs;
+    long step;
+    float lr;
+    double train_loss, val_loss, val_auc;
+    double img_per_s, seconds;
+    int is_best;
+    int stopping;               /* early stopping ends the run after this epoch */
+} th_epoch_report;
+
+typedef struct th_train_callbacks {
+    void (*on_info)(void *ctx, const char *msg);
+    void (*on_step)(void *ctx, const th_step_report *r);
+    void (*on_epoch)(void *ctx, const th_epoch_report *r);
+    void *ctx;
+} th_train_callbacks;
+
+/* The split of every image of ds that cfg asks for: by patient at random
+ * (seeded), or the file's predefined /split, refused if it lets a patient
+ * into two splits. split [ds->n]. */
+int th_train_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, th_err *err);
+
+/* Trains cfg, writing the run directory run_dir (created if needed). */
+int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm,
+                 const th_train_callbacks *cb, th_err *err);
+
+#endif

@@ -1,0 +1,43 @@
+/* cli.h - the thorax subcommands. Only src/cli prints and exits.
+ *
+ * Each command takes its own argv (argv[0] is the command name), prints its
+ * own --help, and returns the process exit status:
+ *   0 success, 1 runtime failure (I/O, numerical), 2 usage or config error.
+ */
+#ifndef THORAX_CLI_H
+#define THORAX_CLI_H
+
+#include <stdio.h>
+
+enum { TH_EXIT_OK = 0, TH_EXIT_FAIL = 1, TH_EXIT_USAGE = 2 };
+
+int cmd_phantom(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_split(int argc, char **argv);
+
+/* "thorax: <msg>" on stderr, from rank 0 only when rank0_only and MPI is up. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True if argv has -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+/* The --set options of commands that read a config. */
+#define CLI_MAX_SETS 64
+typedef struct {
+    const char *v[CLI_MAX_SETS];
+    int n;
+} cli_sets;
+
+/* If argv[*i] is `--set key=value` or `--set=key=value`, records it, advances
+ * *i past it and returns 1; returns 0 for any other argument and -1 (after
+ * printing why) for a malformed or excess --set. */
+int cli_take_set(int argc, char **argv, int *i, cli_sets *sets);
+
+/* Parses a whole non-negative integer or a finite double; returns -1 on junk. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *s, double *out);
+
+/* Formats seconds as "1h02m", "3m05s" or "42s". */
+void cli_format_duration(double seconds, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,138 @@
+/* cmd_split.c - `thorax split CONFIG.yaml`: the split report and leakage check.
+ *
+ * Shows, before any compute is spent, what `thorax train` will train and
+ * validate on: patients, images and positives per label in each split, and
+ * proof that no patient has images in two splits.
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "thorax/config.h"
+#include "thorax/dataset.h"
+#include "thorax/split.h"
+#include "thorax/train.h"
+
+static void split_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: thorax split CONFIG.yaml [--set key=value ...]\n"
+            "\n"
+            "Prints the patient-level split that `thorax train CONFIG.yaml` would use:\n"
+            "patients, images and positives per label in train/val/test, and the leakage\n"
+            "check (patients with images in more than one split; must be 0).\n"
+            "Exits 1 if the split leaks.\n"
+            "\n"
+            "options:\n"
+            "  --set key=value   override a config key (repeatable)\n"
+            "  -h, --help        this help\n");
+}
+
+static void report(const th_dataset *ds, const uint8_t *split)
+{
+    int *patient_of = malloc(sizeof(int) * (size_t)ds->n);
+    int n_pat = patient_of ? th_patients_group(ds->n, (const char *const *)ds->patient_id, patient_of) : -1;
+    /* A patient's split, or -2 once seen in two. */
+    int *pat_split = n_pat > 0 ? malloc(sizeof(int) * (size_t)n_pat) : NULL;
+    long images[3] = {0}, patients[3] = {0};
+    long *pos = calloc((size_t)ds->n_labels * 3, sizeof *pos);
+    if (!pat_split || !pos) {
+        cli_error("out of memory");
+        goto out;
+    }
+    for (int p = 0; p < n_pat; p++) pat_split[p] = -1;
+    for (int i = 0; i < ds->n; i++) {
+        int s = split[i];
+        if (s > TH_SPLIT_TEST) continue;
+        images[s]++;
+        for (int k = 0; k < ds->n_labels; k++) pos[(size_t)s * ds->n_labels + k] += ds->labels[(size_t)i * ds->n_labels + k];
+        int *ps = &pat_split[patient_of[i]];
+        if (*ps == -1) {
+            *ps = s;
+            patients[s]++;
+        } else if (*ps != s) {
+            *ps = -2;
+        }
+    }
+    printf("%-20s %10s %10s %10s\n", "", "train", "val", "test");
+    printf("%-20s %10ld %10ld %10ld\n", "patients", patients[0], patients[1], patients[2]);
+    printf("%-20s %10ld %10ld %10ld\n", "images", images[0], images[1], images[2]);
+    for (int k = 0; k < ds->n_labels; k++) {
+        printf("%-20.20s", ds->label_names[k]);
+        for (int s = 0; s < 3; s++) {
+            long p = pos[(size_t)s * ds->n_labels + k];
+            char cell[32];
+            snprintf(cell, sizeof cell, "%ld (%.1f%%)", p, images[s] ? 100.0 * p / images[s] : 0.0);
+            printf(" %10s", cell);
+        }
+        printf("\n");
+    }
+out:
+    free(patient_of);
+    free(pat_split);
+    free(pos);
+}
+
+int cmd_split(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        split_usage(stdout);
+        return TH_EXIT_OK;
+    }
+    const char *config_path = NULL;
+    cli_sets sets = {.n = 0};
+    for (int i = 1; i < argc; i++) {
+        int took = cli_take_set(argc, argv, &i, &sets);
+        if (took < 0) return TH_EXIT_USAGE;
+        if (took) continue;
+        if (argv[i][0] == '-' || config_path) {
+            cli_error("split: unexpected argument '%s' (see thorax split --help)", argv[i]);
+            return TH_EXIT_USAGE;
+        } else {
+            config_path = argv[i];
+        }
+    }
+    if (!config_path) {
+        split_usage(stderr);
+        return TH_EXIT_USAGE;
+    }
+    th_err err = {{0}};
+    static th_config cfg;
+    if (th_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
+        cli_error("%s", err.msg);
+        return TH_EXIT_USAGE;
+    }
+    MPI_Init(&argc, &argv);
+    int status = TH_EXIT_OK;
+    th_dataset ds;
+    uint8_t *split = NULL;
+    if (th_dataset_open(&ds, cfg.data.path, MPI_COMM_SELF, &err)) {
+        cli_error("%s", err.msg);
+        MPI_Finalize();
+        return TH_EXIT_FAIL;
+    }
+    split = malloc((size_t)ds.n);
+    if (!split || th_train_split(&cfg, &ds, split, &err)) {
+        cli_error("%s", split ? err.msg : "out of memory");
+        status = TH_EXIT_FAIL;
+    } else {
+        printf("split of %s (%s, seed %llu)\n", cfg.data.path,
+               cfg.data.split_mode == TH_SPLIT_MODE_PREDEFINED ? "predefined" : "random by patient",
+               (unsigned long long)cfg.seed);
+        report(&ds, split);
+        int first = -1, leaks = th_split_count_leaks(ds.n, (const char *const *)ds.patient_id, split, &first);
+        if (leaks) {
+            printf("leakage check: FAILED, %d patients in more than one split (first: %s)\n", leaks,
+                   ds.patient_id[first]);
+            status = TH_EXIT_FAIL;
+        } else {
+            printf("leakage check: passed, no patient in more than one split\n");
+        }
+    }
+    free(split);
+    th_dataset_close(&ds);
+    MPI_Finalize();
+    return status;
+}

@@ -1,0 +1,127 @@
+/* main.c - `thorax <command> ...`: dispatch to the subcommands. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <math.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"phantom", cmd_phantom, "write a synthetic chest-radiograph dataset with known findings and masks"},
+    {"split", cmd_split, "print the patient-level split report of a config's dataset"},
+    {"train", cmd_train, "train a network (under mpirun for several ranks)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: thorax <command> [options]\n"
+            "\n"
+            "Distributed training and evaluation of CNNs on chest X-rays.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'thorax <command> --help' describes each command.\n");
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("thorax: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+int cli_take_set(int argc, char **argv, int *i, cli_sets *sets)
+{
+    const char *a = argv[*i], *value;
+    if (!strcmp(a, "--set")) {
+        if (*i + 1 >= argc) {
+            cli_error("--set needs key=value");
+            return -1;
+        }
+        value = argv[++*i];
+    } else if (!strncmp(a, "--set=", 6)) {
+        value = a + 6;
+    } else {
+        return 0;
+    }
+    if (!strchr(value, '=')) {
+        cli_error("--set %s: expected key=value", value);
+        return -1;
+    }
+    if (sets->n == CLI_MAX_SETS) {
+        cli_error("at most %d --set options", CLI_MAX_SETS);
+        return -1;
+    }
+    sets->v[sets->n++] = value;
+    return 1;
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+void cli_format_duration(double s, char *buf, size_t n)
+{
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return TH_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return TH_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("thorax 0.1.0\n");
+        return TH_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    cli_error("unknown command '%s'", argv[1]);
+    usage(stderr);
+    return TH_EXIT_USAGE;
+}

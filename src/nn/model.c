@@ -1,0 +1,396 @@
+/* model.c - a sequential CNN: layer names, parameter layout, forward, backward.
+ *
+ * The model owns every buffer a training step touches, sized once for
+ * max_batch images at creation, so th_model_forward and th_model_backward
+ * never allocate. Layer kernels live in conv.c, pool.c, activation.c,
+ * batchnorm.c and dense.c; this file only wires them together.
+ */
+#include "thorax/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thorax/activation.h"
+#include "thorax/batchnorm.h"
+#include "thorax/conv.h"
+#include "thorax/dense.h"
+#include "thorax/pool.h"
+
+#define NO_OFFSET ((size_t)-1)
+
+static size_t layer_in_size(const th_layer *L) { return (size_t)L->in_c * L->in_h * L->in_w; }
+static size_t layer_out_size(const th_layer *L) { return (size_t)L->out_c * L->out_h * L->out_w; }
+
+/* Automatic PyTorch-style names: conv1, bn1, relu1, pool1, gap, drop1, and
+ * fc for a single dense layer (fc1, fc2 ... when there are several), so that
+ * checkpoints read like a torchvision state dict. */
+static void name_layers(th_model *m)
+{
+    int count[TH_LAYER_TYPE_COUNT] = {0};
+    int n_dense = 0, n_gap = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].spec.type == TH_LAYER_DENSE) n_dense++;
+        if (m->layers[i].spec.type == TH_LAYER_GAP) n_gap++;
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        th_layer *L = &m->layers[i];
+        th_layer_type t = L->spec.type;
+        /* Max and average pools share one counter: pool1, pool2 ... */
+        int *c = &count[t == TH_LAYER_AVGPOOL ? TH_LAYER_MAXPOOL : t];
+        ++*c;
+        if (L->spec.name[0]) {
+            snprintf(L->name, sizeof L->name, "%s", L->spec.name);
+            continue;
+        }
+        switch (t) {
+        case TH_LAYER_CONV: snprintf(L->name, sizeof L->name, "conv%d", *c); break;
+        case TH_LAYER_BATCHNORM: snprintf(L->name, sizeof L->name, "bn%d", *c); break;
+        case TH_LAYER_RELU: snprintf(L->name, sizeof L->name, "relu%d", *c); break;
+        case TH_LAYER_MAXPOOL:
+        case TH_LAYER_AVGPOOL: snprintf(L->name, sizeof L->name, "pool%d", *c); break;
+        case TH_LAYER_DROPOUT: snprintf(L->name, sizeof L->name, "drop%d", *c); break;
+        case TH_LAYER_GAP:
+            if (n_gap == 1) snprintf(L->name, sizeof L->name, "gap");
+            else snprintf(L->name, sizeof L->name, "gap%d", *c);
+            break;
+        case TH_LAYER_DENSE:
+            if (n_dense == 1) snprintf(L->name, sizeof L->name, "fc");
+            else snprintf(L->name, sizeof L->name, "fc%d", *c);
+            break;
+        default: snprintf(L->name, sizeof L->name, "layer%d", i + 1); break;
+        }
+    }
+}
+
+/* Reserves a named tensor in params (trainable) or buffers (not) and returns
+ * its offset there. Shapes are PyTorch's: conv weight [K,C,k,k], dense weight
+ * [O,I], biases and batch-norm vectors [C]. */
+static size_t add_tensor(th_model *m, int layer, const char *what, int trainable, int ndim, int d0, int d1, int d2,
+                         int d3)
+{
+    th_tensor_info *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s.%s", m->layers[layer].name, what);
+    t->layer = layer;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->shape[2] = d2;
+    t->shape[3] = d3;
+    t->count = 1;
+    for (int k = 0; k < ndim; k++) t->count *= (size_t)t->shape[k];
+    t->trainable = trainable;
+    size_t *end = trainable ? &m->n_params : &m->n_buffers;
+    t->offset = *end;
+    *end += t->count;
+    return t->offset;
+}
+
+/* Lays out every tensor: trainable ones in params/grads, running statistics
+ * in buffers, in layer order (weight before bias, as PyTorch lists them). */
+static void layout_tensors(th_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        th_layer *L = &m->layers[i];
+        int k = L->spec.k;
+        L->w_off = L->b_off = L->rm_off = L->rv_off = NO_OFFSET;
+        switch (L->spec.type) {
+        case TH_LAYER_CONV:
+        case TH_LAYER_DENSE:
+            if (L->spec.type == TH_LAYER_CONV) L->w_off = add_tensor(m, i, "weight", 1, 4, L->out_c, L->in_c, k, k);
+            else L->w_off = add_tensor(m, i, "weight", 1, 2, L->out_c, L->in_c, 0, 0);
+            if (L->spec.bias) L->b_off = add_tensor(m, i, "bias", 1, 1, L->out_c, 0, 0, 0);
+            break;
+        case TH_LAYER_BATCHNORM:
+            L->w_off = add_tensor(m, i, "weight", 1, 1, L->in_c, 0, 0, 0);
+            L->b_off = add_tensor(m, i, "bias", 1, 1, L->in_c, 0, 0, 0);
+            L->rm_off = add_tensor(m, i, "running_mean", 0, 1, L->in_c, 0, 0, 0);
+            L->rv_off = add_tensor(m, i, "running_var", 0, 1, L->in_c, 0, 0, 0);
+            break;
+        default: break;
+        }
+    }
+}
+
+static void *alloc_floats(size_t n, int *failed)
+{
+    if (n == 0) return NULL;
+    void *p = calloc(n, sizeof(float));
+    if (!p) *failed = 1;
+    return p;
+}
+
+int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (max_batch < 1) return th_errf(err, "model: batch size must be at least 1, got %d", max_batch);
+    if (spec->n_layers < 1 || spec->n_layers > TH_MAX_LAYERS)
+        return th_errf(err, "model: needs 1 to %d layers, got %d", TH_MAX_LAYERS, spec->n_layers);
+
+    int (*shapes)[3] = malloc(sizeof *shapes * (size_t)spec->n_layers);
+    if (!shapes) return th_errf(err, "model: out of memory");
+    if (th_model_spec_shapes(spec, n_labels, shapes, err)) {
+        free(shapes);
+        return -1;
+    }
+    m->spec = *spec;
+    m->n_labels = n_labels;
+    m->max_batch = max_batch;
+    m->n_layers = spec->n_layers;
+    m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
+    /* At most four tensors per layer (batch-norm). */
+    m->tensors = calloc((size_t)m->n_layers * 4, sizeof *m->tensors);
+    if (!m->layers || !m->tensors) {
+        free(shapes);
+        th_model_free(m);
+        return th_errf(err, "model: out of memory");
+    }
+    int c = spec->c, h = spec->h, w = spec->w;
+    for (int i = 0; i < m->n_layers; i++) {
+        th_layer *L = &m->layers[i];
+        L->spec = spec->layers[i];
+        L->in_c = c, L->in_h = h, L->in_w = w;
+        L->out_c = shapes[i][0], L->out_h = shapes[i][1], L->out_w = shapes[i][2];
+        c = L->out_c, h = L->out_h, w = L->out_w;
+        if (L->spec.type == TH_LAYER_DENSE) {
+            /* A dense layer sees its [C,1,1] input as C features. */
+            L->in_c = L->in_c * L->in_h * L->in_w;
+            L->in_h = L->in_w = 1;
+        }
+    }
+    free(shapes);
+    name_layers(m);
+    for (int i = 0; i < m->n_layers; i++) {
+        for (int j = 0; j < i; j++) {
+            if (strcmp(m->layers[i].name, m->layers[j].name)) continue;
+            th_errf(err, "model.layers[%d] (line %d): name '%s' is already used by model.layers[%d]", i,
+                    spec->layers[i].line, m->layers[i].name, j);
+            th_model_free(m);
+            return -1;
+        }
+    }
+    layout_tensors(m);
+
+    int failed = 0;
+    size_t max_act = 0, max_col = 0, max_tmp = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        th_layer *L = &m->layers[i];
+        size_t out = (size_t)max_batch * layer_out_size(L);
+        size_t in = (size_t)max_batch * layer_in_size(L);
+        if (in > max_act) max_act = in;
+        if (out > max_act) max_act = out;
+        L->y = alloc_floats(out, &failed);
+        switch (L->spec.type) {
+        case TH_LAYER_CONV: {
+            th_conv_dims d;
+            th_conv_dims_init(&d, max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k,
+                              L->spec.stride, L->spec.pad);
+            if (th_conv_col_floats(&d) > max_col) max_col = th_conv_col_floats(&d);
+            if (th_conv_tmp_floats(&d) > max_tmp) max_tmp = th_conv_tmp_floats(&d);
+            L->flops = 2.0 * L->out_c * L->in_c * L->spec.k * L->spec.k * L->out_h * L->out_w;
+            break;
+        }
+        case TH_LAYER_DENSE: L->flops = 2.0 * L->out_c * L->in_c; break;
+        case TH_LAYER_MAXPOOL:
+            L->argmax = calloc(out, sizeof *L->argmax);
+            if (!L->argmax) failed = 1;
+            break;
+        case TH_LAYER_BATCHNORM:
+            L->xhat = alloc_floats(in, &failed);
+            L->mean = alloc_floats((size_t)L->in_c, &failed);
+            L->invstd = alloc_floats((size_t)L->in_c, &failed);
+            break;
+        case TH_LAYER_DROPOUT:
+            L->mask = calloc(out, 1);
+            if (!L->mask) failed = 1;
+            break;
+        default: break;
+        }
+    }
+    m->params = alloc_floats(m->n_params, &failed);
+    m->grads = alloc_floats(m->n_params, &failed);
+    m->buffers = alloc_floats(m->n_buffers, &failed);
+    m->col = alloc_floats(max_col, &failed);
+    m->tmp = alloc_floats(max_tmp, &failed);
+    m->grad_a = alloc_floats(max_act, &failed);
+    m->grad_b = alloc_floats(max_act, &failed);
+    if (failed) {
+        size_t total = m->n_params * 2 + max_col + max_tmp + 2 * max_act;
+        th_model_free(m);
+        return th_errf(err, "model: out of memory for batch %d (about %.1f GB of buffers); lower train.batch_per_rank",
+                       max_batch, (double)total * 4 / 1e9);
+    }
+    return 0;
+}
+
+void th_model_free(th_model *m)
+{
+    if (m->layers) {
+        for (int i = 0; i < m->n_layers; i++) {
+            th_layer *L = &m->layers[i];
+            free(L->y);
+            free(L->argmax);
+            free(L->xhat);
+            free(L->mean);
+            free(L->invstd);
+            free(L->mask);
+        }
+    }
+    free(m->layers);
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    free(m->buffers);
+    free(m->col);
+    free(m->tmp);
+    free(m->grad_a);
+    free(m->grad_b);
+    memset(m, 0, sizeof *m);
+}
+
+void th_model_init_params(th_model *m, uint64_t seed)
+{
+    /* One RNG stream per tensor, so a tensor's initial values do not depend on
+     * the sizes of the layers before it. */
+    for (int t = 0; t < m->n_tensors; t++) {
+        th_tensor_info *ti = &m->tensors[t];
+        float *data = th_model_tensor_data(m, t);
+        const char *what = strrchr(ti->name, '.') + 1;
+        int is_bn = m->layers[ti->layer].spec.type == TH_LAYER_BATCHNORM;
+        float fill = 0.0f;
+        if (is_bn && (!strcmp(what, "weight") || !strcmp(what, "running_var"))) fill = 1.0f;
+        if (!is_bn && !strcmp(what, "weight")) {
+            /* He normal: fan_in = all dimensions but the first. */
+            size_t fan_in = ti->count / (size_t)ti->shape[0];
+            double std = sqrt(2.0 / (double)fan_in);
+            th_rng r;
+            th_rng_seed(&r, seed, 1000 + (uint64_t)t);
+            for (size_t k = 0; k < ti->count; k++) data[k] = (float)(std * th_rng_normal(&r));
+            continue;
+        }
+        for (size_t k = 0; k < ti->count; k++) data[k] = fill;
+    }
+    th_rng_seed(&m->rng, seed, 999);
+}
+
+static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
+{
+    th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
+}
+
+const float *th_model_forward(th_model *m, const float *x, int n, int train)
+{
+    const float *in = x;
+    for (int i = 0; i < m->n_layers && n > 0; i++) {
+        th_layer *L = &m->layers[i];
+        const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+        const float *b = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
+        size_t count = (size_t)n * layer_out_size(L);
+        int hw = L->in_h * L->in_w;
+        switch (L->spec.type) {
+        case TH_LAYER_CONV: {
+            th_conv_dims d;
+            conv_dims(L, n, &d);
+            th_conv_forward(&d, in, w, b, L->y, m->col, m->tmp);
+            break;
+        }
+        case TH_LAYER_RELU: th_relu_forward(count, in, L->y); break;
+        case TH_LAYER_MAXPOOL:
+            th_maxpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y, L->argmax);
+            break;
+        case TH_LAYER_AVGPOOL:
+            th_avgpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y);
+            break;
+        case TH_LAYER_BATCHNORM: {
+            float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
+            if (train)
+                th_batchnorm_forward_train(n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
+                                           L->spec.momentum, L->spec.eps);
+            else
+                th_batchnorm_forward_eval(n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
+            break;
+        }
+        case TH_LAYER_GAP: th_gap_forward(n, L->in_c, hw, in, L->y); break;
+        case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, b, L->y); break;
+        case TH_LAYER_DROPOUT:
+            if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
+            else memcpy(L->y, in, count * sizeof(float));
+            break;
+        default: break;
+        }
+        in = L->y;
+    }
+    return m->layers[m->n_layers - 1].y;
+}
+
+void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
+{
+    if (n <= 0) {
+        /* A rank with no images this step contributes a zero gradient to the sum. */
+        memset(m->grads, 0, m->n_params * sizeof(float));
+        return;
+    }
+    const float *dy = dlogits;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        th_layer *L = &m->layers[i];
+        const float *in = i > 0 ? m->layers[i - 1].y : x;
+        /* The first layer's input gradient is never needed. */
+        float *dx = i > 0 ? (dy == m->grad_a ? m->grad_b : m->grad_a) : NULL;
+        const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+        float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
+        float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
+        size_t count = (size_t)n * layer_out_size(L);
+        int hw = L->in_h * L->in_w;
+        switch (L->spec.type) {
+        case TH_LAYER_CONV: {
+            th_conv_dims d;
+            conv_dims(L, n, &d);
+            th_conv_backward(&d, in, w, dy, dx, dw, db, m->col, m->tmp);
+            break;
+        }
+        case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
+        case TH_LAYER_BATCHNORM: {
+            /* Batch-norm needs dx for its own dgamma/dbeta pass even at layer 0. */
+            float *bx = dx ? dx : (dy == m->grad_a ? m->grad_b : m->grad_a);
+            th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, bx, dw, db);
+            break;
+        }
+        default:
+            if (!dx) break;
+            switch (L->spec.type) {
+            case TH_LAYER_RELU: th_relu_backward(count, L->y, dy, dx); break;
+            case TH_LAYER_MAXPOOL:
+                th_maxpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, L->argmax, dx);
+                break;
+            case TH_LAYER_AVGPOOL:
+                th_avgpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, dx);
+                break;
+            case TH_LAYER_GAP: th_gap_backward(n, L->in_c, hw, dy, dx); break;
+            case TH_LAYER_DROPOUT: th_dropout_backward(count, L->spec.p, L->mask, dy, dx); break;
+            default: break;
+            }
+        }
+        dy = dx;
+    }
+}
+
+int th_model_find_tensor(const th_model *m, const char *name)
+{
+    for (int t = 0; t < m->n_tensors; t++)
+        if (!strcmp(m->tensors[t].name, name)) return t;
+    return -1;
+}
+
+float *th_model_tensor_data(th_model *m, int i)
+{
+    const th_tensor_info *t = &m->tensors[i];
+    return (t->trainable ? m->params : m->buffers) + t->offset;
+}
+
+double th_model_flops(const th_model *m)
+{
+    double f = 0;
+    for (int i = 0; i < m->n_layers; i++) f += m->layers[i].flops;
+    return f;
+}

@@ -1,0 +1,128 @@
+/* pool.c - max, average and global average pooling (see thorax/pool.h).
+ *
+ * All three work plane by plane: an [N, C, H, W] tensor is N*C independent
+ * H x W images. Windows are k x k, step `stride`, no padding, and the output
+ * length is floor((in - k)/stride) + 1 as in PyTorch, so trailing rows or
+ * columns that do not fill a window are ignored (and get zero gradient).
+ */
+#include "thorax/pool.h"
+
+#include <stddef.h>
+#include <string.h>
+
+int th_pool_out_len(int in, int k, int stride)
+{
+    if (stride < 1 || k < 1 || in < k) return 0;
+    return (in - k) / stride + 1;
+}
+
+void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
+                        const float *x, float *y, int32_t *argmax)
+{
+    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * in_plane;
+        float *yp = y + pl * out_plane;
+        int32_t *ap = argmax + pl * out_plane;
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox = 0; ox < ow; ox++) {
+                int iy0 = oy * stride, ix0 = ox * stride;
+                int32_t best_i = iy0 * w + ix0;
+                float best = xp[best_i];
+                for (int i = 0; i < k; i++) {
+                    const float *row = xp + (size_t)(iy0 + i) * w;
+                    for (int j = 0; j < k; j++) {
+                        /* Strict > keeps the first maximum, as PyTorch does. */
+                        if (row[ix0 + j] > best) {
+                            best = row[ix0 + j];
+                            best_i = (iy0 + i) * w + ix0 + j;
+                        }
+                    }
+                }
+                yp[oy * ow + ox] = best;
+                ap[oy * ow + ox] = best_i;
+            }
+        }
+    }
+}
+
+void th_maxpool_backward(int n, int c, int h, int w, int k, int stride,
+                         const float *dy, const int32_t *argmax, float *dx)
+{
+    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    memset(dx, 0, planes * in_plane * sizeof *dx);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *dyp = dy + pl * out_plane;
+        const int32_t *ap = argmax + pl * out_plane;
+        float *dxp = dx + pl * in_plane;
+        /* += because overlapping windows (stride < k) can share a maximum. */
+        for (size_t o = 0; o < out_plane; o++) dxp[ap[o]] += dyp[o];
+    }
+}
+
+void th_avgpool_forward(int n, int c, int h, int w, int k, int stride, const float *x, float *y)
+{
+    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    const float scale = 1.0f / (float)(k * k);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * in_plane;
+        float *yp = y + pl * out_plane;
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox = 0; ox < ow; ox++) {
+                float sum = 0.0f;
+                for (int i = 0; i < k; i++) {
+                    const float *row = xp + (size_t)(oy * stride + i) * w + ox * stride;
+                    for (int j = 0; j < k; j++) sum += row[j];
+                }
+                yp[oy * ow + ox] = sum * scale;
+            }
+        }
+    }
+}
+
+void th_avgpool_backward(int n, int c, int h, int w, int k, int stride, const float *dy, float *dx)
+{
+    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    const float scale = 1.0f / (float)(k * k);
+    memset(dx, 0, planes * in_plane * sizeof *dx);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *dyp = dy + pl * out_plane;
+        float *dxp = dx + pl * in_plane;
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox = 0; ox < ow; ox++) {
+                float g = dyp[oy * ow + ox] * scale;
+                for (int i = 0; i < k; i++) {
+                    float *row = dxp + (size_t)(oy * stride + i) * w + ox * stride;
+                    for (int j = 0; j < k; j++) row[j] += g;
+                }
+            }
+        }
+    }
+}
+
+/* y [N, C] = mean of each H*W plane; the double sum keeps a 256x256 plane's
+ * mean accurate to float precision. */
+void th_gap_forward(int n, int c, int hw, const float *x, float *y)
+{
+    const size_t planes = (size_t)n * c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * hw;
+        double sum = 0.0;
+        for (int i = 0; i < hw; i++) sum += xp[i];
+        y[pl] = (float)(sum / hw);
+    }
+}
+
+void th_gap_backward(int n, int c, int hw, const float *dy, float *dx)
+{
+    const size_t planes = (size_t)n * c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        float g = dy[pl] / (float)hw;
+        float *dxp = dx + pl * hw;
+        for (int i = 0; i < hw; i++) dxp[i] = g;
+    }
+}

@@ -1,0 +1,623 @@
+/* train.c - the distributed training loop (see thorax/train.h).
+ *
+ * One run, in order:
+ *   1. every rank opens the dataset file; rank 0 reads the index and shares it;
+ *   2. rank 0 splits patients into train/val/test and assigns each rank whole
+ *      training patients, balanced by image count, and broadcasts both;
+ *   3. each rank reads its training shard and its share of the validation
+ *      split into memory (uint8) with parallel HDF5;
+ *   4. per step, each rank takes the next batch_per_rank images of its shard,
+ *      runs forward and backward, and the summed gradients are divided by the
+ *      number of images in the global batch (exact mean, whatever the shards);
+ *   5. per epoch, the ranks predict their validation share, rank 0 gathers the
+ *      predictions, computes the macro AUC, logs metrics.csv and writes the
+ *      checkpoints.
+ * Every failure that one rank can meet alone goes through th_dist_agree
+ * before the next collective, so no rank is left waiting in one.
+ */
+#include "thorax/train.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thorax/checkpoint.h"
+#include "thorax/dataset.h"
+#include "thorax/dist.h"
+#include "thorax/fsutil.h"
+#include "thorax/loss.h"
+#include "thorax/model.h"
+#include "thorax/optim.h"
+#include "thorax/roc.h"
+#include "thorax/split.h"
+
+/* Everything one run holds. Sized once before the first step. */
+typedef struct run {
+    const th_config *cfg;
+    const char *dir;
+    MPI_Comm comm;
+    int rank, size;
+    const th_train_callbacks *cb;
+
+    th_dataset ds;
+    int n_labels;
+    int label_col[TH_MAX_LABELS];   /* column in the file of each run label */
+    uint8_t *split;                 /* [N] split of every image */
+    int *rank_of;                   /* [N] training rank of every image, -1 if not training */
+    int *shard_size;                /* [size] training images per rank */
+    int hw;                         /* pixels per image */
+
+    /* This rank's data, in dataset order. */
+    int n_train, n_val;
+    int *train_idx, *val_idx;       /* rows of the dataset file */
+    uint8_t *train_img, *val_img;   /* [n, H, W] */
+    uint8_t *train_y, *val_y;       /* [n, n_labels] */
+    int n_val_total;                /* validation images over all ranks */
+    int val_first;                  /* index of this rank's first one among them */
+    uint8_t *val_y_all;             /* rank 0: [n_val_total, n_labels] in dataset order */
+    float *val_p_all;               /* rank 0: gathered probabilities */
+
+    /* Step buffers. */
+    int batch;                      /* images per rank per step */
+    int *order;                     /* [n_train] this epoch's order of the shard */
+    float *x;                       /* [batch, 1, H, W] */
+    uint8_t *y;                     /* [batch, n_labels] */
+    float *dz;                      /* [batch, n_labels] */
+    float *val_p;                   /* [n_val, n_labels] */
+    float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
+
+    th_model model;
+    th_optim opt;
+    th_train_state st;
+    char *config_yaml;
+    th_strbuf metrics;              /* metrics.csv so far, rewritten atomically each epoch */
+} run;
+
+static void info(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info(run *r, const char *fmt, ...)
+{
+    if (r->rank != 0 || !r->cb || !r->cb->on_info) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->cb->on_info(r->cb->ctx, msg);
+}
+
+/* Maps the config's label names onto the file's columns. */
+static int resolve_labels(run *r, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    if (cfg->data.n_labels == 0) {
+        if (r->ds.n_labels > TH_MAX_LABELS)
+            return th_errf(err, "%s has %d labels; at most %d are supported", r->ds.path, r->ds.n_labels,
+                           TH_MAX_LABELS);
+        r->n_labels = r->ds.n_labels;
+        for (int k = 0; k < r->n_labels; k++) r->label_col[k] = k;
+        return 0;
+    }
+    r->n_labels = cfg->data.n_labels;
+    for (int k = 0; k < r->n_labels; k++) {
+        int col = th_dataset_label_index(&r->ds, cfg->data.labels[k]);
+        if (col < 0) {
+            char have[512] = "";
+            size_t used = 0;
+            for (int j = 0; j < r->ds.n_labels && used < sizeof have - 64; j++)
+                used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", j ? ", " : "", r->ds.label_names[j]);
+            return th_errf(err, "data.labels: '%s' is not a label of %s (it has: %s)", cfg->data.labels[k],
+                           r->ds.path, have);
+        }
+        r->label_col[k] = col;
+    }
+    return 0;
+}
+
+static void copy_labels(const run *r, int idx, uint8_t *out)
+{
+    for (int k = 0; k < r->n_labels; k++) out[k] = r->ds.labels[(size_t)idx * r->ds.n_labels + r->label_col[k]];
+}
+
+int th_train_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, th_err *err)
+{
+    int n = ds->n;
+    const char *const *pid = (const char *const *)ds->patient_id;
+    if (cfg->data.split_mode == TH_SPLIT_MODE_RANDOM)
+        return th_split_by_patient(n, pid, cfg->data.train, cfg->data.val, cfg->seed, split, err);
+    if (!ds->split) return th_errf(err, "data.split is 'predefined' but %s has no /split dataset", ds->path);
+    memcpy(split, ds->split, (size_t)n);
+    int first = -1, leaks = th_split_count_leaks(n, pid, split, &first);
+    if (leaks > 0)
+        return th_errf(err,
+                       "the predefined split of %s puts %d patient(s) in more than one split (first: patient %s, "
+                       "image %s); use a random split by patient instead",
+                       ds->path, leaks, ds->patient_id[first], ds->image_name[first]);
+    return 0;
+}
+
+/* Rank 0: the split of every image and the training rank of every image. */
+static int make_split(run *r, th_err *err)
+{
+    if (th_train_split(r->cfg, &r->ds, r->split, err)) return -1;
+    return th_shard_by_patient(r->ds.n, (const char *const *)r->ds.patient_id, r->split, TH_SPLIT_TRAIN, r->size,
+                               r->rank_of, err);
+}
+
+/* Split, shards, and this rank's share of the data, read into memory. */
+static int load_data(run *r, th_err *err)
+{
+    int n = r->ds.n, L = r->n_labels;
+    r->split = malloc((size_t)n);
+    r->rank_of = malloc(sizeof *r->rank_of * (size_t)n);
+    r->shard_size = calloc((size_t)r->size, sizeof *r->shard_size);
+    int rc = (r->split && r->rank_of && r->shard_size) ? 0 : th_errf(err, "out of memory for the index of %d images", n);
+    if (!rc && r->rank == 0) rc = make_split(r, err);
+    if (th_dist_agree(r->comm, rc, err)) return -1;
+    MPI_Bcast(r->split, n, MPI_UINT8_T, 0, r->comm);
+    MPI_Bcast(r->rank_of, n, MPI_INT, 0, r->comm);
+
+    int n_val_total = 0;
+    for (int i = 0; i < n; i++) {
+        if (r->rank_of[i] >= 0) r->shard_size[r->rank_of[i]]++;
+        if (r->split[i] == TH_SPLIT_VAL) n_val_total++;
+    }
+    r->n_train = r->shard_size[r->rank];
+    r->n_val_total = n_val_total;
+    int n_train_total = 0;
+    for (int k = 0; k < r->size; k++) n_train_total += r->shard_size[k];
+    rc = 0;
+    if (n_train_total == 0) rc = th_errf(err, "the training split of %s is empty", r->ds.path);
+    else if (n_val_total == 0)
+        rc = th_errf(err, "the validation split of %s is empty: raise data.split.val or use more patients",
+                     r->ds.path);
+    if (rc) return -1; /* every rank computed the same counts */
+
+    /* Validation images are only predicted, so they are dealt out in
+     * contiguous runs of dataset order: the gather then returns them in order. */
+    r->val_first = (int)((long)n_val_total * r->rank / r->size);
+    r->n_val = (int)((long)n_val_total * (r->rank + 1) / r->size) - r->val_first;
+
+    r->train_idx = malloc(sizeof(int) * (size_t)(r->n_train + 1));
+    r->val_idx = malloc(sizeof(int) * (size_t)(r->n_val + 1));
+    r->train_img = malloc((size_t)r->hw * (size_t)(r->n_train + 1));
+    r->val_img = malloc((size_t)r->hw * (size_t)(r->n_val + 1));
+    r->train_y = malloc((size_t)L * (size_t)(r->n_train + 1));
+    r->val_y = malloc((size_t)L * (size_t)(r->n_val + 1));
+    if (!r->train_idx || !r->val_idx || !r->train_img || !r->val_img || !r->train_y || !r->val_y)
+        rc = th_errf(err, "out of memory for %d training and %d validation images", r->n_train, r->n_val);
+    if (!rc) {
+        int t = 0, v = 0, seen_val = 0;
+        for (int i = 0; i < n; i++) {
+            if (r->rank_of[i] == r->rank) r->train_idx[t++] = i;
+            if (r->split[i] == TH_SPLIT_VAL) {
+                if (seen_val >= r->val_first && seen_val < r->val_first + r->n_val) r->val_idx[v++] = i;
+                seen_val++;
+            }
+        }
+        for (int k = 0; k < r->n_train; k++) copy_labels(r, r->train_idx[k], r->train_y + (size_t)k * L);
+        for (int k = 0; k < r->n_val; k++) copy_labels(r, r->val_idx[k], r->val_y + (size_t)k * L);
+        rc = th_dataset_read_images(&r->ds, r->train_idx, r->n_train, r->train_img, err);
+        if (!rc) rc = th_dataset_read_images(&r->ds, r->val_idx, r->n_val, r->val_img, err);
+    }
+    if (!rc && r->rank == 0) {
+        r->val_y_all = malloc((size_t)L * (size_t)n_val_total);
+        r->val_p_all = malloc(sizeof(float) * (size_t)L * (size_t)n_val_total);
+        if (!r->val_y_all || !r->val_p_all) rc = th_errf(err, "out of memory for validation predictions");
+        for (int i = 0, v = 0; !rc && i < n; i++)
+            if (r->split[i] == TH_SPLIT_VAL) copy_labels(r, i, r->val_y_all + (size_t)L * v++);
+    }
+    return th_dist_agree(r->comm, rc, err);
+}
+
+/* Class weights from the label frequencies of the whole training split (every
+ * rank has the index, so every rank computes the same weights). */
+static int class_weights(run *r, th_err *err)
+{
+    int L = r->n_labels;
+    long n_train = 0;
+    long pos[TH_MAX_LABELS] = {0};
+    for (int i = 0; i < r->ds.n; i++) {
+        if (r->rank_of[i] < 0) continue;
+        n_train++;
+        for (int k = 0; k < L; k++) pos[k] += r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+    }
+    double freq[TH_MAX_LABELS];
+    for (int k = 0; k < L; k++) {
+        if (r->cfg->train.loss != TH_LOSS_SOFTMAX_CE && (pos[k] == 0 || pos[k] == n_train))
+            return th_errf(err, "label '%s' has %s in the training split (%ld images): it cannot be learned",
+                           r->ds.label_names[r->label_col[k]], pos[k] ? "only positive images" : "no positive image",
+                           n_train);
+        freq[k] = (double)pos[k] / (double)n_train;
+    }
+    if (r->cfg->train.loss == TH_LOSS_WEIGHTED_BCE) {
+        th_class_weights(L, freq, r->w_pos, r->w_neg);
+    } else {
+        for (int k = 0; k < L; k++) r->w_pos[k] = r->w_neg[k] = 1.0f;
+    }
+    return 0;
+}
+
+/* Mean and standard deviation of the training pixels over all ranks. */
+static void trainset_stats(run *r)
+{
+    double acc[3] = {0, 0, 0}; /* sum, sum of squares, count */
+    size_t n = (size_t)r->n_train * (size_t)r->hw;
+    for (size_t i = 0; i < n; i++) {
+        double v = r->train_img[i] / 255.0;
+        acc[0] += v;
+        acc[1] += v * v;
+    }
+    acc[2] = (double)n;
+    MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, r->comm);
+    double mean = acc[0] / acc[2];
+    double var = acc[1] / acc[2] - mean * mean;
+    r->st.norm_mean = (float)mean;
+    r->st.norm_std = (float)sqrt(var > 1e-12 ? var : 1e-12);
+}
+
+/* Converts images rows[0..n) of a uint8 block into normalised floats x [n, 1, H, W]. */
+static void make_input(const run *r, const uint8_t *img, const int *rows, int n, float *x)
+{
+    int hw = r->hw;
+    for (int j = 0; j < n; j++) {
+        const uint8_t *src = img + (size_t)(rows ? rows[j] : j) * hw;
+        float *dst = x + (size_t)j * hw;
+        float mean = 0, inv = 1.0f / 255.0f;
+        switch (r->cfg->data.normalize) {
+        case TH_NORM_TRAINSET:
+            mean = r->st.norm_mean;
+            inv = 1.0f / (255.0f * r->st.norm_std);
+            for (int p = 0; p < hw; p++) dst[p] = (src[p] - 255.0f * mean) * inv;
+            break;
+        case TH_NORM_PER_IMAGE: {
+            double s = 0, s2 = 0;
+            for (int p = 0; p < hw; p++) {
+                s += src[p];
+                s2 += (double)src[p] * src[p];
+            }
+            double m = s / hw, var = s2 / hw - m * m;
+            float istd = (float)(1.0 / sqrt(var > 1e-6 ? var : 1e-6));
+            for (int p = 0; p < hw; p++) dst[p] = ((float)src[p] - (float)m) * istd;
+            break;
+        }
+        case TH_NORM_NONE:
+            for (int p = 0; p < hw; p++) dst[p] = src[p] * inv;
+            break;
+        }
+    }
+}
+
+static int alloc_step_buffers(run *r, th_err *err)
+{
+    int L = r->n_labels, max_shard = 0;
+    for (int k = 0; k < r->size; k++)
+        if (r->shard_size[k] > max_shard) max_shard = r->shard_size[k];
+    /* A batch larger than every shard takes whole shards: size for what is used. */
+    r->batch = r->cfg->train.batch_per_rank < max_shard ? r->cfg->train.batch_per_rank : max_shard;
+    if (r->batch < 1) r->batch = 1;
+    int rc = th_model_create(&r->model, &r->cfg->model, L, r->batch, err);
+    if (!rc) rc = th_optim_init(&r->opt, &r->cfg->train.optimizer, r->model.n_params, err);
+    if (rc) return -1;
+    r->order = malloc(sizeof(int) * (size_t)(r->n_train + 1));
+    r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
+    r->y = malloc((size_t)r->batch * L);
+    r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
+    r->val_p = malloc(sizeof(float) * (size_t)(r->n_val + 1) * L);
+    if (!r->order || !r->x || !r->y || !r->dz || !r->val_p)
+        return th_errf(err, "out of memory for a batch of %d images", r->batch);
+    return 0;
+}
+
+/* Images that rank k contributes to step s of an epoch (0 once its shard is used up). */
+static int images_at_step(const run *r, int k, int s)
+{
+    long left = (long)r->shard_size[k] - (long)s * r->batch;
+    return left <= 0 ? 0 : left < r->batch ? (int)left : r->batch;
+}
+
+/* The learning rate of global step `step` (0-based) for the step and cosine
+ * schedules; constant and plateau keep the state's rate. */
+static float scheduled_lr(const run *r, long step, int steps_per_epoch)
+{
+    const th_config *cfg = r->cfg;
+    float base = cfg->train.optimizer.lr;
+    switch (cfg->train.schedule.type) {
+    case TH_SCHED_STEP: {
+        long epoch = step / steps_per_epoch;
+        return base * powf(cfg->train.schedule.factor, (float)(epoch / cfg->train.schedule.step_epochs));
+    }
+    case TH_SCHED_COSINE: {
+        long warm = (long)cfg->train.schedule.warmup_epochs * steps_per_epoch;
+        long total = (long)cfg->train.epochs * steps_per_epoch;
+        if (step < warm) return base * (float)(step + 1) / (float)warm;
+        double t = total > warm ? (double)(step - warm) / (double)(total - warm) : 1.0;
+        float lo = cfg->train.schedule.min_lr;
+        return lo + (base - lo) * 0.5f * (1.0f + (float)cos(3.141592653589793 * t));
+    }
+    default: return r->st.lr;
+    }
+}
+
+/* One epoch of training steps. Returns the mean training loss in *loss. */
+static int train_epoch(run *r, int epoch, int steps, double t_start, double *loss, double *img_per_s, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    int L = r->n_labels;
+    /* The order of an epoch depends only on (seed, epoch, rank): a resumed run
+     * sees the same order as an uninterrupted one. */
+    th_rng rng;
+    th_rng_seed(&rng, cfg->seed, 0x7000000ULL + (uint64_t)epoch * 65536 + (uint64_t)r->rank);
+    for (int k = 0; k < r->n_train; k++) r->order[k] = k;
+    th_rng_shuffle(&rng, r->order, r->n_train);
+
+    double epoch_t0 = MPI_Wtime(), loss_sum = 0;
+    long images = 0;
+    for (int s = 0; s < steps; s++) {
+        int n = images_at_step(r, r->rank, s);
+        long global_n = 0;
+        for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
+        const int *rows = r->order + (size_t)s * r->batch;
+        make_input(r, r->train_img, rows, n, r->x);
+        for (int j = 0; j < n; j++) memcpy(r->y + (size_t)j * L, r->train_y + (size_t)rows[j] * L, (size_t)L);
+
+        const float *logits = th_model_forward(&r->model, r->x, n, 1);
+        double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, r->y, r->w_pos, r->w_neg, r->dz) : 0.0;
+        th_model_backward(&r->model, r->x, r->dz, n);
+        if (th_dist_allreduce_mean(r->comm, r->model.grads, r->model.n_params, global_n, err)) return -1;
+        MPI_Allreduce(MPI_IN_PLACE, &step_loss, 1, MPI_DOUBLE, MPI_SUM, r->comm);
+        step_loss /= (double)global_n;
+        if (!isfinite(step_loss))
+            return th_errf(err,
+                           "the training loss is %s at epoch %d, step %d (learning rate %g): lower "
+                           "train.optimizer.lr",
+                           isnan(step_loss) ? "NaN" : "infinite", epoch + 1, s + 1, (double)r->st.lr);
+
+        r->st.lr = scheduled_lr(r, r->st.step, steps);
+        th_optim_step(&r->opt, r->model.params, r->model.grads, r->st.lr);
+        r->st.step++;
+        loss_sum += step_loss * (double)global_n;
+        images += global_n;
+
+        if (r->rank == 0 && r->cb && r->cb->on_step) {
+            double now = MPI_Wtime();
+            double done = (double)epoch * steps + s + 1, total = (double)cfg->train.epochs * steps;
+            th_step_report rep = {
+                .epoch = epoch + 1,
+                .epochs = cfg->train.epochs,
+                .step_in_epoch = s + 1,
+                .steps_per_epoch = steps,
+                .step = r->st.step,
+                .loss = step_loss,
+                .img_per_s = (double)images / (now - epoch_t0 + 1e-9),
+                .eta_s = (now - t_start) / done * (total - done),
+            };
+            r->cb->on_step(r->cb->ctx, &rep);
+        }
+    }
+    *loss = loss_sum / (double)(images ? images : 1);
+    *img_per_s = (double)images / (MPI_Wtime() - epoch_t0 + 1e-9);
+    return 0;
+}
+
+/* Predicts this rank's validation share; rank 0 gathers and scores it. */
+static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    int L = r->n_labels;
+    double loss_sum = 0;
+    for (int off = 0; off < r->n_val; off += r->batch) {
+        int n = r->n_val - off < r->batch ? r->n_val - off : r->batch;
+        make_input(r, r->val_img + (size_t)off * r->hw, NULL, n, r->x);
+        const float *logits = th_model_forward(&r->model, r->x, n, 0);
+        const uint8_t *y = r->val_y + (size_t)off * L;
+        loss_sum += th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, NULL);
+        th_loss_probs(cfg->train.loss, n, L, logits, r->val_p + (size_t)off * L);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, r->comm);
+    *val_loss = loss_sum / r->n_val_total;
+    if (th_dist_gather_rows(r->comm, 0, r->val_p, r->n_val, L, r->val_p_all, err)) return -1;
+    double auc = NAN;
+    if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, NULL, NULL);
+    MPI_Bcast(&auc, 1, MPI_DOUBLE, 0, r->comm);
+    *val_auc = auc;
+    return 0;
+}
+
+static int write_split_csv(run *r, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "image,patient_id,split\n");
+    for (int i = 0; i < r->ds.n; i++)
+        th_strbuf_printf(&b, "%s,%s,%s\n", r->ds.image_name[i], r->ds.patient_id[i], th_split_name(r->split[i]));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/split.csv", r->dir);
+    int rc = b.failed ? th_errf(err, "out of memory writing %s", path)
+                      : th_write_file_atomic(path, b.data, b.len, err);
+    th_strbuf_free(&b);
+    return rc;
+}
+
+/* Rank 0: the run directory's fixed files. */
+static int start_run_dir(run *r, th_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints", r->dir);
+    if (th_mkdirs(path, err)) return -1;
+    snprintf(path, sizeof path, "%s/config.yaml", r->dir);
+    if (th_write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), err)) return -1;
+    if (write_split_csv(r, err)) return -1;
+    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
+    return 0;
+}
+
+/* Rank 0: metrics.csv and the checkpoints after an epoch. */
+static int end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
+{
+    char path[4096];
+    th_strbuf_printf(&r->metrics, "%d,%ld,%.6g,%.6f,%.6f,%.6f,%.1f,%.2f\n", e->epoch, e->step, (double)e->lr,
+                     e->train_loss, e->val_loss, e->val_auc, e->img_per_s, e->seconds);
+    snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
+    if (r->metrics.failed) return th_errf(err, "out of memory writing %s", path);
+    if (th_write_file_atomic(path, r->metrics.data, r->metrics.len, err)) return -1;
+    snprintf(path, sizeof path, "%s/checkpoints/last.h5", r->dir);
+    if (th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err)) return -1;
+    if (e->is_best) {
+        snprintf(path, sizeof path, "%s/checkpoints/best.h5", r->dir);
+        if (th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err)) return -1;
+    }
+    return 0;
+}
+
+/* Plateau schedule and early stopping, from the epoch's validation AUC. */
+static void after_validation(run *r, double auc, int *is_best, int *stop)
+{
+    const th_config *cfg = r->cfg;
+    /* An undefined AUC (a label with one class in val) never counts as a gain. */
+    int better = isfinite(auc) && auc > r->st.best_score + 1e-6;
+    *is_best = better;
+    if (better) {
+        r->st.best_score = auc;
+        r->st.best_epoch = r->st.epoch;
+        r->st.bad_epochs = 0;
+        r->st.plateau_epochs = 0;
+    } else {
+        r->st.bad_epochs++;
+        r->st.plateau_epochs++;
+    }
+    if (cfg->train.schedule.type == TH_SCHED_PLATEAU && r->st.plateau_epochs > cfg->train.schedule.patience) {
+        float lo = cfg->train.schedule.min_lr;
+        r->st.lr = r->st.lr * cfg->train.schedule.factor;
+        if (r->st.lr < lo) r->st.lr = lo;
+        r->st.plateau_epochs = 0;
+    }
+    *stop = cfg->train.early_stop_patience > 0 && r->st.bad_epochs >= cfg->train.early_stop_patience;
+}
+
+static int train_loop(run *r, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    int max_shard = 0;
+    for (int k = 0; k < r->size; k++)
+        if (r->shard_size[k] > max_shard) max_shard = r->shard_size[k];
+    /* Every rank takes the same number of steps; ranks with smaller shards
+     * contribute fewer (or no) images to the last steps of an epoch. */
+    int steps = (max_shard + r->batch - 1) / r->batch;
+    double t_start = MPI_Wtime();
+    info(r, "training %d epochs of %d steps: %d ranks x %d images per step, %zu parameters, %.3f GFLOP forward per "
+            "image",
+         cfg->train.epochs, steps, r->size, r->batch, r->model.n_params, th_model_flops(&r->model) / 1e9);
+
+    for (int epoch = r->st.epoch; epoch < cfg->train.epochs; epoch++) {
+        double t0 = MPI_Wtime(), train_loss = 0, img_per_s = 0, val_loss = 0, val_auc = 0;
+        if (train_epoch(r, epoch, steps, t_start, &train_loss, &img_per_s, err)) return -1;
+        if (validate(r, &val_loss, &val_auc, err)) return -1;
+        r->st.epoch = epoch + 1;
+        th_epoch_report e = {
+            .epoch = epoch + 1,
+            .epochs = cfg->train.epochs,
+            .step = r->st.step,
+            .lr = r->st.lr,
+            .train_loss = train_loss,
+            .val_loss = val_loss,
+            .val_auc = val_auc,
+            .img_per_s = img_per_s,
+        };
+        after_validation(r, val_auc, &e.is_best, &e.stopping);
+        e.seconds = MPI_Wtime() - t0;
+        int rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
+        if (th_dist_agree(r->comm, rc, err)) return -1;
+        if (r->rank == 0 && r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->ctx, &e);
+        if (e.stopping) {
+            info(r, "early stop: no gain in val AUC for %d epochs (best %.4f at epoch %d)", r->st.bad_epochs,
+                 r->st.best_score, r->st.best_epoch);
+            break;
+        }
+    }
+    return 0;
+}
+
+static void run_free(run *r)
+{
+    th_model_free(&r->model);
+    th_optim_free(&r->opt);
+    th_dataset_close(&r->ds);
+    free(r->split);
+    free(r->rank_of);
+    free(r->shard_size);
+    free(r->train_idx);
+    free(r->val_idx);
+    free(r->train_img);
+    free(r->val_img);
+    free(r->train_y);
+    free(r->val_y);
+    free(r->val_y_all);
+    free(r->val_p_all);
+    free(r->order);
+    free(r->x);
+    free(r->y);
+    free(r->dz);
+    free(r->val_p);
+    free(r->config_yaml);
+    th_strbuf_free(&r->metrics);
+}
+
+static int check_input_shape(run *r, th_err *err)
+{
+    const th_model_spec *m = &r->cfg->model;
+    if (m->c != 1)
+        return th_errf(err, "model.input: X-rays are read as 1 channel, so the input must be [1, H, W], got [%d, %d, %d]",
+                       m->c, m->h, m->w);
+    if (m->h != r->ds.h || m->w != r->ds.w)
+        return th_errf(err, "model.input is [1, %d, %d] but %s holds %dx%d images (ingest at --size %d, or change "
+                            "model.input)",
+                       m->h, m->w, r->ds.path, r->ds.h, r->ds.w, m->h);
+    return 0;
+}
+
+int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm, const th_train_callbacks *cb, th_err *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    r.dir = run_dir;
+    r.comm = comm;
+    r.cb = cb;
+    MPI_Comm_rank(comm, &r.rank);
+    MPI_Comm_size(comm, &r.size);
+
+    int rc = th_dataset_open(&r.ds, cfg->data.path, comm, err);
+    if (rc) return -1; /* th_dataset_open agrees on its status across ranks */
+    r.hw = r.ds.h * r.ds.w;
+    rc = resolve_labels(&r, err);
+    if (!rc) rc = check_input_shape(&r, err);
+    if (!rc) rc = th_model_spec_check(&cfg->model, r.n_labels, err);
+    /* Every rank holds the same index and config, so these checks agree. */
+    if (!rc) rc = load_data(&r, err);
+    if (!rc) rc = class_weights(&r, err);
+    if (!rc) {
+        trainset_stats(&r);
+        rc = alloc_step_buffers(&r, err);
+        rc = th_dist_agree(comm, rc, err);
+    }
+    if (!rc) {
+        th_model_init_params(&r.model, cfg->seed);
+        r.st.lr = cfg->train.optimizer.lr;
+        r.st.best_score = -INFINITY;
+        r.config_yaml = th_config_to_yaml(cfg);
+        int local = r.config_yaml ? 0 : th_errf(err, "out of memory writing the resolved config");
+        if (!local && r.rank == 0) local = start_run_dir(&r, err);
+        rc = th_dist_agree(comm, local, err);
+    }
+    if (!rc) {
+        int counts[3] = {0, 0, 0};
+        for (int i = 0; i < r.ds.n; i++)
+            if (r.split[i] <= TH_SPLIT_TEST) counts[r.split[i]]++;
+        info(&r, "data %s: %d images %dx%d, %d labels; split train/val/test = %d/%d/%d images by patient", cfg->data.path,
+             r.ds.n, r.ds.h, r.ds.w, r.n_labels, counts[0], counts[1], counts[2]);
+        rc = train_loop(&r, err);
+    }
+    run_free(&r);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* error.c - formatting of library error messages (see thorax/error.h). */
+#include "thorax/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int th_errf(th_err *err, const char *fmt, ...)
+{
+    if (!err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int th_err_prefix(th_err *err, const char *fmt, ...)
+{
+    if (!err) return -1;
+    char prefix[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    /* Shift the old message right and put the prefix in front, cutting the
+     * end of the old message if the two do not fit. */
+    size_t plen = strlen(prefix), cap = sizeof err->msg - 1;
+    if (plen > cap) plen = cap;
+    size_t keep = strnlen(err->msg, cap);
+    if (plen + keep > cap) keep = cap - plen;
+    memmove(err->msg + plen, err->msg, keep);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen + keep] = '\0';
+    return -1;
+}

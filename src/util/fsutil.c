@@ -1,0 +1,129 @@
+/* fsutil.c - directories, atomic file writes, text buffers (see thorax/fsutil.h). */
+#include "thorax/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int th_mkdirs(const char *path, th_err *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return th_errf(err, "path too long: %s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return th_errf(err, "cannot create directory %s: %s", buf, strerror(errno));
+        struct stat st;
+        if (stat(buf, &st) || !S_ISDIR(st.st_mode)) return th_errf(err, "%s exists and is not a directory", buf);
+        *p = c;
+        if (!c) break;
+    }
+    return 0;
+}
+
+int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return th_errf(err, "path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return th_errf(err, "cannot create %s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return th_errf(err, "cannot write %s: %s", tmp, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) || close(fd)) {
+        int e = errno;
+        unlink(tmp);
+        return th_errf(err, "cannot write %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return th_errf(err, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+    }
+    return 0;
+}
+
+char *th_read_file(const char *path, size_t *len, th_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        th_errf(err, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        th_errf(err, "cannot read %s", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+void th_strbuf_printf(th_strbuf *b, const char *fmt, ...)
+{
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int need = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (need < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->data && b->len + (size_t)need < b->cap) {
+            b->len += (size_t)need;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap <= b->len + (size_t)need) cap *= 2;
+        char *bigger = realloc(b->data, cap);
+        if (!bigger) {
+            b->failed = 1;
+            return;
+        }
+        b->data = bigger;
+        b->cap = cap;
+    }
+}
+
+void th_strbuf_free(th_strbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}

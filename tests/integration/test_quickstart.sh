@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The quick start, as the README runs it: a fresh phantom file, then
+# `mpirun -np 2 thorax train configs/quickstart.yaml`. The run directory must
+# hold what DESIGN.md lists, and the best val macro AUC must exceed 0.85.
+source "$(dirname "$0")/lib.sh"
+cd "$WORK"
+mkdir data
+"$THORAX_BIN" phantom --out data/phantom.h5 --size 64 >/dev/null
+start=$(date +%s)
+mpi 2 "$THORAX_BIN" train "$THORAX_SOURCE_DIR/configs/quickstart.yaml" --set runtime.out_dir="$WORK/runs" \
+  --set name=qs | tee train.log
+echo "training took $(( $(date +%s) - start ))s"
+run="$WORK/runs/qs"
+for f in config.yaml split.csv metrics.csv checkpoints/last.h5 checkpoints/best.h5; do
+  [ -s "$run/$f" ] || fail "run directory lacks $f"
+done
+ls "$run" "$run/checkpoints" | grep -q '\.tmp$' && fail "a temporary file was left behind"
+head -1 "$run/metrics.csv" | grep -qx 'epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds' \
+  || fail "metrics.csv header"
+head -1 "$run/split.csv" | grep -qx 'image,patient_id,split' || fail "split.csv header"
+# The resolved config loads again on its own and names every section.
+for k in name: seed: data: model: train: eval: runtime:; do grep -q "^$k" "$run/config.yaml" || fail "config.yaml lacks $k"; done
+# No patient in two splits.
+leaks=$(tail -n +2 "$run/split.csv" | awk -F, '{print $2","$3}' | sort -u | cut -d, -f1 | uniq -d | wc -l)
+[ "$leaks" -eq 0 ] || fail "$leaks patients in more than one split"
+best=$(tail -n +2 "$run/metrics.csv" | cut -d, -f6 | sort -g | tail -1)
+echo "best val macro AUC: $best"
+awk -v a="$best" 'BEGIN { exit !(a > 0.85) }' || fail "best val macro AUC $best is not above 0.85"
+# A second run into the same directory is refused rather than overwriting it.
+expect_fail 2 "already holds a run" -- "$THORAX_BIN" train "$THORAX_SOURCE_DIR/configs/quickstart.yaml" \
+  --set runtime.out_dir="$WORK/runs" --set name=qs
+echo "quickstart: 1 passed, 0 failed"

@@ -1,0 +1,581 @@
+/* test_config.c - the YAML configuration: shipped configs, defaults, every
+ * kind of error (with its key and line), --set overrides, and the round trip
+ * through th_config_to_yaml. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "thorax/config.h"
+
+/* A model section (7 lines) that fits any config below, and a small valid
+ * config made of it: layers on lines 6 to 9, an appended section at line 10. */
+#define MODEL                                    \
+    "model:\n"                                   \
+    "  input: [1, 16, 16]\n"                     \
+    "  layers:\n"                                \
+    "    - {type: conv, out: 4, k: 3, pad: 1}\n" \
+    "    - {type: relu}\n"                       \
+    "    - {type: gap}\n"                        \
+    "    - {type: dense, out: labels}\n"
+#define MINI "data:\n  path: d.h5\n" MODEL
+
+static int load_sets(th_config *cfg, const char *yaml, const char *const *sets, int n_sets, th_err *err)
+{
+    return th_config_load_string(cfg, yaml, "t.yaml", sets, n_sets, err);
+}
+
+static int load(th_config *cfg, const char *yaml, th_err *err)
+{
+    return load_sets(cfg, yaml, NULL, 0, err);
+}
+
+/* Loading must fail with a message containing every string given (the list
+ * ends with NULL). Returns the message for further checks. */
+static void expect_error_at(int line, const char *yaml, const char *const *sets, int n_sets, ...)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    int rc = load_sets(&cfg, yaml, sets, n_sets, &err);
+    th_test_check(rc == -1, __FILE__, line, "loading fails");
+    va_list ap;
+    va_start(ap, n_sets);
+    for (const char *want; (want = va_arg(ap, const char *));) {
+        if (!th_test_check(strstr(err.msg, want) != NULL, __FILE__, line, "message contains the expected text"))
+            fprintf(stderr, "    wanted \"%s\" in \"%s\"\n", want, err.msg);
+    }
+    va_end(ap);
+}
+#define EXPECT_ERROR(yaml, ...) expect_error_at(__LINE__, (yaml), NULL, 0, __VA_ARGS__, (const char *)NULL)
+#define EXPECT_SET_ERROR(yaml, set, ...)                                                              \
+    do {                                                                                              \
+        const char *sets_[] = {set};                                                                  \
+        expect_error_at(__LINE__, (yaml), sets_, 1, __VA_ARGS__, (const char *)NULL);                 \
+    } while (0)
+
+static const char *source_dir(void)
+{
+    const char *d = getenv("THORAX_SOURCE_DIR");
+    return d ? d : ".";
+}
+
+/* Forward multiply-adds x2 of the conv layers, from the shape walk. */
+static double conv_flops(const th_model_spec *spec, int (*shapes)[3])
+{
+    double flops = 0;
+    int c = spec->c;
+    for (int i = 0; i < spec->n_layers; i++) {
+        const th_layer_spec *l = &spec->layers[i];
+        if (l->type == TH_LAYER_CONV) flops += 2.0 * l->out * c * l->k * l->k * shapes[i][1] * shapes[i][2];
+        c = shapes[i][0];
+    }
+    return flops;
+}
+
+static void test_shipped_configs(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    char path[1024];
+    int shapes[TH_MAX_LAYERS][3];
+
+    snprintf(path, sizeof path, "%s/configs/quickstart.yaml", source_dir());
+    if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(strcmp(cfg.source, path) == 0);
+    CHECK(strcmp(cfg.name, "quickstart") == 0);
+    CHECK(strcmp(cfg.data.path, "data/phantom.h5") == 0);
+    CHECK(cfg.data.n_labels == 0);
+    CHECK(cfg.model.c == 1 && cfg.model.h == 64 && cfg.model.w == 64);
+    CHECK(cfg.model.n_layers == 13);
+    for (int i = 0; i < cfg.model.n_layers; i++) CHECK(cfg.model.layers[i].type != TH_LAYER_BATCHNORM);
+    CHECK(cfg.model.layers[0].type == TH_LAYER_CONV && cfg.model.layers[0].out == 8);
+    CHECK(cfg.model.layers[0].stride == 1 && cfg.model.layers[0].pad == 1 && cfg.model.layers[0].bias == 1);
+    CHECK(cfg.model.layers[2].type == TH_LAYER_MAXPOOL && cfg.model.layers[2].stride == 2);
+    CHECK(cfg.model.layers[12].type == TH_LAYER_DENSE && cfg.model.layers[12].out == TH_OUT_LABELS);
+    CHECK(cfg.train.optimizer.type == TH_OPTIM_SGD && cfg.train.optimizer.nesterov == 1);
+    CHECK(cfg.train.optimizer.lr == 0.05f && cfg.train.optimizer.weight_decay == 1e-4f);
+    CHECK(cfg.train.schedule.type == TH_SCHED_PLATEAU && cfg.train.schedule.factor == 0.5f);
+    CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE);
+    CHECK(th_model_spec_shapes(&cfg.model, 4, shapes, &err) == 0);
+    CHECK(shapes[10][0] == 64 && shapes[10][1] == 8 && shapes[10][2] == 8);
+    CHECK(shapes[12][0] == 4 && shapes[12][1] == 1 && shapes[12][2] == 1);
+
+    snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
+    if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(strcmp(cfg.name, "reference") == 0);
+    CHECK(cfg.model.c == 1 && cfg.model.h == 256 && cfg.model.w == 256);
+    CHECK(cfg.model.n_layers == 16);
+    CHECK(cfg.train.batch_per_rank == 32);
+    CHECK(cfg.train.optimizer.nesterov == 1 && cfg.train.optimizer.momentum == 0.9f);
+    CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE);
+    int convs = 0;
+    for (int i = 0; i < cfg.model.n_layers; i++) {
+        const th_layer_spec *l = &cfg.model.layers[i];
+        if (l->type != TH_LAYER_CONV) continue;
+        CHECK(l->k == 3 && l->pad == 1 && l->bias == 1 && l->out == 16 << convs);
+        convs++;
+    }
+    CHECK(convs == 5);
+    CHECK(th_model_spec_shapes(&cfg.model, 14, shapes, &err) == 0);
+    CHECK(shapes[13][0] == 256 && shapes[13][1] == 16 && shapes[13][2] == 16);
+    CHECK(shapes[15][0] == 14 && shapes[15][1] == 1 && shapes[15][2] == 1);
+    /* "About 0.64 GFLOP forward per image." */
+    CHECK_NEAR(conv_flops(&cfg.model, shapes) / 1e9, 0.64, 0.03);
+}
+
+static void test_defaults(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    if (!CHECK(load(&cfg, MINI, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(strcmp(cfg.name, "t") == 0); /* the file's base name */
+    CHECK(strcmp(cfg.source, "t.yaml") == 0);
+    CHECK(cfg.seed == 42);
+    CHECK(cfg.data.n_labels == 0);
+    CHECK(cfg.data.split_mode == TH_SPLIT_MODE_RANDOM);
+    CHECK(cfg.data.train == 0.7 && cfg.data.val == 0.15 && cfg.data.test == 0.15);
+    CHECK(cfg.data.normalize == TH_NORM_TRAINSET);
+    CHECK(cfg.data.augment.hflip == 0 && cfg.data.augment.rotate_deg == 0 && cfg.data.augment.shift == 0);
+    CHECK(cfg.data.augment.scale_lo == 1 && cfg.data.augment.scale_hi == 1);
+    CHECK(cfg.train.epochs == 10 && cfg.train.batch_per_rank == 16);
+    CHECK(cfg.train.optimizer.type == TH_OPTIM_SGD && cfg.train.optimizer.lr == 0.01f);
+    CHECK(cfg.train.optimizer.momentum == 0.9f && cfg.train.optimizer.nesterov == 0);
+    CHECK(cfg.train.optimizer.weight_decay == 0);
+    CHECK(cfg.train.optimizer.beta1 == 0.9f && cfg.train.optimizer.beta2 == 0.999f);
+    CHECK(cfg.train.optimizer.eps == 1e-8f);
+    CHECK(cfg.train.schedule.type == TH_SCHED_CONSTANT && cfg.train.schedule.patience == 2);
+    CHECK(cfg.train.schedule.step_epochs == 10 && cfg.train.schedule.warmup_epochs == 0);
+    CHECK(cfg.train.schedule.min_lr == 0);
+    CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE && cfg.train.early_stop_patience == 0);
+    CHECK(strcmp(cfg.eval.split, "test") == 0 && strcmp(cfg.eval.cam_method, "gradcam") == 0);
+    CHECK(cfg.eval.cam_top_k == 8);
+    CHECK(strcmp(cfg.runtime.out_dir, "runs") == 0 && cfg.runtime.threads_per_rank == 1);
+    CHECK(cfg.model.n_layers == 4);
+    CHECK(cfg.model.layers[0].line == 6 && cfg.model.layers[3].line == 9);
+    CHECK(cfg.model.layers[0].stride == 1 && cfg.model.layers[0].bias == 1);
+    CHECK(cfg.model.layers[3].out == TH_OUT_LABELS && cfg.model.layers[3].bias == 1);
+    CHECK(cfg.model.layers[1].k == 0 && cfg.model.layers[1].bias == 0); /* unused fields stay 0 */
+
+    /* Defaults that depend on another key. */
+    CHECK(load(&cfg, MINI "train:\n  optimizer: {type: adam}\n  schedule: {type: plateau}\n", &err) == 0);
+    CHECK(cfg.train.optimizer.lr == 0.001f && cfg.train.schedule.factor == 0.5f);
+    CHECK(load(&cfg, MINI "train:\n  schedule: {type: step}\n", &err) == 0);
+    CHECK(cfg.train.schedule.factor == 0.1f);
+    CHECK(load(&cfg,
+               "data: {path: d.h5}\nmodel:\n  input: [1, 8, 8]\n  layers:\n"
+               "    - {type: maxpool, k: 2}\n    - {type: avgpool, k: 3, stride: 1}\n"
+               "    - {type: batchnorm}\n    - {type: dropout}\n    - {type: gap}\n    - {type: dense, out: 2}\n",
+               &err) == 0);
+    CHECK(cfg.model.layers[0].stride == 2 && cfg.model.layers[1].stride == 1);
+    CHECK(cfg.model.layers[2].momentum == 0.1f && cfg.model.layers[2].eps == 1e-5f);
+    CHECK(cfg.model.layers[3].p == 0.5f);
+    CHECK(cfg.model.layers[5].out == 2);
+
+    /* A name given to load_string decides the default run name; none gives "config". */
+    CHECK(th_config_load_string(&cfg, MINI, "configs/exp.v2.yaml", NULL, 0, &err) == 0);
+    CHECK(strcmp(cfg.name, "exp.v2") == 0);
+    CHECK(th_config_load_string(&cfg, MINI, NULL, NULL, 0, &err) == 0);
+    CHECK(strcmp(cfg.name, "config") == 0);
+}
+
+static void test_values(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    /* Booleans in every YAML spelling, numbers with and without a dot before the exponent. */
+    CHECK(load(&cfg, MINI "train:\n  optimizer: {lr: 1e-4, weight_decay: 1.0e-4, nesterov: yes}\n", &err) == 0);
+    CHECK(cfg.train.optimizer.lr == 1e-4f && cfg.train.optimizer.weight_decay == 1e-4f);
+    CHECK(cfg.train.optimizer.nesterov == 1);
+    CHECK(load(&cfg, MINI "train: {optimizer: {nesterov: On}}\n", &err) == 0 && cfg.train.optimizer.nesterov == 1);
+    CHECK(load(&cfg, MINI "train: {optimizer: {nesterov: off}}\n", &err) == 0 && cfg.train.optimizer.nesterov == 0);
+
+    /* A single label is a list of one; names are kept as written, spaces and all. */
+    CHECK(load(&cfg, "data: {path: d.h5, labels: Effusion}\nmodel: {input: [1, 8, 8], layers: [{type: gap}, "
+                     "{type: dense, out: labels}]}\n",
+               &err) == 0);
+    CHECK(cfg.data.n_labels == 1 && strcmp(cfg.data.labels[0], "Effusion") == 0);
+    CHECK(load(&cfg, "data: {path: ../x.h5, labels: [No Finding, 'a: b']}\nmodel: {input: [1, 8, 8], layers: "
+                     "[{type: gap}, {type: dense, out: labels}]}\n",
+               &err) == 0);
+    CHECK(cfg.data.n_labels == 2 && strcmp(cfg.data.labels[0], "No Finding") == 0);
+    CHECK(strcmp(cfg.data.labels[1], "a: b") == 0 && strcmp(cfg.data.path, "../x.h5") == 0);
+
+    /* Split: predefined, or a mapping whose test part may be left out. */
+    CHECK(load(&cfg, "data: {path: d.h5, split: predefined}\n" MODEL, &err) == 0);
+    CHECK(cfg.data.split_mode == TH_SPLIT_MODE_PREDEFINED);
+    CHECK(load(&cfg, "data: {path: d.h5, split: {train: 0.8, val: 0.1}}\n" MODEL, &err) == 0);
+    CHECK(cfg.data.split_mode == TH_SPLIT_MODE_RANDOM);
+    CHECK_NEAR(cfg.data.test, 0.1, 1e-12);
+
+    /* Augmentation: a mapping, or false/none for none. */
+    CHECK(load(&cfg, "data: {path: d.h5, augment: {hflip: true, rotate_deg: 10, shift: 0.05, scale: [0.9, 1.1]}}\n"
+                     MODEL,
+               &err) == 0);
+    CHECK(cfg.data.augment.hflip == 1 && cfg.data.augment.rotate_deg == 10 && cfg.data.augment.shift == 0.05f);
+    CHECK(cfg.data.augment.scale_lo == 0.9f && cfg.data.augment.scale_hi == 1.1f);
+    CHECK(load(&cfg, "data: {path: d.h5, augment: none}\n" MODEL, &err) == 0);
+    CHECK(cfg.data.augment.hflip == 0 && cfg.data.augment.scale_lo == 1);
+    CHECK(load(&cfg, "data: {path: d.h5, augment: false}\n" MODEL, &err) == 0);
+
+    /* A null value is the default. */
+    CHECK(load(&cfg, MINI "train:\n  epochs:\n  early_stop:\n", &err) == 0);
+    CHECK(cfg.train.epochs == 10 && cfg.train.early_stop_patience == 0);
+    CHECK(load(&cfg, MINI "train: {early_stop: {patience: 5}}\nseed: 0\n", &err) == 0);
+    CHECK(cfg.train.early_stop_patience == 5 && cfg.seed == 0);
+
+    /* th_config_load clears the whole struct, padding included. */
+    static th_config dirty, clean;
+    memset(&dirty, 0xab, sizeof dirty);
+    memset(&clean, 0, sizeof clean);
+    CHECK(load(&dirty, MINI, &err) == 0 && load(&clean, MINI, &err) == 0);
+    CHECK(memcmp(&dirty, &clean, sizeof clean) == 0);
+}
+
+static void test_errors(void)
+{
+    /* The examples of the contract. */
+    EXPECT_ERROR(MINI "train: {epochs: 3}\ndata_: 1\n", "t.yaml:11: data_: unknown key (did you mean 'data'?)");
+    EXPECT_ERROR(MINI "train:\n  optimzer: {type: sgd}\n", "t.yaml:11: train.optimzer: unknown key",
+                 "did you mean 'optimizer'?");
+    EXPECT_ERROR("data:\n  path: d.h5\n  splt: predefined\n" MODEL, "t.yaml:3: data.splt: unknown key",
+                 "(did you mean 'split'?)");
+    EXPECT_ERROR(MINI "train:\n  epochs: ten\n", "t.yaml:11: train.epochs: must be an integer, got 'ten'");
+    EXPECT_ERROR(MINI "train:\n  epochs: 1.5\n", "t.yaml:11: train.epochs: must be an integer, got '1.5'");
+    EXPECT_ERROR(MINI "train:\n  epochs: 0\n", "t.yaml:11: train.epochs: must be >= 1, got 0");
+    EXPECT_ERROR(MINI "train:\n  optimizer:\n    lr: -0.1\n",
+                 "t.yaml:12: train.optimizer.lr: must be > 0, got -0.1");
+    EXPECT_ERROR("data:\n  path: d.h5\n  split: {train: 0.7, val: 0.2, test: 0.2}\n" MODEL,
+                 "t.yaml:3: data.split: fractions sum to 1.1, must sum to 1");
+    EXPECT_ERROR("data:\n  path: d.h5\n  split: {train: 0.8, val: 0.3}\n" MODEL, "t.yaml:3: data.split:",
+                 "nothing for test");
+    EXPECT_ERROR("data:\n  path: d.h5\n  split: {val: 0.3, test: 0.2}\n" MODEL,
+                 "t.yaml:3: data.split.train: is required");
+    EXPECT_ERROR("data:\n  path: d.h5\n  split: random\n" MODEL, "t.yaml:3: data.split: must be 'predefined'");
+    EXPECT_ERROR(MINI "train:\n  optimizer: {momentum: 0, nesterov: true}\n",
+                 "t.yaml:11: train.optimizer.nesterov: needs momentum > 0");
+    EXPECT_ERROR(MINI "train:\n  optimizer: {type: adm}\n", "t.yaml:11: train.optimizer.type: must be one of sgd, adam",
+                 "did you mean 'adam'?");
+    EXPECT_ERROR(MINI "train:\n  optimizer: {betas: [0.9, 1]}\n", "train.optimizer.betas[1]: must be in [0, 1), got 1");
+    EXPECT_ERROR(MINI "train:\n  schedule: {factor: 1}\n", "train.schedule.factor: must be in (0, 1), got 1");
+    EXPECT_ERROR(MINI "train:\n  schedule: {min_lr: 0.5}\n",
+                 "train.schedule.min_lr: must not exceed the learning rate");
+    EXPECT_ERROR(MINI "train:\n  loss: focal\n", "t.yaml:11: train.loss: must be one of weighted_bce, bce, softmax_ce");
+    EXPECT_ERROR(MINI "eval: {split: train}\n", "t.yaml:10: eval.split: must be one of val, test; got 'train'");
+    EXPECT_ERROR(MINI "eval: {cam: {method: gradcam, top_k: -1}}\n", "eval.cam.top_k: must be >= 0, got -1");
+    EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
+    EXPECT_ERROR(MINI "seed: -1\n", "t.yaml:10: seed: must be >= 0, got -1");
+    EXPECT_ERROR(MINI "train: [1, 2]\n", "t.yaml:10: train: must be a mapping of keys, got a list");
+    EXPECT_ERROR("data: {path: d.h5, augment: {shift: 0.5}}\n" MODEL, "data.augment.shift: must be in [0, 0.5)");
+    EXPECT_ERROR("data: {path: d.h5, augment: {scale: [1.2, 1.1]}}\n" MODEL, "data.augment.scale: must be [low, high]");
+    EXPECT_ERROR("data: {path: d.h5, augment: true}\n" MODEL, "data.augment: must be a mapping, or false/none");
+    EXPECT_ERROR("data: {path: d.h5, labels: [A, B, A]}\n" MODEL, "data.labels[2]: 'A' is listed twice");
+    EXPECT_ERROR("data: {labels: [A]}\n" MODEL, "t.yaml:1: data.path: is required");
+    EXPECT_ERROR("data: {path: d.h5}\n", "model.input: is required");
+    EXPECT_ERROR("- a\n- b\n", "t.yaml:1: the top level must be a mapping");
+    EXPECT_ERROR(MINI "name: a/b\n", "name: must be usable as a directory name");
+
+    /* Layers: unknown type, keys of another type, and a network that does not fit. */
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu}\n"
+                 "    - {type: convv, out: 4, k: 3}\n",
+                 "t.yaml:6: model.layers[1].type: must be one of conv, relu", "got 'convv' (did you mean 'conv'?)");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: maxpool, k: 2, pad: 1}\n",
+                 "t.yaml:5: model.layers[0].pad: not a key of a maxpool layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
+                 "    - {type: conv, out: 4, k: 3, strid: 2}\n",
+                 "model.layers[0].strid: not a key of a conv layer (did you mean 'stride'?)");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: conv, k: 3}\n",
+                 "t.yaml:5: model.layers[0].out: is required");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: dense, out: lables}\n",
+                 "model.layers[0].out: must be a number of outputs or 'labels', got 'lables'");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: dropout, p: 1}\n",
+                 "model.layers[0].p: must be in [0, 1), got 1");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - relu\n",
+                 "t.yaml:5: model.layers[0]: must be a mapping such as {type: relu}, got 'relu'");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers: []\n",
+                 "t.yaml:4: model.layers: must have at least one layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16]\n  layers: [{type: gap}]\n",
+                 "t.yaml:3: model.input: must be a list [C, H, W]");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 0, 16]\n  layers: [{type: gap}]\n",
+                 "model.input[1]: must be in [1, 65536], got 0");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
+                 "    - {type: gap, name: head}\n    - {type: dense, out: 2, name: head}\n",
+                 "t.yaml:6: model.layers[1].name: 'head' is already the name of model.layers[0]");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: gap, name: a/b}\n",
+                 "model.layers[0].name: must use only letters");
+    /* 16 -> 8 -> 4 -> 2 -> 1: the fifth pool has nothing left to pool. */
+    EXPECT_ERROR("data: {path: d.h5}\n"
+                 "model:\n"
+                 "  input: [1, 16, 16]\n"
+                 "  layers:\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: gap}\n",
+                 "t.yaml: model.layers[4] (maxpool, line 9): kernel 2 does not fit a 1x1 input");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
+                 "    - {type: conv, out: 64, k: 3, pad: 1}\n"
+                 "    - {type: maxpool, k: 2}\n"
+                 "    - {type: dense, out: 2}\n",
+                 "model.layers[2] (dense, line 7): needs a flat input (put a gap layer before it), got 64x8x8");
+    /* With the labels named, the outputs are checked too. */
+    EXPECT_ERROR("data: {path: d.h5, labels: [A, B]}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
+                 "    - {type: gap}\n    - {type: dense, out: 3}\n",
+                 "model.layers[1] (dense, line 6): the network must end in 2 outputs");
+
+    /* YAML itself: duplicates and syntax. */
+    EXPECT_ERROR("seed: 1\nseed: 2\n", "t.yaml:2: seed: duplicate key (first given at line 1)");
+    EXPECT_ERROR(MINI "train:\n  epochs: 3\n  batch_per_rank: 4\n  epochs: 5\n",
+                 "t.yaml:13: train.epochs: duplicate key (first given at line 11)");
+    EXPECT_ERROR("data:\n  path: d.h5\n  labels: a: b\n",
+                 "t.yaml:3: YAML syntax error: mapping values are not allowed");
+    EXPECT_ERROR("data:\n  path: d.h5\n  labels: [a, b\nmodel: 1\n", "t.yaml:", "YAML syntax error",
+                 "flow sequence");
+    EXPECT_ERROR("data: {path: d.h5}\n---\nseed: 1\n", "t.yaml:2: only one YAML document");
+    EXPECT_ERROR("a: &x [*x]\n", "nested more than");
+
+    /* Sizes: strings are never truncated, lists never cut. */
+    char long_name[300], *big;
+    memset(long_name, 'x', 200);
+    long_name[200] = 0;
+    char yaml[4096];
+    snprintf(yaml, sizeof yaml, "%sname: %s\n", MINI, long_name);
+    EXPECT_ERROR(yaml, "t.yaml:10: name: is 200 characters long, at most 127 are allowed");
+    size_t cap = 64 * (TH_MAX_LAYERS + 2) + sizeof MINI;
+    big = malloc(cap);
+    size_t n = (size_t)snprintf(big, cap, "data: {path: d.h5}\nmodel:\n  input: [1, 8, 8]\n  layers:\n");
+    for (int i = 0; i <= TH_MAX_LAYERS; i++) n += (size_t)snprintf(big + n, cap - n, "    - {type: relu}\n");
+    EXPECT_ERROR(big, "t.yaml:5: model.layers: at most 128 layers, got 129");
+    free(big);
+    cap = 8 * (TH_MAX_LABELS + 2) + sizeof MINI;
+    big = malloc(cap);
+    n = (size_t)snprintf(big, cap, "data:\n  path: d.h5\n  labels: [");
+    for (int i = 0; i <= TH_MAX_LABELS; i++) n += (size_t)snprintf(big + n, cap - n, "%sL%d", i ? ", " : "", i);
+    snprintf(big + n, cap - n, "]\n%s", MODEL);
+    EXPECT_ERROR(big, "t.yaml:3: data.labels: at most 256 labels, got 257");
+    free(big);
+
+    static th_config cfg;
+    th_err err = {{0}};
+    CHECK(th_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err) == -1);
+    CHECK(strstr(err.msg, "/nonexistent/x.yaml: cannot open") != NULL);
+}
+
+static void test_overrides(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+
+    const char *scalar[] = {"train.optimizer.lr=0.1", "seed=7"};
+    CHECK(load_sets(&cfg, MINI "train: {optimizer: {lr: 0.5}}\n", scalar, 2, &err) == 0);
+    CHECK(cfg.train.optimizer.lr == 0.1f && cfg.seed == 7);
+
+    const char *list[] = {"data.labels=[Effusion,Nodule]", "model.input=[1,32,32]"};
+    CHECK(load_sets(&cfg, MINI, list, 2, &err) == 0);
+    CHECK(cfg.data.n_labels == 2 && strcmp(cfg.data.labels[1], "Nodule") == 0);
+    CHECK(cfg.model.h == 32 && cfg.model.w == 32);
+
+    /* Keys the file did not have, in sections it did not have. */
+    const char *create[] = {"name=exp1", "train.early_stop.patience=3", "eval.cam.top_k=2"};
+    CHECK(load_sets(&cfg, MINI, create, 3, &err) == 0);
+    CHECK(strcmp(cfg.name, "exp1") == 0 && cfg.train.early_stop_patience == 3 && cfg.eval.cam_top_k == 2);
+
+    /* Into a list item, over a scalar, and the last override wins. */
+    const char *deep[] = {"model.layers[0].out=8", "data.augment.hflip=true", "seed=1", "seed=2"};
+    CHECK(load_sets(&cfg, "data: {path: d.h5, augment: false}\n" MODEL, deep, 4, &err) == 0);
+    CHECK(cfg.model.layers[0].out == 8 && cfg.data.augment.hflip == 1 && cfg.seed == 2);
+
+    /* A whole layer list from the command line: no file lines for its layers. */
+    const char *layers[] = {"model.layers=[{type: gap}, {type: dense, out: labels}]"};
+    CHECK(load_sets(&cfg, MINI, layers, 1, &err) == 0);
+    CHECK(cfg.model.n_layers == 2 && cfg.model.layers[1].line == 0);
+
+    /* An empty value restores the default. */
+    const char *unset[] = {"train.epochs="};
+    CHECK(load_sets(&cfg, MINI "train: {epochs: 3}\n", unset, 1, &err) == 0 && cfg.train.epochs == 10);
+
+    const char *typo[] = {"train.optimiser.lr=0.1"};
+    CHECK(load_sets(&cfg, MINI, typo, 1, &err) == -1);
+    CHECK(strcmp(err.msg, "--set train.optimiser.lr=0.1: "
+                          "unknown key 'optimiser' in train (did you mean 'optimizer'?)") == 0);
+    EXPECT_SET_ERROR(MINI, "sed=1", "--set sed=1: unknown key 'sed' at the top level (did you mean 'seed'?)");
+    EXPECT_SET_ERROR(MINI, "train.optimizer.lr=-1",
+                     "--set train.optimizer.lr=-1: train.optimizer.lr: must be > 0, got -1");
+    EXPECT_SET_ERROR(MINI, "train.epochs=ten", "--set train.epochs=ten: train.epochs: must be an integer, got 'ten'");
+    EXPECT_SET_ERROR(MINI, "model.layers[1].k=3",
+                     "--set model.layers[1].k=3: model.layers[1].k: not a key of a relu layer");
+    EXPECT_SET_ERROR(MINI, "model.layers[9].k=3",
+                     "--set model.layers[9].k=3: model.layers has 4 items, there is no [9]");
+    EXPECT_SET_ERROR(MINI, "model.layers[0].strid=3",
+                     "unknown key 'strid' in model.layers[0] (did you mean 'stride'?)");
+    EXPECT_SET_ERROR(MINI, "seed.x=3", "--set seed.x=3: seed is a single value, it has no key 'x'");
+    EXPECT_SET_ERROR(MINI, "train.epochs", "--set train.epochs: expected key=value");
+    EXPECT_SET_ERROR(MINI, "train..epochs=1", "empty key");
+    EXPECT_SET_ERROR(MINI, "data.labels=[a", "--set data.labels=[a: YAML syntax error");
+    EXPECT_SET_ERROR(MINI, "train.optimizer={lr: 1, lr: 2}",
+                     "--set train.optimizer={lr: 1, lr: 2}: train.optimizer.lr: duplicate key");
+    /* Layers from the command line have no line; the message names the override. */
+    EXPECT_SET_ERROR(MINI, "model.layers=[{type: maxpool, k: 32}]",
+                     "--set model.layers=[{type: maxpool, k: 32}]: "
+                     "model.layers[0] (maxpool): kernel 32 does not fit a 16x16 input");
+    EXPECT_SET_ERROR(MINI, "train.batch_size=3", "unknown key 'batch_size' in train (expected one of: epochs, ");
+}
+
+static void test_out_labels(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    int shapes[TH_MAX_LAYERS][3];
+    CHECK(load(&cfg, MINI, &err) == 0);
+    CHECK(cfg.model.layers[3].out == TH_OUT_LABELS);
+    /* Unresolved until the labels are known: one output, and no final check. */
+    CHECK(th_model_spec_shapes(&cfg.model, 0, shapes, &err) == 0 && shapes[3][0] == 1);
+    CHECK(th_model_spec_shapes(&cfg.model, 5, shapes, &err) == 0);
+    CHECK(shapes[3][0] == 5 && shapes[3][1] == 1 && shapes[3][2] == 1);
+    CHECK(th_model_spec_check(&cfg.model, 5, &err) == 0);
+
+    const char *three[] = {"data.labels=[A, B, C]", "model.layers[3].out=3"};
+    CHECK(load_sets(&cfg, MINI, three, 2, &err) == 0);
+    CHECK(th_model_spec_check(&cfg.model, 4, &err) == -1);
+    CHECK(strstr(err.msg, "model.layers[3] (dense, line 9): the network must end in 4 outputs") != NULL);
+}
+
+static void test_shapes(void)
+{
+    th_model_spec spec;
+    th_err err = {{0}};
+    int shapes[TH_MAX_LAYERS][3];
+    th_layer_type t;
+    memset(&spec, 0, sizeof spec);
+    spec.c = 3, spec.h = 15, spec.w = 9;
+    spec.n_layers = 4;
+    spec.layers[0] = (th_layer_spec){.type = TH_LAYER_CONV, .out = 6, .k = 3, .stride = 2, .pad = 0};
+    spec.layers[1] = (th_layer_spec){.type = TH_LAYER_AVGPOOL, .k = 3, .stride = 0}; /* stride 0 means k */
+    spec.layers[2] = (th_layer_spec){.type = TH_LAYER_CONV, .out = 2, .k = 1, .stride = 0};
+    spec.layers[3] = (th_layer_spec){.type = TH_LAYER_GAP};
+    CHECK(th_model_spec_shapes(&spec, 0, shapes, &err) == 0);
+    /* (15-3)/2+1 = 7, (9-3)/2+1 = 4; then (7-3)/3+1 = 2, (4-3)/3+1 = 1. */
+    CHECK(shapes[0][0] == 6 && shapes[0][1] == 7 && shapes[0][2] == 4);
+    CHECK(shapes[1][0] == 6 && shapes[1][1] == 2 && shapes[1][2] == 1);
+    CHECK(shapes[2][0] == 2 && shapes[2][1] == 2 && shapes[2][2] == 1);
+    CHECK(shapes[3][0] == 2 && shapes[3][1] == 1 && shapes[3][2] == 1);
+    CHECK(th_model_spec_check(&spec, 2, &err) == 0);
+    CHECK(th_model_spec_check(&spec, 3, &err) == -1);
+
+    spec.layers[0].out = 0;
+    spec.layers[0].line = 12;
+    spec.layers[0].name[0] = 'c';
+    CHECK(th_model_spec_check(&spec, 0, &err) == -1);
+    CHECK(strstr(err.msg, "model.layers[0] (conv c, line 12): out must be > 0") != NULL);
+
+    for (int i = 0; i < TH_LAYER_TYPE_COUNT; i++) {
+        CHECK(th_layer_type_parse(th_layer_type_name((th_layer_type)i), &t) == 0 && (int)t == i);
+    }
+    CHECK(strcmp(th_layer_type_name(TH_LAYER_BATCHNORM), "batchnorm") == 0);
+    CHECK(th_layer_type_parse("Conv", &t) == -1);
+}
+
+/* load -> to_yaml -> load gives the same struct, and the same text again. */
+static void check_round_trip(int line, const th_config *a)
+{
+    static th_config b, a2;
+    th_err err = {{0}};
+    char *text = th_config_to_yaml(a);
+    if (!th_test_check(text != NULL, __FILE__, line, "to_yaml")) return;
+    int rc = th_config_load_string(&b, text, "resolved.yaml", NULL, 0, &err);
+    if (!th_test_check(rc == 0, __FILE__, line, "the resolved YAML loads"))
+        fprintf(stderr, "    %s\n--- text ---\n%s", err.msg, text);
+    /* Where the config came from is all that may differ: its file name and
+     * the lines its layers were written on. */
+    a2 = *a;
+    memset(a2.source, 0, sizeof a2.source);
+    memset(b.source, 0, sizeof b.source);
+    for (int i = 0; i < TH_MAX_LAYERS; i++) a2.model.layers[i].line = b.model.layers[i].line = 0;
+    if (!th_test_check(memcmp(&a2, &b, sizeof b) == 0, __FILE__, line, "the resolved YAML gives the same struct"))
+        fprintf(stderr, "--- text ---\n%s", text);
+    char *again = th_config_to_yaml(&b);
+    th_test_check(again && strcmp(text, again) == 0, __FILE__, line, "the text is a fixed point");
+    free(again);
+    free(text);
+}
+
+static void test_round_trip(void)
+{
+    static th_config cfg;
+    th_err err = {{0}};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/quickstart.yaml", source_dir());
+    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    check_round_trip(__LINE__, &cfg);
+    snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
+    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    check_round_trip(__LINE__, &cfg);
+
+    /* Everything else: awkward strings, every layer type, a computed test
+     * fraction that is not a short decimal, adam, non-default everything. */
+    const char *all =
+        "name: \"yes\"\n"
+        "seed: 9007199254740993\n"
+        "data:\n"
+        "  path: \"./data dir/x #1.h5\"\n"
+        "  labels: [No Finding, 'quote\"d', \"tab\\there\", null_, 'true', '3']\n"
+        "  split: {train: 0.6, val: 0.3}\n"
+        "  normalize: per_image\n"
+        "  augment: {hflip: on, rotate_deg: 7.5, shift: 0.1, scale: [0.85, 1.2], brightness: 0.2, contrast: 0.3}\n"
+        "model:\n"
+        "  input: [3, 33, 31]\n"
+        "  layers:\n"
+        "    - {type: conv, name: stem, out: 5, k: 5, stride: 2, pad: 2, bias: false}\n"
+        "    - {type: batchnorm, momentum: 0.05, eps: 1.0e-3}\n"
+        "    - {type: relu}\n"
+        "    - {type: avgpool, k: 3, stride: 1}\n"
+        "    - {type: maxpool, k: 2}\n"
+        "    - {type: dropout, p: 0.3}\n"
+        "    - {type: gap}\n"
+        "    - {type: dense, out: 7, bias: false, name: hidden}\n"
+        "    - {type: dense, out: labels}\n"
+        "train:\n"
+        "  epochs: 3\n"
+        "  batch_per_rank: 5\n"
+        "  optimizer: {type: adam, lr: 3.0e-4, weight_decay: 1e-5, betas: [0.8, 0.99], eps: 1e-7}\n"
+        "  schedule: {type: cosine, warmup_epochs: 2, min_lr: 1e-6}\n"
+        "  loss: softmax_ce\n"
+        "  early_stop: {patience: 4}\n"
+        "eval: {split: val, cam: {method: cam, top_k: 0}}\n"
+        "runtime: {out_dir: /scratch/runs, threads_per_rank: 2}\n";
+    if (!CHECK(load(&cfg, all, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(strcmp(cfg.name, "yes") == 0 && cfg.seed == 9007199254740993ULL);
+    CHECK(cfg.data.n_labels == 6 && strcmp(cfg.data.labels[2], "tab\there") == 0);
+    CHECK_NEAR(cfg.data.test, 0.1, 1e-12);
+    CHECK(strcmp(cfg.model.layers[0].name, "stem") == 0 && cfg.model.layers[0].bias == 0);
+    check_round_trip(__LINE__, &cfg);
+
+    const char *predefined[] = {"data.split=predefined", "train.optimizer.eps=1.0e-10"};
+    CHECK(load_sets(&cfg, all, predefined, 2, &err) == 0);
+    check_round_trip(__LINE__, &cfg);
+
+    /* The resolved text names every default. */
+    CHECK(load(&cfg, MINI, &err) == 0);
+    char *text = th_config_to_yaml(&cfg);
+    CHECK(text && strstr(text, "    - {type: conv, out: 4, k: 3, stride: 1, pad: 1, bias: true}\n"));
+    CHECK(text && strstr(text, "    - {type: dense, out: labels, bias: true}\n"));
+    CHECK(text && strstr(text, "    eps: 1.0e-08\n"));
+    CHECK(text && strstr(text, "    lr: 0.01\n"));
+    CHECK(text && strstr(text, "  split: {train: 0.7, val: 0.15, test: 0.15}\n"));
+    free(text);
+}
+
+int main(void)
+{
+    test_shipped_configs();
+    test_defaults();
+    test_values();
+    test_errors();
+    test_overrides();
+    test_out_labels();
+    test_shapes();
+    test_round_trip();
+    return th_test_summary("test_config");
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's quick start: installs dependencies, builds, writes the phantom
+# dataset, and trains configs/quickstart.yaml on 2 MPI ranks.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${THORAX_BUILD_DIR:-$root/build}
+"$root/tools/install-deps.sh"
+"$root/tools/build.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+cd "$root"
+[ -f data/phantom.h5 ] || "$build/thorax" phantom --out data/phantom.h5 --size 64
+name="quickstart-$(date +%Y%m%d-%H%M%S)"
+mpirun -np 2 "$build/thorax" train configs/quickstart.yaml --set name="$name"
+echo "run directory: runs/$name"

@@ -1,0 +1,214 @@
+/* split.c - patient-level train/val/test splits and rank shards by patient
+ * (see thorax/split.h).
+ *
+ * Everything here works on patients, never on images, because images of one
+ * patient are correlated: an image in train and its sibling in test inflate
+ * the test AUC. Patients are numbered in sorted order of their ID strings, so
+ * every result depends on the set of IDs and the seed only, not on the order
+ * of the rows in the file.
+ */
+#include "thorax/split.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thorax/rng.h"
+
+/* The shuffle's own stream, so the split does not move when other users of
+ * the run seed draw more or fewer numbers. */
+#define SPLIT_STREAM 0x5011700000000001ULL
+
+/* A fraction at or below this is treated as zero, so that 1 - 0.8 - 0.2
+ * (a few 1e-17) does not ask for a test patient. */
+#define FRACTION_EPS 1e-6
+
+const char *th_split_name(int s)
+{
+    switch (s) {
+    case TH_SPLIT_TRAIN: return "train";
+    case TH_SPLIT_VAL: return "val";
+    case TH_SPLIT_TEST: return "test";
+    case TH_SPLIT_NONE: return "none";
+    default: return "invalid";
+    }
+}
+
+typedef struct {
+    const char *id;
+    int row;
+} id_row;
+
+static int cmp_id_row(const void *a, const void *b)
+{
+    const id_row *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    if (c) return c;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+int th_patients_group(int n, const char *const *patient_id, int *patient_of)
+{
+    if (n <= 0) return 0;
+    id_row *order = malloc((size_t)n * sizeof *order);
+    if (!order) return -1;
+    for (int i = 0; i < n; i++) order[i] = (id_row){patient_id[i] ? patient_id[i] : "", i};
+    qsort(order, (size_t)n, sizeof *order, cmp_id_row);
+    int p = -1;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || strcmp(order[i].id, order[i - 1].id)) p++;
+        patient_of[order[i].row] = p;
+    }
+    free(order);
+    return p + 1;
+}
+
+/* Patients per split from the fractions: rounded, then adjusted so that the
+ * counts add up to P and (for P >= 3) no split with a positive fraction is
+ * left empty, taking a patient from the largest split each time. */
+static void split_sizes(int P, const double f[3], int count[3])
+{
+    count[0] = (int)lround(f[0] * P);
+    count[1] = (int)lround(f[1] * P);
+    if (count[0] > P) count[0] = P;
+    if (count[1] > P - count[0]) count[1] = P - count[0];
+    count[2] = P - count[0] - count[1];
+    if (f[2] <= FRACTION_EPS && count[2] > 0) {
+        /* Rounding left patients over for an empty test split: give them to train. */
+        count[0] += count[2];
+        count[2] = 0;
+    }
+    if (P < 3) return;
+    for (int s = 0; s < 3; s++) {
+        if (f[s] <= FRACTION_EPS || count[s] > 0) continue;
+        int largest = 0;
+        for (int t = 1; t < 3; t++)
+            if (count[t] > count[largest]) largest = t;
+        count[largest]--;
+        count[s]++;
+    }
+}
+
+int th_split_by_patient(int n, const char *const *patient_id, double f_train, double f_val, uint64_t seed,
+                        uint8_t *split, th_err *err)
+{
+    if (n <= 0) return th_errf(err, "no images to split");
+    if (!isfinite(f_train) || !isfinite(f_val) || f_train < 0 || f_val < 0)
+        return th_errf(err, "split fractions must be non-negative (train %g, val %g)", f_train, f_val);
+    double f_test = 1.0 - f_train - f_val;
+    if (f_test < -FRACTION_EPS)
+        return th_errf(err, "split fractions train %g + val %g exceed 1", f_train, f_val);
+    double f[3] = {f_train, f_val, f_test < 0 ? 0 : f_test};
+
+    int *patient_of = malloc((size_t)n * sizeof *patient_of);
+    int P = patient_of ? th_patients_group(n, patient_id, patient_of) : -1;
+    int *perm = P > 0 ? malloc((size_t)P * sizeof *perm) : NULL;
+    uint8_t *split_of = P > 0 ? malloc((size_t)P) : NULL;
+    if (!perm || !split_of) {
+        free(split_of);
+        free(perm);
+        free(patient_of);
+        return th_errf(err, "out of memory splitting %d images", n);
+    }
+    for (int p = 0; p < P; p++) perm[p] = p;
+    th_rng rng;
+    th_rng_seed(&rng, seed, SPLIT_STREAM);
+    th_rng_shuffle(&rng, perm, P);
+
+    int count[3];
+    split_sizes(P, f, count);
+    for (int k = 0; k < P; k++)
+        split_of[perm[k]] = (uint8_t)(k < count[0]              ? TH_SPLIT_TRAIN
+                                      : k < count[0] + count[1] ? TH_SPLIT_VAL
+                                                                : TH_SPLIT_TEST);
+    for (int i = 0; i < n; i++) split[i] = split_of[patient_of[i]];
+
+    free(split_of);
+    free(perm);
+    free(patient_of);
+    return 0;
+}
+
+/* Rows whose split is TH_SPLIT_NONE belong to no split and cannot leak. */
+int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *split, int *first_leak)
+{
+    if (first_leak) *first_leak = -1;
+    if (n <= 0) return 0;
+    int *patient_of = malloc((size_t)n * sizeof *patient_of);
+    int P = patient_of ? th_patients_group(n, patient_id, patient_of) : -1;
+    uint8_t *seen = P > 0 ? malloc((size_t)P) : NULL;
+    uint8_t *leaked = P > 0 ? calloc((size_t)P, 1) : NULL;
+    int leaks = -1;
+    if (seen && leaked) {
+        memset(seen, TH_SPLIT_NONE, (size_t)P);
+        leaks = 0;
+        /* In row order, so that first_leak is the earliest row at which a
+         * patient is seen in a second split. */
+        for (int i = 0; i < n; i++) {
+            int p = patient_of[i];
+            if (split[i] == TH_SPLIT_NONE) continue;
+            if (seen[p] == TH_SPLIT_NONE) seen[p] = split[i];
+            else if (seen[p] != split[i] && !leaked[p]) {
+                leaked[p] = 1;
+                if (leaks++ == 0 && first_leak) *first_leak = i;
+            }
+        }
+    }
+    free(leaked);
+    free(seen);
+    free(patient_of);
+    return leaks;
+}
+
+typedef struct {
+    int images, patient;
+} patient_load;
+
+/* Larger patients first; equal sizes in patient order, for determinism. */
+static int cmp_load(const void *a, const void *b)
+{
+    const patient_load *x = a, *y = b;
+    if (x->images != y->images) return x->images > y->images ? -1 : 1;
+    return (x->patient > y->patient) - (x->patient < y->patient);
+}
+
+/* A NULL split means every image is in `which`. */
+int th_shard_by_patient(int n, const char *const *patient_id, const uint8_t *split, int which, int n_ranks,
+                        int *rank_of, th_err *err)
+{
+    if (n_ranks < 1) return th_errf(err, "cannot shard over %d ranks", n_ranks);
+    if (n <= 0) return 0;
+    int *patient_of = malloc((size_t)n * sizeof *patient_of);
+    int P = patient_of ? th_patients_group(n, patient_id, patient_of) : -1;
+    patient_load *load = P > 0 ? calloc((size_t)P, sizeof *load) : NULL;
+    int *rank_of_patient = P > 0 ? malloc((size_t)P * sizeof *rank_of_patient) : NULL;
+    long long *rank_load = calloc((size_t)n_ranks, sizeof *rank_load);
+    if (!load || !rank_of_patient || !rank_load) {
+        free(rank_load);
+        free(rank_of_patient);
+        free(load);
+        free(patient_of);
+        return th_errf(err, "out of memory sharding %d images over %d ranks", n, n_ranks);
+    }
+    for (int p = 0; p < P; p++) load[p].patient = p;
+    for (int i = 0; i < n; i++)
+        if (!split || split[i] == which) load[patient_of[i]].images++;
+    qsort(load, (size_t)P, sizeof *load, cmp_load);
+
+    /* Longest-processing-time greedy: each patient, largest first, goes to
+     * the least loaded rank (the lowest such rank on ties). */
+    for (int k = 0; k < P && load[k].images > 0; k++) {
+        int best = 0;
+        for (int r = 1; r < n_ranks; r++)
+            if (rank_load[r] < rank_load[best]) best = r;
+        rank_of_patient[load[k].patient] = best;
+        rank_load[best] += load[k].images;
+    }
+    for (int i = 0; i < n; i++) rank_of[i] = !split || split[i] == which ? rank_of_patient[patient_of[i]] : -1;
+
+    free(rank_load);
+    free(rank_of_patient);
+    free(load);
+    free(patient_of);
+    return 0;
+}

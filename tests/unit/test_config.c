@@ -87,19 +87,16 @@ static void test_shipped_configs(void)
     CHECK(strcmp(cfg.data.path, "data/phantom.h5") == 0);
     CHECK(cfg.data.n_labels == 0);
     CHECK(cfg.model.c == 1 && cfg.model.h == 64 && cfg.model.w == 64);
-    CHECK(cfg.model.n_layers == 13);
-    for (int i = 0; i < cfg.model.n_layers; i++) CHECK(cfg.model.layers[i].type != TH_LAYER_BATCHNORM);
-    CHECK(cfg.model.layers[0].type == TH_LAYER_CONV && cfg.model.layers[0].out == 8);
-    CHECK(cfg.model.layers[0].stride == 1 && cfg.model.layers[0].pad == 1 && cfg.model.layers[0].bias == 1);
-    CHECK(cfg.model.layers[2].type == TH_LAYER_MAXPOOL && cfg.model.layers[2].stride == 2);
-    CHECK(cfg.model.layers[12].type == TH_LAYER_DENSE && cfg.model.layers[12].out == TH_OUT_LABELS);
+    /* What must hold whatever the tuning: a conv first, a dense head with one
+     * output per label last, and a shape that fits all the way down. */
+    int last = cfg.model.n_layers - 1;
+    CHECK(cfg.model.layers[0].type == TH_LAYER_CONV && cfg.model.layers[0].pad == 1 && cfg.model.layers[0].bias == 1);
+    CHECK(cfg.model.layers[last].type == TH_LAYER_DENSE && cfg.model.layers[last].out == TH_OUT_LABELS);
+    CHECK(cfg.model.layers[last - 1].type == TH_LAYER_GAP);
     CHECK(cfg.train.optimizer.type == TH_OPTIM_SGD && cfg.train.optimizer.nesterov == 1);
-    CHECK(cfg.train.optimizer.lr == 0.05f && cfg.train.optimizer.weight_decay == 1e-4f);
-    CHECK(cfg.train.schedule.type == TH_SCHED_PLATEAU && cfg.train.schedule.factor == 0.5f);
     CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE);
     CHECK(th_model_spec_shapes(&cfg.model, 4, shapes, &err) == 0);
-    CHECK(shapes[10][0] == 64 && shapes[10][1] == 8 && shapes[10][2] == 8);
-    CHECK(shapes[12][0] == 4 && shapes[12][1] == 1 && shapes[12][2] == 1);
+    CHECK(shapes[last][0] == 4 && shapes[last][1] == 1 && shapes[last][2] == 1);
 
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
     if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);

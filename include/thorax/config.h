@@ -23,6 +23,9 @@
 typedef enum th_normalize { TH_NORM_TRAINSET = 0, TH_NORM_PER_IMAGE, TH_NORM_NONE } th_normalize;
 typedef enum th_schedule_type { TH_SCHED_CONSTANT = 0, TH_SCHED_STEP, TH_SCHED_COSINE, TH_SCHED_PLATEAU } th_schedule_type;
 typedef enum th_split_mode { TH_SPLIT_MODE_RANDOM = 0, TH_SPLIT_MODE_PREDEFINED } th_split_mode;
+/* What a predefined split that lets a patient into two splits does: refuse to
+ * train, or drop that patient's val/test images from evaluation. */
+typedef enum th_on_leak { TH_ON_LEAK_ERROR = 0, TH_ON_LEAK_DROP_FROM_EVAL } th_on_leak;
 
 typedef struct th_config {
     char name[128];
@@ -33,6 +36,7 @@ typedef struct th_config {
         char labels[TH_MAX_LABELS][TH_LABEL_MAX];
         th_split_mode split_mode;
         double train, val, test;                 /* patient fractions, sum to 1 */
+        th_on_leak on_leak;                      /* predefined splits only */
         th_normalize normalize;
         struct {
             int hflip;

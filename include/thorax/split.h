@@ -18,15 +18,22 @@ const char *th_split_name(int s);
  * the order of the rows). Returns n_patients, or -1 on allocation failure. */
 int th_patients_group(int n, const char *const *patient_id, int *patient_of);
 
-/* Splits patients at random (seeded) into train/val/test with the given
- * fractions of patients (f_train + f_val + f_test = 1); writes split[n] per
- * image. Deterministic in (seed, the set of patient IDs). */
-int th_split_by_patient(int n, const char *const *patient_id, double f_train, double f_val,
-                        uint64_t seed, uint8_t *split, th_err *err);
+/* Splits patients into train/val/test with the given fractions of patients
+ * (test = 1 - train - val); writes split[n] per image. Patient counts are the
+ * fractions rounded (every split with a positive fraction gets a patient when
+ * there are at least 3). With labels [n, n_labels] the split is stratified:
+ * each split keeps each label's share of positive images as close to its
+ * fraction as whole patients allow (rarest labels placed first); labels NULL
+ * gives a plain random split. Deterministic in (seed, patient IDs, labels),
+ * independent of the order of the rows and of the number of ranks. */
+int th_split_by_patient(int n, const char *const *patient_id, const uint8_t *labels, int n_labels,
+                        double f_train, double f_val, uint64_t seed, uint8_t *split, th_err *err);
 
-/* Counts patients whose images fall in more than one split; if first_leak is
- * not NULL it receives the index of one image of the first such patient (or -1). */
-int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *split, int *first_leak);
+/* Counts patients whose images fall in more than one split. leaky [n] (may be
+ * NULL) receives 1 for every image of such a patient; first_leak (may be NULL)
+ * the earliest row where such a patient appears in a second split (or -1). */
+int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *split, uint8_t *leaky,
+                         int *first_leak);
 
 /* Assigns the patients of split `which` to n_ranks ranks, whole patients
  * only, balanced by image count (largest patient first to the least loaded

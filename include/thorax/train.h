@@ -45,10 +45,19 @@ typedef struct th_train_callbacks {
     void *ctx;
 } th_train_callbacks;
 
-/* The split of every image of ds that cfg asks for: by patient at random
- * (seeded), or the file's predefined /split, refused if it lets a patient
- * into two splits. split [ds->n]. */
-int th_train_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, th_err *err);
+/* The run's labels: label_col[k] is the column in ds of the k-th label the
+ * config names (every label of the file when it names none). label_col has
+ * room for TH_MAX_LABELS. The error names a missing label and lists the file's. */
+int th_train_labels(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err);
+
+/* The split of every image of ds that cfg asks for, split [ds->n]: by patient
+ * with the configured fractions, stratified on the run's labels; or the file's
+ * predefined /split, which is refused if it puts a patient in two splits
+ * (naming how many and a few of them) unless data.on_leak is drop_from_eval,
+ * which marks those patients' val/test images TH_SPLIT_NONE and counts them
+ * in *dropped (may be NULL). */
+int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
+                   int *dropped, th_err *err);
 
 /* Trains cfg, writing the run directory run_dir (created if needed). */
 int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm,

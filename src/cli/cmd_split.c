@@ -30,14 +30,14 @@ static void split_usage(FILE *f)
             "  -h, --help        this help\n");
 }
 
-static void report(const th_dataset *ds, const uint8_t *split)
+static void report(const th_dataset *ds, const int *label_col, int n_labels, const uint8_t *split)
 {
     int *patient_of = malloc(sizeof(int) * (size_t)ds->n);
     int n_pat = patient_of ? th_patients_group(ds->n, (const char *const *)ds->patient_id, patient_of) : -1;
     /* A patient's split, or -2 once seen in two. */
     int *pat_split = n_pat > 0 ? malloc(sizeof(int) * (size_t)n_pat) : NULL;
     long images[3] = {0}, patients[3] = {0};
-    long *pos = calloc((size_t)ds->n_labels * 3, sizeof *pos);
+    long *pos = calloc((size_t)(n_labels ? n_labels : 1) * 3, sizeof *pos);
     if (!pat_split || !pos) {
         cli_error("out of memory");
         goto out;
@@ -47,7 +47,8 @@ static void report(const th_dataset *ds, const uint8_t *split)
         int s = split[i];
         if (s > TH_SPLIT_TEST) continue;
         images[s]++;
-        for (int k = 0; k < ds->n_labels; k++) pos[(size_t)s * ds->n_labels + k] += ds->labels[(size_t)i * ds->n_labels + k];
+        for (int k = 0; k < n_labels; k++)
+            pos[(size_t)s * n_labels + k] += ds->labels[(size_t)i * ds->n_labels + label_col[k]];
         int *ps = &pat_split[patient_of[i]];
         if (*ps == -1) {
             *ps = s;
@@ -59,10 +60,10 @@ static void report(const th_dataset *ds, const uint8_t *split)
     printf("%-20s %10s %10s %10s\n", "", "train", "val", "test");
     printf("%-20s %10ld %10ld %10ld\n", "patients", patients[0], patients[1], patients[2]);
     printf("%-20s %10ld %10ld %10ld\n", "images", images[0], images[1], images[2]);
-    for (int k = 0; k < ds->n_labels; k++) {
-        printf("%-20.20s", ds->label_names[k]);
+    for (int k = 0; k < n_labels; k++) {
+        printf("%-20.20s", ds->label_names[label_col[k]]);
         for (int s = 0; s < 3; s++) {
-            long p = pos[(size_t)s * ds->n_labels + k];
+            long p = pos[(size_t)s * n_labels + k];
             char cell[32];
             snprintf(cell, sizeof cell, "%ld (%.1f%%)", p, images[s] ? 100.0 * p / images[s] : 0.0);
             printf(" %10s", cell);
@@ -113,22 +114,29 @@ int cmd_split(int argc, char **argv)
         MPI_Finalize();
         return TH_EXIT_FAIL;
     }
+    static int label_col[TH_MAX_LABELS];
+    int n_labels = 0, dropped = 0;
     split = malloc((size_t)ds.n);
-    if (!split || th_train_split(&cfg, &ds, split, &err)) {
-        cli_error("%s", split ? err.msg : "out of memory");
+    if (!split) {
+        cli_error("out of memory");
+        status = TH_EXIT_FAIL;
+    } else if (th_train_labels(&cfg, &ds, label_col, &n_labels, &err) ||
+               th_train_split(&cfg, &ds, label_col, n_labels, split, &dropped, &err)) {
+        cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else {
         printf("split of %s (%s, seed %llu)\n", cfg.data.path,
-               cfg.data.split_mode == TH_SPLIT_MODE_PREDEFINED ? "predefined" : "random by patient",
+               cfg.data.split_mode == TH_SPLIT_MODE_PREDEFINED ? "predefined" : "by patient, stratified",
                (unsigned long long)cfg.seed);
-        report(&ds, split);
-        int first = -1, leaks = th_split_count_leaks(ds.n, (const char *const *)ds.patient_id, split, &first);
+        report(&ds, label_col, n_labels, split);
+        if (dropped) printf("left out of val/test (data.on_leak: drop_from_eval): %d images\n", dropped);
+        int first = -1, leaks = th_split_count_leaks(ds.n, (const char *const *)ds.patient_id, split, NULL, &first);
         if (leaks) {
             printf("leakage check: FAILED, %d patients in more than one split (first: %s)\n", leaks,
                    ds.patient_id[first]);
             status = TH_EXIT_FAIL;
         } else {
-            printf("leakage check: passed, no patient in more than one split\n");
+            printf("leakage check: passed, 0 patients in more than one split\n");
         }
     }
     free(split);

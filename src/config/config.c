@@ -35,7 +35,7 @@
 /* ---- The schema: which keys each mapping takes ---------------------------- */
 
 static const char *const root_keys[] = {"name", "seed", "data", "model", "train", "eval", "runtime", NULL};
-static const char *const data_keys[] = {"path", "labels", "split", "normalize", "augment", NULL};
+static const char *const data_keys[] = {"path", "labels", "split", "on_leak", "normalize", "augment", NULL};
 static const char *const split_keys[] = {"train", "val", "test", NULL};
 static const char *const augment_keys[] = {"hflip", "rotate_deg", "shift", "scale", "brightness", "contrast", NULL};
 static const char *const model_keys[] = {"input", "layers", NULL};
@@ -87,6 +87,7 @@ static const char *const layer_keys[TH_LAYER_TYPE_COUNT][8] = {
 
 /* Spellings of the enums, in enum order. */
 static const char *const normalize_names[] = {"trainset", "per_image", "none", NULL};
+static const char *const on_leak_names[] = {"error", "drop_from_eval", NULL};
 static const char *const optim_names[] = {"sgd", "adam", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 static const char *const loss_names[] = {"weighted_bce", "bce", "softmax_ce", NULL};
@@ -509,13 +510,15 @@ static int read_augment(const ctx *c, const yt_node *data, th_config *cfg)
 static int read_data(const ctx *c, const yt_node *root, th_config *cfg)
 {
     const yt_node *m;
-    int normalize;
+    int normalize, on_leak;
     if (section(c, root, "data", &m) || require(c, m, "data", "path") ||
         read_str(c, m, "data", "path", "", cfg->data.path, sizeof cfg->data.path, 0) || read_labels(c, m, cfg) ||
-        read_split(c, m, cfg) || read_enum(c, m, "data", "normalize", normalize_names, TH_NORM_TRAINSET, &normalize) ||
+        read_split(c, m, cfg) || read_enum(c, m, "data", "on_leak", on_leak_names, TH_ON_LEAK_ERROR, &on_leak) ||
+        read_enum(c, m, "data", "normalize", normalize_names, TH_NORM_TRAINSET, &normalize) ||
         read_augment(c, m, cfg))
         return -1;
     cfg->data.normalize = (th_normalize)normalize;
+    cfg->data.on_leak = (th_on_leak)on_leak;
     return 0;
 }
 
@@ -1095,6 +1098,7 @@ char *th_config_to_yaml(const th_config *cfg)
         put_real(&b, cfg->data.test, 0);
         put(&b, "}\n");
     }
+    put(&b, "  on_leak: %s\n", enum_name(on_leak_names, cfg->data.on_leak));
     put(&b, "  normalize: %s\n", enum_name(normalize_names, cfg->data.normalize));
     put(&b, "  augment:\n");
     put(&b, "    hflip: %s\n", cfg->data.augment.hflip ? "true" : "false");

@@ -89,8 +89,76 @@ static void split_sizes(int P, const double f[3], int count[3])
     }
 }
 
-int th_split_by_patient(int n, const char *const *patient_id, double f_train, double f_val, uint64_t seed,
-                        uint8_t *split, th_err *err)
+/* Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) over
+ * patients: the rarest label's patients are placed first, each into the split
+ * that still lacks the most of that label's positive images, so every split
+ * keeps each label's prevalence as close as whole patients allow. Patient
+ * counts per split stay exactly as `count` says; patients without any
+ * finding fill the remaining places in shuffled order. */
+typedef struct {
+    int P, L;
+    const int *count;       /* [3] patients wanted per split */
+    int taken[3];           /* patients placed per split */
+    double *want;           /* [3][L] positive images still wanted per split and label */
+    const int *pos;         /* [P][L] positive images per patient and label */
+    uint8_t *split_of;      /* [P], TH_SPLIT_NONE until placed */
+} stratify;
+
+static void place(stratify *st, int p, int s)
+{
+    st->split_of[p] = (uint8_t)s;
+    st->taken[s]++;
+    for (int l = 0; l < st->L; l++) st->want[s * st->L + l] -= st->pos[(size_t)p * st->L + l];
+}
+
+/* The split with room that lacks the most of label l; ties to the split with
+ * the most room left, then the lower split. l < 0: room only. */
+static int neediest(const stratify *st, int l)
+{
+    int best = -1;
+    for (int s = 0; s < 3; s++) {
+        if (st->taken[s] >= st->count[s]) continue;
+        if (best < 0) {
+            best = s;
+            continue;
+        }
+        double ws = l >= 0 ? st->want[s * st->L + l] : 0, wb = l >= 0 ? st->want[best * st->L + l] : 0;
+        int rs = st->count[s] - st->taken[s], rb = st->count[best] - st->taken[best];
+        if (ws > wb + 1e-9 || (ws > wb - 1e-9 && rs > rb)) best = s;
+    }
+    return best;
+}
+
+static void stratify_patients(stratify *st, const int *perm, const double f[3])
+{
+    int P = st->P, L = st->L;
+    for (int l = 0; l < L; l++) {
+        double total = 0;
+        for (int p = 0; p < P; p++) total += st->pos[(size_t)p * L + l];
+        for (int s = 0; s < 3; s++) st->want[s * L + l] = f[s] * total;
+    }
+    for (;;) {
+        /* The label with the fewest positive patients still unplaced. */
+        int rarest = -1;
+        long fewest = 0;
+        for (int l = 0; l < L; l++) {
+            long left = 0;
+            for (int p = 0; p < P; p++) left += st->split_of[p] == TH_SPLIT_NONE && st->pos[(size_t)p * L + l] > 0;
+            if (left > 0 && (rarest < 0 || left < fewest)) rarest = l, fewest = left;
+        }
+        if (rarest < 0) break;
+        for (int k = 0; k < P; k++) {
+            int p = perm[k];
+            if (st->split_of[p] != TH_SPLIT_NONE || st->pos[(size_t)p * L + rarest] == 0) continue;
+            place(st, p, neediest(st, rarest));
+        }
+    }
+    for (int k = 0; k < P; k++)
+        if (st->split_of[perm[k]] == TH_SPLIT_NONE) place(st, perm[k], neediest(st, -1));
+}
+
+int th_split_by_patient(int n, const char *const *patient_id, const uint8_t *labels, int n_labels, double f_train,
+                        double f_val, uint64_t seed, uint8_t *split, th_err *err)
 {
     if (n <= 0) return th_errf(err, "no images to split");
     if (!isfinite(f_train) || !isfinite(f_val) || f_train < 0 || f_val < 0)
@@ -99,12 +167,17 @@ int th_split_by_patient(int n, const char *const *patient_id, double f_train, do
     if (f_test < -FRACTION_EPS)
         return th_errf(err, "split fractions train %g + val %g exceed 1", f_train, f_val);
     double f[3] = {f_train, f_val, f_test < 0 ? 0 : f_test};
+    int L = labels ? n_labels : 0;
 
     int *patient_of = malloc((size_t)n * sizeof *patient_of);
     int P = patient_of ? th_patients_group(n, patient_id, patient_of) : -1;
     int *perm = P > 0 ? malloc((size_t)P * sizeof *perm) : NULL;
     uint8_t *split_of = P > 0 ? malloc((size_t)P) : NULL;
-    if (!perm || !split_of) {
+    int *pos = P > 0 ? calloc((size_t)P * (size_t)(L ? L : 1), sizeof *pos) : NULL;
+    double *want = malloc(3 * sizeof *want * (size_t)(L ? L : 1));
+    if (!perm || !split_of || !pos || !want) {
+        free(want);
+        free(pos);
         free(split_of);
         free(perm);
         free(patient_of);
@@ -114,15 +187,18 @@ int th_split_by_patient(int n, const char *const *patient_id, double f_train, do
     th_rng rng;
     th_rng_seed(&rng, seed, SPLIT_STREAM);
     th_rng_shuffle(&rng, perm, P);
+    for (int i = 0; i < n; i++)
+        for (int l = 0; l < L; l++) pos[(size_t)patient_of[i] * L + l] += labels[(size_t)i * L + l] != 0;
 
     int count[3];
     split_sizes(P, f, count);
-    for (int k = 0; k < P; k++)
-        split_of[perm[k]] = (uint8_t)(k < count[0]              ? TH_SPLIT_TRAIN
-                                      : k < count[0] + count[1] ? TH_SPLIT_VAL
-                                                                : TH_SPLIT_TEST);
+    memset(split_of, TH_SPLIT_NONE, (size_t)P);
+    stratify st = {.P = P, .L = L, .count = count, .want = want, .pos = pos, .split_of = split_of};
+    stratify_patients(&st, perm, f);
     for (int i = 0; i < n; i++) split[i] = split_of[patient_of[i]];
 
+    free(want);
+    free(pos);
     free(split_of);
     free(perm);
     free(patient_of);
@@ -130,7 +206,8 @@ int th_split_by_patient(int n, const char *const *patient_id, double f_train, do
 }
 
 /* Rows whose split is TH_SPLIT_NONE belong to no split and cannot leak. */
-int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *split, int *first_leak)
+int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *split, uint8_t *leaky,
+                         int *first_leak)
 {
     if (first_leak) *first_leak = -1;
     if (n <= 0) return 0;
@@ -153,6 +230,7 @@ int th_split_count_leaks(int n, const char *const *patient_id, const uint8_t *sp
                 if (leaks++ == 0 && first_leak) *first_leak = i;
             }
         }
+        for (int i = 0; leaky && i < n; i++) leaky[i] = leaked[patient_of[i]];
     }
     free(leaked);
     free(seen);

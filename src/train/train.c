@@ -45,8 +45,9 @@ typedef struct run {
     int n_labels;
     int label_col[TH_MAX_LABELS];   /* column in the file of each run label */
     uint8_t *split;                 /* [N] split of every image */
-    int *rank_of;                   /* [N] training rank of every image, -1 if not training */
+    int *owner;                     /* [N] rank that trains on or predicts each image (-1: none) */
     int *shard_size;                /* [size] training images per rank */
+    int dropped;                    /* val/test images left out by data.on_leak */
     int hw;                         /* pixels per image */
 
     /* This rank's data, in dataset order. */
@@ -55,8 +56,7 @@ typedef struct run {
     uint8_t *train_img, *val_img;   /* [n, H, W] */
     uint8_t *train_y, *val_y;       /* [n, n_labels] */
     int n_val_total;                /* validation images over all ranks */
-    int val_first;                  /* index of this rank's first one among them */
-    uint8_t *val_y_all;             /* rank 0: [n_val_total, n_labels] in dataset order */
+    uint8_t *val_y_all;             /* rank 0: [n_val_total, n_labels] in gather order */
     float *val_p_all;               /* rank 0: gathered probabilities */
 
     /* Step buffers. */
@@ -87,30 +87,27 @@ static void info(run *r, const char *fmt, ...)
     r->cb->on_info(r->cb->ctx, msg);
 }
 
-/* Maps the config's label names onto the file's columns. */
-static int resolve_labels(run *r, th_err *err)
+int th_train_labels(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err)
 {
-    const th_config *cfg = r->cfg;
     if (cfg->data.n_labels == 0) {
-        if (r->ds.n_labels > TH_MAX_LABELS)
-            return th_errf(err, "%s has %d labels; at most %d are supported", r->ds.path, r->ds.n_labels,
-                           TH_MAX_LABELS);
-        r->n_labels = r->ds.n_labels;
-        for (int k = 0; k < r->n_labels; k++) r->label_col[k] = k;
+        if (ds->n_labels > TH_MAX_LABELS)
+            return th_errf(err, "%s has %d labels; at most %d are supported", ds->path, ds->n_labels, TH_MAX_LABELS);
+        *n_labels = ds->n_labels;
+        for (int k = 0; k < ds->n_labels; k++) label_col[k] = k;
         return 0;
     }
-    r->n_labels = cfg->data.n_labels;
-    for (int k = 0; k < r->n_labels; k++) {
-        int col = th_dataset_label_index(&r->ds, cfg->data.labels[k]);
+    *n_labels = cfg->data.n_labels;
+    for (int k = 0; k < cfg->data.n_labels; k++) {
+        int col = th_dataset_label_index(ds, cfg->data.labels[k]);
         if (col < 0) {
             char have[512] = "";
             size_t used = 0;
-            for (int j = 0; j < r->ds.n_labels && used < sizeof have - 64; j++)
-                used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", j ? ", " : "", r->ds.label_names[j]);
-            return th_errf(err, "data.labels: '%s' is not a label of %s (it has: %s)", cfg->data.labels[k],
-                           r->ds.path, have);
+            for (int j = 0; j < ds->n_labels && used < sizeof have - 64; j++)
+                used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", j ? ", " : "", ds->label_names[j]);
+            return th_errf(err, "data.labels: '%s' is not a label of %s (it has: %s)", cfg->data.labels[k], ds->path,
+                           have);
         }
-        r->label_col[k] = col;
+        label_col[k] = col;
     }
     return 0;
 }
@@ -120,29 +117,113 @@ static void copy_labels(const run *r, int idx, uint8_t *out)
     for (int k = 0; k < r->n_labels; k++) out[k] = r->ds.labels[(size_t)idx * r->ds.n_labels + r->label_col[k]];
 }
 
-int th_train_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, th_err *err)
+/* A few IDs of the leaking patients, for the message: "00000013, 00000032, ...". */
+static void name_leakers(const th_dataset *ds, const uint8_t *leaky, char *out, size_t cap)
 {
-    int n = ds->n;
-    const char *const *pid = (const char *const *)ds->patient_id;
-    if (cfg->data.split_mode == TH_SPLIT_MODE_RANDOM)
-        return th_split_by_patient(n, pid, cfg->data.train, cfg->data.val, cfg->seed, split, err);
-    if (!ds->split) return th_errf(err, "data.split is 'predefined' but %s has no /split dataset", ds->path);
-    memcpy(split, ds->split, (size_t)n);
-    int first = -1, leaks = th_split_count_leaks(n, pid, split, &first);
-    if (leaks > 0)
-        return th_errf(err,
-                       "the predefined split of %s puts %d patient(s) in more than one split (first: patient %s, "
-                       "image %s); use a random split by patient instead",
-                       ds->path, leaks, ds->patient_id[first], ds->image_name[first]);
-    return 0;
+    int named = 0;
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < ds->n && named < 5; i++) {
+        if (!leaky[i]) continue;
+        int dup = 0;
+        for (int j = 0; j < i && !dup; j++) dup = leaky[j] && !strcmp(ds->patient_id[j], ds->patient_id[i]);
+        if (dup) continue;
+        used += (size_t)snprintf(out + used, cap - used, "%s%s", named ? ", " : "", ds->patient_id[i]);
+        if (used >= cap) break;
+        named++;
+    }
 }
 
-/* Rank 0: the split of every image and the training rank of every image. */
+static int predefined_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, int *dropped, th_err *err)
+{
+    int n = ds->n;
+    if (!ds->split) return th_errf(err, "data.split is 'predefined' but %s has no /split dataset", ds->path);
+    memcpy(split, ds->split, (size_t)n);
+    uint8_t *leaky = malloc((size_t)n);
+    if (!leaky) return th_errf(err, "out of memory checking the split of %d images", n);
+    int leaks = th_split_count_leaks(n, (const char *const *)ds->patient_id, split, leaky, NULL);
+    int images = 0, rc = 0;
+    for (int i = 0; i < n; i++) images += leaky[i];
+    if (leaks > 0 && cfg->data.on_leak == TH_ON_LEAK_ERROR) {
+        char names[256];
+        name_leakers(ds, leaky, names, sizeof names);
+        rc = th_errf(err,
+                     "the predefined split of %s puts %d patients (%d images) in more than one split (%s%s); "
+                     "split by patient instead (data.split: {train: 0.7, val: 0.15, test: 0.15}) or set "
+                     "data.on_leak: drop_from_eval",
+                     ds->path, leaks, images, names, leaks > 5 ? ", ..." : "");
+    } else if (leaks > 0) {
+        /* Keep their training images; evaluation must not see a patient the
+         * network trained on. */
+        for (int i = 0; i < n; i++)
+            if (leaky[i] && split[i] != TH_SPLIT_TRAIN) {
+                split[i] = TH_SPLIT_NONE;
+                ++*dropped;
+            }
+    }
+    free(leaky);
+    return rc;
+}
+
+int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
+                   int *dropped, th_err *err)
+{
+    int unused;
+    if (!dropped) dropped = &unused;
+    *dropped = 0;
+    if (cfg->data.split_mode == TH_SPLIT_MODE_PREDEFINED) return predefined_split(cfg, ds, split, dropped, err);
+    /* Stratify on the run's labels only: the file's other labels do not matter here. */
+    uint8_t *y = malloc((size_t)ds->n * (size_t)(n_labels ? n_labels : 1));
+    if (!y) return th_errf(err, "out of memory splitting %d images", ds->n);
+    for (int i = 0; i < ds->n; i++)
+        for (int k = 0; k < n_labels; k++) y[(size_t)i * n_labels + k] = ds->labels[(size_t)i * ds->n_labels + label_col[k]];
+    int rc = th_split_by_patient(ds->n, (const char *const *)ds->patient_id, y, n_labels, cfg->data.train,
+                                 cfg->data.val, cfg->seed, split, err);
+    free(y);
+    return rc;
+}
+
+/* Rank 0: the split of every image, and the rank that handles each image
+ * within its split (trains on it, or predicts it), whole patients per rank. */
 static int make_split(run *r, th_err *err)
 {
-    if (th_train_split(r->cfg, &r->ds, r->split, err)) return -1;
-    return th_shard_by_patient(r->ds.n, (const char *const *)r->ds.patient_id, r->split, TH_SPLIT_TRAIN, r->size,
-                               r->rank_of, err);
+    int n = r->ds.n;
+    if (th_train_split(r->cfg, &r->ds, r->label_col, r->n_labels, r->split, &r->dropped, err)) return -1;
+    int *part = malloc(sizeof *part * (size_t)n);
+    if (!part) return th_errf(err, "out of memory sharding %d images", n);
+    for (int i = 0; i < n; i++) r->owner[i] = -1;
+    int rc = 0;
+    for (int s = TH_SPLIT_TRAIN; s <= TH_SPLIT_TEST && !rc; s++) {
+        rc = th_shard_by_patient(n, (const char *const *)r->ds.patient_id, r->split, s, r->size, part, err);
+        for (int i = 0; i < n && !rc; i++)
+            if (part[i] >= 0) r->owner[i] = part[i];
+    }
+    free(part);
+    return rc;
+}
+
+/* "min..max images per rank (imbalance x%)" for the log. */
+static void describe_shards(const int *count, int size, char *out, size_t cap)
+{
+    int lo = count[0], hi = count[0];
+    for (int k = 1; k < size; k++) {
+        if (count[k] < lo) lo = count[k];
+        if (count[k] > hi) hi = count[k];
+    }
+    snprintf(out, cap, "%d..%d images per rank (imbalance %.1f%%)", lo, hi, hi ? 100.0 * (hi - lo) / hi : 0.0);
+}
+
+/* The images of split `which` that this rank handles, in dataset order. */
+static int *my_rows(const run *r, int which, int *count)
+{
+    int n = 0;
+    for (int i = 0; i < r->ds.n; i++) n += r->split[i] == which && r->owner[i] == r->rank;
+    int *rows = malloc(sizeof(int) * (size_t)(n + 1));
+    if (rows)
+        for (int i = 0, k = 0; i < r->ds.n; i++)
+            if (r->split[i] == which && r->owner[i] == r->rank) rows[k++] = i;
+    *count = n;
+    return rows;
 }
 
 /* Split, shards, and this rank's share of the data, read into memory. */
@@ -150,37 +231,47 @@ static int load_data(run *r, th_err *err)
 {
     int n = r->ds.n, L = r->n_labels;
     r->split = malloc((size_t)n);
-    r->rank_of = malloc(sizeof *r->rank_of * (size_t)n);
+    r->owner = malloc(sizeof *r->owner * (size_t)n);
     r->shard_size = calloc((size_t)r->size, sizeof *r->shard_size);
-    int rc = (r->split && r->rank_of && r->shard_size) ? 0 : th_errf(err, "out of memory for the index of %d images", n);
+    int *val_size = calloc((size_t)r->size, sizeof *val_size);
+    int rc = (r->split && r->owner && r->shard_size && val_size)
+                 ? 0
+                 : th_errf(err, "out of memory for the index of %d images", n);
     if (!rc && r->rank == 0) rc = make_split(r, err);
-    if (th_dist_agree(r->comm, rc, err)) return -1;
-    MPI_Bcast(r->split, n, MPI_UINT8_T, 0, r->comm);
-    MPI_Bcast(r->rank_of, n, MPI_INT, 0, r->comm);
-
-    int n_val_total = 0;
-    for (int i = 0; i < n; i++) {
-        if (r->rank_of[i] >= 0) r->shard_size[r->rank_of[i]]++;
-        if (r->split[i] == TH_SPLIT_VAL) n_val_total++;
+    if (th_dist_agree(r->comm, rc, err)) {
+        free(val_size);
+        return -1;
     }
-    r->n_train = r->shard_size[r->rank];
-    r->n_val_total = n_val_total;
+    MPI_Bcast(r->split, n, MPI_UINT8_T, 0, r->comm);
+    MPI_Bcast(r->owner, n, MPI_INT, 0, r->comm);
+    MPI_Bcast(&r->dropped, 1, MPI_INT, 0, r->comm);
+
+    for (int i = 0; i < n; i++) {
+        if (r->split[i] == TH_SPLIT_TRAIN) r->shard_size[r->owner[i]]++;
+        if (r->split[i] == TH_SPLIT_VAL) val_size[r->owner[i]]++;
+    }
     int n_train_total = 0;
-    for (int k = 0; k < r->size; k++) n_train_total += r->shard_size[k];
-    rc = 0;
-    if (n_train_total == 0) rc = th_errf(err, "the training split of %s is empty", r->ds.path);
-    else if (n_val_total == 0)
-        rc = th_errf(err, "the validation split of %s is empty: raise data.split.val or use more patients",
-                     r->ds.path);
-    if (rc) return -1; /* every rank computed the same counts */
+    r->n_val_total = 0;
+    for (int k = 0; k < r->size; k++) {
+        n_train_total += r->shard_size[k];
+        r->n_val_total += val_size[k];
+    }
+    char train_desc[96], val_desc[96];
+    describe_shards(r->shard_size, r->size, train_desc, sizeof train_desc);
+    describe_shards(val_size, r->size, val_desc, sizeof val_desc);
+    free(val_size);
+    /* Every rank computed the same counts, so these checks agree. */
+    if (n_train_total == 0) return th_errf(err, "the training split of %s is empty", r->ds.path);
+    if (r->n_val_total == 0)
+        return th_errf(err, "the validation split of %s is empty: raise data.split.val or use more patients",
+                       r->ds.path);
+    if (r->dropped)
+        info(r, "data.on_leak: drop_from_eval: %d val/test images of patients who cross splits are left out",
+             r->dropped);
+    info(r, "shards by patient: train %s; val %s", train_desc, val_desc);
 
-    /* Validation images are only predicted, so they are dealt out in
-     * contiguous runs of dataset order: the gather then returns them in order. */
-    r->val_first = (int)((long)n_val_total * r->rank / r->size);
-    r->n_val = (int)((long)n_val_total * (r->rank + 1) / r->size) - r->val_first;
-
-    r->train_idx = malloc(sizeof(int) * (size_t)(r->n_train + 1));
-    r->val_idx = malloc(sizeof(int) * (size_t)(r->n_val + 1));
+    r->train_idx = my_rows(r, TH_SPLIT_TRAIN, &r->n_train);
+    r->val_idx = my_rows(r, TH_SPLIT_VAL, &r->n_val);
     r->train_img = malloc((size_t)r->hw * (size_t)(r->n_train + 1));
     r->val_img = malloc((size_t)r->hw * (size_t)(r->n_val + 1));
     r->train_y = malloc((size_t)L * (size_t)(r->n_train + 1));
@@ -188,25 +279,20 @@ static int load_data(run *r, th_err *err)
     if (!r->train_idx || !r->val_idx || !r->train_img || !r->val_img || !r->train_y || !r->val_y)
         rc = th_errf(err, "out of memory for %d training and %d validation images", r->n_train, r->n_val);
     if (!rc) {
-        int t = 0, v = 0, seen_val = 0;
-        for (int i = 0; i < n; i++) {
-            if (r->rank_of[i] == r->rank) r->train_idx[t++] = i;
-            if (r->split[i] == TH_SPLIT_VAL) {
-                if (seen_val >= r->val_first && seen_val < r->val_first + r->n_val) r->val_idx[v++] = i;
-                seen_val++;
-            }
-        }
         for (int k = 0; k < r->n_train; k++) copy_labels(r, r->train_idx[k], r->train_y + (size_t)k * L);
         for (int k = 0; k < r->n_val; k++) copy_labels(r, r->val_idx[k], r->val_y + (size_t)k * L);
         rc = th_dataset_read_images(&r->ds, r->train_idx, r->n_train, r->train_img, err);
         if (!rc) rc = th_dataset_read_images(&r->ds, r->val_idx, r->n_val, r->val_img, err);
     }
     if (!rc && r->rank == 0) {
-        r->val_y_all = malloc((size_t)L * (size_t)n_val_total);
-        r->val_p_all = malloc(sizeof(float) * (size_t)L * (size_t)n_val_total);
+        /* The gather concatenates the ranks' shares in rank order: the labels
+         * on rank 0 are laid out the same way. */
+        r->val_y_all = malloc((size_t)L * (size_t)r->n_val_total);
+        r->val_p_all = malloc(sizeof(float) * (size_t)L * (size_t)r->n_val_total);
         if (!r->val_y_all || !r->val_p_all) rc = th_errf(err, "out of memory for validation predictions");
-        for (int i = 0, v = 0; !rc && i < n; i++)
-            if (r->split[i] == TH_SPLIT_VAL) copy_labels(r, i, r->val_y_all + (size_t)L * v++);
+        for (int k = 0, v = 0; !rc && k < r->size; k++)
+            for (int i = 0; i < n; i++)
+                if (r->split[i] == TH_SPLIT_VAL && r->owner[i] == k) copy_labels(r, i, r->val_y_all + (size_t)L * v++);
     }
     return th_dist_agree(r->comm, rc, err);
 }
@@ -219,7 +305,7 @@ static int class_weights(run *r, th_err *err)
     long n_train = 0;
     long pos[TH_MAX_LABELS] = {0};
     for (int i = 0; i < r->ds.n; i++) {
-        if (r->rank_of[i] < 0) continue;
+        if (r->split[i] != TH_SPLIT_TRAIN) continue;
         n_train++;
         for (int k = 0; k < L; k++) pos[k] += r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
     }
@@ -544,7 +630,7 @@ static void run_free(run *r)
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);
     free(r->split);
-    free(r->rank_of);
+    free(r->owner);
     free(r->shard_size);
     free(r->train_idx);
     free(r->val_idx);
@@ -590,7 +676,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm, const
     int rc = th_dataset_open(&r.ds, cfg->data.path, comm, err);
     if (rc) return -1; /* th_dataset_open agrees on its status across ranks */
     r.hw = r.ds.h * r.ds.w;
-    rc = resolve_labels(&r, err);
+    rc = th_train_labels(cfg, &r.ds, r.label_col, &r.n_labels, err);
     if (!rc) rc = check_input_shape(&r, err);
     if (!rc) rc = th_model_spec_check(&cfg->model, r.n_labels, err);
     /* Every rank holds the same index and config, so these checks agree. */

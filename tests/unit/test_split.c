@@ -77,9 +77,9 @@ static void test_split_properties(void)
     uint8_t *a = malloc((size_t)c.n), *b = malloc((size_t)c.n), *other = malloc((size_t)c.n);
     th_err err;
 
-    CHECK(th_split_by_patient(c.n, ids, 0.7, 0.1, 42, a, &err) == 0);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.7, 0.1, 42, a, &err) == 0);
     int first = 0;
-    CHECK(th_split_count_leaks(c.n, ids, a, &first) == 0);
+    CHECK(th_split_count_leaks(c.n, ids, a, NULL, &first) == 0);
     CHECK(first == -1);
     int per[3];
     count_patients_per_split(&c, a, per);
@@ -89,9 +89,9 @@ static void test_split_properties(void)
     CHECK_NEAR(per[2], 0.2 * N_PATIENTS, 1);
 
     /* Deterministic for a seed, different for another. */
-    CHECK(th_split_by_patient(c.n, ids, 0.7, 0.1, 42, b, &err) == 0);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.7, 0.1, 42, b, &err) == 0);
     CHECK(memcmp(a, b, (size_t)c.n) == 0);
-    CHECK(th_split_by_patient(c.n, ids, 0.7, 0.1, 43, other, &err) == 0);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.7, 0.1, 43, other, &err) == 0);
     CHECK(memcmp(a, other, (size_t)c.n) != 0);
 
     /* Same patients, rows in another order: same split per patient. */
@@ -108,7 +108,7 @@ static void test_split_properties(void)
         d.patient[j] = tp;
     }
     uint8_t *perm = malloc((size_t)d.n);
-    CHECK(th_split_by_patient(d.n, (const char *const *)d.id, 0.7, 0.1, 42, perm, &err) == 0);
+    CHECK(th_split_by_patient(d.n, (const char *const *)d.id, NULL, 0, 0.7, 0.1, 42, perm, &err) == 0);
     uint8_t by_patient[N_PATIENTS];
     for (int i = 0; i < c.n; i++) by_patient[c.patient[i]] = a[i];
     int same = 1;
@@ -129,25 +129,25 @@ static void test_split_properties(void)
     CHECK(victim >= 0);
     b[victim] = TH_SPLIT_TEST;
     int leak_row = -2;
-    CHECK(th_split_count_leaks(c.n, ids, b, &leak_row) == 1);
+    CHECK(th_split_count_leaks(c.n, ids, b, NULL, &leak_row) == 1);
     CHECK(leak_row >= 0 && c.patient[leak_row] == c.patient[victim]);
 
     /* Every split with a positive fraction gets a patient, even when tiny. */
     const char *three[] = {"x", "y", "z"};
     uint8_t s3[3];
-    CHECK(th_split_by_patient(3, three, 0.98, 0.01, 1, s3, &err) == 0);
+    CHECK(th_split_by_patient(3, three, NULL, 0, 0.98, 0.01, 1, s3, &err) == 0);
     CHECK(s3[0] != s3[1] && s3[1] != s3[2] && s3[0] != s3[2]);
     /* ... and a split with fraction 0 stays empty. */
-    CHECK(th_split_by_patient(c.n, ids, 0.8, 0.2, 1, b, &err) == 0);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.8, 0.2, 1, b, &err) == 0);
     count_patients_per_split(&c, b, per);
     CHECK(per[2] == 0 && per[0] == 240 && per[1] == 60);
 
     /* Errors. */
-    CHECK(th_split_by_patient(c.n, ids, -0.1, 0.5, 1, b, &err) == -1);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, -0.1, 0.5, 1, b, &err) == -1);
     CHECK(strstr(err.msg, "non-negative") != NULL);
-    CHECK(th_split_by_patient(c.n, ids, 0.8, 0.3, 1, b, &err) == -1);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.8, 0.3, 1, b, &err) == -1);
     CHECK(strstr(err.msg, "exceed 1") != NULL);
-    CHECK(th_split_by_patient(0, ids, 0.7, 0.1, 1, b, &err) == -1);
+    CHECK(th_split_by_patient(0, ids, NULL, 0, 0.7, 0.1, 1, b, &err) == -1);
 
     free(perm);
     free_cohort(&d);
@@ -164,7 +164,7 @@ static void test_shard(void)
     uint8_t *split = malloc((size_t)c.n);
     int *rank_of = malloc((size_t)c.n * sizeof(int)), *again = malloc((size_t)c.n * sizeof(int));
     th_err err;
-    CHECK(th_split_by_patient(c.n, ids, 0.7, 0.15, 7, split, &err) == 0);
+    CHECK(th_split_by_patient(c.n, ids, NULL, 0, 0.7, 0.15, 7, split, &err) == 0);
     for (int ranks = 1; ranks <= 7; ranks += 3) {
         CHECK(th_shard_by_patient(c.n, ids, split, TH_SPLIT_TRAIN, ranks, rank_of, &err) == 0);
         int rank_of_patient[N_PATIENTS], size[N_PATIENTS] = {0}, whole = 1, assigned = 1;
@@ -249,12 +249,12 @@ static void test_nih_sample(void)
     int *of = malloc((size_t)n * sizeof(int));
     CHECK(th_patients_group(n, (const char *const *)ids, of) == 264);
     int first = -1;
-    CHECK(th_split_count_leaks(n, (const char *const *)ids, split, &first) == 30);
+    CHECK(th_split_count_leaks(n, (const char *const *)ids, split, NULL, &first) == 30);
     CHECK(first >= 0);
     th_err err;
     uint8_t *ours = malloc((size_t)n);
-    CHECK(th_split_by_patient(n, (const char *const *)ids, 0.7, 0.1, 42, ours, &err) == 0);
-    CHECK(th_split_count_leaks(n, (const char *const *)ids, ours, NULL) == 0);
+    CHECK(th_split_by_patient(n, (const char *const *)ids, NULL, 0, 0.7, 0.1, 42, ours, &err) == 0);
+    CHECK(th_split_count_leaks(n, (const char *const *)ids, ours, NULL, NULL) == 0);
     free(ours);
     free(of);
     for (int i = 0; i < n; i++) free(ids[i]);

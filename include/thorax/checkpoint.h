@@ -28,6 +28,8 @@ typedef struct th_train_state {
     int bad_epochs;         /* epochs since the best, for early stopping */
     int plateau_epochs;     /* epochs since the plateau schedule last saw a gain */
     float norm_mean, norm_std; /* input normalisation (trainset), in units of pixel/255 */
+    double epoch_loss_sum;  /* training loss summed over the current epoch's images so far */
+    long epoch_images;      /* images of the current epoch so far (0 at an epoch boundary) */
 } th_train_state;
 
 int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o,

@@ -84,4 +84,9 @@ int th_config_load_string(th_config *cfg, const char *yaml, const char *name,
 /* The resolved YAML text, every default filled. Returns a malloc'd string or NULL. */
 char *th_config_to_yaml(const th_config *cfg);
 
+/* Compares the keys of two configs under the given top-level sections
+ * (NULL-terminated, e.g. {"seed", "data", "model", NULL}); on the first
+ * difference fails with "model.layers[3]: was {...}, now {...}". */
+int th_config_compare(const th_config *was, const th_config *now, const char *const *sections, th_err *err);
+
 #endif

@@ -14,6 +14,7 @@
 #define THORAX_TRAIN_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 #include "thorax/config.h"
 #include "thorax/dataset.h"
@@ -59,8 +60,24 @@ int th_train_labels(const th_config *cfg, const th_dataset *ds, int *label_col, 
 int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
                    int *dropped, th_err *err);
 
-/* Trains cfg, writing the run directory run_dir (created if needed). */
-int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm,
+typedef struct th_train_opts {
+    /* Continue from this checkpoint (a run directory's last.h5), or NULL for
+     * a fresh start. The config's seed, data and model sections must match
+     * the checkpoint's; train (e.g. more epochs) may differ. */
+    const char *resume_from;
+    /* Set (by a signal handler) to ask the ranks to stop after the current
+     * step: they agree, write last.h5 and return TH_TRAIN_STOPPED. */
+    const volatile sig_atomic_t *stop;
+    /* Test hook: poison rank 0's input at this global step (1-based; 0 = never). */
+    long nan_at_step;
+} th_train_opts;
+
+/* th_train_run returns this when a stop request ended the run early. */
+#define TH_TRAIN_STOPPED 1
+
+/* Trains cfg, writing the run directory run_dir (created if needed).
+ * Returns 0 when done, TH_TRAIN_STOPPED, or -1 with err set (on every rank). */
+int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
                  const th_train_callbacks *cb, th_err *err);
 
 #endif

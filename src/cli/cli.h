@@ -2,14 +2,17 @@
  *
  * Each command takes its own argv (argv[0] is the command name), prints its
  * own --help, and returns the process exit status:
- *   0 success, 1 runtime failure (I/O, numerical), 2 usage or config error.
+ *   0 success, 1 runtime failure (I/O, numerical), 2 usage or config error,
+ *   75 stopped by a signal after writing a checkpoint to resume from.
  */
 #ifndef THORAX_CLI_H
 #define THORAX_CLI_H
 
 #include <stdio.h>
 
-enum { TH_EXIT_OK = 0, TH_EXIT_FAIL = 1, TH_EXIT_USAGE = 2 };
+/* 75 is EX_TEMPFAIL of sysexits.h: "try again later", which is what a
+ * preempted run with a checkpoint is. */
+enum { TH_EXIT_OK = 0, TH_EXIT_FAIL = 1, TH_EXIT_USAGE = 2, TH_EXIT_PREEMPTED = 75 };
 
 int cmd_phantom(int argc, char **argv);
 int cmd_train(int argc, char **argv);

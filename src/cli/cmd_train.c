@@ -6,6 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <stdlib.h>
+
 #include "cli.h"
 #include "thorax/config.h"
 #include "thorax/train.h"
@@ -13,7 +16,7 @@
 static void train_usage(FILE *f)
 {
     fprintf(f,
-            "usage: mpirun -np N thorax train CONFIG.yaml [--set key=value ...]\n"
+            "usage: mpirun -np N thorax train CONFIG.yaml [--set key=value ...] [--resume auto|DIR]\n"
             "\n"
             "Trains the network of CONFIG.yaml on its dataset across the MPI ranks and\n"
             "writes the run directory <runtime.out_dir>/<name>/: config.yaml (resolved),\n"
@@ -22,7 +25,18 @@ static void train_usage(FILE *f)
             "options:\n"
             "  --set key=value   override a config key, e.g. --set train.epochs=3\n"
             "                    --set data.labels=[Effusion,Nodule] (repeatable)\n"
-            "  -h, --help        this help\n");
+            "  --resume auto     continue the run directory's checkpoints/last.h5 if there\n"
+            "                    is one, else start afresh (for requeued batch jobs)\n"
+            "  --resume DIR      continue the run in DIR (its checkpoints/last.h5)\n"
+            "  -h, --help        this help\n"
+            "\n"
+            "A resumed run must keep the seed, data and model sections; train may change\n"
+            "(e.g. more epochs). SIGTERM or SIGUSR1 (SLURM sends one before the time\n"
+            "limit with --signal) stops every rank after the current step, writes\n"
+            "last.h5, and exits with status 75; --resume auto goes on from there.\n"
+            "\n"
+            "exit status: 0 done, 1 failed (data, I/O, NaN loss), 2 usage or config\n"
+            "error, 75 stopped by a signal with a checkpoint to resume from.\n");
 }
 
 /* Progress goes to a log more often than to a terminal: under mpirun and in
@@ -63,19 +77,45 @@ static void on_epoch(void *ctx, const th_epoch_report *e)
     fflush(stdout);
 }
 
+/* The one piece of process-wide state: a signal can only reach the training
+ * loop through a flag. The loop polls it once per step. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 int cmd_train(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         train_usage(stdout);
         return TH_EXIT_OK;
     }
-    const char *config_path = NULL;
+    const char *config_path = NULL, *resume = NULL;
     cli_sets sets = {.n = 0};
     for (int i = 1; i < argc; i++) {
         int took = cli_take_set(argc, argv, &i, &sets);
         if (took < 0) return TH_EXIT_USAGE;
         if (took) continue;
-        if (argv[i][0] == '-') {
+        if (!strcmp(argv[i], "--resume") || !strncmp(argv[i], "--resume=", 9)) {
+            resume = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!resume || !*resume) {
+                cli_error("train: --resume takes 'auto' or a run directory");
+                return TH_EXIT_USAGE;
+            }
+        } else if (argv[i][0] == '-') {
             cli_error("train: unknown option '%s' (see thorax train --help)", argv[i]);
             return TH_EXIT_USAGE;
         } else if (!config_path) {
@@ -105,20 +145,38 @@ int cmd_train(int argc, char **argv)
     openblas_set_num_threads(cfg.runtime.threads_per_rank);
 
     char run_dir[2 * TH_PATH_MAX], last[2 * TH_PATH_MAX + 32];
-    snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.runtime.out_dir, cfg.name);
+    if (resume && strcmp(resume, "auto")) snprintf(run_dir, sizeof run_dir, "%s", resume);
+    else snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.runtime.out_dir, cfg.name);
     snprintf(last, sizeof last, "%s/checkpoints/last.h5", run_dir);
-    if (access(last, F_OK) == 0) {
+    int have_last = access(last, F_OK) == 0;
+    if (have_last && !resume) {
         if (rank == 0)
-            cli_error("%s already holds a run (%s); choose another name with --set name=..., or move it away", run_dir,
-                      last);
+            cli_error("%s already holds a run (%s); continue it with --resume auto, or choose another name with "
+                      "--set name=...",
+                      run_dir, last);
         status = TH_EXIT_USAGE;
         goto done;
     }
-    if (rank == 0) printf("run %s -> %s\n", cfg.name, run_dir);
+    if (!have_last && resume && strcmp(resume, "auto")) {
+        if (rank == 0) cli_error("--resume %s: no checkpoint %s to continue from", resume, last);
+        status = TH_EXIT_USAGE;
+        goto done;
+    }
+    th_train_opts opts = {.resume_from = have_last ? last : NULL, .stop = &stop_requested};
+    const char *nan_step = getenv("THORAX_TEST_NAN_STEP");
+    if (nan_step) opts.nan_at_step = atol(nan_step);
+    catch_stop_signals();
+    if (rank == 0) printf("run %s -> %s%s\n", cfg.name, run_dir, have_last ? " (resuming)" : "");
 
     progress prog = {.last_print = MPI_Wtime()};
     th_train_callbacks cb = {.on_info = on_info, .on_step = on_step, .on_epoch = on_epoch, .ctx = &prog};
-    if (th_train_run(&cfg, run_dir, MPI_COMM_WORLD, &cb, &err)) {
+    int rc = th_train_run(&cfg, run_dir, &opts, MPI_COMM_WORLD, &cb, &err);
+    if (rc == TH_TRAIN_STOPPED) {
+        if (rank == 0) printf("stopped: %s holds the checkpoint; continue with --resume auto\n", last);
+        status = TH_EXIT_PREEMPTED;
+        goto done;
+    }
+    if (rc) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;

@@ -136,6 +136,9 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
         rc |= write_attr(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
         rc |= write_attr(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
         rc |= write_attr(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
+        long long images = s->epoch_images;
+        rc |= write_attr(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
+        rc |= write_attr(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
         H5Gclose(g);
         hid_t r = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (r < 0) return -1;
@@ -254,6 +257,10 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
         rc |= read_attr(g, "plateau_epochs", H5T_NATIVE_INT, &s->plateau_epochs);
         rc |= read_attr(g, "norm_mean", H5T_NATIVE_FLOAT, &s->norm_mean);
         rc |= read_attr(g, "norm_std", H5T_NATIVE_FLOAT, &s->norm_std);
+        long long images = 0;
+        rc |= read_attr(g, "epoch_loss_sum", H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
+        rc |= read_attr(g, "epoch_images", H5T_NATIVE_LLONG, &images);
+        s->epoch_images = (long)images;
         H5Gclose(g);
         long long step = 0;
         rc |= read_attr(f, "epoch", H5T_NATIVE_INT, &s->epoch);

@@ -40,6 +40,8 @@ typedef struct run {
     MPI_Comm comm;
     int rank, size;
     const th_train_callbacks *cb;
+    const th_train_opts *opts;
+    long start_step;                /* global step this process started from (for the ETA) */
 
     th_dataset ds;
     int n_labels;
@@ -426,8 +428,75 @@ static float scheduled_lr(const run *r, long step, int steps_per_epoch)
     }
 }
 
-/* One epoch of training steps. Returns the mean training loss in *loss. */
-static int train_epoch(run *r, int epoch, int steps, double t_start, double *loss, double *img_per_s, th_err *err)
+/* Names where non-finite values first appear on this rank: the first layer
+ * whose output holds one (forward), else the first tensor whose gradient does.
+ * Returns 0 if this rank sees none. */
+static int find_nonfinite(const run *r, int n, char *where, size_t cap)
+{
+    const th_model *m = &r->model;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *L = &m->layers[i];
+        size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
+        for (size_t k = 0; k < count; k++) {
+            if (isfinite(L->y[k])) continue;
+            snprintf(where, cap, "the output of layer %s", L->name);
+            return 1;
+        }
+    }
+    for (int t = 0; t < m->n_tensors; t++) {
+        const th_tensor_info *ti = &m->tensors[t];
+        for (size_t k = 0; ti->trainable && k < ti->count; k++) {
+            if (isfinite(m->grads[ti->offset + k])) continue;
+            snprintf(where, cap, "the gradient of %s", ti->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int grads_finite(const th_model *m)
+{
+    /* Summing propagates any NaN or Inf, and costs one pass. */
+    float sum = 0;
+    for (size_t k = 0; k < m->n_params; k++) sum += m->grads[k] * 0.0f;
+    return isfinite(sum);
+}
+
+/* Stops the run on a NaN or Inf loss or gradient, naming the step, where the
+ * values first appear, and the checkpoint to go back to. Collective. */
+static int nonfinite_error(run *r, int epoch, int s, int n, double loss, th_err *err)
+{
+    char where[160];
+    int found = find_nonfinite(r, n, where, sizeof where);
+    th_err mine = {{0}};
+    char last[64];
+    if (r->st.epoch > 0) snprintf(last, sizeof last, "checkpoints/last.h5 (epoch %d)", r->st.epoch);
+    else snprintf(last, sizeof last, "none yet (no epoch completed)");
+    th_errf(&mine,
+            "training stopped: the %s is %s at epoch %d, step %d (global step %ld, learning rate %g); first "
+            "non-finite values in %s; last good checkpoint: %s in %s. Lower train.optimizer.lr or check the data",
+            isfinite(loss) ? "gradient" : "loss", isnan(loss) ? "NaN" : isfinite(loss) ? "non-finite" : "infinite",
+            epoch + 1, s + 1, r->st.step + 1, (double)r->st.lr, found ? where : "the summed gradients", last, r->dir);
+    /* The lowest rank that saw the values itself tells; else rank 0 does. */
+    if (th_dist_agree(r->comm, found, &mine) == 0) th_dist_agree(r->comm, r->rank == 0, &mine);
+    if (err) *err = mine;
+    return -1;
+}
+
+/* Rank 0 writes last.h5 mid-epoch so that --resume continues from this step. */
+static int save_midepoch(run *r, th_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints/last.h5", r->dir);
+    int rc = r->rank == 0 ? th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err) : 0;
+    return th_dist_agree(r->comm, rc, err);
+}
+
+/* One epoch of training steps, from step `first` (not 0 when resuming a run
+ * stopped mid-epoch). Returns 0, TH_TRAIN_STOPPED after a stop request (with
+ * last.h5 written), or -1. The mean training loss goes to *loss. */
+static int train_epoch(run *r, int epoch, int first, int steps, double t_start, double *loss, double *img_per_s,
+                       th_err *err)
 {
     const th_config *cfg = r->cfg;
     int L = r->n_labels;
@@ -438,37 +507,40 @@ static int train_epoch(run *r, int epoch, int steps, double t_start, double *los
     for (int k = 0; k < r->n_train; k++) r->order[k] = k;
     th_rng_shuffle(&rng, r->order, r->n_train);
 
-    double epoch_t0 = MPI_Wtime(), loss_sum = 0;
-    long images = 0;
-    for (int s = 0; s < steps; s++) {
+    double epoch_t0 = MPI_Wtime();
+    long images_now = 0;
+    for (int s = first; s < steps; s++) {
         int n = images_at_step(r, r->rank, s);
         long global_n = 0;
         for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
         const int *rows = r->order + (size_t)s * r->batch;
         make_input(r, r->train_img, rows, n, r->x);
         for (int j = 0; j < n; j++) memcpy(r->y + (size_t)j * L, r->train_y + (size_t)rows[j] * L, (size_t)L);
+        if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) r->x[0] = NAN;
 
+        /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
+        th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
         const float *logits = th_model_forward(&r->model, r->x, n, 1);
         double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, r->y, r->w_pos, r->w_neg, r->dz) : 0.0;
         th_model_backward(&r->model, r->x, r->dz, n);
         if (th_dist_allreduce_mean(r->comm, r->model.grads, r->model.n_params, global_n, err)) return -1;
-        MPI_Allreduce(MPI_IN_PLACE, &step_loss, 1, MPI_DOUBLE, MPI_SUM, r->comm);
-        step_loss /= (double)global_n;
-        if (!isfinite(step_loss))
-            return th_errf(err,
-                           "the training loss is %s at epoch %d, step %d (learning rate %g): lower "
-                           "train.optimizer.lr",
-                           isnan(step_loss) ? "NaN" : "infinite", epoch + 1, s + 1, (double)r->st.lr);
+        /* The loss and any stop request travel together: one small allreduce. */
+        double red[2] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0};
+        MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_SUM, r->comm);
+        step_loss = red[0] / (double)global_n;
+        if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
         r->st.lr = scheduled_lr(r, r->st.step, steps);
         th_optim_step(&r->opt, r->model.params, r->model.grads, r->st.lr);
         r->st.step++;
-        loss_sum += step_loss * (double)global_n;
-        images += global_n;
+        r->st.epoch_loss_sum += step_loss * (double)global_n;
+        r->st.epoch_images += global_n;
+        images_now += global_n;
 
         if (r->rank == 0 && r->cb && r->cb->on_step) {
             double now = MPI_Wtime();
             double done = (double)epoch * steps + s + 1, total = (double)cfg->train.epochs * steps;
+            double run_done = done - ((double)r->start_step);
             th_step_report rep = {
                 .epoch = epoch + 1,
                 .epochs = cfg->train.epochs,
@@ -476,14 +548,21 @@ static int train_epoch(run *r, int epoch, int steps, double t_start, double *los
                 .steps_per_epoch = steps,
                 .step = r->st.step,
                 .loss = step_loss,
-                .img_per_s = (double)images / (now - epoch_t0 + 1e-9),
-                .eta_s = (now - t_start) / done * (total - done),
+                .img_per_s = (double)images_now / (now - epoch_t0 + 1e-9),
+                .eta_s = (now - t_start) / (run_done > 0 ? run_done : 1) * (total - done),
             };
             r->cb->on_step(r->cb->ctx, &rep);
         }
+        if (red[1] > 0) {
+            info(r, "stop requested: checkpoint at epoch %d, step %d of %d (global step %ld)", epoch + 1, s + 1,
+                 steps, r->st.step);
+            return save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
+        }
     }
-    *loss = loss_sum / (double)(images ? images : 1);
-    *img_per_s = (double)images / (MPI_Wtime() - epoch_t0 + 1e-9);
+    *loss = r->st.epoch_loss_sum / (double)(r->st.epoch_images ? r->st.epoch_images : 1);
+    *img_per_s = (double)images_now / (MPI_Wtime() - epoch_t0 + 1e-9);
+    r->st.epoch_loss_sum = 0;
+    r->st.epoch_images = 0;
     return 0;
 }
 
@@ -525,6 +604,22 @@ static int write_split_csv(run *r, th_err *err)
     return rc;
 }
 
+/* metrics.csv as it stood at the checkpoint: the header and the rows of the
+ * epochs it completed (a run stopped after writing later rows loses them). */
+static void restore_metrics(run *r, const char *path)
+{
+    th_err ignored;
+    char *old = th_read_file(path, NULL, &ignored);
+    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
+    for (char *line = old ? strchr(old, '\n') : NULL; line && line[1];) {
+        char *row = line + 1;
+        line = strchr(row, '\n');
+        int len = line ? (int)(line - row) : (int)strlen(row);
+        if (atoi(row) >= 1 && atoi(row) <= r->st.epoch) th_strbuf_printf(&r->metrics, "%.*s\n", len, row);
+    }
+    free(old);
+}
+
 /* Rank 0: the run directory's fixed files. */
 static int start_run_dir(run *r, th_err *err)
 {
@@ -534,8 +629,29 @@ static int start_run_dir(run *r, th_err *err)
     snprintf(path, sizeof path, "%s/config.yaml", r->dir);
     if (th_write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), err)) return -1;
     if (write_split_csv(r, err)) return -1;
-    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
+    snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
+    if (r->opts->resume_from) restore_metrics(r, path);
+    else th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
     return 0;
+}
+
+/* Every rank: the state of the checkpoint to continue from, after checking
+ * that the experiment is the same one (seed, data and model unchanged). */
+static int resume(run *r, th_err *err)
+{
+    const char *path = r->opts->resume_from;
+    static const char *const fixed[] = {"seed", "data", "model", NULL};
+    th_config *was = malloc(sizeof *was);
+    char *yaml = th_checkpoint_read_config(path, err);
+    int rc = was && yaml ? 0 : -1;
+    if (!was) th_errf(err, "out of memory");
+    if (!rc && th_config_load_string(was, yaml, path, NULL, 0, err)) rc = th_err_prefix(err, "%s: ", path);
+    if (!rc && th_config_compare(was, r->cfg, fixed, err))
+        rc = th_err_prefix(err, "cannot resume from %s: the experiment changed: ", path);
+    if (!rc) rc = th_checkpoint_load(path, &r->model, &r->opt, &r->st, err);
+    free(yaml);
+    free(was);
+    return rc;
 }
 
 /* Rank 0: metrics.csv and the checkpoints after an epoch. */
@@ -590,14 +706,23 @@ static int train_loop(run *r, th_err *err)
     /* Every rank takes the same number of steps; ranks with smaller shards
      * contribute fewer (or no) images to the last steps of an epoch. */
     int steps = (max_shard + r->batch - 1) / r->batch;
+    long first = r->st.step - (long)r->st.epoch * steps;
+    if (first < 0 || first >= steps)
+        return th_errf(err, "the checkpoint stopped at global step %ld of epoch %d, which does not fit %d steps per "
+                            "epoch: resume with the ranks and batch_per_rank it was written with",
+                       r->st.step, r->st.epoch + 1, steps);
+    r->start_step = r->st.step;
     double t_start = MPI_Wtime();
     info(r, "training %d epochs of %d steps: %d ranks x %d images per step, %zu parameters, %.3f GFLOP forward per "
             "image",
          cfg->train.epochs, steps, r->size, r->batch, r->model.n_params, th_model_flops(&r->model) / 1e9);
+    if (r->st.step > 0) info(r, "resuming at epoch %d, step %ld of %d", r->st.epoch + 1, first + 1, steps);
 
     for (int epoch = r->st.epoch; epoch < cfg->train.epochs; epoch++) {
         double t0 = MPI_Wtime(), train_loss = 0, img_per_s = 0, val_loss = 0, val_auc = 0;
-        if (train_epoch(r, epoch, steps, t_start, &train_loss, &img_per_s, err)) return -1;
+        int rc = train_epoch(r, epoch, (int)first, steps, t_start, &train_loss, &img_per_s, err);
+        first = 0;
+        if (rc) return rc;
         if (validate(r, &val_loss, &val_auc, err)) return -1;
         r->st.epoch = epoch + 1;
         th_epoch_report e = {
@@ -612,13 +737,21 @@ static int train_loop(run *r, th_err *err)
         };
         after_validation(r, val_auc, &e.is_best, &e.stopping);
         e.seconds = MPI_Wtime() - t0;
-        int rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
+        rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
         if (th_dist_agree(r->comm, rc, err)) return -1;
         if (r->rank == 0 && r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->ctx, &e);
         if (e.stopping) {
             info(r, "early stop: no gain in val AUC for %d epochs (best %.4f at epoch %d)", r->st.bad_epochs,
                  r->st.best_score, r->st.best_epoch);
             break;
+        }
+        /* A request that came during validation or checkpointing: last.h5 is
+         * already this epoch's, so stopping here loses nothing. */
+        int stop = r->opts->stop && *r->opts->stop;
+        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, r->comm);
+        if (stop && epoch + 1 < cfg->train.epochs) {
+            info(r, "stop requested: checkpoint at the end of epoch %d", epoch + 1);
+            return TH_TRAIN_STOPPED;
         }
     }
     return 0;
@@ -662,14 +795,17 @@ static int check_input_shape(run *r, th_err *err)
     return 0;
 }
 
-int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm, const th_train_callbacks *cb, th_err *err)
+int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
+                 const th_train_callbacks *cb, th_err *err)
 {
+    static const th_train_opts no_opts;
     run r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
     r.dir = run_dir;
     r.comm = comm;
     r.cb = cb;
+    r.opts = opts ? opts : &no_opts;
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.size);
 
@@ -691,6 +827,9 @@ int th_train_run(const th_config *cfg, const char *run_dir, MPI_Comm comm, const
         th_model_init_params(&r.model, cfg->seed);
         r.st.lr = cfg->train.optimizer.lr;
         r.st.best_score = -INFINITY;
+        if (r.opts->resume_from) rc = th_dist_agree(comm, resume(&r, err), err);
+    }
+    if (!rc) {
         r.config_yaml = th_config_to_yaml(cfg);
         int local = r.config_yaml ? 0 : th_errf(err, "out of memory writing the resolved config");
         if (!local && r.rank == 0) local = start_run_dir(&r, err);

@@ -564,6 +564,36 @@ static void test_round_trip(void)
     free(text);
 }
 
+/* Resuming compares the old and new config section by section. */
+static void test_compare(void)
+{
+    static th_config a, b;
+    th_err err = {{0}};
+    const char *const resume_sections[] = {"seed", "data", "model", NULL};
+    CHECK(load(&a, MINI, &err) == 0);
+    CHECK(load(&b, MINI "train: {epochs: 40, optimizer: {lr: 0.5}}\nname: other\n", &err) == 0);
+    /* Training length, optimiser and name may change on resume. */
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == 0);
+    b = a;
+    b.model.layers[0].out = 99;
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == -1);
+    CHECK(strstr(err.msg, "model.layers[0]: was {") != NULL && strstr(err.msg, "out: 99") != NULL);
+    b = a;
+    snprintf(b.data.path, sizeof b.data.path, "other.h5");
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == -1);
+    CHECK(strstr(err.msg, "data.path: was d.h5, now other.h5") != NULL);
+    b = a;
+    b.seed = 7;
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == -1 && strstr(err.msg, "seed: was") != NULL);
+    b = a;
+    b.data.augment.hflip = 1;
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == -1 && strstr(err.msg, "data.augment.hflip") != NULL);
+    b = a;
+    b.model.layers[b.model.n_layers++] = a.model.layers[0];
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == -1 && strstr(err.msg, "was absent") != NULL);
+    CHECK(th_config_compare(&b, &a, resume_sections, &err) == -1 && strstr(err.msg, "now absent") != NULL);
+}
+
 int main(void)
 {
     test_shipped_configs();
@@ -574,5 +604,6 @@ int main(void)
     test_out_labels();
     test_shapes();
     test_round_trip();
+    test_compare();
     return th_test_summary("test_config");
 }

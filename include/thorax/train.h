@@ -27,6 +27,8 @@ typedef struct th_step_report {
     double loss;                /* mean loss of the last step's global batch */
     double img_per_s;           /* global images per second over the epoch so far */
     double eta_s;               /* estimated seconds to the end of training */
+    double data_wait_share;     /* share of the epoch's step time spent waiting for a batch */
+    double allreduce_share;     /* share spent in the gradient allreduce */
 } th_step_report;
 
 typedef struct th_epoch_report {
@@ -35,6 +37,7 @@ typedef struct th_epoch_report {
     float lr;
     double train_loss, val_loss, val_auc;
     double img_per_s, seconds;
+    double data_wait_share, allreduce_share;
     int is_best;
     int stopping;               /* early stopping ends the run after this epoch */
 } th_epoch_report;

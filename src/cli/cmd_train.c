@@ -62,8 +62,9 @@ static void on_step(void *ctx, const th_step_report *r)
     p->last_print = now;
     char eta[32];
     cli_format_duration(r->eta_s, eta, sizeof eta);
-    printf("epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  ETA %s\n", r->epoch, r->epochs, r->step_in_epoch,
-           r->steps_per_epoch, r->loss, r->img_per_s, eta);
+    printf("epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  data wait %.0f%%  allreduce %.0f%%  ETA %s\n", r->epoch,
+           r->epochs, r->step_in_epoch, r->steps_per_epoch, r->loss, r->img_per_s, 100 * r->data_wait_share,
+           100 * r->allreduce_share, eta);
     fflush(stdout);
 }
 
@@ -71,9 +72,10 @@ static void on_epoch(void *ctx, const th_epoch_report *e)
 {
     progress *p = ctx;
     p->last_print = MPI_Wtime();
-    printf("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %.4f%s  lr %.3g  %.1f img/s  %.1fs\n", e->epoch,
-           e->epochs, e->train_loss, e->val_loss, e->val_auc, e->is_best ? " (best)" : "  ", (double)e->lr,
-           e->img_per_s, e->seconds);
+    printf("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %.4f%s  lr %.3g  %.1f img/s  data wait %.0f%%  "
+           "allreduce %.0f%%  %.1fs\n",
+           e->epoch, e->epochs, e->train_loss, e->val_loss, e->val_auc, e->is_best ? " (best)" : "       ",
+           (double)e->lr, e->img_per_s, 100 * e->data_wait_share, 100 * e->allreduce_share, e->seconds);
     fflush(stdout);
 }
 

@@ -496,8 +496,10 @@ static int read_augment(const ctx *c, const yt_node *data, th_config *cfg)
         read_float(c, m, P, "rotate_deg", AT_LEAST(0), 0, &cfg->data.augment.rotate_deg) ||
         read_float(c, m, P, "shift", RIGHT_OPEN(0, 0.5), 0, &cfg->data.augment.shift) ||
         read_float_pair(c, m, P, "scale", ABOVE(0), 1, 1, scale) ||
-        read_float(c, m, P, "brightness", AT_LEAST(0), 0, &cfg->data.augment.brightness) ||
-        read_float(c, m, P, "contrast", AT_LEAST(0), 0, &cfg->data.augment.contrast))
+        /* Fractions of the intensity range: a contrast of 1 or more could
+         * invert an image, which no X-ray looks like. */
+        read_float(c, m, P, "brightness", RIGHT_OPEN(0, 1), 0, &cfg->data.augment.brightness) ||
+        read_float(c, m, P, "contrast", RIGHT_OPEN(0, 1), 0, &cfg->data.augment.contrast))
         return -1;
     if (scale[0] > scale[1])
         return fail(c, yt_get(m, "scale"), P, "scale", "must be [low, high] with low <= high, got [%g, %g]",

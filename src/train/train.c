@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thorax/augment.h"
 #include "thorax/checkpoint.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
@@ -30,6 +31,7 @@
 #include "thorax/loss.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
+#include "thorax/prefetch.h"
 #include "thorax/roc.h"
 #include "thorax/split.h"
 
@@ -64,11 +66,16 @@ typedef struct run {
     /* Step buffers. */
     int batch;                      /* images per rank per step */
     int *order;                     /* [n_train] this epoch's order of the shard */
-    float *x;                       /* [batch, 1, H, W] */
-    uint8_t *y;                     /* [batch, n_labels] */
+    float *x;                       /* [batch, 1, H, W] validation input */
     float *dz;                      /* [batch, n_labels] */
     float *val_p;                   /* [n_val, n_labels] */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
+    th_augment_params augment;
+    int augment_on;
+    th_prefetch prefetch;           /* fills the next training batch while a step computes */
+    int fill_epoch;                 /* the epoch the prefetcher is filling */
+    double data_wait_share;         /* of the last epoch's step time: waiting for a batch */
+    double allreduce_share;         /* of the last epoch's step time: in the allreduces */
 
     th_model model;
     th_optim opt;
@@ -345,36 +352,90 @@ static void trainset_stats(run *r)
     r->st.norm_std = (float)sqrt(var > 1e-12 ? var : 1e-12);
 }
 
-/* Converts images rows[0..n) of a uint8 block into normalised floats x [n, 1, H, W]. */
-static void make_input(const run *r, const uint8_t *img, const int *rows, int n, float *x)
+/* Normalises one image of pixel values in [0, 255] in place. Evaluation and
+ * training use the same statistics: never those of a batch. */
+static void normalize(const run *r, float *v)
+{
+    int hw = r->hw;
+    switch (r->cfg->data.normalize) {
+    case TH_NORM_TRAINSET: {
+        float mean = 255.0f * r->st.norm_mean, inv = 1.0f / (255.0f * r->st.norm_std);
+        for (int p = 0; p < hw; p++) v[p] = (v[p] - mean) * inv;
+        break;
+    }
+    case TH_NORM_PER_IMAGE: {
+        double sum = 0, sum2 = 0;
+        for (int p = 0; p < hw; p++) {
+            sum += v[p];
+            sum2 += (double)v[p] * v[p];
+        }
+        double m = sum / hw, var = sum2 / hw - m * m;
+        float istd = (float)(1.0 / sqrt(var > 1e-6 ? var : 1e-6));
+        for (int p = 0; p < hw; p++) v[p] = (v[p] - (float)m) * istd;
+        break;
+    }
+    case TH_NORM_NONE:
+        for (int p = 0; p < hw; p++) v[p] *= 1.0f / 255.0f;
+        break;
+    }
+}
+
+/* The network's input x [n, 1, H, W] from images rows[0..n) of a uint8 block
+ * (rows NULL: the first n). With epoch >= 0 (training) and augmentation
+ * configured, each image is first warped by the transform of (seed, epoch,
+ * its dataset row), so the result does not depend on which rank holds it. */
+static void make_input(const run *r, const uint8_t *img, const int *rows, const int *dataset_row, int n, int epoch,
+                       float *x)
 {
     int hw = r->hw;
     for (int j = 0; j < n; j++) {
-        const uint8_t *src = img + (size_t)(rows ? rows[j] : j) * hw;
+        int k = rows ? rows[j] : j;
+        const uint8_t *src = img + (size_t)k * hw;
         float *dst = x + (size_t)j * hw;
-        float mean = 0, inv = 1.0f / 255.0f;
-        switch (r->cfg->data.normalize) {
-        case TH_NORM_TRAINSET:
-            mean = r->st.norm_mean;
-            inv = 1.0f / (255.0f * r->st.norm_std);
-            for (int p = 0; p < hw; p++) dst[p] = (src[p] - 255.0f * mean) * inv;
-            break;
-        case TH_NORM_PER_IMAGE: {
-            double s = 0, s2 = 0;
-            for (int p = 0; p < hw; p++) {
-                s += src[p];
-                s2 += (double)src[p] * src[p];
-            }
-            double m = s / hw, var = s2 / hw - m * m;
-            float istd = (float)(1.0 / sqrt(var > 1e-6 ? var : 1e-6));
-            for (int p = 0; p < hw; p++) dst[p] = ((float)src[p] - (float)m) * istd;
-            break;
+        if (epoch >= 0 && r->augment_on) {
+            th_augment t;
+            th_augment_draw(&r->augment, r->cfg->seed, epoch, dataset_row[k], &t);
+            th_augment_apply(&t, src, r->ds.h, r->ds.w, dst);
+        } else {
+            for (int p = 0; p < hw; p++) dst[p] = src[p];
         }
-        case TH_NORM_NONE:
-            for (int p = 0; p < hw; p++) dst[p] = src[p] * inv;
-            break;
-        }
+        normalize(r, dst);
     }
+}
+
+static void setup_augment(run *r)
+{
+    const th_config *c = r->cfg;
+    r->augment = (th_augment_params){
+        .hflip = c->data.augment.hflip,
+        .rotate_deg = c->data.augment.rotate_deg,
+        .shift = c->data.augment.shift,
+        .scale_lo = c->data.augment.scale_lo,
+        .scale_hi = c->data.augment.scale_hi,
+        .brightness = c->data.augment.brightness,
+        .contrast = c->data.augment.contrast,
+    };
+    const th_augment_params *a = &r->augment;
+    r->augment_on = a->hflip || a->rotate_deg > 0 || a->shift > 0 || a->scale_lo != 1 || a->scale_hi != 1 ||
+                    a->brightness > 0 || a->contrast > 0;
+}
+
+/* Images that rank k contributes to step s of an epoch (0 once its shard is used up). */
+static int images_at_step(const run *r, int k, int s)
+{
+    long left = (long)r->shard_size[k] - (long)s * r->batch;
+    return left <= 0 ? 0 : left < r->batch ? (int)left : r->batch;
+}
+
+/* The prefetcher's fill: training batch `step` of the current epoch's order. */
+static int fill_batch(void *ctx, int step, float *x, uint8_t *y)
+{
+    const run *r = ctx;
+    int n = images_at_step(r, r->rank, step), L = r->n_labels;
+    const int *rows = r->order + (size_t)step * r->batch;
+    make_input(r, r->train_img, rows, r->train_idx, n, r->fill_epoch, x);
+    for (int j = 0; j < n; j++) memcpy(y + (size_t)j * L, r->train_y + (size_t)rows[j] * L, (size_t)L);
+    return n;
 }
 
 static int alloc_step_buffers(run *r, th_err *err)
@@ -390,19 +451,11 @@ static int alloc_step_buffers(run *r, th_err *err)
     if (rc) return -1;
     r->order = malloc(sizeof(int) * (size_t)(r->n_train + 1));
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
-    r->y = malloc((size_t)r->batch * L);
     r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
     r->val_p = malloc(sizeof(float) * (size_t)(r->n_val + 1) * L);
-    if (!r->order || !r->x || !r->y || !r->dz || !r->val_p)
+    if (!r->order || !r->x || !r->dz || !r->val_p)
         return th_errf(err, "out of memory for a batch of %d images", r->batch);
-    return 0;
-}
-
-/* Images that rank k contributes to step s of an epoch (0 once its shard is used up). */
-static int images_at_step(const run *r, int k, int s)
-{
-    long left = (long)r->shard_size[k] - (long)s * r->batch;
-    return left <= 0 ? 0 : left < r->batch ? (int)left : r->batch;
+    return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
 }
 
 /* The learning rate of global step `step` (0-based) for the step and cosine
@@ -507,26 +560,32 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
     for (int k = 0; k < r->n_train; k++) r->order[k] = k;
     th_rng_shuffle(&rng, r->order, r->n_train);
 
-    double epoch_t0 = MPI_Wtime();
+    double epoch_t0 = MPI_Wtime(), t_wait = 0, t_comm = 0;
     long images_now = 0;
+    r->fill_epoch = epoch;
+    th_prefetch_request(&r->prefetch, first);
     for (int s = first; s < steps; s++) {
-        int n = images_at_step(r, r->rank, s);
         long global_n = 0;
         for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
-        const int *rows = r->order + (size_t)s * r->batch;
-        make_input(r, r->train_img, rows, n, r->x);
-        for (int j = 0; j < n; j++) memcpy(r->y + (size_t)j * L, r->train_y + (size_t)rows[j] * L, (size_t)L);
-        if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) r->x[0] = NAN;
+        float *x;
+        uint8_t *y;
+        double t0 = MPI_Wtime();
+        int n = th_prefetch_wait(&r->prefetch, s, &x, &y);
+        t_wait += MPI_Wtime() - t0;
+        if (s + 1 < steps) th_prefetch_request(&r->prefetch, s + 1);
+        if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) x[0] = NAN;
 
         /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
         th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
-        const float *logits = th_model_forward(&r->model, r->x, n, 1);
-        double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, r->y, r->w_pos, r->w_neg, r->dz) : 0.0;
-        th_model_backward(&r->model, r->x, r->dz, n);
+        const float *logits = th_model_forward(&r->model, x, n, 1);
+        double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, r->dz) : 0.0;
+        th_model_backward(&r->model, x, r->dz, n);
+        t0 = MPI_Wtime();
         if (th_dist_allreduce_mean(r->comm, r->model.grads, r->model.n_params, global_n, err)) return -1;
         /* The loss and any stop request travel together: one small allreduce. */
         double red[2] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0};
         MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_SUM, r->comm);
+        t_comm += MPI_Wtime() - t0;
         step_loss = red[0] / (double)global_n;
         if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
@@ -550,6 +609,8 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
                 .loss = step_loss,
                 .img_per_s = (double)images_now / (now - epoch_t0 + 1e-9),
                 .eta_s = (now - t_start) / (run_done > 0 ? run_done : 1) * (total - done),
+                .data_wait_share = t_wait / (now - epoch_t0 + 1e-9),
+                .allreduce_share = t_comm / (now - epoch_t0 + 1e-9),
             };
             r->cb->on_step(r->cb->ctx, &rep);
         }
@@ -559,8 +620,11 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             return save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
         }
     }
+    double elapsed = MPI_Wtime() - epoch_t0 + 1e-9;
     *loss = r->st.epoch_loss_sum / (double)(r->st.epoch_images ? r->st.epoch_images : 1);
-    *img_per_s = (double)images_now / (MPI_Wtime() - epoch_t0 + 1e-9);
+    *img_per_s = (double)images_now / elapsed;
+    r->data_wait_share = t_wait / elapsed;
+    r->allreduce_share = t_comm / elapsed;
     r->st.epoch_loss_sum = 0;
     r->st.epoch_images = 0;
     return 0;
@@ -574,7 +638,7 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
     double loss_sum = 0;
     for (int off = 0; off < r->n_val; off += r->batch) {
         int n = r->n_val - off < r->batch ? r->n_val - off : r->batch;
-        make_input(r, r->val_img + (size_t)off * r->hw, NULL, n, r->x);
+        make_input(r, r->val_img + (size_t)off * r->hw, NULL, NULL, n, -1, r->x);
         const float *logits = th_model_forward(&r->model, r->x, n, 0);
         const uint8_t *y = r->val_y + (size_t)off * L;
         loss_sum += th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, NULL);
@@ -734,6 +798,8 @@ static int train_loop(run *r, th_err *err)
             .val_loss = val_loss,
             .val_auc = val_auc,
             .img_per_s = img_per_s,
+            .data_wait_share = r->data_wait_share,
+            .allreduce_share = r->allreduce_share,
         };
         after_validation(r, val_auc, &e.is_best, &e.stopping);
         e.seconds = MPI_Wtime() - t0;
@@ -759,6 +825,7 @@ static int train_loop(run *r, th_err *err)
 
 static void run_free(run *r)
 {
+    th_prefetch_stop(&r->prefetch);
     th_model_free(&r->model);
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);
@@ -775,7 +842,6 @@ static void run_free(run *r)
     free(r->val_p_all);
     free(r->order);
     free(r->x);
-    free(r->y);
     free(r->dz);
     free(r->val_p);
     free(r->config_yaml);
@@ -820,6 +886,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     if (!rc) rc = class_weights(&r, err);
     if (!rc) {
         trainset_stats(&r);
+        setup_augment(&r);
         rc = alloc_step_buffers(&r, err);
         rc = th_dist_agree(comm, rc, err);
     }

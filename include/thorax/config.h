@@ -38,7 +38,7 @@ typedef struct th_config {
         double train, val, test;                 /* patient fractions, sum to 1 */
         th_on_leak on_leak;                      /* predefined splits only */
         th_normalize normalize;
-        struct {
+        struct th_augment_config {
             int hflip;
             float rotate_deg;
             float shift;                         /* fraction of the image size */

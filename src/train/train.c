@@ -23,16 +23,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/augment.h"
 #include "thorax/checkpoint.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
 #include "thorax/fsutil.h"
+#include "thorax/input.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
+#include "thorax/predict.h"
 #include "thorax/prefetch.h"
 #include "thorax/roc.h"
+#include "thorax/shard.h"
 #include "thorax/split.h"
 
 /* Everything one run holds. Sized once before the first step. */
@@ -55,23 +57,19 @@ typedef struct run {
     int hw;                         /* pixels per image */
 
     /* This rank's data, in dataset order. */
-    int n_train, n_val;
-    int *train_idx, *val_idx;       /* rows of the dataset file */
-    uint8_t *train_img, *val_img;   /* [n, H, W] */
-    uint8_t *train_y, *val_y;       /* [n, n_labels] */
+    th_shard train, val;
+    th_input input;                 /* augmentation and normalisation */
     int n_val_total;                /* validation images over all ranks */
     uint8_t *val_y_all;             /* rank 0: [n_val_total, n_labels] in gather order */
     float *val_p_all;               /* rank 0: gathered probabilities */
 
     /* Step buffers. */
     int batch;                      /* images per rank per step */
-    int *order;                     /* [n_train] this epoch's order of the shard */
+    int *order;                     /* [train.n] this epoch's order of the shard */
     float *x;                       /* [batch, 1, H, W] validation input */
     float *dz;                      /* [batch, n_labels] */
-    float *val_p;                   /* [n_val, n_labels] */
+    float *val_p;                   /* [val.n, n_labels] */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
-    th_augment_params augment;
-    int augment_on;
     th_prefetch prefetch;           /* fills the next training batch while a step computes */
     int fill_epoch;                 /* the epoch the prefetcher is filling */
     double data_wait_share;         /* of the last epoch's step time: waiting for a batch */
@@ -222,19 +220,6 @@ static void describe_shards(const int *count, int size, char *out, size_t cap)
     snprintf(out, cap, "%d..%d images per rank (imbalance %.1f%%)", lo, hi, hi ? 100.0 * (hi - lo) / hi : 0.0);
 }
 
-/* The images of split `which` that this rank handles, in dataset order. */
-static int *my_rows(const run *r, int which, int *count)
-{
-    int n = 0;
-    for (int i = 0; i < r->ds.n; i++) n += r->split[i] == which && r->owner[i] == r->rank;
-    int *rows = malloc(sizeof(int) * (size_t)(n + 1));
-    if (rows)
-        for (int i = 0, k = 0; i < r->ds.n; i++)
-            if (r->split[i] == which && r->owner[i] == r->rank) rows[k++] = i;
-    *count = n;
-    return rows;
-}
-
 /* Split, shards, and this rank's share of the data, read into memory. */
 static int load_data(run *r, th_err *err)
 {
@@ -279,29 +264,18 @@ static int load_data(run *r, th_err *err)
              r->dropped);
     info(r, "shards by patient: train %s; val %s", train_desc, val_desc);
 
-    r->train_idx = my_rows(r, TH_SPLIT_TRAIN, &r->n_train);
-    r->val_idx = my_rows(r, TH_SPLIT_VAL, &r->n_val);
-    r->train_img = malloc((size_t)r->hw * (size_t)(r->n_train + 1));
-    r->val_img = malloc((size_t)r->hw * (size_t)(r->n_val + 1));
-    r->train_y = malloc((size_t)L * (size_t)(r->n_train + 1));
-    r->val_y = malloc((size_t)L * (size_t)(r->n_val + 1));
-    if (!r->train_idx || !r->val_idx || !r->train_img || !r->val_img || !r->train_y || !r->val_y)
-        rc = th_errf(err, "out of memory for %d training and %d validation images", r->n_train, r->n_val);
-    if (!rc) {
-        for (int k = 0; k < r->n_train; k++) copy_labels(r, r->train_idx[k], r->train_y + (size_t)k * L);
-        for (int k = 0; k < r->n_val; k++) copy_labels(r, r->val_idx[k], r->val_y + (size_t)k * L);
-        rc = th_dataset_read_images(&r->ds, r->train_idx, r->n_train, r->train_img, err);
-        if (!rc) rc = th_dataset_read_images(&r->ds, r->val_idx, r->n_val, r->val_img, err);
-    }
+    rc = th_shard_load(&r->train, &r->ds, r->split, r->owner, TH_SPLIT_TRAIN, r->rank, r->label_col, L, err);
+    if (!rc) rc = th_shard_load(&r->val, &r->ds, r->split, r->owner, TH_SPLIT_VAL, r->rank, r->label_col, L, err);
     if (!rc && r->rank == 0) {
         /* The gather concatenates the ranks' shares in rank order: the labels
          * on rank 0 are laid out the same way. */
+        int *order = malloc(sizeof(int) * (size_t)r->n_val_total);
         r->val_y_all = malloc((size_t)L * (size_t)r->n_val_total);
         r->val_p_all = malloc(sizeof(float) * (size_t)L * (size_t)r->n_val_total);
-        if (!r->val_y_all || !r->val_p_all) rc = th_errf(err, "out of memory for validation predictions");
-        for (int k = 0, v = 0; !rc && k < r->size; k++)
-            for (int i = 0; i < n; i++)
-                if (r->split[i] == TH_SPLIT_VAL && r->owner[i] == k) copy_labels(r, i, r->val_y_all + (size_t)L * v++);
+        if (!order || !r->val_y_all || !r->val_p_all) rc = th_errf(err, "out of memory for validation predictions");
+        if (!rc) th_shard_gather_order(n, r->split, r->owner, TH_SPLIT_VAL, r->size, order);
+        for (int v = 0; !rc && v < r->n_val_total; v++) copy_labels(r, order[v], r->val_y_all + (size_t)L * v);
+        free(order);
     }
     return th_dist_agree(r->comm, rc, err);
 }
@@ -338,9 +312,9 @@ static int class_weights(run *r, th_err *err)
 static void trainset_stats(run *r)
 {
     double acc[3] = {0, 0, 0}; /* sum, sum of squares, count */
-    size_t n = (size_t)r->n_train * (size_t)r->hw;
+    size_t n = (size_t)r->train.n * (size_t)r->hw;
     for (size_t i = 0; i < n; i++) {
-        double v = r->train_img[i] / 255.0;
+        double v = r->train.img[i] / 255.0;
         acc[0] += v;
         acc[1] += v * v;
     }
@@ -350,74 +324,6 @@ static void trainset_stats(run *r)
     double var = acc[1] / acc[2] - mean * mean;
     r->st.norm_mean = (float)mean;
     r->st.norm_std = (float)sqrt(var > 1e-12 ? var : 1e-12);
-}
-
-/* Normalises one image of pixel values in [0, 255] in place. Evaluation and
- * training use the same statistics: never those of a batch. */
-static void normalize(const run *r, float *v)
-{
-    int hw = r->hw;
-    switch (r->cfg->data.normalize) {
-    case TH_NORM_TRAINSET: {
-        float mean = 255.0f * r->st.norm_mean, inv = 1.0f / (255.0f * r->st.norm_std);
-        for (int p = 0; p < hw; p++) v[p] = (v[p] - mean) * inv;
-        break;
-    }
-    case TH_NORM_PER_IMAGE: {
-        double sum = 0, sum2 = 0;
-        for (int p = 0; p < hw; p++) {
-            sum += v[p];
-            sum2 += (double)v[p] * v[p];
-        }
-        double m = sum / hw, var = sum2 / hw - m * m;
-        float istd = (float)(1.0 / sqrt(var > 1e-6 ? var : 1e-6));
-        for (int p = 0; p < hw; p++) v[p] = (v[p] - (float)m) * istd;
-        break;
-    }
-    case TH_NORM_NONE:
-        for (int p = 0; p < hw; p++) v[p] *= 1.0f / 255.0f;
-        break;
-    }
-}
-
-/* The network's input x [n, 1, H, W] from images rows[0..n) of a uint8 block
- * (rows NULL: the first n). With epoch >= 0 (training) and augmentation
- * configured, each image is first warped by the transform of (seed, epoch,
- * its dataset row), so the result does not depend on which rank holds it. */
-static void make_input(const run *r, const uint8_t *img, const int *rows, const int *dataset_row, int n, int epoch,
-                       float *x)
-{
-    int hw = r->hw;
-    for (int j = 0; j < n; j++) {
-        int k = rows ? rows[j] : j;
-        const uint8_t *src = img + (size_t)k * hw;
-        float *dst = x + (size_t)j * hw;
-        if (epoch >= 0 && r->augment_on) {
-            th_augment t;
-            th_augment_draw(&r->augment, r->cfg->seed, epoch, dataset_row[k], &t);
-            th_augment_apply(&t, src, r->ds.h, r->ds.w, dst);
-        } else {
-            for (int p = 0; p < hw; p++) dst[p] = src[p];
-        }
-        normalize(r, dst);
-    }
-}
-
-static void setup_augment(run *r)
-{
-    const th_config *c = r->cfg;
-    r->augment = (th_augment_params){
-        .hflip = c->data.augment.hflip,
-        .rotate_deg = c->data.augment.rotate_deg,
-        .shift = c->data.augment.shift,
-        .scale_lo = c->data.augment.scale_lo,
-        .scale_hi = c->data.augment.scale_hi,
-        .brightness = c->data.augment.brightness,
-        .contrast = c->data.augment.contrast,
-    };
-    const th_augment_params *a = &r->augment;
-    r->augment_on = a->hflip || a->rotate_deg > 0 || a->shift > 0 || a->scale_lo != 1 || a->scale_hi != 1 ||
-                    a->brightness > 0 || a->contrast > 0;
 }
 
 /* Images that rank k contributes to step s of an epoch (0 once its shard is used up). */
@@ -433,8 +339,8 @@ static int fill_batch(void *ctx, int step, float *x, uint8_t *y)
     const run *r = ctx;
     int n = images_at_step(r, r->rank, step), L = r->n_labels;
     const int *rows = r->order + (size_t)step * r->batch;
-    make_input(r, r->train_img, rows, r->train_idx, n, r->fill_epoch, x);
-    for (int j = 0; j < n; j++) memcpy(y + (size_t)j * L, r->train_y + (size_t)rows[j] * L, (size_t)L);
+    th_input_make(&r->input, r->train.img, rows, r->train.rows, n, r->fill_epoch, x);
+    for (int j = 0; j < n; j++) memcpy(y + (size_t)j * L, r->train.y + (size_t)rows[j] * L, (size_t)L);
     return n;
 }
 
@@ -449,10 +355,10 @@ static int alloc_step_buffers(run *r, th_err *err)
     int rc = th_model_create(&r->model, &r->cfg->model, L, r->batch, err);
     if (!rc) rc = th_optim_init(&r->opt, &r->cfg->train.optimizer, r->model.n_params, err);
     if (rc) return -1;
-    r->order = malloc(sizeof(int) * (size_t)(r->n_train + 1));
+    r->order = malloc(sizeof(int) * (size_t)(r->train.n + 1));
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
     r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
-    r->val_p = malloc(sizeof(float) * (size_t)(r->n_val + 1) * L);
+    r->val_p = malloc(sizeof(float) * (size_t)(r->val.n + 1) * L);
     if (!r->order || !r->x || !r->dz || !r->val_p)
         return th_errf(err, "out of memory for a batch of %d images", r->batch);
     return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
@@ -557,8 +463,8 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
      * sees the same order as an uninterrupted one. */
     th_rng rng;
     th_rng_seed(&rng, cfg->seed, 0x7000000ULL + (uint64_t)epoch * 65536 + (uint64_t)r->rank);
-    for (int k = 0; k < r->n_train; k++) r->order[k] = k;
-    th_rng_shuffle(&rng, r->order, r->n_train);
+    for (int k = 0; k < r->train.n; k++) r->order[k] = k;
+    th_rng_shuffle(&rng, r->order, r->train.n);
 
     double epoch_t0 = MPI_Wtime(), t_wait = 0, t_comm = 0;
     long images_now = 0;
@@ -635,18 +541,11 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
 {
     const th_config *cfg = r->cfg;
     int L = r->n_labels;
-    double loss_sum = 0;
-    for (int off = 0; off < r->n_val; off += r->batch) {
-        int n = r->n_val - off < r->batch ? r->n_val - off : r->batch;
-        make_input(r, r->val_img + (size_t)off * r->hw, NULL, NULL, n, -1, r->x);
-        const float *logits = th_model_forward(&r->model, r->x, n, 0);
-        const uint8_t *y = r->val_y + (size_t)off * L;
-        loss_sum += th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, NULL);
-        th_loss_probs(cfg->train.loss, n, L, logits, r->val_p + (size_t)off * L);
-    }
+    double loss_sum = th_predict(&r->model, &r->input, cfg->train.loss, r->val.img, r->val.y, r->val.n, r->w_pos,
+                                 r->w_neg, r->x, r->val_p);
     MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, r->comm);
     *val_loss = loss_sum / r->n_val_total;
-    if (th_dist_gather_rows(r->comm, 0, r->val_p, r->n_val, L, r->val_p_all, err)) return -1;
+    if (th_dist_gather_rows(r->comm, 0, r->val_p, r->val.n, L, r->val_p_all, err)) return -1;
     double auc = NAN;
     if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, NULL, NULL);
     MPI_Bcast(&auc, 1, MPI_DOUBLE, 0, r->comm);
@@ -832,12 +731,8 @@ static void run_free(run *r)
     free(r->split);
     free(r->owner);
     free(r->shard_size);
-    free(r->train_idx);
-    free(r->val_idx);
-    free(r->train_img);
-    free(r->val_img);
-    free(r->train_y);
-    free(r->val_y);
+    th_shard_free(&r->train);
+    th_shard_free(&r->val);
     free(r->val_y_all);
     free(r->val_p_all);
     free(r->order);
@@ -886,7 +781,6 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     if (!rc) rc = class_weights(&r, err);
     if (!rc) {
         trainset_stats(&r);
-        setup_augment(&r);
         rc = alloc_step_buffers(&r, err);
         rc = th_dist_agree(comm, rc, err);
     }
@@ -895,6 +789,8 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
         r.st.lr = cfg->train.optimizer.lr;
         r.st.best_score = -INFINITY;
         if (r.opts->resume_from) rc = th_dist_agree(comm, resume(&r, err), err);
+        /* After a resume: the checkpoint's statistics, which are the same numbers. */
+        th_input_init(&r.input, cfg, r.ds.h, r.ds.w, r.st.norm_mean, r.st.norm_std);
     }
     if (!rc) {
         r.config_yaml = th_config_to_yaml(cfg);

@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev                   # the GEMM behind every convolution
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out
+  libcairo2-dev fonts-dejavu-core   # plots (roc.png, curves.png) and their text
 )
 
 missing=()

@@ -1,0 +1,434 @@
+/* report.c - predictions.csv, metrics.json, roc_<label>.csv and roc.png
+ * (see thorax/report.h).
+ *
+ * Text is built in memory and written in one atomic call, so a reader never
+ * sees half a file. Numbers in JSON and ROC tables are printed with the
+ * fewest digits that read back to the same value (a float threshold as a
+ * float, so 0.8f is "0.8", not "0.800000011920929"), which keeps the files
+ * exact and readable at once.
+ */
+#include "thorax/report.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thorax/fsutil.h"
+#include "thorax/plot.h"
+#include "thorax/split.h"
+
+/* ---- formatting ------------------------------------------------------------ */
+
+/* Shortest %g rendering of v that parses back to v (to the float nearest v
+ * when as_float). Non-finite values are the caller's business. */
+static void shortest(double v, int as_float, char *out, size_t cap)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        double back = strtod(out, NULL);
+        if (as_float ? (float)back == (float)v : back == v) return;
+    }
+}
+
+/* A JSON number, or null where JSON has none (NaN, infinities). */
+static void json_number(th_strbuf *b, double v, int as_float)
+{
+    if (!isfinite(v)) {
+        th_strbuf_printf(b, "null");
+        return;
+    }
+    char num[40];
+    shortest(v, as_float, num, sizeof num);
+    th_strbuf_printf(b, "%s", num);
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0 if the bytes there are not
+ * one (then the writer substitutes U+FFFD, keeping the JSON valid). */
+static int utf8_len(const unsigned char *s)
+{
+    int n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 0x6 ? 2 : (s[0] >> 4) == 0xe ? 3 : (s[0] >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || (n == 2 && s[0] < 0xc2)) return 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
+static void json_string(th_strbuf *b, const char *s)
+{
+    th_strbuf_printf(b, "\"");
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        unsigned char c = *u;
+        if (c == '"' || c == '\\') {
+            th_strbuf_printf(b, "\\%c", c);
+            u++;
+        } else if (c < 0x20) {
+            /* Control characters have no literal form in JSON strings. */
+            if (c == '\n')
+                th_strbuf_printf(b, "\\n");
+            else if (c == '\t')
+                th_strbuf_printf(b, "\\t");
+            else
+                th_strbuf_printf(b, "\\u%04x", c);
+            u++;
+        } else {
+            int n = utf8_len(u);
+            if (n == 0) {
+                th_strbuf_printf(b, "\\ufffd");
+                u++;
+            } else {
+                th_strbuf_printf(b, "%.*s", n, (const char *)u);
+                u += n;
+            }
+        }
+    }
+    th_strbuf_printf(b, "\"");
+}
+
+/* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
+ * separator, a quote or a line break; prefix is prepended inside the field. */
+static void csv_field(th_strbuf *b, const char *prefix, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        th_strbuf_printf(b, "%s%s", prefix, s);
+        return;
+    }
+    th_strbuf_printf(b, "\"%s", prefix);
+    for (const char *c = s; *c; c++) {
+        if (*c == '"')
+            th_strbuf_printf(b, "\"\"");
+        else
+            th_strbuf_printf(b, "%c", *c);
+    }
+    th_strbuf_printf(b, "\"");
+}
+
+static int write_buffer(const char *path, th_strbuf *b, th_err *err)
+{
+    int rc = b->failed ? th_errf(err, "%s: out of memory while formatting", path)
+                       : th_write_file_atomic(path, b->data ? b->data : "", b->len, err);
+    th_strbuf_free(b);
+    return rc;
+}
+
+int th_report_label_filename(const char *label, char *out, size_t cap)
+{
+    size_t n = strlen(label);
+    if (cap < 2 || n + 1 > cap) return -1;
+    if (n == 0) {
+        strcpy(out, "_");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = label[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+                 c == '-';
+        out[i] = ok ? c : '_';
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* Formats a path into out, failing rather than truncating. */
+static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int need = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (need < 0 || (size_t)need >= cap) return th_errf(err, "path too long: %.200s...", out);
+    return 0;
+}
+
+/* ---- predictions.csv --------------------------------------------------------- */
+
+/* Rows of two leading columns (names, and names or counts) then y and p per
+ * label: shared by image level (image, patient_id) and patient level
+ * (patient_id, n_images). */
+static int write_predictions(const char *path, int n, int l, const char *const *label, const char *h1,
+                             const char *const *c1, const char *h2, const char *const *c2, const int *c2_count,
+                             const float *p, const uint8_t *y, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "%s,%s", h1, h2);
+    for (int k = 0; k < l; k++) {
+        th_strbuf_printf(&b, ",");
+        csv_field(&b, "y_", label[k]);
+    }
+    for (int k = 0; k < l; k++) {
+        th_strbuf_printf(&b, ",");
+        csv_field(&b, "p_", label[k]);
+    }
+    th_strbuf_printf(&b, "\n");
+    for (int i = 0; i < n; i++) {
+        csv_field(&b, "", c1[i]);
+        th_strbuf_printf(&b, ",");
+        if (c2)
+            csv_field(&b, "", c2[i]);
+        else
+            th_strbuf_printf(&b, "%d", c2_count[i]);
+        for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%d", y[(size_t)i * l + k] ? 1 : 0);
+        for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%.6f", (double)p[(size_t)i * l + k]);
+        th_strbuf_printf(&b, "\n");
+    }
+    return write_buffer(path, &b, err);
+}
+
+int th_report_write_predictions(const char *path, const th_eval_data *d, th_err *err)
+{
+    return write_predictions(path, d->n, d->l, d->label, "image", d->image, "patient_id", d->patient_id, NULL, d->p,
+                             d->y, err);
+}
+
+/* ---- metrics.json -------------------------------------------------------------- */
+
+int th_report_write_metrics_json(const char *path, const th_report_info *info, int l, const char *const *label,
+                                 const th_label_metrics *m, const th_metrics_macro *macro, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "{\n  \"level\": ");
+    json_string(&b, info->level ? info->level : "image");
+    if (info->split) {
+        th_strbuf_printf(&b, ",\n  \"split\": ");
+        json_string(&b, info->split);
+    }
+    th_strbuf_printf(&b, ",\n  \"n_images\": %ld", info->n_images);
+    if (info->n_patients >= 0) th_strbuf_printf(&b, ",\n  \"n_patients\": %ld", info->n_patients);
+    th_strbuf_printf(&b, ",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95"
+                         ",\n  \"threshold_method\": \"youden\",\n  \"labels\": {");
+    for (int k = 0; k < l; k++) {
+        const th_label_metrics *x = &m[k];
+        th_strbuf_printf(&b, "%s\n    ", k ? "," : "");
+        json_string(&b, label[k]);
+        th_strbuf_printf(&b, ": {\n      \"auc\": ");
+        json_number(&b, x->auc, 0);
+        th_strbuf_printf(&b, ",\n      \"auc_ci\": ");
+        if (isfinite(x->auc_lo) && isfinite(x->auc_hi)) {
+            th_strbuf_printf(&b, "[");
+            json_number(&b, x->auc_lo, 0);
+            th_strbuf_printf(&b, ", ");
+            json_number(&b, x->auc_hi, 0);
+            th_strbuf_printf(&b, "]");
+        } else {
+            th_strbuf_printf(&b, "null");
+        }
+        th_strbuf_printf(&b, ",\n      \"n_pos\": %ld,\n      \"n_neg\": %ld,\n      \"threshold\": ", x->n_pos,
+                         x->n_neg);
+        json_number(&b, x->threshold, 1);
+        th_strbuf_printf(&b, ",\n      \"sensitivity\": ");
+        json_number(&b, x->sensitivity, 0);
+        th_strbuf_printf(&b, ",\n      \"specificity\": ");
+        json_number(&b, x->specificity, 0);
+        th_strbuf_printf(&b, ",\n      \"average_precision\": ");
+        json_number(&b, x->ap, 0);
+        if (!x->defined) {
+            th_strbuf_printf(&b, ",\n      \"reason\": ");
+            json_string(&b, x->reason ? x->reason : "undefined");
+        }
+        th_strbuf_printf(&b, "\n    }");
+    }
+    th_strbuf_printf(&b, "%s},\n  \"macro\": {\n    \"auc\": ", l ? "\n  " : "");
+    json_number(&b, macro->auc, 0);
+    th_strbuf_printf(&b, ",\n    \"average_precision\": ");
+    json_number(&b, macro->ap, 0);
+    th_strbuf_printf(&b, ",\n    \"sensitivity\": ");
+    json_number(&b, macro->sensitivity, 0);
+    th_strbuf_printf(&b, ",\n    \"specificity\": ");
+    json_number(&b, macro->specificity, 0);
+    th_strbuf_printf(&b, ",\n    \"n_labels\": %d,\n    \"excluded\": [", macro->n_defined);
+    for (int k = 0, first = 1; k < l; k++)
+        if (!m[k].defined) {
+            th_strbuf_printf(&b, "%s", first ? "" : ", ");
+            json_string(&b, label[k]);
+            first = 0;
+        }
+    th_strbuf_printf(&b, "]\n  }\n}\n");
+    return write_buffer(path, &b, err);
+}
+
+/* ---- roc_<label>.csv and roc.png ---------------------------------------------------- */
+
+int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "threshold,fpr,tpr\n");
+    for (int i = 0; i < roc->n; i++) {
+        char t[40], f[40], r[40];
+        if (isinf(roc->threshold[i]))
+            snprintf(t, sizeof t, "%s", roc->threshold[i] > 0 ? "inf" : "-inf");
+        else
+            shortest(roc->threshold[i], 1, t, sizeof t);
+        shortest(roc->fpr[i], 0, f, sizeof f);
+        shortest(roc->tpr[i], 0, r, sizeof r);
+        th_strbuf_printf(&b, "%s,%s,%s\n", t, f, r);
+    }
+    return write_buffer(path, &b, err);
+}
+
+int th_report_write_roc_png(const char *path, const char *title, int l, const char *const *label, const th_roc *roc,
+                            const th_label_metrics *m, th_err *err)
+{
+    th_figure *f = th_figure_new(820, 820, 1, NULL, err);
+    if (!f) return th_err_prefix(err, "%s: ", path);
+    th_plot *p = th_figure_panel(f, 0);
+    th_plot_labels(p, title, "False positive rate (1 - specificity)", "True positive rate (sensitivity)");
+    /* A hair beyond [0, 1] so that curves along the edges stay visible. */
+    th_plot_xrange(p, -0.01, 1.01);
+    th_plot_yrange(p, -0.01, 1.01);
+    th_plot_diagonal(p);
+    int drawn = 0;
+    for (int k = 0; k < l; k++) {
+        char text[320];
+        if (!m[k].defined || roc[k].n == 0) {
+            /* Named in the legend, so that a missing curve is explained. */
+            snprintf(text, sizeof text, "%.80s\t%s", label[k], m[k].reason ? m[k].reason : "undefined");
+            th_plot_series(p, 0, NULL, NULL, text, TH_PLOT_NO_LINE);
+            continue;
+        }
+        /* The AUC and its CI in a column of their own (en dash in UTF-8). */
+        if (isfinite(m[k].auc_lo))
+            snprintf(text, sizeof text, "%.80s\tAUC %.3f (%.3f\xe2\x80\x93%.3f)", label[k], m[k].auc, m[k].auc_lo,
+                     m[k].auc_hi);
+        else
+            snprintf(text, sizeof text, "%.80s\tAUC %.3f", label[k], m[k].auc);
+        th_plot_series(p, roc[k].n, roc[k].fpr, roc[k].tpr, text, TH_PLOT_COLOR(drawn) | (drawn >= 10 ? TH_PLOT_DASHED : 0));
+        /* Youden's operating point, in the curve's colour, out of the legend. */
+        double fx = 1 - m[k].specificity, ty = m[k].sensitivity;
+        th_plot_series(p, 1, &fx, &ty, NULL, TH_PLOT_COLOR(drawn) | TH_PLOT_MARKERS | TH_PLOT_NO_LINE);
+        drawn++;
+    }
+    int rc = th_figure_write_png(f, path, err);
+    th_figure_free(f);
+    return rc;
+}
+
+/* ---- everything for one directory ---------------------------------------------------- */
+
+/* Fills name[k] with label k's file-name part, distinct across labels: one
+ * that collides with an earlier label's gets "_<k>" appended until free. */
+static int label_filenames(int l, const char *const *label, char (*name)[256], th_err *err)
+{
+    for (int k = 0; k < l; k++) {
+        if (th_report_label_filename(label[k], name[k], sizeof name[k]))
+            return th_errf(err, "label %d is too long for a file name (%zu bytes)", k, strlen(label[k]));
+        for (int clash = 1; clash;) {
+            clash = 0;
+            for (int j = 0; j < k && !clash; j++) clash = strcmp(name[j], name[k]) == 0;
+            if (!clash) break;
+            size_t len = strlen(name[k]);
+            if (snprintf(name[k] + len, sizeof name[k] - len, "_%d", k) >= (int)(sizeof name[k] - len))
+                return th_errf(err, "label %d: cannot make a distinct file name", k);
+        }
+    }
+    return 0;
+}
+
+/* metrics.json, roc_<label>.csv and roc.png of one level into dir. */
+static int write_level(const char *dir, const th_report_info *info, int n, int l, const char *const *label,
+                       const float *p, const uint8_t *y, th_metrics_macro *macro, th_err *err)
+{
+    th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
+    th_roc *roc = calloc((size_t)l + 1, sizeof *roc);
+    char (*name)[256] = calloc((size_t)l + 1, sizeof *name);
+    char path[4096];
+    int rc = -1;
+    if (!m || !roc || !name) {
+        th_errf(err, "out of memory for the metrics of %d labels", l);
+        goto done;
+    }
+    if (label_filenames(l, label, name, err)) goto done;
+    if (th_metrics_compute(n, l, p, y, m, macro, err)) goto done;
+    /* The reasons speak of images; at patient level the cases are patients. */
+    if (strcmp(info->level, "patient") == 0)
+        for (int k = 0; k < l; k++)
+            if (!m[k].defined)
+                m[k].reason = m[k].n_pos + m[k].n_neg == 0 ? "no patients"
+                              : m[k].n_pos == 0            ? "no positive patients"
+                                                           : "no negative patients";
+    for (int k = 0; k < l; k++)
+        if (th_roc_curve(n, p + k, y + k, l, &roc[k], err)) {
+            th_err_prefix(err, "label %s: ", label[k]);
+            goto done;
+        }
+    if (make_path(path, sizeof path, err, "%s/metrics.json", dir)) goto done;
+    if (th_report_write_metrics_json(path, info, l, label, m, macro, err)) goto done;
+    for (int k = 0; k < l; k++) {
+        if (make_path(path, sizeof path, err, "%s/roc_%s.csv", dir, name[k])) goto done;
+        if (th_report_write_roc_csv(path, &roc[k], err)) goto done;
+    }
+    char title[256], macro_text[48] = "";
+    if (isfinite(macro->auc)) snprintf(macro_text, sizeof macro_text, ", macro AUC %.3f", macro->auc);
+    if (info->split)
+        snprintf(title, sizeof title, "ROC, %.64s (%s level%s)", info->split, info->level, macro_text);
+    else
+        snprintf(title, sizeof title, "ROC (%s level%s)", info->level, macro_text);
+    if (make_path(path, sizeof path, err, "%s/roc.png", dir)) goto done;
+    if (th_report_write_roc_png(path, title, l, label, roc, m, err)) goto done;
+    rc = 0;
+done:
+    for (int k = 0; roc && k < l; k++) th_roc_free(&roc[k]);
+    free(roc);
+    free(m);
+    free(name);
+    return rc;
+}
+
+/* The patient-level data: max score, any-positive label, first image's ID. */
+static int write_patient_level(const char *dir, const char *split, const th_eval_data *d, th_err *err)
+{
+    int n = d->n, l = d->l, rc = -1;
+    int *patient_of = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    int np = patient_of ? th_patients_group(n, d->patient_id, patient_of) : -1;
+    size_t cells = (size_t)(np > 0 ? np : 1) * (size_t)(l > 0 ? l : 1);
+    float *pp = np >= 0 ? malloc(sizeof(float) * cells) : NULL;
+    uint8_t *py = np >= 0 ? malloc(cells) : NULL;
+    const char **id = np >= 0 ? calloc((size_t)np + 1, sizeof *id) : NULL;
+    int *count = np >= 0 ? calloc((size_t)np + 1, sizeof *count) : NULL;
+    if (!pp || !py || !id || !count) {
+        th_errf(err, "out of memory grouping %d images by patient", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!id[patient_of[i]]) id[patient_of[i]] = d->patient_id[i];
+        count[patient_of[i]]++;
+    }
+    if (th_metrics_by_patient(n, l, d->p, d->y, patient_of, np, pp, py, err)) goto done;
+    if (th_mkdirs(dir, err)) goto done;
+    char path[4096];
+    if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) goto done;
+    if (write_predictions(path, np, l, d->label, "patient_id", id, "n_images", NULL, count, pp, py, err)) goto done;
+    th_report_info info = {.level = "patient", .split = split, .n_images = n, .n_patients = np};
+    th_metrics_macro macro;
+    rc = write_level(dir, &info, np, l, d->label, pp, py, &macro, err);
+done:
+    free(patient_of);
+    free(pp);
+    free(py);
+    free(id);
+    free(count);
+    return rc;
+}
+
+int th_report_write_eval(const char *dir, const char *split, const th_eval_data *d, int flags,
+                         th_metrics_macro *macro, th_err *err)
+{
+    char path[4096];
+    if (th_mkdirs(dir, err)) return -1;
+    if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) return -1;
+    if (th_report_write_predictions(path, d, err)) return -1;
+    /* The number of patients behind the images, for metrics.json. */
+    int *patient_of = malloc(sizeof(int) * (size_t)(d->n > 0 ? d->n : 1));
+    int n_patients = patient_of ? th_patients_group(d->n, d->patient_id, patient_of) : -1;
+    free(patient_of);
+    if (n_patients < 0) return th_errf(err, "out of memory grouping %d images by patient", d->n);
+    th_report_info info = {.level = "image", .split = split, .n_images = d->n, .n_patients = n_patients};
+    th_metrics_macro image_macro;
+    if (write_level(dir, &info, d->n, d->l, d->label, d->p, d->y, &image_macro, err)) return -1;
+    if (macro) *macro = image_macro;
+    if (!(flags & TH_REPORT_PATIENT)) return 0;
+    if (make_path(path, sizeof path, err, "%s/patient", dir)) return -1;
+    return write_patient_level(path, split, d, err);
+}

@@ -14,6 +14,7 @@
  * preempted run with a checkpoint is. */
 enum { TH_EXIT_OK = 0, TH_EXIT_FAIL = 1, TH_EXIT_USAGE = 2, TH_EXIT_PREEMPTED = 75 };
 
+int cmd_ingest(int argc, char **argv);
 int cmd_phantom(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_split(int argc, char **argv);

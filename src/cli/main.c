@@ -15,6 +15,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"ingest", cmd_ingest, "convert a label CSV and PNG images into a dataset file"},
     {"phantom", cmd_phantom, "write a synthetic chest-radiograph dataset with known findings and masks"},
     {"split", cmd_split, "print the patient-level split report of a config's dataset"},
     {"train", cmd_train, "train a network (under mpirun for several ranks)"},

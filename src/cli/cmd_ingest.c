@@ -1,0 +1,266 @@
+/* cmd_ingest.c - `thorax ingest`: a label CSV and PNG images into a dataset file.
+ *
+ * Parses the options, runs th_ingest_run with a progress line on stderr, and
+ * prints what was written: images, patients, positives per label, the split
+ * when the CSV has one, and the rows left out. Serial: no MPI here.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "thorax/ingest.h"
+
+#define MIN_SIZE 8
+#define MAX_SIZE 4096
+
+typedef struct {
+    th_ingest_opts o;
+    char labels_buf[4096];
+    const char *labels[TH_INGEST_MAX_LABELS];
+} ingest_args;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: thorax ingest --csv LABELS.csv --images DIR --out F.h5 [options]\n"
+            "\n"
+            "Converts a label CSV and a folder of PNG images into one dataset file.\n"
+            "\n"
+            "CSV layouts (--format auto tells them apart by the header):\n"
+            "  common    image,patient_id,<label>...[,split]: one 0/1 column per label\n"
+            "            (the layout of ../shared/data)\n"
+            "  nih       NIH ChestX-ray14 Data_Entry_2017.csv: Image Index, Finding Labels\n"
+            "            (findings joined by '|', or 'No Finding'), Patient ID; the labels\n"
+            "            are the 14 findings in the NIH order, and the numeric patient IDs\n"
+            "            are written as 8 digits (3 -> 00000003), as in the image names\n"
+            "  columns   one 0/1 column per label, anywhere; the image column is named\n"
+            "            image, Image, Image Index, image_name, filename or path, the\n"
+            "            patient column patient_id, PatientId or Patient ID; every other\n"
+            "            column is a label unless --labels picks some\n"
+            "A split column (train/val/valid/validation/test or 0/1/2) becomes the file's\n"
+            "predefined split. Without a patient column the ID comes from the image name:\n"
+            "  00000003_001.png -> 00000003          (NIH)\n"
+            "  person100_bacteria_475.png -> person100, IM-0115-0001.png -> IM-0115,\n"
+            "  NORMAL2-IM-0095-0001.png -> NORMAL2-IM-0095   (Kermany)\n"
+            "\n"
+            "Images: PNG, 8- or 16-bit, gray, RGB, RGBA or palette. Colour becomes\n"
+            "luminance (0.299 R + 0.587 G + 0.114 B), alpha is ignored, 16-bit values are\n"
+            "scaled to 8 bits (v * 255 / 65535), all rounded to nearest.\n"
+            "\n"
+            "options:\n"
+            "  --csv FILE         the label CSV (required)\n"
+            "  --images DIR       the folder the image names are relative to (required)\n"
+            "  --out F.h5         the dataset file to write (required); it is written as\n"
+            "                     F.h5.tmp and renamed when complete\n"
+            "  --size S           resize every image to S x S, %d-%d: area averaging when\n"
+            "                     shrinking, bilinear when growing. A non-square image is\n"
+            "                     squashed to the square, not cropped (default: the images'\n"
+            "                     own size, if they all share one)\n"
+            "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
+            "  --format F         auto, common, nih or columns (default auto)\n"
+            "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
+            "                     F.h5.skipped.csv; without it the first bad row is an error\n"
+            "                     naming its CSV line. Bad rows: a missing, non-PNG or damaged\n"
+            "                     image, a wrong number of fields, a label that is not 0/1, an\n"
+            "                     unknown finding or split, no patient ID, a duplicate image\n"
+            "  -h, --help         show this help\n"
+            "\n"
+            "example:\n"
+            "  thorax ingest --csv ../shared/data/kermany224/labels.csv \\\n"
+            "                --images ../shared/data/kermany224/images --out data/kermany224.h5\n",
+            MIN_SIZE, MAX_SIZE);
+}
+
+static int bad_value(const char *opt, const char *value, const char *what)
+{
+    cli_error("ingest: %s '%s': %s", opt, value, what);
+    return TH_EXIT_USAGE;
+}
+
+/* "A,B,C" into a->labels, in a->labels_buf. */
+static int parse_labels(const char *s, ingest_args *a)
+{
+    if (strlen(s) >= sizeof a->labels_buf) return bad_value("--labels", s, "too long");
+    strcpy(a->labels_buf, s);
+    a->o.n_labels = 0;
+    for (char *p = a->labels_buf;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        if (!*p) return bad_value("--labels", s, "an empty label name");
+        if (a->o.n_labels == TH_INGEST_MAX_LABELS) return bad_value("--labels", s, "too many labels");
+        a->labels[a->o.n_labels++] = p;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    a->o.labels = a->labels;
+    return TH_EXIT_OK;
+}
+
+static int parse_format(const char *s, th_ingest_format *f)
+{
+    static const th_ingest_format all[] = {TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcasecmp(s, th_ingest_format_name(all[i]))) {
+            *f = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+/* The options that take a value. */
+static int is_option(const char *name)
+{
+    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i])) return 1;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, ingest_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->o.format = TH_INGEST_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2)) {
+            cli_error("ingest: unexpected argument '%s' (see thorax ingest --help)", arg);
+            return TH_EXIT_USAGE;
+        }
+        if (!strcmp(arg, "--skip-bad")) {
+            a->o.skip_bad = 1;
+            continue;
+        }
+        /* --name value and --name=value are both accepted. */
+        char name[64];
+        const char *value, *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (len >= sizeof name) len = sizeof name - 1;
+        memcpy(name, arg, len);
+        name[len] = '\0';
+        if (!is_option(name)) {
+            if (!strcmp(name, "--skip-bad")) cli_error("ingest: --skip-bad takes no value");
+            else cli_error("ingest: unknown option '%s' (see thorax ingest --help)", name);
+            return TH_EXIT_USAGE;
+        }
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            cli_error("ingest: %s needs a value", name);
+            return TH_EXIT_USAGE;
+        }
+        long k;
+        if (!strcmp(name, "--csv")) {
+            if (!*value) return bad_value(name, value, "empty file name");
+            a->o.csv_path = value;
+        } else if (!strcmp(name, "--images")) {
+            if (!*value) return bad_value(name, value, "empty directory name");
+            a->o.images_dir = value;
+        } else if (!strcmp(name, "--out")) {
+            if (!*value) return bad_value(name, value, "empty file name");
+            a->o.out_path = value;
+        } else if (!strcmp(name, "--size")) {
+            if (cli_parse_int(value, MIN_SIZE, MAX_SIZE, &k))
+                return bad_value(name, value, "expected an integer from 8 to 4096");
+            a->o.size = (int)k;
+        } else if (!strcmp(name, "--labels")) {
+            int rc = parse_labels(value, a);
+            if (rc != TH_EXIT_OK) return rc;
+        } else if (!strcmp(name, "--format")) {
+            if (parse_format(value, &a->o.format))
+                return bad_value(name, value, "expected auto, common, nih or columns");
+        }
+    }
+    const char *missing = !a->o.csv_path ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
+                                                              : !a->o.out_path   ? "--out F.h5"
+                                                                                 : NULL;
+    if (missing) {
+        cli_error("ingest: %s is required (see thorax ingest --help)", missing);
+        return TH_EXIT_USAGE;
+    }
+    return TH_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Progress on stderr: one line rewritten in place on a terminal (at most
+ * ten times a second), a line per quarter in a log file.
+ */
+typedef struct {
+    struct timespec t0;
+    double last;
+    int tty, next_pct, shown;
+} progress;
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
+}
+
+static void on_progress(void *ctx, int done, int total)
+{
+    progress *p = ctx;
+    if (total <= 0) return;
+    int pct = (int)(100.0 * done / total);
+    double elapsed = seconds_since(&p->t0);
+    if (done < total && (p->tty ? elapsed - p->last < 0.1 : pct < p->next_pct)) return;
+    p->last = elapsed;
+    double rate = elapsed > 0 ? done / elapsed : 0;
+    char eta[32];
+    cli_format_duration(rate > 0 ? (total - done) / rate : 0, eta, sizeof eta);
+    fprintf(stderr, "%singest: %d/%d images (%d%%), %.0f img/s, ETA %s%s", p->tty ? "\r" : "", done, total, pct,
+            rate, eta, p->tty ? (done == total ? "   \n" : "   ") : "\n");
+    fflush(stderr);
+    p->next_pct = (pct / 25 + 1) * 25;
+    p->shown = done < total;
+}
+
+static void print_summary(const ingest_args *a, const th_ingest_summary *s, double elapsed)
+{
+    printf("ingest: wrote %d images of %d patients (%dx%d, %s layout) in %.1fs (%.0f img/s) to %s\n", s->images,
+           s->patients, s->w, s->h, th_ingest_format_name(s->format), elapsed, elapsed > 0 ? s->images / elapsed : 0,
+           a->o.out_path);
+    for (int k = 0; k < s->n_labels; k++)
+        printf("  %-20s %7d positive (%.1f%%)\n", s->label_names[k], s->positives[k],
+               100.0 * s->positives[k] / s->images);
+    if (s->has_split)
+        printf("  split: %d train, %d val, %d test\n", s->split_count[0], s->split_count[1], s->split_count[2]);
+    if (a->o.skip_bad)
+        printf("  skipped %d of %d rows%s%s\n", s->skipped, s->rows, s->skipped ? ", listed in " : "",
+               s->skipped ? s->report_path : "");
+}
+
+int cmd_ingest(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return TH_EXIT_OK;
+    }
+    ingest_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != TH_EXIT_OK) return rc;
+
+    progress p = {.tty = isatty(STDERR_FILENO), .next_pct = 25};
+    clock_gettime(CLOCK_MONOTONIC, &p.t0);
+    th_ingest_summary *s = malloc(sizeof *s);
+    th_err err;
+    if (!s) {
+        cli_error("ingest: out of memory");
+        return TH_EXIT_FAIL;
+    }
+    if (th_ingest_run(&a.o, s, on_progress, &p, &err)) {
+        if (p.tty && p.shown) fputc('\n', stderr);   /* end the progress line */
+        cli_error("%s", err.msg);
+        free(s);
+        return TH_EXIT_FAIL;
+    }
+    print_summary(&a, s, seconds_since(&p.t0));
+    free(s);
+    return TH_EXIT_OK;
+}

@@ -84,6 +84,10 @@ int th_config_load_string(th_config *cfg, const char *yaml, const char *name,
 /* The resolved YAML text, every default filled. Returns a malloc'd string or NULL. */
 char *th_config_to_yaml(const th_config *cfg);
 
+/* Spells out the labels: data.labels = names[col[0..n)]. Fails naming a name
+ * longer than a config label can hold. */
+int th_config_name_labels(th_config *cfg, const char *const *names, const int *col, int n, th_err *err);
+
 /* Compares the keys of two configs under the given top-level sections
  * (NULL-terminated, e.g. {"seed", "data", "model", NULL}); on the first
  * difference fails with "model.layers[3]: was {...}, now {...}". */

@@ -17,7 +17,12 @@ enum { TH_EXIT_OK = 0, TH_EXIT_FAIL = 1, TH_EXIT_USAGE = 2, TH_EXIT_PREEMPTED = 
 int cmd_ingest(int argc, char **argv);
 int cmd_phantom(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_split(int argc, char **argv);
+
+struct th_eval_result;
+/* The one-line summary of an evaluation. */
+void cli_print_eval(const struct th_eval_result *r);
 
 /* "thorax: <msg>" on stderr, from rank 0 only when rank0_only and MPI is up. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

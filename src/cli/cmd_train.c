@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "thorax/config.h"
+#include "thorax/evaluate.h"
 #include "thorax/train.h"
 
 static void train_usage(FILE *f)
@@ -183,6 +184,15 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_FAIL;
         goto done;
     }
+    /* The evaluation phase: the best checkpoint on the config's eval split. */
+    th_eval_opts eo = {.run_dir = run_dir, .split = cfg.eval.split, .checkpoint = "best"};
+    th_eval_result er;
+    if (th_eval_run(&eo, MPI_COMM_WORLD, &er, &err)) {
+        if (rank == 0) cli_error("evaluation: %s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
+    if (rank == 0) cli_print_eval(&er);
     if (rank == 0) printf("done: %s\n", run_dir);
 done:
     MPI_Finalize();

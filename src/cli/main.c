@@ -19,6 +19,7 @@ static const command commands[] = {
     {"phantom", cmd_phantom, "write a synthetic chest-radiograph dataset with known findings and masks"},
     {"split", cmd_split, "print the patient-level split report of a config's dataset"},
     {"train", cmd_train, "train a network (under mpirun for several ranks)"},
+    {"eval", cmd_eval, "evaluate a run: predictions, ROC/AUC with CIs, plots (under mpirun)"},
 };
 
 static void usage(FILE *f)

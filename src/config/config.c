@@ -1154,6 +1154,20 @@ char *th_config_to_yaml(const th_config *cfg)
     return b.p;
 }
 
+int th_config_name_labels(th_config *cfg, const char *const *names, const int *col, int n, th_err *err)
+{
+    if (n > TH_MAX_LABELS) return th_errf(err, "data.labels: %d labels, at most %d are supported", n, TH_MAX_LABELS);
+    for (int k = 0; k < n; k++) {
+        const char *name = names[col[k]];
+        if (strlen(name) >= sizeof cfg->data.labels[k])
+            return th_errf(err, "data.labels: label '%s' is longer than %zu characters", name,
+                           sizeof cfg->data.labels[k] - 1);
+        snprintf(cfg->data.labels[k], sizeof cfg->data.labels[k], "%s", name);
+    }
+    cfg->data.n_labels = n;
+    return 0;
+}
+
 /* --- Comparing two configs (resume) -----------------------------------------
  * Both are emitted as resolved YAML and read back as (dotted key, value) pairs,
  * so the comparison covers every key the emitter knows, defaults included, and

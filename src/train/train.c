@@ -31,6 +31,7 @@
 #include "thorax/loss.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
+#include "thorax/plot.h"
 #include "thorax/predict.h"
 #include "thorax/prefetch.h"
 #include "thorax/roc.h"
@@ -617,7 +618,49 @@ static int resume(run *r, th_err *err)
     return rc;
 }
 
-/* Rank 0: metrics.csv and the checkpoints after an epoch. */
+/* Rank 0: curves.png, the training curves so far: loss (train, val) against
+ * epoch, and val macro AUC against epoch. Read back from metrics.csv's rows
+ * so that a resumed run draws its whole history. */
+static int write_curves(run *r, th_err *err)
+{
+    enum { MAX_EPOCHS = 100000 };
+    int n = 0;
+    for (const char *c = r->metrics.data; c && *c; c++) n += *c == '\n';
+    n = n > 1 ? n - 1 : 0;
+    if (n > MAX_EPOCHS) n = MAX_EPOCHS;
+    double *v = malloc(sizeof(double) * 4 * (size_t)(n + 1));
+    if (!v) return th_errf(err, "out of memory drawing curves.png");
+    double *ep = v, *tl = v + n, *vl = v + 2 * n, *auc = v + 3 * n;
+    const char *line = strchr(r->metrics.data, '\n');
+    for (int k = 0; k < n && line; k++) {
+        /* epoch,step,lr,train_loss,val_loss,val_auc_macro,... */
+        long step;
+        double lr;
+        if (sscanf(line + 1, "%lf,%ld,%lf,%lf,%lf,%lf", &ep[k], &step, &lr, &tl[k], &vl[k], &auc[k]) != 6)
+            ep[k] = tl[k] = vl[k] = auc[k] = NAN;
+        line = strchr(line + 1, '\n');
+    }
+    th_figure *f = th_figure_new(1400, 560, 2, r->cfg->name, err);
+    int rc = -1;
+    if (f) {
+        th_plot *loss = th_figure_panel(f, 0), *score = th_figure_panel(f, 1);
+        th_plot_labels(loss, "Loss", "epoch", r->cfg->train.loss == TH_LOSS_WEIGHTED_BCE ? "weighted BCE" : "loss");
+        th_plot_series(loss, n, ep, tl, "train", TH_PLOT_MARKERS);
+        th_plot_series(loss, n, ep, vl, "val", TH_PLOT_MARKERS);
+        th_plot_legend(loss, TH_LEGEND_AUTO);
+        th_plot_labels(score, "Validation macro AUC", "epoch", "AUC");
+        th_plot_series(score, n, ep, auc, "val AUC", TH_PLOT_MARKERS | TH_PLOT_COLOR(2));
+        th_plot_legend(score, TH_LEGEND_AUTO);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/curves.png", r->dir);
+        rc = th_figure_write_png(f, path, err);
+        th_figure_free(f);
+    }
+    free(v);
+    return rc;
+}
+
+/* Rank 0: metrics.csv, curves.png and the checkpoints after an epoch. */
 static int end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
 {
     char path[4096];
@@ -626,6 +669,7 @@ static int end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
     if (r->metrics.failed) return th_errf(err, "out of memory writing %s", path);
     if (th_write_file_atomic(path, r->metrics.data, r->metrics.len, err)) return -1;
+    if (write_curves(r, err)) return -1;
     snprintf(path, sizeof path, "%s/checkpoints/last.h5", r->dir);
     if (th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err)) return -1;
     if (e->is_best) {
@@ -770,10 +814,20 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     MPI_Comm_rank(comm, &r.rank);
     MPI_Comm_size(comm, &r.size);
 
+    /* The config as this run resolves it: the labels spelled out when it names
+     * none, so that config.yaml and the checkpoints say what the outputs are. */
+    th_config *resolved = malloc(sizeof *resolved);
+    if (!resolved) return th_errf(err, "out of memory");
+    *resolved = *cfg;
+    r.cfg = cfg = resolved;
     int rc = th_dataset_open(&r.ds, cfg->data.path, comm, err);
-    if (rc) return -1; /* th_dataset_open agrees on its status across ranks */
+    if (rc) {
+        free(resolved);
+        return -1; /* th_dataset_open agrees on its status across ranks */
+    }
     r.hw = r.ds.h * r.ds.w;
     rc = th_train_labels(cfg, &r.ds, r.label_col, &r.n_labels, err);
+    if (!rc) rc = th_config_name_labels(resolved, (const char *const *)r.ds.label_names, r.label_col, r.n_labels, err);
     if (!rc) rc = check_input_shape(&r, err);
     if (!rc) rc = th_model_spec_check(&cfg->model, r.n_labels, err);
     /* Every rank holds the same index and config, so these checks agree. */
@@ -807,5 +861,6 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
         rc = train_loop(&r, err);
     }
     run_free(&r);
+    free(resolved);
     return rc;
 }

@@ -1,0 +1,35 @@
+/* evaluate.h - the evaluation phase: every rank predicts its share of a
+ * split's patients, rank 0 gathers the predictions in dataset order and
+ * writes predictions.csv, metrics.json, roc_<label>.csv and roc.png.
+ *
+ * The same code runs at the end of `thorax train` and as `thorax eval`. A
+ * split's images are dealt to ranks by whole patients; the gather neither
+ * pads nor repeats a sample, so the numbers do not depend on the number of
+ * ranks.
+ */
+#ifndef THORAX_EVALUATE_H
+#define THORAX_EVALUATE_H
+
+#include <mpi.h>
+#include "thorax/error.h"
+
+typedef struct th_eval_opts {
+    const char *run_dir;        /* the training run: config.yaml and checkpoints/ */
+    const char *split;          /* "val" or "test" (default: the config's eval.split) */
+    const char *checkpoint;     /* "best" (default) or "last" */
+    const char *data;           /* another dataset file: evaluate all its images (external validation) */
+    int patient_level;          /* also evaluate per patient (max over their images) */
+} th_eval_opts;
+
+typedef struct th_eval_result {
+    char out_dir[2048];         /* where the files went */
+    int n_images, n_patients;
+    int n_labels, n_defined;    /* labels evaluated, and those with both classes */
+    double macro_auc;           /* NaN when no label is defined */
+    char note[512];             /* e.g. labels missing from an external file; "" if none */
+} th_eval_result;
+
+/* Collective over comm. The result is filled on every rank. */
+int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th_err *err);
+
+#endif

@@ -1,0 +1,94 @@
+/* cmd_eval.c - `thorax eval RUN_DIR`: the evaluation phase on its own. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "thorax/evaluate.h"
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mpirun -np N thorax eval RUN_DIR [--split val|test] [--checkpoint best|last]\n"
+            "                                       [--data OTHER.h5] [--patient]\n"
+            "\n"
+            "Predicts a split of the run's dataset (default: the config's eval.split) with\n"
+            "a checkpoint of the run, each rank a share of the patients, and writes\n"
+            "RUN_DIR/eval/<split>/: predictions.csv, metrics.json (AUC with DeLong 95%% CI,\n"
+            "Youden threshold with sensitivity and specificity, average precision, macro\n"
+            "means), roc_<label>.csv and roc.png.\n"
+            "\n"
+            "options:\n"
+            "  --split val|test        which split of the run's own dataset\n"
+            "  --checkpoint best|last  best.h5 (best val AUC, default) or last.h5\n"
+            "  --data OTHER.h5         external validation: every image of another dataset\n"
+            "                          file, labels matched by name, into eval/<OTHER>/\n"
+            "  --patient               also per patient (score = max over the patient's\n"
+            "                          images) into eval/<split>/patient/\n"
+            "  -h, --help              this help\n");
+}
+
+/* Prints the one-line summary of an evaluation (rank 0). */
+void cli_print_eval(const th_eval_result *r)
+{
+    printf("eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s\n", r->n_images,
+           r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
+    if (r->note[0]) printf("eval: %s\n", r->note);
+    fflush(stdout);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        eval_usage(stdout);
+        return TH_EXIT_OK;
+    }
+    th_eval_opts opts = {0};
+    for (int i = 1; i < argc; i++) {
+        const char **value = NULL;
+        if (!strcmp(argv[i], "--split")) value = &opts.split;
+        else if (!strcmp(argv[i], "--checkpoint")) value = &opts.checkpoint;
+        else if (!strcmp(argv[i], "--data")) value = &opts.data;
+        else if (!strcmp(argv[i], "--patient")) opts.patient_level = 1;
+        else if (argv[i][0] == '-' || opts.run_dir) {
+            cli_error("eval: unexpected argument '%s' (see thorax eval --help)", argv[i]);
+            return TH_EXIT_USAGE;
+        } else {
+            opts.run_dir = argv[i];
+        }
+        if (value) {
+            if (i + 1 >= argc) {
+                cli_error("eval: %s needs a value", argv[i]);
+                return TH_EXIT_USAGE;
+            }
+            *value = argv[++i];
+        }
+    }
+    if (!opts.run_dir) {
+        eval_usage(stderr);
+        return TH_EXIT_USAGE;
+    }
+    if (opts.split && strcmp(opts.split, "val") && strcmp(opts.split, "test")) {
+        cli_error("eval: --split must be val or test, got '%s'", opts.split);
+        return TH_EXIT_USAGE;
+    }
+    if (opts.checkpoint && strcmp(opts.checkpoint, "best") && strcmp(opts.checkpoint, "last")) {
+        cli_error("eval: --checkpoint must be best or last, got '%s'", opts.checkpoint);
+        return TH_EXIT_USAGE;
+    }
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    th_err err = {{0}};
+    th_eval_result res;
+    int status = TH_EXIT_OK;
+    if (th_eval_run(&opts, MPI_COMM_WORLD, &res, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+    } else if (rank == 0) {
+        cli_print_eval(&res);
+    }
+    MPI_Finalize();
+    return status;
+}

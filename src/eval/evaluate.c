@@ -1,0 +1,261 @@
+/* evaluate.c - the evaluation phase (see thorax/evaluate.h).
+ *
+ * Every rank: the run's config and checkpoint, the dataset index, its share
+ * of the split (whole patients, read with parallel HDF5), predictions.
+ * Rank 0: the gathered predictions put back in dataset order, the metrics and
+ * the result files. Failures on any rank are agreed on before the next
+ * collective, so no rank waits forever.
+ */
+#include "thorax/evaluate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "thorax/checkpoint.h"
+#include "thorax/config.h"
+#include "thorax/dataset.h"
+#include "thorax/dist.h"
+#include "thorax/input.h"
+#include "thorax/model.h"
+#include "thorax/predict.h"
+#include "thorax/report.h"
+#include "thorax/shard.h"
+#include "thorax/split.h"
+#include "thorax/train.h"
+
+typedef struct eval {
+    const th_eval_opts *opts;
+    MPI_Comm comm;
+    int rank, size;
+    th_config *cfg;
+    char ckpt[2048];
+    const char *split_name;     /* "val", "test", or NULL for an external file */
+    th_dataset ds;
+    int ds_open;
+    /* The labels evaluated: model output out_col[k] against file column file_col[k]. */
+    int n_eval;
+    int out_col[TH_MAX_LABELS], file_col[TH_MAX_LABELS];
+    uint8_t *split;             /* [N] */
+    int *owner;                 /* [N] */
+    th_model model;
+    th_train_state st;
+    th_shard shard;
+    float *x, *p_model, *p_eval;
+} eval;
+
+/* The run's labels against this dataset's columns. For the run's own file
+ * every label must be there; an external file may lack some, which are left
+ * out and named in the result's note. */
+static int match_labels(eval *e, th_eval_result *res, th_err *err)
+{
+    const th_config *cfg = e->cfg;
+    if (!e->opts->data) {
+        int n;
+        if (th_train_labels(cfg, &e->ds, e->file_col, &n, err)) return -1;
+        e->n_eval = n;
+        for (int k = 0; k < n; k++) e->out_col[k] = k;
+        return 0;
+    }
+    size_t used = 0;
+    for (int k = 0; k < cfg->data.n_labels; k++) {
+        int col = th_dataset_label_index(&e->ds, cfg->data.labels[k]);
+        if (col >= 0) {
+            e->out_col[e->n_eval] = k;
+            e->file_col[e->n_eval++] = col;
+        } else if (used < sizeof res->note - 64) {
+            const char *lead = used ? ", " : "labels missing from the file, not evaluated: ";
+            used += (size_t)snprintf(res->note + used, sizeof res->note - used, "%s%s", lead, cfg->data.labels[k]);
+        }
+    }
+    if (e->n_eval == 0)
+        return th_errf(err, "%s has none of the run's labels (%s%s)", e->ds.path, cfg->data.labels[0],
+                       cfg->data.n_labels > 1 ? ", ..." : "");
+    return 0;
+}
+
+/* Rank 0: which images to evaluate and which rank predicts each. */
+static int plan(eval *e, int which, th_err *err)
+{
+    int n = e->ds.n;
+    if (e->opts->data) {
+        memset(e->split, which, (size_t)n);
+    } else {
+        int col[TH_MAX_LABELS], L;
+        if (th_train_labels(e->cfg, &e->ds, col, &L, err)) return -1;
+        /* The same split as training: a function of the config and the file. */
+        if (th_train_split(e->cfg, &e->ds, col, L, e->split, NULL, err)) return -1;
+    }
+    return th_shard_by_patient(n, (const char *const *)e->ds.patient_id, e->split, which, e->size, e->owner, err);
+}
+
+static int setup(eval *e, th_eval_result *res, int *which, th_err *err)
+{
+    const th_eval_opts *o = e->opts;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
+    e->cfg = malloc(sizeof *e->cfg);
+    if (!e->cfg) return th_errf(err, "out of memory");
+    if (th_config_load(e->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", o->run_dir);
+
+    const char *ck = o->checkpoint ? o->checkpoint : "best";
+    if (strcmp(ck, "best") && strcmp(ck, "last")) return th_errf(err, "--checkpoint must be best or last, got '%s'", ck);
+    snprintf(e->ckpt, sizeof e->ckpt, "%s/checkpoints/%s.h5", o->run_dir, ck);
+    if (access(e->ckpt, R_OK)) return th_errf(err, "no checkpoint %s (has the run completed an epoch?)", e->ckpt);
+
+    e->split_name = o->data ? NULL : o->split ? o->split : e->cfg->eval.split;
+    *which = TH_SPLIT_TEST;
+    if (e->split_name && !strcmp(e->split_name, "val")) *which = TH_SPLIT_VAL;
+    else if (e->split_name && strcmp(e->split_name, "test"))
+        return th_errf(err, "--split must be val or test, got '%s'", e->split_name);
+    return 0;
+}
+
+/* Where the files go: eval/<split>/, or eval/<external file's name>/. */
+static void out_dir(const eval *e, char *out, size_t cap)
+{
+    if (e->split_name) {
+        snprintf(out, cap, "%s/eval/%s", e->opts->run_dir, e->split_name);
+        return;
+    }
+    const char *base = strrchr(e->opts->data, '/');
+    base = base ? base + 1 : e->opts->data;
+    size_t len = strlen(base);
+    if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
+    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, (int)len, base);
+}
+
+/* Rank 0: the gathered rows (rank order) back in dataset order, and the files. */
+static int write_results(eval *e, int which, const float *p_gathered, th_eval_result *res, th_err *err)
+{
+    int n = e->ds.n, total = 0, L = e->n_eval, rc = -1;
+    for (int i = 0; i < n; i++) total += e->split[i] == which;
+    int *order = malloc(sizeof(int) * (size_t)(total + 1)), *pos_of_row = malloc(sizeof(int) * (size_t)n);
+    float *p = malloc(sizeof(float) * (size_t)(total + 1) * L);
+    uint8_t *y = malloc((size_t)(total + 1) * L);
+    const char **image = malloc(sizeof(char *) * (size_t)(total + 1));
+    const char **patient = malloc(sizeof(char *) * (size_t)(total + 1));
+    const char *label[TH_MAX_LABELS];
+    if (!order || !pos_of_row || !p || !y || !image || !patient) {
+        th_errf(err, "out of memory writing %d predictions", total);
+        goto out;
+    }
+    th_shard_gather_order(n, e->split, e->owner, which, e->size, order);
+    for (int k = 0; k < total; k++) pos_of_row[order[k]] = k;
+    for (int i = 0, j = 0; i < n; i++) {
+        if (e->split[i] != which) continue;
+        memcpy(p + (size_t)j * L, p_gathered + (size_t)pos_of_row[i] * L, sizeof(float) * (size_t)L);
+        for (int k = 0; k < L; k++) y[(size_t)j * L + k] = e->ds.labels[(size_t)i * e->ds.n_labels + e->file_col[k]];
+        image[j] = e->ds.image_name[i];
+        patient[j] = e->ds.patient_id[i];
+        j++;
+    }
+    for (int k = 0; k < L; k++) label[k] = e->cfg->data.labels[e->out_col[k]];
+    if (e->cfg->data.n_labels == 0) /* a run from before labels were spelled out */
+        for (int k = 0; k < L; k++) label[k] = e->ds.label_names[e->file_col[k]];
+    th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y};
+    th_metrics_macro macro;
+    out_dir(e, res->out_dir, sizeof res->out_dir);
+    const char *title = e->split_name ? e->split_name : strrchr(res->out_dir, '/') + 1;
+    rc = th_report_write_eval(res->out_dir, title, &d, e->opts->patient_level ? TH_REPORT_PATIENT : 0, &macro, err);
+    res->n_images = total;
+    res->n_labels = L;
+    res->n_defined = macro.n_defined;
+    res->macro_auc = macro.auc;
+    int *patient_of = malloc(sizeof(int) * (size_t)(total + 1));
+    res->n_patients = patient_of ? th_patients_group(total, patient, patient_of) : -1;
+    free(patient_of);
+out:
+    free(order);
+    free(pos_of_row);
+    free(p);
+    free(y);
+    free(image);
+    free(patient);
+    return rc;
+}
+
+static int predict_share(eval *e, int which, th_err *err)
+{
+    const th_config *cfg = e->cfg;
+    int L_model = cfg->data.n_labels ? cfg->data.n_labels : e->n_eval;
+    if (e->ds.h != cfg->model.h || e->ds.w != cfg->model.w)
+        return th_errf(err, "%s holds %dx%d images but the model takes %dx%d (ingest it with --size %d)", e->ds.path,
+                       e->ds.h, e->ds.w, cfg->model.h, cfg->model.w, cfg->model.h);
+    if (th_model_create(&e->model, &cfg->model, L_model, cfg->train.batch_per_rank, err)) return -1;
+    if (th_checkpoint_load(e->ckpt, &e->model, NULL, &e->st, err)) return -1;
+    if (th_shard_load(&e->shard, &e->ds, e->split, e->owner, which, e->rank, e->file_col, e->n_eval, err)) return -1;
+    int n = e->shard.n;
+    e->x = malloc(sizeof(float) * (size_t)e->model.max_batch * cfg->model.h * cfg->model.w);
+    e->p_model = malloc(sizeof(float) * (size_t)(n + 1) * L_model);
+    e->p_eval = malloc(sizeof(float) * (size_t)(n + 1) * e->n_eval);
+    if (!e->x || !e->p_model || !e->p_eval) return th_errf(err, "out of memory predicting %d images", n);
+    th_input in;
+    th_input_init(&in, cfg, e->ds.h, e->ds.w, e->st.norm_mean, e->st.norm_std);
+    th_predict(&e->model, &in, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x, e->p_model);
+    for (int j = 0; j < n; j++)
+        for (int k = 0; k < e->n_eval; k++)
+            e->p_eval[(size_t)j * e->n_eval + k] = e->p_model[(size_t)j * L_model + e->out_col[k]];
+    return 0;
+}
+
+int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th_err *err)
+{
+    eval e;
+    memset(&e, 0, sizeof e);
+    memset(res, 0, sizeof *res);
+    res->macro_auc = NAN;
+    e.opts = opts;
+    e.comm = comm;
+    MPI_Comm_rank(comm, &e.rank);
+    MPI_Comm_size(comm, &e.size);
+    int which = TH_SPLIT_TEST;
+    /* Every rank reads the same config and sees the same files: these agree. */
+    int rc = setup(&e, res, &which, err);
+    if (!rc) {
+        rc = th_dataset_open(&e.ds, opts->data ? opts->data : e.cfg->data.path, comm, err);
+        e.ds_open = rc == 0;
+    }
+    if (!rc) rc = match_labels(&e, res, err);
+    if (!rc) {
+        e.split = malloc((size_t)e.ds.n);
+        e.owner = malloc(sizeof(int) * (size_t)e.ds.n);
+        int local = e.split && e.owner ? 0 : th_errf(err, "out of memory");
+        if (!local && e.rank == 0) local = plan(&e, which, err);
+        rc = th_dist_agree(comm, local, err);
+    }
+    if (!rc) {
+        MPI_Bcast(e.split, e.ds.n, MPI_UINT8_T, 0, comm);
+        MPI_Bcast(e.owner, e.ds.n, MPI_INT, 0, comm);
+        int total = 0;
+        for (int i = 0; i < e.ds.n; i++) total += e.split[i] == which;
+        if (total == 0) rc = th_errf(err, "the %s split of %s is empty", e.split_name ? e.split_name : "", e.ds.path);
+    }
+    if (!rc) rc = th_dist_agree(comm, predict_share(&e, which, err), err);
+    float *p_all = NULL;
+    if (!rc) {
+        int total = 0;
+        for (int i = 0; i < e.ds.n; i++) total += e.split[i] == which;
+        if (e.rank == 0) p_all = malloc(sizeof(float) * (size_t)(total + 1) * e.n_eval);
+        rc = th_dist_agree(comm, e.rank == 0 && !p_all ? th_errf(err, "out of memory") : 0, err);
+        if (!rc) rc = th_dist_gather_rows(comm, 0, e.p_eval, e.shard.n, e.n_eval, p_all, err);
+    }
+    if (!rc) {
+        int local = e.rank == 0 ? write_results(&e, which, p_all, res, err) : 0;
+        rc = th_dist_agree(comm, local, err);
+        MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, 0, comm);
+    }
+    free(p_all);
+    free(e.x);
+    free(e.p_model);
+    free(e.p_eval);
+    th_shard_free(&e.shard);
+    th_model_free(&e.model);
+    free(e.split);
+    free(e.owner);
+    if (e.ds_open) th_dataset_close(&e.ds);
+    free(e.cfg);
+    return rc;
+}

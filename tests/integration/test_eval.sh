@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The evaluation phase: the end of `thorax train` writes eval/<split>/; `thorax
+# eval` on 1, 2 and 4 ranks writes identical predictions and metrics (no sample
+# padded or counted twice, whatever the shards); --data evaluates every image
+# of another file into eval/<its name>/; bad arguments name the culprit.
+source "$(dirname "$0")/lib.sh"
+cd "$WORK"
+"$THORAX_BIN" phantom --out e.h5 --patients 90 --size 32 --seed 3 >/dev/null
+"$THORAX_BIN" phantom --out external.h5 --patients 25 --size 32 --seed 99 >/dev/null
+cat > e.yaml <<YAML
+name: e
+data: {path: $WORK/e.h5}
+model:
+  input: [1, 32, 32]
+  layers:
+    - {type: conv, out: 8, k: 3, pad: 1}
+    - {type: batchnorm}
+    - {type: relu}
+    - {type: maxpool, k: 2}
+    - {type: conv, out: 16, k: 3, pad: 1}
+    - {type: relu}
+    - {type: gap}
+    - {type: dense, out: labels}
+train: {epochs: 3, batch_per_rank: 8}
+eval: {split: test}
+runtime: {out_dir: $WORK/runs}
+YAML
+mpi 2 "$THORAX_BIN" train e.yaml > train.log || { cat train.log; fail "training"; }
+grep -q "^eval: .* macro AUC" train.log || { cat train.log; fail "no evaluation at the end of training"; }
+for f in predictions.csv metrics.json roc.png; do [ -s runs/e/eval/test/$f ] || fail "eval/test lacks $f"; done
+n_test=$(grep -c ',test$' runs/e/split.csv)
+[ "$(tail -n +2 runs/e/eval/test/predictions.csv | wc -l)" -eq "$n_test" ] || fail "predictions.csv does not have the $n_test test images"
+# Every test image exactly once, in dataset order.
+diff <(grep ',test$' runs/e/split.csv | cut -d, -f1) <(tail -n +2 runs/e/eval/test/predictions.csv | cut -d, -f1) \
+  || fail "predictions.csv is not the test split in dataset order"
+
+for np in 1 2 4; do
+  mpi $np "$THORAX_BIN" eval runs/e --split val --patient > eval$np.log || { cat eval$np.log; fail "eval on $np ranks"; }
+  cp runs/e/eval/val/predictions.csv pred$np.csv
+  cp runs/e/eval/val/metrics.json metrics$np.json
+done
+for np in 2 4; do
+  cmp pred1.csv pred$np.csv || fail "predictions differ between 1 and $np ranks"
+  cmp metrics1.json metrics$np.json || fail "metrics differ between 1 and $np ranks"
+done
+[ -s runs/e/eval/val/patient/metrics.json ] || fail "no patient-level metrics"
+grep -q '"ci_method": "delong"' metrics1.json || fail "metrics.json lacks the CI method"
+
+mpi 2 "$THORAX_BIN" eval runs/e --data external.h5 --checkpoint last > ext.log || { cat ext.log; fail "external eval"; }
+n_ext=$(tail -n +2 runs/e/eval/external/predictions.csv | wc -l)
+[ "$n_ext" -gt 25 ] || fail "external evaluation did not cover every image ($n_ext rows)"
+
+expect_fail 2 "--checkpoint" "worst" -- "$THORAX_BIN" eval runs/e --checkpoint worst
+expect_fail 1 "nowhere/config.yaml" -- "$THORAX_BIN" eval nowhere
+expect_fail 1 "missing.h5" -- "$THORAX_BIN" eval runs/e --data missing.h5
+echo "eval: 1 passed, 0 failed"

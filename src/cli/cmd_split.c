@@ -57,16 +57,16 @@ static void report(const th_dataset *ds, const int *label_col, int n_labels, con
             *ps = -2;
         }
     }
-    printf("%-20s %10s %10s %10s\n", "", "train", "val", "test");
-    printf("%-20s %10ld %10ld %10ld\n", "patients", patients[0], patients[1], patients[2]);
-    printf("%-20s %10ld %10ld %10ld\n", "images", images[0], images[1], images[2]);
+    printf("%-20s %14s %14s %14s\n", "", "train", "val", "test");
+    printf("%-20s %14ld %14ld %14ld\n", "patients", patients[0], patients[1], patients[2]);
+    printf("%-20s %14ld %14ld %14ld\n", "images", images[0], images[1], images[2]);
     for (int k = 0; k < n_labels; k++) {
         printf("%-20.20s", ds->label_names[label_col[k]]);
         for (int s = 0; s < 3; s++) {
             long p = pos[(size_t)s * n_labels + k];
             char cell[32];
             snprintf(cell, sizeof cell, "%ld (%.1f%%)", p, images[s] ? 100.0 * p / images[s] : 0.0);
-            printf(" %10s", cell);
+            printf(" %14s", cell);
         }
         printf("\n");
     }

@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "                      index 0-%d; default none)\n"
             "  --marker-rate R     share of LABEL-positive studies that carry the tag; about\n"
             "                      5%% of the others carry it too (default %g)\n"
+            "  --shortcut-marker P the shortcut demo in one option: the tag on a share P of\n"
+            "                      positive studies of --marker (default Pneumothorax)\n"
             "  --preview DIR       also write the first %d images and their mask overlays\n"
             "                      as PNG files into DIR\n"
             "  -h, --help          show this help\n"
@@ -116,6 +118,7 @@ static int parse_args(int argc, char **argv, phantom_args *a)
 {
     th_phantom_defaults(&a->o);
     a->out = a->preview = NULL;
+    int shortcut = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2)) {
@@ -167,15 +170,18 @@ static int parse_args(int argc, char **argv, phantom_args *a)
         } else if (!strcmp(name, "--marker")) {
             if (parse_marker(value, &a->o.marker_label))
                 return bad_value(name, value, "expected a label name, an index 0-3, or none");
-        } else if (!strcmp(name, "--marker-rate")) {
+        } else if (!strcmp(name, "--marker-rate") || !strcmp(name, "--shortcut-marker")) {
             if (cli_parse_double(value, &x) || x < 0 || x > 1)
                 return bad_value(name, value, "expected a number from 0 to 1");
             a->o.marker_rate = (float)x;
+            shortcut |= !strcmp(name, "--shortcut-marker");
         } else {
             cli_error("phantom: unknown option '%s' (see thorax phantom --help)", name);
             return TH_EXIT_USAGE;
         }
     }
+    /* --shortcut-marker without --marker: the tag follows the first finding. */
+    if (shortcut && a->o.marker_label < 0) a->o.marker_label = 0;
     if (!a->out) {
         cli_error("phantom: --out F.h5 is required (see thorax phantom --help)");
         return TH_EXIT_USAGE;

@@ -25,6 +25,9 @@ typedef enum th_schedule_type { TH_SCHED_CONSTANT = 0, TH_SCHED_STEP, TH_SCHED_C
 typedef enum th_split_mode { TH_SPLIT_MODE_RANDOM = 0, TH_SPLIT_MODE_PREDEFINED } th_split_mode;
 /* What a predefined split that lets a patient into two splits does: refuse to
  * train, or drop that patient's val/test images from evaluation. */
+/* Where a rank keeps its training images: in memory (read once), streamed from
+ * the file by the prefetch thread, or in memory when they fit (auto). */
+typedef enum th_cache { TH_CACHE_AUTO = 0, TH_CACHE_MEMORY, TH_CACHE_STREAM } th_cache;
 typedef enum th_on_leak { TH_ON_LEAK_ERROR = 0, TH_ON_LEAK_DROP_FROM_EVAL } th_on_leak;
 
 typedef struct th_config {
@@ -38,6 +41,7 @@ typedef struct th_config {
         double train, val, test;                 /* patient fractions, sum to 1 */
         th_on_leak on_leak;                      /* predefined splits only */
         th_normalize normalize;
+        th_cache cache;
         struct th_augment_config {
             int hflip;
             float rotate_deg;

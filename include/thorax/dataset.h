@@ -40,6 +40,20 @@ int th_dataset_open(th_dataset *ds, const char *path, MPI_Comm comm, th_err *err
  * with independent MPI-IO reads of this rank only. */
 int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err);
 
+/* A second, serial handle on a dataset's /images (the sec2 driver: no MPI
+ * calls), for a worker thread that streams training images while the main
+ * thread runs collectives. The HDF5 library is not thread-safe: the caller
+ * keeps the main thread out of HDF5 while the worker reads. */
+typedef struct th_image_reader {
+    char path[1024];
+    int64_t file, images;
+    int n, h, w;
+} th_image_reader;
+
+int th_image_reader_open(th_image_reader *r, const th_dataset *ds, th_err *err);
+int th_image_reader_read(th_image_reader *r, const int *idx, int count, uint8_t *out, th_err *err);
+void th_image_reader_close(th_image_reader *r);
+
 /* Reads the masks of image i: out [n_labels, H, W]. */
 int th_dataset_read_masks(th_dataset *ds, int i, uint8_t *out, th_err *err);
 

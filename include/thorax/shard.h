@@ -16,15 +16,16 @@
 typedef struct th_shard {
     int n;
     int *rows;          /* [n] rows of the dataset file, ascending */
-    uint8_t *img;       /* [n, H, W] */
+    uint8_t *img;       /* [n, H, W], or NULL when streamed */
     uint8_t *y;         /* [n, n_labels]: the run's labels, in its order */
 } th_shard;
 
-/* Loads the images with split[i] == which and owner[i] == rank, and their
- * labels label_col[0..n_labels) (columns of ds). Independent reads: not
+/* Loads the rows with split[i] == which and owner[i] == rank, their labels
+ * label_col[0..n_labels) (columns of ds), and, with images set, their images
+ * (otherwise img is NULL: the caller streams them). Independent reads: not
  * collective. */
 int th_shard_load(th_shard *s, th_dataset *ds, const uint8_t *split, const int *owner, int which, int rank,
-                  const int *label_col, int n_labels, th_err *err);
+                  const int *label_col, int n_labels, int images, th_err *err);
 void th_shard_free(th_shard *s);
 
 /* Dataset rows of split `which` in the order a gather over n_ranks ranks

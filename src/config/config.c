@@ -35,7 +35,7 @@
 /* ---- The schema: which keys each mapping takes ---------------------------- */
 
 static const char *const root_keys[] = {"name", "seed", "data", "model", "train", "eval", "runtime", NULL};
-static const char *const data_keys[] = {"path", "labels", "split", "on_leak", "normalize", "augment", NULL};
+static const char *const data_keys[] = {"path", "labels", "split", "on_leak", "normalize", "augment", "cache", NULL};
 static const char *const split_keys[] = {"train", "val", "test", NULL};
 static const char *const augment_keys[] = {"hflip", "rotate_deg", "shift", "scale", "brightness", "contrast", NULL};
 static const char *const model_keys[] = {"input", "layers", NULL};
@@ -88,6 +88,7 @@ static const char *const layer_keys[TH_LAYER_TYPE_COUNT][8] = {
 /* Spellings of the enums, in enum order. */
 static const char *const normalize_names[] = {"trainset", "per_image", "none", NULL};
 static const char *const on_leak_names[] = {"error", "drop_from_eval", NULL};
+static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const optim_names[] = {"sgd", "adam", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 static const char *const loss_names[] = {"weighted_bce", "bce", "softmax_ce", NULL};
@@ -512,13 +513,14 @@ static int read_augment(const ctx *c, const yt_node *data, th_config *cfg)
 static int read_data(const ctx *c, const yt_node *root, th_config *cfg)
 {
     const yt_node *m;
-    int normalize, on_leak;
+    int normalize, on_leak, cache;
     if (section(c, root, "data", &m) || require(c, m, "data", "path") ||
         read_str(c, m, "data", "path", "", cfg->data.path, sizeof cfg->data.path, 0) || read_labels(c, m, cfg) ||
         read_split(c, m, cfg) || read_enum(c, m, "data", "on_leak", on_leak_names, TH_ON_LEAK_ERROR, &on_leak) ||
         read_enum(c, m, "data", "normalize", normalize_names, TH_NORM_TRAINSET, &normalize) ||
-        read_augment(c, m, cfg))
+        read_augment(c, m, cfg) || read_enum(c, m, "data", "cache", cache_names, TH_CACHE_AUTO, &cache))
         return -1;
+    cfg->data.cache = (th_cache)cache;
     cfg->data.normalize = (th_normalize)normalize;
     cfg->data.on_leak = (th_on_leak)on_leak;
     return 0;
@@ -1102,6 +1104,7 @@ char *th_config_to_yaml(const th_config *cfg)
     }
     put(&b, "  on_leak: %s\n", enum_name(on_leak_names, cfg->data.on_leak));
     put(&b, "  normalize: %s\n", enum_name(normalize_names, cfg->data.normalize));
+    put(&b, "  cache: %s\n", enum_name(cache_names, cfg->data.cache));
     put(&b, "  augment:\n");
     put(&b, "    hflip: %s\n", cfg->data.augment.hflip ? "true" : "false");
     line_float(&b, "    rotate_deg", cfg->data.augment.rotate_deg);

@@ -472,31 +472,66 @@ fail:
  * the union of the runs would be the obvious alternative, but HDF5 1.10
  * maps complex selections onto chunks some 30 times slower than it reads
  * one regular block after another. */
-int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err)
+/* Reads rows idx[0..count) of an open /images [n, h, w] into out, one
+ * H5Dread per run of consecutive rows (HDF5 1.10 reads a union of many
+ * hyperslabs far slower than the runs one by one). */
+static int read_rows(hid_t images, const char *path, int n, int h, int w, const int *idx, int count, uint8_t *out,
+                     th_err *err)
 {
-    if (ds->images < 0) return th_errf(err, "dataset %s is not open", ds->path);
-    if (count < 0) return th_errf(err, "%s: negative image count %d", ds->path, count);
+    if (count < 0) return th_errf(err, "%s: negative image count %d", path, count);
     for (int i = 0; i < count; i++)
-        if (idx[i] < 0 || idx[i] >= ds->n)
-            return th_errf(err, "%s: image index %d (entry %d of the request) is outside [0, %d)", ds->path, idx[i], i,
-                           ds->n);
-    size_t img = (size_t)ds->h * (size_t)ds->w;
-    hid_t fspace = H5Dget_space(ds->images);
+        if (idx[i] < 0 || idx[i] >= n)
+            return th_errf(err, "%s: image index %d (entry %d of the request) is outside [0, %d)", path, idx[i], i, n);
+    size_t img = (size_t)h * (size_t)w;
+    hid_t fspace = H5Dget_space(images);
     herr_t rc = fspace < 0 ? -1 : 0;
     int i = 0;
     while (rc >= 0 && i < count) {
         int j = i + 1;
         while (j < count && idx[j] == idx[j - 1] + 1) j++;
-        hsize_t start[3] = {(hsize_t)idx[i], 0, 0}, block[3] = {(hsize_t)(j - i), (hsize_t)ds->h, (hsize_t)ds->w};
+        hsize_t start[3] = {(hsize_t)idx[i], 0, 0}, block[3] = {(hsize_t)(j - i), (hsize_t)h, (hsize_t)w};
         hid_t mspace = H5Screate_simple(3, block, NULL);
         rc = mspace < 0 ? -1 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, block, NULL);
-        if (rc >= 0) rc = H5Dread(ds->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, out + (size_t)i * img);
+        if (rc >= 0) rc = H5Dread(images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, out + (size_t)i * img);
         if (mspace >= 0) H5Sclose(mspace);
         if (rc >= 0) i = j;
     }
     if (fspace >= 0) H5Sclose(fspace);
-    if (rc < 0) return th_errf(err, "%s: cannot read image %d from /images", ds->path, idx[i]);
+    if (rc < 0) return th_errf(err, "%s: cannot read image %d from /images", path, idx[i]);
     return 0;
+}
+
+int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err)
+{
+    if (ds->images < 0) return th_errf(err, "dataset %s is not open", ds->path);
+    return read_rows(ds->images, ds->path, ds->n, ds->h, ds->w, idx, count, out, err);
+}
+
+int th_image_reader_open(th_image_reader *r, const th_dataset *ds, th_err *err)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->path, sizeof r->path, "%s", ds->path);
+    r->n = ds->n, r->h = ds->h, r->w = ds->w;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    r->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    r->images = r->file < 0 ? -1 : H5Dopen2(r->file, "images", H5P_DEFAULT);
+    if (r->images < 0) {
+        th_image_reader_close(r);
+        return th_errf(err, "%s: cannot open /images for streaming", ds->path);
+    }
+    return 0;
+}
+
+int th_image_reader_read(th_image_reader *r, const int *idx, int count, uint8_t *out, th_err *err)
+{
+    return read_rows(r->images, r->path, r->n, r->h, r->w, idx, count, out, err);
+}
+
+void th_image_reader_close(th_image_reader *r)
+{
+    if (r->images > 0) H5Dclose(r->images);
+    if (r->file > 0) H5Fclose(r->file);
+    r->images = r->file = 0;
 }
 
 int th_dataset_read_masks(th_dataset *ds, int i, uint8_t *out, th_err *err)

@@ -5,16 +5,16 @@
 #include <string.h>
 
 int th_shard_load(th_shard *s, th_dataset *ds, const uint8_t *split, const int *owner, int which, int rank,
-                  const int *label_col, int n_labels, th_err *err)
+                  const int *label_col, int n_labels, int images, th_err *err)
 {
     memset(s, 0, sizeof *s);
     for (int i = 0; i < ds->n; i++) s->n += split[i] == which && owner[i] == rank;
     size_t hw = (size_t)ds->h * ds->w;
     /* One extra element each so that an empty shard still has valid buffers. */
     s->rows = malloc(sizeof *s->rows * (size_t)(s->n + 1));
-    s->img = malloc(hw * (size_t)(s->n + 1));
+    s->img = images ? malloc(hw * (size_t)(s->n + 1)) : NULL;
     s->y = malloc((size_t)n_labels * (size_t)(s->n + 1));
-    if (!s->rows || !s->img || !s->y) {
+    if (!s->rows || (images && !s->img) || !s->y) {
         int n = s->n;
         th_shard_free(s);
         return th_errf(err, "out of memory for %d images of %dx%d", n, ds->h, ds->w);
@@ -24,7 +24,7 @@ int th_shard_load(th_shard *s, th_dataset *ds, const uint8_t *split, const int *
     for (int k = 0; k < s->n; k++)
         for (int l = 0; l < n_labels; l++)
             s->y[(size_t)k * n_labels + l] = ds->labels[(size_t)s->rows[k] * ds->n_labels + label_col[l]];
-    if (th_dataset_read_images(ds, s->rows, s->n, s->img, err)) {
+    if (images && th_dataset_read_images(ds, s->rows, s->n, s->img, err)) {
         th_shard_free(s);
         return -1;
     }

@@ -186,7 +186,8 @@ static int predict_share(eval *e, int which, th_err *err)
                        e->ds.h, e->ds.w, cfg->model.h, cfg->model.w, cfg->model.h);
     if (th_model_create(&e->model, &cfg->model, L_model, cfg->train.batch_per_rank, err)) return -1;
     if (th_checkpoint_load(e->ckpt, &e->model, NULL, &e->st, err)) return -1;
-    if (th_shard_load(&e->shard, &e->ds, e->split, e->owner, which, e->rank, e->file_col, e->n_eval, err)) return -1;
+    if (th_shard_load(&e->shard, &e->ds, e->split, e->owner, which, e->rank, e->file_col, e->n_eval, 1, err))
+        return -1;
     int n = e->shard.n;
     e->x = malloc(sizeof(float) * (size_t)e->model.max_batch * cfg->model.h * cfg->model.w);
     e->p_model = malloc(sizeof(float) * (size_t)(n + 1) * L_model);

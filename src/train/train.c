@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "thorax/checkpoint.h"
 #include "thorax/dataset.h"
@@ -72,6 +73,11 @@ typedef struct run {
     float *val_p;                   /* [val.n, n_labels] */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
     th_prefetch prefetch;           /* fills the next training batch while a step computes */
+    int streaming;                  /* training images read per batch, not held in memory */
+    th_image_reader reader;         /* the prefetch thread's own handle when streaming */
+    uint8_t *stage;                 /* [batch, H, W] images read for one batch (streaming) */
+    int *batch_rows;                /* [batch] their dataset rows (streaming) */
+    th_err stream_err;              /* a read failure on the prefetch thread */
     int fill_epoch;                 /* the epoch the prefetcher is filling */
     double data_wait_share;         /* of the last epoch's step time: waiting for a batch */
     double allreduce_share;         /* of the last epoch's step time: in the allreduces */
@@ -221,6 +227,21 @@ static void describe_shards(const int *count, int size, char *out, size_t cap)
     snprintf(out, cap, "%d..%d images per rank (imbalance %.1f%%)", lo, hi, hi ? 100.0 * (hi - lo) / hi : 0.0);
 }
 
+/* data.cache: memory, stream, or (auto) memory when this rank's training
+ * images take at most half of the node's memory shared among its ranks. */
+static int choose_streaming(const run *r)
+{
+    if (r->cfg->data.cache != TH_CACHE_AUTO) return r->cfg->data.cache == TH_CACHE_STREAM;
+    MPI_Comm node;
+    int local = 1;
+    MPI_Comm_split_type(r->comm, MPI_COMM_TYPE_SHARED, r->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double need = (double)r->shard_size[r->rank] * r->hw;
+    return need > 0.5 * phys / local;
+}
+
 /* Split, shards, and this rank's share of the data, read into memory. */
 static int load_data(run *r, th_err *err)
 {
@@ -265,8 +286,13 @@ static int load_data(run *r, th_err *err)
              r->dropped);
     info(r, "shards by patient: train %s; val %s", train_desc, val_desc);
 
-    rc = th_shard_load(&r->train, &r->ds, r->split, r->owner, TH_SPLIT_TRAIN, r->rank, r->label_col, L, err);
-    if (!rc) rc = th_shard_load(&r->val, &r->ds, r->split, r->owner, TH_SPLIT_VAL, r->rank, r->label_col, L, err);
+    r->streaming = choose_streaming(r);
+    rc = th_shard_load(&r->train, &r->ds, r->split, r->owner, TH_SPLIT_TRAIN, r->rank, r->label_col, L, !r->streaming,
+                       err);
+    if (!rc) rc = th_shard_load(&r->val, &r->ds, r->split, r->owner, TH_SPLIT_VAL, r->rank, r->label_col, L, 1, err);
+    if (!rc && r->streaming) rc = th_image_reader_open(&r->reader, &r->ds, err);
+    info(r, "training images %s", r->streaming ? "streamed from the file by the prefetch thread (data.cache)"
+                                               : "held in memory (data.cache)");
     if (!rc && r->rank == 0) {
         /* The gather concatenates the ranks' shares in rank order: the labels
          * on rank 0 are laid out the same way. */
@@ -309,22 +335,36 @@ static int class_weights(run *r, th_err *err)
     return 0;
 }
 
-/* Mean and standard deviation of the training pixels over all ranks. */
-static void trainset_stats(run *r)
+/* Mean and standard deviation of the training pixels over all ranks. When
+ * streaming, the shard is read in chunks through the same buffer. */
+static int trainset_stats(run *r, th_err *err)
 {
     double acc[3] = {0, 0, 0}; /* sum, sum of squares, count */
-    size_t n = (size_t)r->train.n * (size_t)r->hw;
-    for (size_t i = 0; i < n; i++) {
-        double v = r->train.img[i] / 255.0;
-        acc[0] += v;
-        acc[1] += v * v;
+    enum { CHUNK = 256 };
+    uint8_t *chunk = r->streaming ? malloc((size_t)CHUNK * r->hw) : NULL;
+    int rc = r->streaming && !chunk ? th_errf(err, "out of memory") : 0;
+    for (int off = 0; !rc && off < r->train.n; off += CHUNK) {
+        int n = r->train.n - off < CHUNK ? r->train.n - off : CHUNK;
+        const uint8_t *img = r->train.img + (size_t)off * r->hw;
+        if (r->streaming) {
+            rc = th_dataset_read_images(&r->ds, r->train.rows + off, n, chunk, err);
+            img = chunk;
+        }
+        for (size_t i = 0; !rc && i < (size_t)n * r->hw; i++) {
+            double v = img[i] / 255.0;
+            acc[0] += v;
+            acc[1] += v * v;
+        }
+        acc[2] += (double)n * r->hw;
     }
-    acc[2] = (double)n;
+    free(chunk);
+    if (th_dist_agree(r->comm, rc, err)) return -1;
     MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, r->comm);
     double mean = acc[0] / acc[2];
     double var = acc[1] / acc[2] - mean * mean;
     r->st.norm_mean = (float)mean;
     r->st.norm_std = (float)sqrt(var > 1e-12 ? var : 1e-12);
+    return 0;
 }
 
 /* Images that rank k contributes to step s of an epoch (0 once its shard is used up). */
@@ -337,10 +377,16 @@ static int images_at_step(const run *r, int k, int s)
 /* The prefetcher's fill: training batch `step` of the current epoch's order. */
 static int fill_batch(void *ctx, int step, float *x, uint8_t *y)
 {
-    const run *r = ctx;
+    run *r = ctx;
     int n = images_at_step(r, r->rank, step), L = r->n_labels;
     const int *rows = r->order + (size_t)step * r->batch;
-    th_input_make(&r->input, r->train.img, rows, r->train.rows, n, r->fill_epoch, x);
+    if (r->streaming) {
+        for (int j = 0; j < n; j++) r->batch_rows[j] = r->train.rows[rows[j]];
+        if (th_image_reader_read(&r->reader, r->batch_rows, n, r->stage, &r->stream_err)) return -1;
+        th_input_make(&r->input, r->stage, NULL, r->batch_rows, n, r->fill_epoch, x);
+    } else {
+        th_input_make(&r->input, r->train.img, rows, r->train.rows, n, r->fill_epoch, x);
+    }
     for (int j = 0; j < n; j++) memcpy(y + (size_t)j * L, r->train.y + (size_t)rows[j] * L, (size_t)L);
     return n;
 }
@@ -360,7 +406,11 @@ static int alloc_step_buffers(run *r, th_err *err)
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
     r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
     r->val_p = malloc(sizeof(float) * (size_t)(r->val.n + 1) * L);
-    if (!r->order || !r->x || !r->dz || !r->val_p)
+    if (r->streaming) {
+        r->stage = malloc((size_t)r->batch * r->hw);
+        r->batch_rows = malloc(sizeof(int) * (size_t)r->batch);
+    }
+    if (!r->order || !r->x || !r->dz || !r->val_p || (r->streaming && (!r->stage || !r->batch_rows)))
         return th_errf(err, "out of memory for a batch of %d images", r->batch);
     return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
 }
@@ -479,7 +529,11 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         double t0 = MPI_Wtime();
         int n = th_prefetch_wait(&r->prefetch, s, &x, &y);
         t_wait += MPI_Wtime() - t0;
-        if (s + 1 < steps) th_prefetch_request(&r->prefetch, s + 1);
+        /* A failed read: this rank adds nothing to the step, and every rank
+         * learns of the failure from the allreduce below. */
+        int failed = n < 0;
+        if (failed) n = 0;
+        if (s + 1 < steps && !failed) th_prefetch_request(&r->prefetch, s + 1);
         if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) x[0] = NAN;
 
         /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
@@ -490,9 +544,16 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         t0 = MPI_Wtime();
         if (th_dist_allreduce_mean(r->comm, r->model.grads, r->model.n_params, global_n, err)) return -1;
         /* The loss and any stop request travel together: one small allreduce. */
-        double red[2] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0};
-        MPI_Allreduce(MPI_IN_PLACE, red, 2, MPI_DOUBLE, MPI_SUM, r->comm);
+        double red[3] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0, failed};
+        MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
         t_comm += MPI_Wtime() - t0;
+        if (red[2] > 0) {
+            if (failed) *err = r->stream_err;
+            /* Keep the main thread out of HDF5 until the worker is idle. */
+            if (!failed && s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
+            th_dist_agree(r->comm, failed, err);
+            return -1;
+        }
         step_loss = red[0] / (double)global_n;
         if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
@@ -522,6 +583,8 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             r->cb->on_step(r->cb->ctx, &rep);
         }
         if (red[1] > 0) {
+            /* The worker may be reading the next batch: HDF5 is not thread-safe. */
+            if (s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
             info(r, "stop requested: checkpoint at epoch %d, step %d of %d (global step %ld)", epoch + 1, s + 1,
                  steps, r->st.step);
             return save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
@@ -769,6 +832,9 @@ static int train_loop(run *r, th_err *err)
 static void run_free(run *r)
 {
     th_prefetch_stop(&r->prefetch);
+    th_image_reader_close(&r->reader);
+    free(r->stage);
+    free(r->batch_rows);
     th_model_free(&r->model);
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);
@@ -833,8 +899,8 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     /* Every rank holds the same index and config, so these checks agree. */
     if (!rc) rc = load_data(&r, err);
     if (!rc) rc = class_weights(&r, err);
+    if (!rc) rc = trainset_stats(&r, err);
     if (!rc) {
-        trainset_stats(&r);
         rc = alloc_step_buffers(&r, err);
         rc = th_dist_agree(comm, rc, err);
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checkpoint, resume and preemption on 2 ranks, with batch-norm and dropout in
 # the network so that running statistics and random masks are covered:
-#  - two runs of one config are bit-identical (determinism);
+#  - two runs of one config are bit-identical (determinism), and so is one
+#    that streams its training images from the file (data.cache: stream);
 #  - 4 epochs straight and 2 epochs resumed for 2 more are bit-identical;
 #  - SIGUSR1 to mpirun mid-epoch stops every rank within a step, exit 75, with
 #    a valid last.h5; --resume auto then ends bit-identical to the straight run;
@@ -38,6 +39,10 @@ same() { "$TOOLS/ckpt_compare" "$1" "$2" 0 >cmp.txt || { cat cmp.txt; fail "$3";
 train --set name=a >a.log || { cat a.log; fail "straight run"; }
 train --set name=c >c.log || { cat c.log; fail "second straight run"; }
 same runs/a/checkpoints/last.h5 runs/c/checkpoints/last.h5 "two runs of one config differ"
+# Streaming the training images from the file changes nothing but memory use.
+train --set name=s --set data.cache=stream >s.log || { cat s.log; fail "a streamed run"; }
+grep -q "streamed from the file" s.log || fail "data.cache: stream did not stream"
+same runs/a/checkpoints/last.h5 runs/s/checkpoints/last.h5 "streamed and in-memory runs differ"
 
 train --set name=b --set train.epochs=2 >b1.log || { cat b1.log; fail "first half"; }
 train --set name=b --resume auto >b2.log || { cat b2.log; fail "resumed half"; }

@@ -22,5 +22,14 @@ void th_batchnorm_forward_eval(int n, int c, int hw, const float *x,
 void th_batchnorm_backward(int n, int c, int hw, const float *dy, const float *xhat,
                            const float *gamma, const float *invstd,
                            float *dx, float *dgamma, float *dbeta);
+/* Backward of th_batchnorm_forward_eval, where the statistics are constants:
+ *   dx = dy * gamma / sqrt(running_var + eps),  dbeta = sum dy,
+ *   dgamma = sum dy * (x - running_mean) / sqrt(running_var + eps).
+ * Needed to back-propagate through a model evaluated in eval mode (CAMs,
+ * saliency). Overwrites dx [N,C,HW], dgamma [C], dbeta [C]. */
+void th_batchnorm_backward_eval(int n, int c, int hw, const float *dy, const float *x,
+                                const float *gamma, const float *running_mean,
+                                const float *running_var, float eps,
+                                float *dx, float *dgamma, float *dbeta);
 
 #endif

@@ -108,6 +108,7 @@ typedef struct th_model {
     float *col, *tmp;           /* convolution scratch, sized for the largest layer */
     float *grad_a, *grad_b;     /* ping-pong activation gradients [max_batch * largest activation] */
     th_rng rng;                 /* dropout masks */
+    int last_train;             /* mode of the last th_model_forward, which backward follows */
 } th_model;
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err);
@@ -123,8 +124,19 @@ void th_model_init_params(th_model *m, uint64_t seed);
 const float *th_model_forward(th_model *m, const float *x, int n, int train);
 
 /* Backward after a forward on the same x (train mode): dlogits [n, n_labels]
- * -> grads (overwritten). */
+ * -> grads (overwritten). After an eval-mode forward, batch-norm differentiates
+ * its running statistics as constants and dropout is the identity. */
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n);
+
+/* Activation gradient for attribution maps (Grad-CAM, saliency). After a
+ * forward on the same x (either mode, n >= 1), back-propagates dlogits
+ * [n, n_labels] down to the output of layer `layer` and returns d/d(that
+ * output) [n, out_c, out_h, out_w]; layer == -1 returns the gradient with
+ * respect to x itself [n, C, H, W]. The result lives in grad_a or grad_b
+ * (or is dlogits itself when layer is the last one) and is valid until the
+ * next forward or backward. Overwrites the grads of the layers after
+ * `layer` (all of them for -1) as a side effect; never allocates. */
+const float *th_model_grad_at(th_model *m, const float *x, const float *dlogits, int n, int layer);
 
 /* Index into m->tensors of the tensor with that name, or -1. */
 int th_model_find_tensor(const th_model *m, const char *name);

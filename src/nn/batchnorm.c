@@ -107,3 +107,26 @@ void th_batchnorm_backward(int n, int c, int hw, const float *dy, const float *x
         }
     }
 }
+
+void th_batchnorm_backward_eval(int n, int c, int hw, const float *dy, const float *x,
+                                const float *gamma, const float *running_mean,
+                                const float *running_var, float eps,
+                                float *dx, float *dgamma, float *dbeta)
+{
+    for (int ch = 0; ch < c; ch++) {
+        /* The same per-channel constant as th_batchnorm_forward_eval. */
+        double is = 1.0 / sqrt((double)running_var[ch] + eps);
+        float scale = (float)(gamma[ch] * is);
+        double sum_g = 0.0, sum_gx = 0.0;
+        for (int i = 0; i < n; i++) {
+            size_t off = ((size_t)i * c + ch) * hw;
+            for (int j = 0; j < hw; j++) {
+                sum_g += dy[off + j];
+                sum_gx += (double)dy[off + j] * (x[off + j] - running_mean[ch]);
+                dx[off + j] = scale * dy[off + j];
+            }
+        }
+        dbeta[ch] = (float)sum_g;
+        dgamma[ch] = (float)(sum_gx * is);
+    }
+}

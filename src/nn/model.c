@@ -282,6 +282,7 @@ static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
 const float *th_model_forward(th_model *m, const float *x, int n, int train)
 {
     const float *in = x;
+    m->last_train = train;
     for (int i = 0; i < m->n_layers && n > 0; i++) {
         th_layer *L = &m->layers[i];
         const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
@@ -324,19 +325,21 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
     return m->layers[m->n_layers - 1].y;
 }
 
-void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
+/* Walks layers n_layers-1 down to stop+1, each turning the gradient of its
+ * output into that of its input (ping-ponging between grad_a and grad_b) and
+ * writing its parameter gradients. Layer 0 computes the gradient of x only
+ * when input_grad is set. Returns the gradient of layer stop's output (of x
+ * for stop == -1; NULL when layer 0 ran without input_grad). Batch-norm and
+ * dropout follow the mode of the last forward. */
+static const float *backward_range(th_model *m, const float *x, const float *dlogits, int n, int stop,
+                                   int input_grad)
 {
-    if (n <= 0) {
-        /* A rank with no images this step contributes a zero gradient to the sum. */
-        memset(m->grads, 0, m->n_params * sizeof(float));
-        return;
-    }
     const float *dy = dlogits;
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].y : x;
-        /* The first layer's input gradient is never needed. */
-        float *dx = i > 0 ? (dy == m->grad_a ? m->grad_b : m->grad_a) : NULL;
+        /* The first layer's input gradient is not needed for training. */
+        float *dx = i > 0 || input_grad ? (dy == m->grad_a ? m->grad_b : m->grad_a) : NULL;
         const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
         float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
         float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
@@ -353,7 +356,11 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
         case TH_LAYER_BATCHNORM: {
             /* Batch-norm needs dx for its own dgamma/dbeta pass even at layer 0. */
             float *bx = dx ? dx : (dy == m->grad_a ? m->grad_b : m->grad_a);
-            th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, bx, dw, db);
+            if (m->last_train)
+                th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, bx, dw, db);
+            else
+                th_batchnorm_backward_eval(n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off,
+                                           m->buffers + L->rv_off, L->spec.eps, bx, dw, db);
             break;
         }
         default:
@@ -367,12 +374,31 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
                 th_avgpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, dx);
                 break;
             case TH_LAYER_GAP: th_gap_backward(n, L->in_c, hw, dy, dx); break;
-            case TH_LAYER_DROPOUT: th_dropout_backward(count, L->spec.p, L->mask, dy, dx); break;
+            case TH_LAYER_DROPOUT:
+                if (m->last_train) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
+                else memcpy(dx, dy, count * sizeof(float));
+                break;
             default: break;
             }
         }
         dy = dx;
     }
+    return dy;
+}
+
+void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
+{
+    if (n <= 0) {
+        /* A rank with no images this step contributes a zero gradient to the sum. */
+        memset(m->grads, 0, m->n_params * sizeof(float));
+        return;
+    }
+    backward_range(m, x, dlogits, n, -1, 0);
+}
+
+const float *th_model_grad_at(th_model *m, const float *x, const float *dlogits, int n, int layer)
+{
+    return backward_range(m, x, dlogits, n, layer, 1);
 }
 
 int th_model_find_tensor(const th_model *m, const char *name)

@@ -11,7 +11,27 @@
 #define THORAX_EVALUATE_H
 
 #include <mpi.h>
+#include "thorax/checkpoint.h"
+#include "thorax/config.h"
 #include "thorax/error.h"
+#include "thorax/input.h"
+#include "thorax/model.h"
+
+/* A trained run opened for inference: its resolved config, a checkpoint's
+ * parameters, and the input transform of training (normalisation from the
+ * checkpoint, no augmentation). Not collective: each rank opens its own. */
+typedef struct th_trained {
+    th_config *cfg;
+    char ckpt[2048];
+    th_model model;
+    th_train_state st;
+    th_input input;
+} th_trained;
+
+/* checkpoint: "best" (default when NULL) or "last". max_batch: images per
+ * forward (<= 0: the config's batch_per_rank). */
+int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
+void th_trained_close(th_trained *t);
 
 typedef struct th_eval_opts {
     const char *run_dir;        /* the training run: config.yaml and checkpoints/ */

@@ -26,12 +26,42 @@
 #include "thorax/split.h"
 #include "thorax/train.h"
 
+int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
+{
+    memset(t, 0, sizeof *t);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/config.yaml", run_dir);
+    t->cfg = malloc(sizeof *t->cfg);
+    if (!t->cfg) return th_errf(err, "out of memory");
+    if (th_config_load(t->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", run_dir);
+    const char *ck = checkpoint ? checkpoint : "best";
+    if (strcmp(ck, "best") && strcmp(ck, "last")) return th_errf(err, "--checkpoint must be best or last, got '%s'", ck);
+    snprintf(t->ckpt, sizeof t->ckpt, "%s/checkpoints/%s.h5", run_dir, ck);
+    if (access(t->ckpt, R_OK)) return th_errf(err, "no checkpoint %s (has the run completed an epoch?)", t->ckpt);
+    const th_config *cfg = t->cfg;
+    if (cfg->data.n_labels == 0)
+        return th_errf(err, "%s names no labels: it comes from an older run; add data.labels to it", path);
+    if (th_model_create(&t->model, &cfg->model, cfg->data.n_labels, max_batch > 0 ? max_batch : cfg->train.batch_per_rank,
+                        err))
+        return -1;
+    if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
+    th_input_init(&t->input, cfg, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
+    return 0;
+}
+
+void th_trained_close(th_trained *t)
+{
+    th_model_free(&t->model);
+    free(t->cfg);
+    memset(t, 0, sizeof *t);
+}
+
 typedef struct eval {
     const th_eval_opts *opts;
     MPI_Comm comm;
     int rank, size;
-    th_config *cfg;
-    char ckpt[2048];
+    th_trained run;
+    th_config *cfg;             /* run.cfg */
     const char *split_name;     /* "val", "test", or NULL for an external file */
     th_dataset ds;
     int ds_open;
@@ -40,8 +70,6 @@ typedef struct eval {
     int out_col[TH_MAX_LABELS], file_col[TH_MAX_LABELS];
     uint8_t *split;             /* [N] */
     int *owner;                 /* [N] */
-    th_model model;
-    th_train_state st;
     th_shard shard;
     float *x, *p_model, *p_eval;
 } eval;
@@ -91,20 +119,11 @@ static int plan(eval *e, int which, th_err *err)
     return th_shard_by_patient(n, (const char *const *)e->ds.patient_id, e->split, which, e->size, e->owner, err);
 }
 
-static int setup(eval *e, th_eval_result *res, int *which, th_err *err)
+static int setup(eval *e, int *which, th_err *err)
 {
     const th_eval_opts *o = e->opts;
-    char path[2048];
-    snprintf(path, sizeof path, "%s/config.yaml", o->run_dir);
-    e->cfg = malloc(sizeof *e->cfg);
-    if (!e->cfg) return th_errf(err, "out of memory");
-    if (th_config_load(e->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", o->run_dir);
-
-    const char *ck = o->checkpoint ? o->checkpoint : "best";
-    if (strcmp(ck, "best") && strcmp(ck, "last")) return th_errf(err, "--checkpoint must be best or last, got '%s'", ck);
-    snprintf(e->ckpt, sizeof e->ckpt, "%s/checkpoints/%s.h5", o->run_dir, ck);
-    if (access(e->ckpt, R_OK)) return th_errf(err, "no checkpoint %s (has the run completed an epoch?)", e->ckpt);
-
+    if (th_trained_open(&e->run, o->run_dir, o->checkpoint, 0, err)) return -1;
+    e->cfg = e->run.cfg;
     e->split_name = o->data ? NULL : o->split ? o->split : e->cfg->eval.split;
     *which = TH_SPLIT_TEST;
     if (e->split_name && !strcmp(e->split_name, "val")) *which = TH_SPLIT_VAL;
@@ -153,8 +172,6 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         j++;
     }
     for (int k = 0; k < L; k++) label[k] = e->cfg->data.labels[e->out_col[k]];
-    if (e->cfg->data.n_labels == 0) /* a run from before labels were spelled out */
-        for (int k = 0; k < L; k++) label[k] = e->ds.label_names[e->file_col[k]];
     th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y};
     th_metrics_macro macro;
     out_dir(e, res->out_dir, sizeof res->out_dir);
@@ -180,22 +197,19 @@ out:
 static int predict_share(eval *e, int which, th_err *err)
 {
     const th_config *cfg = e->cfg;
-    int L_model = cfg->data.n_labels ? cfg->data.n_labels : e->n_eval;
+    th_model *m = &e->run.model;
+    int L_model = cfg->data.n_labels;
     if (e->ds.h != cfg->model.h || e->ds.w != cfg->model.w)
         return th_errf(err, "%s holds %dx%d images but the model takes %dx%d (ingest it with --size %d)", e->ds.path,
                        e->ds.h, e->ds.w, cfg->model.h, cfg->model.w, cfg->model.h);
-    if (th_model_create(&e->model, &cfg->model, L_model, cfg->train.batch_per_rank, err)) return -1;
-    if (th_checkpoint_load(e->ckpt, &e->model, NULL, &e->st, err)) return -1;
     if (th_shard_load(&e->shard, &e->ds, e->split, e->owner, which, e->rank, e->file_col, e->n_eval, 1, err))
         return -1;
     int n = e->shard.n;
-    e->x = malloc(sizeof(float) * (size_t)e->model.max_batch * cfg->model.h * cfg->model.w);
+    e->x = malloc(sizeof(float) * (size_t)m->max_batch * cfg->model.h * cfg->model.w);
     e->p_model = malloc(sizeof(float) * (size_t)(n + 1) * L_model);
     e->p_eval = malloc(sizeof(float) * (size_t)(n + 1) * e->n_eval);
     if (!e->x || !e->p_model || !e->p_eval) return th_errf(err, "out of memory predicting %d images", n);
-    th_input in;
-    th_input_init(&in, cfg, e->ds.h, e->ds.w, e->st.norm_mean, e->st.norm_std);
-    th_predict(&e->model, &in, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x, e->p_model);
+    th_predict(m, &e->run.input, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x, e->p_model);
     for (int j = 0; j < n; j++)
         for (int k = 0; k < e->n_eval; k++)
             e->p_eval[(size_t)j * e->n_eval + k] = e->p_model[(size_t)j * L_model + e->out_col[k]];
@@ -214,7 +228,7 @@ int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th
     MPI_Comm_size(comm, &e.size);
     int which = TH_SPLIT_TEST;
     /* Every rank reads the same config and sees the same files: these agree. */
-    int rc = setup(&e, res, &which, err);
+    int rc = setup(&e, &which, err);
     if (!rc) {
         rc = th_dataset_open(&e.ds, opts->data ? opts->data : e.cfg->data.path, comm, err);
         e.ds_open = rc == 0;
@@ -253,10 +267,9 @@ int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th
     free(e.p_model);
     free(e.p_eval);
     th_shard_free(&e.shard);
-    th_model_free(&e.model);
+    th_trained_close(&e.run);
     free(e.split);
     free(e.owner);
     if (e.ds_open) th_dataset_close(&e.ds);
-    free(e.cfg);
     return rc;
 }

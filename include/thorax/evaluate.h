@@ -33,6 +33,14 @@ typedef struct th_trained {
 int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
 void th_trained_close(th_trained *t);
 
+/* Reads a PNG as ingest prepares training images (luminance, resized to the
+ * model's input with the same resampling) into img [H, W]. warn receives ""
+ * or a sentence on how the image differs from the training data: another
+ * size, 16-bit or colour samples, or intensity statistics far from the
+ * training set's (mean more than 1.5 training standard deviations away, or
+ * a contrast below 0.3x or above 2.5x the training set's). */
+int th_trained_load_png(const th_trained *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
+
 typedef struct th_eval_opts {
     const char *run_dir;        /* the training run: config.yaml and checkpoints/ */
     const char *split;          /* "val" or "test" (default: the config's eval.split) */

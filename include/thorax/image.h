@@ -25,6 +25,8 @@
 typedef struct th_image {
     int w, h;
     uint8_t *px;        /* [h, w] luminance, malloc'd */
+    int depth;          /* bits per sample in the file (8 or 16; lower depths read as 8) */
+    int channels;       /* samples per pixel in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA */
 } th_image;
 
 /* Width and height from the PNG header alone (the first 24 bytes): a cheap

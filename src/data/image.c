@@ -176,6 +176,8 @@ int th_image_read_png(const char *path, th_image *img, th_err *err)
     }
     if (rc == 0) {
         for (int y = 0; y < lay.h; y++) row_to_luminance(rows[y], &lay, img->px + (size_t)y * lay.w);
+        img->depth = lay.depth;
+        img->channels = lay.channels;
         img->w = lay.w;
         img->h = lay.h;
     }

@@ -764,7 +764,9 @@ static void after_validation(run *r, double auc, int *is_best, int *stop)
         if (r->st.lr < lo) r->st.lr = lo;
         r->st.plateau_epochs = 0;
     }
-    *stop = cfg->train.early_stop_patience > 0 && r->st.bad_epochs >= cfg->train.early_stop_patience;
+    /* Stopping after the last epoch is no early stop. */
+    *stop = cfg->train.early_stop_patience > 0 && r->st.bad_epochs >= cfg->train.early_stop_patience &&
+            r->st.epoch < cfg->train.epochs;
 }
 
 static int train_loop(run *r, th_err *err)

@@ -2,7 +2,8 @@
 # The evaluation phase: the end of `thorax train` writes eval/<split>/; `thorax
 # eval` on 1, 2 and 4 ranks writes identical predictions and metrics (no sample
 # padded or counted twice, whatever the shards); --data evaluates every image
-# of another file into eval/<its name>/; bad arguments name the culprit.
+# of another file into eval/<its name>/; bad arguments name the culprit;
+# `thorax predict` on new PNGs.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 "$THORAX_BIN" phantom --out e.h5 --patients 90 --size 32 --seed 3 >/dev/null
@@ -49,6 +50,20 @@ grep -q '"ci_method": "delong"' metrics1.json || fail "metrics.json lacks the CI
 mpi 2 "$THORAX_BIN" eval runs/e --data external.h5 --checkpoint last > ext.log || { cat ext.log; fail "external eval"; }
 n_ext=$(tail -n +2 runs/e/eval/external/predictions.csv | wc -l)
 [ "$n_ext" -gt 25 ] || fail "external evaluation did not cover every image ($n_ext rows)"
+
+# thorax predict: new PNGs prepared as in training, a table of probabilities,
+# heat maps with --cam, warnings for images unlike the training data.
+"$THORAX_BIN" phantom --out p.h5 --patients 2 --size 32 --seed 5 --preview previews >/dev/null
+mkdir -p pngs && "$TOOLS/make_test_pngs" pngs
+first=$(ls previews/*.png | grep -v _masks | head -1)
+"$THORAX_BIN" predict runs/e "$first" pngs/gray16.png pngs/big.png --cam cams >pred.txt 2>pred.err \
+  || { cat pred.txt pred.err; fail "thorax predict"; }
+head -1 pred.txt | grep -q "Pneumothorax.*Cardiomegaly.*Effusion.*Nodule" || fail "predict prints no label header"
+[ "$(wc -l < pred.txt)" -eq 4 ] || { cat pred.txt; fail "predict prints not one row per image"; }
+grep -q "gray16.png: 16-bit samples" pred.err || { cat pred.err; fail "no warning for a 16-bit image"; }
+grep -q "big.png: 40x48 resized\|big.png: 48x40 resized" pred.err || { cat pred.err; fail "no warning for another size"; }
+[ "$(ls cams/*__gradcam.png | wc -l)" -eq 12 ] || fail "predict --cam did not write a map per image and label"
+expect_fail 1 "pngs/text.png" "not a PNG" -- "$THORAX_BIN" predict runs/e pngs/text.png
 
 expect_fail 2 "--checkpoint" "worst" -- "$THORAX_BIN" eval runs/e --checkpoint worst
 expect_fail 1 "nowhere/config.yaml" -- "$THORAX_BIN" eval nowhere

@@ -127,7 +127,7 @@ static void test_palette_bits_interlace(void)
 /* Both readers must fail on path with an error naming it and saying why. */
 static void expect_bad(const char *name, const char *why_read, const char *why_size)
 {
-    th_image img = {1, 1, NULL};
+    th_image img = {.w = 1, .h = 1, .px = NULL};
     th_err err = {{0}};
     int w = -1, h = -1;
     CHECK(th_image_read_png(path_of(name), &img, &err) == -1);

@@ -1,0 +1,154 @@
+/* cmd_predict.c - `thorax predict RUN_DIR IMAGE.png ...`: probabilities (and
+ * class activation maps) for new images, prepared exactly as in training. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "thorax/cam.h"
+#include "thorax/evaluate.h"
+#include "thorax/fsutil.h"
+#include "thorax/loss.h"
+
+static void predict_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: thorax predict RUN_DIR IMAGE.png ... [--checkpoint best|last] [--cam DIR]\n"
+            "                      [--method cam|gradcam|saliency] [--layer NAME]\n"
+            "\n"
+            "Prints the probability of every label of the run for each image. Images are\n"
+            "read as ingest reads them (PNG 8/16-bit, gray/RGB/RGBA to luminance, resized\n"
+            "to the model's input) and normalised with the training set's statistics\n"
+            "from the checkpoint. An image unlike the training data (size, bit depth,\n"
+            "colour, intensity statistics) gets a warning on stderr.\n"
+            "\n"
+            "options:\n"
+            "  --checkpoint best|last  which checkpoint of RUN_DIR (default best)\n"
+            "  --cam DIR               also write DIR/<image>__<label>__<method>.png, a heat\n"
+            "                          map over the image for every label\n"
+            "  --method M              cam, gradcam or saliency (default: the config's\n"
+            "                          eval.cam.method)\n"
+            "  --layer NAME            the Grad-CAM layer (default: the last conv block)\n"
+            "  -h, --help              this help\n");
+}
+
+/* The maps of one image for every label into dir. */
+static int write_cams(th_trained *t, const char *dir, const char *path, const uint8_t *img, const float *x,
+                      th_cam_method method, int layer, th_err *err)
+{
+    const th_config *cfg = t->cfg;
+    int H = cfg->model.h, W = cfg->model.w, fh, fw;
+    if (th_cam_feature_shape(&t->model, method, layer, &fh, &fw, err)) return -1;
+    float *feat = malloc(sizeof(float) * (size_t)fh * fw), *map = malloc(sizeof(float) * (size_t)H * W);
+    int rc = feat && map ? 0 : th_errf(err, "out of memory");
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    for (int k = 0; !rc && k < cfg->data.n_labels; k++) {
+        char name[1024], out[3072];
+        rc = th_cam_compute(&t->model, x, k, method, layer, cfg->train.loss == TH_LOSS_SOFTMAX_CE, feat, &fh, &fw, map,
+                            NULL, err);
+        if (!rc) rc = th_cam_png_name(name, sizeof name, base, cfg->data.labels[k], method, err);
+        if (!rc) snprintf(out, sizeof out, "%s/%s", dir, name);
+        if (!rc) rc = th_cam_overlay_write(out, img, map, H, W, err);
+    }
+    free(feat);
+    free(map);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        predict_usage(stdout);
+        return TH_EXIT_OK;
+    }
+    const char *run_dir = NULL, *checkpoint = NULL, *cam_dir = NULL, *method_name = NULL, *layer_name = NULL;
+    const char **images = malloc(sizeof(char *) * (size_t)argc);
+    int n_images = 0;
+    for (int i = 1; i < argc; i++) {
+        const char **value = NULL;
+        if (!strcmp(argv[i], "--checkpoint")) value = &checkpoint;
+        else if (!strcmp(argv[i], "--cam")) value = &cam_dir;
+        else if (!strcmp(argv[i], "--method")) value = &method_name;
+        else if (!strcmp(argv[i], "--layer")) value = &layer_name;
+        else if (argv[i][0] == '-') {
+            cli_error("predict: unknown option '%s' (see thorax predict --help)", argv[i]);
+            free(images);
+            return TH_EXIT_USAGE;
+        } else if (!run_dir) run_dir = argv[i];
+        else images[n_images++] = argv[i];
+        if (value) {
+            if (i + 1 >= argc) {
+                cli_error("predict: %s needs a value", argv[i]);
+                free(images);
+                return TH_EXIT_USAGE;
+            }
+            *value = argv[++i];
+        }
+    }
+    if (!run_dir || n_images == 0) {
+        predict_usage(stderr);
+        free(images);
+        return TH_EXIT_USAGE;
+    }
+    th_err err = {{0}};
+    th_trained t;
+    int status = TH_EXIT_OK;
+    uint8_t *img = NULL;
+    float *x = NULL, *p = NULL;
+    if (th_trained_open(&t, run_dir, checkpoint, 1, &err)) {
+        cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
+    const th_config *cfg = t.cfg;
+    th_cam_method method;
+    if (th_cam_method_parse(method_name ? method_name : cfg->eval.cam_method, &method)) {
+        cli_error("predict: --method must be cam, gradcam or saliency, got '%s'", method_name);
+        status = TH_EXIT_USAGE;
+        goto done;
+    }
+    int layer = 0;
+    if (cam_dir && ((layer = th_cam_layer_index(&t.model, layer_name, &err)) < 0 || th_mkdirs(cam_dir, &err))) {
+        cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
+    int H = cfg->model.h, W = cfg->model.w, L = cfg->data.n_labels;
+    img = malloc((size_t)H * W);
+    x = malloc(sizeof(float) * (size_t)H * W);
+    p = malloc(sizeof(float) * (size_t)L);
+    if (!img || !x || !p) {
+        cli_error("out of memory");
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
+    printf("%-32s", "image");
+    for (int k = 0; k < L; k++) printf(" %14.14s", cfg->data.labels[k]);
+    printf("\n");
+    for (int i = 0; i < n_images; i++) {
+        char warn[512];
+        if (th_trained_load_png(&t, images[i], img, warn, sizeof warn, &err)) {
+            cli_error("%s", err.msg);
+            status = TH_EXIT_FAIL;
+            continue;
+        }
+        if (warn[0]) fprintf(stderr, "thorax: warning: %s: %s\n", images[i], warn);
+        th_input_make(&t.input, img, NULL, NULL, 1, -1, x);
+        const float *logits = th_model_forward(&t.model, x, 1, 0);
+        th_loss_probs(cfg->train.loss, 1, L, logits, p);
+        printf("%-32s", images[i]);
+        for (int k = 0; k < L; k++) printf(" %14.4f", p[k]);
+        printf("\n");
+        if (cam_dir && write_cams(&t, cam_dir, images[i], img, x, method, layer, &err)) {
+            cli_error("%s", err.msg);
+            status = TH_EXIT_FAIL;
+        }
+    }
+done:
+    free(img);
+    free(x);
+    free(p);
+    free(images);
+    th_trained_close(&t);
+    return status;
+}

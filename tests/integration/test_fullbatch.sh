@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full-batch check: with batch_per_rank larger than the training split, one
 # step is the gradient of the whole split, so 1 rank and 2 ranks (and 3, with
-# uneven shards) must end with the same parameters after 3 epochs.
+# uneven shards) must end with the same parameters after 3 epochs. The
+# normalisation statistics must equal those of one process reading the file.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 "$THORAX_BIN" phantom --out fb.h5 --patients 60 --size 32 --seed 7 >/dev/null
@@ -34,4 +35,9 @@ for np in 2 3; do
 done
 # The same split whatever the number of ranks.
 cmp runs/np1/split.csv runs/np2/split.csv || fail "split.csv differs between 1 and 2 ranks"
+# The training-set statistics, summed across ranks, equal a one-process computation.
+for np in 1 3; do
+  "$TOOLS/norm_check" fb.h5 runs/np$np/split.csv runs/np$np/checkpoints/last.h5 \
+    || fail "normalisation statistics on $np ranks differ from a one-process computation"
+done
 echo "fullbatch: 1 passed, 0 failed"

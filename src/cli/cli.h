@@ -9,6 +9,7 @@
 #define THORAX_CLI_H
 
 #include <stdio.h>
+#include <time.h>
 
 /* 75 is EX_TEMPFAIL of sysexits.h: "try again later", which is what a
  * preempted run with a checkpoint is. */
@@ -42,6 +43,21 @@ typedef struct {
  * *i past it and returns 1; returns 0 for any other argument and -1 (after
  * printing why) for a malformed or excess --set. */
 int cli_take_set(int argc, char **argv, int *i, cli_sets *sets);
+
+/* The progress line of a long serial command on stderr. */
+typedef struct cli_progress {
+    const char *what;           /* "ingest", "phantom" */
+    struct timespec t0;
+    double last;
+    int tty, next_pct, shown;
+} cli_progress;
+
+void cli_progress_start(cli_progress *p, const char *what);
+/* A progress callback (ctx is the cli_progress). */
+void cli_progress_update(void *ctx, int done, int total);
+/* Ends a progress line left open on a terminal, before an error message. */
+void cli_progress_abort(cli_progress *p);
+double cli_progress_seconds(const cli_progress *p);
 
 /* Parses a whole non-negative integer or a finite double; returns -1 on junk. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);

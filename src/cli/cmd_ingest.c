@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "thorax/ingest.h"
@@ -186,41 +184,6 @@ static int parse_args(int argc, char **argv, ingest_args *a)
     return TH_EXIT_OK;
 }
 
-/* ------------------------------------------------------------------------
- * Progress on stderr: one line rewritten in place on a terminal (at most
- * ten times a second), a line per quarter in a log file.
- */
-typedef struct {
-    struct timespec t0;
-    double last;
-    int tty, next_pct, shown;
-} progress;
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
-}
-
-static void on_progress(void *ctx, int done, int total)
-{
-    progress *p = ctx;
-    if (total <= 0) return;
-    int pct = (int)(100.0 * done / total);
-    double elapsed = seconds_since(&p->t0);
-    if (done < total && (p->tty ? elapsed - p->last < 0.1 : pct < p->next_pct)) return;
-    p->last = elapsed;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    char eta[32];
-    cli_format_duration(rate > 0 ? (total - done) / rate : 0, eta, sizeof eta);
-    fprintf(stderr, "%singest: %d/%d images (%d%%), %.0f img/s, ETA %s%s", p->tty ? "\r" : "", done, total, pct,
-            rate, eta, p->tty ? (done == total ? "   \n" : "   ") : "\n");
-    fflush(stderr);
-    p->next_pct = (pct / 25 + 1) * 25;
-    p->shown = done < total;
-}
-
 static void print_summary(const ingest_args *a, const th_ingest_summary *s, double elapsed)
 {
     printf("ingest: wrote %d images of %d patients (%dx%d, %s layout) in %.1fs (%.0f img/s) to %s\n", s->images,
@@ -246,21 +209,21 @@ int cmd_ingest(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != TH_EXIT_OK) return rc;
 
-    progress p = {.tty = isatty(STDERR_FILENO), .next_pct = 25};
-    clock_gettime(CLOCK_MONOTONIC, &p.t0);
+    cli_progress p;
+    cli_progress_start(&p, "ingest");
     th_ingest_summary *s = malloc(sizeof *s);
     th_err err;
     if (!s) {
         cli_error("ingest: out of memory");
         return TH_EXIT_FAIL;
     }
-    if (th_ingest_run(&a.o, s, on_progress, &p, &err)) {
-        if (p.tty && p.shown) fputc('\n', stderr);   /* end the progress line */
+    if (th_ingest_run(&a.o, s, cli_progress_update, &p, &err)) {
+        cli_progress_abort(&p);
         cli_error("%s", err.msg);
         free(s);
         return TH_EXIT_FAIL;
     }
-    print_summary(&a, s, seconds_since(&p.t0));
+    print_summary(&a, s, cli_progress_seconds(&p));
     free(s);
     return TH_EXIT_OK;
 }

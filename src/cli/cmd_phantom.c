@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "thorax/fsutil.h"
@@ -195,37 +193,6 @@ static int parse_args(int argc, char **argv, phantom_args *a)
 }
 
 /* ------------------------------------------------------------------------
- * Progress on stderr: one line rewritten in place on a terminal, a few
- * plain lines in a log file.
- */
-typedef struct {
-    struct timespec t0;
-    int tty, next_pct;
-} progress;
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) + 1e-9 * (double)(now.tv_nsec - t0->tv_nsec);
-}
-
-static void on_progress(void *ctx, int done, int total)
-{
-    progress *p = ctx;
-    int pct = (int)(100.0 * done / total);
-    if (!p->tty && done < total && pct < p->next_pct) return;
-    double elapsed = seconds_since(&p->t0);
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    char eta[32];
-    cli_format_duration(rate > 0 ? (total - done) / rate : 0, eta, sizeof eta);
-    fprintf(stderr, "%sphantom: %d/%d images (%d%%), %.0f img/s, ETA %s%s", p->tty ? "\r" : "", done, total, pct,
-            rate, eta, p->tty ? (done == total ? "   \n" : "   ") : "\n");
-    fflush(stderr);
-    p->next_pct = (pct / 25 + 1) * 25;
-}
-
-/* ------------------------------------------------------------------------
  * Reading back what was written (serial HDF5: no MPI in this command).
  */
 
@@ -379,12 +346,13 @@ int cmd_phantom(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != TH_EXIT_OK) return rc;
 
-    progress p = {.tty = isatty(STDERR_FILENO), .next_pct = 25};
-    clock_gettime(CLOCK_MONOTONIC, &p.t0);
+    cli_progress p;
+    cli_progress_start(&p, "phantom");
     th_err err;
-    if (th_phantom_write(&a.o, a.out, on_progress, &p, &err)) {
+    if (th_phantom_write(&a.o, a.out, cli_progress_update, &p, &err)) {
+        cli_progress_abort(&p);
         cli_error("%s", err.msg);
         return TH_EXIT_FAIL;
     }
-    return summarize(&a, seconds_since(&p.t0));
+    return summarize(&a, cli_progress_seconds(&p));
 }

@@ -36,6 +36,7 @@
 #include "thorax/predict.h"
 #include "thorax/prefetch.h"
 #include "thorax/roc.h"
+#include "thorax/schedule.h"
 #include "thorax/shard.h"
 #include "thorax/split.h"
 
@@ -415,29 +416,6 @@ static int alloc_step_buffers(run *r, th_err *err)
     return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
 }
 
-/* The learning rate of global step `step` (0-based) for the step and cosine
- * schedules; constant and plateau keep the state's rate. */
-static float scheduled_lr(const run *r, long step, int steps_per_epoch)
-{
-    const th_config *cfg = r->cfg;
-    float base = cfg->train.optimizer.lr;
-    switch (cfg->train.schedule.type) {
-    case TH_SCHED_STEP: {
-        long epoch = step / steps_per_epoch;
-        return base * powf(cfg->train.schedule.factor, (float)(epoch / cfg->train.schedule.step_epochs));
-    }
-    case TH_SCHED_COSINE: {
-        long warm = (long)cfg->train.schedule.warmup_epochs * steps_per_epoch;
-        long total = (long)cfg->train.epochs * steps_per_epoch;
-        if (step < warm) return base * (float)(step + 1) / (float)warm;
-        double t = total > warm ? (double)(step - warm) / (double)(total - warm) : 1.0;
-        float lo = cfg->train.schedule.min_lr;
-        return lo + (base - lo) * 0.5f * (1.0f + (float)cos(3.141592653589793 * t));
-    }
-    default: return r->st.lr;
-    }
-}
-
 /* Names where non-finite values first appear on this rank: the first layer
  * whose output holds one (forward), else the first tensor whose gradient does.
  * Returns 0 if this rank sees none. */
@@ -557,7 +535,7 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         step_loss = red[0] / (double)global_n;
         if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
-        r->st.lr = scheduled_lr(r, r->st.step, steps);
+        r->st.lr = th_schedule_lr(cfg, r->st.step, steps, r->st.lr);
         th_optim_step(&r->opt, r->model.params, r->model.grads, r->st.lr);
         r->st.step++;
         r->st.epoch_loss_sum += step_loss * (double)global_n;
@@ -742,33 +720,6 @@ static int end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
     return 0;
 }
 
-/* Plateau schedule and early stopping, from the epoch's validation AUC. */
-static void after_validation(run *r, double auc, int *is_best, int *stop)
-{
-    const th_config *cfg = r->cfg;
-    /* An undefined AUC (a label with one class in val) never counts as a gain. */
-    int better = isfinite(auc) && auc > r->st.best_score + 1e-6;
-    *is_best = better;
-    if (better) {
-        r->st.best_score = auc;
-        r->st.best_epoch = r->st.epoch;
-        r->st.bad_epochs = 0;
-        r->st.plateau_epochs = 0;
-    } else {
-        r->st.bad_epochs++;
-        r->st.plateau_epochs++;
-    }
-    if (cfg->train.schedule.type == TH_SCHED_PLATEAU && r->st.plateau_epochs > cfg->train.schedule.patience) {
-        float lo = cfg->train.schedule.min_lr;
-        r->st.lr = r->st.lr * cfg->train.schedule.factor;
-        if (r->st.lr < lo) r->st.lr = lo;
-        r->st.plateau_epochs = 0;
-    }
-    /* Stopping after the last epoch is no early stop. */
-    *stop = cfg->train.early_stop_patience > 0 && r->st.bad_epochs >= cfg->train.early_stop_patience &&
-            r->st.epoch < cfg->train.epochs;
-}
-
 static int train_loop(run *r, th_err *err)
 {
     const th_config *cfg = r->cfg;
@@ -809,7 +760,7 @@ static int train_loop(run *r, th_err *err)
             .data_wait_share = r->data_wait_share,
             .allreduce_share = r->allreduce_share,
         };
-        after_validation(r, val_auc, &e.is_best, &e.stopping);
+        th_schedule_after_epoch(cfg, &r->st, val_auc, &e.is_best, &e.stopping);
         e.seconds = MPI_Wtime() - t0;
         rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
         if (th_dist_agree(r->comm, rc, err)) return -1;

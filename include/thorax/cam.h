@@ -83,6 +83,13 @@ void th_cam_upsample(const float *src, int sh, int sw, float *dst, int dh, int d
  * in the mask, else 0. A constant map points nowhere and scores 0. */
 int th_cam_pointing_hit(const float *map, const uint8_t *mask, int h, int w);
 
+/* The mask grown by `radius` pixels: out[i] = 1 where a mask pixel lies
+ * within Euclidean distance radius (a disc), else 0. The pointing game on a
+ * map upsampled from a coarse layer scores a near miss of a small lesion as a
+ * miss; a few pixels of tolerance is the usual remedy. out [H, W] must not
+ * alias mask; radius 0 copies the mask as 0/1. */
+void th_cam_mask_dilate(const uint8_t *mask, int h, int w, int radius, uint8_t *out);
+
 /* Share of the positive map mass inside the mask: sum over the mask of
  * max(m, 0) / sum of max(m, 0), in [0, 1]; 0 when the map has no positive mass. */
 double th_cam_mask_energy(const float *map, const uint8_t *mask, int h, int w);
@@ -111,6 +118,13 @@ void th_cam_colormap(float t, uint8_t *rgb);
 
 /* th_cam_overlay_rgb written as a PNG (atomic: <path>.tmp renamed). */
 int th_cam_overlay_write(const char *path, const uint8_t *xray, const float *map, int h, int w, th_err *err);
+
+/* The same with a caption strip under the overlay: caption (lines separated
+ * by '\n', e.g. "Nodule TP\np=0.93 y=1") in white on black, drawn with cairo
+ * at the largest size up to 14 px that fits the overlay's width. NULL or ""
+ * draws no strip, as th_cam_overlay_write. */
+int th_cam_overlay_write_captioned(const char *path, const uint8_t *xray, const float *map, int h, int w,
+                                   const char *caption, th_err *err);
 
 /* The overlay's file name under cam/: "<image>__<label>__<method>.png", with
  * the image name's extension dropped and any '/' made '_'. Returns -1 with
@@ -146,6 +160,12 @@ int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, i
  * the row's description (the same for every method of the row). */
 int th_cam_writer_put(th_cam_writer *wr, int i, th_cam_method method, const float *map_img, const float *map_feat,
                       int64_t index, const char *image_name, const char *label, float prob, th_err *err);
+/* An extra per-row dataset /name [M], written whole, for what a caller knows
+ * about its rows beyond the maps (e.g. the selection kind, the truth, a
+ * pointing-game hit). values: int8_t [M], float [M], or const char *[M]. */
+typedef enum th_cam_column_type { TH_CAM_COLUMN_INT8 = 0, TH_CAM_COLUMN_FLOAT32, TH_CAM_COLUMN_STRING } th_cam_column_type;
+int th_cam_writer_column(th_cam_writer *wr, const char *name, th_cam_column_type type, const void *values,
+                         th_err *err);
 /* Checks that every map was put, closes and renames into place. On failure
  * the temporary file is removed. */
 int th_cam_writer_close(th_cam_writer *wr, th_err *err);

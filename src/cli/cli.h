@@ -19,6 +19,7 @@ int cmd_ingest(int argc, char **argv);
 int cmd_phantom(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_cam(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_split(int argc, char **argv);
 

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"split", cmd_split, "print the patient-level split report of a config's dataset"},
     {"train", cmd_train, "train a network (under mpirun for several ranks)"},
     {"eval", cmd_eval, "evaluate a run: predictions, ROC/AUC with CIs, plots (under mpirun)"},
+    {"cam", cmd_cam, "class activation maps of chosen images of a run, PNG overlays (under mpirun)"},
     {"predict", cmd_predict, "probabilities (and heat maps) for new PNG images"},
 };
 

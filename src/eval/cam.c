@@ -4,11 +4,13 @@
  * The maps reuse the model's own buffers: the forward pass keeps every
  * layer's activations and th_model_grad_at leaves the activation gradient in
  * the model's ping-pong buffers, so one map costs a forward and (for
- * Grad-CAM and saliency) a partial backward, with no copies.
+ * Grad-CAM and saliency) a partial backward, with no copies. Overlay
+ * captions are drawn with cairo, as the plots are.
  */
 #include "thorax/cam.h"
 
 #include <errno.h>
+#include <cairo.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -247,6 +249,25 @@ int th_cam_pointing_hit(const float *map, const uint8_t *mask, int h, int w)
     return mask[best] != 0;
 }
 
+void th_cam_mask_dilate(const uint8_t *mask, int h, int w, int radius, uint8_t *out)
+{
+    int r = radius > 0 ? radius : 0;
+    memset(out, 0, (size_t)h * w);
+    /* Stamp a disc around every mask pixel: lesion masks are small, so this
+     * costs (mask pixels) x r^2 rather than (all pixels) x r^2. */
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            if (!mask[(size_t)y * w + x]) continue;
+            int y0 = y - r > 0 ? y - r : 0, y1 = y + r < h - 1 ? y + r : h - 1;
+            for (int yy = y0; yy <= y1; yy++) {
+                int dy = yy - y;
+                int x0 = x - r > 0 ? x - r : 0, x1 = x + r < w - 1 ? x + r : w - 1;
+                for (int xx = x0; xx <= x1; xx++)
+                    if ((xx - x) * (xx - x) + dy * dy <= r * r) out[(size_t)yy * w + xx] = 1;
+            }
+        }
+}
+
 double th_cam_mask_energy(const float *map, const uint8_t *mask, int h, int w)
 {
     size_t n = (size_t)h * w;
@@ -379,12 +400,117 @@ void th_cam_overlay_rgb(const uint8_t *xray, const float *map, int h, int w, uin
 
 int th_cam_overlay_write(const char *path, const uint8_t *xray, const float *map, int h, int w, th_err *err)
 {
+    return th_cam_overlay_write_captioned(path, xray, map, h, w, NULL, err);
+}
+
+#define CAPTION_MAX_LINES 4
+#define CAPTION_MAX_PX 14.0
+#define CAPTION_MIN_PX 6.0
+
+/* Splits a caption into at most CAPTION_MAX_LINES lines (in buf). */
+static int caption_lines(const char *caption, char *buf, size_t cap, const char **line)
+{
+    snprintf(buf, cap, "%s", caption);
+    int n = 0;
+    for (char *p = buf; n < CAPTION_MAX_LINES;) {
+        line[n++] = p;
+        char *nl = strchr(p, '\n');
+        if (!nl) break;
+        *nl = '\0';
+        p = nl + 1;
+    }
+    return n;
+}
+
+/* The font size at which every line fits in width px (with a margin). */
+static double caption_font(cairo_t *cr, const char *const *line, int n, int width)
+{
+    double size = CAPTION_MAX_PX;
+    cairo_set_font_size(cr, size);
+    for (int k = 0; k < n; k++) {
+        cairo_text_extents_t e;
+        cairo_text_extents(cr, line[k], &e);
+        double room = width - 4.0;
+        if (e.x_advance > room) size = fmin(size, CAPTION_MAX_PX * room / e.x_advance);
+    }
+    return fmax(size, CAPTION_MIN_PX);
+}
+
+/* Draws the caption lines under the overlay rgb [h, ow, 3] into a cairo
+ * surface and reads it back as rgb [h + strip, ow, 3] (malloc'd). */
+static uint8_t *caption_render(const uint8_t *rgb, int h, int ow, const char *caption, int *out_h)
+{
+    char buf[512];
+    const char *line[CAPTION_MAX_LINES];
+    int n = caption_lines(caption, buf, sizeof buf, line);
+    cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
+    cairo_t *pcr = cairo_create(probe);
+    cairo_select_font_face(pcr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    double size = caption_font(pcr, line, n, ow);
+    cairo_destroy(pcr);
+    cairo_surface_destroy(probe);
+
+    int line_h = (int)ceil(1.25 * size), th = h + n * line_h + 3;
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, ow, th);
+    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(s);
+        return NULL;
+    }
+    /* RGB24 keeps a pixel in a native-endian 32-bit word as 0x00RRGGBB. */
+    cairo_surface_flush(s);
+    unsigned char *data = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    memset(data, 0, (size_t)stride * th);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < ow; x++) {
+            const uint8_t *p = rgb + ((size_t)y * ow + x) * 3;
+            uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+            memcpy(data + (size_t)y * stride + 4 * (size_t)x, &v, 4);
+        }
+    cairo_surface_mark_dirty(s);
+    cairo_t *cr = cairo_create(s);
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, size);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    for (int k = 0; k < n; k++) {
+        cairo_move_to(cr, 2.0, h + (k + 1) * line_h - 0.25 * size);
+        cairo_show_text(cr, line[k]);
+    }
+    cairo_status_t st = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_flush(s);
+    uint8_t *out = st == CAIRO_STATUS_SUCCESS ? malloc((size_t)th * ow * 3) : NULL;
+    for (int y = 0; out && y < th; y++)
+        for (int x = 0; x < ow; x++) {
+            uint32_t v;
+            memcpy(&v, data + (size_t)y * stride + 4 * (size_t)x, 4);
+            uint8_t *q = out + ((size_t)y * ow + x) * 3;
+            q[0] = (uint8_t)(v >> 16);
+            q[1] = (uint8_t)(v >> 8);
+            q[2] = (uint8_t)v;
+        }
+    cairo_surface_destroy(s);
+    *out_h = th;
+    return out;
+}
+
+int th_cam_overlay_write_captioned(const char *path, const uint8_t *xray, const float *map, int h, int w,
+                                   const char *caption, th_err *err)
+{
     if (h < 1 || w < 1) return th_errf(err, "%s: cannot draw a %dx%d overlay", path, h, w);
     int ow = th_cam_overlay_width(w);
     uint8_t *rgb = malloc((size_t)h * ow * 3);
     if (!rgb) return th_errf(err, "%s: out of memory for the overlay", path);
     th_cam_overlay_rgb(xray, map, h, w, rgb);
-    int rc = th_png_write_rgb(path, rgb, h, ow, err);
+    int rc;
+    if (caption && caption[0]) {
+        int th = h;
+        uint8_t *full = caption_render(rgb, h, ow, caption, &th);
+        rc = full ? th_png_write_rgb(path, full, th, ow, err) : th_errf(err, "%s: cannot draw the caption", path);
+        free(full);
+    } else {
+        rc = th_png_write_rgb(path, rgb, h, ow, err);
+    }
     free(rgb);
     return rc;
 }
@@ -565,6 +691,25 @@ int th_cam_writer_put(th_cam_writer *wr, int i, th_cam_method method, const floa
     H5Tclose(str);
     if (rc) return th_errf(err, "%s: cannot write row %d (%s, %s) (disk full?)", wr->tmp_path, i, image_name, label);
     wr->done[(size_t)i * wr->n_methods + k] = 1;
+    return 0;
+}
+
+int th_cam_writer_column(th_cam_writer *wr, const char *name, th_cam_column_type type, const void *values,
+                         th_err *err)
+{
+    if (wr->file < 0) return th_errf(err, "%s: column %s written to a closed file", wr->path, name);
+    hid_t file_type, mem_type, str = -1;
+    switch (type) {
+    case TH_CAM_COLUMN_INT8: file_type = H5T_STD_I8LE; mem_type = H5T_NATIVE_INT8; break;
+    case TH_CAM_COLUMN_FLOAT32: file_type = H5T_IEEE_F32LE; mem_type = H5T_NATIVE_FLOAT; break;
+    case TH_CAM_COLUMN_STRING: file_type = mem_type = str = string_type(); break;
+    default: return th_errf(err, "%s: column %s has unknown type %d", wr->path, name, (int)type);
+    }
+    hid_t d = create_rows(wr->file, name, file_type, 1, wr->m, 1, 1);
+    herr_t rc = d < 0 ? -1 : H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values);
+    if (d >= 0) H5Dclose(d);
+    if (str >= 0) H5Tclose(str);
+    if (rc < 0) return th_errf(err, "%s: cannot write column /%s (a name taken, or disk full?)", wr->tmp_path, name);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* test_cam.c - attribution maps: th_model_grad_at against finite
  * differences (train and eval mode, at the input and at inner layers),
  * Grad-CAM against CAM, bilinear upsampling, the pointing game and mask
- * scores, the cam/maps.h5 writer and the heat-map overlay. */
+ * scores, mask dilation, the cam/maps.h5 writer and its extra columns, and
+ * the heat-map overlay with and without a caption. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -442,6 +443,41 @@ static void test_scores(void)
     CHECK(th_cam_iou_at(ramp, empty, 4, 4, 0.5) == -1.0);
 }
 
+static void test_dilate(void)
+{
+    /* One pixel grown by 2 is the disc of radius 2 (13 pixels); clipped at
+     * the border; radius 0 copies the mask as 0/1. */
+    enum { DH = 7, DW = 6 };
+    uint8_t mask[DH * DW] = {0}, out[DH * DW];
+    mask[3 * DW + 2] = 9;
+    th_cam_mask_dilate(mask, DH, DW, 2, out);
+    int count = 0;
+    for (int y = 0; y < DH; y++)
+        for (int x = 0; x < DW; x++) {
+            int in = (y - 3) * (y - 3) + (x - 2) * (x - 2) <= 4;
+            CHECK(out[y * DW + x] == in);
+            count += out[y * DW + x];
+        }
+    CHECK(count == 13);
+    memset(mask, 0, sizeof mask);
+    mask[0] = 1;
+    th_cam_mask_dilate(mask, DH, DW, 1, out);
+    CHECK(out[0] == 1 && out[1] == 1 && out[DW] == 1 && out[DW + 1] == 0 && out[2] == 0);
+    th_cam_mask_dilate(mask, DH, DW, 0, out);
+    CHECK(out[0] == 1 && out[1] == 0);
+
+    /* A near miss becomes a hit once the mask is grown past it. */
+    float map[DH * DW] = {0};
+    map[2 * DW + 2] = 1.0f;
+    memset(mask, 0, sizeof mask);
+    mask[4 * DW + 2] = 1;
+    CHECK(th_cam_pointing_hit(map, mask, DH, DW) == 0);
+    th_cam_mask_dilate(mask, DH, DW, 1, out);
+    CHECK(th_cam_pointing_hit(map, out, DH, DW) == 0);
+    th_cam_mask_dilate(mask, DH, DW, 2, out);
+    CHECK(th_cam_pointing_hit(map, out, DH, DW) == 1);
+}
+
 static int read_floats(hid_t f, const char *name, float *out, hsize_t *dims)
 {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
@@ -520,6 +556,32 @@ static void test_writer(void)
     }
     H5Fclose(f);
 
+    /* Extra columns: written whole, next to the writer's own. */
+    CHECK(th_cam_writer_open(&wr, path, M, MH, MW, 1, methods, fh, fw, &err) == 0);
+    for (int i = 0; i < M; i++)
+        CHECK(th_cam_writer_put(&wr, i, TH_CAM_CAM, img, feat, i, names[i], labels[i], 0.5f, &err) == 0);
+    const char *kinds[M] = {"TP", "FP", "FN"};
+    const int8_t hits[M] = {1, -1, 0};
+    const float energy[M] = {0.25f, NAN, 0.0f};
+    CHECK(th_cam_writer_column(&wr, "kind", TH_CAM_COLUMN_STRING, kinds, &err) == 0);
+    CHECK(th_cam_writer_column(&wr, "pointing_hit", TH_CAM_COLUMN_INT8, hits, &err) == 0);
+    CHECK(th_cam_writer_column(&wr, "mask_energy", TH_CAM_COLUMN_FLOAT32, energy, &err) == 0);
+    CHECK(th_cam_writer_column(&wr, "prob", TH_CAM_COLUMN_FLOAT32, energy, &err) == -1);
+    CHECK(strstr(err.msg, "/prob") != NULL);
+    CHECK(th_cam_writer_close(&wr, &err) == 0);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0);
+    float got_energy[M];
+    CHECK(read_floats(f, "mask_energy", got_energy, dims) == 0);
+    CHECK(dims[0] == M && got_energy[0] == 0.25f && isnan(got_energy[1]));
+    signed char got_hits[M];
+    d = H5Dopen2(f, "pointing_hit", H5P_DEFAULT);
+    CHECK(H5Dread(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, got_hits) >= 0);
+    CHECK(got_hits[0] == 1 && got_hits[1] == -1 && got_hits[2] == 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    unlink(path);
+
     /* A row left out: no file, no temporary, an error naming row and method. */
     unlink(path);
     CHECK(th_cam_writer_open(&wr, path, 2, MH, MW, 1, methods, fh, fw, &err) == 0);
@@ -596,6 +658,16 @@ static void test_overlay(void)
     unsigned char sig[8] = {0};
     CHECK(fp && fread(sig, 1, 8, fp) == 8 && sig[1] == 'P' && sig[2] == 'N' && sig[3] == 'G');
     if (fp) fclose(fp);
+
+    /* A caption adds a strip under the overlay: the PNG grows taller, not wider. */
+    unsigned char head[24] = {0};
+    CHECK(th_cam_overlay_write_captioned(path, xray, map, OH, OW, "Nodule TP\np=0.93 y=1", &err) == 0);
+    fp = fopen(path, "rb");
+    CHECK(fp && fread(head, 1, 24, fp) == 24);
+    if (fp) fclose(fp);
+    unsigned png_w = (unsigned)head[16] << 24 | (unsigned)head[17] << 16 | (unsigned)head[18] << 8 | head[19];
+    unsigned png_h = (unsigned)head[20] << 24 | (unsigned)head[21] << 16 | (unsigned)head[22] << 8 | head[23];
+    CHECK(png_w == (unsigned)ow && png_h > OH + 8);
     unlink(path);
     free(rgb);
 }
@@ -610,6 +682,7 @@ int main(void)
     test_default_layer_bn();
     test_upsample();
     test_scores();
+    test_dilate();
     test_writer();
     test_overlay();
     return th_test_summary("test_cam");

@@ -1,0 +1,174 @@
+/* cmd_cam.c - `thorax cam RUN_DIR`: class activation maps of chosen images
+ * of a trained run, each rank mapping its own images (thorax/explain.h). */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "thorax/explain.h"
+
+static void cam_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mpirun -np N thorax cam RUN_DIR [--method cam|gradcam|saliency] [--layer NAME]\n"
+            "                                      [--images a.png,b.png,...|--top-k K] [--split val|test]\n"
+            "                                      [--checkpoint best|last] [--label NAME] [--dilate D]\n"
+            "\n"
+            "Where the network looked: attribution maps of chosen images for chosen labels,\n"
+            "computed with a checkpoint of the run (eval mode, the training normalisation, no\n"
+            "augmentation), upsampled bilinearly to the image, and written to RUN_DIR/cam/:\n"
+            "  maps.h5      /maps/<method> float32 [M,H,W] at image resolution,\n"
+            "               /maps_feature/<method> [M,fh,fw] at the layer's resolution, and per\n"
+            "               row /index (row in the dataset file), /image_name, /label, /prob,\n"
+            "               /kind (TP, FP, FN or named), /truth, /split; with lesion masks also\n"
+            "               /pointing_hit (-1: not scored) and /mask_energy\n"
+            "  <image>__<label>__<method>.png\n"
+            "               the heat map (turbo, over the grey X-ray, with a colour bar) and a\n"
+            "               caption: label, kind, probability p and truth y\n"
+            "  pointing.csv (dataset files with /masks, e.g. phantom data) per label\n"
+            "               label,n,hits,rate,mean_energy: the pointing game over the TP maps\n"
+            "               (with --images: the images positive for the label): a hit when the\n"
+            "               map's maximum lies in the lesion mask dilated by D pixels;\n"
+            "               mean_energy is the mean share of positive map mass inside it\n"
+            "Each run rewrites maps.h5 and pointing.csv. Each rank maps the images of its\n"
+            "own patients; the files do not depend on N.\n"
+            "\n"
+            "Which maps (one per image and label):\n"
+            "  --top-k K (default: the config's eval.cam.top_k), per label: the K positives\n"
+            "  with the highest probability (TP), the K negatives with the highest (FP) and\n"
+            "  the K positives with the lowest (FN, among those not already TP), ranked from\n"
+            "  RUN_DIR/eval/<split>/predictions.csv. A ranking, not a threshold: with few\n"
+            "  confident positives a \"TP\" may have p < 0.5. When that file is missing the\n"
+            "  evaluation phase (thorax eval) runs first and writes it, with --checkpoint;\n"
+            "  an existing file is used as it is (thorax eval writes it from best.h5).\n"
+            "  --images a.png,b.png names images of the dataset file (any split), each\n"
+            "  mapped for every label of the run; a name the file lacks is an error.\n"
+            "\n"
+            "options:\n"
+            "  --method M              cam (Zhou 2016: the dense weights over the layer feeding\n"
+            "                          gap), gradcam (Selvaraju 2017), or saliency (|d logit /\n"
+            "                          d pixel|); default: the config's eval.cam.method\n"
+            "  --layer NAME            the layer Grad-CAM reads, e.g. conv3 or relu3 (default:\n"
+            "                          the output of the last conv block)\n"
+            "  --images LIST           comma-separated image names (instead of --top-k)\n"
+            "  --top-k K               maps per label and kind (K >= 1)\n"
+            "  --split val|test        the split whose predictions are ranked (default: the\n"
+            "                          config's eval.split)\n"
+            "  --checkpoint best|last  best.h5 (default) or last.h5\n"
+            "  --label NAME            only this label of the run\n"
+            "  --dilate D              pointing-game tolerance: masks grown by D pixels\n"
+            "                          (default 3)\n"
+            "  -h, --help              this help\n");
+}
+
+/* Rank 0's summary: what was written, and the pointing game when played. */
+static void print_result(const th_explain_result *r, const char *checkpoint, int dilate)
+{
+    if (r->ran_eval) printf("cam: %s was missing: evaluated the %s split first\n", r->predictions, r->split);
+    char shape[64];
+    if (r->fh == r->h && r->fw == r->w) snprintf(shape, sizeof shape, "%dx%d", r->h, r->w);
+    else snprintf(shape, sizeof shape, "%dx%d upsampled to %dx%d", r->fh, r->fw, r->h, r->w);
+    printf("cam: %d %s map%s of %d image%s (%s, %s, checkpoint %s) -> %s/maps.h5 and PNG overlays\n", r->n_maps,
+           r->method, r->n_maps == 1 ? "" : "s", r->n_images, r->n_images == 1 ? "" : "s", r->layer, shape,
+           checkpoint ? checkpoint : "best", r->out_dir);
+    if (r->split[0]) printf("cam: top-k of the %s split, ranked from %s\n", r->split, r->predictions);
+    if (!r->has_masks) {
+        fflush(stdout);
+        return;
+    }
+    printf("cam: pointing game (masks dilated by %d px) -> %s/pointing.csv\n", dilate, r->out_dir);
+    for (int k = 0; k < r->n_scores; k++) {
+        const th_explain_score *s = &r->score[k];
+        if (s->n) printf("  %-20s %2d/%-2d hits  rate %.2f  mask energy %.2f\n", s->label, s->hits, s->n, s->rate,
+                         s->mean_energy);
+        else printf("  %-20s no scored maps\n", s->label);
+    }
+    fflush(stdout);
+}
+
+int cmd_cam(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        cam_usage(stdout);
+        return TH_EXIT_OK;
+    }
+    th_explain_opts opts = {.top_k = -1, .dilate = 3};
+    const char *top_k = NULL, *dilate = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **value = NULL;
+        if (!strcmp(argv[i], "--method")) value = &opts.method;
+        else if (!strcmp(argv[i], "--layer")) value = &opts.layer;
+        else if (!strcmp(argv[i], "--images")) value = &opts.images;
+        else if (!strcmp(argv[i], "--top-k")) value = &top_k;
+        else if (!strcmp(argv[i], "--split")) value = &opts.split;
+        else if (!strcmp(argv[i], "--checkpoint")) value = &opts.checkpoint;
+        else if (!strcmp(argv[i], "--label")) value = &opts.label;
+        else if (!strcmp(argv[i], "--dilate")) value = &dilate;
+        else if (argv[i][0] == '-' || opts.run_dir) {
+            cli_error("cam: unexpected argument '%s' (see thorax cam --help)", argv[i]);
+            return TH_EXIT_USAGE;
+        } else {
+            opts.run_dir = argv[i];
+        }
+        if (value) {
+            if (i + 1 >= argc) {
+                cli_error("cam: %s needs a value", argv[i]);
+                return TH_EXIT_USAGE;
+            }
+            *value = argv[++i];
+        }
+    }
+    if (!opts.run_dir) {
+        cam_usage(stderr);
+        return TH_EXIT_USAGE;
+    }
+    long v;
+    if (top_k) {
+        if (cli_parse_int(top_k, 1, 100000, &v)) {
+            cli_error("cam: --top-k must be a whole number from 1 to 100000, got '%s'", top_k);
+            return TH_EXIT_USAGE;
+        }
+        opts.top_k = (int)v;
+    }
+    if (dilate) {
+        if (cli_parse_int(dilate, 0, 1000, &v)) {
+            cli_error("cam: --dilate must be a whole number of pixels from 0 to 1000, got '%s'", dilate);
+            return TH_EXIT_USAGE;
+        }
+        opts.dilate = (int)v;
+    }
+    if (top_k && opts.images) {
+        cli_error("cam: --images and --top-k choose the maps in two different ways: give one");
+        return TH_EXIT_USAGE;
+    }
+    if (opts.images && opts.split) {
+        cli_error("cam: --split ranks the predictions of --top-k; --images maps the named images in any split");
+        return TH_EXIT_USAGE;
+    }
+    if (opts.method && strcmp(opts.method, "cam") && strcmp(opts.method, "gradcam") && strcmp(opts.method, "saliency")) {
+        cli_error("cam: --method must be cam, gradcam or saliency, got '%s'", opts.method);
+        return TH_EXIT_USAGE;
+    }
+    if (opts.split && strcmp(opts.split, "val") && strcmp(opts.split, "test")) {
+        cli_error("cam: --split must be val or test, got '%s'", opts.split);
+        return TH_EXIT_USAGE;
+    }
+    if (opts.checkpoint && strcmp(opts.checkpoint, "best") && strcmp(opts.checkpoint, "last")) {
+        cli_error("cam: --checkpoint must be best or last, got '%s'", opts.checkpoint);
+        return TH_EXIT_USAGE;
+    }
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    th_err err = {{0}};
+    th_explain_result res;
+    int status = TH_EXIT_OK;
+    if (th_explain_run(&opts, MPI_COMM_WORLD, &res, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+    } else if (rank == 0) {
+        print_result(&res, opts.checkpoint, opts.dilate);
+    }
+    MPI_Finalize();
+    return status;
+}

@@ -8,6 +8,7 @@ build=${THORAX_BUILD_DIR:-$root/build}
 "$root/tools/build.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 cd "$root"
+mkdir -p data
 [ -f data/phantom.h5 ] || "$build/thorax" phantom --out data/phantom.h5 --size 64
 name="quickstart-$(date +%Y%m%d-%H%M%S)"
 mpirun -np 2 "$build/thorax" train configs/quickstart.yaml --set name="$name"

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "thorax/config.h"
 #include "thorax/dataset.h"
+#include "thorax/plan.h"
 #include "thorax/error.h"
 
 typedef struct th_step_report {
@@ -48,20 +49,6 @@ typedef struct th_train_callbacks {
     void (*on_epoch)(void *ctx, const th_epoch_report *r);
     void *ctx;
 } th_train_callbacks;
-
-/* The run's labels: label_col[k] is the column in ds of the k-th label the
- * config names (every label of the file when it names none). label_col has
- * room for TH_MAX_LABELS. The error names a missing label and lists the file's. */
-int th_train_labels(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err);
-
-/* The split of every image of ds that cfg asks for, split [ds->n]: by patient
- * with the configured fractions, stratified on the run's labels; or the file's
- * predefined /split, which is refused if it puts a patient in two splits
- * (naming how many and a few of them) unless data.on_leak is drop_from_eval,
- * which marks those patients' val/test images TH_SPLIT_NONE and counts them
- * in *dropped (may be NULL). */
-int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
-                   int *dropped, th_err *err);
 
 typedef struct th_train_opts {
     /* Continue from this checkpoint (a run directory's last.h5), or NULL for

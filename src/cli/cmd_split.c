@@ -120,8 +120,8 @@ int cmd_split(int argc, char **argv)
     if (!split) {
         cli_error("out of memory");
         status = TH_EXIT_FAIL;
-    } else if (th_train_labels(&cfg, &ds, label_col, &n_labels, &err) ||
-               th_train_split(&cfg, &ds, label_col, n_labels, split, &dropped, &err)) {
+    } else if (th_plan_labels(&cfg, &ds, label_col, &n_labels, &err) ||
+               th_plan_split(&cfg, &ds, label_col, n_labels, split, &dropped, &err)) {
         cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else {

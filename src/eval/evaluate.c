@@ -115,7 +115,7 @@ static int match_labels(eval *e, th_eval_result *res, th_err *err)
     const th_config *cfg = e->cfg;
     if (!e->opts->data) {
         int n;
-        if (th_train_labels(cfg, &e->ds, e->file_col, &n, err)) return -1;
+        if (th_plan_labels(cfg, &e->ds, e->file_col, &n, err)) return -1;
         e->n_eval = n;
         for (int k = 0; k < n; k++) e->out_col[k] = k;
         return 0;
@@ -145,9 +145,9 @@ static int plan(eval *e, int which, th_err *err)
         memset(e->split, which, (size_t)n);
     } else {
         int col[TH_MAX_LABELS], L;
-        if (th_train_labels(e->cfg, &e->ds, col, &L, err)) return -1;
+        if (th_plan_labels(e->cfg, &e->ds, col, &L, err)) return -1;
         /* The same split as training: a function of the config and the file. */
-        if (th_train_split(e->cfg, &e->ds, col, L, e->split, NULL, err)) return -1;
+        if (th_plan_split(e->cfg, &e->ds, col, L, e->split, NULL, err)) return -1;
     }
     return th_shard_by_patient(n, (const char *const *)e->ds.patient_id, e->split, which, e->size, e->owner, err);
 }

@@ -134,7 +134,7 @@ static int resolve_labels(explain *e, th_err *err)
     if (e->ds.h != cfg->model.h || e->ds.w != cfg->model.w)
         return th_errf(err, "%s holds %dx%d images but the model takes %dx%d", e->ds.path, e->ds.h, e->ds.w,
                        cfg->model.h, cfg->model.w);
-    if (th_train_labels(cfg, &e->ds, e->label_col, &e->n_labels, err)) return -1;
+    if (th_plan_labels(cfg, &e->ds, e->label_col, &e->n_labels, err)) return -1;
     e->only_label = -1;
     const char *want = e->opts->label;
     if (!want) return 0;
@@ -357,7 +357,7 @@ static int plan(explain *e, th_explain_result *res, th_err *err)
     e->split = malloc((size_t)e->ds.n + 1);
     if (!e->split) return th_errf(err, "out of memory");
     /* The same split as training: a function of the config and the file. */
-    if (th_train_split(e->cfg, &e->ds, e->label_col, e->n_labels, e->split, NULL, err)) return -1;
+    if (th_plan_split(e->cfg, &e->ds, e->label_col, e->n_labels, e->split, NULL, err)) return -1;
     named_row *idx = name_index(&e->ds, err);
     if (!idx) return -1;
     int rc = e->opts->images ? select_named(e, idx, err) : select_top_k(e, res, idx, err);

@@ -32,6 +32,7 @@
 #include "thorax/loss.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
+#include "thorax/plan.h"
 #include "thorax/plot.h"
 #include "thorax/predict.h"
 #include "thorax/prefetch.h"
@@ -102,100 +103,9 @@ static void info(run *r, const char *fmt, ...)
     r->cb->on_info(r->cb->ctx, msg);
 }
 
-int th_train_labels(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err)
-{
-    if (cfg->data.n_labels == 0) {
-        if (ds->n_labels > TH_MAX_LABELS)
-            return th_errf(err, "%s has %d labels; at most %d are supported", ds->path, ds->n_labels, TH_MAX_LABELS);
-        *n_labels = ds->n_labels;
-        for (int k = 0; k < ds->n_labels; k++) label_col[k] = k;
-        return 0;
-    }
-    *n_labels = cfg->data.n_labels;
-    for (int k = 0; k < cfg->data.n_labels; k++) {
-        int col = th_dataset_label_index(ds, cfg->data.labels[k]);
-        if (col < 0) {
-            char have[512] = "";
-            size_t used = 0;
-            for (int j = 0; j < ds->n_labels && used < sizeof have - 64; j++)
-                used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", j ? ", " : "", ds->label_names[j]);
-            return th_errf(err, "data.labels: '%s' is not a label of %s (it has: %s)", cfg->data.labels[k], ds->path,
-                           have);
-        }
-        label_col[k] = col;
-    }
-    return 0;
-}
-
 static void copy_labels(const run *r, int idx, uint8_t *out)
 {
     for (int k = 0; k < r->n_labels; k++) out[k] = r->ds.labels[(size_t)idx * r->ds.n_labels + r->label_col[k]];
-}
-
-/* A few IDs of the leaking patients, for the message: "00000013, 00000032, ...". */
-static void name_leakers(const th_dataset *ds, const uint8_t *leaky, char *out, size_t cap)
-{
-    int named = 0;
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < ds->n && named < 5; i++) {
-        if (!leaky[i]) continue;
-        int dup = 0;
-        for (int j = 0; j < i && !dup; j++) dup = leaky[j] && !strcmp(ds->patient_id[j], ds->patient_id[i]);
-        if (dup) continue;
-        used += (size_t)snprintf(out + used, cap - used, "%s%s", named ? ", " : "", ds->patient_id[i]);
-        if (used >= cap) break;
-        named++;
-    }
-}
-
-static int predefined_split(const th_config *cfg, const th_dataset *ds, uint8_t *split, int *dropped, th_err *err)
-{
-    int n = ds->n;
-    if (!ds->split) return th_errf(err, "data.split is 'predefined' but %s has no /split dataset", ds->path);
-    memcpy(split, ds->split, (size_t)n);
-    uint8_t *leaky = malloc((size_t)n);
-    if (!leaky) return th_errf(err, "out of memory checking the split of %d images", n);
-    int leaks = th_split_count_leaks(n, (const char *const *)ds->patient_id, split, leaky, NULL);
-    int images = 0, rc = 0;
-    for (int i = 0; i < n; i++) images += leaky[i];
-    if (leaks > 0 && cfg->data.on_leak == TH_ON_LEAK_ERROR) {
-        char names[256];
-        name_leakers(ds, leaky, names, sizeof names);
-        rc = th_errf(err,
-                     "the predefined split of %s puts %d patients (%d images) in more than one split (%s%s); "
-                     "split by patient instead (data.split: {train: 0.7, val: 0.15, test: 0.15}) or set "
-                     "data.on_leak: drop_from_eval",
-                     ds->path, leaks, images, names, leaks > 5 ? ", ..." : "");
-    } else if (leaks > 0) {
-        /* Keep their training images; evaluation must not see a patient the
-         * network trained on. */
-        for (int i = 0; i < n; i++)
-            if (leaky[i] && split[i] != TH_SPLIT_TRAIN) {
-                split[i] = TH_SPLIT_NONE;
-                ++*dropped;
-            }
-    }
-    free(leaky);
-    return rc;
-}
-
-int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
-                   int *dropped, th_err *err)
-{
-    int unused;
-    if (!dropped) dropped = &unused;
-    *dropped = 0;
-    if (cfg->data.split_mode == TH_SPLIT_MODE_PREDEFINED) return predefined_split(cfg, ds, split, dropped, err);
-    /* Stratify on the run's labels only: the file's other labels do not matter here. */
-    uint8_t *y = malloc((size_t)ds->n * (size_t)(n_labels ? n_labels : 1));
-    if (!y) return th_errf(err, "out of memory splitting %d images", ds->n);
-    for (int i = 0; i < ds->n; i++)
-        for (int k = 0; k < n_labels; k++) y[(size_t)i * n_labels + k] = ds->labels[(size_t)i * ds->n_labels + label_col[k]];
-    int rc = th_split_by_patient(ds->n, (const char *const *)ds->patient_id, y, n_labels, cfg->data.train,
-                                 cfg->data.val, cfg->seed, split, err);
-    free(y);
-    return rc;
 }
 
 /* Rank 0: the split of every image, and the rank that handles each image
@@ -203,7 +113,7 @@ int th_train_split(const th_config *cfg, const th_dataset *ds, const int *label_
 static int make_split(run *r, th_err *err)
 {
     int n = r->ds.n;
-    if (th_train_split(r->cfg, &r->ds, r->label_col, r->n_labels, r->split, &r->dropped, err)) return -1;
+    if (th_plan_split(r->cfg, &r->ds, r->label_col, r->n_labels, r->split, &r->dropped, err)) return -1;
     int *part = malloc(sizeof *part * (size_t)n);
     if (!part) return th_errf(err, "out of memory sharding %d images", n);
     for (int i = 0; i < n; i++) r->owner[i] = -1;
@@ -845,7 +755,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
         return -1; /* th_dataset_open agrees on its status across ranks */
     }
     r.hw = r.ds.h * r.ds.w;
-    rc = th_train_labels(cfg, &r.ds, r.label_col, &r.n_labels, err);
+    rc = th_plan_labels(cfg, &r.ds, r.label_col, &r.n_labels, err);
     if (!rc) rc = th_config_name_labels(resolved, (const char *const *)r.ds.label_names, r.label_col, r.n_labels, err);
     if (!rc) rc = check_input_shape(&r, err);
     if (!rc) rc = th_model_spec_check(&cfg->model, r.n_labels, err);

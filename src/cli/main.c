@@ -22,6 +22,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "evaluate a run: predictions, ROC/AUC with CIs, plots (under mpirun)"},
     {"cam", cmd_cam, "class activation maps of chosen images of a run, PNG overlays (under mpirun)"},
     {"predict", cmd_predict, "probabilities (and heat maps) for new PNG images"},
+    {"bench", cmd_bench, "images/s of training and inference steps on random data (under mpirun)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,471 @@
+/* bench.c - timing of training and inference steps (see thorax/bench.h).
+ *
+ * Measurement rules, because the numbers feed performance work:
+ *   - everything a timed loop touches is allocated before it starts, so the
+ *     figures hold no malloc or page-fault time that training would not pay;
+ *   - the training step is the trainer's own sequence of library calls
+ *     (train.c: forward, loss, backward, th_dist_allreduce_mean, the loss
+ *     allreduce, th_optim_step); its per-step NaN check and learning-rate
+ *     schedule are left out, each a pass over the parameters or less;
+ *   - the allreduce time is taken with MPI_Wtime around both allreduces, as
+ *     train.c does for its log, so it includes waiting for the slowest rank:
+ *     a high share means imbalance or contention as much as communication;
+ *   - ranks start every timed loop together (a barrier), so ranks sharing a
+ *     node compete for cores and memory bandwidth as they do in training.
+ */
+/* For sched_getaffinity and CPU_COUNT: how many CPUs a rank may use. */
+#define _GNU_SOURCE
+#include "thorax/bench.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "thorax/activation.h"
+#include "thorax/batchnorm.h"
+#include "thorax/conv.h"
+#include "thorax/dense.h"
+#include "thorax/dist.h"
+#include "thorax/loss.h"
+#include "thorax/optim.h"
+#include "thorax/pool.h"
+#include "thorax/rng.h"
+
+/* What one benchmark holds; sized before any timing starts. */
+typedef struct bench {
+    const th_config *cfg;
+    const th_bench_opts *opts;
+    MPI_Comm comm, node;        /* node: the ranks sharing rank 0's node (for the CPU probe) */
+    int rank, size;
+    int batch, n_labels;
+    th_model model;
+    th_optim opt;
+    float *x;                   /* [batch, C, H, W] random input */
+    uint8_t *y;                 /* [batch, n_labels] random labels */
+    float *dz;                  /* [batch, n_labels] */
+    float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
+    double *t_step, *t_comm;    /* [steps] timed step and allreduce seconds */
+} bench;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n), n >= 1. Sorts v. */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Busy CPU-seconds of the whole machine since boot (user through steal, not
+ * idle or iowait), or -1 where /proc/stat is not readable. The same probe as
+ * torch_ref.py's, so the two tools report contention alike. */
+static double machine_busy_seconds(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = {0};
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                     &v[6], &v[7]);
+    fclose(f);
+    if (got < 5) return -1;
+    unsigned long long busy = 0;
+    for (int k = 0; k < 8; k++)
+        if (k != 3 && k != 4) busy += v[k];
+    return (double)busy / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU-seconds of this process, every thread (OpenBLAS's included). */
+static double own_cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+typedef struct cpu_probe {
+    double machine, own, wall;
+} cpu_probe;
+
+static void probe_read(cpu_probe *p)
+{
+    p->machine = machine_busy_seconds();
+    p->own = own_cpu_seconds();
+    p->wall = MPI_Wtime();
+}
+
+/* CPUs kept busy by other processes on rank 0's node between two probes: the
+ * machine's busy time less that of this job's ranks there. Collective;
+ * returns the same value on every rank (-1 if unknown). */
+static double other_cpu(bench *b, const cpu_probe *p0, const cpu_probe *p1)
+{
+    double own = p1->own - p0->own, other = -1;
+    if (b->node != MPI_COMM_NULL) MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, b->node);
+    if (b->rank == 0 && p0->machine >= 0 && p1->machine >= 0 && p1->wall > p0->wall) {
+        other = ((p1->machine - p0->machine) - own) / (p1->wall - p0->wall);
+        /* Tick rounding can make an idle machine look slightly negative. */
+        if (other < 0) other = 0;
+    }
+    MPI_Bcast(&other, 1, MPI_DOUBLE, 0, b->comm);
+    return other;
+}
+
+/* Random input like a normalised image (zero mean, unit variance) and random
+ * labels: 0/1 per label, or one class per image for softmax cross-entropy.
+ * Seeded by (seed, rank) so a rerun feeds the same numbers. */
+static void fill_random(bench *b)
+{
+    const th_model_spec *s = &b->cfg->model;
+    size_t nx = (size_t)b->batch * s->c * s->h * s->w;
+    int L = b->n_labels;
+    th_rng rng;
+    th_rng_seed(&rng, b->cfg->seed, 0xBE4C0000ULL + (uint64_t)b->rank);
+    for (size_t i = 0; i < nx; i++) b->x[i] = (float)th_rng_normal(&rng);
+    for (int i = 0; i < b->batch; i++) {
+        uint8_t *yi = b->y + (size_t)i * L;
+        if (b->cfg->train.loss == TH_LOSS_SOFTMAX_CE) {
+            memset(yi, 0, (size_t)L);
+            yi[th_rng_below(&rng, (uint32_t)L)] = 1;
+        } else {
+            for (int k = 0; k < L; k++) yi[k] = (uint8_t)(th_rng_u64(&rng) >> 63);
+        }
+    }
+    double freq[TH_MAX_LABELS];
+    th_label_freq(b->batch, L, b->y, freq);
+    if (b->cfg->train.loss == TH_LOSS_WEIGHTED_BCE) {
+        th_class_weights(L, freq, b->w_pos, b->w_neg);
+    } else {
+        for (int k = 0; k < L; k++) b->w_pos[k] = b->w_neg[k] = 1.0f;
+    }
+}
+
+/* Model, optimiser and every buffer of the timed loops. Fails on every rank
+ * if it fails on one. */
+static int setup(bench *b, th_err *err)
+{
+    const th_config *cfg = b->cfg;
+    const th_model_spec *s = &cfg->model;
+    int steps = b->opts->steps;
+    int rc = th_model_create(&b->model, s, b->n_labels, b->batch, err);
+    if (!rc) rc = th_optim_init(&b->opt, &cfg->train.optimizer, b->model.n_params, err);
+    if (!rc) {
+        b->x = malloc(sizeof(float) * (size_t)b->batch * s->c * s->h * s->w);
+        b->y = malloc((size_t)b->batch * b->n_labels);
+        b->dz = malloc(sizeof(float) * (size_t)b->batch * b->n_labels);
+        b->t_step = malloc(sizeof(double) * (size_t)steps);
+        b->t_comm = malloc(sizeof(double) * (size_t)steps);
+        if (!b->x || !b->y || !b->dz || !b->t_step || !b->t_comm)
+            rc = th_errf(err, "out of memory for a batch of %d images", b->batch);
+    }
+    if (th_dist_agree(b->comm, rc, err)) return -1;
+    th_model_init_params(&b->model, cfg->seed);
+    fill_random(b);
+    return 0;
+}
+
+static void teardown(bench *b)
+{
+    th_model_free(&b->model);
+    th_optim_free(&b->opt);
+    free(b->x);
+    free(b->y);
+    free(b->dz);
+    free(b->t_step);
+    free(b->t_comm);
+    if (b->node != MPI_COMM_NULL) MPI_Comm_free(&b->node);
+}
+
+/* Reduces this rank's timed steps into fig: per-rank medians, max over ranks
+ * (the job waits for its slowest rank). Collective. */
+static void summarise(bench *b, th_bench_figures *fig, double gflop_per_img)
+{
+    int steps = b->opts->steps;
+    double sum[2] = {0, 0};
+    for (int k = 0; k < steps; k++) {
+        sum[0] += b->t_step[k];
+        sum[1] += b->t_comm[k];
+    }
+    /* {median, -min, max, allreduce median}: one MAX reduction gives the
+     * slowest rank's median and the extremes over all ranks. */
+    double mx[4];
+    mx[1] = -b->t_step[0];
+    mx[2] = b->t_step[0];
+    for (int k = 1; k < steps; k++) {
+        if (-b->t_step[k] > mx[1]) mx[1] = -b->t_step[k];
+        if (b->t_step[k] > mx[2]) mx[2] = b->t_step[k];
+    }
+    mx[0] = median(b->t_step, steps);
+    mx[3] = median(b->t_comm, steps);
+    MPI_Allreduce(MPI_IN_PLACE, mx, 4, MPI_DOUBLE, MPI_MAX, b->comm);
+    MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, b->comm);
+    fig->measured = 1;
+    fig->step_ms = 1e3 * mx[0];
+    fig->step_ms_min = -1e3 * mx[1];
+    fig->step_ms_max = 1e3 * mx[2];
+    fig->allreduce_ms = 1e3 * mx[3];
+    fig->allreduce_share = sum[0] > 0 ? sum[1] / sum[0] : 0;
+    fig->img_per_s = mx[0] > 0 ? (double)b->size * b->batch / mx[0] : 0;
+    fig->gflop_per_img = gflop_per_img;
+    fig->gflop_per_s = fig->img_per_s * gflop_per_img;
+}
+
+/* Training steps, as train.c's train_epoch makes them. */
+static int time_train(bench *b, th_bench_figures *fig, th_err *err)
+{
+    const th_config *cfg = b->cfg;
+    th_model *m = &b->model;
+    int n = b->batch, L = b->n_labels, warmup = b->opts->warmup, steps = b->opts->steps;
+    long global_n = (long)n * b->size;
+    cpu_probe p0 = {0}, p1;
+    MPI_Barrier(b->comm);
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) probe_read(&p0);
+        double t0 = MPI_Wtime();
+        const float *logits = th_model_forward(m, b->x, n, 1);
+        double loss = th_loss(cfg->train.loss, n, L, logits, b->y, b->w_pos, b->w_neg, b->dz);
+        th_model_backward(m, b->x, b->dz, n);
+        double t1 = MPI_Wtime();
+        if (th_dist_allreduce_mean(b->comm, m->grads, m->n_params, global_n, err)) return -1;
+        /* train.c's second allreduce carries the loss (with its stop flags). */
+        MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, b->comm);
+        double t2 = MPI_Wtime();
+        th_optim_step(&b->opt, m->params, m->grads, cfg->train.optimizer.lr);
+        double t3 = MPI_Wtime();
+        if (s >= warmup) {
+            b->t_step[s - warmup] = t3 - t0;
+            b->t_comm[s - warmup] = t2 - t1;
+        }
+    }
+    probe_read(&p1);
+    summarise(b, fig, 3.0 * th_model_flops(m) / 1e9);
+    fig->other_cpu = other_cpu(b, &p0, &p1);
+    return 0;
+}
+
+/* Inference steps: an evaluation-mode forward, as th_predict makes it. */
+static void time_infer(bench *b, th_bench_figures *fig)
+{
+    th_model *m = &b->model;
+    int warmup = b->opts->warmup, steps = b->opts->steps;
+    cpu_probe p0 = {0}, p1;
+    MPI_Barrier(b->comm);
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) probe_read(&p0);
+        double t0 = MPI_Wtime();
+        th_model_forward(m, b->x, b->batch, 0);
+        double t1 = MPI_Wtime();
+        if (s >= warmup) {
+            b->t_step[s - warmup] = t1 - t0;
+            b->t_comm[s - warmup] = 0;
+        }
+    }
+    probe_read(&p1);
+    summarise(b, fig, th_model_flops(m) / 1e9);
+    fig->other_cpu = other_cpu(b, &p0, &p1);
+}
+
+#define NO_OFFSET ((size_t)-1)
+
+/* Layer i's training-mode forward, with model.c's kernel call, on the
+ * model's own buffers: its input is the previous layer's output. */
+static void layer_forward(th_model *m, int i, const float *x, int n)
+{
+    th_layer *L = &m->layers[i];
+    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+    const float *bias = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
+    size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
+    int hw = L->in_h * L->in_w;
+    switch (L->spec.type) {
+    case TH_LAYER_CONV: {
+        th_conv_dims d;
+        th_conv_dims_init(&d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride,
+                          L->spec.pad);
+        th_conv_forward(&d, in, w, bias, L->y, m->col, m->tmp);
+        break;
+    }
+    case TH_LAYER_RELU: th_relu_forward(count, in, L->y); break;
+    case TH_LAYER_MAXPOOL:
+        th_maxpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y, L->argmax);
+        break;
+    case TH_LAYER_AVGPOOL: th_avgpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y); break;
+    case TH_LAYER_BATCHNORM:
+        th_batchnorm_forward_train(n, L->in_c, hw, in, w, bias, L->y, L->xhat, L->mean, L->invstd,
+                                   m->buffers + L->rm_off, m->buffers + L->rv_off, L->spec.momentum, L->spec.eps);
+        break;
+    case TH_LAYER_GAP: th_gap_forward(n, L->in_c, hw, in, L->y); break;
+    case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, bias, L->y); break;
+    case TH_LAYER_DROPOUT: th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask); break;
+    default: break;
+    }
+}
+
+/* Layer i's backward as model.c runs it in training: grad_a stands for the
+ * gradient of its output, grad_b receives that of its input, and layer 0
+ * computes no input gradient (batch-norm excepted, which needs the buffer). */
+static void layer_backward(th_model *m, int i, const float *x, int n)
+{
+    th_layer *L = &m->layers[i];
+    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *dy = m->grad_a;
+    float *dx = i > 0 ? m->grad_b : NULL;
+    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+    float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
+    float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
+    size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
+    int hw = L->in_h * L->in_w;
+    switch (L->spec.type) {
+    case TH_LAYER_CONV: {
+        th_conv_dims d;
+        th_conv_dims_init(&d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride,
+                          L->spec.pad);
+        th_conv_backward(&d, in, w, dy, dx, dw, db, m->col, m->tmp);
+        break;
+    }
+    case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
+    case TH_LAYER_BATCHNORM:
+        th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, m->grad_b, dw, db);
+        break;
+    case TH_LAYER_RELU:
+        if (dx) th_relu_backward(count, L->y, dy, dx);
+        break;
+    case TH_LAYER_MAXPOOL:
+        if (dx) th_maxpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, L->argmax, dx);
+        break;
+    case TH_LAYER_AVGPOOL:
+        if (dx) th_avgpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, dx);
+        break;
+    case TH_LAYER_GAP:
+        if (dx) th_gap_backward(n, L->in_c, hw, dy, dx);
+        break;
+    case TH_LAYER_DROPOUT:
+        if (dx) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
+        break;
+    default: break;
+    }
+}
+
+/* Median seconds of `reps` timed calls of one layer's forward (dir 0) or
+ * backward (dir 1), after one untimed call that brings its buffers into cache
+ * as the layers before it would have in a real step. */
+static double time_layer(bench *b, int i, int dir, int reps)
+{
+    th_model *m = &b->model;
+    MPI_Barrier(b->comm);
+    for (int r = -1; r < reps; r++) {
+        double t0 = MPI_Wtime();
+        if (dir == 0) layer_forward(m, i, b->x, b->batch);
+        else layer_backward(m, i, b->x, b->batch);
+        if (r >= 0) b->t_step[r] = MPI_Wtime() - t0;
+    }
+    return median(b->t_step, reps);
+}
+
+/* Every layer on its own. One full training step first fills every buffer a
+ * kernel reads (activations, pooling argmax, batch-norm statistics, dropout
+ * masks, gradients) with the values a real step leaves there. Collective. */
+static void time_layers(bench *b, th_bench_result *res)
+{
+    th_model *m = &b->model;
+    int n = b->batch, reps = b->opts->steps;
+    const float *logits = th_model_forward(m, b->x, n, 1);
+    th_loss(b->cfg->train.loss, n, b->n_labels, logits, b->y, b->w_pos, b->w_neg, b->dz);
+    th_model_backward(m, b->x, b->dz, n);
+
+    double ms[2 * TH_MAX_LAYERS];
+    cpu_probe p0, p1;
+    probe_read(&p0);
+    for (int i = 0; i < m->n_layers; i++) {
+        ms[2 * i] = 1e3 * time_layer(b, i, 0, reps);
+        ms[2 * i + 1] = 1e3 * time_layer(b, i, 1, reps);
+    }
+    probe_read(&p1);
+    res->layers_other_cpu = other_cpu(b, &p0, &p1);
+    MPI_Allreduce(MPI_IN_PLACE, ms, 2 * m->n_layers, MPI_DOUBLE, MPI_MAX, b->comm);
+    res->n_layers = m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *L = &m->layers[i];
+        th_bench_layer *o = &res->layers[i];
+        snprintf(o->name, sizeof o->name, "%s", L->name);
+        o->type = L->spec.type;
+        o->out_c = L->out_c, o->out_h = L->out_h, o->out_w = L->out_w;
+        o->fwd_ms = ms[2 * i];
+        o->bwd_ms = ms[2 * i + 1];
+        /* Backward is two GEMMs (weights, input) of the forward's size; the
+         * first layer skips the input gradient, so it does one. */
+        o->fwd_gflop = L->flops * n / 1e9;
+        o->bwd_gflop = o->fwd_gflop * (i > 0 ? 2 : 1);
+    }
+}
+
+/* The fewest CPUs any rank may run on. mpirun binds each rank to one core
+ * by default when there are at most two ranks, so a rank with 2 OpenBLAS
+ * threads may have a single core to share between them. Collective. */
+static int cpus_per_rank(MPI_Comm comm)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, comm);
+    return n;
+}
+
+static double peak_mb(MPI_Comm comm)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    /* Linux reports ru_maxrss in kilobytes. */
+    double mb = (double)ru.ru_maxrss / 1024.0;
+    MPI_Allreduce(MPI_IN_PLACE, &mb, 1, MPI_DOUBLE, MPI_MAX, comm);
+    return mb;
+}
+
+int th_bench_run(const th_config *cfg, const th_bench_opts *opts, MPI_Comm comm, th_bench_result *res, th_err *err)
+{
+    memset(res, 0, sizeof *res);
+    if (opts->steps < 1) return th_errf(err, "bench: --steps must be at least 1, got %d", opts->steps);
+    if (opts->warmup < 0) return th_errf(err, "bench: --warmup must be 0 or more, got %d", opts->warmup);
+    if (!(opts->mode & TH_BENCH_BOTH))
+        return th_errf(err, "bench: the mode must be train, infer or both (got %d)", (int)opts->mode);
+    int n_labels = cfg->data.n_labels > 0 ? cfg->data.n_labels : opts->n_labels;
+    if (n_labels < 1 || n_labels > TH_MAX_LABELS)
+        return th_errf(err, "bench: the number of labels must be 1 to %d, got %d", TH_MAX_LABELS, n_labels);
+
+    bench b = {.cfg = cfg, .opts = opts, .comm = comm, .node = MPI_COMM_NULL, .n_labels = n_labels,
+               .batch = cfg->train.batch_per_rank};
+    MPI_Comm_rank(comm, &b.rank);
+    MPI_Comm_size(comm, &b.size);
+    /* The ranks on rank 0's node, whose CPU time the contention probe
+     * subtracts from the machine's. */
+    /* Split by node with the global rank as key, so global rank 0 is its
+     * node's local root and tells its node-mates. */
+    int on_node0 = b.rank == 0;
+    MPI_Comm local;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, b.rank, MPI_INFO_NULL, &local);
+    MPI_Bcast(&on_node0, 1, MPI_INT, 0, local);
+    MPI_Comm_free(&local);
+    MPI_Comm_split(comm, on_node0 ? 0 : MPI_UNDEFINED, b.rank, &b.node);
+
+    int rc = setup(&b, err);
+    if (!rc) {
+        res->ranks = b.size;
+        res->cpus_per_rank = cpus_per_rank(comm);
+        res->batch = b.batch;
+        res->c = cfg->model.c, res->h = cfg->model.h, res->w = cfg->model.w;
+        res->n_labels = n_labels;
+        res->n_params = b.model.n_params;
+        res->gflop_fwd_per_img = th_model_flops(&b.model) / 1e9;
+    }
+    if (!rc && (opts->mode & TH_BENCH_TRAIN)) rc = time_train(&b, &res->train, err);
+    if (!rc && (opts->mode & TH_BENCH_INFER)) time_infer(&b, &res->infer);
+    if (!rc && opts->layers) time_layers(&b, res);
+    if (!rc) res->peak_mb = peak_mb(comm);
+    teardown(&b);
+    return rc;
+}

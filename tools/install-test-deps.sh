@@ -15,17 +15,6 @@ packages=(
   iproute2                                  # ip netns, veth pairs
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-test-deps: all ${#packages[@]} packages present"
-  exit 0
-fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-test-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# shellcheck source=tools/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
+apt_install install-test-deps "${packages[@]}"

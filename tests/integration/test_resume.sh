@@ -15,18 +15,9 @@ cat > r.yaml <<YAML
 name: r
 seed: 9
 data: {path: $WORK/r.h5}
-model:
-  input: [1, 32, 32]
-  layers:
-    - {type: conv, out: 8, k: 3, pad: 1}
-    - {type: batchnorm}
-    - {type: relu}
-    - {type: maxpool, k: 2}
-    - {type: conv, out: 16, k: 3, pad: 1}
-    - {type: relu}
-    - {type: dropout, p: 0.2}
-    - {type: gap}
-    - {type: dense, out: labels}
+YAML
+cat "$THORAX_SOURCE_DIR/tests/configs/tiny_net.yaml" >> r.yaml
+cat >> r.yaml <<YAML
 train:
   epochs: 4
   batch_per_rank: 4

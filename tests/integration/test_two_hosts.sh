@@ -60,18 +60,9 @@ cat > h.yaml <<YAML
 name: h
 seed: 4
 data: {path: $WORK/h.h5}
-model:
-  input: [1, 32, 32]
-  layers:
-    - {type: conv, out: 8, k: 3, pad: 1}
-    - {type: batchnorm}
-    - {type: relu}
-    - {type: maxpool, k: 2}
-    - {type: conv, out: 16, k: 3, pad: 1}
-    - {type: relu}
-    - {type: dropout, p: 0.2}
-    - {type: gap}
-    - {type: dense, out: labels}
+YAML
+cat "$THORAX_SOURCE_DIR/tests/configs/tiny_net.yaml" >> h.yaml
+cat >> h.yaml <<YAML
 train:
   epochs: 4
   batch_per_rank: 4

@@ -133,18 +133,9 @@ tiny_config() {
 name: tiny
 seed: 9
 data: {path: $2}
-model:
-  input: [1, 32, 32]
-  layers:
-    - {type: conv, out: 8, k: 3, pad: 1}
-    - {type: batchnorm}
-    - {type: relu}
-    - {type: maxpool, k: 2}
-    - {type: conv, out: 16, k: 3, pad: 1}
-    - {type: relu}
-    - {type: dropout, p: 0.2}
-    - {type: gap}
-    - {type: dense, out: labels}
+YAML
+  cat "$THORAX_SOURCE_DIR/tests/configs/tiny_net.yaml" >> "$1"
+  cat >> "$1" <<YAML
 train:
   epochs: $3
   batch_per_rank: 4

@@ -93,6 +93,13 @@ typedef struct th_tensor_info {
     int layer;                  /* index into th_model.layers */
 } th_tensor_info;
 
+/* Told during th_model_backward as soon as a layer's parameter gradients are
+ * final: grads[offset, offset + count). Layers finish from the last to the
+ * first, so the ranges arrive in decreasing offset order and together cover
+ * grads exactly once per backward. This is how gradient communication starts
+ * while the rest of the backward pass still runs (see thorax/dist.h). */
+typedef void (*th_grads_ready_fn)(void *ctx, size_t offset, size_t count);
+
 typedef struct th_model {
     th_model_spec spec;
     int n_labels;
@@ -109,6 +116,8 @@ typedef struct th_model {
     float *grad_a, *grad_b;     /* ping-pong activation gradients [max_batch * largest activation] */
     th_rng rng;                 /* dropout masks */
     int last_train;             /* mode of the last th_model_forward, which backward follows */
+    th_grads_ready_fn on_grads; /* NULL: nobody listens (th_model_set_grads_hook) */
+    void *on_grads_ctx;
 } th_model;
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err);
@@ -127,6 +136,10 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train);
  * -> grads (overwritten). After an eval-mode forward, batch-norm differentiates
  * its running statistics as constants and dropout is the identity. */
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n);
+
+/* Sets (or, with fn NULL, clears) the listener told of each layer's finished
+ * gradients during th_model_backward. th_model_grad_at never tells it. */
+void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx);
 
 /* Activation gradient for attribution maps (Grad-CAM, saliency). After a
  * forward on the same x (either mode, n >= 1), back-propagates dlogits

@@ -23,6 +23,17 @@
 static size_t layer_in_size(const th_layer *L) { return (size_t)L->in_c * L->in_h * L->in_w; }
 static size_t layer_out_size(const th_layer *L) { return (size_t)L->out_c * L->out_h * L->out_w; }
 
+/* Elements of a layer's weight tensor (conv [K,C,k,k], dense [O,I], batch-norm [C]). */
+static size_t layer_weight_count(const th_layer *L)
+{
+    switch (L->spec.type) {
+    case TH_LAYER_CONV: return (size_t)L->out_c * L->in_c * L->spec.k * L->spec.k;
+    case TH_LAYER_DENSE: return (size_t)L->out_c * L->in_c;
+    case TH_LAYER_BATCHNORM: return (size_t)L->in_c;
+    default: return 0;
+    }
+}
+
 /* Automatic PyTorch-style names: conv1, bn1, relu1, pool1, gap, drop1, and
  * fc for a single dense layer (fc1, fc2 ... when there are several), so that
  * checkpoints read like a torchvision state dict. */
@@ -332,7 +343,7 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
  * for stop == -1; NULL when layer 0 ran without input_grad). Batch-norm and
  * dropout follow the mode of the last forward. */
 static const float *backward_range(th_model *m, const float *x, const float *dlogits, int n, int stop,
-                                   int input_grad)
+                                   int input_grad, th_grads_ready_fn on_grads)
 {
     const float *dy = dlogits;
     for (int i = m->n_layers - 1; i > stop; i--) {
@@ -381,6 +392,11 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
             default: break;
             }
         }
+        if (on_grads && L->w_off != NO_OFFSET) {
+            /* Weight and bias are adjacent in grads (layout_tensors). */
+            size_t end = L->b_off != NO_OFFSET ? L->b_off + (size_t)L->out_c : L->w_off + layer_weight_count(L);
+            on_grads(m->on_grads_ctx, L->w_off, end - L->w_off);
+        }
         dy = dx;
     }
     return dy;
@@ -391,14 +407,21 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
     if (n <= 0) {
         /* A rank with no images this step contributes a zero gradient to the sum. */
         memset(m->grads, 0, m->n_params * sizeof(float));
+        if (m->on_grads && m->n_params) m->on_grads(m->on_grads_ctx, 0, m->n_params);
         return;
     }
-    backward_range(m, x, dlogits, n, -1, 0);
+    backward_range(m, x, dlogits, n, -1, 0, m->on_grads);
+}
+
+void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
+{
+    m->on_grads = fn;
+    m->on_grads_ctx = ctx;
 }
 
 const float *th_model_grad_at(th_model *m, const float *x, const float *dlogits, int n, int layer)
 {
-    return backward_range(m, x, dlogits, n, layer, 1);
+    return backward_range(m, x, dlogits, n, layer, 1, NULL);
 }
 
 int th_model_find_tensor(const th_model *m, const char *name)

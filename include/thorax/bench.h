@@ -5,8 +5,9 @@
  * figures are those of the network, not of the disk), and times, after a
  * warm-up:
  *   - training steps done exactly as the trainer does them: forward (train
- *     mode), loss, backward, gradient allreduce (th_dist_allreduce_mean plus
- *     the loss allreduce), optimiser step;
+ *     mode), loss, backward with the bucketed gradient allreduce overlapping
+ *     it (th_grad_sync), the wait for it plus the loss allreduce, optimiser
+ *     step;
  *   - inference steps: forward in evaluation mode;
  *   - every layer on its own, forward and backward, with the same kernels on
  *     the model's own buffers in the same shapes (a micro-benchmark per layer,

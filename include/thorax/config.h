@@ -74,6 +74,7 @@ typedef struct th_config {
     struct {
         char out_dir[TH_PATH_MAX];
         int threads_per_rank;
+        float allreduce_bucket_mb; /* gradient buckets overlapping backward; 0 = one allreduce after */
     } runtime;
     char source[TH_PATH_MAX];   /* the file it came from, for messages */
 } th_config;

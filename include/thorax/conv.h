@@ -1,24 +1,34 @@
-/* conv.h - 2-D convolution as im2col + one OpenBLAS GEMM over the whole batch.
+/* conv.h - 2-D convolution as im2col + OpenBLAS GEMM, one image per thread.
  *
  * Shapes (NCHW, float32):
  *   x   [N, C, H, W]            input
  *   w   [K, C, KH, KW]          filters (PyTorch layout: conv.weight)
  *   b   [K]                     bias (may be NULL: no bias)
  *   y   [N, K, OH, OW]          output, OH = (H + 2*pad - KH)/stride + 1
- *   col [C*KH*KW, N*OH*OW]      scratch: every receptive field of the batch as a column
- *   tmp [K, N*OH*OW]            scratch: the GEMM's output before it is laid out as NCHW
  *
- * Forward:  tmp = w[K, CKK] * col[CKK, N*P]; y[n,k,p] = tmp[k, n*P + p] + b[k].
- * Backward: tmp = dy laid out as [K, N*P];
- *           dw  = tmp * col^T,  db = row sums of tmp,
- *           col = w^T * tmp, dx = col2im(col).
- * The backward pass recomputes im2col from x rather than keeping the forward
- * columns, so one scratch buffer serves every layer of a model.
+ * With P = OH*OW and CKK = C*KH*KW, image n's output y[n] is the product
+ *   y[n] [K, P] = w [K, CKK] * col(x[n]) [CKK, P]
+ * where col holds every receptive field of the image as a column. In NCHW
+ * y[n] already is that [K, P] matrix, so the GEMM writes the output in place
+ * with no reorder. Backward, per image:
+ *   dw  += dy[n] [K, P] * col^T [P, CKK]     db += row sums of dy[n]
+ *   dcol = w^T [CKK, K] * dy[n] [K, P]       dx[n] = col2im(dcol)
+ *
+ * The batch's images are split across ws->threads OpenMP threads, each
+ * running single-threaded OpenBLAS on its own images with its own slice of
+ * the workspace: a block of output rows of col at a time (sized to stay in
+ * the core's cache), and its own partial weight gradient. A 1x1 convolution
+ * with stride 1 and no padding needs no columns: col(x[n]) is x[n] itself.
+ *
+ * The results depend on the number of threads only through the order in
+ * which the threads' partial weight gradients are added (fixed for a given
+ * number), so a run is bit-reproducible for a given threads_per_rank.
  */
 #ifndef THORAX_CONV_H
 #define THORAX_CONV_H
 
 #include <stddef.h>
+#include "thorax/workspace.h"
 
 typedef struct th_conv_dims {
     int n;          /* images in the batch */
@@ -27,6 +37,8 @@ typedef struct th_conv_dims {
     int kh, kw;     /* kernel height, width */
     int stride, pad;
     int oh, ow;     /* output height, width: set by th_conv_dims_init */
+    int block_rows; /* output rows per block of columns: th_conv_dims_init picks
+                     * it for the cache; any value in [1, oh] gives the same result */
 } th_conv_dims;
 
 /* Output length of one spatial axis; <= 0 when the kernel does not fit. */
@@ -36,23 +48,26 @@ int th_conv_out_len(int in, int k, int stride, int pad);
 int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
                       int kh, int kw, int stride, int pad);
 
-/* Scratch sizes, in floats, for a batch of d->n images. */
-size_t th_conv_col_floats(const th_conv_dims *d);
-size_t th_conv_tmp_floats(const th_conv_dims *d);
+/* Floats of workspace each thread needs for this layer (any batch size). */
+size_t th_conv_workspace_floats(const th_conv_dims *d);
 
-/* im2col of one image x [C,H,W] into columns col[r, col0 + p] of a matrix
- * whose rows are ldcol floats long (ldcol = N*OH*OW for a batch). Padding
- * reads as zero. */
-void th_im2col(const th_conv_dims *d, const float *x, float *col, size_t ldcol, size_t col0);
-/* The adjoint of th_im2col: adds columns back into dx [C,H,W] (accumulates). */
-void th_col2im(const th_conv_dims *d, const float *col, size_t ldcol, size_t col0, float *dx);
+/* im2col of output rows [oy0, oy1) of one image x [C,H,W] into
+ * col [CKK, (oy1-oy0)*OW]. Padding reads as zero. */
+void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col);
+/* The adjoint of th_im2col: adds the columns back into dx [C,H,W]. */
+void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, float *dx);
 
+/* y = conv(x) + b, then max(y, 0) when relu is set (a ReLU layer fused into
+ * the GEMM's output pass). */
 void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, const float *b,
-                     float *y, float *col, float *tmp);
+                     float *y, int relu, const th_workspace *ws);
 
-/* Overwrites dw [K,C,KH,KW] and db [K] (db may be NULL) with the gradients of
- * the batch, and dx [N,C,H,W] (may be NULL for the first layer). */
-void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, const float *dy,
-                      float *dx, float *dw, float *db, float *col, float *tmp);
+/* Overwrites dw [K,C,KH,KW] and db [K] (db may be NULL) with the gradients
+ * of the batch, and dx [N,C,H,W] (may be NULL for the first layer). When
+ * relu_y is given (the output of a fused ReLU, [N,K,OH,OW]), dy is first
+ * multiplied in place by the ReLU's derivative, relu_y > 0; otherwise dy is
+ * only read. */
+void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
+                      float *dx, float *dw, float *db, const th_workspace *ws);
 
 #endif

@@ -1,7 +1,8 @@
 /* dist.h - the MPI side of training: gradient averaging and gathers.
  *
  * Every function here is collective over comm: all ranks call it, in the same
- * order, with the same sizes.
+ * order, with the same sizes; th_grad_sync_init, _ready and _free say where
+ * they are not.
  */
 #ifndef THORAX_DIST_H
 #define THORAX_DIST_H
@@ -10,11 +11,73 @@
 #include <stdint.h>
 #include <mpi.h>
 #include "thorax/error.h"
+#include "thorax/model.h"
 
 /* Sums grads [n] over the ranks in place and divides by total, the number of
  * images in the global batch, so the result is the exact mean gradient even
  * when ranks hold different numbers of images (or none). */
 int th_dist_allreduce_mean(MPI_Comm comm, float *grads, size_t n, long total, th_err *err);
+
+/* Gradient averaging overlapped with backward. Installed as the model's
+ * gradient hook (th_model_set_grads_hook(m, th_grad_sync_ready, &sync)), it
+ * sums each bucket of finished layers with MPI_Iallreduce while the layers
+ * below it are still differentiating; th_grad_sync_finish then waits for the
+ * rest and divides by the global batch: th_dist_allreduce_mean's result.
+ * Bit for bit on 2 and 4 ranks with Open MPI; on other counts its blocking
+ * and non-blocking allreduces may add the ranks' terms in another order, so
+ * the last bits may differ (every bucket size > 0 still gives the same bits:
+ * an in-place MPI_Iallreduce always takes the same binomial tree).
+ *
+ * Buckets are runs of whole layers' ranges, formed once at init from the top
+ * of grads down: a bucket closes at the first layer start where it holds at
+ * least bucket_floats (the lowest bucket takes what is left), and never
+ * exceeds INT_MAX floats (MPI counts are ints). They depend only on the
+ * model's layout and bucket_floats, so every rank starts the same buckets in
+ * the same order, as matching collectives must, whether its backward reports
+ * layer after layer or, holding no images, the whole buffer at once. */
+typedef struct th_grad_sync {
+    MPI_Comm comm;
+    float *grads;               /* the model's gradient buffer [n] */
+    size_t n;
+    size_t bucket_floats;       /* 0: no buckets, one blocking allreduce in finish */
+    int n_buckets;
+    size_t *edge;               /* [n_buckets + 1], decreasing from n to 0: bucket b = [edge[b+1], edge[b]) */
+    MPI_Request *req;           /* [n_buckets] */
+    size_t ready_lo;            /* grads [ready_lo, n) are final in this step */
+    int started;                /* buckets 0..started-1 are in flight or done in this step */
+    int mpi_rc;                 /* first failed MPI_Iallreduce in this step (MPI_SUCCESS if none) */
+    int failed_bucket;
+    /* Buckets the last step started during backward, before finish: the
+     * measure of overlap (0 with bucket_floats 0). */
+    int started_early;
+} th_grad_sync;
+
+/* Buckets of bucket_mb MiB of float gradients (2^20 bytes), rounded up to
+ * whole floats; 0 stays 0 (the blocking path). */
+size_t th_grad_sync_bucket_floats(double bucket_mb);
+
+/* Forms the buckets of m's gradients and allocates everything a step needs:
+ * the hook and finish never allocate. Not collective; does not install the
+ * hook. comm must be the communicator finish would otherwise reduce over. */
+int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t bucket_floats, th_err *err);
+
+/* The model's gradient hook (a th_grads_ready_fn; ctx is the th_grad_sync):
+ * grads [offset, offset + count) are final. Starts every bucket now wholly
+ * final, in order, and tests those in flight so that they progress (Open
+ * MPI's non-blocking collectives move only inside MPI calls). A range that
+ * does not continue the final region downwards starts nothing: finish then
+ * starts the rest, so the result stays right and only the overlap is lost.
+ * Each rank calls it at its own pace; only the order of starts must match. */
+void th_grad_sync_ready(void *ctx, size_t offset, size_t count);
+
+/* Collective. After backward: starts the buckets not yet started, waits for
+ * all, and divides the sums by total, the images in the global batch, as
+ * th_dist_allreduce_mean does. With bucket_floats 0 it is that function.
+ * Readies the sync for the next step, which must not backward before this. */
+int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err);
+
+/* Frees the buffers; no step may be in flight (finish ends each one). */
+void th_grad_sync_free(th_grad_sync *s);
 
 /* Gathers rows [my_rows, width] from every rank onto root, concatenated in
  * rank order, into out [sum of rows, width] (only read on root). */

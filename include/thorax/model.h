@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include "thorax/error.h"
 #include "thorax/rng.h"
+#include "thorax/workspace.h"
 
 #define TH_MAX_LAYERS 128
 #define TH_NAME_MAX 48
@@ -82,6 +83,7 @@ typedef struct th_layer {
     float *mean, *invstd;       /* batch-norm batch statistics [C] */
     uint8_t *mask;              /* dropout [max_batch, out] */
     double flops;               /* forward multiply-adds x2 per image */
+    int fused;                  /* a conv that applies the next ReLU, or that ReLU (y shared) */
 } th_layer;
 
 typedef struct th_tensor_info {
@@ -112,7 +114,8 @@ typedef struct th_model {
     float *buffers;             /* [n_buffers] */
     int n_tensors;
     th_tensor_info *tensors;
-    float *col, *tmp;           /* convolution scratch, sized for the largest layer */
+    th_workspace ws;            /* per-thread kernel scratch; ws.threads is the team size */
+    size_t ws_floats;           /* per-thread scratch the largest layer needs */
     float *grad_a, *grad_b;     /* ping-pong activation gradients [max_batch * largest activation] */
     th_rng rng;                 /* dropout masks */
     int last_train;             /* mode of the last th_model_forward, which backward follows */
@@ -122,6 +125,17 @@ typedef struct th_model {
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err);
 void th_model_free(th_model *m);
+
+/* Runs the layers on `threads` OpenMP threads (1 after th_model_create),
+ * each taking a block of the batch's images. Not for the hot path: sizes
+ * the per-thread scratch. */
+int th_model_set_threads(th_model *m, int threads, th_err *err);
+
+/* Keeps layer's own output readable in m->layers[layer].y after a forward,
+ * for a caller that reads it (Grad-CAM on a convolution): by default a
+ * convolution followed by a ReLU is fused and its y holds the ReLU's output.
+ * Allocates; call once after th_model_create. */
+int th_model_keep_output(th_model *m, int layer, th_err *err);
 
 /* He (Kaiming) normal initialisation of conv and dense weights (std =
  * sqrt(2/fan_in)), zero biases, batch-norm gamma 1, beta 0, running mean 0,
@@ -136,6 +150,13 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train);
  * -> grads (overwritten). After an eval-mode forward, batch-norm differentiates
  * its running statistics as constants and dropout is the identity. */
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n);
+
+/* One layer's forward (as th_model_forward runs it, reading the previous
+ * layer's output, or x for layer 0) and backward (dy [n, out] -> dx [n, in],
+ * dx NULL for no input gradient; dy may be overwritten). For benchmarks that
+ * time layers one by one; a fused ReLU's own calls do nothing. */
+void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train);
+void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n);
 
 /* Sets (or, with fn NULL, clears) the listener told of each layer's finished
  * gradients during th_model_backward. th_model_grad_at never tells it. */

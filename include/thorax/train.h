@@ -29,7 +29,7 @@ typedef struct th_step_report {
     double img_per_s;           /* global images per second over the epoch so far */
     double eta_s;               /* estimated seconds to the end of training */
     double data_wait_share;     /* share of the epoch's step time spent waiting for a batch */
-    double allreduce_share;     /* share spent in the gradient allreduce */
+    double allreduce_share;     /* share spent waiting for the allreduces after backward */
 } th_step_report;
 
 typedef struct th_epoch_report {

@@ -2,11 +2,12 @@
  * inference steps of a config's network on random data, under mpirun, with
  * a per-layer profile and one machine-readable RESULT line per mode (what
  * tools/bench/compare.sh and performance work read; see thorax/bench.h). */
-#include <cblas.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cblas.h>
 
 #include "cli.h"
 #include "thorax/bench.h"
@@ -20,7 +21,7 @@ static void bench_usage(FILE *f)
             "\n"
             "Times the network of CONFIG.yaml on random input of its model.input shape and\n"
             "random 0/1 labels, train.batch_per_rank images per rank, with\n"
-            "runtime.threads_per_rank OpenBLAS threads per rank. No dataset is read.\n"
+            "runtime.threads_per_rank threads per rank. No dataset is read.\n"
             "  train  forward, loss, backward, gradient allreduce, optimiser step: the\n"
             "         steps of thorax train\n"
             "  infer  an evaluation-mode forward\n"
@@ -234,9 +235,7 @@ int cmd_bench(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
-    openblas_set_num_threads(cfg->runtime.threads_per_rank);
-    /* What OpenBLAS will really use, which the RESULT line reports. */
-    int threads = openblas_get_num_threads();
+    int threads = cfg->runtime.threads_per_rank;
 
     if (th_bench_run(cfg, &opts, MPI_COMM_WORLD, res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
@@ -245,7 +244,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (rank == 0) {
         const char *coretype = getenv("OPENBLAS_CORETYPE");
-        printf("bench %s: %d rank%s x %d OpenBLAS thread%s, %d images per rank, input %dx%dx%d, %d labels, "
+        printf("bench %s: %d rank%s x %d thread%s, %d images per rank, input %dx%dx%d, %d labels, "
                "%zu parameters\n",
                config_path, res->ranks, res->ranks == 1 ? "" : "s", threads, threads == 1 ? "" : "s", res->batch,
                res->c, res->h, res->w, res->n_labels, res->n_params);
@@ -254,7 +253,7 @@ int cmd_bench(int argc, char **argv)
                res->gflop_fwd_per_img, 3 * res->gflop_fwd_per_img, openblas_get_corename(),
                coretype && *coretype ? coretype : "unset", opts.steps, opts.warmup);
         if (threads > res->cpus_per_rank)
-            cli_error("bench: warning: %d OpenBLAS threads per rank, but a rank may run on %d CPU%s only; give "
+            cli_error("bench: warning: %d threads per rank, but a rank may run on %d CPU%s only; give "
                       "each rank its cores, e.g. mpirun --map-by slot:PE=%d",
                       threads, res->cpus_per_rank, res->cpus_per_rank == 1 ? "" : "s", threads);
         if (res->n_layers) print_layers(res);

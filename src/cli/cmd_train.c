@@ -1,5 +1,4 @@
 /* cmd_train.c - `thorax train CONFIG.yaml`: the training job, under mpirun. */
-#include <cblas.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -145,8 +144,6 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
-    openblas_set_num_threads(cfg.runtime.threads_per_rank);
-
     char run_dir[2 * TH_PATH_MAX], last[2 * TH_PATH_MAX + 32];
     if (resume && strcmp(resume, "auto")) snprintf(run_dir, sizeof run_dir, "%s", resume);
     else snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.runtime.out_dir, cfg.name);

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "cli.h"
+#include "thorax/workspace.h"
 
 typedef struct {
     const char *name;
@@ -125,7 +126,10 @@ int main(int argc, char **argv)
         return TH_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            th_workspace_serial_blas();
+            return commands[i].run(argc - 1, argv + 1);
+        }
     cli_error("unknown command '%s'", argv[1]);
     usage(stderr);
     return TH_EXIT_USAGE;

@@ -50,7 +50,7 @@ static const char *const schedule_keys[] = {"type", "factor", "patience", "step_
 static const char *const early_stop_keys[] = {"patience", NULL};
 static const char *const eval_keys[] = {"split", "cam", NULL};
 static const char *const cam_keys[] = {"method", "top_k", NULL};
-static const char *const runtime_keys[] = {"out_dir", "threads_per_rank", NULL};
+static const char *const runtime_keys[] = {"out_dir", "threads_per_rank", "allreduce_bucket_mb", NULL};
 
 /* Every mapping of the schema by its dotted path; "[]" is any item of a list.
  * Both the tree walk and the override paths check keys against this table. */
@@ -716,12 +716,22 @@ static int read_eval(const ctx *c, const yt_node *root, th_config *cfg)
     return 0;
 }
 
+/* The default gradient bucket: the reference network (configs/reference.yaml)
+ * has about 396k parameters, 1.5 MiB of gradients, of which conv5 and fc, the
+ * first to finish in backward, hold 1.14 MiB. PyTorch's 25 MiB would make that
+ * one bucket sent after backward, overlapping nothing; 0.5 MiB sends conv5+fc
+ * while conv4..conv1 (three quarters of backward's FLOPs) still run, and the
+ * rest after, in two messages, so per-message latency stays negligible. */
+#define DEFAULT_BUCKET_MB 0.5
+
 static int read_runtime(const ctx *c, const yt_node *root, th_config *cfg)
 {
     const yt_node *m;
     return section(c, root, "runtime", &m) ||
                    read_str(c, m, "runtime", "out_dir", "runs", cfg->runtime.out_dir, sizeof cfg->runtime.out_dir, 0) ||
-                   read_int(c, m, "runtime", "threads_per_rank", 1, INT_MAX, 1, &cfg->runtime.threads_per_rank)
+                   read_int(c, m, "runtime", "threads_per_rank", 1, INT_MAX, 1, &cfg->runtime.threads_per_rank) ||
+                   read_float(c, m, "runtime", "allreduce_bucket_mb", AT_LEAST(0), DEFAULT_BUCKET_MB,
+                              &cfg->runtime.allreduce_bucket_mb)
                ? -1
                : 0;
 }
@@ -1149,6 +1159,7 @@ char *th_config_to_yaml(const th_config *cfg)
     put(&b, "runtime:\n");
     line_str(&b, "  out_dir", cfg->runtime.out_dir);
     put(&b, "  threads_per_rank: %d\n", cfg->runtime.threads_per_rank);
+    line_float(&b, "  allreduce_bucket_mb", cfg->runtime.allreduce_bucket_mb);
 
     if (b.failed) {
         free(b.p);

@@ -1,10 +1,21 @@
-/* dist.c - gradient averaging, gathers and error agreement over MPI. */
+/* dist.c - gradient averaging (blocking, or bucketed and overlapped with
+ * backward), gathers and error agreement over MPI. */
 #include "thorax/dist.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Sums to means: one rounding of 1/total, then one multiply per gradient.
+ * Both averaging paths go through here so that they agree to the bit. */
+static void divide_sums(float *grads, size_t n, long total)
+{
+    if (total <= 0) return;
+    float scale = 1.0f / (float)total;
+    for (size_t i = 0; i < n; i++) grads[i] *= scale;
+}
 
 int th_dist_allreduce_mean(MPI_Comm comm, float *grads, size_t n, long total, th_err *err)
 {
@@ -15,11 +26,173 @@ int th_dist_allreduce_mean(MPI_Comm comm, float *grads, size_t n, long total, th
         if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Allreduce of %zu gradients failed (code %d)", n, rc);
         off += chunk;
     }
-    if (total > 0) {
-        float scale = 1.0f / (float)total;
-        for (size_t i = 0; i < n; i++) grads[i] *= scale;
-    }
+    divide_sums(grads, n, total);
     return 0;
+}
+
+/* ---- Bucketed gradient averaging (th_grad_sync) ---------------------------- */
+
+size_t th_grad_sync_bucket_floats(double bucket_mb)
+{
+    if (!(bucket_mb > 0)) return 0;
+    double floats = ceil(bucket_mb * (double)(1 << 20) / sizeof(float));
+    /* Anything at least as large as the model is one bucket: saturate. */
+    return floats < (double)SIZE_MAX ? (size_t)floats : SIZE_MAX;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* The offsets where a layer's parameter gradients start (each layer's lowest
+ * trainable tensor), plus 0, decreasing and distinct, into starts; returns
+ * how many. These are the only places a bucket may end without splitting a
+ * layer, since the hook reports whole layers. */
+static int layer_starts(const th_model *m, size_t *starts)
+{
+    int k = 0;
+    starts[k++] = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const th_tensor_info *t = &m->tensors[i];
+        int lowest = t->trainable;
+        for (int j = 0; j < m->n_tensors && lowest; j++) {
+            const th_tensor_info *u = &m->tensors[j];
+            if (u->trainable && u->layer == t->layer && u->offset < t->offset) lowest = 0;
+        }
+        if (lowest && t->offset > 0 && t->offset < m->n_params) starts[k++] = t->offset;
+    }
+    qsort(starts, (size_t)k, sizeof *starts, cmp_desc);
+    int d = 0;
+    for (int i = 0; i < k; i++)
+        if (d == 0 || starts[i] != starts[d - 1]) starts[d++] = starts[i];
+    return d;
+}
+
+/* Cuts [0, n) into buckets from the top, at layer starts (decreasing, ending
+ * with 0): a bucket closes at the first start where it holds bucket_floats;
+ * one that would pass INT_MAX closes at the start before, and a layer that
+ * alone passes INT_MAX is cut into INT_MAX pieces. With edge NULL, only
+ * counts. Returns the number of buckets. */
+static int cut_buckets(size_t n, const size_t *starts, int n_starts, size_t bucket_floats, size_t *edge)
+{
+    const size_t max = (size_t)INT_MAX;
+    int nb = 0;
+    size_t top = n, prev = n;
+    if (edge) edge[0] = n;
+    for (int i = 0; i < n_starts && n > 0; i++) {
+        size_t c = starts[i];
+        if (top - c > max && prev < top) {
+            top = prev;
+            if (edge) edge[nb + 1] = top;
+            nb++;
+        }
+        while (top - c > max) {
+            top -= max;
+            if (edge) edge[nb + 1] = top;
+            nb++;
+        }
+        if (top - c >= bucket_floats || c == 0) {
+            top = c;
+            if (edge) edge[nb + 1] = top;
+            nb++;
+        }
+        prev = c;
+    }
+    return nb;
+}
+
+/* Between steps: nothing final, nothing started. */
+static void grad_sync_rearm(th_grad_sync *s)
+{
+    s->ready_lo = s->n;
+    s->started = 0;
+    s->mpi_rc = MPI_SUCCESS;
+    s->failed_bucket = -1;
+}
+
+int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t bucket_floats, th_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->comm = comm;
+    s->grads = m->grads;
+    s->n = m->n_params;
+    s->bucket_floats = bucket_floats;
+    grad_sync_rearm(s);
+    if (bucket_floats == 0 || s->n == 0) return 0;
+    size_t *starts = malloc(sizeof *starts * ((size_t)m->n_tensors + 1));
+    if (!starts) return th_errf(err, "out of memory for the gradient buckets of %d tensors", m->n_tensors);
+    int n_starts = layer_starts(m, starts);
+    int nb = cut_buckets(s->n, starts, n_starts, bucket_floats, NULL);
+    s->edge = malloc(sizeof *s->edge * ((size_t)nb + 1));
+    s->req = malloc(sizeof *s->req * (size_t)nb);
+    if (!s->edge || !s->req) {
+        free(starts);
+        th_grad_sync_free(s);
+        return th_errf(err, "out of memory for %d gradient buckets", nb);
+    }
+    s->n_buckets = cut_buckets(s->n, starts, n_starts, bucket_floats, s->edge);
+    free(starts);
+    for (int b = 0; b < nb; b++) s->req[b] = MPI_REQUEST_NULL;
+    return 0;
+}
+
+static void start_bucket(th_grad_sync *s, int b)
+{
+    size_t lo = s->edge[b + 1], count = s->edge[b] - lo;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, s->grads + lo, (int)count, MPI_FLOAT, MPI_SUM, s->comm, &s->req[b]);
+    if (rc != MPI_SUCCESS) {
+        s->req[b] = MPI_REQUEST_NULL;
+        if (s->mpi_rc == MPI_SUCCESS) {
+            s->mpi_rc = rc;
+            s->failed_bucket = b;
+        }
+    }
+}
+
+void th_grad_sync_ready(void *ctx, size_t offset, size_t count)
+{
+    th_grad_sync *s = ctx;
+    if (s->n_buckets == 0) return;
+    /* Only a range that extends the final region downwards proves everything
+     * above its start final; anything else waits for finish. */
+    if (offset + count == s->ready_lo) s->ready_lo = offset;
+    while (s->started < s->n_buckets && s->edge[s->started + 1] >= s->ready_lo) start_bucket(s, s->started++);
+    if (s->started > 0) {
+        int done;
+        MPI_Testall(s->started, s->req, &done, MPI_STATUSES_IGNORE);
+    }
+}
+
+int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err)
+{
+    if (s->n_buckets == 0) {
+        s->started_early = 0;
+        return th_dist_allreduce_mean(s->comm, s->grads, s->n, total, err);
+    }
+    s->started_early = s->started;
+    while (s->started < s->n_buckets) start_bucket(s, s->started++);
+    int rc = MPI_Waitall(s->n_buckets, s->req, MPI_STATUSES_IGNORE);
+    int start_rc = s->mpi_rc, b = s->failed_bucket;
+    grad_sync_rearm(s);
+    if (start_rc != MPI_SUCCESS)
+        return th_errf(err, "MPI_Iallreduce of gradients [%zu, %zu) (bucket %d of %d) failed (code %d)", s->edge[b + 1],
+                       s->edge[b], b + 1, s->n_buckets, start_rc);
+    if (rc != MPI_SUCCESS)
+        return th_errf(err, "MPI_Waitall on %d gradient buckets (%zu gradients) failed (code %d)", s->n_buckets, s->n,
+                       rc);
+    divide_sums(s->grads, s->n, total);
+    return 0;
+}
+
+void th_grad_sync_free(th_grad_sync *s)
+{
+    free(s->edge);
+    free(s->req);
+    s->edge = NULL;
+    s->req = NULL;
+    s->n_buckets = 0;
 }
 
 int th_dist_gather_rows(MPI_Comm comm, int root, const float *rows, int my_rows, int width, float *out,

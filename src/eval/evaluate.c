@@ -45,6 +45,7 @@ int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, 
     if (th_model_create(&t->model, &cfg->model, cfg->data.n_labels, max_batch > 0 ? max_batch : cfg->train.batch_per_rank,
                         err))
         return -1;
+    if (th_model_set_threads(&t->model, cfg->runtime.threads_per_rank, err)) return -1;
     if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
     th_input_init(&t->input, cfg, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
     return 0;

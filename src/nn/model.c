@@ -17,6 +17,10 @@
 #include "thorax/conv.h"
 #include "thorax/dense.h"
 #include "thorax/pool.h"
+#include "thorax/workspace.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define NO_OFFSET ((size_t)-1)
 
@@ -132,6 +136,24 @@ static void *alloc_floats(size_t n, int *failed)
     return p;
 }
 
+/* A convolution followed by a ReLU runs as one layer: the convolution applies
+ * max(0, .) in its output pass and the ReLU's derivative in its backward, and
+ * both layers share one output buffer. That saves two passes over the
+ * largest tensors of the network and half their memory. Not when the ReLU is
+ * the last layer: backward never writes into the caller's dlogits. */
+static void mark_fusions(th_model *m)
+{
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        th_layer *L = &m->layers[i], *R = &m->layers[i + 1];
+        if (L->spec.type == TH_LAYER_CONV && R->spec.type == TH_LAYER_RELU) L->fused = R->fused = 1;
+    }
+}
+
+static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
+{
+    th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
+}
+
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -183,22 +205,24 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     }
     layout_tensors(m);
 
+    mark_fusions(m);
+
     int failed = 0;
-    size_t max_act = 0, max_col = 0, max_tmp = 0;
+    size_t max_act = 0;
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
         size_t out = (size_t)max_batch * layer_out_size(L);
         size_t in = (size_t)max_batch * layer_in_size(L);
         if (in > max_act) max_act = in;
         if (out > max_act) max_act = out;
-        L->y = alloc_floats(out, &failed);
+        /* A fused ReLU works in place, in the convolution's output. */
+        if (L->fused && L->spec.type == TH_LAYER_RELU) L->y = m->layers[i - 1].y;
+        else L->y = alloc_floats(out, &failed);
         switch (L->spec.type) {
         case TH_LAYER_CONV: {
             th_conv_dims d;
-            th_conv_dims_init(&d, max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k,
-                              L->spec.stride, L->spec.pad);
-            if (th_conv_col_floats(&d) > max_col) max_col = th_conv_col_floats(&d);
-            if (th_conv_tmp_floats(&d) > max_tmp) max_tmp = th_conv_tmp_floats(&d);
+            conv_dims(L, max_batch, &d);
+            if (th_conv_workspace_floats(&d) > m->ws_floats) m->ws_floats = th_conv_workspace_floats(&d);
             L->flops = 2.0 * L->out_c * L->in_c * L->spec.k * L->spec.k * L->out_h * L->out_w;
             break;
         }
@@ -222,16 +246,33 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     m->params = alloc_floats(m->n_params, &failed);
     m->grads = alloc_floats(m->n_params, &failed);
     m->buffers = alloc_floats(m->n_buffers, &failed);
-    m->col = alloc_floats(max_col, &failed);
-    m->tmp = alloc_floats(max_tmp, &failed);
     m->grad_a = alloc_floats(max_act, &failed);
     m->grad_b = alloc_floats(max_act, &failed);
+    if (!failed && th_workspace_reserve(&m->ws, 1, m->ws_floats, err)) failed = 1;
     if (failed) {
-        size_t total = m->n_params * 2 + max_col + max_tmp + 2 * max_act;
+        size_t total = m->n_params * 2 + m->ws_floats + 2 * max_act;
         th_model_free(m);
         return th_errf(err, "model: out of memory for batch %d (about %.1f GB of buffers); lower train.batch_per_rank",
                        max_batch, (double)total * 4 / 1e9);
     }
+    return 0;
+}
+
+int th_model_set_threads(th_model *m, int threads, th_err *err)
+{
+    return th_workspace_reserve(&m->ws, threads, m->ws_floats, err);
+}
+
+int th_model_keep_output(th_model *m, int layer, th_err *err)
+{
+    if (layer < 0 || layer + 1 >= m->n_layers) return 0;
+    th_layer *L = &m->layers[layer], *R = &m->layers[layer + 1];
+    if (!(L->fused && R->fused)) return 0;
+    int failed = 0;
+    float *y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
+    if (failed) return th_errf(err, "model: out of memory for the output of layer %s", R->name);
+    R->y = y;
+    L->fused = R->fused = 0;
     return 0;
 }
 
@@ -240,7 +281,7 @@ void th_model_free(th_model *m)
     if (m->layers) {
         for (int i = 0; i < m->n_layers; i++) {
             th_layer *L = &m->layers[i];
-            free(L->y);
+            if (!(L->fused && L->spec.type == TH_LAYER_RELU)) free(L->y);
             free(L->argmax);
             free(L->xhat);
             free(L->mean);
@@ -253,8 +294,7 @@ void th_model_free(th_model *m)
     free(m->params);
     free(m->grads);
     free(m->buffers);
-    free(m->col);
-    free(m->tmp);
+    th_workspace_free(&m->ws);
     free(m->grad_a);
     free(m->grad_b);
     memset(m, 0, sizeof *m);
@@ -285,55 +325,167 @@ void th_model_init_params(th_model *m, uint64_t seed)
     th_rng_seed(&m->rng, seed, 999);
 }
 
-static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
+/* Threads worth starting for n images: no more than there are images. */
+static int team(const th_model *m, int n) { return m->ws.threads < n ? m->ws.threads : n; }
+
+static int thread_id(void)
 {
-    th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Forward of a layer whose every output image depends only on the same input
+ * image (ReLU, pooling, gap): each thread runs the kernel on its own block of
+ * images. */
+static void image_local_forward(th_model *m, th_layer *L, const float *x, int n)
+{
+    const int threads = team(m, n);
+    const size_t in_sz = layer_in_size(L), out_sz = layer_out_size(L);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int first, end;
+        th_workspace_share(n, threads, thread_id(), &first, &end);
+        int k = end - first;
+        const float *in = x + first * in_sz;
+        float *y = L->y + first * out_sz;
+        if (k > 0) {
+            switch (L->spec.type) {
+            case TH_LAYER_RELU: th_relu_forward((size_t)k * out_sz, in, y); break;
+            case TH_LAYER_MAXPOOL:
+                th_maxpool_forward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, y,
+                                   L->argmax + first * out_sz);
+                break;
+            case TH_LAYER_AVGPOOL:
+                th_avgpool_forward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, y);
+                break;
+            case TH_LAYER_GAP: th_gap_forward(k, L->in_c, L->in_h * L->in_w, in, y); break;
+            default: break;
+            }
+        }
+    }
+}
+
+/* The backward of image_local_forward's layers: dy [n, out] -> dx [n, in]. */
+static void image_local_backward(th_model *m, th_layer *L, const float *dy, float *dx, int n)
+{
+    const int threads = team(m, n);
+    const size_t in_sz = layer_in_size(L), out_sz = layer_out_size(L);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int first, end;
+        th_workspace_share(n, threads, thread_id(), &first, &end);
+        int k = end - first;
+        const float *g = dy + first * out_sz;
+        float *gx = dx + first * in_sz;
+        if (k > 0) {
+            switch (L->spec.type) {
+            case TH_LAYER_RELU: th_relu_backward((size_t)k * out_sz, L->y + first * out_sz, g, gx); break;
+            case TH_LAYER_MAXPOOL:
+                th_maxpool_backward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, g,
+                                    L->argmax + first * out_sz, gx);
+                break;
+            case TH_LAYER_AVGPOOL:
+                th_avgpool_backward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, g, gx);
+                break;
+            case TH_LAYER_GAP: th_gap_backward(k, L->in_c, L->in_h * L->in_w, g, gx); break;
+            default: break;
+            }
+        }
+    }
+}
+
+void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train)
+{
+    th_layer *L = &m->layers[i];
+    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+    const float *b = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
+    size_t count = (size_t)n * layer_out_size(L);
+    int hw = L->in_h * L->in_w;
+    switch (L->spec.type) {
+    case TH_LAYER_CONV: {
+        th_conv_dims d;
+        conv_dims(L, n, &d);
+        th_conv_forward(&d, in, w, b, L->y, L->fused, &m->ws);
+        break;
+    }
+    case TH_LAYER_RELU:
+        /* A fused ReLU was applied by the convolution below it, in place. */
+        if (!L->fused) image_local_forward(m, L, in, n);
+        break;
+    case TH_LAYER_MAXPOOL:
+    case TH_LAYER_AVGPOOL:
+    case TH_LAYER_GAP: image_local_forward(m, L, in, n); break;
+    case TH_LAYER_BATCHNORM: {
+        float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
+        if (train)
+            th_batchnorm_forward_train(n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
+                                       L->spec.momentum, L->spec.eps);
+        else
+            th_batchnorm_forward_eval(n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
+        break;
+    }
+    case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, b, L->y); break;
+    case TH_LAYER_DROPOUT:
+        if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
+        else memcpy(L->y, in, count * sizeof(float));
+        break;
+    default: break;
+    }
 }
 
 const float *th_model_forward(th_model *m, const float *x, int n, int train)
 {
-    const float *in = x;
     m->last_train = train;
-    for (int i = 0; i < m->n_layers && n > 0; i++) {
-        th_layer *L = &m->layers[i];
-        const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
-        const float *b = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
-        size_t count = (size_t)n * layer_out_size(L);
-        int hw = L->in_h * L->in_w;
-        switch (L->spec.type) {
-        case TH_LAYER_CONV: {
-            th_conv_dims d;
-            conv_dims(L, n, &d);
-            th_conv_forward(&d, in, w, b, L->y, m->col, m->tmp);
-            break;
-        }
-        case TH_LAYER_RELU: th_relu_forward(count, in, L->y); break;
-        case TH_LAYER_MAXPOOL:
-            th_maxpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y, L->argmax);
-            break;
-        case TH_LAYER_AVGPOOL:
-            th_avgpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y);
-            break;
-        case TH_LAYER_BATCHNORM: {
-            float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
-            if (train)
-                th_batchnorm_forward_train(n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
-                                           L->spec.momentum, L->spec.eps);
-            else
-                th_batchnorm_forward_eval(n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
-            break;
-        }
-        case TH_LAYER_GAP: th_gap_forward(n, L->in_c, hw, in, L->y); break;
-        case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, b, L->y); break;
-        case TH_LAYER_DROPOUT:
-            if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
-            else memcpy(L->y, in, count * sizeof(float));
-            break;
-        default: break;
-        }
-        in = L->y;
-    }
+    for (int i = 0; i < m->n_layers && n > 0; i++) th_model_layer_forward(m, i, x, n, train);
     return m->layers[m->n_layers - 1].y;
+}
+
+void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n)
+{
+    th_layer *L = &m->layers[i];
+    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
+    float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
+    float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
+    size_t count = (size_t)n * layer_out_size(L);
+    int hw = L->in_h * L->in_w;
+    switch (L->spec.type) {
+    case TH_LAYER_CONV: {
+        th_conv_dims d;
+        conv_dims(L, n, &d);
+        th_conv_backward(&d, in, w, dy, L->fused ? L->y : NULL, dx, dw, db, &m->ws);
+        break;
+    }
+    case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
+    case TH_LAYER_BATCHNORM:
+        /* Batch-norm needs a dx buffer for its own dgamma/dbeta pass even at
+         * layer 0, so the caller always passes one. */
+        if (m->last_train)
+            th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
+        else
+            th_batchnorm_backward_eval(n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off, m->buffers + L->rv_off,
+                                       L->spec.eps, dx, dw, db);
+        break;
+    case TH_LAYER_RELU:
+        /* A fused ReLU's derivative is applied by the convolution below it. */
+        if (dx && !L->fused) image_local_backward(m, L, dy, dx, n);
+        break;
+    case TH_LAYER_MAXPOOL:
+    case TH_LAYER_AVGPOOL:
+    case TH_LAYER_GAP:
+        if (dx) image_local_backward(m, L, dy, dx, n);
+        break;
+    case TH_LAYER_DROPOUT:
+        if (!dx) break;
+        if (m->last_train) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
+        else memcpy(dx, dy, count * sizeof(float));
+        break;
+    default: break;
+    }
 }
 
 /* Walks layers n_layers-1 down to stop+1, each turning the gradient of its
@@ -345,59 +497,33 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
 static const float *backward_range(th_model *m, const float *x, const float *dlogits, int n, int stop,
                                    int input_grad, th_grads_ready_fn on_grads)
 {
-    const float *dy = dlogits;
+    /* dlogits is only read: the last layer is never a fused ReLU or the
+     * convolution under one (th_model_create), the only writers of dy. */
+    float *dy = (float *)dlogits;
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
-        const float *in = i > 0 ? m->layers[i - 1].y : x;
-        /* The first layer's input gradient is not needed for training. */
-        float *dx = i > 0 || input_grad ? (dy == m->grad_a ? m->grad_b : m->grad_a) : NULL;
-        const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
-        float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
-        float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
-        size_t count = (size_t)n * layer_out_size(L);
-        int hw = L->in_h * L->in_w;
-        switch (L->spec.type) {
-        case TH_LAYER_CONV: {
-            th_conv_dims d;
-            conv_dims(L, n, &d);
-            th_conv_backward(&d, in, w, dy, dx, dw, db, m->col, m->tmp);
-            break;
-        }
-        case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
-        case TH_LAYER_BATCHNORM: {
-            /* Batch-norm needs dx for its own dgamma/dbeta pass even at layer 0. */
-            float *bx = dx ? dx : (dy == m->grad_a ? m->grad_b : m->grad_a);
-            if (m->last_train)
-                th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, bx, dw, db);
-            else
-                th_batchnorm_backward_eval(n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off,
-                                           m->buffers + L->rv_off, L->spec.eps, bx, dw, db);
-            break;
-        }
-        default:
-            if (!dx) break;
-            switch (L->spec.type) {
-            case TH_LAYER_RELU: th_relu_backward(count, L->y, dy, dx); break;
-            case TH_LAYER_MAXPOOL:
-                th_maxpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, L->argmax, dx);
-                break;
-            case TH_LAYER_AVGPOOL:
-                th_avgpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, dx);
-                break;
-            case TH_LAYER_GAP: th_gap_backward(n, L->in_c, hw, dy, dx); break;
-            case TH_LAYER_DROPOUT:
-                if (m->last_train) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
-                else memcpy(dx, dy, count * sizeof(float));
-                break;
-            default: break;
+        float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
+        if (L->spec.type == TH_LAYER_RELU && L->fused) {
+            /* The convolution below applies the ReLU's derivative to dy in its
+             * own pass; only a walk that stops at that convolution needs it
+             * applied here. */
+            if (i - 1 == stop) {
+                image_local_backward(m, L, dy, other, n);
+                dy = other;
             }
+            continue;
         }
+        /* The first layer's input gradient is not needed for training, but
+         * batch-norm computes its parameter gradients through it. */
+        int want_dx = i > 0 || input_grad || L->spec.type == TH_LAYER_BATCHNORM;
+        float *dx = want_dx ? other : NULL;
+        th_model_layer_backward(m, i, x, dy, dx, n);
         if (on_grads && L->w_off != NO_OFFSET) {
             /* Weight and bias are adjacent in grads (layout_tensors). */
             size_t end = L->b_off != NO_OFFSET ? L->b_off + (size_t)L->out_c : L->w_off + layer_weight_count(L);
             on_grads(m->on_grads_ctx, L->w_off, end - L->w_off);
         }
-        dy = dx;
+        dy = i > 0 || input_grad ? dx : NULL;
     }
     return dy;
 }

@@ -24,14 +24,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "thorax/activation.h"
-#include "thorax/batchnorm.h"
-#include "thorax/conv.h"
-#include "thorax/dense.h"
 #include "thorax/dist.h"
 #include "thorax/loss.h"
 #include "thorax/optim.h"
-#include "thorax/pool.h"
 #include "thorax/rng.h"
 
 /* What one benchmark holds; sized before any timing starts. */
@@ -154,6 +149,7 @@ static int setup(bench *b, th_err *err)
     const th_model_spec *s = &cfg->model;
     int steps = b->opts->steps;
     int rc = th_model_create(&b->model, s, b->n_labels, b->batch, err);
+    if (!rc) rc = th_model_set_threads(&b->model, cfg->runtime.threads_per_rank, err);
     if (!rc) rc = th_optim_init(&b->opt, &cfg->train.optimizer, b->model.n_params, err);
     if (!rc) {
         b->x = malloc(sizeof(float) * (size_t)b->batch * s->c * s->h * s->w);
@@ -224,6 +220,15 @@ static int time_train(bench *b, th_bench_figures *fig, th_err *err)
     int n = b->batch, L = b->n_labels, warmup = b->opts->warmup, steps = b->opts->steps;
     long global_n = (long)n * b->size;
     cpu_probe p0 = {0}, p1;
+    /* train.c's gradient hook, for these steps only: the per-layer timings
+     * run backward too, with no finish to wait for what it would start. */
+    th_grad_sync sync;
+    int rc = th_grad_sync_init(&sync, b->comm, m, th_grad_sync_bucket_floats(cfg->runtime.allreduce_bucket_mb), err);
+    if (th_dist_agree(b->comm, rc, err)) {
+        th_grad_sync_free(&sync);
+        return -1;
+    }
+    th_model_set_grads_hook(m, th_grad_sync_ready, &sync);
     MPI_Barrier(b->comm);
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) probe_read(&p0);
@@ -232,7 +237,7 @@ static int time_train(bench *b, th_bench_figures *fig, th_err *err)
         double loss = th_loss(cfg->train.loss, n, L, logits, b->y, b->w_pos, b->w_neg, b->dz);
         th_model_backward(m, b->x, b->dz, n);
         double t1 = MPI_Wtime();
-        if (th_dist_allreduce_mean(b->comm, m->grads, m->n_params, global_n, err)) return -1;
+        if ((rc = th_grad_sync_finish(&sync, global_n, err)) != 0) break;
         /* train.c's second allreduce carries the loss (with its stop flags). */
         MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, b->comm);
         double t2 = MPI_Wtime();
@@ -243,6 +248,9 @@ static int time_train(bench *b, th_bench_figures *fig, th_err *err)
             b->t_comm[s - warmup] = t2 - t1;
         }
     }
+    th_model_set_grads_hook(m, NULL, NULL);
+    th_grad_sync_free(&sync);
+    if (rc) return -1;
     probe_read(&p1);
     summarise(b, fig, 3.0 * th_model_flops(m) / 1e9);
     fig->other_cpu = other_cpu(b, &p0, &p1);
@@ -271,85 +279,14 @@ static void time_infer(bench *b, th_bench_figures *fig)
     fig->other_cpu = other_cpu(b, &p0, &p1);
 }
 
-#define NO_OFFSET ((size_t)-1)
-
-/* Layer i's training-mode forward, with model.c's kernel call, on the
- * model's own buffers: its input is the previous layer's output. */
-static void layer_forward(th_model *m, int i, const float *x, int n)
-{
-    th_layer *L = &m->layers[i];
-    const float *in = i > 0 ? m->layers[i - 1].y : x;
-    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
-    const float *bias = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
-    size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
-    int hw = L->in_h * L->in_w;
-    switch (L->spec.type) {
-    case TH_LAYER_CONV: {
-        th_conv_dims d;
-        th_conv_dims_init(&d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride,
-                          L->spec.pad);
-        th_conv_forward(&d, in, w, bias, L->y, m->col, m->tmp);
-        break;
-    }
-    case TH_LAYER_RELU: th_relu_forward(count, in, L->y); break;
-    case TH_LAYER_MAXPOOL:
-        th_maxpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y, L->argmax);
-        break;
-    case TH_LAYER_AVGPOOL: th_avgpool_forward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, L->y); break;
-    case TH_LAYER_BATCHNORM:
-        th_batchnorm_forward_train(n, L->in_c, hw, in, w, bias, L->y, L->xhat, L->mean, L->invstd,
-                                   m->buffers + L->rm_off, m->buffers + L->rv_off, L->spec.momentum, L->spec.eps);
-        break;
-    case TH_LAYER_GAP: th_gap_forward(n, L->in_c, hw, in, L->y); break;
-    case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, bias, L->y); break;
-    case TH_LAYER_DROPOUT: th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask); break;
-    default: break;
-    }
-}
-
-/* Layer i's backward as model.c runs it in training: grad_a stands for the
- * gradient of its output, grad_b receives that of its input, and layer 0
- * computes no input gradient (batch-norm excepted, which needs the buffer). */
+/* Layer i's backward as th_model_backward runs it in training: grad_a stands
+ * for the gradient of its output, grad_b receives that of its input, and
+ * layer 0 computes no input gradient (batch-norm excepted, which needs the
+ * buffer). */
 static void layer_backward(th_model *m, int i, const float *x, int n)
 {
-    th_layer *L = &m->layers[i];
-    const float *in = i > 0 ? m->layers[i - 1].y : x;
-    const float *dy = m->grad_a;
-    float *dx = i > 0 ? m->grad_b : NULL;
-    const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
-    float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
-    float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
-    size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
-    int hw = L->in_h * L->in_w;
-    switch (L->spec.type) {
-    case TH_LAYER_CONV: {
-        th_conv_dims d;
-        th_conv_dims_init(&d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride,
-                          L->spec.pad);
-        th_conv_backward(&d, in, w, dy, dx, dw, db, m->col, m->tmp);
-        break;
-    }
-    case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
-    case TH_LAYER_BATCHNORM:
-        th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, m->grad_b, dw, db);
-        break;
-    case TH_LAYER_RELU:
-        if (dx) th_relu_backward(count, L->y, dy, dx);
-        break;
-    case TH_LAYER_MAXPOOL:
-        if (dx) th_maxpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, L->argmax, dx);
-        break;
-    case TH_LAYER_AVGPOOL:
-        if (dx) th_avgpool_backward(n, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, dy, dx);
-        break;
-    case TH_LAYER_GAP:
-        if (dx) th_gap_backward(n, L->in_c, hw, dy, dx);
-        break;
-    case TH_LAYER_DROPOUT:
-        if (dx) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
-        break;
-    default: break;
-    }
+    int want_dx = i > 0 || m->layers[i].spec.type == TH_LAYER_BATCHNORM;
+    th_model_layer_backward(m, i, x, m->grad_a, want_dx ? m->grad_b : NULL, n);
 }
 
 /* Median seconds of `reps` timed calls of one layer's forward (dir 0) or
@@ -361,7 +298,7 @@ static double time_layer(bench *b, int i, int dir, int reps)
     MPI_Barrier(b->comm);
     for (int r = -1; r < reps; r++) {
         double t0 = MPI_Wtime();
-        if (dir == 0) layer_forward(m, i, b->x, b->batch);
+        if (dir == 0) th_model_layer_forward(m, i, b->x, b->batch, 1);
         else layer_backward(m, i, b->x, b->batch);
         if (r >= 0) b->t_step[r] = MPI_Wtime() - t0;
     }

@@ -9,6 +9,8 @@
  *   4. per step, each rank takes the next batch_per_rank images of its shard,
  *      runs forward and backward, and the summed gradients are divided by the
  *      number of images in the global batch (exact mean, whatever the shards);
+ *      the sums of the last layers' buckets travel while the first layers
+ *      still differentiate (th_grad_sync, runtime.allreduce_bucket_mb);
  *   5. per epoch, the ranks predict their validation share, rank 0 gathers the
  *      predictions, computes the macro AUC, logs metrics.csv and writes the
  *      checkpoints.
@@ -82,9 +84,10 @@ typedef struct run {
     th_err stream_err;              /* a read failure on the prefetch thread */
     int fill_epoch;                 /* the epoch the prefetcher is filling */
     double data_wait_share;         /* of the last epoch's step time: waiting for a batch */
-    double allreduce_share;         /* of the last epoch's step time: in the allreduces */
+    double allreduce_share;         /* of the last epoch's step time: waiting for the allreduces */
 
     th_model model;
+    th_grad_sync sync;              /* the model's gradient hook: bucketed allreduce */
     th_optim opt;
     th_train_state st;
     char *config_yaml;
@@ -311,8 +314,13 @@ static int alloc_step_buffers(run *r, th_err *err)
     r->batch = r->cfg->train.batch_per_rank < max_shard ? r->cfg->train.batch_per_rank : max_shard;
     if (r->batch < 1) r->batch = 1;
     int rc = th_model_create(&r->model, &r->cfg->model, L, r->batch, err);
+    if (!rc) rc = th_model_set_threads(&r->model, r->cfg->runtime.threads_per_rank, err);
     if (!rc) rc = th_optim_init(&r->opt, &r->cfg->train.optimizer, r->model.n_params, err);
+    if (!rc)
+        rc = th_grad_sync_init(&r->sync, r->comm, &r->model,
+                               th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err);
     if (rc) return -1;
+    th_model_set_grads_hook(&r->model, th_grad_sync_ready, &r->sync);
     r->order = malloc(sizeof(int) * (size_t)(r->train.n + 1));
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
     r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
@@ -428,9 +436,11 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
         const float *logits = th_model_forward(&r->model, x, n, 1);
         double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, r->dz) : 0.0;
+        /* Starts the gradient buckets as their layers finish (the hook). */
         th_model_backward(&r->model, x, r->dz, n);
+        /* From here the step only waits for communication: that is t_comm. */
         t0 = MPI_Wtime();
-        if (th_dist_allreduce_mean(r->comm, r->model.grads, r->model.n_params, global_n, err)) return -1;
+        if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
         /* The loss and any stop request travel together: one small allreduce. */
         double red[3] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0, failed};
         MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
@@ -698,6 +708,7 @@ static void run_free(run *r)
     th_image_reader_close(&r->reader);
     free(r->stage);
     free(r->batch_rows);
+    th_grad_sync_free(&r->sync);
     th_model_free(&r->model);
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);

@@ -148,6 +148,7 @@ static void test_defaults(void)
     CHECK(strcmp(cfg.eval.split, "test") == 0 && strcmp(cfg.eval.cam_method, "gradcam") == 0);
     CHECK(cfg.eval.cam_top_k == 8);
     CHECK(strcmp(cfg.runtime.out_dir, "runs") == 0 && cfg.runtime.threads_per_rank == 1);
+    CHECK(cfg.runtime.allreduce_bucket_mb == 0.5f);
     CHECK(cfg.model.n_layers == 4);
     CHECK(cfg.model.layers[0].line == 6 && cfg.model.layers[3].line == 9);
     CHECK(cfg.model.layers[0].stride == 1 && cfg.model.layers[0].bias == 1);
@@ -261,6 +262,8 @@ static void test_errors(void)
     EXPECT_ERROR(MINI "eval: {split: train}\n", "t.yaml:10: eval.split: must be one of val, test; got 'train'");
     EXPECT_ERROR(MINI "eval: {cam: {method: gradcam, top_k: -1}}\n", "eval.cam.top_k: must be >= 0, got -1");
     EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
+    EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: -1}\n", "runtime.allreduce_bucket_mb: must be >= 0, got -1");
+    EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: big}\n", "runtime.allreduce_bucket_mb: must be a number");
     EXPECT_ERROR(MINI "seed: -1\n", "t.yaml:10: seed: must be >= 0, got -1");
     EXPECT_ERROR(MINI "train: [1, 2]\n", "t.yaml:10: train: must be a mapping of keys, got a list");
     EXPECT_ERROR("data: {path: d.h5, augment: {shift: 0.5}}\n" MODEL, "data.augment.shift: must be in [0, 0.5)");
@@ -541,12 +544,13 @@ static void test_round_trip(void)
         "  loss: softmax_ce\n"
         "  early_stop: {patience: 4}\n"
         "eval: {split: val, cam: {method: cam, top_k: 0}}\n"
-        "runtime: {out_dir: /scratch/runs, threads_per_rank: 2}\n";
+        "runtime: {out_dir: /scratch/runs, threads_per_rank: 2, allreduce_bucket_mb: 0.125}\n";
     if (!CHECK(load(&cfg, all, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
     CHECK(strcmp(cfg.name, "yes") == 0 && cfg.seed == 9007199254740993ULL);
     CHECK(cfg.data.n_labels == 6 && strcmp(cfg.data.labels[2], "tab\there") == 0);
     CHECK_NEAR(cfg.data.test, 0.1, 1e-12);
     CHECK(strcmp(cfg.model.layers[0].name, "stem") == 0 && cfg.model.layers[0].bias == 0);
+    CHECK(cfg.runtime.allreduce_bucket_mb == 0.125f);
     check_round_trip(__LINE__, &cfg);
 
     const char *predefined[] = {"data.split=predefined", "train.optimizer.eps=1.0e-10"};
@@ -573,6 +577,9 @@ static void test_compare(void)
     CHECK(load(&a, MINI, &err) == 0);
     CHECK(load(&b, MINI "train: {epochs: 40, optimizer: {lr: 0.5}}\nname: other\n", &err) == 0);
     /* Training length, optimiser and name may change on resume. */
+    CHECK(th_config_compare(&a, &b, resume_sections, &err) == 0);
+    /* So may the runtime: threads, and when gradients travel. */
+    CHECK(load(&b, MINI "runtime: {allreduce_bucket_mb: 0, threads_per_rank: 4}\n", &err) == 0);
     CHECK(th_config_compare(&a, &b, resume_sections, &err) == 0);
     b = a;
     b.model.layers[0].out = 99;

@@ -1,6 +1,7 @@
 /* test_conv.c - the im2col + GEMM convolution against a direct 7-loop
- * convolution over odd sizes, strides, paddings, batches and with/without
- * bias; and im2col/col2im adjointness: <im2col(x), c> == <x, col2im(c)>. */
+ * convolution over odd sizes, strides, paddings, batches, with/without bias
+ * and fused ReLU, on 1-3 threads and several column blocks; and im2col/col2im
+ * adjointness: <im2col(x), c> == <x, col2im(c)>. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,53 +28,75 @@ static void naive_conv(const th_conv_dims *d, const float *x, const float *w, co
                 }
 }
 
+/* The forward against the naive loop, on 1 to 3 threads, with the columns
+ * made in the chosen blocks and in blocks of 1 and 2 rows, with and without
+ * the fused ReLU. The number of threads must not change a single bit: it only
+ * decides who computes which image. (The block size may: OpenBLAS treats the
+ * edges of a product of another width with other kernels.) */
 static void check_forward(int n, int c, int h, int w, int k, int ks, int stride, int pad, int bias)
 {
     th_conv_dims d;
     if (!CHECK(th_conv_dims_init(&d, n, c, h, w, k, ks, ks, stride, pad) == 0)) return;
     size_t nx = (size_t)n * c * h * w, nw = (size_t)k * c * ks * ks, ny = (size_t)n * k * d.oh * d.ow;
     float *x = malloc(nx * sizeof *x), *wt = malloc(nw * sizeof *wt), *b = malloc(k * sizeof *b);
-    float *y = malloc(ny * sizeof *y), *ref = malloc(ny * sizeof *ref);
-    float *col = malloc(th_conv_col_floats(&d) * sizeof *col), *tmp = malloc(th_conv_tmp_floats(&d) * sizeof *tmp);
+    float *y = malloc(ny * sizeof *y), *ref = malloc(ny * sizeof *ref), *first = malloc(3 * ny * sizeof *first);
     th_test_fill(x, nx, -1, 1, 1);
     th_test_fill(wt, nw, -1, 1, 2);
     th_test_fill(b, k, -1, 1, 3);
-
-    /* Poison the scratch: the forward must not depend on its contents. */
-    memset(col, 0xff, th_conv_col_floats(&d) * sizeof *col);
-    th_conv_forward(&d, x, wt, bias ? b : NULL, y, col, tmp);
     naive_conv(&d, x, wt, bias ? b : NULL, ref);
-    /* Floor 1: outputs are sums of up to 75 products of values in [-1, 1],
-     * and float rounding of such a sum is absolute, not relative to a
-     * result that happens to cancel to near zero. */
-    double err = th_test_max_rel(y, ref, ny, 1.0);
-    if (!CHECK(err < 1e-5))
-        fprintf(stderr, "  conv n=%d c=%d %dx%d k=%d ks=%d s=%d p=%d bias=%d: max rel err %g\n", n, c, h, w, k, ks,
-                stride, pad, bias, err);
-    free(x), free(wt), free(b), free(y), free(ref), free(col), free(tmp);
+
+    th_workspace ws = {0};
+    th_err err;
+    const int blocks[] = {d.block_rows, 1, 2};
+    for (int relu = 0; relu <= 1; relu++) {
+        if (relu)
+            for (size_t i = 0; i < ny; i++) ref[i] = ref[i] > 0 ? ref[i] : 0;
+        for (int threads = 1; threads <= 3; threads++) {
+            for (int bi = 0; bi < 3; bi++) {
+                d.block_rows = blocks[bi] < d.oh ? blocks[bi] : d.oh;
+                CHECK(th_workspace_reserve(&ws, threads, th_conv_workspace_floats(&d), &err) == 0);
+                /* Poison the scratch: the forward must not depend on its contents. */
+                memset(ws.buf, 0xff, ws.capacity * sizeof *ws.buf);
+                th_conv_forward(&d, x, wt, bias ? b : NULL, y, relu, &ws);
+                /* Floor 1: outputs are sums of up to 75 products of values in
+                 * [-1, 1], and float rounding of such a sum is absolute, not
+                 * relative to a result that happens to cancel to near zero. */
+                double e = th_test_max_rel(y, ref, ny, 1.0);
+                if (!CHECK(e < 1e-5))
+                    fprintf(stderr, "  conv n=%d c=%d %dx%d k=%d ks=%d s=%d p=%d bias=%d relu=%d: max rel err %g\n",
+                            n, c, h, w, k, ks, stride, pad, bias, relu, e);
+                if (threads == 1) memcpy(first + bi * ny, y, ny * sizeof *y);
+                else CHECK(memcmp(first + bi * ny, y, ny * sizeof *y) == 0);
+            }
+        }
+    }
+    th_workspace_free(&ws);
+    free(x), free(wt), free(b), free(y), free(ref), free(first);
 }
 
-/* <im2col(x), c> == <x, col2im(c)>, each image written at its own column
- * offset in a batch-wide matrix as the forward pass does. */
+/* <im2col(x), c> == <x, col2im(c)> for the whole image and for a block of
+ * output rows in the middle of it. */
 static void check_adjoint(int c, int h, int w, int ks, int stride, int pad)
 {
-    const int n = 2;
     th_conv_dims d;
-    if (!CHECK(th_conv_dims_init(&d, n, c, h, w, 1, ks, ks, stride, pad) == 0)) return;
-    size_t nx = (size_t)n * c * h * w, ncol = th_conv_col_floats(&d);
-    size_t p = (size_t)d.oh * d.ow, ld = n * p, chw = (size_t)c * h * w;
+    if (!CHECK(th_conv_dims_init(&d, 1, c, h, w, 1, ks, ks, stride, pad) == 0)) return;
+    int ranges[2][2] = {{0, d.oh}, {d.oh / 3, d.oh / 3 + (d.oh + 1) / 2}};
+    size_t nx = (size_t)c * h * w, ncol = (size_t)c * ks * ks * d.oh * d.ow;
     float *x = malloc(nx * sizeof *x), *col = malloc(ncol * sizeof *col);
-    float *cr = malloc(ncol * sizeof *cr), *xr = calloc(nx, sizeof *xr);
+    float *cr = malloc(ncol * sizeof *cr), *xr = malloc(nx * sizeof *xr);
     th_test_fill(x, nx, -1, 1, 11);
     th_test_fill(cr, ncol, -1, 1, 12);
-    for (int i = 0; i < n; i++) {
-        th_im2col(&d, x + i * chw, col, ld, i * p);
-        th_col2im(&d, cr, ld, i * p, xr + i * chw);
+    for (int r = 0; r < 2; r++) {
+        int oy0 = ranges[r][0], oy1 = ranges[r][1];
+        size_t nc = (size_t)c * ks * ks * (oy1 - oy0) * d.ow;
+        memset(xr, 0, nx * sizeof *xr);
+        th_im2col(&d, x, oy0, oy1, col);
+        th_col2im(&d, cr, oy0, oy1, xr);
+        double lhs = 0, rhs = 0;
+        for (size_t i = 0; i < nc; i++) lhs += (double)col[i] * cr[i];
+        for (size_t i = 0; i < nx; i++) rhs += (double)x[i] * xr[i];
+        CHECK_REL(lhs, rhs, 1e-6, 1.0);
     }
-    double lhs = 0, rhs = 0;
-    for (size_t i = 0; i < ncol; i++) lhs += (double)col[i] * cr[i];
-    for (size_t i = 0; i < nx; i++) rhs += (double)x[i] * xr[i];
-    CHECK_REL(lhs, rhs, 1e-6, 1.0);
     free(x), free(col), free(cr), free(xr);
 }
 
@@ -106,6 +129,14 @@ int main(void)
      * column matrix are padding. */
     check_forward(2, 2, 5, 6, 3, 3, 2, 3, 1);
     check_forward(1, 1, 3, 3, 1, 1, 1, 2, 1);
+    /* Many channels: a 1x1 kernel is a GEMM on the input itself, a 3x3 one
+     * on columns (few channels take the direct loop, above). */
+    check_forward(3, 40, 5, 4, 3, 1, 1, 0, 1);
+    check_forward(3, 40, 5, 4, 3, 3, 1, 1, 0);
+    /* Rows of 70: the direct loop's blocks of 4 filters x 32 columns, its
+     * tail columns and its leftover filters. */
+    check_forward(2, 1, 5, 70, 6, 3, 1, 1, 1);
+    check_forward(1, 2, 4, 64, 4, 3, 1, 0, 0);
 
     check_adjoint(1, 7, 5, 3, 1, 1);
     check_adjoint(3, 9, 11, 3, 2, 1);

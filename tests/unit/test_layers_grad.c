@@ -73,48 +73,71 @@ static void check_fd(const char *what, objective_fn obj, void *ctx, float *param
 
 struct conv_case {
     th_conv_dims d;
-    float *x, *w, *b, *y, *r, *col, *tmp;
+    float *x, *w, *b, *y, *r;
+    th_workspace ws;
 };
 
 static double conv_obj(void *p)
 {
     struct conv_case *c = p;
-    th_conv_forward(&c->d, c->x, c->w, c->b, c->y, c->col, c->tmp);
+    th_conv_forward(&c->d, c->x, c->w, c->b, c->y, 0, &c->ws);
     return dot(c->r, c->y, (size_t)c->d.n * c->d.k * c->d.oh * c->d.ow);
 }
 
-static void test_conv(int n, int ch, int h, int w, int k, int ks, int stride, int pad)
+/* Gradients against finite differences on `threads` threads with the
+ * columns made `block_rows` output rows at a time; then the fused ReLU's
+ * backward against the same backward fed the masked gradient by hand. */
+static void test_conv(int n, int ch, int h, int w, int k, int ks, int stride, int pad, int threads, int block_rows)
 {
-    struct conv_case c;
+    struct conv_case c = {0};
+    th_err err;
     th_conv_dims_init(&c.d, n, ch, h, w, k, ks, ks, stride, pad);
+    if (block_rows > 0 && block_rows < c.d.oh) c.d.block_rows = block_rows;
+    CHECK(th_workspace_reserve(&c.ws, threads, th_conv_workspace_floats(&c.d), &err) == 0);
     size_t nx = (size_t)n * ch * h * w, nw = (size_t)k * ch * ks * ks, ny = (size_t)n * k * c.d.oh * c.d.ow;
     c.x = filled(nx, -1, 1, 101);
     c.w = filled(nw, -1, 1, 102);
     c.b = filled(k, -1, 1, 103);
     c.r = filled(ny, -1, 1, 104);
     c.y = malloc(ny * sizeof *c.y);
-    c.col = malloc(th_conv_col_floats(&c.d) * sizeof *c.col);
-    c.tmp = malloc(th_conv_tmp_floats(&c.d) * sizeof *c.tmp);
     float *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw), *db = malloc(k * sizeof *db);
 
-    /* Poison dx: backward must overwrite it, not accumulate into it. */
+    /* Poison dx, dw and db: backward must overwrite them, not accumulate. */
     for (size_t i = 0; i < nx; i++) dx[i] = 1e6f;
-    th_conv_backward(&c.d, c.x, c.w, c.r, dx, dw, db, c.col, c.tmp);
+    for (size_t i = 0; i < nw; i++) dw[i] = 1e6f;
+    for (int i = 0; i < k; i++) db[i] = 1e6f;
+    th_conv_backward(&c.d, c.x, c.w, c.r, NULL, dx, dw, db, &c.ws);
     char name[96];
-    snprintf(name, sizeof name, "conv s=%d p=%d k=%d dx", stride, pad, ks);
+    snprintf(name, sizeof name, "conv s=%d p=%d k=%d t=%d dx", stride, pad, ks, threads);
     check_fd(name, conv_obj, &c, c.x, nx, dx, 1e-2f);
-    snprintf(name, sizeof name, "conv s=%d p=%d k=%d dw", stride, pad, ks);
+    snprintf(name, sizeof name, "conv s=%d p=%d k=%d t=%d dw", stride, pad, ks, threads);
     check_fd(name, conv_obj, &c, c.w, nw, dw, 1e-2f);
-    snprintf(name, sizeof name, "conv s=%d p=%d k=%d db", stride, pad, ks);
+    snprintf(name, sizeof name, "conv s=%d p=%d k=%d t=%d db", stride, pad, ks, threads);
     check_fd(name, conv_obj, &c, c.b, k, db, 1e-2f);
 
     /* The first layer passes dx = NULL, a bias-free layer db = NULL: dw must not change. */
     float *dw2 = malloc(nw * sizeof *dw2);
-    th_conv_backward(&c.d, c.x, c.w, c.r, NULL, dw2, NULL, c.col, c.tmp);
+    th_conv_backward(&c.d, c.x, c.w, c.r, NULL, NULL, dw2, NULL, &c.ws);
     CHECK(memcmp(dw, dw2, nw * sizeof *dw) == 0);
 
-    free(c.x), free(c.w), free(c.b), free(c.r), free(c.y), free(c.col), free(c.tmp);
-    free(dx), free(dw), free(db), free(dw2);
+    /* Fused ReLU: backward masks dy in place by relu_y > 0. */
+    float *dy = malloc(ny * sizeof *dy), *masked = malloc(ny * sizeof *masked);
+    float *dx2 = malloc(nx * sizeof *dx2), *db2 = malloc(k * sizeof *db2);
+    th_conv_forward(&c.d, c.x, c.w, c.b, c.y, 1, &c.ws);
+    for (size_t i = 0; i < ny; i++) {
+        dy[i] = c.r[i];
+        masked[i] = c.y[i] > 0 ? c.r[i] : 0.0f;
+    }
+    th_conv_backward(&c.d, c.x, c.w, dy, c.y, dx, dw, db, &c.ws);
+    th_conv_backward(&c.d, c.x, c.w, masked, NULL, dx2, dw2, db2, &c.ws);
+    CHECK(memcmp(dy, masked, ny * sizeof *dy) == 0);
+    CHECK(memcmp(dx, dx2, nx * sizeof *dx) == 0);
+    CHECK(memcmp(dw, dw2, nw * sizeof *dw) == 0);
+    CHECK(memcmp(db, db2, k * sizeof *db) == 0);
+
+    th_workspace_free(&c.ws);
+    free(c.x), free(c.w), free(c.b), free(c.r), free(c.y);
+    free(dx), free(dw), free(db), free(dw2), free(dy), free(masked), free(dx2), free(db2);
 }
 
 /* ---- pooling -------------------------------------------------------------- */
@@ -196,6 +219,18 @@ static void test_pool_values(void)
     const float dy[4] = {1, 2, 3, 4};
     th_maxpool_backward(1, 1, 4, 5, 2, 2, dy, arg, dx);
     CHECK(dx[1] == 1 && dx[7] == 2 && dx[15] == 3 && dx[12] == 4 && dx[4] == 0 && dx[0] == 0);
+    /* The same plane read as 5 rows of 4: the odd last row gets zeros over
+     * whatever dx held; a tie keeps the first maximum, as PyTorch does. */
+    const float tie[20] = {2, 2, 0, 0,
+                           2, 2, 0, 1,
+                           0, 0, 0, 0,
+                           0, 0, 0, 0,
+                           9, 9, 9, 9};
+    for (int i = 0; i < 20; i++) dx[i] = 1e6f;
+    th_maxpool_forward(1, 1, 5, 4, 2, 2, tie, y, arg);
+    CHECK(arg[0] == 0 && arg[1] == 7 && arg[2] == 8 && y[1] == 1);
+    th_maxpool_backward(1, 1, 5, 4, 2, 2, dy, arg, dx);
+    CHECK(dx[0] == 1 && dx[1] == 0 && dx[7] == 2 && dx[8] == 3 && dx[16] == 0 && dx[19] == 0);
     th_avgpool_forward(1, 1, 4, 5, 2, 2, x, y);
     CHECK_NEAR(y[0], 13.0 / 4, 1e-6);
     CHECK_NEAR(y[3], 18.0 / 4, 1e-6);
@@ -428,11 +463,14 @@ static void test_losses(void)
 
 int main(void)
 {
-    test_conv(2, 3, 7, 6, 4, 3, 1, 1);
-    test_conv(2, 3, 7, 6, 4, 3, 1, 0);
-    test_conv(2, 3, 7, 6, 4, 3, 2, 0);
-    test_conv(2, 3, 7, 6, 4, 3, 2, 1);
-    test_conv(1, 2, 9, 8, 3, 5, 2, 2);
+    test_conv(2, 3, 7, 6, 4, 3, 1, 1, 1, 0);
+    test_conv(2, 3, 7, 6, 4, 3, 1, 0, 2, 1);
+    test_conv(2, 3, 7, 6, 4, 3, 2, 0, 1, 2);
+    test_conv(3, 3, 7, 6, 4, 3, 2, 1, 2, 0);
+    test_conv(1, 2, 9, 8, 3, 5, 2, 2, 1, 1);
+    test_conv(3, 4, 5, 6, 3, 1, 1, 0, 2, 2);  /* few taps: the direct loop */
+    test_conv(2, 1, 4, 40, 5, 3, 1, 1, 2, 0); /* ... with its vector blocks */
+    test_conv(3, 40, 5, 6, 3, 1, 1, 0, 2, 2); /* pointwise GEMM: no columns */
     test_pool(POOL_MAX, 2, 2);
     test_pool(POOL_MAX, 3, 2);
     test_pool(POOL_AVG, 2, 2);

@@ -1,0 +1,51 @@
+/* simd.h - one loop body, built for the vector units of the CPU at hand
+ * (private to src/nn).
+ *
+ * Debian builds for baseline x86-64 (SSE2, no FMA), but a cluster node has
+ * AVX2 or AVX-512 with FMA, and a compute-bound loop runs 4-8x faster with
+ * them. TH_SIMD_DISPATCH(name, (params), (args)) defines `static void
+ * name(params)` that calls `name_body(args)` compiled for AVX-512 + FMA, for
+ * AVX2 + FMA or for the baseline, whichever the CPU's feature bits allow (a
+ * cached lookup, cheap enough per call). name_body must be static inline
+ * always_inline so that each variant gets its own copy.
+ *
+ * The bodies use v16, GCC's vector extension for 16 floats: one AVX-512
+ * register, two AVX2 ones or four SSE ones, so one body serves all three.
+ */
+#ifndef THORAX_NN_SIMD_H
+#define THORAX_NN_SIMD_H
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned loads and stores */
+typedef int v16i __attribute__((vector_size(64)));
+
+#define TH_INLINE static inline __attribute__((always_inline))
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TH_SIMD_DISPATCH(name, params, args)                                      \
+    __attribute__((target("avx512f,fma"))) static void name##_avx512 params     \
+    {                                                                             \
+        name##_body args;                                                         \
+    }                                                                             \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params           \
+    {                                                                             \
+        name##_body args;                                                         \
+    }                                                                             \
+    static void name params                                                       \
+    {                                                                             \
+        if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx512f"))  \
+            name##_avx512 args;                                                   \
+        else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) \
+            name##_avx2 args;                                                     \
+        else                                                                      \
+            name##_body args;                                                     \
+    }
+#else
+#define TH_SIMD_DISPATCH(name, params, args) \
+    static void name params                  \
+    {                                        \
+        name##_body args;                    \
+    }
+#endif
+
+#endif

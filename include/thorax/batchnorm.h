@@ -4,22 +4,23 @@
  *
  * Training mode normalises with the batch's statistics and updates the running
  * ones as PyTorch does (momentum 0.1, unbiased variance in running_var);
- * evaluation mode uses the running statistics only.
+ * evaluation mode uses the running statistics only. Each function splits the
+ * channels across `threads` OpenMP threads; the results do not depend on it.
  */
 #ifndef THORAX_BATCHNORM_H
 #define THORAX_BATCHNORM_H
 
-void th_batchnorm_forward_train(int n, int c, int hw, const float *x,
+void th_batchnorm_forward_train(int threads, int n, int c, int hw, const float *x,
                                 const float *gamma, const float *beta,
                                 float *y, float *xhat, float *mean, float *invstd,
                                 float *running_mean, float *running_var,
                                 float momentum, float eps);
-void th_batchnorm_forward_eval(int n, int c, int hw, const float *x,
+void th_batchnorm_forward_eval(int threads, int n, int c, int hw, const float *x,
                                const float *gamma, const float *beta,
                                const float *running_mean, const float *running_var,
                                float eps, float *y);
 /* Overwrites dx [N,C,HW], dgamma [C], dbeta [C]. */
-void th_batchnorm_backward(int n, int c, int hw, const float *dy, const float *xhat,
+void th_batchnorm_backward(int threads, int n, int c, int hw, const float *dy, const float *xhat,
                            const float *gamma, const float *invstd,
                            float *dx, float *dgamma, float *dbeta);
 /* Backward of th_batchnorm_forward_eval, where the statistics are constants:
@@ -27,7 +28,7 @@ void th_batchnorm_backward(int n, int c, int hw, const float *dy, const float *x
  *   dgamma = sum dy * (x - running_mean) / sqrt(running_var + eps).
  * Needed to back-propagate through a model evaluated in eval mode (CAMs,
  * saliency). Overwrites dx [N,C,HW], dgamma [C], dbeta [C]. */
-void th_batchnorm_backward_eval(int n, int c, int hw, const float *dy, const float *x,
+void th_batchnorm_backward_eval(int threads, int n, int c, int hw, const float *dy, const float *x,
                                 const float *gamma, const float *running_mean,
                                 const float *running_var, float eps,
                                 float *dx, float *dgamma, float *dbeta);

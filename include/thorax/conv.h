@@ -28,6 +28,7 @@
 #define THORAX_CONV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "thorax/workspace.h"
 
 typedef struct th_conv_dims {
@@ -69,5 +70,19 @@ void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, cons
  * only read. */
 void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
                       float *dx, float *dw, float *db, const th_workspace *ws);
+
+/* conv -> ReLU -> 2x2 max-pool (stride 2) as one pass, for a convolution
+ * that th_conv_fuses_pool accepts (stride 1, few taps: a first layer on gray
+ * images, the largest tensors of a network). The conv's output is never
+ * stored: py [N, K, OH/2, OW/2] and argmax (indices into each OH x OW plane,
+ * as th_maxpool_forward gives them) are written directly. */
+int th_conv_fuses_pool(const th_conv_dims *d);
+void th_conv_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,
+                          int32_t *argmax, const th_workspace *ws);
+/* Its backward from the pool's gradient pdy [N, K, OH/2, OW/2]: dw, db (may
+ * be NULL) and dx (may be NULL) as th_conv_backward would give them. */
+void th_conv_backward_pool(const th_conv_dims *d, const float *x, const float *w, const float *pdy,
+                           const float *py, const int32_t *argmax, float *dx, float *dw, float *db,
+                           const th_workspace *ws);
 
 #endif

@@ -79,6 +79,12 @@ int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err);
 /* Frees the buffers; no step may be in flight (finish ends each one). */
 void th_grad_sync_free(th_grad_sync *s);
 
+/* The fewest CPUs any rank may run on (its affinity mask). mpirun binds each
+ * rank to one core by default when there are at most two ranks, so a rank
+ * with 2 threads may have a single core to share between them: callers warn
+ * when threads_per_rank exceeds this. */
+int th_dist_min_cpus(MPI_Comm comm);
+
 /* Gathers rows [my_rows, width] from every rank onto root, concatenated in
  * rank order, into out [sum of rows, width] (only read on root). */
 int th_dist_gather_rows(MPI_Comm comm, int root, const float *rows, int my_rows, int width,

@@ -70,6 +70,13 @@ int th_model_spec_check(const th_model_spec *spec, int n_labels, th_err *err);
  * `out: labels` unresolved as 1 and skips the final check. */
 int th_model_spec_shapes(const th_model_spec *spec, int n_labels, int (*shapes)[3], th_err *err);
 
+/* Layers that run as one pass (th_layer.fused): a conv and the ReLU after
+ * it (one shared output buffer); with TH_FUSED_POOL the 2x2 max-pool after
+ * those as well (the conv's output is never stored: y is NULL for the conv
+ * and the ReLU). */
+#define TH_FUSED_RELU 1
+#define TH_FUSED_POOL 2
+
 typedef struct th_layer {
     th_layer_spec spec;
     char name[TH_NAME_MAX];
@@ -83,7 +90,7 @@ typedef struct th_layer {
     float *mean, *invstd;       /* batch-norm batch statistics [C] */
     uint8_t *mask;              /* dropout [max_batch, out] */
     double flops;               /* forward multiply-adds x2 per image */
-    int fused;                  /* a conv that applies the next ReLU, or that ReLU (y shared) */
+    int fused;                  /* TH_FUSED_* flags of the group this layer runs in (model.c) */
 } th_layer;
 
 typedef struct th_tensor_info {
@@ -133,7 +140,8 @@ int th_model_set_threads(th_model *m, int threads, th_err *err);
 
 /* Keeps layer's own output readable in m->layers[layer].y after a forward,
  * for a caller that reads it (Grad-CAM on a convolution): by default a
- * convolution followed by a ReLU is fused and its y holds the ReLU's output.
+ * convolution followed by a ReLU is fused and its y holds the ReLU's output,
+ * and with a 2x2 max-pool after them neither has a y at all.
  * Allocates; call once after th_model_create. */
 int th_model_keep_output(th_model *m, int layer, th_err *err);
 
@@ -154,7 +162,8 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
 /* One layer's forward (as th_model_forward runs it, reading the previous
  * layer's output, or x for layer 0) and backward (dy [n, out] -> dx [n, in],
  * dx NULL for no input gradient; dy may be overwritten). For benchmarks that
- * time layers one by one; a fused ReLU's own calls do nothing. */
+ * time layers one by one; the ReLU's and pool's calls in a fused group do
+ * nothing (the group's conv does their work). */
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train);
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n);
 

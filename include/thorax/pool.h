@@ -19,6 +19,13 @@ void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
 void th_maxpool_backward(int n, int c, int h, int w, int k, int stride,
                          const float *dy, const int32_t *argmax, float *dx);
 
+/* One output row of a 2x2, stride-2 max-pool: rows r0 and r1 of a plane w
+ * wide, whose first element has flat index base, give w/2 maxima and their
+ * indices. Its backward writes all of r0 and r1 (w each): the gradient at
+ * each window's maximum, zero elsewhere and in an odd last column. */
+void th_maxpool2_row(const float *r0, const float *r1, int w, int32_t base, float *y, int32_t *argmax);
+void th_maxpool2_row_backward(const float *dy, const int32_t *argmax, int w, int32_t base, float *r0, float *r1);
+
 void th_avgpool_forward(int n, int c, int h, int w, int k, int stride, const float *x, float *y);
 void th_avgpool_backward(int n, int c, int h, int w, int k, int stride, const float *dy, float *dx);
 

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/evaluate.h"
 #include "thorax/train.h"
 
@@ -144,6 +145,12 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
+    int cpus = th_dist_min_cpus(MPI_COMM_WORLD);
+    if (rank == 0 && cfg.runtime.threads_per_rank > cpus)
+        cli_error("train: warning: %d threads per rank, but a rank may run on %d CPU%s only; give each rank its "
+                  "cores, e.g. mpirun --map-by slot:PE=%d",
+                  cfg.runtime.threads_per_rank, cpus, cpus == 1 ? "" : "s", cfg.runtime.threads_per_rank);
+
     char run_dir[2 * TH_PATH_MAX], last[2 * TH_PATH_MAX + 32];
     if (resume && strcmp(resume, "auto")) snprintf(run_dir, sizeof run_dir, "%s", resume);
     else snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.runtime.out_dir, cfg.name);

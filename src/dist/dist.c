@@ -1,7 +1,10 @@
 /* dist.c - gradient averaging (blocking, or bucketed and overlapped with
  * backward), gathers and error agreement over MPI. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "thorax/dist.h"
 
+#include <sched.h>
+#include <unistd.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -247,4 +250,12 @@ int th_dist_agree(MPI_Comm comm, int status, th_err *err)
     MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
     if (err) memcpy(err->msg, msg, sizeof msg);
     return -1;
+}
+
+int th_dist_min_cpus(MPI_Comm comm)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, comm);
+    return n;
 }

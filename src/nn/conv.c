@@ -17,6 +17,7 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "thorax/pool.h"
 #include "simd.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,6 +49,13 @@ static int is_direct(const th_conv_dims *d)
 static size_t padded_rows_floats(const th_conv_dims *d)
 {
     return (size_t)d->c * d->kh * (d->w + 2 * d->pad);
+}
+
+/* Floats of direct_scratch (below). */
+static size_t direct_scratch_floats(const th_conv_dims *d)
+{
+    return 16 * (size_t)d->k * d->c * d->kh * d->kw + 2 * padded_rows_floats(d) + (size_t)d->k * 2 * d->ow +
+           (size_t)d->ow / 2 + 1;
 }
 
 /* Output rows per block of columns, as th_conv_dims_init picks them. */
@@ -90,7 +98,7 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
 size_t th_conv_workspace_floats(const th_conv_dims *d)
 {
     size_t ckk = (size_t)d->c * d->kh * d->kw;
-    size_t col = is_direct(d)      ? 16 * (size_t)d->k * ckk + 2 * padded_rows_floats(d)  /* see direct_backward */
+    size_t col = is_direct(d)      ? direct_scratch_floats(d)
                  : is_pointwise(d) ? 0
                                    : ckk * d->block_rows * d->ow;
     /* + a thread's partial weight and bias gradient */
@@ -248,7 +256,7 @@ TH_INLINE void direct_block(int taps, const int *off, const float *rows,
                                                                 size_t plane, int ox0)
 {
     v16 acc[FB][2];
-    for (int f = 0; f < FB; f++) acc[f][0] = acc[f][1] = (v16){0} + b[f];
+    for (int f = 0; f < FB; f++) acc[f][0] = acc[f][1] = (v16){0} + (b ? b[f] : 0.0f);
     for (int t = 0; t < taps; t++) {
         const float *src = rows + off[t] + ox0;
         v16 x0 = *(const v16u *)src, x1 = *(const v16u *)(src + 16);
@@ -280,11 +288,11 @@ TH_INLINE void direct_row_body(int ow, int nf, int taps, const int *off,
     int f0 = 0, vec_end = ow / 32 * 32;
     for (; f0 + FB <= nf; f0 += FB)
         for (int ox0 = 0; ox0 < vec_end; ox0 += 32)
-            direct_block(taps, off, rows, w + (size_t)f0 * taps, b + f0, relu, y + f0 * plane, plane, ox0);
+            direct_block(taps, off, rows, w + (size_t)f0 * taps, b ? b + f0 : NULL, relu, y + f0 * plane, plane, ox0);
     for (int f = 0; f < nf; f++) {
         int from = f < f0 ? vec_end : 0;  /* filters of a block have their vector part done */
         for (int ox = from; ox < ow; ox++) {
-            float acc = b[f];
+            float acc = b ? b[f] : 0.0f;
             for (int t = 0; t < taps; t++) acc += w[(size_t)f * taps + t] * rows[off[t] + ox];
             y[f * plane + ox] = relu && acc < 0.0f ? 0.0f : acc;
         }
@@ -296,21 +304,58 @@ TH_SIMD_DISPATCH(direct_row,
                   int relu, float *y, size_t plane),
                  (ow, nf, taps, off, rows, w, b, relu, y, plane))
 
+/* One thread's scratch for the direct loops, carved from its workspace
+ * slice: the K*taps vector partial sums of dw first (64-byte aligned), the
+ * padded input rows and their gradient, and for a fused 2x2 max-pool a pair
+ * of output rows [K, 2, OW] and one pooled gradient row [OW/2]. */
+typedef struct direct_scratch {
+    v16 *acc;
+    float *rows, *drows, *pair, *grow;
+    int off[DIRECT_MAX_TAPS];
+} direct_scratch;
+
+static void direct_scratch_init(const th_conv_dims *d, float *slice, direct_scratch *s)
+{
+    s->acc = (v16 *)slice;
+    s->rows = slice + 16 * (size_t)d->k * d->c * d->kh * d->kw;
+    s->drows = s->rows + padded_rows_floats(d);
+    s->pair = s->drows + padded_rows_floats(d);
+    s->grow = s->pair + (size_t)d->k * 2 * d->ow;
+    tap_offsets(d, s->off);
+}
+
+/* Output row oy of every filter into y (filters `plane` floats apart). */
+static void direct_forward_row(const th_conv_dims *d, const float *x, const float *w, const float *b, int oy,
+                               int relu, float *y, size_t plane, direct_scratch *s)
+{
+    load_rows(d, x, oy, s->rows);
+    direct_row(d->ow, d->k, d->c * d->kh * d->kw, s->off, s->rows, w, b, relu, y, plane);
+}
+
 /* y [K, OH, OW] of one image, row by row. */
 static void direct_forward(const th_conv_dims *d, const float *x, const float *w, const float *b, float *y, int relu,
-                           float *rows)
+                           direct_scratch *s)
 {
-    const int taps = d->c * d->kh * d->kw;
     const size_t plane = (size_t)d->oh * d->ow;
-    int off[DIRECT_MAX_TAPS];
-    float zeros[1024] = {0};  /* the bias of a bias-free layer (K <= 1024 here; else in steps) */
-    tap_offsets(d, off);
-    for (int oy = 0; oy < d->oh; oy++) {
-        load_rows(d, x, oy, rows);
-        for (int k0 = 0; k0 < d->k; k0 += 1024) {
-            int nf = d->k - k0 < 1024 ? d->k - k0 : 1024;
-            direct_row(d->ow, nf, taps, off, rows, w + (size_t)k0 * taps, b ? b + k0 : zeros, relu,
-                       y + (size_t)k0 * plane + (size_t)oy * d->ow, plane);
+    for (int oy = 0; oy < d->oh; oy++) direct_forward_row(d, x, w, b, oy, relu, y + (size_t)oy * d->ow, plane, s);
+}
+
+/* conv -> ReLU -> 2x2 max-pool of one image: each pair of output rows is
+ * made in scratch, where it stays in cache, and pooled at once into
+ * py [K, OH/2, OW/2] with argmax (indices into the conv's OH x OW plane).
+ * The conv's output is never written out: that is the largest tensor of a
+ * network whose first layer sees the full image. */
+static void direct_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,
+                                int32_t *argmax, direct_scratch *s)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    for (int r = 0; r < ph; r++) {
+        direct_forward_row(d, x, w, b, 2 * r, 1, s->pair, 2 * (size_t)ow, s);
+        direct_forward_row(d, x, w, b, 2 * r + 1, 1, s->pair + ow, 2 * (size_t)ow, s);
+        for (int k = 0; k < d->k; k++) {
+            const float *r0 = s->pair + (size_t)k * 2 * ow;
+            size_t o = ((size_t)k * ph + r) * pw;
+            th_maxpool2_row(r0, r0 + ow, ow, 2 * r * ow, py + o, argmax + o);
         }
     }
 }
@@ -342,111 +387,209 @@ TH_SIMD_DISPATCH(direct_dw_row,
                   v16 *acc, float *dw),
                  (ow, nf, taps, off, rows, g, plane, acc, dw))
 
-/* dw [K, taps] += the image's weight gradient; dx [C, H, W] (if wanted) =
- * its input gradient, each output row's taps added back into the padded
- * rows it read. scratch holds the K*taps partial sums (64-byte aligned),
- * then the input rows and their gradient. */
-static void direct_backward(const th_conv_dims *d, const float *x, const float *w, const float *dy, float *dx,
-                            float *dw, float *scratch)
+/* The gradients from output row oy, whose gradient g holds every filter
+ * `plane` floats apart: dw's partial sums in s->acc, and (if dx) the input
+ * rows' gradient added into dx [C, H, W]. */
+static void direct_backward_row(const th_conv_dims *d, const float *x, const float *w, const float *g, size_t plane,
+                                int oy, float *dx, float *dw, direct_scratch *s)
 {
     const int ow = d->ow, taps = d->c * d->kh * d->kw, pw = d->w + 2 * d->pad;
-    const size_t plane = (size_t)d->oh * ow, nacc = (size_t)d->k * taps;
-    v16 *acc = (v16 *)scratch;
-    float *rows = scratch + 16 * nacc, *drows = rows + padded_rows_floats(d);
-    int off[DIRECT_MAX_TAPS];
-    tap_offsets(d, off);
-    memset(acc, 0, nacc * sizeof *acc);
-    if (dx) memset(dx, 0, (size_t)d->c * d->h * d->w * sizeof *dx);
-    for (int oy = 0; oy < d->oh; oy++) {
-        load_rows(d, x, oy, rows);
-        direct_dw_row(ow, d->k, taps, off, rows, dy + (size_t)oy * ow, plane, acc, dw);
-        if (!dx) continue;
-        memset(drows, 0, padded_rows_floats(d) * sizeof *drows);
-        for (int k = 0; k < d->k; k++) {
-            const float *g = dy + k * plane + (size_t)oy * ow;
-            for (int t = 0; t < taps; t++) {
-                float *dst = drows + off[t];
-                const float wt = w[(size_t)k * taps + t];
-                for (int j = 0; j < ow; j++) dst[j] += wt * g[j];
-            }
-        }
-        for (int c = 0; c < d->c; c++) {
-            for (int ki = 0; ki < d->kh; ki++) {
-                int iy = oy - d->pad + ki;
-                if (iy < 0 || iy >= d->h) continue;
-                const float *src = drows + ((size_t)c * d->kh + ki) * pw + d->pad;
-                float *dst = dx + ((size_t)c * d->h + iy) * d->w;
-                for (int j = 0; j < d->w; j++) dst[j] += src[j];
-            }
+    load_rows(d, x, oy, s->rows);
+    direct_dw_row(ow, d->k, taps, s->off, s->rows, g, plane, s->acc, dw);
+    if (!dx) return;
+    memset(s->drows, 0, padded_rows_floats(d) * sizeof *s->drows);
+    for (int k = 0; k < d->k; k++) {
+        const float *gk = g + k * plane;
+        for (int t = 0; t < taps; t++) {
+            float *dst = s->drows + s->off[t];
+            const float wt = w[(size_t)k * taps + t];
+            for (int j = 0; j < ow; j++) dst[j] += wt * gk[j];
         }
     }
+    for (int c = 0; c < d->c; c++) {
+        for (int ki = 0; ki < d->kh; ki++) {
+            int iy = oy - d->pad + ki;
+            if (iy < 0 || iy >= d->h) continue;
+            const float *src = s->drows + ((size_t)c * d->kh + ki) * pw + d->pad;
+            float *dst = dx + ((size_t)c * d->h + iy) * d->w;
+            for (int j = 0; j < d->w; j++) dst[j] += src[j];
+        }
+    }
+}
+
+static void direct_backward_begin(const th_conv_dims *d, float *dx, direct_scratch *s)
+{
+    memset(s->acc, 0, (size_t)d->k * d->c * d->kh * d->kw * sizeof *s->acc);
+    if (dx) memset(dx, 0, (size_t)d->c * d->h * d->w * sizeof *dx);
+}
+
+/* dw += the partial sums of the image. */
+static void direct_backward_end(const th_conv_dims *d, float *dw, direct_scratch *s)
+{
+    const size_t nacc = (size_t)d->k * d->c * d->kh * d->kw;
     for (size_t i = 0; i < nacc; i++) {
         float sum = 0.0f;
-        for (int j = 0; j < 16; j++) sum += acc[i][j];
+        for (int j = 0; j < 16; j++) sum += s->acc[i][j];
         dw[i] += sum;
     }
 }
 
+/* dw [K, taps] += the image's weight gradient from dy [K, OH, OW]; dx
+ * [C, H, W] (if wanted) = its input gradient. */
+static void direct_backward(const th_conv_dims *d, const float *x, const float *w, const float *dy, float *dx,
+                            float *dw, direct_scratch *s)
+{
+    const size_t plane = (size_t)d->oh * d->ow;
+    direct_backward_begin(d, dx, s);
+    for (int oy = 0; oy < d->oh; oy++)
+        direct_backward_row(d, x, w, dy + (size_t)oy * d->ow, plane, oy, dx, dw, s);
+    direct_backward_end(d, dw, s);
+}
+
+/* The backward of direct_forward_pool from the pooled gradient pdy
+ * [K, OH/2, OW/2]: each pair of conv output rows' gradient is rebuilt in
+ * scratch (the pooled gradient at the window's maximum where the ReLU let it
+ * through, pooled output > 0, zero elsewhere) and used at once. A last odd
+ * row or column, which no window covers, has zero gradient. Adds the bias
+ * gradient to db. */
+static void direct_backward_pool(const th_conv_dims *d, const float *x, const float *w, const float *pdy,
+                                 const float *py, const int32_t *argmax, float *dx, float *dw, float *db,
+                                 direct_scratch *s)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    direct_backward_begin(d, dx, s);
+    for (int r = 0; r < ph; r++) {
+        for (int k = 0; k < d->k; k++) {
+            size_t o = ((size_t)k * ph + r) * pw;
+            float sum = 0.0f;
+            for (int j = 0; j < pw; j++) {
+                s->grow[j] = py[o + j] > 0.0f ? pdy[o + j] : 0.0f;
+                sum += s->grow[j];
+            }
+            db[k] += sum;
+            float *r0 = s->pair + (size_t)k * 2 * ow;
+            th_maxpool2_row_backward(s->grow, argmax + o, ow, 2 * r * ow, r0, r0 + ow);
+        }
+        direct_backward_row(d, x, w, s->pair, 2 * (size_t)ow, 2 * r, dx, dw, s);
+        direct_backward_row(d, x, w, s->pair + ow, 2 * (size_t)ow, 2 * r + 1, dx, dw, s);
+    }
+    direct_backward_end(d, dw, s);
+}
+
 /* ---- im2col + GEMM ---------------------------------------------------------- */
 
-/* Forward of images [first, end), columns in col (a workspace slice). */
-static void forward_images(const th_conv_dims *d, const float *x, const float *w, const float *b, float *y,
-                           int relu, int first, int end, float *col)
+/* What a forward or backward pass works on. Without pooling the conv's
+ * own output y and its gradient dy; with a fused ReLU and 2x2 max-pool
+ * (th_conv_forward_pool), the pool's output py, argmax and gradient pdy. */
+typedef struct conv_io {
+    const float *x, *w, *b;
+    float *y, *dy;              /* [N, K, OH, OW] */
+    const float *relu_y;        /* backward of a fused ReLU: its output (may be y) */
+    int pool;                   /* 0: no pooling */
+    float *py_out;              /* forward: [N, K, OH/2, OW/2] */
+    int32_t *argmax_out;        /* forward: [N, K, OH/2, OW/2] */
+    const float *py, *pdy;      /* backward: the pool's output and its gradient */
+    const int32_t *argmax;      /* backward */
+    int relu;
+    float *dx;
+} conv_io;
+
+/* im2col + GEMM forward of image n, columns in col. */
+static void gemm_forward(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *yn, int relu,
+                         float *col)
+{
+    const size_t p = (size_t)d->oh * d->ow;
+    const int ckk = d->c * d->kh * d->kw, rows = d->block_rows;
+    for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
+        int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
+        size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+        const float *cols = col;
+        size_t ldc = cp;
+        if (is_pointwise(d)) {
+            cols = xn + c0, ldc = p;
+        } else {
+            th_im2col(d, xn, oy0, oy1, col);
+        }
+        /* yn[:, c0:c0+cp] [K, cp] = w [K, CKK] * cols [CKK, cp] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->k, (int)cp, ckk, 1.0f, w, ckk, cols, (int)ldc,
+                    0.0f, yn + c0, (int)p);
+        bias_act(yn, d->k, p, c0, c0 + cp, b, relu);
+    }
+}
+
+/* im2col + GEMM backward of image n from its (masked) output gradient dyn:
+ * dw += dyn * col^T, dxn = col2im(w^T * dyn). */
+static void gemm_backward(const th_conv_dims *d, const float *xn, const float *w, const float *dyn, float *dxn,
+                          float *dw, float *col)
 {
     const size_t p = (size_t)d->oh * d->ow, chw = (size_t)d->c * d->h * d->w;
     const int ckk = d->c * d->kh * d->kw, rows = d->block_rows, pointwise = is_pointwise(d);
-    for (int n = first; n < end; n++) {
-        const float *xn = x + n * chw;
-        float *yn = y + n * (size_t)d->k * p;
-        if (is_direct(d)) {
-            direct_forward(d, xn, w, b, yn, relu, col + 16 * (size_t)d->k * ckk);
-            continue;
+    if (dxn && !pointwise) memset(dxn, 0, chw * sizeof *dxn);
+    for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
+        int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
+        size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+        const float *cols = col;
+        size_t ldc = cp;
+        if (pointwise) {
+            cols = xn + c0, ldc = p;
+        } else {
+            th_im2col(d, xn, oy0, oy1, col);
         }
-        for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
-            int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
-            size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
-            const float *cols = col;
-            size_t ldc = cp;
-            if (pointwise) {
-                cols = xn + c0, ldc = p;
-            } else {
-                th_im2col(d, xn, oy0, oy1, col);
-            }
-            /* yn[:, c0:c0+cp] [K, cp] = w [K, CKK] * cols [CKK, cp] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->k, (int)cp, ckk, 1.0f, w, ckk, cols,
-                        (int)ldc, 0.0f, yn + c0, (int)p);
-            bias_act(yn, d->k, p, c0, c0 + cp, b, relu);
+        /* dw [K, CKK] += dyn[:, c0:c0+cp] [K, cp] * cols^T [cp, CKK] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, dyn + c0, (int)p, cols,
+                    (int)ldc, 1.0f, dw, ckk);
+        if (!dxn) continue;
+        if (pointwise) {
+            /* dxn[:, c0:] [C, cp] = w^T [C, K] * dyn[:, c0:] [K, cp] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0, (int)p,
+                        0.0f, dxn + c0, (int)p);
+        } else {
+            /* col [CKK, cp] = w^T [CKK, K] * dyn[:, c0:] [K, cp]: col has served dw. */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0, (int)p,
+                        0.0f, col, (int)cp);
+            th_col2im(d, col, oy0, oy1, dxn);
         }
     }
 }
 
-void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, const float *b,
-                     float *y, int relu, const th_workspace *ws)
+/* Forward of images [first, end) with one thread's workspace slice. */
+static void forward_images(const th_conv_dims *d, const conv_io *io, int first, int end, float *slice)
 {
-    const int threads = ws->threads < d->n ? ws->threads : d->n;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int t = 0, first, end;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
-        th_workspace_share(d->n, threads, t, &first, &end);
-        forward_images(d, x, w, b, y, relu, first, end, th_workspace_slice(ws, t));
+    const size_t kp = (size_t)d->k * d->oh * d->ow, pooled = (size_t)d->k * (d->oh / 2) * (d->ow / 2);
+    const size_t chw = (size_t)d->c * d->h * d->w;
+    direct_scratch ds;
+    if (is_direct(d)) direct_scratch_init(d, slice, &ds);
+    for (int n = first; n < end; n++) {
+        const float *xn = io->x + n * chw;
+        if (io->pool)
+            direct_forward_pool(d, xn, io->w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, &ds);
+        else if (is_direct(d))
+            direct_forward(d, xn, io->w, io->b, io->y + n * kp, io->relu, &ds);
+        else
+            gemm_forward(d, xn, io->w, io->b, io->y + n * kp, io->relu, slice);
     }
 }
 
 /* Backward of images [first, end): adds their weight and bias gradients to
  * dw [K, CKK] and db [K] and writes their dx. */
-static void backward_images(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
-                            float *dx, float *dw, float *db, int first, int end, float *col)
+static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw, float *db, int first, int end,
+                            float *slice)
 {
     const size_t p = (size_t)d->oh * d->ow, kp = (size_t)d->k * p, chw = (size_t)d->c * d->h * d->w;
-    const int ckk = d->c * d->kh * d->kw, rows = d->block_rows, pointwise = is_pointwise(d);
+    const size_t pooled = (size_t)d->k * (d->oh / 2) * (d->ow / 2);
+    direct_scratch ds;
+    if (is_direct(d)) direct_scratch_init(d, slice, &ds);
     for (int n = first; n < end; n++) {
-        const float *xn = x + n * chw;
-        float *dyn = dy + n * kp;
-        if (relu_y) {
-            const float *yn = relu_y + n * kp;
+        const float *xn = io->x + n * chw;
+        float *dxn = io->dx ? io->dx + n * chw : NULL;
+        if (io->pool) {
+            direct_backward_pool(d, xn, io->w, io->pdy + n * pooled, io->py + n * pooled, io->argmax + n * pooled,
+                                 dxn, dw, db, &ds);
+            continue;
+        }
+        float *dyn = io->dy + n * kp;
+        if (io->relu_y) {
+            const float *yn = io->relu_y + n * kp;
             for (size_t i = 0; i < kp; i++) dyn[i] = yn[i] > 0.0f ? dyn[i] : 0.0f;
         }
         for (int k = 0; k < d->k; k++) {
@@ -456,63 +599,49 @@ static void backward_images(const th_conv_dims *d, const float *x, const float *
             for (size_t i = 0; i < p; i++) sum += g[i];
             db[k] += sum;
         }
-        float *dxn = dx ? dx + n * chw : NULL;
-        if (is_direct(d)) {
-            direct_backward(d, xn, w, dyn, dxn, dw, col);
-            continue;
-        }
-        if (dxn && !pointwise) memset(dxn, 0, chw * sizeof *dxn);
-        for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
-            int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
-            size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
-            const float *cols = col;
-            size_t ldc = cp;
-            if (pointwise) {
-                cols = xn + c0, ldc = p;
-            } else {
-                th_im2col(d, xn, oy0, oy1, col);
-            }
-            /* dw [K, CKK] += dy[n][:, c0:c0+cp] [K, cp] * cols^T [cp, CKK] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, dyn + c0, (int)p, cols,
-                        (int)ldc, 1.0f, dw, ckk);
-            if (!dxn) continue;
-            if (pointwise) {
-                /* dx[n][:, c0:] [C, cp] = w^T [C, K] * dy[n][:, c0:] [K, cp] */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0,
-                            (int)p, 0.0f, dxn + c0, (int)p);
-            } else {
-                /* col [CKK, cp] = w^T [CKK, K] * dy[n][:, c0:] [K, cp]: col has served dw. */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0,
-                            (int)p, 0.0f, col, (int)cp);
-                th_col2im(d, col, oy0, oy1, dxn);
-            }
-        }
+        if (is_direct(d)) direct_backward(d, xn, io->w, dyn, dxn, dw, &ds);
+        else gemm_backward(d, xn, io->w, dyn, dxn, dw, slice);
     }
 }
 
-void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
-                      float *dx, float *dw, float *db, const th_workspace *ws)
+static int thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static void forward_team(const th_conv_dims *d, const conv_io *io, const th_workspace *ws)
+{
+    const int threads = ws->threads < d->n ? ws->threads : d->n;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = thread_num(), first, end;
+        th_workspace_share(d->n, threads, t, &first, &end);
+        forward_images(d, io, first, end, th_workspace_slice(ws, t));
+    }
+}
+
+/* Every thread sums its images' weight gradients into its own slice
+ * (thread 0 straight into dw and db), then the slices are added in thread
+ * order, each thread adding up its share of the elements. */
+static void backward_team(const th_conv_dims *d, const conv_io *io, float *dw, float *db, const th_workspace *ws)
 {
     const int threads = ws->threads < d->n ? ws->threads : d->n;
     const size_t ckk = (size_t)d->c * d->kh * d->kw, nw = (size_t)d->k * ckk;
     const size_t col_floats = th_conv_workspace_floats(d) - nw - (size_t)d->k;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        int t = 0, first, end;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
+        int t = thread_num(), first, end;
         th_workspace_share(d->n, threads, t, &first, &end);
-        /* Thread 0 sums straight into dw and db; the others into their slice. */
         float *slice = th_workspace_slice(ws, t);
         float *my_dw = t == 0 ? dw : slice + col_floats;
         float *my_db = t == 0 && db ? db : slice + col_floats + nw;
         memset(my_dw, 0, nw * sizeof *my_dw);
         memset(my_db, 0, (size_t)d->k * sizeof *my_db);
-        backward_images(d, x, w, dy, relu_y, dx, my_dw, my_db, first, end, slice);
-
-        /* dw += the other threads' sums, in thread order, each thread
-         * adding up its own share of the elements. */
+        backward_images(d, io, my_dw, my_db, first, end, slice);
 #pragma omp barrier
         int e0, e1;
         th_workspace_share((int)(nw + d->k), threads, t, &e0, &e1);
@@ -524,4 +653,38 @@ void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, flo
             }
         }
     }
+}
+
+void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, const float *b,
+                     float *y, int relu, const th_workspace *ws)
+{
+    conv_io io = {.x = x, .w = w, .b = b, .y = y, .relu = relu};
+    forward_team(d, &io, ws);
+}
+
+void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
+                      float *dx, float *dw, float *db, const th_workspace *ws)
+{
+    conv_io io = {.x = x, .w = w, .dy = dy, .relu_y = relu_y, .dx = dx};
+    backward_team(d, &io, dw, db, ws);
+}
+
+int th_conv_fuses_pool(const th_conv_dims *d)
+{
+    return is_direct(d);
+}
+
+void th_conv_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,
+                          int32_t *argmax, const th_workspace *ws)
+{
+    conv_io io = {.x = x, .w = w, .b = b, .pool = 1, .py_out = py, .argmax_out = argmax, .relu = 1};
+    forward_team(d, &io, ws);
+}
+
+void th_conv_backward_pool(const th_conv_dims *d, const float *x, const float *w, const float *pdy,
+                           const float *py, const int32_t *argmax, float *dx, float *dw, float *db,
+                           const th_workspace *ws)
+{
+    conv_io io = {.x = x, .w = w, .pool = 1, .pdy = pdy, .py = py, .argmax = argmax, .dx = dx};
+    backward_team(d, &io, dw, db, ws);
 }

@@ -136,22 +136,32 @@ static void *alloc_floats(size_t n, int *failed)
     return p;
 }
 
-/* A convolution followed by a ReLU runs as one layer: the convolution applies
- * max(0, .) in its output pass and the ReLU's derivative in its backward, and
- * both layers share one output buffer. That saves two passes over the
- * largest tensors of the network and half their memory. Not when the ReLU is
- * the last layer: backward never writes into the caller's dlogits. */
-static void mark_fusions(th_model *m)
-{
-    for (int i = 0; i + 2 < m->n_layers; i++) {
-        th_layer *L = &m->layers[i], *R = &m->layers[i + 1];
-        if (L->spec.type == TH_LAYER_CONV && R->spec.type == TH_LAYER_RELU) L->fused = R->fused = 1;
-    }
-}
-
 static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
 {
     th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
+}
+
+/* A convolution followed by a ReLU runs as one layer: the convolution applies
+ * max(0, .) in its output pass and the ReLU's derivative in its backward, and
+ * both layers share one output buffer. That saves two passes over the
+ * largest tensors of the network and half their memory. When a 2x2 max-pool
+ * follows and the convolution takes the direct path (a first layer on gray
+ * images), the pool joins too and the convolution's output is never stored
+ * (th_conv_forward_pool). Never when the group would end the network:
+ * backward must not write into the caller's dlogits. Each layer of a group
+ * has the group's flags. */
+static void mark_fusions(th_model *m)
+{
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        th_layer *L = &m->layers[i], *R = &m->layers[i + 1], *P = &m->layers[i + 2];
+        if (L->spec.type != TH_LAYER_CONV || R->spec.type != TH_LAYER_RELU) continue;
+        L->fused = R->fused = TH_FUSED_RELU;
+        th_conv_dims d;
+        conv_dims(L, 1, &d);
+        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2 &&
+            th_conv_fuses_pool(&d))
+            L->fused = R->fused = P->fused = TH_FUSED_RELU | TH_FUSED_POOL;
+    }
 }
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
@@ -215,8 +225,11 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
         size_t in = (size_t)max_batch * layer_in_size(L);
         if (in > max_act) max_act = in;
         if (out > max_act) max_act = out;
-        /* A fused ReLU works in place, in the convolution's output. */
-        if (L->fused && L->spec.type == TH_LAYER_RELU) L->y = m->layers[i - 1].y;
+        /* A fused ReLU works in place, in the convolution's output, which
+         * does not exist at all when the pool is fused too. */
+        int pooled = (L->fused & TH_FUSED_POOL) && L->spec.type != TH_LAYER_MAXPOOL;
+        if (pooled) L->y = NULL;
+        else if (L->fused && L->spec.type == TH_LAYER_RELU) L->y = m->layers[i - 1].y;
         else L->y = alloc_floats(out, &failed);
         switch (L->spec.type) {
         case TH_LAYER_CONV: {
@@ -265,13 +278,23 @@ int th_model_set_threads(th_model *m, int threads, th_err *err)
 
 int th_model_keep_output(th_model *m, int layer, th_err *err)
 {
-    if (layer < 0 || layer + 1 >= m->n_layers) return 0;
-    th_layer *L = &m->layers[layer], *R = &m->layers[layer + 1];
-    if (!(L->fused && R->fused)) return 0;
+    if (layer < 0 || layer >= m->n_layers || !m->layers[layer].fused) return 0;
+    th_layer *K = &m->layers[layer];
+    if (K->spec.type == TH_LAYER_MAXPOOL) return 0;  /* the pool's output is always written */
+    int g = K->spec.type == TH_LAYER_CONV ? layer : layer - 1;
+    th_layer *L = &m->layers[g], *R = &m->layers[g + 1];
     int failed = 0;
-    float *y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
+    if (L->fused & TH_FUSED_POOL) {
+        /* Back to conv+ReLU sharing one buffer, the pool on its own. */
+        L->y = alloc_floats((size_t)m->max_batch * layer_out_size(L), &failed);
+        if (failed) return th_errf(err, "model: out of memory for the output of layer %s", L->name);
+        R->y = L->y;
+        L->fused = R->fused = TH_FUSED_RELU;
+        m->layers[g + 2].fused = 0;
+    }
+    if (K != L) return 0;  /* the ReLU's output is the shared buffer */
+    R->y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
     if (failed) return th_errf(err, "model: out of memory for the output of layer %s", R->name);
-    R->y = y;
     L->fused = R->fused = 0;
     return 0;
 }
@@ -281,7 +304,7 @@ void th_model_free(th_model *m)
     if (m->layers) {
         for (int i = 0; i < m->n_layers; i++) {
             th_layer *L = &m->layers[i];
-            if (!(L->fused && L->spec.type == TH_LAYER_RELU)) free(L->y);
+            if (!(L->fused && L->spec.type == TH_LAYER_RELU)) free(L->y);  /* a fused ReLU's is its conv's */
             free(L->argmax);
             free(L->xhat);
             free(L->mean);
@@ -409,7 +432,12 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
     case TH_LAYER_CONV: {
         th_conv_dims d;
         conv_dims(L, n, &d);
-        th_conv_forward(&d, in, w, b, L->y, L->fused, &m->ws);
+        if (L->fused & TH_FUSED_POOL) {
+            th_layer *P = &m->layers[i + 2];
+            th_conv_forward_pool(&d, in, w, b, P->y, P->argmax, &m->ws);
+        } else {
+            th_conv_forward(&d, in, w, b, L->y, L->fused & TH_FUSED_RELU, &m->ws);
+        }
         break;
     }
     case TH_LAYER_RELU:
@@ -417,15 +445,17 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
         if (!L->fused) image_local_forward(m, L, in, n);
         break;
     case TH_LAYER_MAXPOOL:
+        if (!L->fused) image_local_forward(m, L, in, n);
+        break;
     case TH_LAYER_AVGPOOL:
     case TH_LAYER_GAP: image_local_forward(m, L, in, n); break;
     case TH_LAYER_BATCHNORM: {
         float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
         if (train)
-            th_batchnorm_forward_train(n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
+            th_batchnorm_forward_train(m->ws.threads, n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
                                        L->spec.momentum, L->spec.eps);
         else
-            th_batchnorm_forward_eval(n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
+            th_batchnorm_forward_eval(m->ws.threads, n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
         break;
     }
     case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, b, L->y); break;
@@ -457,7 +487,12 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
     case TH_LAYER_CONV: {
         th_conv_dims d;
         conv_dims(L, n, &d);
-        th_conv_backward(&d, in, w, dy, L->fused ? L->y : NULL, dx, dw, db, &m->ws);
+        if (L->fused & TH_FUSED_POOL) {
+            th_layer *P = &m->layers[i + 2];
+            th_conv_backward_pool(&d, in, w, dy, P->y, P->argmax, dx, dw, db, &m->ws);
+        } else {
+            th_conv_backward(&d, in, w, dy, L->fused ? L->y : NULL, dx, dw, db, &m->ws);
+        }
         break;
     }
     case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
@@ -465,9 +500,9 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         /* Batch-norm needs a dx buffer for its own dgamma/dbeta pass even at
          * layer 0, so the caller always passes one. */
         if (m->last_train)
-            th_batchnorm_backward(n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
+            th_batchnorm_backward(m->ws.threads, n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
         else
-            th_batchnorm_backward_eval(n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off, m->buffers + L->rv_off,
+            th_batchnorm_backward_eval(m->ws.threads, n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off, m->buffers + L->rv_off,
                                        L->spec.eps, dx, dw, db);
         break;
     case TH_LAYER_RELU:
@@ -475,6 +510,8 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         if (dx && !L->fused) image_local_backward(m, L, dy, dx, n);
         break;
     case TH_LAYER_MAXPOOL:
+        if (dx && !L->fused) image_local_backward(m, L, dy, dx, n);
+        break;
     case TH_LAYER_AVGPOOL:
     case TH_LAYER_GAP:
         if (dx) image_local_backward(m, L, dy, dx, n);
@@ -497,17 +534,27 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
 static const float *backward_range(th_model *m, const float *x, const float *dlogits, int n, int stop,
                                    int input_grad, th_grads_ready_fn on_grads)
 {
-    /* dlogits is only read: the last layer is never a fused ReLU or the
-     * convolution under one (th_model_create), the only writers of dy. */
+    /* dlogits is only read: the last layer is never in a fused group
+     * (mark_fusions), whose layers are the only writers of dy. */
     float *dy = (float *)dlogits;
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
         float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
-        if (L->spec.type == TH_LAYER_RELU && L->fused) {
-            /* The convolution below applies the ReLU's derivative to dy in its
-             * own pass; only a walk that stops at that convolution needs it
-             * applied here. */
-            if (i - 1 == stop) {
+        if (L->fused && L->spec.type != TH_LAYER_CONV) {
+            /* The group's convolution takes dy (of the ReLU's or the pool's
+             * output) and does the rest in its own pass. Only a walk that
+             * stops inside the group needs the parts above the stop here. */
+            int pool_group = (L->fused & TH_FUSED_POOL) != 0;
+            if (L->spec.type == TH_LAYER_MAXPOOL && stop >= i - 2) {
+                if (stop == i - 2) {
+                    /* Down to the conv's output: the ReLU passed the gradient
+                     * only where the pooled maximum is positive. */
+                    size_t count = (size_t)n * layer_out_size(L);
+                    for (size_t k = 0; k < count; k++) dy[k] = L->y[k] > 0.0f ? dy[k] : 0.0f;
+                }
+                image_local_backward(m, L, dy, other, n);
+                dy = other;
+            } else if (L->spec.type == TH_LAYER_RELU && !pool_group && stop == i - 1) {
                 image_local_backward(m, L, dy, other, n);
                 dy = other;
             }

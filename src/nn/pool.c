@@ -19,61 +19,63 @@ int th_pool_out_len(int in, int k, int stride)
 /* The common 2x2 window with stride 2, written without branches so the
  * compiler vectorises it: the four candidates in PyTorch's order, each
  * replacing the best so far only when strictly greater. */
+void th_maxpool2_row(const float *r0, const float *r1, int w, int32_t base, float *y, int32_t *argmax)
+{
+    for (int ox = 0; ox < w / 2; ox++) {
+        float best = r0[2 * ox];
+        int32_t at = base + 2 * ox;
+        float v = r0[2 * ox + 1];
+        at = v > best ? base + 2 * ox + 1 : at;
+        best = v > best ? v : best;
+        v = r1[2 * ox];
+        at = v > best ? base + w + 2 * ox : at;
+        best = v > best ? v : best;
+        v = r1[2 * ox + 1];
+        at = v > best ? base + w + 2 * ox + 1 : at;
+        best = v > best ? v : best;
+        y[ox] = best;
+        argmax[ox] = at;
+    }
+}
+
+/* Every input of a window is written (the gradient where the maximum was,
+ * zeros elsewhere): the windows tile the plane, so no memset and no
+ * scattered adds. */
+void th_maxpool2_row_backward(const float *dy, const int32_t *argmax, int w, int32_t base, float *r0, float *r1)
+{
+    for (int ox = 0; ox < w / 2; ox++) {
+        float g = dy[ox];
+        int32_t at = argmax[ox] - base - 2 * ox;  /* 0, 1, w or w + 1 */
+        r0[2 * ox] = at == 0 ? g : 0.0f;
+        r0[2 * ox + 1] = at == 1 ? g : 0.0f;
+        r1[2 * ox] = at == w ? g : 0.0f;
+        r1[2 * ox + 1] = at == w + 1 ? g : 0.0f;
+    }
+    if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f;
+}
+
 static void maxpool2_forward(size_t planes, int h, int w, const float *x, float *y, int32_t *argmax)
 {
     const int oh = h / 2, ow = w / 2;
     for (size_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * h * w;
-        float *yp = y + pl * oh * ow;
-        int32_t *ap = argmax + pl * oh * ow;
         for (int oy = 0; oy < oh; oy++) {
-            const float *r0 = xp + (size_t)(2 * oy) * w, *r1 = r0 + w;
-            float *yr = yp + (size_t)oy * ow;
-            int32_t *ar = ap + (size_t)oy * ow;
-            const int32_t base = 2 * oy * w;
-            for (int ox = 0; ox < ow; ox++) {
-                float best = r0[2 * ox];
-                int32_t at = base + 2 * ox;
-                float v = r0[2 * ox + 1];
-                at = v > best ? base + 2 * ox + 1 : at;
-                best = v > best ? v : best;
-                v = r1[2 * ox];
-                at = v > best ? base + w + 2 * ox : at;
-                best = v > best ? v : best;
-                v = r1[2 * ox + 1];
-                at = v > best ? base + w + 2 * ox + 1 : at;
-                best = v > best ? v : best;
-                yr[ox] = best;
-                ar[ox] = at;
-            }
+            const float *r0 = xp + (size_t)(2 * oy) * w;
+            size_t o = (pl * oh + oy) * ow;
+            th_maxpool2_row(r0, r0 + w, w, 2 * oy * w, y + o, argmax + o);
         }
     }
 }
 
-/* Its backward writes every input of a window (the gradient where the
- * maximum was, zeros elsewhere): the windows tile the plane, so no memset
- * and no scattered adds. An odd last row or column gets zeros. */
 static void maxpool2_backward(size_t planes, int h, int w, const float *dy, const int32_t *argmax, float *dx)
 {
     const int oh = h / 2, ow = w / 2;
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *gp = dy + pl * oh * ow;
-        const int32_t *ap = argmax + pl * oh * ow;
         float *dp = dx + pl * h * w;
         for (int oy = 0; oy < oh; oy++) {
-            float *r0 = dp + (size_t)(2 * oy) * w, *r1 = r0 + w;
-            const float *gr = gp + (size_t)oy * ow;
-            const int32_t *ar = ap + (size_t)oy * ow;
-            const int32_t base = 2 * oy * w;
-            for (int ox = 0; ox < ow; ox++) {
-                float g = gr[ox];
-                int32_t at = ar[ox] - base - 2 * ox;  /* 0, 1, w or w + 1 */
-                r0[2 * ox] = at == 0 ? g : 0.0f;
-                r0[2 * ox + 1] = at == 1 ? g : 0.0f;
-                r1[2 * ox] = at == w ? g : 0.0f;
-                r1[2 * ox + 1] = at == w + 1 ? g : 0.0f;
-            }
-            if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f;
+            float *r0 = dp + (size_t)(2 * oy) * w;
+            size_t o = (pl * oh + oy) * ow;
+            th_maxpool2_row_backward(dy + o, argmax + o, w, 2 * oy * w, r0, r0 + w);
         }
         if (h & 1) memset(dp + (size_t)(h - 1) * w, 0, (size_t)w * sizeof *dp);
     }

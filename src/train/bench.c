@@ -4,20 +4,20 @@
  *   - everything a timed loop touches is allocated before it starts, so the
  *     figures hold no malloc or page-fault time that training would not pay;
  *   - the training step is the trainer's own sequence of library calls
- *     (train.c: forward, loss, backward, th_dist_allreduce_mean, the loss
- *     allreduce, th_optim_step); its per-step NaN check and learning-rate
- *     schedule are left out, each a pass over the parameters or less;
- *   - the allreduce time is taken with MPI_Wtime around both allreduces, as
- *     train.c does for its log, so it includes waiting for the slowest rank:
- *     a high share means imbalance or contention as much as communication;
+ *     (train.c: forward, loss, backward with the gradient buckets' allreduces
+ *     started from its hook, th_grad_sync_finish, the loss allreduce,
+ *     th_optim_step); its per-step NaN check and learning-rate schedule are
+ *     left out, each a pass over the parameters or less;
+ *   - the allreduce time is taken with MPI_Wtime around the finish and the
+ *     loss allreduce, as train.c does for its log: the time the step waits
+ *     for communication that backward did not hide, including waiting for
+ *     the slowest rank, so a high share means imbalance or contention as
+ *     much as communication;
  *   - ranks start every timed loop together (a barrier), so ranks sharing a
  *     node compete for cores and memory bandwidth as they do in training.
  */
-/* For sched_getaffinity and CPU_COUNT: how many CPUs a rank may use. */
-#define _GNU_SOURCE
 #include "thorax/bench.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,17 +342,6 @@ static void time_layers(bench *b, th_bench_result *res)
     }
 }
 
-/* The fewest CPUs any rank may run on. mpirun binds each rank to one core
- * by default when there are at most two ranks, so a rank with 2 OpenBLAS
- * threads may have a single core to share between them. Collective. */
-static int cpus_per_rank(MPI_Comm comm)
-{
-    cpu_set_t set;
-    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, comm);
-    return n;
-}
-
 static double peak_mb(MPI_Comm comm)
 {
     struct rusage ru;
@@ -392,7 +381,7 @@ int th_bench_run(const th_config *cfg, const th_bench_opts *opts, MPI_Comm comm,
     int rc = setup(&b, err);
     if (!rc) {
         res->ranks = b.size;
-        res->cpus_per_rank = cpus_per_rank(comm);
+        res->cpus_per_rank = th_dist_min_cpus(comm);
         res->batch = b.batch;
         res->c = cfg->model.c, res->h = cfg->model.h, res->w = cfg->model.w;
         res->n_labels = n_labels;

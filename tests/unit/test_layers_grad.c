@@ -140,6 +140,42 @@ static void test_conv(int n, int ch, int h, int w, int k, int ks, int stride, in
     free(dx), free(dw), free(db), free(dw2), free(dy), free(masked), free(dx2), free(db2);
 }
 
+/* conv -> ReLU -> 2x2 max-pool in one pass against the three layers one by
+ * one: the same pooled output and argmax bit for bit, the same gradients. */
+static void test_conv_pool(int n, int ch, int h, int w, int k, int threads)
+{
+    th_conv_dims d;
+    th_err err;
+    th_workspace ws = {0};
+    CHECK(th_conv_dims_init(&d, n, ch, h, w, k, 3, 3, 1, 1) == 0 && th_conv_fuses_pool(&d));
+    CHECK(th_workspace_reserve(&ws, threads, th_conv_workspace_floats(&d), &err) == 0);
+    int ph = d.oh / 2, pw = d.ow / 2;
+    size_t nx = (size_t)n * ch * h * w, nw = (size_t)k * ch * 9, ny = (size_t)n * k * d.oh * d.ow;
+    size_t np = (size_t)n * k * ph * pw;
+    float *x = filled(nx, -1, 1, 301), *wt = filled(nw, -1, 1, 302), *b = filled(k, -0.2f, 0.2f, 303);
+    float *pdy = filled(np, -1, 1, 304), *y = malloc(ny * sizeof *y), *dy = malloc(ny * sizeof *dy);
+    float *py = malloc(np * sizeof *py), *py2 = malloc(np * sizeof *py2);
+    int32_t *am = malloc(np * sizeof *am), *am2 = malloc(np * sizeof *am2);
+    float *dx = malloc(nx * sizeof *dx), *dx2 = malloc(nx * sizeof *dx2);
+    float *dw = malloc(nw * sizeof *dw), *dw2 = malloc(nw * sizeof *dw2), *db = malloc(k * sizeof *db),
+          *db2 = malloc(k * sizeof *db2);
+
+    th_conv_forward(&d, x, wt, b, y, 1, &ws);
+    th_maxpool_forward(n, k, d.oh, d.ow, 2, 2, y, py, am);
+    th_maxpool_backward(n, k, d.oh, d.ow, 2, 2, pdy, am, dy);
+    th_conv_backward(&d, x, wt, dy, y, dx, dw, db, &ws);
+
+    th_conv_forward_pool(&d, x, wt, b, py2, am2, &ws);
+    th_conv_backward_pool(&d, x, wt, pdy, py2, am2, dx2, dw2, db2, &ws);
+    CHECK(memcmp(py, py2, np * sizeof *py) == 0 && memcmp(am, am2, np * sizeof *am) == 0);
+    CHECK(th_test_max_rel(dx, dx2, nx, 1e-3) < 1e-5);
+    CHECK(th_test_max_rel(dw, dw2, nw, 1e-3) < 1e-5);
+    CHECK(th_test_max_rel(db, db2, k, 1e-3) < 1e-5);
+    th_workspace_free(&ws);
+    free(x), free(wt), free(b), free(pdy), free(y), free(dy), free(py), free(py2), free(am), free(am2);
+    free(dx), free(dx2), free(dw), free(dw2), free(db), free(db2);
+}
+
 /* ---- pooling -------------------------------------------------------------- */
 
 enum pool_kind { POOL_MAX, POOL_AVG, POOL_GAP };
@@ -321,7 +357,7 @@ struct bn_case {
 static double bn_obj(void *p)
 {
     struct bn_case *b = p;
-    th_batchnorm_forward_train(b->n, b->c, b->hw, b->x, b->gamma, b->beta, b->y, b->xhat, b->mean, b->invstd,
+    th_batchnorm_forward_train(1, b->n, b->c, b->hw, b->x, b->gamma, b->beta, b->y, b->xhat, b->mean, b->invstd,
                                b->rmean, b->rvar, 0.1f, 1e-5f);
     return dot(b->r, b->y, (size_t)b->n * b->c * b->hw);
 }
@@ -365,14 +401,14 @@ static void test_batchnorm(void)
     }
 
     float *dx = malloc(nx * sizeof *dx), *dgamma = malloc(b.c * sizeof *dgamma), *dbeta = malloc(b.c * sizeof *dbeta);
-    th_batchnorm_backward(b.n, b.c, b.hw, b.r, b.xhat, b.gamma, b.invstd, dx, dgamma, dbeta);
+    th_batchnorm_backward(1, b.n, b.c, b.hw, b.r, b.xhat, b.gamma, b.invstd, dx, dgamma, dbeta);
     check_fd("batchnorm dx", bn_obj, &b, b.x, nx, dx, 1e-2f);
     check_fd("batchnorm dgamma", bn_obj, &b, b.gamma, b.c, dgamma, 1e-2f);
     check_fd("batchnorm dbeta", bn_obj, &b, b.beta, b.c, dbeta, 1e-2f);
 
     /* Evaluation mode uses the running statistics, not the batch's. */
     const float rm[2] = {0.25f, -1.0f}, rv[2] = {4.0f, 0.5f};
-    th_batchnorm_forward_eval(b.n, b.c, b.hw, b.x, b.gamma, b.beta, rm, rv, 1e-5f, b.y);
+    th_batchnorm_forward_eval(1, b.n, b.c, b.hw, b.x, b.gamma, b.beta, rm, rv, 1e-5f, b.y);
     double worst = 0;
     for (int i = 0; i < b.n; i++)
         for (int ch = 0; ch < b.c; ch++)
@@ -470,6 +506,8 @@ int main(void)
     test_conv(1, 2, 9, 8, 3, 5, 2, 2, 1, 1);
     test_conv(3, 4, 5, 6, 3, 1, 1, 0, 2, 2);  /* few taps: the direct loop */
     test_conv(2, 1, 4, 40, 5, 3, 1, 1, 2, 0); /* ... with its vector blocks */
+    test_conv_pool(3, 1, 9, 70, 6, 2);        /* odd rows, vector blocks and tails */
+    test_conv_pool(2, 2, 8, 8, 3, 1);
     test_conv(3, 40, 5, 6, 3, 1, 1, 0, 2, 2); /* pointwise GEMM: no columns */
     test_pool(POOL_MAX, 2, 2);
     test_pool(POOL_MAX, 3, 2);

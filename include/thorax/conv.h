@@ -71,12 +71,10 @@ void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, cons
 void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, float *dy, const float *relu_y,
                       float *dx, float *dw, float *db, const th_workspace *ws);
 
-/* conv -> ReLU -> 2x2 max-pool (stride 2) as one pass, for a convolution
- * that th_conv_fuses_pool accepts (stride 1, few taps: a first layer on gray
- * images, the largest tensors of a network). The conv's output is never
- * stored: py [N, K, OH/2, OW/2] and argmax (indices into each OH x OW plane,
+/* conv -> ReLU -> 2x2 max-pool (stride 2) as one pass: each block of output
+ * rows is pooled while it is in cache, and the conv's output is never
+ * stored. py [N, K, OH/2, OW/2] and argmax (indices into each OH x OW plane,
  * as th_maxpool_forward gives them) are written directly. */
-int th_conv_fuses_pool(const th_conv_dims *d);
 void th_conv_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,
                           int32_t *argmax, const th_workspace *ws);
 /* Its backward from the pool's gradient pdy [N, K, OH/2, OW/2]: dw, db (may

@@ -95,14 +95,32 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
     return 0;
 }
 
+/* Output rows per block when a 2x2 max-pool is fused: whole pairs. */
+static int pool_block_rows(const th_conv_dims *d)
+{
+    return d->block_rows >= 2 ? d->block_rows & ~1 : 2;
+}
+
+/* Rows the GEMM path's scratch is sized for: a block, or a pair of rows. */
+static size_t scratch_rows(const th_conv_dims *d)
+{
+    return (size_t)(d->block_rows > 2 ? d->block_rows : 2);
+}
+
+/* The GEMM path's scratch: a block of columns, then (for a fused pool) the
+ * block's output [K, rows, OW] and one pooled gradient row [OW/2]. */
+static size_t gemm_scratch_floats(const th_conv_dims *d)
+{
+    size_t ckk = (size_t)d->c * d->kh * d->kw, rows = scratch_rows(d);
+    return (is_pointwise(d) ? 0 : ckk * rows * d->ow) + (size_t)d->k * rows * d->ow + (size_t)d->ow / 2 + 1;
+}
+
 size_t th_conv_workspace_floats(const th_conv_dims *d)
 {
     size_t ckk = (size_t)d->c * d->kh * d->kw;
-    size_t col = is_direct(d)      ? direct_scratch_floats(d)
-                 : is_pointwise(d) ? 0
-                                   : ckk * d->block_rows * d->ow;
+    size_t scratch = is_direct(d) ? direct_scratch_floats(d) : gemm_scratch_floats(d);
     /* + a thread's partial weight and bias gradient */
-    return col + (size_t)d->k * ckk + d->k;
+    return scratch + (size_t)d->k * ckk + d->k;
 }
 
 /* The output positions o in [*lo, *hi) whose input coordinate
@@ -494,61 +512,144 @@ typedef struct conv_io {
     float *dx;
 } conv_io;
 
-/* im2col + GEMM forward of image n, columns in col. */
+/* Output rows [oy0, oy1) of image n: out [K, (oy1-oy0)*OW] (row stride ldo)
+ * = w * columns, then bias and ReLU. */
+static void gemm_forward_block(const th_conv_dims *d, const float *xn, const float *w, const float *b, int relu,
+                               int oy0, int oy1, float *out, size_t ldo, float *col)
+{
+    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const int ckk = d->c * d->kh * d->kw;
+    const float *cols = col;
+    size_t ldc = cp;
+    if (is_pointwise(d)) {
+        cols = xn + c0, ldc = p;
+    } else {
+        th_im2col(d, xn, oy0, oy1, col);
+    }
+    /* out [K, cp] = w [K, CKK] * cols [CKK, cp] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->k, (int)cp, ckk, 1.0f, w, ckk, cols, (int)ldc, 0.0f,
+                out, (int)ldo);
+    bias_act(out, d->k, ldo, 0, cp, b, relu);
+}
+
+/* The gradients from output rows [oy0, oy1) of image n, whose gradient g is
+ * [K, (oy1-oy0)*OW] with row stride ldg: dw += g * columns^T, and dxn (if
+ * wanted, zeroed beforehand unless pointwise) += col2im(w^T * g). */
+static void gemm_backward_block(const th_conv_dims *d, const float *xn, const float *w, const float *g, size_t ldg,
+                                int oy0, int oy1, float *dxn, float *dw, float *col)
+{
+    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const int ckk = d->c * d->kh * d->kw, pointwise = is_pointwise(d);
+    const float *cols = col;
+    size_t ldc = cp;
+    if (pointwise) {
+        cols = xn + c0, ldc = p;
+    } else {
+        th_im2col(d, xn, oy0, oy1, col);
+    }
+    /* dw [K, CKK] += g [K, cp] * cols^T [cp, CKK] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, g, (int)ldg, cols, (int)ldc, 1.0f,
+                dw, ckk);
+    if (!dxn) return;
+    if (pointwise) {
+        /* dxn[:, c0:] [C, cp] = w^T [C, K] * g [K, cp] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, g, (int)ldg, 0.0f,
+                    dxn + c0, (int)p);
+    } else {
+        /* col [CKK, cp] = w^T [CKK, K] * g [K, cp]: col has served dw. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, g, (int)ldg, 0.0f,
+                    col, (int)cp);
+        th_col2im(d, col, oy0, oy1, dxn);
+    }
+}
+
+/* Where the GEMM path's scratch parts start in a workspace slice. */
+static float *gemm_block_out(const th_conv_dims *d, float *col)
+{
+    return col + (is_pointwise(d) ? 0 : (size_t)d->c * d->kh * d->kw * scratch_rows(d) * d->ow);
+}
+
 static void gemm_forward(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *yn, int relu,
                          float *col)
 {
     const size_t p = (size_t)d->oh * d->ow;
-    const int ckk = d->c * d->kh * d->kw, rows = d->block_rows;
-    for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
-        int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
-        size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
-        const float *cols = col;
-        size_t ldc = cp;
-        if (is_pointwise(d)) {
-            cols = xn + c0, ldc = p;
-        } else {
-            th_im2col(d, xn, oy0, oy1, col);
-        }
-        /* yn[:, c0:c0+cp] [K, cp] = w [K, CKK] * cols [CKK, cp] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->k, (int)cp, ckk, 1.0f, w, ckk, cols, (int)ldc,
-                    0.0f, yn + c0, (int)p);
-        bias_act(yn, d->k, p, c0, c0 + cp, b, relu);
+    for (int oy0 = 0; oy0 < d->oh; oy0 += d->block_rows) {
+        int oy1 = oy0 + d->block_rows < d->oh ? oy0 + d->block_rows : d->oh;
+        gemm_forward_block(d, xn, w, b, relu, oy0, oy1, yn + (size_t)oy0 * d->ow, p, col);
     }
 }
 
-/* im2col + GEMM backward of image n from its (masked) output gradient dyn:
- * dw += dyn * col^T, dxn = col2im(w^T * dyn). */
 static void gemm_backward(const th_conv_dims *d, const float *xn, const float *w, const float *dyn, float *dxn,
                           float *dw, float *col)
 {
-    const size_t p = (size_t)d->oh * d->ow, chw = (size_t)d->c * d->h * d->w;
-    const int ckk = d->c * d->kh * d->kw, rows = d->block_rows, pointwise = is_pointwise(d);
-    if (dxn && !pointwise) memset(dxn, 0, chw * sizeof *dxn);
-    for (int oy0 = 0; oy0 < d->oh; oy0 += rows) {
-        int oy1 = oy0 + rows < d->oh ? oy0 + rows : d->oh;
-        size_t c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
-        const float *cols = col;
-        size_t ldc = cp;
-        if (pointwise) {
-            cols = xn + c0, ldc = p;
-        } else {
-            th_im2col(d, xn, oy0, oy1, col);
+    const size_t p = (size_t)d->oh * d->ow;
+    if (dxn && !is_pointwise(d)) memset(dxn, 0, (size_t)d->c * d->h * d->w * sizeof *dxn);
+    for (int oy0 = 0; oy0 < d->oh; oy0 += d->block_rows) {
+        int oy1 = oy0 + d->block_rows < d->oh ? oy0 + d->block_rows : d->oh;
+        gemm_backward_block(d, xn, w, dyn + (size_t)oy0 * d->ow, p, oy0, oy1, dxn, dw, col);
+    }
+}
+
+/* conv -> ReLU -> 2x2 max-pool of one image on the GEMM path: each block of
+ * output row pairs is computed into scratch and pooled there, into py
+ * [K, OH/2, OW/2] and argmax. A last odd row, which no window covers, is not
+ * computed. */
+static void gemm_forward_pool(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *py,
+                              int32_t *argmax, float *col)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2, rows = pool_block_rows(d);
+    float *out = gemm_block_out(d, col);
+    for (int oy0 = 0; oy0 < 2 * ph; oy0 += rows) {
+        int oy1 = oy0 + rows < 2 * ph ? oy0 + rows : 2 * ph;
+        size_t cp = (size_t)(oy1 - oy0) * ow;
+        gemm_forward_block(d, xn, w, b, 1, oy0, oy1, out, cp, col);
+        for (int k = 0; k < d->k; k++) {
+            for (int oy = oy0; oy < oy1; oy += 2) {
+                const float *r0 = out + k * cp + (size_t)(oy - oy0) * ow;
+                size_t o = ((size_t)k * ph + oy / 2) * pw;
+                th_maxpool2_row(r0, r0 + ow, ow, oy * ow, py + o, argmax + o);
+            }
         }
-        /* dw [K, CKK] += dyn[:, c0:c0+cp] [K, cp] * cols^T [cp, CKK] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, dyn + c0, (int)p, cols,
-                    (int)ldc, 1.0f, dw, ckk);
-        if (!dxn) continue;
-        if (pointwise) {
-            /* dxn[:, c0:] [C, cp] = w^T [C, K] * dyn[:, c0:] [K, cp] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0, (int)p,
-                        0.0f, dxn + c0, (int)p);
-        } else {
-            /* col [CKK, cp] = w^T [CKK, K] * dyn[:, c0:] [K, cp]: col has served dw. */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, dyn + c0, (int)p,
-                        0.0f, col, (int)cp);
-            th_col2im(d, col, oy0, oy1, dxn);
+    }
+}
+
+/* Rebuilds the conv's output gradient for output row pairs [oy0, oy1) in
+ * g [K, (oy1-oy0)*OW] from the pool's: the pooled gradient at each window's
+ * maximum where the ReLU let it through (pooled output > 0), zero elsewhere.
+ * Adds its sums to db [K]. grow: scratch for one pooled row. */
+static void unpool_rows(const th_conv_dims *d, const float *pdy, const float *py, const int32_t *argmax, int oy0,
+                        int oy1, float *g, float *db, float *grow)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    const size_t cp = (size_t)(oy1 - oy0) * ow;
+    for (int k = 0; k < d->k; k++) {
+        float sum = 0.0f;
+        for (int oy = oy0; oy < oy1; oy += 2) {
+            size_t o = ((size_t)k * ph + oy / 2) * pw;
+            for (int j = 0; j < pw; j++) {
+                grow[j] = py[o + j] > 0.0f ? pdy[o + j] : 0.0f;
+                sum += grow[j];
+            }
+            float *r0 = g + k * cp + (size_t)(oy - oy0) * ow;
+            th_maxpool2_row_backward(grow, argmax + o, ow, oy * ow, r0, r0 + ow);
         }
+        db[k] += sum;
+    }
+}
+
+/* The backward of gemm_forward_pool from the pool's gradient. */
+static void gemm_backward_pool(const th_conv_dims *d, const float *xn, const float *w, const float *pdy,
+                               const float *py, const int32_t *argmax, float *dxn, float *dw, float *db, float *col)
+{
+    const int ow = d->ow, ph = d->oh / 2, rows = pool_block_rows(d);
+    float *g = gemm_block_out(d, col), *grow = g + (size_t)d->k * scratch_rows(d) * ow;
+    if (dxn && !is_pointwise(d)) memset(dxn, 0, (size_t)d->c * d->h * d->w * sizeof *dxn);
+    if (dxn && is_pointwise(d) && (d->oh & 1))  /* the uncovered last row gets no gradient */
+        for (int c = 0; c < d->c; c++) memset(dxn + ((size_t)c * d->oh + d->oh - 1) * ow, 0, (size_t)ow * sizeof *dxn);
+    for (int oy0 = 0; oy0 < 2 * ph; oy0 += rows) {
+        int oy1 = oy0 + rows < 2 * ph ? oy0 + rows : 2 * ph;
+        unpool_rows(d, pdy, py, argmax, oy0, oy1, g, db, grow);
+        gemm_backward_block(d, xn, w, g, (size_t)(oy1 - oy0) * ow, oy0, oy1, dxn, dw, col);
     }
 }
 
@@ -561,8 +662,10 @@ static void forward_images(const th_conv_dims *d, const conv_io *io, int first, 
     if (is_direct(d)) direct_scratch_init(d, slice, &ds);
     for (int n = first; n < end; n++) {
         const float *xn = io->x + n * chw;
-        if (io->pool)
+        if (io->pool && is_direct(d))
             direct_forward_pool(d, xn, io->w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, &ds);
+        else if (io->pool)
+            gemm_forward_pool(d, xn, io->w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, slice);
         else if (is_direct(d))
             direct_forward(d, xn, io->w, io->b, io->y + n * kp, io->relu, &ds);
         else
@@ -583,8 +686,10 @@ static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw,
         const float *xn = io->x + n * chw;
         float *dxn = io->dx ? io->dx + n * chw : NULL;
         if (io->pool) {
-            direct_backward_pool(d, xn, io->w, io->pdy + n * pooled, io->py + n * pooled, io->argmax + n * pooled,
-                                 dxn, dw, db, &ds);
+            const float *pdy = io->pdy + n * pooled, *py = io->py + n * pooled;
+            const int32_t *am = io->argmax + n * pooled;
+            if (is_direct(d)) direct_backward_pool(d, xn, io->w, pdy, py, am, dxn, dw, db, &ds);
+            else gemm_backward_pool(d, xn, io->w, pdy, py, am, dxn, dw, db, slice);
             continue;
         }
         float *dyn = io->dy + n * kp;
@@ -667,11 +772,6 @@ void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, flo
 {
     conv_io io = {.x = x, .w = w, .dy = dy, .relu_y = relu_y, .dx = dx};
     backward_team(d, &io, dw, db, ws);
-}
-
-int th_conv_fuses_pool(const th_conv_dims *d)
-{
-    return is_direct(d);
 }
 
 void th_conv_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,

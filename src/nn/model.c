@@ -145,8 +145,8 @@ static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
  * max(0, .) in its output pass and the ReLU's derivative in its backward, and
  * both layers share one output buffer. That saves two passes over the
  * largest tensors of the network and half their memory. When a 2x2 max-pool
- * follows and the convolution takes the direct path (a first layer on gray
- * images), the pool joins too and the convolution's output is never stored
+ * follows, it joins too: each block of the conv's output is pooled while in
+ * cache and the conv's output is never stored
  * (th_conv_forward_pool). Never when the group would end the network:
  * backward must not write into the caller's dlogits. Each layer of a group
  * has the group's flags. */
@@ -156,10 +156,7 @@ static void mark_fusions(th_model *m)
         th_layer *L = &m->layers[i], *R = &m->layers[i + 1], *P = &m->layers[i + 2];
         if (L->spec.type != TH_LAYER_CONV || R->spec.type != TH_LAYER_RELU) continue;
         L->fused = R->fused = TH_FUSED_RELU;
-        th_conv_dims d;
-        conv_dims(L, 1, &d);
-        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2 &&
-            th_conv_fuses_pool(&d))
+        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2)
             L->fused = R->fused = P->fused = TH_FUSED_RELU | TH_FUSED_POOL;
     }
 }

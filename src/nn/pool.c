@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "simd.h"
+
 int th_pool_out_len(int in, int k, int stride)
 {
     if (stride < 1 || k < 1 || in < k) return 0;
@@ -40,12 +42,30 @@ void th_maxpool2_row(const float *r0, const float *r1, int w, int32_t base, floa
 
 /* Every input of a window is written (the gradient where the maximum was,
  * zeros elsewhere): the windows tile the plane, so no memset and no
- * scattered adds. */
+ * scattered adds. Eight windows at a time: each of the four positions gets
+ * its masked gradient, and the even and odd positions of a row are
+ * interleaved (the compiler does not vectorise the strided scalar form). */
 void th_maxpool2_row_backward(const float *dy, const int32_t *argmax, int w, int32_t base, float *r0, float *r1)
 {
-    for (int ox = 0; ox < w / 2; ox++) {
+    const v8i step = {0, 2, 4, 6, 8, 10, 12, 14};
+    const v8i lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+    int ox = 0;
+    for (; ox + 8 <= w / 2; ox += 8) {
+        v8f g;
+        v8i at;
+        memcpy(&g, dy + ox, sizeof g);
+        memcpy(&at, argmax + ox, sizeof at);
+        at -= base + 2 * ox + step;  /* 0, 1, w or w + 1 within each window */
+        v8f e0 = (v8f)((v8i)g & (at == 0)), e1 = (v8f)((v8i)g & (at == 1));
+        v8f e2 = (v8f)((v8i)g & (at == w)), e3 = (v8f)((v8i)g & (at == w + 1));
+        v8f out[4] = {__builtin_shuffle(e0, e1, lo), __builtin_shuffle(e0, e1, hi), __builtin_shuffle(e2, e3, lo),
+                      __builtin_shuffle(e2, e3, hi)};
+        memcpy(r0 + 2 * ox, out, 2 * sizeof out[0]);
+        memcpy(r1 + 2 * ox, out + 2, 2 * sizeof out[0]);
+    }
+    for (; ox < w / 2; ox++) {
         float g = dy[ox];
-        int32_t at = argmax[ox] - base - 2 * ox;  /* 0, 1, w or w + 1 */
+        int32_t at = argmax[ox] - base - 2 * ox;
         r0[2 * ox] = at == 0 ? g : 0.0f;
         r0[2 * ox + 1] = at == 1 ? g : 0.0f;
         r1[2 * ox] = at == w ? g : 0.0f;

@@ -18,6 +18,8 @@
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));  /* for unaligned loads and stores */
 typedef int v16i __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));  /* one AVX2 register, two SSE ones */
+typedef int v8i __attribute__((vector_size(32)));
 
 #define TH_INLINE static inline __attribute__((always_inline))
 

@@ -7,7 +7,8 @@
 #                          [--steps K] [--warmup W] [--torch-default] [--keep-coretype]
 #
 # Thorax: mpirun -np N thorax bench configs/reference.yaml (train and infer in
-# one process), T OpenBLAS threads per rank, each rank bound to T cores.
+# one process), T threads per rank (runtime.threads_per_rank), each rank bound
+# to T cores.
 # PyTorch: ../shared/bench/torch_ref.py (Debian's python3-torch), one process
 # with N x T threads (the same cores), train and infer. B is the batch of one
 # step of one Thorax rank and of PyTorch.
@@ -30,7 +31,7 @@ of training and inference steps and the ratio Thorax/PyTorch.
 options:
   --reps R          repetitions of each (default 3)
   --ranks N         Thorax MPI ranks (default 1)
-  --threads T       OpenBLAS threads per rank (default 2); PyTorch gets N x T threads
+  --threads T       threads per rank (default 2); PyTorch gets N x T threads
   --batch B         images per step per Thorax rank, and PyTorch's batch (default 32)
   --size S          image side (default 256)
   --steps K         timed steps per run (default 10)
@@ -76,7 +77,6 @@ torch_opts=(--batch "$batch" --size "$size" --steps "$steps" --warmup "$warmup" 
 # environment only, so a value forced for other work does not slow it.
 thorax_env=(env)
 [ "$keep_coretype" = 1 ] || thorax_env+=(-u OPENBLAS_CORETYPE)
-thorax_env+=(OPENBLAS_NUM_THREADS="$threads")
 # Bind each rank to its own T cores: by default mpirun binds a rank to one core
 # when there are at most 2 ranks, which would crowd T threads onto it.
 thorax_cmd=("${thorax_env[@]}" "${MPIEXEC:-mpirun}" -np "$ranks" --map-by "slot:PE=$threads"

@@ -357,64 +357,55 @@ static int thread_id(void)
 #endif
 }
 
-/* Forward of a layer whose every output image depends only on the same input
- * image (ReLU, pooling, gap): each thread runs the kernel on its own block of
- * images. */
-static void image_local_forward(th_model *m, th_layer *L, const float *x, int n)
+/* A layer whose every output image depends only on the same input image
+ * (ReLU, pooling, gap), forward (src = its input, dst = L->y) or backward
+ * (src = dy [n, out], dst = dx [n, in]): each thread runs the kernel on its
+ * own block of images. */
+static void image_local(th_model *m, th_layer *L, int backward, const float *src, float *dst, int n)
 {
     const int threads = team(m, n);
     const size_t in_sz = layer_in_size(L), out_sz = layer_out_size(L);
+    const size_t src_sz = backward ? out_sz : in_sz, dst_sz = backward ? in_sz : out_sz;
+    const int c = L->in_c, h = L->in_h, w = L->in_w, k = L->spec.k, s = L->spec.stride;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int first, end;
         th_workspace_share(n, threads, thread_id(), &first, &end);
-        int k = end - first;
-        const float *in = x + first * in_sz;
-        float *y = L->y + first * out_sz;
-        if (k > 0) {
-            switch (L->spec.type) {
-            case TH_LAYER_RELU: th_relu_forward((size_t)k * out_sz, in, y); break;
-            case TH_LAYER_MAXPOOL:
-                th_maxpool_forward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, y,
-                                   L->argmax + first * out_sz);
-                break;
-            case TH_LAYER_AVGPOOL:
-                th_avgpool_forward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, in, y);
-                break;
-            case TH_LAYER_GAP: th_gap_forward(k, L->in_c, L->in_h * L->in_w, in, y); break;
-            default: break;
-            }
+        const int nb = end - first;
+        const float *in = src + first * src_sz;
+        float *out = dst + first * dst_sz;
+        const float *y = L->y ? L->y + first * out_sz : NULL;
+        int32_t *argmax = L->argmax ? L->argmax + first * out_sz : NULL;
+        switch (nb > 0 ? L->spec.type : TH_LAYER_TYPE_COUNT) {
+        case TH_LAYER_RELU:
+            if (backward) th_relu_backward((size_t)nb * out_sz, y, in, out);
+            else th_relu_forward((size_t)nb * out_sz, in, out);
+            break;
+        case TH_LAYER_MAXPOOL:
+            if (backward) th_maxpool_backward(nb, c, h, w, k, s, in, argmax, out);
+            else th_maxpool_forward(nb, c, h, w, k, s, in, out, argmax);
+            break;
+        case TH_LAYER_AVGPOOL:
+            if (backward) th_avgpool_backward(nb, c, h, w, k, s, in, out);
+            else th_avgpool_forward(nb, c, h, w, k, s, in, out);
+            break;
+        case TH_LAYER_GAP:
+            if (backward) th_gap_backward(nb, c, h * w, in, out);
+            else th_gap_forward(nb, c, h * w, in, out);
+            break;
+        default: break;
         }
     }
 }
 
-/* The backward of image_local_forward's layers: dy [n, out] -> dx [n, in]. */
+static void image_local_forward(th_model *m, th_layer *L, const float *x, int n)
+{
+    image_local(m, L, 0, x, L->y, n);
+}
+
 static void image_local_backward(th_model *m, th_layer *L, const float *dy, float *dx, int n)
 {
-    const int threads = team(m, n);
-    const size_t in_sz = layer_in_size(L), out_sz = layer_out_size(L);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int first, end;
-        th_workspace_share(n, threads, thread_id(), &first, &end);
-        int k = end - first;
-        const float *g = dy + first * out_sz;
-        float *gx = dx + first * in_sz;
-        if (k > 0) {
-            switch (L->spec.type) {
-            case TH_LAYER_RELU: th_relu_backward((size_t)k * out_sz, L->y + first * out_sz, g, gx); break;
-            case TH_LAYER_MAXPOOL:
-                th_maxpool_backward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, g,
-                                    L->argmax + first * out_sz, gx);
-                break;
-            case TH_LAYER_AVGPOOL:
-                th_avgpool_backward(k, L->in_c, L->in_h, L->in_w, L->spec.k, L->spec.stride, g, gx);
-                break;
-            case TH_LAYER_GAP: th_gap_backward(k, L->in_c, L->in_h * L->in_w, g, gx); break;
-            default: break;
-            }
-        }
-    }
+    image_local(m, L, 1, dy, dx, n);
 }
 
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train)

@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
-
-enum { H = 16, W = 16, L = 3, TOTAL = 11 };
 
 static th_model_spec spec(void)
 {
@@ -28,17 +27,6 @@ static th_model_spec spec(void)
     return s;
 }
 
-/* Sum-of-losses gradient of images [first, first + n) of the global batch. */
-static void local_grad(th_model *m, const float *x, const uint8_t *y, int first, int n, float *dz)
-{
-    static const float w_pos[L] = {0.7f, 0.6f, 0.8f}, w_neg[L] = {0.3f, 0.4f, 0.2f};
-    const float *xs = x + (size_t)first * H * W;
-    const uint8_t *ys = y + (size_t)first * L;
-    const float *z = th_model_forward(m, xs, n, 1);
-    if (n) th_wbce_logits(n, L, z, ys, w_pos, w_neg, dz);
-    th_model_backward(m, xs, dz, n);
-}
-
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -49,17 +37,10 @@ int main(int argc, char **argv)
     /* The same global batch on every rank. */
     float *x = malloc(sizeof(float) * TOTAL * H * W);
     uint8_t y[TOTAL * L];
-    th_test_fill(x, (size_t)TOTAL * H * W, -1, 1, 21);
-    for (int i = 0; i < TOTAL * L; i++) y[i] = (uint8_t)((i * 5 + 1) % 3 == 0);
+    grad_batch_make(x, y);
 
-    /* Uneven shares: each rank about half of what is left; with more than two
-     * ranks the last one gets none. */
-    int counts[64] = {0}, left = TOTAL;
-    int givers = size > 2 ? size - 1 : size;
-    for (int r = 0; r < givers; r++) {
-        counts[r] = r == givers - 1 ? left : (left + 1) / 2;
-        left -= counts[r];
-    }
+    int counts[64];
+    grad_batch_shares(size, counts);
     int first = 0;
     for (int r = 0; r < rank; r++) first += counts[r];
     CHECK(size > 2 ? counts[size - 1] == 0 : counts[size - 1] > 0);
@@ -70,14 +51,14 @@ int main(int argc, char **argv)
     CHECK(th_model_create(&m, &s, L, TOTAL, &err) == 0);
     th_model_init_params(&m, 77);
     float dz[TOTAL * L];
-    local_grad(&m, x, y, first, counts[rank], dz);
+    grad_batch_local(&m, x, y, first, counts[rank], dz);
     CHECK(th_dist_allreduce_mean(MPI_COMM_WORLD, m.grads, m.n_params, TOTAL, &err) == 0);
 
     /* The reference: one model, the whole batch, divided by its size. */
     th_model ref;
     th_model_create(&ref, &s, L, TOTAL, &err);
     th_model_init_params(&ref, 77);
-    local_grad(&ref, x, y, 0, TOTAL, dz);
+    grad_batch_local(&ref, x, y, 0, TOTAL, dz);
     double diff = 0, norm = 0;
     for (size_t i = 0; i < ref.n_params; i++) {
         double g = ref.grads[i] / TOTAL;

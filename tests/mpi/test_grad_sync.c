@@ -23,12 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
-
-enum { H = 16, W = 16, L = 3, TOTAL = 11 };
 
 static int rank, size;
 
@@ -50,16 +49,6 @@ static th_model_spec spec(int hidden)
     l[s.n_layers++] = (th_layer_spec){.type = TH_LAYER_RELU};
     l[s.n_layers++] = (th_layer_spec){.type = TH_LAYER_DENSE, .out = TH_OUT_LABELS, .bias = 1};
     return s;
-}
-
-/* Sum-of-losses gradient of images [first, first + n) of the global batch. */
-static void local_grad(th_model *m, const float *x, const uint8_t *y, int first, int n, float *dz)
-{
-    static const float w_pos[L] = {0.7f, 0.6f, 0.8f}, w_neg[L] = {0.3f, 0.4f, 0.2f};
-    const float *xs = x + (size_t)first * H * W;
-    const float *z = th_model_forward(m, xs, n, 1);
-    if (n) th_wbce_logits(n, L, z, y + (size_t)first * L, w_pos, w_neg, dz);
-    th_model_backward(m, xs, dz, n);
 }
 
 /* Wraps the sync's hook to see how far it got after each layer reported. */
@@ -143,9 +132,9 @@ static void test_model(int hidden, const float *x, const uint8_t *y, const int *
 
     /* This rank's own gradient, twice: backward is deterministic, so a hooked
      * backward reduces exactly these numbers. */
-    local_grad(&m, x, y, first, n, dz);
+    grad_batch_local(&m, x, y, first, n, dz);
     memcpy(local, m.grads, sizeof(float) * np);
-    local_grad(&m, x, y, first, n, dz);
+    grad_batch_local(&m, x, y, first, n, dz);
     CHECK(memcmp(local, m.grads, sizeof(float) * np) == 0);
     memcpy(want, local, sizeof(float) * np);
     CHECK(th_dist_allreduce_mean(MPI_COMM_WORLD, want, np, TOTAL, &err) == 0);
@@ -171,7 +160,7 @@ static void test_model(int hidden, const float *x, const uint8_t *y, const int *
         /* Two steps on one sync: finish readies it for the next. */
         for (int step = 0; step < 2; step++) {
             p.calls = 0;
-            local_grad(&m, x, y, first, n, dz);
+            grad_batch_local(&m, x, y, first, n, dz);
             CHECK(th_grad_sync_finish(&sync, TOTAL, &err) == 0);
             long ulp;
             size_t bad = differences(m.grads, want, np, &ulp);
@@ -231,17 +220,10 @@ int main(int argc, char **argv)
     /* The same global batch on every rank. */
     float *x = malloc(sizeof(float) * TOTAL * H * W);
     uint8_t y[TOTAL * L];
-    th_test_fill(x, (size_t)TOTAL * H * W, -1, 1, 21);
-    for (int i = 0; i < TOTAL * L; i++) y[i] = (uint8_t)((i * 5 + 1) % 3 == 0);
+    grad_batch_make(x, y);
 
-    /* Uneven shares: each rank about half of what is left; with more than two
-     * ranks the last one gets none. */
-    int counts[64] = {0}, left = TOTAL;
-    int givers = size > 2 ? size - 1 : size;
-    for (int r = 0; r < givers; r++) {
-        counts[r] = r == givers - 1 ? left : (left + 1) / 2;
-        left -= counts[r];
-    }
+    int counts[64];
+    grad_batch_shares(size, counts);
     CHECK(size > 2 ? counts[size - 1] == 0 : counts[size - 1] > 0);
 
     test_bucket_floats();

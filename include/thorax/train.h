@@ -58,8 +58,10 @@ typedef struct th_train_opts {
     /* Set (by a signal handler) to ask the ranks to stop after the current
      * step: they agree, write last.h5 and return TH_TRAIN_STOPPED. */
     const volatile sig_atomic_t *stop;
-    /* Test hook: poison rank 0's input at this global step (1-based; 0 = never). */
+    /* Test hooks, global steps 1-based (0 = never): poison rank 0's input at
+     * nan_at_step; behave as if a stop request arrived during stop_at_step. */
     long nan_at_step;
+    long stop_at_step;
 } th_train_opts;
 
 /* th_train_run returns this when a stop request ended the run early. */

@@ -170,8 +170,9 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     th_train_opts opts = {.resume_from = have_last ? last : NULL, .stop = &stop_requested};
-    const char *nan_step = getenv("THORAX_TEST_NAN_STEP");
+    const char *nan_step = getenv("THORAX_TEST_NAN_STEP"), *stop_step = getenv("THORAX_TEST_STOP_STEP");
     if (nan_step) opts.nan_at_step = atol(nan_step);
+    if (stop_step) opts.stop_at_step = atol(stop_step);
     catch_stop_signals();
     if (rank == 0) printf("run %s -> %s%s\n", cfg.name, run_dir, have_last ? " (resuming)" : "");
 

@@ -85,6 +85,7 @@ typedef struct run {
     int fill_epoch;                 /* the epoch the prefetcher is filling */
     double data_wait_share;         /* of the last epoch's step time: waiting for a batch */
     double allreduce_share;         /* of the last epoch's step time: waiting for the allreduces */
+    int stop_agreed;                /* the ranks agreed on a stop request in an epoch's last step */
 
     th_model model;
     th_grad_sync sync;              /* the model's gradient hook: bucketed allreduce */
@@ -442,7 +443,8 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         t0 = MPI_Wtime();
         if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
         /* The loss and any stop request travel together: one small allreduce. */
-        double red[3] = {step_loss, r->opts->stop && *r->opts->stop ? 1.0 : 0.0, failed};
+        int stop = (r->opts->stop && *r->opts->stop) || r->opts->stop_at_step == r->st.step + 1;
+        double red[3] = {step_loss, stop ? 1.0 : 0.0, failed};
         MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
         t_comm += MPI_Wtime() - t0;
         if (red[2] > 0) {
@@ -480,9 +482,12 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             };
             r->cb->on_step(r->cb->ctx, &rep);
         }
-        if (red[1] > 0) {
+        /* On an epoch's last step the request waits for the end of the epoch
+         * (train_loop), whose checkpoint is the one to resume from. */
+        if (red[1] > 0 && s + 1 == steps) r->stop_agreed = 1;
+        if (red[1] > 0 && s + 1 < steps) {
             /* The worker may be reading the next batch: HDF5 is not thread-safe. */
-            if (s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
+            th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
             info(r, "stop requested: checkpoint at epoch %d, step %d of %d (global step %ld)", epoch + 1, s + 1,
                  steps, r->st.step);
             return save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
@@ -692,7 +697,7 @@ static int train_loop(run *r, th_err *err)
         }
         /* A request that came during validation or checkpointing: last.h5 is
          * already this epoch's, so stopping here loses nothing. */
-        int stop = r->opts->stop && *r->opts->stop;
+        int stop = r->stop_agreed || (r->opts->stop && *r->opts->stop);
         MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, r->comm);
         if (stop && epoch + 1 < cfg->train.epochs) {
             info(r, "stop requested: checkpoint at the end of epoch %d", epoch + 1);

@@ -71,6 +71,20 @@ train --set name=p --set train.epochs=40 --resume auto >p2.log || { cat p2.log; 
 train --set name=q --set train.epochs=40 >q.log || { cat q.log; fail "uninterrupted 40 epochs"; }
 same runs/q/checkpoints/last.h5 runs/p/checkpoints/last.h5 "a run stopped by SIGUSR1 and resumed differs from one never stopped"
 
+# A stop request that arrives in an epoch's last step (global step 15 of 15
+# per epoch) waits for the end of the epoch; one in its middle (step 20)
+# checkpoints mid-epoch. Both resume to the uninterrupted 4-epoch run.
+for case in "15:checkpoint at the end of epoch 1" "20:checkpoint at epoch 2, step 5 of 15"; do
+  at=${case%%:*}
+  status=0
+  THORAX_TEST_STOP_STEP=$at mpi 2 -x THORAX_TEST_STOP_STEP "$THORAX_BIN" train r.yaml --set name=s$at \
+    >s$at-1.log 2>&1 || status=$?
+  [ "$status" -eq 75 ] || { cat s$at-1.log; fail "a run stopped at step $at exited $status, not 75"; }
+  grep -qF "${case#*:}" s$at-1.log || { cat s$at-1.log; fail "a run stopped at step $at does not say '${case#*:}'"; }
+  train --set name=s$at --resume auto >s$at.log || { cat s$at.log; fail "resume after a stop at step $at"; }
+  same runs/a/checkpoints/last.h5 runs/s$at/checkpoints/last.h5 "a run stopped at step $at and resumed differs"
+done
+
 # Guard rails: a NaN in the input at global step 20 (epoch 2, step 5 of 15).
 # ReLU and max-pool drop a NaN in the forward pass, so it surfaces in the
 # gradients, traced back to conv1's output.

@@ -53,6 +53,15 @@ trap 'exit 143' TERM
 
 # Four CPUs on a 2-core machine: two 2-rank jobs run side by side.
 THORAX_SLURM_CPUS=${THORAX_SLURM_CPUS:-4} "$THORAX_SOURCE_DIR/tools/slurm/up.sh" "$SLURM_DIR" >/dev/null
+# Those oversubscribed cores need two Open MPI settings, or two 2-rank jobs
+# side by side run about 3x slower than one alone instead of 1.5-2x:
+#  - a rank waiting in an allreduce gives its core away (Open MPI polls
+#    without yielding unless mpirun --oversubscribe says otherwise, which
+#    srun cannot);
+#  - mpirun does not bind ranks to cores (train.sbatch's --map-by slot:PE=N
+#    would put rank 0 of every mpirun job on core 0).
+# sbatch passes the environment to the jobs, srun and mpirun to the ranks.
+export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_hwloc_base_binding_policy=none
 export SLURM_CONF=$SLURM_DIR/slurm.conf
 # The jobs run the thorax under test (sbatch passes the environment on).
 export THORAX=$THORAX_BIN

@@ -12,19 +12,39 @@
 # Each log (--open-mode=append) holds both runs, the second one resuming.
 source "$(dirname "$0")/lib.sh"
 "$THORAX_BIN" phantom --out p.h5 --patients 40 --size 32 --seed 11 >/dev/null
-epochs=150
+# Jobs b and c must still be training when their signal reaches the ranks,
+# or they end without a requeue. The test signals once a job's first
+# checkpoint exists; the signal gets there (a 0.2 s poll, scontrol,
+# slurmctld, slurmd, and for c the batch script and srun) in 0.1-0.5 s, but
+# in seconds when the machine stalls, and what is left of the run is the
+# margin. An epoch here takes ~30 ms with the cores to itself (mostly its
+# files: metrics.csv, curves.png, last.h5; its 9 steps are a few ms), 50-80
+# ms beside another job. 150 epochs, ~4 s for a job alone, became too thin a
+# margin once training got faster (a stall of 4-8 s failed the test); 400
+# epochs take ~12 s alone, 20-30 s side by side (passes with a 12 s stall).
+# The test's time is mostly these three runs.
+epochs=400
 tiny_config r.yaml "$WORK/p.h5" "$epochs"
+
+# epochs_done NAME: the epochs run NAME has completed (metrics.csv rows;
+# rank 0 rewrites metrics.csv, atomically, before each epoch's last.h5).
+epochs_done() { echo $(($(wc -l < "runs/$1/metrics.csv") - 1)); }
 
 a=$(THORAX_LAUNCHER=mpirun submit --ntasks=2 "$JOBS/train.sbatch" r.yaml --set name=a)
 b=$(submit --ntasks=2 "$JOBS/train.sbatch" r.yaml --set name=b)
 wait_file 90 runs/b/checkpoints/last.h5
-[ "$(states "$b")" = RUNNING ] || fail "job b is $(states "$b") once its first checkpoint exists; too short to requeue"
-scontrol requeue "$b"
+[ "$(states "$b")" = RUNNING ] ||
+  fail "job b is $(states "$b") once its first checkpoint exists (epoch $(epochs_done b) of $epochs); too short to requeue"
+b_at=$(epochs_done b)
+scontrol requeue "$b" || fail "scontrol requeue $b failed"
 
 c=$(submit --ntasks=2 "$JOBS/train.sbatch" r.yaml --set name=c)
 wait_file 120 runs/c/checkpoints/last.h5
-[ "$(states "$c")" = RUNNING ] || fail "job c is $(states "$c") once its first checkpoint exists; too short to signal"
-scancel --batch --signal=USR1 "$c"
+[ "$(states "$c")" = RUNNING ] ||
+  fail "job c is $(states "$c") once its first checkpoint exists (epoch $(epochs_done c) of $epochs); too short to signal"
+c_at=$(epochs_done c)
+scancel --batch --signal=USR1 "$c" || fail "scancel --batch --signal=USR1 $c failed (job c is $(states "$c"))"
+echo "signalled job b after epoch $b_at of $epochs, job c after epoch $c_at"
 
 wait_jobs 240 "$a" "$b" "$c"
 for j in "$a" "$b" "$c"; do completed "$j"; done

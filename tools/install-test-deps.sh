@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests beyond the build need on Debian 12 (idempotent):
 # SLURM and munge for the slurm-labelled tests (tests/slurm/, which start
-# their own private daemons with tools/slurm/up.sh), and iproute2 for the
-# two-host test (network namespaces). CI runs it before tools/test.sh; without
+# their own private daemons with tools/slurm/up.sh), iproute2 for the
+# two-host test (network namespaces), and clang with libFuzzer for
+# tools/fuzz.sh (tests/fuzz). CI runs it before tools/test.sh; without
 # these packages those tests are skipped, saying why.
 #   tools/install-test-deps.sh
 # Needs root (or sudo) for apt-get. The Debian packages would start system
@@ -13,6 +14,7 @@ packages=(
   slurm-wlm slurmctld slurmd slurm-client   # SLURM 22.05: controller, node daemon, sbatch/srun
   munge                                     # the authentication SLURM uses
   iproute2                                  # ip netns, veth pairs
+  clang libclang-rt-14-dev libomp-14-dev    # tools/fuzz.sh: clang 14, libFuzzer + sanitizer runtimes, OpenMP
 )
 
 # shellcheck source=tools/apt-install.sh

@@ -17,6 +17,19 @@
 #include "thorax/optim.h"
 
 #define TH_MAX_LABELS 256
+
+/* Limits of a configuration's text, each an error naming the file (and line)
+ * instead of a crash or an hour of parsing:
+ *   TH_CONFIG_MAX_BYTES   a file (or string) this long: a configuration is
+ *                         a page of text, anything bigger is the wrong file;
+ *   TH_CONFIG_MAX_DEPTH   mappings and lists nested this deep (the schema
+ *                         needs 4: model.layers[i].k); deeper is "nested more
+ *                         than 64 levels deep", usually an alias to itself;
+ *   TH_CONFIG_MAX_VALUES  values in all, aliases counted at every use, so a
+ *                         "billion laughs" document stops early. */
+#define TH_CONFIG_MAX_BYTES (16L << 20)
+#define TH_CONFIG_MAX_DEPTH 64
+#define TH_CONFIG_MAX_VALUES 100000
 #define TH_LABEL_MAX 64
 #define TH_PATH_MAX 1024
 

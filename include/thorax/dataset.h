@@ -15,6 +15,21 @@
 #include <stdint.h>
 #include <mpi.h>
 #include "thorax/error.h"
+#include "thorax/image.h"
+
+/* Limits of a dataset file, checked when it is opened and when one is
+ * written, so that a damaged or hostile file (whose shapes cost nothing to
+ * declare: unwritten chunks take no space) fails naming the file, the
+ * dataset and the limit, before any memory is allocated for it:
+ *   TH_DATASET_MAX_IMAGES  rows of /images (and of every other dataset);
+ *   TH_DATASET_MAX_LABELS  label columns, the most a run can train on
+ *                          (TH_MAX_LABELS, TH_INGEST_MAX_LABELS);
+ *   TH_IMAGE_MAX_SIDE      image height and width, as for ingested PNGs;
+ *   TH_DATASET_MAX_STRING  bytes of one label name, patient ID or image name
+ *                          (the CSV field limit, TH_CSV_MAX_FIELD). */
+#define TH_DATASET_MAX_IMAGES (1L << 28)
+#define TH_DATASET_MAX_LABELS 256
+#define TH_DATASET_MAX_STRING 4096
 
 typedef struct th_dataset {
     char path[1024];

@@ -15,12 +15,17 @@
 #ifndef THORAX_IMAGE_H
 #define THORAX_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "thorax/error.h"
 
 /* Larger sides are refused before any pixel memory is allocated, so a
- * damaged or hostile header cannot ask for gigabytes. */
-#define TH_IMAGE_MAX_SIDE 16384
+ * damaged or hostile header cannot ask for gigabytes: "x.png: 9000x300
+ * pixels is larger than the limit of 8192 pixels a side". Twice the largest
+ * detector (about 4300 pixels), and the decoded image then stays under 64 MiB
+ * (512 MiB of 16-bit RGBA samples at most for an interlaced file, which is
+ * the one kind decoded whole). */
+#define TH_IMAGE_MAX_SIDE 8192
 
 typedef struct th_image {
     int w, h;
@@ -38,6 +43,10 @@ int th_image_png_size(const char *path, int *w, int *h, th_err *err);
  * Truncated or corrupt files are errors naming the file and what is wrong.
  * On failure img is left empty. */
 int th_image_read_png(const char *path, th_image *img, th_err *err);
+
+/* The same from a PNG file's bytes data[0..len) in memory; name only names
+ * it in errors. */
+int th_image_decode_png(const void *data, size_t len, const char *name, th_image *img, th_err *err);
 
 void th_image_free(th_image *img);
 

@@ -28,8 +28,6 @@
 /* Largest channel count, image side, kernel, pad or stride accepted: far
  * beyond any X-ray network, and small enough that no shape product overflows. */
 #define DIM_MAX 65536
-/* A configuration is a page of text; anything this big is the wrong file. */
-#define CONFIG_FILE_MAX (16L << 20)
 #define KEY_MAX 256
 
 /* ---- The schema: which keys each mapping takes ---------------------------- */
@@ -853,6 +851,9 @@ static int load(th_config *cfg, const char *text, size_t len, const char *source
 {
     memset(cfg, 0, sizeof *cfg);
     if (strlen(source) >= sizeof cfg->source) return th_errf(err, "%.200s...: the file name is too long", source);
+    if (len > (size_t)TH_CONFIG_MAX_BYTES)
+        return th_errf(err, "%s: larger than %ld bytes (%ld MiB), the limit of a configuration: the wrong file?",
+                       source, (long)TH_CONFIG_MAX_BYTES, (long)TH_CONFIG_MAX_BYTES >> 20);
     memcpy(cfg->source, source, strlen(source) + 1);
 
     yt_tree tree = {0};
@@ -879,6 +880,8 @@ int th_config_load_string(th_config *cfg, const char *yaml, const char *name, co
     return load(cfg, yaml, strlen(yaml), name ? name : "<string>", def, sets, n_sets, err);
 }
 
+/* Reads at most TH_CONFIG_MAX_BYTES + 1 bytes: enough for load() to tell a
+ * file over the limit, without reading a wrong multi-gigabyte one whole. */
 static int read_file(const char *path, char **text, size_t *len, th_err *err)
 {
     FILE *f = fopen(path, "rb");
@@ -887,12 +890,14 @@ static int read_file(const char *path, char **text, size_t *len, th_err *err)
     size_t n = 0, cap = 0;
     for (;;) {
         if (n == cap) {
+            if (cap > (size_t)TH_CONFIG_MAX_BYTES) break;
             cap = cap ? 2 * cap : 8192;
-            char *p = cap <= (size_t)CONFIG_FILE_MAX ? realloc(buf, cap) : NULL;
+            if (cap > (size_t)TH_CONFIG_MAX_BYTES) cap = (size_t)TH_CONFIG_MAX_BYTES + 1;
+            char *p = realloc(buf, cap);
             if (!p) {
                 free(buf);
                 fclose(f);
-                return th_errf(err, "%s: larger than %ld MiB, not a configuration", path, CONFIG_FILE_MAX >> 20);
+                return th_errf(err, "%s: out of memory reading it", path);
             }
             buf = p;
         }

@@ -8,14 +8,14 @@
  */
 #include "yaml_tree.h"
 
+#include "thorax/config.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
-#define YT_MAX_DEPTH 64
-#define YT_MAX_NODES 100000
 #define YT_PATH_MAX 512
 
 /* Each allocation carries a link to the previous one, so freeing the tree is
@@ -84,12 +84,13 @@ static void conv_fail(const conv *cx, int line, const char *path, const char *fm
 static yt_node *convert(conv *cx, yaml_node_t *yn, const char *path, int depth)
 {
     int line = (int)yn->start_mark.line + 1;
-    if (depth > YT_MAX_DEPTH) {
-        conv_fail(cx, line, path, "nested more than %d levels deep (an alias that contains itself?)", YT_MAX_DEPTH);
+    if (depth > TH_CONFIG_MAX_DEPTH) {
+        conv_fail(cx, line, path, "nested more than %d levels deep (an alias that contains itself?)",
+                  TH_CONFIG_MAX_DEPTH);
         return NULL;
     }
     if (--cx->budget < 0) {
-        conv_fail(cx, line, path, "more than %d values (aliases expanding without bound?)", YT_MAX_NODES);
+        conv_fail(cx, line, path, "more than %d values (aliases expanding without bound?)", TH_CONFIG_MAX_VALUES);
         return NULL;
     }
     yt_node *n = tree_alloc(cx->t, sizeof *n);
@@ -198,7 +199,7 @@ static int check_no_second_document(yaml_parser_t *p, const char *where, const c
 int yt_parse(yt_tree *t, const char *text, size_t len, const char *where, const char *set, const char *path,
              yt_node **root, th_err *err)
 {
-    conv cx = {.t = t, .where = where, .budget = YT_MAX_NODES, .err = err};
+    conv cx = {.t = t, .where = where, .budget = TH_CONFIG_MAX_VALUES, .err = err};
     if (set && !(cx.set = tree_strndup(t, set, strlen(set)))) return th_errf(err, "%s: out of memory", set);
 
     yaml_parser_t p;

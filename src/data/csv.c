@@ -131,11 +131,20 @@ static int finish(parser *p, th_csv *csv)
     return 0;
 }
 
+static int too_big(const char *path, th_err *err)
+{
+    return th_errf(err, "%s: larger than %ld bytes, the limit of a CSV file", path, (long)TH_CSV_MAX_BYTES);
+}
+
 int th_csv_parse(th_csv *csv, const char *path, char *text, size_t len, th_err *err)
 {
     memset(csv, 0, sizeof *csv);
     snprintf(csv->path, sizeof csv->path, "%s", path);
     csv->text = text;
+    if (len > (size_t)TH_CSV_MAX_BYTES) {
+        th_csv_free(csv);
+        return too_big(path, err);
+    }
     parser p = {.path = path, .text = text, .len = len, .line = 1, .err = err};
     if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) p.pos = p.out = 3;
     int rc = 0;
@@ -162,8 +171,8 @@ int th_csv_read(th_csv *csv, const char *path, th_err *err)
     struct stat st;
     if (stat(path, &st)) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return th_errf(err, "%s is a directory, not a CSV file", path);
-    if (st.st_size > TH_CSV_MAX_BYTES)
-        return th_errf(err, "%s: larger than %ld bytes, the limit of a CSV file", path, TH_CSV_MAX_BYTES);
+    /* Before reading: a wrong multi-gigabyte file is refused at once. */
+    if (st.st_size > TH_CSV_MAX_BYTES) return too_big(path, err);
     size_t len;
     char *text = th_read_file(path, &len, err);
     if (!text) return -1;

@@ -27,10 +27,14 @@
 
 #include "thorax/split.h"
 
-/* Limits beyond which a shape is certainly corrupt rather than large. */
-#define MAX_SIDE (1 << 20)
-#define MAX_ROWS (1 << 28)
-#define MAX_LABELS 65536
+#include "thorax/config.h"
+#include "thorax/csv.h"
+#include "thorax/ingest.h"
+
+/* One label limit from the file to the run. */
+_Static_assert(TH_DATASET_MAX_LABELS == TH_MAX_LABELS, "a run must be able to train on every label of a file");
+_Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
+_Static_assert(TH_DATASET_MAX_STRING == TH_CSV_MAX_FIELD, "an ingested name must fit in a dataset");
 
 /* MPI counts are int: large buffers are broadcast in pieces. */
 #define BCAST_PIECE ((size_t)1 << 30)
@@ -158,23 +162,37 @@ static int read_strings(hid_t obj, int is_attr, const char *path, const char *wh
         return th_errf(err, "%s: %s must hold strings", path, what);
     }
     int rc = 0;
+    size_t width = H5Tget_size(ftype);
+    int variable = H5Tis_variable_str(ftype) > 0;
+    if (!variable && width > TH_DATASET_MAX_STRING) {
+        H5Tclose(ftype);
+        return th_errf(err, "%s: %s holds strings of %zu bytes, more than the limit of %d", path, what, width,
+                       TH_DATASET_MAX_STRING);
+    }
     hid_t space = is_attr ? H5Aget_space(obj) : H5Dget_space(obj);
     hid_t mtype = H5Tcopy(H5T_C_S1);
     /* Same character set as the file: HDF5 will not convert between them. */
     H5Tset_cset(mtype, H5Tget_cset(ftype));
-    if (H5Tis_variable_str(ftype) > 0) {
+    if (variable) {
         char **vl = calloc(count ? count : 1, sizeof *vl);
         H5Tset_size(mtype, H5T_VARIABLE);
         herr_t r = !vl ? -1
                        : is_attr ? H5Aread(obj, mtype, vl)
                                  : H5Dread(obj, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, vl);
         if (r < 0) rc = th_errf(err, "%s: cannot read the strings of %s", path, what);
-        for (size_t i = 0; rc == 0 && i < count; i++)
-            if (packed_add(out, vl[i] ? vl[i] : "")) rc = th_errf(err, "%s: out of memory reading %s", path, what);
+        for (size_t i = 0; rc == 0 && i < count; i++) {
+            const char *v = vl[i] ? vl[i] : "";
+            size_t len = strlen(v);
+            if (len > TH_DATASET_MAX_STRING)
+                rc = th_errf(err, "%s: %s: string %zu is %zu bytes long, more than the limit of %d", path, what, i,
+                             len, TH_DATASET_MAX_STRING);
+            else if (packed_add(out, v))
+                rc = th_errf(err, "%s: out of memory reading %s", path, what);
+        }
         if (r >= 0) H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, vl);
         free(vl);
     } else {
-        size_t width = H5Tget_size(ftype) + 1;
+        width++;
         char *fixed = calloc(count ? count : 1, width);
         H5Tset_size(mtype, width);
         H5Tset_strpad(mtype, H5T_STR_NULLTERM);
@@ -234,11 +252,12 @@ static int read_index(hid_t f, const char *path, file_index *ix, th_err *err)
     H5Dclose(d);
     if (rc) return rc;
     if (dims[0] == 0) return th_errf(err, "%s: /images holds no images", path);
-    if (dims[0] > MAX_ROWS)
-        return th_errf(err, "%s: /images claims %llu images: corrupt?", path, (unsigned long long)dims[0]);
-    if (dims[1] == 0 || dims[2] == 0 || dims[1] > MAX_SIDE || dims[2] > MAX_SIDE)
-        return th_errf(err, "%s: /images has an impossible image size %llux%llu", path, (unsigned long long)dims[1],
-                       (unsigned long long)dims[2]);
+    if (dims[0] > TH_DATASET_MAX_IMAGES)
+        return th_errf(err, "%s: /images claims %llu images, more than the limit of %ld: corrupt?", path,
+                       (unsigned long long)dims[0], (long)TH_DATASET_MAX_IMAGES);
+    if (dims[1] == 0 || dims[2] == 0 || dims[1] > TH_IMAGE_MAX_SIDE || dims[2] > TH_IMAGE_MAX_SIDE)
+        return th_errf(err, "%s: /images has an impossible image size %llux%llu (1 to %d pixels a side)", path,
+                       (unsigned long long)dims[1], (unsigned long long)dims[2], TH_IMAGE_MAX_SIDE);
     ix->n = (int64_t)dims[0];
     ix->h = (int64_t)dims[1];
     ix->w = (int64_t)dims[2];
@@ -250,8 +269,9 @@ static int read_index(hid_t f, const char *path, file_index *ix, th_err *err)
     if (rc == 0 && (int64_t)dims[0] != ix->n)
         rc = th_errf(err, "%s: /labels has %llu rows but /images has %lld", path, (unsigned long long)dims[0],
                      (long long)ix->n);
-    if (rc == 0 && (dims[1] == 0 || dims[1] > MAX_LABELS))
-        rc = th_errf(err, "%s: /labels has %llu label columns", path, (unsigned long long)dims[1]);
+    if (rc == 0 && (dims[1] == 0 || dims[1] > TH_DATASET_MAX_LABELS))
+        rc = th_errf(err, "%s: /labels has %llu label columns (1 to %d)", path, (unsigned long long)dims[1],
+                     TH_DATASET_MAX_LABELS);
     if (rc == 0) {
         ix->n_labels = (int64_t)dims[1];
         if (H5Aexists(d, "names") <= 0) {
@@ -663,13 +683,18 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
     memset(wr, 0, sizeof *wr);
     wr->file = wr->images = wr->labels = wr->masks = -1;
     silence_hdf5();
-    if (n < 1 || n > MAX_ROWS) return th_errf(err, "%s: cannot write a dataset of %d images", path, n);
-    if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
-        return th_errf(err, "%s: impossible image size %dx%d", path, h, w);
-    if (n_labels < 1 || n_labels > MAX_LABELS) return th_errf(err, "%s: impossible label count %d", path, n_labels);
-    for (int k = 0; k < n_labels; k++)
+    if (n < 1 || n > TH_DATASET_MAX_IMAGES)
+        return th_errf(err, "%s: cannot write a dataset of %d images (1 to %ld)", path, n, (long)TH_DATASET_MAX_IMAGES);
+    if (h < 1 || w < 1 || h > TH_IMAGE_MAX_SIDE || w > TH_IMAGE_MAX_SIDE)
+        return th_errf(err, "%s: impossible image size %dx%d (1 to %d pixels a side)", path, h, w, TH_IMAGE_MAX_SIDE);
+    if (n_labels < 1 || n_labels > TH_DATASET_MAX_LABELS)
+        return th_errf(err, "%s: impossible label count %d (1 to %d)", path, n_labels, TH_DATASET_MAX_LABELS);
+    for (int k = 0; k < n_labels; k++) {
         if (!label_names || !label_names[k] || !*label_names[k])
             return th_errf(err, "%s: label %d has no name", path, k);
+        if (strlen(label_names[k]) > TH_DATASET_MAX_STRING)
+            return th_errf(err, "%s: the name of label %d is longer than %d bytes", path, k, TH_DATASET_MAX_STRING);
+    }
     if (snprintf(wr->path, sizeof wr->path, "%s", path) >= (int)sizeof wr->path ||
         snprintf(wr->tmp_path, sizeof wr->tmp_path, "%s.tmp", path) >= (int)sizeof wr->tmp_path) {
         wr->path[0] = wr->tmp_path[0] = '\0';
@@ -746,6 +771,9 @@ int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, cons
         return th_errf(err, "%s: row %d is written twice (image %s)", wr->path, i, wr->image_name[i]);
     if (!patient_id || !*patient_id) return th_errf(err, "%s: row %d has no patient ID", wr->path, i);
     if (!image_name || !*image_name) return th_errf(err, "%s: row %d has no image name", wr->path, i);
+    if (strlen(patient_id) > TH_DATASET_MAX_STRING || strlen(image_name) > TH_DATASET_MAX_STRING)
+        return th_errf(err, "%s: row %d: the patient ID or image name is longer than %d bytes", wr->path, i,
+                       TH_DATASET_MAX_STRING);
     for (int k = 0; k < wr->n_labels; k++)
         if (labels[k] > 1)
             return th_errf(err, "%s: image %s (row %d): label column %d is %d, expected 0 or 1", wr->path, image_name,

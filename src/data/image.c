@@ -21,8 +21,11 @@
  * Decoding.
  */
 
+/* Where libpng's bytes come from: an open file, or a buffer in memory. */
 typedef struct {
-    FILE *fp;
+    FILE *fp;                   /* NULL: read from mem */
+    const uint8_t *mem;
+    size_t len, pos;
     char msg[256];
 } png_source;
 
@@ -39,8 +42,14 @@ static void on_png_warning(png_structp png, png_const_charp msg) {}
 static void on_png_read(png_structp png, png_bytep data, size_t len)
 {
     png_source *src = png_get_io_ptr(png);
-    if (fread(data, 1, len, src->fp) != len)
-        png_error(png, ferror(src->fp) ? "read error" : "the file ends early (truncated)");
+    if (src->fp) {
+        if (fread(data, 1, len, src->fp) != len)
+            png_error(png, ferror(src->fp) ? "read error" : "the file ends early (truncated)");
+        return;
+    }
+    if (len > src->len - src->pos) png_error(png, "the file ends early (truncated)");
+    memcpy(data, src->mem + src->pos, len);
+    src->pos += len;
 }
 
 /* The first n bytes of a file that should be a PNG: 0, or an error naming
@@ -60,31 +69,49 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-int th_image_png_size(const char *path, int *w, int *h, th_err *err)
+/* The first n (<= PNG_HEADER) bytes of a file that should be a PNG: the
+ * signature (8), then the IHDR chunk's length (4), type (4), width and
+ * height. The one check of a header, for the size query and both decoders:
+ * the PNG standard puts IHDR first, and libpng, which tolerates chunks before
+ * it, would otherwise decode files that ingest's header pass refuses. */
+#define PNG_HEADER 24
+static int check_header(const char *path, const uint8_t *b, size_t n, int *w, int *h, th_err *err)
 {
-    /* Signature (8), then the IHDR chunk: length (4), type (4), width, height. */
-    uint8_t b[24];
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
-    size_t n = fread(b, 1, sizeof b, fp);
-    int bad = ferror(fp), e = errno;
-    fclose(fp);
-    if (bad) return th_errf(err, "cannot read %s: %s", path, strerror(e));
     if (check_signature(path, b, n < 8 ? n : 8, err)) return -1;
-    if (n < sizeof b) return th_errf(err, "%s: truncated PNG (the header is incomplete)", path);
+    if (n < PNG_HEADER) return th_errf(err, "%s: truncated PNG (the header is incomplete)", path);
     if (memcmp(b + 12, "IHDR", 4)) return th_errf(err, "%s: corrupt PNG (it does not start with a header chunk)", path);
     uint32_t width = be32(b + 16), height = be32(b + 20);
     if (width == 0 || height == 0) return th_errf(err, "%s: corrupt PNG (size %ux%u)", path, width, height);
     if (width > TH_IMAGE_MAX_SIDE || height > TH_IMAGE_MAX_SIDE)
-        return th_errf(err, "%s: %ux%u is larger than the %d-pixel limit", path, width, height, TH_IMAGE_MAX_SIDE);
+        return th_errf(err, "%s: %ux%u pixels is larger than the limit of %d pixels a side", path, width, height,
+                       TH_IMAGE_MAX_SIDE);
     *w = (int)width;
     *h = (int)height;
     return 0;
 }
 
+/* Reads the first PNG_HEADER bytes of fp (fewer in a short file) into b. */
+static int read_header(FILE *fp, const char *path, uint8_t *b, size_t *n, th_err *err)
+{
+    *n = fread(b, 1, PNG_HEADER, fp);
+    if (ferror(fp)) return th_errf(err, "cannot read %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int th_image_png_size(const char *path, int *w, int *h, th_err *err)
+{
+    uint8_t b[PNG_HEADER];
+    size_t n;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
+    int rc = read_header(fp, path, b, &n, err);
+    fclose(fp);
+    return rc ? rc : check_header(path, b, n, w, h, err);
+}
+
 /* The decoded row layout after the transformations below. */
 typedef struct {
-    int w, h, channels, depth;
+    int w, h, channels, depth, interlaced;
     size_t rowbytes;
 } png_layout;
 
@@ -98,21 +125,13 @@ static int read_layout(png_structp png, png_infop info, png_layout *lay)
     int color = png_get_color_type(png, info);
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
-    png_set_interlace_handling(png);
+    lay->interlaced = png_set_interlace_handling(png) > 1;
     png_read_update_info(png, info);
     lay->w = (int)png_get_image_width(png, info);
     lay->h = (int)png_get_image_height(png, info);
     lay->channels = png_get_channels(png, info);
     lay->depth = png_get_bit_depth(png, info);
     lay->rowbytes = png_get_rowbytes(png, info);
-    return 0;
-}
-
-static int read_rows(png_structp png, png_bytep *rows)
-{
-    if (setjmp(png_jmpbuf(png))) return -1;
-    png_read_image(png, rows);
-    png_read_end(png, NULL);
     return 0;
 }
 
@@ -131,65 +150,99 @@ static void row_to_luminance(const uint8_t *row, const png_layout *lay, uint8_t 
     }
 }
 
-int th_image_read_png(const char *path, th_image *img, th_err *err)
+/* Decodes the rows into px [h, w]. A plain image is read a row at a time
+ * into row (one decoded row), so that its samples, up to 8 bytes a pixel for
+ * 16-bit RGBA, never take a whole image of memory; an Adam7-interlaced one
+ * needs every row at once, and comes in rows (h pointers into one buffer). */
+static int read_pixels(png_structp png, const png_layout *lay, png_bytep *rows, uint8_t *row, uint8_t *px)
 {
-    memset(img, 0, sizeof *img);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
-    uint8_t sig[8];
-    size_t n = fread(sig, 1, sizeof sig, fp);
-    if (ferror(fp)) {
-        int e = errno;
-        fclose(fp);
-        return th_errf(err, "cannot read %s: %s", path, strerror(e));
+    if (setjmp(png_jmpbuf(png))) return -1;
+    if (rows) {
+        png_read_image(png, rows);
+        for (int y = 0; y < lay->h; y++) row_to_luminance(rows[y], lay, px + (size_t)y * lay->w);
+    } else {
+        for (int y = 0; y < lay->h; y++) {
+            png_read_row(png, row, NULL);
+            row_to_luminance(row, lay, px + (size_t)y * lay->w);
+        }
     }
-    if (check_signature(path, sig, n, err)) {
-        fclose(fp);
-        return -1;
-    }
+    png_read_end(png, NULL);
+    return 0;
+}
 
-    png_source src = {fp, "out of memory"};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, on_png_error, on_png_warning);
+/* Decodes from src, whose header check_header has passed and whose first 8
+ * bytes (the signature) have been consumed. name is the file in messages. */
+static int decode_png(png_source *src, const char *name, th_image *img, th_err *err)
+{
+    snprintf(src->msg, sizeof src->msg, "out of memory");
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, src, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     png_layout lay = {0};
     uint8_t *raw = NULL;
     png_bytep *rows = NULL;
     int rc = png && info ? 0 : -1;
     if (rc == 0) {
-        png_set_read_fn(png, &src, on_png_read);
-        png_set_sig_bytes(png, (int)sizeof sig);
+        png_set_read_fn(png, src, on_png_read);
+        png_set_sig_bytes(png, 8);
+        /* check_header has refused larger sizes already: this is a guard. */
         png_set_user_limits(png, TH_IMAGE_MAX_SIDE, TH_IMAGE_MAX_SIDE);
         rc = read_layout(png, info, &lay);
     }
     if (rc == 0) {
-        raw = malloc(lay.rowbytes * (size_t)lay.h);
-        rows = malloc(sizeof *rows * (size_t)lay.h);
+        raw = malloc(lay.interlaced ? lay.rowbytes * (size_t)lay.h : lay.rowbytes);
+        rows = lay.interlaced ? malloc(sizeof *rows * (size_t)lay.h) : NULL;
         img->px = malloc((size_t)lay.w * (size_t)lay.h);
-        if (!raw || !rows || !img->px) {
-            snprintf(src.msg, sizeof src.msg, "out of memory for %dx%d pixels", lay.w, lay.h);
+        if (!raw || (lay.interlaced && !rows) || !img->px) {
+            snprintf(src->msg, sizeof src->msg, "out of memory for %dx%d pixels", lay.w, lay.h);
             rc = -1;
         }
     }
     if (rc == 0) {
-        for (int y = 0; y < lay.h; y++) rows[y] = raw + (size_t)y * lay.rowbytes;
-        rc = read_rows(png, rows);
+        for (int y = 0; rows && y < lay.h; y++) rows[y] = raw + (size_t)y * lay.rowbytes;
+        rc = read_pixels(png, &lay, rows, raw, img->px);
     }
     if (rc == 0) {
-        for (int y = 0; y < lay.h; y++) row_to_luminance(rows[y], &lay, img->px + (size_t)y * lay.w);
         img->depth = lay.depth;
         img->channels = lay.channels;
         img->w = lay.w;
         img->h = lay.h;
     }
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(fp);
     free(rows);
     free(raw);
     if (rc) {
         th_image_free(img);
-        return th_errf(err, "%s: damaged PNG: %s", path, src.msg);
+        return th_errf(err, "%s: damaged PNG: %s", name, src->msg);
     }
     return 0;
+}
+
+int th_image_read_png(const char *path, th_image *img, th_err *err)
+{
+    memset(img, 0, sizeof *img);
+    uint8_t b[PNG_HEADER];
+    size_t n;
+    int w, h;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
+    int rc = read_header(fp, path, b, &n, err);
+    if (rc == 0) rc = check_header(path, b, n, &w, &h, err);
+    if (rc == 0 && fseek(fp, 8, SEEK_SET)) rc = th_errf(err, "cannot read %s: %s", path, strerror(errno));
+    if (rc == 0) {
+        png_source src = {.fp = fp};
+        rc = decode_png(&src, path, img, err);
+    }
+    fclose(fp);
+    return rc;
+}
+
+int th_image_decode_png(const void *data, size_t len, const char *name, th_image *img, th_err *err)
+{
+    memset(img, 0, sizeof *img);
+    int w, h;
+    if (check_header(name, data, len < PNG_HEADER ? len : PNG_HEADER, &w, &h, err)) return -1;
+    png_source src = {.mem = data, .len = len, .pos = 8};
+    return decode_png(&src, name, img, err);
 }
 
 void th_image_free(th_image *img)

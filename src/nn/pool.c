@@ -48,7 +48,6 @@ void th_maxpool2_row(const float *r0, const float *r1, int w, int32_t base, floa
 void th_maxpool2_row_backward(const float *dy, const int32_t *argmax, int w, int32_t base, float *r0, float *r1)
 {
     const v8i step = {0, 2, 4, 6, 8, 10, 12, 14};
-    const v8i lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
     int ox = 0;
     for (; ox + 8 <= w / 2; ox += 8) {
         v8f g;
@@ -58,8 +57,8 @@ void th_maxpool2_row_backward(const float *dy, const int32_t *argmax, int w, int
         at -= base + 2 * ox + step;  /* 0, 1, w or w + 1 within each window */
         v8f e0 = (v8f)((v8i)g & (at == 0)), e1 = (v8f)((v8i)g & (at == 1));
         v8f e2 = (v8f)((v8i)g & (at == w)), e3 = (v8f)((v8i)g & (at == w + 1));
-        v8f out[4] = {__builtin_shuffle(e0, e1, lo), __builtin_shuffle(e0, e1, hi), __builtin_shuffle(e2, e3, lo),
-                      __builtin_shuffle(e2, e3, hi)};
+        v8f out[4] = {TH_INTERLEAVE8_LO(e0, e1), TH_INTERLEAVE8_HI(e0, e1), TH_INTERLEAVE8_LO(e2, e3),
+                      TH_INTERLEAVE8_HI(e2, e3)};
         memcpy(r0 + 2 * ox, out, 2 * sizeof out[0]);
         memcpy(r1 + 2 * ox, out + 2, 2 * sizeof out[0]);
     }

@@ -21,6 +21,16 @@ typedef int v16i __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));  /* one AVX2 register, two SSE ones */
 typedef int v8i __attribute__((vector_size(32)));
 
+/* The first (LO) or last (HI) four elements of a and of b, interleaved:
+ * a0 b0 a1 b1 ... (GCC and clang spell vector shuffles differently). */
+#if defined(__clang__)
+#define TH_INTERLEAVE8_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
+#define TH_INTERLEAVE8_HI(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
+#else
+#define TH_INTERLEAVE8_LO(a, b) __builtin_shuffle(a, b, (v8i){0, 8, 1, 9, 2, 10, 3, 11})
+#define TH_INTERLEAVE8_HI(a, b) __builtin_shuffle(a, b, (v8i){4, 12, 5, 13, 6, 14, 7, 15})
+#endif
+
 #define TH_INLINE static inline __attribute__((always_inline))
 
 #if defined(__x86_64__) && defined(__GNUC__)

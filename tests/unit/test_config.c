@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "thorax/config.h"
@@ -601,8 +602,70 @@ static void test_compare(void)
     CHECK(th_config_compare(&b, &a, resume_sections, &err) == -1 && strstr(err.msg, "now absent") != NULL);
 }
 
+/* A value nested in `depth` lists under `name:`, the schema's first complaint
+ * when the nesting itself is allowed. */
+static char *nested(int depth)
+{
+    char *yaml = malloc(sizeof MINI + 2 * (size_t)depth + 16);
+    int n = sprintf(yaml, "%sname: ", MINI);
+    for (int i = 0; i < depth; i++) yaml[n++] = '[';
+    for (int i = 0; i < depth; i++) yaml[n++] = ']';
+    strcpy(yaml + n, "\n");
+    return yaml;
+}
+
+/* The limits of config.h, each just under and just over. */
+static void test_limits(void)
+{
+    static th_config cfg;
+    th_err err;
+
+    char *yaml = nested(TH_CONFIG_MAX_DEPTH);
+    CHECK(load(&cfg, yaml, &err) == -1 && strstr(err.msg, "name:") && !strstr(err.msg, "nested"));
+    free(yaml);
+    yaml = nested(TH_CONFIG_MAX_DEPTH + 1);
+    CHECK(load(&cfg, yaml, &err) == -1 && strstr(err.msg, "t.yaml:10: name") &&
+          strstr(err.msg, "nested more than 64 levels deep"));
+    free(yaml);
+
+    /* A list of n labels: n + 14 values in all with MINI's. */
+    for (int over = 0; over <= 1; over++) {
+        int n = over ? TH_CONFIG_MAX_VALUES : TH_CONFIG_MAX_VALUES - 100;
+        char *big = malloc(16 * (size_t)n + sizeof MINI + 64);
+        size_t len = (size_t)sprintf(big, "%sname: [", MINI);
+        for (int i = 0; i < n; i++) len += (size_t)sprintf(big + len, "%s%d", i ? "," : "", i % 10);
+        strcpy(big + len, "]\n");
+        CHECK(load(&cfg, big, &err) == -1);
+        CHECK(!strstr(err.msg, "values") == !over);
+        if (over) CHECK(strstr(err.msg, "more than 100000 values") != NULL);
+        free(big);
+    }
+
+    /* Size: exactly the limit loads (from a file too), one byte more is refused. */
+    size_t max = (size_t)TH_CONFIG_MAX_BYTES;
+    char *text = malloc(max + 2);
+    memset(text, ' ', max + 1);
+    memcpy(text, MINI, strlen(MINI));
+    text[max - 1] = '\n';
+    text[max] = '\0';
+    CHECK(load(&cfg, text, &err) == 0);
+    char path[] = "/tmp/thorax-config-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, text, max) == (ssize_t)max);
+    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    text[max] = '\n';
+    text[max + 1] = '\0';
+    CHECK(load(&cfg, text, &err) == -1 && strstr(err.msg, "t.yaml: larger than 16777216 bytes (16 MiB)"));
+    CHECK(write(fd, "\n", 1) == 1);
+    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == -1 && strstr(err.msg, "larger than 16777216 bytes"));
+    close(fd);
+    unlink(path);
+    free(text);
+}
+
 int main(void)
 {
+    test_limits();
     test_shipped_configs();
     test_defaults();
     test_values();

@@ -155,6 +155,23 @@ static void test_errors(void)
     free(wide);
 }
 
+/* TH_CSV_MAX_BYTES: a file one byte over is refused before it is read (a
+ * sparse file: nothing is written). Just under is the field and column
+ * limits' business, above; a gigabyte is too much for a unit test. */
+static void test_size_limit(void)
+{
+    char path[] = "/tmp/thorax-csv-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && ftruncate(fd, TH_CSV_MAX_BYTES + 1) == 0);
+    close(fd);
+    th_csv csv;
+    th_err err;
+    CHECK(th_csv_read(&csv, path, &err) == -1);
+    CHECK(strstr(err.msg, path) && strstr(err.msg, "larger than 1073741824 bytes, the limit of a CSV file"));
+    CHECK(csv.text == NULL && csv.n_rows == 0);
+    unlink(path);
+}
+
 static void test_files(void)
 {
     th_csv csv;
@@ -185,5 +202,6 @@ int main(void)
     test_ragged();
     test_errors();
     test_files();
+    test_size_limit();
     return th_test_summary("csv");
 }

@@ -196,6 +196,58 @@ static void test_damaged(void)
     expect_bad("missing.png", "No such file", "No such file");
 }
 
+/* TH_IMAGE_MAX_SIDE, just under and just over, in width (a real file) and
+ * height (the header patched: refused before the pixels are looked at), by
+ * the header check and both decoders, which share one wording. */
+static void test_size_limit(void)
+{
+    enum { M = TH_IMAGE_MAX_SIDE };
+    uint8_t *row = calloc(M + 1, 1);
+    th_image img;
+    th_err err;
+    int w, h;
+    CHECK(fixture_write_png(path_of("wide.png"), M, 1, PNG_COLOR_TYPE_GRAY, 8, 0, row, M, NULL, 0) == 0);
+    CHECK(th_image_png_size(path_of("wide.png"), &w, &h, &err) == 0 && w == M && h == 1);
+    CHECK(th_image_read_png(path_of("wide.png"), &img, &err) == 0 && img.w == M && img.h == 1);
+    th_image_free(&img);
+    size_t n;
+    uint8_t *png = slurp("wide.png", &n);
+    CHECK(th_image_decode_png(png, n, "mem.png", &img, &err) == 0 && img.w == M);
+    th_image_free(&img);
+    png[20] = (uint8_t)((M + 1) >> 24), png[21] = (uint8_t)((M + 1) >> 16);
+    png[22] = (uint8_t)((M + 1) >> 8), png[23] = (uint8_t)(M + 1);
+    write_bytes("tall.png", png, n);
+    expect_bad("tall.png", "8192x8193 pixels is larger than the limit of 8192 pixels a side",
+               "8192x8193 pixels is larger than the limit of 8192 pixels a side");
+    CHECK(th_image_decode_png(png, n, "mem.png", &img, &err) == -1 &&
+          strstr(err.msg, "mem.png: 8192x8193 pixels is larger than the limit"));
+    free(png);
+
+    CHECK(fixture_write_png(path_of("wider.png"), M + 1, 1, PNG_COLOR_TYPE_GRAY, 8, 0, row, M + 1, NULL, 0) == 0);
+    expect_bad("wider.png", "8193x1 pixels is larger than the limit of 8192", "8193x1 pixels is larger than");
+    free(row);
+}
+
+/* A chunk before IHDR: libpng would decode it, the header check refuses it;
+ * both must say the same (found by tests/fuzz/fuzz_png.c). */
+static void test_header_first(void)
+{
+    uint8_t px[4] = {1, 2, 3, 4};
+    th_err err;
+    CHECK(th_png_write_gray(path_of("ok.png"), px, 2, 2, &err) == 0);
+    size_t n;
+    uint8_t *png = slurp("ok.png", &n);
+    uint8_t *odd = malloc(n + 12);
+    static const uint8_t chunk[12] = {0, 0, 0, 0, 'i', 'H', 'D', 'R', 0x8c, 0xf6, 0x1e, 0x60};
+    memcpy(odd, png, 8);
+    memcpy(odd + 8, chunk, 12);
+    memcpy(odd + 20, png + 8, n - 8);
+    write_bytes("late-ihdr.png", odd, n + 12);
+    expect_bad("late-ihdr.png", "does not start with a header chunk", "does not start with a header chunk");
+    free(odd);
+    free(png);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static int resize_is(const uint8_t *src, int sw, int sh, int dw, int dh, const uint8_t *want)
@@ -297,6 +349,8 @@ int main(void)
     test_rgb_rgba();
     test_palette_bits_interlace();
     test_damaged();
+    test_size_limit();
+    test_header_first();
     test_area();
     test_bilinear();
     test_constant_and_mixed();

@@ -322,6 +322,32 @@ static void test_sizes_and_leftovers(void)
     CHECK(!exists("broken.h5.tmp") && !exists("broken.h5.skipped.csv.tmp"));
 }
 
+/* TH_INGEST_MAX_LABELS label columns are taken (the run then stops at the
+ * missing image); one more is an error naming the CSV and the limit. */
+static void test_label_limit(void)
+{
+    for (int over = 0; over <= 1; over++) {
+        int n = TH_INGEST_MAX_LABELS + over;
+        char *text = malloc(16 * (size_t)n + 64);
+        size_t len = (size_t)sprintf(text, "image,patient_id");
+        for (int k = 0; k < n; k++) len += (size_t)sprintf(text + len, ",L%d", k);
+        len += (size_t)sprintf(text + len, "\nmissing.png,P1");
+        for (int k = 0; k < n; k++) len += (size_t)sprintf(text + len, ",0");
+        strcpy(text + len, "\n");
+        write_text("many.csv", text);
+        free(text);
+        th_ingest_opts o = {.csv_path = path_of("many.csv"), .images_dir = dir, .out_path = path_of("many.h5")};
+        th_ingest_summary s;
+        th_err err;
+        CHECK(th_ingest_run(&o, &s, NULL, NULL, &err) == -1);
+        if (over)
+            CHECK(strstr(err.msg, "many.csv: more than 256 labels") != NULL);
+        else
+            CHECK(strstr(err.msg, "missing.png") != NULL && s.n_labels == TH_INGEST_MAX_LABELS);
+        CHECK(!exists("many.h5"));
+    }
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -329,6 +355,7 @@ int main(void)
         return 1;
     }
     test_patient_names();
+    test_label_limit();
     write_images();
     test_common();
     test_nih();

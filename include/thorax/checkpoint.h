@@ -7,8 +7,13 @@
  *   /rng/dropout           the dropout RNG state (uint64 [4]); the data order is
  *                          derived from (seed, epoch) and needs no state
  *   root attributes        epoch, step, config (the resolved YAML text)
+ *   crc32 attributes       every dataset's CRC-32 over its stored bytes, and the
+ *                          root's over the whole content (see checkpoint.c)
  * The file is written to `<path>.tmp` and renamed into place, so a killed job
- * leaves the previous checkpoint intact.
+ * leaves the previous checkpoint intact; it is fsync'ed before the rename.
+ * Every function that reads a checkpoint first checks its checksums: a
+ * damaged, truncated or checksum-less file is an error naming the file (and
+ * the damaged dataset when the CRC of one does not match).
  */
 #ifndef THORAX_CHECKPOINT_H
 #define THORAX_CHECKPOINT_H
@@ -39,6 +44,9 @@ int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o,
  * exist with the same shape: a mismatch names the tensor). o and s may be
  * NULL when only the parameters are wanted. */
 int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err);
+
+/* Checks the checksums of a checkpoint without loading it. */
+int th_checkpoint_verify(const char *path, th_err *err);
 
 /* The `config` attribute of a checkpoint, malloc'd (for eval and predict). */
 char *th_checkpoint_read_config(const char *path, th_err *err);

@@ -1,17 +1,21 @@
 /* checkpoint.c - save and restore training state as HDF5 (see thorax/checkpoint.h).
  *
- * Written by one rank with the serial (sec2) driver: a checkpoint is small next
- * to the dataset and one writer keeps the file simple for h5py and PyTorch
- * users to read.
+ * Written by one rank: a checkpoint is small next to the dataset and one
+ * writer keeps the file simple for h5py and PyTorch users to read. It is
+ * built in memory and written in one go (see th_checkpoint_save), and carries
+ * CRC-32 checksums that every read checks (see "The checksum").
  */
 #include "thorax/checkpoint.h"
+#include "thorax/fsutil.h"
 
 #include <hdf5.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static int write_floats(hid_t group, const char *name, const float *data, int ndim, const int *shape)
 {
@@ -152,26 +156,228 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
     return rc ? -1 : 0;
 }
 
+/* --- The checksum -------------------------------------------------------------
+ * A checkpoint carries CRC-32s (zlib's: Python's zlib.crc32 gives the same):
+ *  - every dataset its own, as attribute `crc32`, over its bytes as stored
+ *    (little-endian), so that a mismatch names the damaged tensor;
+ *  - the root a `crc32` over everything: each object's path in name order,
+ *    depth first, its attributes (name and stored bytes, in name order; the
+ *    root's own `crc32` left out) and, for a dataset, its shape and CRC; so a
+ *    damaged epoch, learning rate or config is caught too.
+ * Both are computed from the file itself, not from the model: one walk stores
+ * them (save) and checks them (load, verify), and a file can be checked
+ * without knowing its model. */
+typedef struct digest {
+    uLong crc;          /* the whole-file CRC so far */
+    int store;          /* 1: write the CRCs (save); 0: check them */
+    const char *path;   /* the file, for messages */
+    th_err *err;
+    unsigned char *buf; /* scratch for one dataset's or attribute's bytes */
+    size_t cap;
+} digest;
+
+#define CRC_ATTR "crc32"
+
+static uLong crc_bytes(uLong crc, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    /* zlib counts in uInt. */
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < (1u << 30) ? n - done : (1u << 30);
+        crc = crc32(crc, b + done, (uInt)k);
+        done += k;
+    }
+    return crc;
+}
+
+static void *scratch(digest *d, size_t n)
+{
+    if (n == 0) n = 1; /* a buffer even for an empty tensor */
+    if (n > d->cap) {
+        unsigned char *b = realloc(d->buf, n);
+        if (!b) return NULL;
+        d->buf = b;
+        d->cap = n;
+    }
+    return d->buf;
+}
+
+typedef struct attr_walk {
+    digest *d;
+    const char *owner; /* the object's path, for messages */
+    const char *skip;  /* an attribute left out (the root's own CRC), or NULL */
+    int failed;
+} attr_walk;
+
+static herr_t digest_attr(hid_t obj, const char *name, const H5A_info_t *info, void *ctx)
+{
+    (void)info;
+    attr_walk *w = ctx;
+    digest *d = w->d;
+    if (w->skip && !strcmp(name, w->skip)) return 0;
+    d->crc = crc_bytes(d->crc, name, strlen(name) + 1);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t type = a < 0 ? -1 : H5Aget_type(a);
+    hid_t space = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t n = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int rc = type < 0 || n < 0 ? -1 : 0;
+    if (!rc && H5Tis_variable_str(type) > 0) {
+        /* Variable-length strings (config, optimizer type): scalars only. */
+        char *value = NULL;
+        rc = n != 1 || H5Aread(a, type, &value) < 0 ? -1 : 0;
+        if (!rc && value) d->crc = crc_bytes(d->crc, value, strlen(value) + 1);
+        if (value) H5free_memory(value);
+    } else if (!rc) {
+        /* Read as the file's own type: the stored bytes, on any machine. */
+        size_t bytes = H5Tget_size(type) * (size_t)n;
+        void *buf = scratch(d, bytes);
+        rc = !buf || H5Aread(a, type, buf) < 0 ? -1 : 0;
+        if (!rc) d->crc = crc_bytes(d->crc, buf, bytes);
+    }
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (a >= 0) H5Aclose(a);
+    if (rc) {
+        w->failed = 1;
+        th_errf(d->err, "%s is corrupt or truncated: cannot read attribute '%s' of %s", d->path, name, w->owner);
+        return -1;
+    }
+    return 0;
+}
+
+static int digest_attrs(hid_t obj, const char *owner, const char *skip, digest *d)
+{
+    attr_walk w = {d, owner, skip, 0};
+    hsize_t idx = 0;
+    if (H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, digest_attr, &w) < 0 || w.failed) {
+        if (!w.failed) th_errf(d->err, "%s is corrupt or truncated: cannot list the attributes of %s", d->path, owner);
+        return -1;
+    }
+    return 0;
+}
+
+static int digest_dataset(hid_t ds, const char *name, digest *d)
+{
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+    int ndims = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+    hsize_t dims[H5S_MAX_RANK];
+    int rc = type < 0 || ndims < 0 || H5Tis_variable_str(type) > 0 ? -1 : 0;
+    if (!rc && H5Sget_simple_extent_dims(space, dims, NULL) < 0) rc = -1;
+    uLong own = crc32(0L, Z_NULL, 0);
+    if (!rc) {
+        size_t bytes = H5Tget_size(type) * (size_t)H5Sget_simple_extent_npoints(space);
+        void *buf = scratch(d, bytes);
+        rc = !buf || H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+        if (!rc) own = crc_bytes(own, buf, bytes);
+    }
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (rc) return th_errf(d->err, "%s is corrupt or truncated: cannot read dataset %s", d->path, name);
+
+    uint32_t stored_crc = (uint32_t)own;
+    if (d->store) {
+        if (write_attr(ds, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &stored_crc))
+            return th_errf(d->err, "%s: cannot write the checksum of %s", d->path, name);
+    } else {
+        if (read_attr(ds, CRC_ATTR, H5T_NATIVE_UINT32, &stored_crc))
+            return th_errf(d->err, "%s: dataset %s has no checksum (written before Thorax stored checksums, or not by "
+                                   "Thorax); refusing to trust it",
+                           d->path, name);
+        if (stored_crc != (uint32_t)own)
+            return th_errf(d->err, "%s is corrupt: dataset %s does not match its checksum (CRC-32 %08x, stored %08x)",
+                           d->path, name, (unsigned)own, (unsigned)stored_crc);
+    }
+    uint64_t shape[H5S_MAX_RANK + 1] = {(uint64_t)ndims};
+    for (int k = 0; k < ndims; k++) shape[k + 1] = dims[k];
+    d->crc = crc_bytes(d->crc, shape, sizeof(uint64_t) * (size_t)(ndims + 1));
+    d->crc = crc_bytes(d->crc, &stored_crc, sizeof stored_crc);
+    return digest_attrs(ds, name, NULL, d);
+}
+
+/* A group and, in name order, everything below it. */
+static int digest_group(hid_t g, const char *gpath, digest *d)
+{
+    if (digest_attrs(g, gpath, !strcmp(gpath, "/") ? CRC_ATTR : NULL, d)) return -1;
+    H5G_info_t info;
+    if (H5Gget_info(g, &info) < 0)
+        return th_errf(d->err, "%s is corrupt or truncated: cannot list group %s", d->path, gpath);
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        char name[TH_NAME_MAX + 64], child[TH_NAME_MAX + 128];
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        if (len < 0 || (size_t)len >= sizeof name)
+            return th_errf(d->err, "%s is corrupt or truncated: cannot list group %s", d->path, gpath);
+        snprintf(child, sizeof child, "%s%s%s", gpath, strcmp(gpath, "/") ? "/" : "", name);
+        d->crc = crc_bytes(d->crc, child, strlen(child) + 1);
+        hid_t obj = H5Oopen(g, name, H5P_DEFAULT);
+        H5I_type_t kind = obj < 0 ? H5I_BADID : H5Iget_type(obj);
+        int rc = kind == H5I_GROUP     ? digest_group(obj, child, d)
+                 : kind == H5I_DATASET ? digest_dataset(obj, child, d)
+                                       : th_errf(d->err, "%s is corrupt or truncated: cannot open %s", d->path, child);
+        if (obj >= 0) H5Oclose(obj);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* Stores (store = 1) or checks the checksums of an open checkpoint. A file
+ * without them (from before checksums) is refused rather than trusted. */
+static int digest_file(hid_t f, const char *path, int store, th_err *err)
+{
+    uint32_t stored = 0;
+    if (!store && read_attr(f, CRC_ATTR, H5T_NATIVE_UINT32, &stored))
+        return th_errf(err, "%s has no checksum (written by a Thorax before checksums, or not by Thorax); refusing to "
+                            "trust it: start the run afresh",
+                       path);
+    digest d = {.crc = crc32(0L, Z_NULL, 0), .store = store, .path = path, .err = err};
+    int rc = digest_group(f, "/", &d);
+    free(d.buf);
+    if (rc) return -1;
+    uint32_t crc = (uint32_t)d.crc;
+    if (store)
+        return write_attr(f, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc)
+                   ? th_errf(err, "%s: cannot write its checksum", path)
+                   : 0;
+    if (stored != crc)
+        return th_errf(err, "%s is corrupt: its attributes or layout do not match the checksum (CRC-32 %08x, stored "
+                            "%08x)",
+                       path, (unsigned)crc, (unsigned)stored);
+    return 0;
+}
+
+/* The checkpoint is built in memory (HDF5's core driver) and written with
+ * plain write/fsync/rename (th_write_file_atomic): a full disk then fails one
+ * write() with the OS's own reason, and HDF5 never holds a file it cannot
+ * close (after a failed flush, H5Fclose fails and leaves the file open, and
+ * HDF5 crashes closing it again at exit). The fsync before the rename means
+ * a node crash cannot leave last.h5 naming an empty file, and network file
+ * systems that report a full disk or quota only at fsync or close are caught. */
 int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o, const th_train_state *s,
                        const char *config_yaml, th_err *err)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return th_errf(err, "checkpoint path too long: %s", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return th_errf(err, "cannot create checkpoint %s (is the directory writable?)", tmp);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return th_errf(err, "saving checkpoint %s: cannot set up HDF5's in-memory file", path);
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return th_errf(err, "saving checkpoint %s: cannot create HDF5's in-memory file", path);
     int rc = save_contents(f, m, o, s, config_yaml);
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = -1;
+    if (!rc) rc = digest_file(f, path, 1, NULL);
+    if (!rc && H5Fflush(f, H5F_SCOPE_LOCAL) < 0) rc = -1;
+    ssize_t size = rc ? -1 : H5Fget_file_image(f, NULL, 0);
+    void *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (image && H5Fget_file_image(f, image, (size_t)size) != size) rc = -1;
     if (H5Fclose(f) < 0) rc = -1;
-    if (rc) {
-        unlink(tmp);
-        return th_errf(err, "writing checkpoint %s failed (disk full?); the previous checkpoint is untouched", tmp);
+    if (rc || !image) {
+        free(image);
+        return th_errf(err, "saving checkpoint %s: HDF5 could not build it (out of memory?)", path);
     }
-    if (rename(tmp, path)) {
-        unlink(tmp);
-        return th_errf(err, "cannot rename %s to %s", tmp, path);
-    }
+    th_err why;
+    rc = th_write_file_atomic(path, image, (size_t)size, &why);
+    free(image);
+    if (rc) return th_errf(err, "saving checkpoint %s failed: %s; the previous %s is untouched", path, why.msg, path);
     return 0;
 }
 
@@ -271,14 +477,35 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     return 0;
 }
 
-int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err)
+/* Opens a checkpoint for reading and checks its checksums. */
+static hid_t open_verified(const char *path, th_err *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
-        if (access(path, R_OK)) return th_errf(err, "cannot open checkpoint %s: no such readable file", path);
-        return th_errf(err, "%s: not an HDF5 file, or truncated", path);
+        if (access(path, R_OK)) th_errf(err, "cannot open checkpoint %s: no such readable file", path);
+        else th_errf(err, "%s is corrupt or truncated: not a readable HDF5 file", path);
+        return -1;
     }
+    if (digest_file(f, path, 0, err)) {
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+int th_checkpoint_verify(const char *path, th_err *err)
+{
+    hid_t f = open_verified(path, err);
+    if (f < 0) return -1;
+    H5Fclose(f);
+    return 0;
+}
+
+int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err)
+{
+    hid_t f = open_verified(path, err);
+    if (f < 0) return -1;
     int rc = load_contents(f, path, m, o, s, err);
     H5Fclose(f);
     return rc;
@@ -286,12 +513,8 @@ int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_stat
 
 char *th_checkpoint_read_config(const char *path, th_err *err)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        th_errf(err, "cannot open checkpoint %s", path);
-        return NULL;
-    }
+    hid_t f = open_verified(path, err);
+    if (f < 0) return NULL;
     char *value = NULL, *copy = NULL;
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);

@@ -28,7 +28,9 @@ struct th_eval_result;
 /* The one-line summary of an evaluation. */
 void cli_print_eval(const struct th_eval_result *r);
 
-/* "thorax: <msg>" on stderr, from rank 0 only when rank0_only and MPI is up. */
+/* "thorax: <msg>" on stderr. Before MPI_Init only the launcher's rank 0
+ * speaks (a usage error is the same on every rank); once MPI is up the
+ * caller chooses (rank 0 prints the agreed error). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* True if argv has -h or --help. */

@@ -32,8 +32,15 @@ static void eval_usage(FILE *f)
 /* Prints the one-line summary of an evaluation (rank 0). */
 void cli_print_eval(const th_eval_result *r)
 {
-    printf("eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s\n", r->n_images,
-           r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
+    /* An AUC needs positives and negatives: with no label scorable the
+     * macro mean is undefined, which "nan" would not explain. */
+    if (r->n_defined == 0)
+        printf("eval: %d images of %d patients, %d labels: macro AUC undefined, no label has both positive and "
+               "negative images (metrics.json gives each label's reason) -> %s\n",
+               r->n_images, r->n_patients, r->n_labels, r->out_dir);
+    else
+        printf("eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s\n",
+               r->n_images, r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
     if (r->note[0]) printf("eval: %s\n", r->note);
     fflush(stdout);
 }

@@ -146,8 +146,8 @@ int th_model_spec_shapes(const th_model_spec *spec, int n_labels, int (*shapes)[
 
     if (n_labels > 0 && (c != n_labels || h != 1 || w != 1)) {
         int last = spec->n_layers - 1;
-        snprintf(why, sizeof why, "the network must end in %d outputs (one per label), but gives %lldx%lldx%lld",
-                 n_labels, c, h, w);
+        snprintf(why, sizeof why, "the network must end in %d output%s (one per label), but gives %lldx%lldx%lld",
+                 n_labels, n_labels == 1 ? "" : "s", c, h, w);
         return layer_errf(err, last, &spec->layers[last], why);
     }
     return 0;

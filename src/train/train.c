@@ -250,6 +250,30 @@ static int class_weights(run *r, th_err *err)
     return 0;
 }
 
+/* The validation macro AUC chooses best.h5 and drives early stopping and the
+ * plateau schedule; with no label holding both classes in the validation
+ * split it is undefined every epoch, no best.h5 is ever written and the
+ * evaluation phase would fail after all the training. Refuse before it. */
+static int val_auc_defined(run *r, th_err *err)
+{
+    int L = r->n_labels;
+    long n_val = 0;
+    long pos[TH_MAX_LABELS] = {0};
+    for (int i = 0; i < r->ds.n; i++) {
+        if (r->split[i] != TH_SPLIT_VAL) continue;
+        n_val++;
+        for (int k = 0; k < L; k++) pos[k] += r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+    }
+    for (int k = 0; k < L; k++)
+        if (pos[k] > 0 && pos[k] < n_val) return 0;
+    return th_errf(err,
+                   "no label has both positive and negative images in the validation split of %s (%ld image%s; "
+                   "'%s' has %s): the validation AUC that chooses checkpoints/best.h5 is undefined; raise "
+                   "data.split.val or use more patients",
+                   r->ds.path, n_val, n_val == 1 ? "" : "s", r->ds.label_names[r->label_col[0]],
+                   pos[0] ? "only positive images" : "no positive image");
+}
+
 /* Mean and standard deviation of the training pixels over all ranks. When
  * streaming, the shard is read in chunks through the same buffer. */
 static int trainset_stats(run *r, th_err *err)
@@ -343,6 +367,9 @@ static int find_nonfinite(const run *r, int n, char *where, size_t cap)
     const th_model *m = &r->model;
     for (int i = 0; i < m->n_layers; i++) {
         const th_layer *L = &m->layers[i];
+        /* A conv and ReLU fused with the max-pool after them keep no output
+         * (y is NULL): the pool's output, checked next, holds their result. */
+        if (!L->y) continue;
         size_t count = (size_t)n * L->out_c * L->out_h * L->out_w;
         for (size_t k = 0; k < count; k++) {
             if (isfinite(L->y[k])) continue;
@@ -778,6 +805,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     /* Every rank holds the same index and config, so these checks agree. */
     if (!rc) rc = load_data(&r, err);
     if (!rc) rc = class_weights(&r, err);
+    if (!rc) rc = val_auc_defined(&r, err);
     if (!rc) rc = trainset_stats(&r, err);
     if (!rc) {
         rc = alloc_step_buffers(&r, err);

@@ -72,4 +72,26 @@ typedef struct th_train_opts {
 int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
                  const th_train_callbacks *cb, th_err *err);
 
+/* A trainer: th_train_run's setup (data, split, shards, normalisation, class
+ * weights, model initialised from the seed, the config's optimiser) and its
+ * training steps, taken one at a time at a learning rate the caller chooses
+ * (the learning-rate finder). Epochs follow each other as in training: the
+ * same shard orders, augmentation and dropout masks. Writes no file. All
+ * calls are collective over comm. */
+typedef struct th_trainer th_trainer;
+
+/* NULL, with err set on every rank, on failure; cb->on_info gets the log. */
+th_trainer *th_trainer_open(const th_config *cfg, MPI_Comm comm, const th_train_callbacks *cb, th_err *err);
+
+/* th_trainer_step returns this when the step's loss or gradients are not
+ * finite: *loss holds the loss and the parameters are left unchanged. */
+#define TH_TRAINER_DIVERGED 1
+
+/* One global step at rate lr: *loss is the mean loss of the global batch
+ * (before the update). Returns 0, TH_TRAINER_DIVERGED, or -1 (a read failed). */
+int th_trainer_step(th_trainer *t, float lr, double *loss, th_err *err);
+
+int th_trainer_steps_per_epoch(const th_trainer *t);
+void th_trainer_close(th_trainer *t);
+
 #endif

@@ -23,6 +23,7 @@ int cmd_cam(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_split(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_lrfind(int argc, char **argv);
 
 struct th_eval_result;
 /* The one-line summary of an evaluation. */

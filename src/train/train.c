@@ -46,6 +46,8 @@
 /* Everything one run holds. Sized once before the first step. */
 typedef struct run {
     const th_config *cfg;
+    th_config *resolved;            /* owned: cfg with its labels spelled out */
+    int ds_open;                    /* the dataset opened (run_free has something to free) */
     const char *dir;
     MPI_Comm comm;
     int rank, size;
@@ -426,6 +428,88 @@ static int save_midepoch(run *r, th_err *err)
     return th_dist_agree(r->comm, rc, err);
 }
 
+/* Every rank takes the same number of steps per epoch; ranks with smaller
+ * shards contribute fewer (or no) images to the last steps of an epoch. */
+static int steps_per_epoch(const run *r)
+{
+    int max_shard = 0;
+    for (int k = 0; k < r->size; k++)
+        if (r->shard_size[k] > max_shard) max_shard = r->shard_size[k];
+    return (max_shard + r->batch - 1) / r->batch;
+}
+
+/* The shard's order for `epoch` and the prefetcher asked for step `first`. */
+static void begin_epoch(run *r, int epoch, int first)
+{
+    /* The order of an epoch depends only on (seed, epoch, rank): a resumed run
+     * sees the same order as an uninterrupted one. */
+    th_rng rng;
+    th_rng_seed(&rng, r->cfg->seed, 0x7000000ULL + (uint64_t)epoch * 65536 + (uint64_t)r->rank);
+    for (int k = 0; k < r->train.n; k++) r->order[k] = k;
+    th_rng_shuffle(&rng, r->order, r->train.n);
+    r->fill_epoch = epoch;
+    th_prefetch_request(&r->prefetch, first);
+}
+
+/* What one step's gradient pass leaves for the update. */
+typedef struct step_out {
+    int n;              /* this rank's images */
+    long global_n;      /* images of the global batch */
+    double loss;        /* mean loss of the global batch */
+    int stop;           /* some rank had a stop request */
+} step_out;
+
+/* Step s of the current epoch up to the summed gradients: the batch from the
+ * prefetcher (the next one requested), forward, loss, backward, the bucketed
+ * allreduce and the loss's allreduce. Shared by train_epoch and th_trainer_step
+ * so that the learning-rate finder takes exactly the training steps. Adds the
+ * time waiting for data and for the allreduces to *t_wait and *t_comm. */
+static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait, double *t_comm, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    int L = r->n_labels;
+    long global_n = 0;
+    for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
+    float *x;
+    uint8_t *y;
+    double t0 = MPI_Wtime();
+    int n = th_prefetch_wait(&r->prefetch, s, &x, &y);
+    *t_wait += MPI_Wtime() - t0;
+    /* A failed read: this rank adds nothing to the step, and every rank
+     * learns of the failure from the allreduce below. */
+    int failed = n < 0;
+    if (failed) n = 0;
+    if (s + 1 < steps && !failed) th_prefetch_request(&r->prefetch, s + 1);
+    if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) x[0] = NAN;
+
+    /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
+    th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
+    const float *logits = th_model_forward(&r->model, x, n, 1);
+    double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, r->dz) : 0.0;
+    /* Starts the gradient buckets as their layers finish (the hook). */
+    th_model_backward(&r->model, x, r->dz, n);
+    /* From here the step only waits for communication: that is t_comm. */
+    t0 = MPI_Wtime();
+    if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
+    /* The loss and any stop request travel together: one small allreduce. */
+    int stop = (r->opts->stop && *r->opts->stop) || r->opts->stop_at_step == r->st.step + 1;
+    double red[3] = {step_loss, stop ? 1.0 : 0.0, failed};
+    MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
+    *t_comm += MPI_Wtime() - t0;
+    if (red[2] > 0) {
+        if (failed) *err = r->stream_err;
+        /* Keep the main thread out of HDF5 until the worker is idle. */
+        if (!failed && s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
+        th_dist_agree(r->comm, failed, err);
+        return -1;
+    }
+    o->n = n;
+    o->global_n = global_n;
+    o->loss = red[0] / (double)global_n;
+    o->stop = red[1] > 0;
+    return 0;
+}
+
 /* One epoch of training steps, from step `first` (not 0 when resuming a run
  * stopped mid-epoch). Returns 0, TH_TRAIN_STOPPED after a stop request (with
  * last.h5 written), or -1. The mean training loss goes to *loss. */
@@ -433,55 +517,17 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
                        th_err *err)
 {
     const th_config *cfg = r->cfg;
-    int L = r->n_labels;
-    /* The order of an epoch depends only on (seed, epoch, rank): a resumed run
-     * sees the same order as an uninterrupted one. */
-    th_rng rng;
-    th_rng_seed(&rng, cfg->seed, 0x7000000ULL + (uint64_t)epoch * 65536 + (uint64_t)r->rank);
-    for (int k = 0; k < r->train.n; k++) r->order[k] = k;
-    th_rng_shuffle(&rng, r->order, r->train.n);
-
     double epoch_t0 = MPI_Wtime(), t_wait = 0, t_comm = 0;
     long images_now = 0;
-    r->fill_epoch = epoch;
-    th_prefetch_request(&r->prefetch, first);
+    begin_epoch(r, epoch, first);
     for (int s = first; s < steps; s++) {
-        long global_n = 0;
-        for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
+        step_out o;
+        if (step_gradients(r, s, steps, &o, &t_wait, &t_comm, err)) return -1;
+        int n = o.n;
+        long global_n = o.global_n;
+        double step_loss = o.loss;
         float *x;
         uint8_t *y;
-        double t0 = MPI_Wtime();
-        int n = th_prefetch_wait(&r->prefetch, s, &x, &y);
-        t_wait += MPI_Wtime() - t0;
-        /* A failed read: this rank adds nothing to the step, and every rank
-         * learns of the failure from the allreduce below. */
-        int failed = n < 0;
-        if (failed) n = 0;
-        if (s + 1 < steps && !failed) th_prefetch_request(&r->prefetch, s + 1);
-        if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) x[0] = NAN;
-
-        /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
-        th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
-        const float *logits = th_model_forward(&r->model, x, n, 1);
-        double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, r->dz) : 0.0;
-        /* Starts the gradient buckets as their layers finish (the hook). */
-        th_model_backward(&r->model, x, r->dz, n);
-        /* From here the step only waits for communication: that is t_comm. */
-        t0 = MPI_Wtime();
-        if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
-        /* The loss and any stop request travel together: one small allreduce. */
-        int stop = (r->opts->stop && *r->opts->stop) || r->opts->stop_at_step == r->st.step + 1;
-        double red[3] = {step_loss, stop ? 1.0 : 0.0, failed};
-        MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
-        t_comm += MPI_Wtime() - t0;
-        if (red[2] > 0) {
-            if (failed) *err = r->stream_err;
-            /* Keep the main thread out of HDF5 until the worker is idle. */
-            if (!failed && s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
-            th_dist_agree(r->comm, failed, err);
-            return -1;
-        }
-        step_loss = red[0] / (double)global_n;
         if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
         r->st.lr = th_schedule_lr(cfg, r->st.step, steps, r->st.lr);
@@ -511,8 +557,8 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         }
         /* On an epoch's last step the request waits for the end of the epoch
          * (train_loop), whose checkpoint is the one to resume from. */
-        if (red[1] > 0 && s + 1 == steps) r->stop_agreed = 1;
-        if (red[1] > 0 && s + 1 < steps) {
+        if (o.stop && s + 1 == steps) r->stop_agreed = 1;
+        if (o.stop && s + 1 < steps) {
             /* The worker may be reading the next batch: HDF5 is not thread-safe. */
             th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
             info(r, "stop requested: checkpoint at epoch %d, step %d of %d (global step %ld)", epoch + 1, s + 1,
@@ -675,12 +721,7 @@ static int end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
 static int train_loop(run *r, th_err *err)
 {
     const th_config *cfg = r->cfg;
-    int max_shard = 0;
-    for (int k = 0; k < r->size; k++)
-        if (r->shard_size[k] > max_shard) max_shard = r->shard_size[k];
-    /* Every rank takes the same number of steps; ranks with smaller shards
-     * contribute fewer (or no) images to the last steps of an epoch. */
-    int steps = (max_shard + r->batch - 1) / r->batch;
+    int steps = steps_per_epoch(r);
     long first = r->st.step - (long)r->st.epoch * steps;
     if (first < 0 || first >= steps)
         return th_errf(err, "the checkpoint stopped at global step %ld of epoch %d, which does not fit %d steps per "
@@ -736,6 +777,10 @@ static int train_loop(run *r, th_err *err)
 
 static void run_free(run *r)
 {
+    if (!r->ds_open) {
+        free(r->resolved);
+        return; /* nothing else was made */
+    }
     th_prefetch_stop(&r->prefetch);
     th_image_reader_close(&r->reader);
     free(r->stage);
@@ -757,6 +802,7 @@ static void run_free(run *r)
     free(r->val_p);
     free(r->config_yaml);
     th_strbuf_free(&r->metrics);
+    free(r->resolved);
 }
 
 static int check_input_shape(run *r, th_err *err)
@@ -772,68 +818,143 @@ static int check_input_shape(run *r, th_err *err)
     return 0;
 }
 
-int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
-                 const th_train_callbacks *cb, th_err *err)
+/* Everything before the first step, collective: the dataset, split, shards,
+ * this rank's data, class weights, normalisation, the model initialised from
+ * the seed (or the checkpoint of opts->resume_from) and the optimiser. Writes
+ * no file. On failure (on every rank) run_free(r) is still to be called. */
+static int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, MPI_Comm comm,
+                     const th_train_callbacks *cb, th_err *err)
 {
     static const th_train_opts no_opts;
-    run r;
-    memset(&r, 0, sizeof r);
-    r.cfg = cfg;
-    r.dir = run_dir;
-    r.comm = comm;
-    r.cb = cb;
-    r.opts = opts ? opts : &no_opts;
-    MPI_Comm_rank(comm, &r.rank);
-    MPI_Comm_size(comm, &r.size);
+    memset(r, 0, sizeof *r);
+    r->comm = comm;
+    r->cb = cb;
+    r->opts = opts ? opts : &no_opts;
+    MPI_Comm_rank(comm, &r->rank);
+    MPI_Comm_size(comm, &r->size);
 
     /* The config as this run resolves it: the labels spelled out when it names
      * none, so that config.yaml and the checkpoints say what the outputs are. */
     th_config *resolved = malloc(sizeof *resolved);
     if (!resolved) return th_errf(err, "out of memory");
     *resolved = *cfg;
-    r.cfg = cfg = resolved;
-    int rc = th_dataset_open(&r.ds, cfg->data.path, comm, err);
-    if (rc) {
-        free(resolved);
-        return -1; /* th_dataset_open agrees on its status across ranks */
-    }
-    r.hw = r.ds.h * r.ds.w;
-    rc = th_plan_labels(cfg, &r.ds, r.label_col, &r.n_labels, err);
-    if (!rc) rc = th_config_name_labels(resolved, (const char *const *)r.ds.label_names, r.label_col, r.n_labels, err);
-    if (!rc) rc = check_input_shape(&r, err);
-    if (!rc) rc = th_model_spec_check(&cfg->model, r.n_labels, err);
+    r->resolved = resolved;
+    r->cfg = cfg = resolved;
+    /* th_dataset_open agrees on its status across ranks */
+    if (th_dataset_open(&r->ds, cfg->data.path, comm, err)) return -1;
+    r->ds_open = 1;
+    r->hw = r->ds.h * r->ds.w;
+    int rc = th_plan_labels(cfg, &r->ds, r->label_col, &r->n_labels, err);
+    if (!rc) rc = th_config_name_labels(resolved, (const char *const *)r->ds.label_names, r->label_col, r->n_labels, err);
+    if (!rc) rc = check_input_shape(r, err);
+    if (!rc) rc = th_model_spec_check(&cfg->model, r->n_labels, err);
     /* Every rank holds the same index and config, so these checks agree. */
-    if (!rc) rc = load_data(&r, err);
-    if (!rc) rc = class_weights(&r, err);
-    if (!rc) rc = val_auc_defined(&r, err);
-    if (!rc) rc = trainset_stats(&r, err);
+    if (!rc) rc = load_data(r, err);
+    if (!rc) rc = class_weights(r, err);
+    if (!rc) rc = val_auc_defined(r, err);
+    if (!rc) rc = trainset_stats(r, err);
     if (!rc) {
-        rc = alloc_step_buffers(&r, err);
+        rc = alloc_step_buffers(r, err);
         rc = th_dist_agree(comm, rc, err);
     }
     if (!rc) {
-        th_model_init_params(&r.model, cfg->seed);
-        r.st.lr = cfg->train.optimizer.lr;
-        r.st.best_score = -INFINITY;
-        if (r.opts->resume_from) rc = th_dist_agree(comm, resume(&r, err), err);
+        th_model_init_params(&r->model, cfg->seed);
+        r->st.lr = cfg->train.optimizer.lr;
+        r->st.best_score = -INFINITY;
+        if (r->opts->resume_from) rc = th_dist_agree(comm, resume(r, err), err);
         /* After a resume: the checkpoint's statistics, which are the same numbers. */
-        th_input_init(&r.input, cfg, r.ds.h, r.ds.w, r.st.norm_mean, r.st.norm_std);
+        th_input_init(&r->input, cfg, r->ds.h, r->ds.w, r->st.norm_mean, r->st.norm_std);
     }
+    return rc;
+}
+
+/* The "data ..." line of the log. */
+static void describe_data(run *r)
+{
+    int counts[3] = {0, 0, 0};
+    for (int i = 0; i < r->ds.n; i++)
+        if (r->split[i] <= TH_SPLIT_TEST) counts[r->split[i]]++;
+    info(r, "data %s: %d images %dx%d, %d labels; split train/val/test = %d/%d/%d images by patient", r->cfg->data.path,
+         r->ds.n, r->ds.h, r->ds.w, r->n_labels, counts[0], counts[1], counts[2]);
+}
+
+int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
+                 const th_train_callbacks *cb, th_err *err)
+{
+    run r;
+    int rc = run_setup(&r, cfg, opts, comm, cb, err);
+    r.dir = run_dir;
     if (!rc) {
-        r.config_yaml = th_config_to_yaml(cfg);
+        r.config_yaml = th_config_to_yaml(r.cfg);
         int local = r.config_yaml ? 0 : th_errf(err, "out of memory writing the resolved config");
         if (!local && r.rank == 0) local = start_run_dir(&r, err);
         rc = th_dist_agree(comm, local, err);
     }
     if (!rc) {
-        int counts[3] = {0, 0, 0};
-        for (int i = 0; i < r.ds.n; i++)
-            if (r.split[i] <= TH_SPLIT_TEST) counts[r.split[i]]++;
-        info(&r, "data %s: %d images %dx%d, %d labels; split train/val/test = %d/%d/%d images by patient", cfg->data.path,
-             r.ds.n, r.ds.h, r.ds.w, r.n_labels, counts[0], counts[1], counts[2]);
+        describe_data(&r);
         rc = train_loop(&r, err);
     }
     run_free(&r);
-    free(resolved);
     return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * The trainer: the same setup and steps, one step at a time, at a rate the
+ * caller chooses (the learning-rate finder).
+ */
+
+struct th_trainer {
+    run r;
+    int epoch, s, steps;    /* the next step: step s of epoch `epoch` */
+    double t_wait, t_comm;  /* unused totals step_gradients adds to */
+};
+
+th_trainer *th_trainer_open(const th_config *cfg, MPI_Comm comm, const th_train_callbacks *cb, th_err *err)
+{
+    th_trainer *t = calloc(1, sizeof *t);
+    int rc = t ? 0 : th_errf(err, "out of memory");
+    if (th_dist_agree(comm, rc, err)) {
+        free(t);
+        return NULL;
+    }
+    if (run_setup(&t->r, cfg, NULL, comm, cb, err)) {
+        run_free(&t->r);
+        free(t);
+        return NULL;
+    }
+    t->steps = steps_per_epoch(&t->r);
+    describe_data(&t->r);
+    info(&t->r, "%d steps per epoch: %d ranks x %d images per step, %zu parameters", t->steps, t->r.size, t->r.batch,
+         t->r.model.n_params);
+    return t;
+}
+
+int th_trainer_step(th_trainer *t, float lr, double *loss, th_err *err)
+{
+    run *r = &t->r;
+    if (t->s == 0) begin_epoch(r, t->epoch, 0);
+    step_out o;
+    if (step_gradients(r, t->s, t->steps, &o, &t->t_wait, &t->t_comm, err)) return -1;
+    *loss = o.loss;
+    /* The summed gradients are the same on every rank, so is this verdict. */
+    if (!isfinite(o.loss) || !grads_finite(&r->model)) return TH_TRAINER_DIVERGED;
+    r->st.lr = lr;
+    th_optim_step(&r->opt, r->model.params, r->model.grads, lr);
+    r->st.step++;
+    if (++t->s == t->steps) {
+        t->s = 0;
+        t->epoch++;
+    }
+    return 0;
+}
+
+int th_trainer_steps_per_epoch(const th_trainer *t) { return t->steps; }
+
+void th_trainer_close(th_trainer *t)
+{
+    if (!t) return;
+    /* th_prefetch_stop (in run_free) joins a worker still filling the next
+     * batch before the reader's HDF5 handle closes. */
+    run_free(&t->r);
+    free(t);
 }

@@ -234,6 +234,48 @@ static void bias_act(float *y, int k_out, size_t p, size_t p0, size_t p1, const 
     }
 }
 
+/* ---- the fused 2x2 max-pool, shared by the direct and GEMM paths ---------- */
+
+/* Pools output row pairs [oy0, oy1) of every filter, held in out
+ * [K, (oy1-oy0)*OW] after bias and ReLU, into py [K, OH/2, OW/2] and argmax
+ * (indices into the OH x OW plane). */
+static void pool_rows(const th_conv_dims *d, const float *out, int oy0, int oy1, float *py, int32_t *argmax)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    const size_t cp = (size_t)(oy1 - oy0) * ow;
+    for (int k = 0; k < d->k; k++) {
+        for (int oy = oy0; oy < oy1; oy += 2) {
+            const float *r0 = out + k * cp + (size_t)(oy - oy0) * ow;
+            size_t o = ((size_t)k * ph + oy / 2) * pw;
+            th_maxpool2_row(r0, r0 + ow, ow, oy * ow, py + o, argmax + o);
+        }
+    }
+}
+
+/* Rebuilds the conv's output gradient for output row pairs [oy0, oy1) in
+ * g [K, (oy1-oy0)*OW] from the pool's: the pooled gradient at each window's
+ * maximum where the ReLU let it through (pooled output > 0), zero elsewhere.
+ * Adds its sums to db [K]. grow: scratch for one pooled row. */
+static void unpool_rows(const th_conv_dims *d, const float *pdy, const float *py, const int32_t *argmax, int oy0,
+                        int oy1, float *g, float *db, float *grow)
+{
+    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    const size_t cp = (size_t)(oy1 - oy0) * ow;
+    for (int k = 0; k < d->k; k++) {
+        float sum = 0.0f;
+        for (int oy = oy0; oy < oy1; oy += 2) {
+            size_t o = ((size_t)k * ph + oy / 2) * pw;
+            for (int j = 0; j < pw; j++) {
+                grow[j] = py[o + j] > 0.0f ? pdy[o + j] : 0.0f;
+                sum += grow[j];
+            }
+            float *r0 = g + k * cp + (size_t)(oy - oy0) * ow;
+            th_maxpool2_row_backward(grow, argmax + o, ow, oy * ow, r0, r0 + ow);
+        }
+        db[k] += sum;
+    }
+}
+
 /* ---- direct convolution, stride 1, few taps ------------------------------ */
 
 /* rows [C, KH, W + 2*pad] <- the input rows oy - pad + ki of image x [C, H, W]
@@ -366,15 +408,11 @@ static void direct_forward(const th_conv_dims *d, const float *x, const float *w
 static void direct_forward_pool(const th_conv_dims *d, const float *x, const float *w, const float *b, float *py,
                                 int32_t *argmax, direct_scratch *s)
 {
-    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
-    for (int r = 0; r < ph; r++) {
-        direct_forward_row(d, x, w, b, 2 * r, 1, s->pair, 2 * (size_t)ow, s);
-        direct_forward_row(d, x, w, b, 2 * r + 1, 1, s->pair + ow, 2 * (size_t)ow, s);
-        for (int k = 0; k < d->k; k++) {
-            const float *r0 = s->pair + (size_t)k * 2 * ow;
-            size_t o = ((size_t)k * ph + r) * pw;
-            th_maxpool2_row(r0, r0 + ow, ow, 2 * r * ow, py + o, argmax + o);
-        }
+    const int ow = d->ow;
+    for (int oy = 0; oy + 1 < d->oh; oy += 2) {
+        direct_forward_row(d, x, w, b, oy, 1, s->pair, 2 * (size_t)ow, s);
+        direct_forward_row(d, x, w, b, oy + 1, 1, s->pair + ow, 2 * (size_t)ow, s);
+        pool_rows(d, s->pair, oy, oy + 2, py, argmax);
     }
 }
 
@@ -474,22 +512,12 @@ static void direct_backward_pool(const th_conv_dims *d, const float *x, const fl
                                  const float *py, const int32_t *argmax, float *dx, float *dw, float *db,
                                  direct_scratch *s)
 {
-    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
+    const int ow = d->ow;
     direct_backward_begin(d, dx, s);
-    for (int r = 0; r < ph; r++) {
-        for (int k = 0; k < d->k; k++) {
-            size_t o = ((size_t)k * ph + r) * pw;
-            float sum = 0.0f;
-            for (int j = 0; j < pw; j++) {
-                s->grow[j] = py[o + j] > 0.0f ? pdy[o + j] : 0.0f;
-                sum += s->grow[j];
-            }
-            db[k] += sum;
-            float *r0 = s->pair + (size_t)k * 2 * ow;
-            th_maxpool2_row_backward(s->grow, argmax + o, ow, 2 * r * ow, r0, r0 + ow);
-        }
-        direct_backward_row(d, x, w, s->pair, 2 * (size_t)ow, 2 * r, dx, dw, s);
-        direct_backward_row(d, x, w, s->pair + ow, 2 * (size_t)ow, 2 * r + 1, dx, dw, s);
+    for (int oy = 0; oy + 1 < d->oh; oy += 2) {
+        unpool_rows(d, pdy, py, argmax, oy, oy + 2, s->pair, db, s->grow);
+        direct_backward_row(d, x, w, s->pair, 2 * (size_t)ow, oy, dx, dw, s);
+        direct_backward_row(d, x, w, s->pair + ow, 2 * (size_t)ow, oy + 1, dx, dw, s);
     }
     direct_backward_end(d, dw, s);
 }
@@ -597,43 +625,12 @@ static void gemm_backward(const th_conv_dims *d, const float *xn, const float *w
 static void gemm_forward_pool(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *py,
                               int32_t *argmax, float *col)
 {
-    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2, rows = pool_block_rows(d);
+    const int ow = d->ow, ph = d->oh / 2, rows = pool_block_rows(d);
     float *out = gemm_block_out(d, col);
     for (int oy0 = 0; oy0 < 2 * ph; oy0 += rows) {
         int oy1 = oy0 + rows < 2 * ph ? oy0 + rows : 2 * ph;
-        size_t cp = (size_t)(oy1 - oy0) * ow;
-        gemm_forward_block(d, xn, w, b, 1, oy0, oy1, out, cp, col);
-        for (int k = 0; k < d->k; k++) {
-            for (int oy = oy0; oy < oy1; oy += 2) {
-                const float *r0 = out + k * cp + (size_t)(oy - oy0) * ow;
-                size_t o = ((size_t)k * ph + oy / 2) * pw;
-                th_maxpool2_row(r0, r0 + ow, ow, oy * ow, py + o, argmax + o);
-            }
-        }
-    }
-}
-
-/* Rebuilds the conv's output gradient for output row pairs [oy0, oy1) in
- * g [K, (oy1-oy0)*OW] from the pool's: the pooled gradient at each window's
- * maximum where the ReLU let it through (pooled output > 0), zero elsewhere.
- * Adds its sums to db [K]. grow: scratch for one pooled row. */
-static void unpool_rows(const th_conv_dims *d, const float *pdy, const float *py, const int32_t *argmax, int oy0,
-                        int oy1, float *g, float *db, float *grow)
-{
-    const int ow = d->ow, ph = d->oh / 2, pw = ow / 2;
-    const size_t cp = (size_t)(oy1 - oy0) * ow;
-    for (int k = 0; k < d->k; k++) {
-        float sum = 0.0f;
-        for (int oy = oy0; oy < oy1; oy += 2) {
-            size_t o = ((size_t)k * ph + oy / 2) * pw;
-            for (int j = 0; j < pw; j++) {
-                grow[j] = py[o + j] > 0.0f ? pdy[o + j] : 0.0f;
-                sum += grow[j];
-            }
-            float *r0 = g + k * cp + (size_t)(oy - oy0) * ow;
-            th_maxpool2_row_backward(grow, argmax + o, ow, oy * ow, r0, r0 + ow);
-        }
-        db[k] += sum;
+        gemm_forward_block(d, xn, w, b, 1, oy0, oy1, out, (size_t)(oy1 - oy0) * ow, col);
+        pool_rows(d, out, oy0, oy1, py, argmax);
     }
 }
 

@@ -27,10 +27,15 @@ int th_test_near(double a, double b, double tol, const char *file, int line, con
     return 0;
 }
 
+int th_test_close(double a, double b, double rtol, double floor)
+{
+    return fabs(a - b) <= rtol * fmax(fmax(fabs(a), fabs(b)), floor);
+}
+
 int th_test_rel(double a, double b, double rtol, double floor, const char *file, int line, const char *sa, const char *sb)
 {
     double scale = fmax(fmax(fabs(a), fabs(b)), floor);
-    if (fabs(a - b) <= rtol * scale) {
+    if (th_test_close(a, b, rtol, floor)) {
         th_test_passed++;
         return 1;
     }

@@ -21,6 +21,8 @@ int th_test_check(int ok, const char *file, int line, const char *what);
 int th_test_near(double a, double b, double tol, const char *file, int line, const char *sa, const char *sb);
 int th_test_rel(double a, double b, double rtol, double floor, const char *file, int line, const char *sa, const char *sb);
 int th_test_summary(const char *name);
+/* The test of CHECK_REL without counting or printing. */
+int th_test_close(double a, double b, double rtol, double floor);
 
 /* Fills x[n] with uniform values in [lo, hi) from a fixed seed. */
 void th_test_fill(float *x, size_t n, float lo, float hi, unsigned long seed);

@@ -78,7 +78,7 @@ typedef struct th_bench_result {
     double gflop_fwd_per_img;   /* th_model_flops / 1e9 */
     th_bench_figures train, infer;
     int n_layers;               /* 0 unless opts->layers */
-    th_bench_layer layers[TH_MAX_LAYERS];
+    th_bench_layer layers[TH_MAX_NODES];
     double layers_other_cpu;    /* as th_bench_figures.other_cpu, during the per-layer pass */
     double peak_mb;             /* max over ranks of the peak resident set (ru_maxrss) */
 } th_bench_result;

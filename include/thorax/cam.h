@@ -39,15 +39,21 @@ const char *th_cam_method_name(th_cam_method method);
 /* Returns -1 for an unknown name. */
 int th_cam_method_parse(const char *s, th_cam_method *method);
 
-/* The layer Grad-CAM reads. name NULL or "" picks the default: the output of
- * the last conv block, i.e. the last conv layer extended over the batch-norm,
- * ReLU and dropout layers right after it (the rectified feature maps the
- * Grad-CAM paper uses; in a conv-bn-relu-gap network this is the layer that
- * feeds gap, where Grad-CAM and CAM agree). Without a conv layer: the last
- * layer with a spatial output before the first gap or dense layer. A named
- * layer (m->layers[i].name, e.g. "conv5" or "relu4") must come before any gap
- * or dense layer. Returns the index or -1 with err naming the layer. */
+/* The layer Grad-CAM reads. name NULL or "" picks the default: the layer
+ * feeding the network's first gap layer (the rectified feature maps the
+ * Grad-CAM paper uses, where Grad-CAM and CAM agree: a ResNet's last block,
+ * a conv-bn-relu chain's last ReLU). Without a gap: the output of the last
+ * conv block, i.e. the last conv layer extended over the batch-norm, ReLU
+ * and dropout layers right after it; without a conv layer, the last layer
+ * with a spatial output before the first gap or dense layer. A named layer
+ * (m->layers[i].name, e.g. "conv5", "relu4" or a block, "layer4.1") must
+ * come before any gap or dense layer. Returns the index or -1 with err
+ * naming the layer. */
 int th_cam_layer_index(const th_model *m, const char *name, th_err *err);
+
+/* The layer CAM weighs: the one feeding gap in a network ending in
+ * gap -> dense; -1 for another head. */
+int th_cam_feature_layer(const th_model *m);
 
 /* Feature-resolution shape of a method's map: CAM reads the layer feeding
  * gap (layer is ignored), Grad-CAM reads `layer`, saliency is at the image

@@ -64,7 +64,8 @@ void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, cons
                      float *y, int relu, const th_workspace *ws);
 
 /* Overwrites dw [K,C,KH,KW] and db [K] (db may be NULL) with the gradients
- * of the batch, and dx [N,C,H,W] (may be NULL for the first layer). When
+ * of the batch, and dx [N,C,H,W] (may be NULL for the first layer). dw NULL
+ * (a frozen layer) computes dx alone and leaves db alone. When
  * relu_y is given (the output of a fused ReLU, [N,K,OH,OW]), dy is first
  * multiplied in place by the ReLU's derivative, relu_y > 0; otherwise dy is
  * only read. */

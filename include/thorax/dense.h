@@ -6,7 +6,7 @@
 #define THORAX_DENSE_H
 
 void th_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
-/* Overwrites dw [O,I], db [O] and dx [N,I] (dx may be NULL). */
+/* Overwrites dw [O,I], db [O] and dx [N,I]; each may be NULL (dw NULL: a frozen layer). */
 void th_dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                        float *dx, float *dw, float *db);
 

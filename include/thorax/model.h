@@ -1,4 +1,6 @@
-/* model.h - a sequential CNN built from the config's layer list.
+/* model.h - a CNN built from the config's layer list: a chain of layers, or
+ * a graph where a layer names its inputs (`from:`), as residual and dense
+ * blocks do.
  *
  * All trainable parameters live in one contiguous buffer (params) and all
  * their gradients in another of the same layout (grads), so one allreduce
@@ -19,7 +21,9 @@
 #include "thorax/rng.h"
 #include "thorax/workspace.h"
 
-#define TH_MAX_LAYERS 128
+#define TH_MAX_LAYERS 128   /* entries of model.layers (a block counts as one) */
+#define TH_MAX_NODES 4096   /* layers once the blocks are expanded */
+#define TH_MAX_FROM 4       /* inputs of one layer (add, concat) */
 #define TH_NAME_MAX 48
 /* `out: labels` in a dense layer: as many outputs as the run has labels. */
 #define TH_OUT_LABELS (-1)
@@ -33,17 +37,30 @@ typedef enum th_layer_type {
     TH_LAYER_GAP,
     TH_LAYER_DENSE,
     TH_LAYER_DROPOUT,
+    TH_LAYER_ADD,        /* elementwise sum of its inputs (same shape) */
+    TH_LAYER_CONCAT,     /* its inputs' channels one after the other (same H, W) */
+    /* Blocks: expanded into the layers above by th_model_graph. */
+    TH_LAYER_RESBLOCK,   /* ResNet basic block */
+    TH_LAYER_DENSEBLOCK, /* DenseNet dense block */
+    TH_LAYER_TRANSITION, /* DenseNet transition */
     TH_LAYER_TYPE_COUNT
 } th_layer_type;
 
 /* One layer as the config describes it. Fields a type does not use are 0. */
 typedef struct th_layer_spec {
     th_layer_type type;
-    char name[TH_NAME_MAX]; /* "" = automatic: conv1, bn1, fc (fc1, fc2 when several) */
-    int out;                /* conv: filters; dense: units or TH_OUT_LABELS */
+    char name[TH_NAME_MAX]; /* "" = automatic: conv1, bn1, fc (fc1, fc2 when several), block1 ... */
+    /* The layers it reads, by name ("input" = the image); none = the layer
+     * before it. add and concat need two or more. */
+    char from[TH_MAX_FROM][TH_NAME_MAX];
+    int n_from;
+    int out;                /* conv, resblock, transition: filters; dense: units or TH_OUT_LABELS */
     int k;                  /* conv and pool kernel size */
-    int stride;             /* conv (default 1) and pool (default k) */
-    int pad;                /* conv */
+    int stride;             /* conv and resblock (default 1), pool (default k) */
+    int pad;                /* conv, maxpool */
+    int layers;             /* denseblock: dense layers */
+    int growth;             /* denseblock: filters each dense layer adds (default 32) */
+    int bn_size;            /* denseblock: bottleneck width in multiples of growth (default 4) */
     int bias;               /* conv and dense: 1 = has a bias (default) */
     float p;                /* dropout probability */
     float momentum, eps;    /* batch-norm (defaults 0.1, 1e-5) */
@@ -60,15 +77,36 @@ const char *th_layer_type_name(th_layer_type t);
 /* Returns -1 for an unknown name. */
 int th_layer_type_parse(const char *s, th_layer_type *t);
 
-/* Checks that every layer fits the shape it receives and that the network
- * ends in [n_labels] outputs per image; the error names the layer (its
- * number, type and config line). n_labels <= 0 skips the last check. */
-int th_model_spec_check(const th_model_spec *spec, int n_labels, th_err *err);
+/* One layer of the expanded network: blocks become the layers they are made
+ * of, each named under its block as torchvision names them (a resblock
+ * "layer1.0" gives layer1.0.conv1, layer1.0.bn1 ... layer1.0.downsample.0 and
+ * ends in a ReLU named layer1.0 itself, so `from: layer1.0` and
+ * `--layer layer1.0` mean the block's output). Nodes are in an order where
+ * every input comes before its reader. */
+typedef struct th_node {
+    th_layer_spec spec;     /* a primitive type; spec.name is the final, unique name */
+    int in[TH_MAX_FROM];    /* the nodes it reads, in order; -1 = the input image */
+    int n_in;
+    int origin;             /* the model.layers entry it was expanded from */
+    int c, h, w;            /* output shape of one image (dense and gap: {features, 1, 1}) */
+} th_node;
 
-/* The same walk, keeping each layer's output shape: shapes[i] = {C, H, W}
- * after layer i (dense and gap give {features, 1, 1}). n_labels <= 0 leaves
- * `out: labels` unresolved as 1 and skips the final check. */
-int th_model_spec_shapes(const th_model_spec *spec, int n_labels, int (*shapes)[3], th_err *err);
+typedef struct th_graph {
+    int n;
+    th_node *nodes;
+} th_graph;
+
+/* Expands the blocks, names every layer, resolves `from:` and walks the
+ * shapes: checks that every layer fits what it receives, that every output
+ * but the last is read by some layer, and that the network ends in
+ * [n_labels] outputs per image. An error names the model.layers entry (its
+ * number, type, name and config line). n_labels <= 0 leaves `out: labels`
+ * as 1 and skips the final check. Allocates g->nodes (th_graph_free). */
+int th_model_graph(const th_model_spec *spec, int n_labels, th_graph *g, th_err *err);
+void th_graph_free(th_graph *g);
+
+/* th_model_graph for its checks alone. */
+int th_model_spec_check(const th_model_spec *spec, int n_labels, th_err *err);
 
 /* Layers that run as one pass (th_layer.fused): a conv and the ReLU after
  * it (one shared output buffer); with TH_FUSED_POOL the 2x2 max-pool after
@@ -91,6 +129,12 @@ typedef struct th_layer {
     uint8_t *mask;              /* dropout [max_batch, out] */
     double flops;               /* forward multiply-adds x2 per image */
     int fused;                  /* TH_FUSED_* flags of the group this layer runs in (model.c) */
+    int in[TH_MAX_FROM], n_in;  /* layers it reads (-1 = the input image), from th_node */
+    int origin;                 /* the model.layers entry it comes from */
+    int frozen;                 /* th_model_freeze: no parameter gradients */
+    int grad_slot;              /* where the gradient of its output lives during backward (model.c) */
+    float *dy_own;              /* that gradient, when it needs a buffer of its own [max_batch, out] */
+    float *frozen_dstat;        /* frozen batch-norm: its unused dgamma, dbeta [2, C] */
 } th_layer;
 
 typedef struct th_tensor_info {
@@ -124,6 +168,9 @@ typedef struct th_model {
     th_workspace ws;            /* per-thread kernel scratch; ws.threads is the team size */
     size_t ws_floats;           /* per-thread scratch the largest layer needs */
     float *grad_a, *grad_b;     /* ping-pong activation gradients [max_batch * largest activation] */
+    float *grad_in;             /* the image's gradient when several layers read it [max_batch, C, H, W] */
+    int in_slot;                /* its grad_slot */
+    float **gsrc;               /* backward: where each output's gradient is, the image's first [n_layers + 1] */
     th_rng rng;                 /* dropout masks */
     int last_train;             /* mode of the last th_model_forward, which backward follows */
     th_grads_ready_fn on_grads; /* NULL: nobody listens (th_model_set_grads_hook) */
@@ -166,6 +213,13 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
  * nothing (the group's conv does their work). */
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train);
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n);
+
+/* Freezes (frozen = 1) or thaws layer i's parameters: a frozen layer's
+ * backward computes no parameter gradients (its range of grads is left as
+ * it is) and the grads hook is not told of it; the gradient still flows
+ * through it to the layers below. Batch-norm running statistics still
+ * follow train-mode forwards. */
+void th_model_freeze(th_model *m, int layer, int frozen);
 
 /* Sets (or, with fn NULL, clears) the listener told of each layer's finished
  * gradients during th_model_backward. th_model_grad_at never tells it. */

@@ -1,7 +1,8 @@
 /* pool.h - max pooling, average pooling and global average pooling.
  *
- *   x [N, C, H, W] -> y [N, C, OH, OW], OH = (H - k)/stride + 1 (floor, no padding,
- *   as PyTorch's MaxPool2d(k, stride) and AvgPool2d(k, stride)).
+ *   x [N, C, H, W] -> y [N, C, OH, OW], OH = (H + 2 pad - k)/stride + 1 (floor,
+ *   as PyTorch's MaxPool2d(k, stride, pad) and AvgPool2d(k, stride); average
+ *   pooling has no padding).
  *   gap: x [N, C, H, W] -> y [N, C].
  */
 #ifndef THORAX_POOL_H
@@ -9,14 +10,14 @@
 
 #include <stdint.h>
 
-int th_pool_out_len(int in, int k, int stride);
+int th_pool_out_len(int in, int k, int stride, int pad);
 
 /* argmax [N, C, OH, OW] keeps the flat index (within the H*W plane) of each
  * window's maximum so backward routes the gradient without searching again. */
-void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
+void th_maxpool_forward(int n, int c, int h, int w, int k, int stride, int pad,
                         const float *x, float *y, int32_t *argmax);
 /* Overwrites dx [N,C,H,W]. */
-void th_maxpool_backward(int n, int c, int h, int w, int k, int stride,
+void th_maxpool_backward(int n, int c, int h, int w, int k, int stride, int pad,
                          const float *dy, const int32_t *argmax, float *dx);
 
 /* One output row of a 2x2, stride-2 max-pool: rows r0 and r1 of a plane w

@@ -37,8 +37,8 @@ static const char *const data_keys[] = {"path", "labels", "split", "on_leak", "n
 static const char *const split_keys[] = {"train", "val", "test", NULL};
 static const char *const augment_keys[] = {"hflip", "rotate_deg", "shift", "scale", "brightness", "contrast", NULL};
 static const char *const model_keys[] = {"input", "layers", NULL};
-static const char *const any_layer_keys[] = {"type", "name", "out", "k", "stride", "pad",
-                                             "bias", "momentum", "eps", "p", NULL};
+static const char *const any_layer_keys[] = {"type", "name", "from", "out", "k", "stride", "pad", "bias",
+                                             "momentum", "eps", "p", "layers", "growth", "bn_size", NULL};
 static const char *const train_keys[] = {"epochs", "batch_per_rank", "optimizer",
                                          "schedule", "loss", "early_stop", NULL};
 static const char *const optimizer_keys[] = {"type", "lr", "momentum", "nesterov",
@@ -72,15 +72,20 @@ static const struct section {
 };
 
 /* The keys each layer type takes. */
-static const char *const layer_keys[TH_LAYER_TYPE_COUNT][8] = {
-    [TH_LAYER_CONV] = {"type", "name", "out", "k", "stride", "pad", "bias", NULL},
-    [TH_LAYER_RELU] = {"type", "name", NULL},
-    [TH_LAYER_MAXPOOL] = {"type", "name", "k", "stride", NULL},
-    [TH_LAYER_AVGPOOL] = {"type", "name", "k", "stride", NULL},
-    [TH_LAYER_BATCHNORM] = {"type", "name", "momentum", "eps", NULL},
-    [TH_LAYER_GAP] = {"type", "name", NULL},
-    [TH_LAYER_DENSE] = {"type", "name", "out", "bias", NULL},
-    [TH_LAYER_DROPOUT] = {"type", "name", "p", NULL},
+static const char *const layer_keys[TH_LAYER_TYPE_COUNT][10] = {
+    [TH_LAYER_CONV] = {"type", "name", "from", "out", "k", "stride", "pad", "bias", NULL},
+    [TH_LAYER_RELU] = {"type", "name", "from", NULL},
+    [TH_LAYER_MAXPOOL] = {"type", "name", "from", "k", "stride", "pad", NULL},
+    [TH_LAYER_AVGPOOL] = {"type", "name", "from", "k", "stride", NULL},
+    [TH_LAYER_BATCHNORM] = {"type", "name", "from", "momentum", "eps", NULL},
+    [TH_LAYER_GAP] = {"type", "name", "from", NULL},
+    [TH_LAYER_DENSE] = {"type", "name", "from", "out", "bias", NULL},
+    [TH_LAYER_DROPOUT] = {"type", "name", "from", "p", NULL},
+    [TH_LAYER_ADD] = {"type", "name", "from", NULL},
+    [TH_LAYER_CONCAT] = {"type", "name", "from", NULL},
+    [TH_LAYER_RESBLOCK] = {"type", "name", "from", "out", "stride", "momentum", "eps", NULL},
+    [TH_LAYER_DENSEBLOCK] = {"type", "name", "from", "layers", "growth", "bn_size", "momentum", "eps", NULL},
+    [TH_LAYER_TRANSITION] = {"type", "name", "from", "out", "momentum", "eps", NULL},
 };
 
 /* Spellings of the enums, in enum order. */
@@ -531,6 +536,43 @@ static int valid_layer_name(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == strlen(s);
 }
 
+/* Batch-norm's settings, of a batchnorm layer or of every batch-norm in a block. */
+static int read_bn(const ctx *c, const yt_node *v, const char *path, th_layer_spec *l)
+{
+    return read_float(c, v, path, "momentum", CLOSED(0, 1), 0.1, &l->momentum) ||
+                   read_float(c, v, path, "eps", ABOVE(0), 1e-5, &l->eps)
+               ? -1
+               : 0;
+}
+
+/* from: a layer name or a list of them ("input" is the image). add and
+ * concat need two or more. */
+static int read_from(const ctx *c, const yt_node *v, const char *path, th_layer_spec *l)
+{
+    const yt_node *f = yt_get(v, "from");
+    char d[64];
+    int multi = l->type == TH_LAYER_ADD || l->type == TH_LAYER_CONCAT;
+    if (!f) return multi ? fail(c, v, path, "from", "is required: the layers to %s, e.g. from: [a, b]",
+                                l->type == TH_LAYER_ADD ? "add" : "concatenate")
+                         : 0;
+    if (f->kind == YT_MAP) return fail(c, f, path, "from", "must be a layer name or a list of them, got a mapping");
+    int n = f->kind == YT_SEQ ? f->n : 1;
+    if (n > TH_MAX_FROM) return fail(c, f, path, "from", "at most %d layers, got %d", TH_MAX_FROM, n);
+    if (multi && n < 2) return fail(c, f, path, "from", "needs two or more layers, got %d", n);
+    if (!multi && n != 1)
+        return fail(c, f, path, "from", "a %s layer reads one layer, got %d", th_layer_type_name(l->type), n);
+    for (int k = 0; k < n; k++) {
+        const yt_node *it = f->kind == YT_SEQ ? f->vals[k] : f;
+        if (it->kind != YT_SCALAR || yt_is_null(it) || !it->str[0])
+            return fail(c, it, path, "from", "must name a layer, got %s", yt_describe(it, d, sizeof d));
+        if (strlen(it->str) >= TH_NAME_MAX)
+            return fail(c, it, path, "from", "'%s' is longer than %d characters", it->str, TH_NAME_MAX - 1);
+        snprintf(l->from[k], sizeof l->from[k], "%s", it->str);
+    }
+    l->n_from = n;
+    return 0;
+}
+
 static int read_layer(const ctx *c, const yt_node *v, int i, th_layer_spec *l)
 {
     char path[32], d[64], problem[48];
@@ -552,6 +594,8 @@ static int read_layer(const ctx *c, const yt_node *v, int i, th_layer_spec *l)
     if (!valid_layer_name(l->name))
         return fail(c, yt_get(v, "name"), path, "name", "must use only letters, digits, '_', '-' and '.', got '%s'",
                     l->name);
+    if (!strcmp(l->name, "input")) return fail(c, yt_get(v, "name"), path, "name", "'input' names the image itself");
+    if (read_from(c, v, path, l)) return -1;
 
     switch (l->type) {
     case TH_LAYER_CONV:
@@ -565,14 +609,27 @@ static int read_layer(const ctx *c, const yt_node *v, int i, th_layer_spec *l)
     case TH_LAYER_MAXPOOL:
     case TH_LAYER_AVGPOOL:
         return require(c, v, path, "k") || read_int(c, v, path, "k", 1, DIM_MAX, 0, &l->k) ||
-                       read_int(c, v, path, "stride", 1, DIM_MAX, l->k, &l->stride)
+                       read_int(c, v, path, "stride", 1, DIM_MAX, l->k, &l->stride) ||
+                       read_int(c, v, path, "pad", 0, DIM_MAX, 0, &l->pad)
                    ? -1
                    : 0;
-    case TH_LAYER_BATCHNORM:
-        return read_float(c, v, path, "momentum", CLOSED(0, 1), 0.1, &l->momentum) ||
-                       read_float(c, v, path, "eps", ABOVE(0), 1e-5, &l->eps)
+    case TH_LAYER_RESBLOCK:
+        return require(c, v, path, "out") || read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out) ||
+                       read_int(c, v, path, "stride", 1, DIM_MAX, 1, &l->stride) || read_bn(c, v, path, l)
                    ? -1
                    : 0;
+    case TH_LAYER_DENSEBLOCK:
+        return require(c, v, path, "layers") || read_int(c, v, path, "layers", 1, 1024, 0, &l->layers) ||
+                       read_int(c, v, path, "growth", 1, DIM_MAX, 32, &l->growth) ||
+                       read_int(c, v, path, "bn_size", 1, 1024, 4, &l->bn_size) || read_bn(c, v, path, l)
+                   ? -1
+                   : 0;
+    case TH_LAYER_TRANSITION:
+        return require(c, v, path, "out") || read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out) ||
+                       read_bn(c, v, path, l)
+                   ? -1
+                   : 0;
+    case TH_LAYER_BATCHNORM: return read_bn(c, v, path, l);
     case TH_LAYER_DENSE: {
         const yt_node *out = yt_get(v, "out");
         long long x;
@@ -1050,6 +1107,14 @@ static const char *enum_name(const char *const *names, int v)
     return "invalid";
 }
 
+static void put_bn(sbuf *b, const th_layer_spec *l)
+{
+    put(b, ", momentum: ");
+    put_real(b, l->momentum, 1);
+    put(b, ", eps: ");
+    put_real(b, l->eps, 1);
+}
+
 static void put_layer(sbuf *b, const th_layer_spec *l)
 {
     put(b, "    - {type: %s", th_layer_type_name(l->type));
@@ -1057,20 +1122,36 @@ static void put_layer(sbuf *b, const th_layer_spec *l)
         put(b, ", name: ");
         put_str(b, l->name);
     }
+    for (int k = 0; k < l->n_from; k++) {
+        put(b, k == 0 ? ", from: [" : ", ");
+        put_str(b, l->from[k]);
+        if (k == l->n_from - 1) put(b, "]");
+    }
     switch (l->type) {
     case TH_LAYER_CONV:
         put(b, ", out: %d, k: %d, stride: %d, pad: %d, bias: %s", l->out, l->k, l->stride, l->pad,
             l->bias ? "true" : "false");
         break;
     case TH_LAYER_MAXPOOL:
+        put(b, ", k: %d, stride: %d, pad: %d", l->k, l->stride, l->pad);
+        break;
     case TH_LAYER_AVGPOOL:
         put(b, ", k: %d, stride: %d", l->k, l->stride);
         break;
+    case TH_LAYER_RESBLOCK:
+        put(b, ", out: %d, stride: %d", l->out, l->stride);
+        put_bn(b, l);
+        break;
+    case TH_LAYER_DENSEBLOCK:
+        put(b, ", layers: %d, growth: %d, bn_size: %d", l->layers, l->growth, l->bn_size);
+        put_bn(b, l);
+        break;
+    case TH_LAYER_TRANSITION:
+        put(b, ", out: %d", l->out);
+        put_bn(b, l);
+        break;
     case TH_LAYER_BATCHNORM:
-        put(b, ", momentum: ");
-        put_real(b, l->momentum, 1);
-        put(b, ", eps: ");
-        put_real(b, l->eps, 1);
+        put_bn(b, l);
         break;
     case TH_LAYER_DENSE:
         if (l->out == TH_OUT_LABELS)

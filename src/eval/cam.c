@@ -62,6 +62,10 @@ int th_cam_layer_index(const th_model *m, const char *name, th_err *err)
         return th_errf(err, "CAM layer '%s': the model has no layer of that name (conv layers are named conv1, conv2, ...)",
                        name);
     }
+    /* What the classifier head pools: the layer feeding gap (in a ResNet,
+     * the last block's output; in a chain, the last conv's rectified maps). */
+    if (end < m->n_layers && m->layers[end].spec.type == TH_LAYER_GAP && m->layers[end].in[0] >= 0)
+        return m->layers[end].in[0];
     int conv = -1;
     for (int i = 0; i < end; i++)
         if (m->layers[i].spec.type == TH_LAYER_CONV) conv = i;
@@ -81,12 +85,21 @@ int th_cam_layer_index(const th_model *m, const char *name, th_err *err)
     return th_errf(err, "CAM: the model has no layer with a spatial output before its first gap or dense layer");
 }
 
-/* The gap layer of a network ending in gap -> dense, or -1. */
+/* The gap layer of a network ending in (a spatial layer ->) gap -> dense,
+ * or -1. */
 static int cam_gap_layer(const th_model *m)
 {
-    int n = m->n_layers;
-    if (n < 3 || m->layers[n - 1].spec.type != TH_LAYER_DENSE || m->layers[n - 2].spec.type != TH_LAYER_GAP) return -1;
-    return n - 2;
+    const th_layer *fc = &m->layers[m->n_layers - 1];
+    if (fc->spec.type != TH_LAYER_DENSE || fc->in[0] < 0) return -1;
+    int g = fc->in[0];
+    if (m->layers[g].spec.type != TH_LAYER_GAP || m->layers[g].in[0] < 0) return -1;
+    return g;
+}
+
+int th_cam_feature_layer(const th_model *m)
+{
+    int g = cam_gap_layer(m);
+    return g < 0 ? -1 : m->layers[g].in[0];
 }
 
 int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int *fh, int *fw, th_err *err)
@@ -100,8 +113,8 @@ int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int
                            n > 1 ? th_layer_type_name(m->layers[n - 2].spec.type) : "input",
                            th_layer_type_name(m->layers[n - 1].spec.type));
         }
-        *fh = m->layers[g - 1].out_h;
-        *fw = m->layers[g - 1].out_w;
+        *fh = m->layers[m->layers[g].in[0]].out_h;
+        *fw = m->layers[m->layers[g].in[0]].out_w;
         return 0;
     }
     case TH_CAM_GRADCAM:
@@ -122,8 +135,7 @@ int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int
 /* m_c = sum_k w[c,k] A_k over the layer feeding gap; A [K, P], map [P]. */
 static void cam_map(const th_model *m, int label, float *map, int p)
 {
-    int g = cam_gap_layer(m);
-    const th_layer *feat = &m->layers[g - 1], *fc = &m->layers[m->n_layers - 1];
+    const th_layer *feat = &m->layers[th_cam_feature_layer(m)], *fc = &m->layers[m->n_layers - 1];
     int k_count = feat->out_c;
     const float *a = feat->y;
     const float *w = m->params + fc->w_off + (size_t)label * fc->in_c;

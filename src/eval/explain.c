@@ -91,7 +91,7 @@ static int setup(explain *e, th_explain_result *res, th_err *err)
         return th_err_prefix(err, "%s/config.yaml: ", o->run_dir);
     /* CAM reads the layer feeding gap -> dense, which the check above found. */
     const char *layer_name = e->method == TH_CAM_SALIENCY ? "input"
-                             : e->method == TH_CAM_CAM    ? m->layers[m->n_layers - 3].name
+                             : e->method == TH_CAM_CAM    ? m->layers[th_cam_feature_layer(m)].name
                                                           : m->layers[e->layer].name;
     snprintf(res->layer, sizeof res->layer, "%s", layer_name);
     res->h = e->cfg->model.h;

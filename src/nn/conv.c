@@ -272,7 +272,7 @@ static void unpool_rows(const th_conv_dims *d, const float *pdy, const float *py
             float *r0 = g + k * cp + (size_t)(oy - oy0) * ow;
             th_maxpool2_row_backward(grow, argmax + o, ow, oy * ow, r0, r0 + ow);
         }
-        db[k] += sum;
+        if (db) db[k] += sum;
     }
 }
 
@@ -450,8 +450,10 @@ static void direct_backward_row(const th_conv_dims *d, const float *x, const flo
                                 int oy, float *dx, float *dw, direct_scratch *s)
 {
     const int ow = d->ow, taps = d->c * d->kh * d->kw, pw = d->w + 2 * d->pad;
-    load_rows(d, x, oy, s->rows);
-    direct_dw_row(ow, d->k, taps, s->off, s->rows, g, plane, s->acc, dw);
+    if (dw) {
+        load_rows(d, x, oy, s->rows);
+        direct_dw_row(ow, d->k, taps, s->off, s->rows, g, plane, s->acc, dw);
+    }
     if (!dx) return;
     memset(s->drows, 0, padded_rows_floats(d) * sizeof *s->drows);
     for (int k = 0; k < d->k; k++) {
@@ -483,6 +485,7 @@ static void direct_backward_begin(const th_conv_dims *d, float *dx, direct_scrat
 static void direct_backward_end(const th_conv_dims *d, float *dw, direct_scratch *s)
 {
     const size_t nacc = (size_t)d->k * d->c * d->kh * d->kw;
+    if (!dw) return;
     for (size_t i = 0; i < nacc; i++) {
         float sum = 0.0f;
         for (int j = 0; j < 16; j++) sum += s->acc[i][j];
@@ -570,14 +573,16 @@ static void gemm_backward_block(const th_conv_dims *d, const float *xn, const fl
     const int ckk = d->c * d->kh * d->kw, pointwise = is_pointwise(d);
     const float *cols = col;
     size_t ldc = cp;
-    if (pointwise) {
-        cols = xn + c0, ldc = p;
-    } else {
-        th_im2col(d, xn, oy0, oy1, col);
+    if (dw) {
+        if (pointwise) {
+            cols = xn + c0, ldc = p;
+        } else {
+            th_im2col(d, xn, oy0, oy1, col);
+        }
+        /* dw [K, CKK] += g [K, cp] * cols^T [cp, CKK] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, g, (int)ldg, cols, (int)ldc,
+                    1.0f, dw, ckk);
     }
-    /* dw [K, CKK] += g [K, cp] * cols^T [cp, CKK] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, g, (int)ldg, cols, (int)ldc, 1.0f,
-                dw, ckk);
     if (!dxn) return;
     if (pointwise) {
         /* dxn[:, c0:] [C, cp] = w^T [C, K] * g [K, cp] */
@@ -694,7 +699,7 @@ static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw,
             const float *yn = io->relu_y + n * kp;
             for (size_t i = 0; i < kp; i++) dyn[i] = yn[i] > 0.0f ? dyn[i] : 0.0f;
         }
-        for (int k = 0; k < d->k; k++) {
+        for (int k = 0; k < d->k && db; k++) {
             const float *g = dyn + (size_t)k * p;
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -728,7 +733,8 @@ static void forward_team(const th_conv_dims *d, const conv_io *io, const th_work
 
 /* Every thread sums its images' weight gradients into its own slice
  * (thread 0 straight into dw and db), then the slices are added in thread
- * order, each thread adding up its share of the elements. */
+ * order, each thread adding up its share of the elements. Without dw (a
+ * frozen layer) only the input gradient is computed. */
 static void backward_team(const th_conv_dims *d, const conv_io *io, float *dw, float *db, const th_workspace *ws)
 {
     const int threads = ws->threads < d->n ? ws->threads : d->n;
@@ -739,13 +745,14 @@ static void backward_team(const th_conv_dims *d, const conv_io *io, float *dw, f
         int t = thread_num(), first, end;
         th_workspace_share(d->n, threads, t, &first, &end);
         float *slice = th_workspace_slice(ws, t);
-        float *my_dw = t == 0 ? dw : slice + col_floats;
-        float *my_db = t == 0 && db ? db : slice + col_floats + nw;
-        memset(my_dw, 0, nw * sizeof *my_dw);
-        memset(my_db, 0, (size_t)d->k * sizeof *my_db);
+        float *my_dw = !dw ? NULL : t == 0 ? dw : slice + col_floats;
+        float *my_db = !dw ? NULL : t == 0 && db ? db : slice + col_floats + nw;
+        if (my_dw) memset(my_dw, 0, nw * sizeof *my_dw);
+        if (my_db) memset(my_db, 0, (size_t)d->k * sizeof *my_db);
         backward_images(d, io, my_dw, my_db, first, end, slice);
 #pragma omp barrier
         int e0, e1;
+        if (!dw) e0 = e1 = 0;
         th_workspace_share((int)(nw + d->k), threads, t, &e0, &e1);
         for (int u = 1; u < threads; u++) {
             const float *part = th_workspace_slice(ws, u) + col_floats;

@@ -27,8 +27,9 @@ void th_dense_forward(int n, int in, int out, const float *x, const float *w, co
 void th_dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy,
                        float *dx, float *dw, float *db)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n,
-                1.0f, dy, out, x, in, 0.0f, dw, in);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n,
+                    1.0f, dy, out, x, in, 0.0f, dw, in);
 
     if (db) {
         for (int o = 0; o < out; o++) {

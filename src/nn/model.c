@@ -1,9 +1,12 @@
-/* model.c - a sequential CNN: layer names, parameter layout, forward, backward.
+/* model.c - a CNN as a graph of layers: parameter layout, forward, backward.
  *
- * The model owns every buffer a training step touches, sized once for
- * max_batch images at creation, so th_model_forward and th_model_backward
- * never allocate. Layer kernels live in conv.c, pool.c, activation.c,
- * batchnorm.c and dense.c; this file only wires them together.
+ * The layers come from th_model_graph (model_spec.c), in an order where
+ * every layer's inputs come before it, so forward is one walk up the list
+ * and backward one walk down. The model owns every buffer a training step
+ * touches, sized once for max_batch images at creation, so th_model_forward
+ * and th_model_backward never allocate. Layer kernels live in conv.c,
+ * pool.c, activation.c, batchnorm.c and dense.c; this file only wires them
+ * together.
  */
 #include "thorax/model.h"
 
@@ -38,45 +41,11 @@ static size_t layer_weight_count(const th_layer *L)
     }
 }
 
-/* Automatic PyTorch-style names: conv1, bn1, relu1, pool1, gap, drop1, and
- * fc for a single dense layer (fc1, fc2 ... when there are several), so that
- * checkpoints read like a torchvision state dict. */
-static void name_layers(th_model *m)
+/* End of a layer's trainable range in params: weight and bias are adjacent
+ * (layout_tensors). */
+static size_t layer_params_end(const th_layer *L)
 {
-    int count[TH_LAYER_TYPE_COUNT] = {0};
-    int n_dense = 0, n_gap = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].spec.type == TH_LAYER_DENSE) n_dense++;
-        if (m->layers[i].spec.type == TH_LAYER_GAP) n_gap++;
-    }
-    for (int i = 0; i < m->n_layers; i++) {
-        th_layer *L = &m->layers[i];
-        th_layer_type t = L->spec.type;
-        /* Max and average pools share one counter: pool1, pool2 ... */
-        int *c = &count[t == TH_LAYER_AVGPOOL ? TH_LAYER_MAXPOOL : t];
-        ++*c;
-        if (L->spec.name[0]) {
-            snprintf(L->name, sizeof L->name, "%s", L->spec.name);
-            continue;
-        }
-        switch (t) {
-        case TH_LAYER_CONV: snprintf(L->name, sizeof L->name, "conv%d", *c); break;
-        case TH_LAYER_BATCHNORM: snprintf(L->name, sizeof L->name, "bn%d", *c); break;
-        case TH_LAYER_RELU: snprintf(L->name, sizeof L->name, "relu%d", *c); break;
-        case TH_LAYER_MAXPOOL:
-        case TH_LAYER_AVGPOOL: snprintf(L->name, sizeof L->name, "pool%d", *c); break;
-        case TH_LAYER_DROPOUT: snprintf(L->name, sizeof L->name, "drop%d", *c); break;
-        case TH_LAYER_GAP:
-            if (n_gap == 1) snprintf(L->name, sizeof L->name, "gap");
-            else snprintf(L->name, sizeof L->name, "gap%d", *c);
-            break;
-        case TH_LAYER_DENSE:
-            if (n_dense == 1) snprintf(L->name, sizeof L->name, "fc");
-            else snprintf(L->name, sizeof L->name, "fc%d", *c);
-            break;
-        default: snprintf(L->name, sizeof L->name, "layer%d", i + 1); break;
-        }
-    }
+    return L->b_off != NO_OFFSET ? L->b_off + (size_t)L->out_c : L->w_off + layer_weight_count(L);
 }
 
 /* Reserves a named tensor in params (trainable) or buffers (not) and returns
@@ -141,81 +110,123 @@ static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
     th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
 }
 
+/* How many layers read each layer's output: users[j + 1] for layer j,
+ * users[0] for the image. */
+static void count_users(const th_model *m, int *users)
+{
+    memset(users, 0, sizeof *users * (size_t)(m->n_layers + 1));
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i].n_in; k++) users[m->layers[i].in[k] + 1]++;
+}
+
+/* Layer j's output is read by layer j + 1 alone: a link of a plain chain. */
+static int chain_link(const th_model *m, const int *users, int j)
+{
+    return users[j + 1] == 1 && j + 1 < m->n_layers && m->layers[j + 1].n_in == 1 && m->layers[j + 1].in[0] == j;
+}
+
 /* A convolution followed by a ReLU runs as one layer: the convolution applies
  * max(0, .) in its output pass and the ReLU's derivative in its backward, and
  * both layers share one output buffer. That saves two passes over the
  * largest tensors of the network and half their memory. When a 2x2 max-pool
  * follows, it joins too: each block of the conv's output is pooled while in
  * cache and the conv's output is never stored
- * (th_conv_forward_pool). Never when the group would end the network:
- * backward must not write into the caller's dlogits. Each layer of a group
- * has the group's flags. */
-static void mark_fusions(th_model *m)
+ * (th_conv_forward_pool). Only where nothing else reads the conv's (or the
+ * ReLU's) output, and never when the group would end the network: backward
+ * must not write into the caller's dlogits. Each layer of a group has the
+ * group's flags. */
+static void mark_fusions(th_model *m, const int *users)
 {
     for (int i = 0; i + 2 < m->n_layers; i++) {
         th_layer *L = &m->layers[i], *R = &m->layers[i + 1], *P = &m->layers[i + 2];
-        if (L->spec.type != TH_LAYER_CONV || R->spec.type != TH_LAYER_RELU) continue;
+        if (L->spec.type != TH_LAYER_CONV || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
         L->fused = R->fused = TH_FUSED_RELU;
-        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2)
+        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2 &&
+            P->spec.pad == 0 && chain_link(m, users, i + 1))
             L->fused = R->fused = P->fused = TH_FUSED_RELU | TH_FUSED_POOL;
     }
+}
+
+/* Where the gradient of each output lives during backward. Along a chain
+ * (a layer read only by the next one) it is consumed as soon as it is made,
+ * so two buffers serve every link, alternating (SLOT_A, SLOT_B); an output
+ * read by several layers (a residual's input, a dense block's
+ * concatenation) or by a later one gathers its gradient in a buffer of its
+ * own (SLOT_OWN) over several steps of the walk. Inside a fused group the
+ * ReLU and the pool hand their gradient down unchanged (backward_range), so
+ * the group's conv reads it where the group's last layer got it: the conv's
+ * input alternates with that. */
+enum { SLOT_A = 0, SLOT_B = 1, SLOT_OWN = 2 };
+
+static void assign_grad_slots(th_model *m)
+{
+    int users[m->n_layers + 1];
+    count_users(m, users);
+    int next = SLOT_OWN; /* where the gradient of layer j + 1 is: the last layer's is the caller's dlogits */
+    for (int j = m->n_layers - 2; j >= -1; j--) {
+        const th_layer *R = &m->layers[j + 1];
+        int slot = SLOT_OWN;
+        if (R->fused && R->spec.type != TH_LAYER_CONV) slot = next;
+        else if (chain_link(m, users, j)) slot = next == SLOT_A ? SLOT_B : SLOT_A;
+        if (j >= 0) m->layers[j].grad_slot = slot;
+        else m->in_slot = slot;
+        next = slot;
+    }
+    m->layers[m->n_layers - 1].grad_slot = SLOT_OWN;
 }
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
 {
     memset(m, 0, sizeof *m);
     if (max_batch < 1) return th_errf(err, "model: batch size must be at least 1, got %d", max_batch);
-    if (spec->n_layers < 1 || spec->n_layers > TH_MAX_LAYERS)
-        return th_errf(err, "model: needs 1 to %d layers, got %d", TH_MAX_LAYERS, spec->n_layers);
-
-    int (*shapes)[3] = malloc(sizeof *shapes * (size_t)spec->n_layers);
-    if (!shapes) return th_errf(err, "model: out of memory");
-    if (th_model_spec_shapes(spec, n_labels, shapes, err)) {
-        free(shapes);
-        return -1;
-    }
+    th_graph g;
+    if (th_model_graph(spec, n_labels, &g, err)) return -1;
     m->spec = *spec;
     m->n_labels = n_labels;
     m->max_batch = max_batch;
-    m->n_layers = spec->n_layers;
+    m->n_layers = g.n;
     m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
     /* At most four tensors per layer (batch-norm). */
     m->tensors = calloc((size_t)m->n_layers * 4, sizeof *m->tensors);
-    if (!m->layers || !m->tensors) {
-        free(shapes);
+    m->gsrc = calloc((size_t)m->n_layers + 1, sizeof *m->gsrc);
+    int *users = calloc((size_t)m->n_layers + 1, sizeof *users);
+    if (!m->layers || !m->tensors || !m->gsrc || !users) {
+        free(users);
+        th_graph_free(&g);
         th_model_free(m);
         return th_errf(err, "model: out of memory");
     }
-    int c = spec->c, h = spec->h, w = spec->w;
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
-        L->spec = spec->layers[i];
-        L->in_c = c, L->in_h = h, L->in_w = w;
-        L->out_c = shapes[i][0], L->out_h = shapes[i][1], L->out_w = shapes[i][2];
-        c = L->out_c, h = L->out_h, w = L->out_w;
+        const th_node *nd = &g.nodes[i];
+        L->spec = nd->spec;
+        snprintf(L->name, sizeof L->name, "%s", nd->spec.name);
+        L->n_in = nd->n_in;
+        memcpy(L->in, nd->in, sizeof L->in);
+        L->origin = nd->origin;
+        /* The input shape is the first input's (add's inputs all have it). */
+        if (nd->in[0] >= 0) {
+            const th_node *x = &g.nodes[nd->in[0]];
+            L->in_c = x->c, L->in_h = x->h, L->in_w = x->w;
+        } else {
+            L->in_c = spec->c, L->in_h = spec->h, L->in_w = spec->w;
+        }
+        L->out_c = nd->c, L->out_h = nd->h, L->out_w = nd->w;
         if (L->spec.type == TH_LAYER_DENSE) {
             /* A dense layer sees its [C,1,1] input as C features. */
             L->in_c = L->in_c * L->in_h * L->in_w;
             L->in_h = L->in_w = 1;
         }
     }
-    free(shapes);
-    name_layers(m);
-    for (int i = 0; i < m->n_layers; i++) {
-        for (int j = 0; j < i; j++) {
-            if (strcmp(m->layers[i].name, m->layers[j].name)) continue;
-            th_errf(err, "model.layers[%d] (line %d): name '%s' is already used by model.layers[%d]", i,
-                    spec->layers[i].line, m->layers[i].name, j);
-            th_model_free(m);
-            return -1;
-        }
-    }
+    th_graph_free(&g);
     layout_tensors(m);
-
-    mark_fusions(m);
+    count_users(m, users);
+    mark_fusions(m, users);
+    free(users);
+    assign_grad_slots(m);
 
     int failed = 0;
-    size_t max_act = 0;
+    size_t max_act = 0, own = 0;
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
         size_t out = (size_t)max_batch * layer_out_size(L);
@@ -228,6 +239,10 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
         if (pooled) L->y = NULL;
         else if (L->fused && L->spec.type == TH_LAYER_RELU) L->y = m->layers[i - 1].y;
         else L->y = alloc_floats(out, &failed);
+        if (L->grad_slot == SLOT_OWN && i + 1 < m->n_layers) {
+            L->dy_own = alloc_floats(out, &failed);
+            own += out;
+        }
         switch (L->spec.type) {
         case TH_LAYER_CONV: {
             th_conv_dims d;
@@ -245,6 +260,7 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
             L->xhat = alloc_floats(in, &failed);
             L->mean = alloc_floats((size_t)L->in_c, &failed);
             L->invstd = alloc_floats((size_t)L->in_c, &failed);
+            L->frozen_dstat = alloc_floats(2 * (size_t)L->in_c, &failed);
             break;
         case TH_LAYER_DROPOUT:
             L->mask = calloc(out, 1);
@@ -253,6 +269,7 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
         default: break;
         }
     }
+    if (m->in_slot == SLOT_OWN) m->grad_in = alloc_floats((size_t)max_batch * spec->c * spec->h * spec->w, &failed);
     m->params = alloc_floats(m->n_params, &failed);
     m->grads = alloc_floats(m->n_params, &failed);
     m->buffers = alloc_floats(m->n_buffers, &failed);
@@ -260,7 +277,7 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     m->grad_b = alloc_floats(max_act, &failed);
     if (!failed && th_workspace_reserve(&m->ws, 1, m->ws_floats, err)) failed = 1;
     if (failed) {
-        size_t total = m->n_params * 2 + m->ws_floats + 2 * max_act;
+        size_t total = m->n_params * 2 + m->ws_floats + 2 * max_act + own;
         th_model_free(m);
         return th_errf(err, "model: out of memory for batch %d (about %.1f GB of buffers); lower train.batch_per_rank",
                        max_batch, (double)total * 4 / 1e9);
@@ -289,10 +306,13 @@ int th_model_keep_output(th_model *m, int layer, th_err *err)
         L->fused = R->fused = TH_FUSED_RELU;
         m->layers[g + 2].fused = 0;
     }
-    if (K != L) return 0;  /* the ReLU's output is the shared buffer */
-    R->y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
-    if (failed) return th_errf(err, "model: out of memory for the output of layer %s", R->name);
-    L->fused = R->fused = 0;
+    if (K == L) {
+        R->y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
+        if (failed) return th_errf(err, "model: out of memory for the output of layer %s", R->name);
+        L->fused = R->fused = 0;
+    }
+    /* (otherwise the ReLU's output is the shared buffer) */
+    assign_grad_slots(m);
     return 0;
 }
 
@@ -307,9 +327,13 @@ void th_model_free(th_model *m)
             free(L->mean);
             free(L->invstd);
             free(L->mask);
+            free(L->dy_own);
+            free(L->frozen_dstat);
         }
     }
     free(m->layers);
+    free(m->gsrc);
+    free(m->grad_in);
     free(m->tensors);
     free(m->params);
     free(m->grads);
@@ -382,8 +406,8 @@ static void image_local(th_model *m, th_layer *L, int backward, const float *src
             else th_relu_forward((size_t)nb * out_sz, in, out);
             break;
         case TH_LAYER_MAXPOOL:
-            if (backward) th_maxpool_backward(nb, c, h, w, k, s, in, argmax, out);
-            else th_maxpool_forward(nb, c, h, w, k, s, in, out, argmax);
+            if (backward) th_maxpool_backward(nb, c, h, w, k, s, L->spec.pad, in, argmax, out);
+            else th_maxpool_forward(nb, c, h, w, k, s, L->spec.pad, in, out, argmax);
             break;
         case TH_LAYER_AVGPOOL:
             if (backward) th_avgpool_backward(nb, c, h, w, k, s, in, out);
@@ -408,10 +432,49 @@ static void image_local_backward(th_model *m, th_layer *L, const float *dy, floa
     image_local(m, L, 1, dy, dx, n);
 }
 
+/* Per-image size of input k of layer L. */
+static size_t input_size(const th_model *m, const th_layer *L, int k)
+{
+    if (L->in[k] >= 0) return layer_out_size(&m->layers[L->in[k]]);
+    return (size_t)m->spec.c * m->spec.h * m->spec.w;
+}
+
+/* Input k of layer L: a layer's output, or the image x. */
+static const float *layer_input(const th_model *m, const th_layer *L, int k, const float *x)
+{
+    return L->in[k] >= 0 ? m->layers[L->in[k]].y : x;
+}
+
+/* add: y = the sum of the inputs; concat: each image's channels are its
+ * inputs' channels, one input after the other. */
+static void join_forward(th_model *m, th_layer *L, const float *x, int n)
+{
+    const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const size_t out_sz = layer_out_size(L);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int first, end;
+        th_workspace_share(n, threads, thread_id(), &first, &end);
+        for (int img = first; img < end; img++) {
+            float *y = L->y + img * out_sz;
+            for (int k = 0; k < L->n_in; k++) {
+                const size_t sz = input_size(m, L, k);
+                const float *src = layer_input(m, L, k, x) + img * sz;
+                if (concat || k == 0) {
+                    memcpy(y, src, sz * sizeof *y);
+                    if (concat) y += sz;
+                } else {
+                    for (size_t e = 0; e < sz; e++) y[e] += src[e];
+                }
+            }
+        }
+    }
+}
+
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train)
 {
     th_layer *L = &m->layers[i];
-    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
     const float *b = L->b_off != NO_OFFSET ? m->params + L->b_off : NULL;
     size_t count = (size_t)n * layer_out_size(L);
@@ -451,6 +514,8 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
         if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
         else memcpy(L->y, in, count * sizeof(float));
         break;
+    case TH_LAYER_ADD:
+    case TH_LAYER_CONCAT: join_forward(m, L, x, n); break;
     default: break;
     }
 }
@@ -465,10 +530,11 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n)
 {
     th_layer *L = &m->layers[i];
-    const float *in = i > 0 ? m->layers[i - 1].y : x;
+    const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
-    float *dw = L->w_off != NO_OFFSET ? m->grads + L->w_off : NULL;
-    float *db = L->b_off != NO_OFFSET ? m->grads + L->b_off : NULL;
+    /* A frozen layer computes no parameter gradient: NULL tells the kernels. */
+    float *dw = L->w_off != NO_OFFSET && !L->frozen ? m->grads + L->w_off : NULL;
+    float *db = L->b_off != NO_OFFSET && !L->frozen ? m->grads + L->b_off : NULL;
     size_t count = (size_t)n * layer_out_size(L);
     int hw = L->in_h * L->in_w;
     switch (L->spec.type) {
@@ -486,7 +552,9 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
     case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
     case TH_LAYER_BATCHNORM:
         /* Batch-norm needs a dx buffer for its own dgamma/dbeta pass even at
-         * layer 0, so the caller always passes one. */
+         * layer 0, so the caller always passes one; and its dx needs dgamma
+         * and dbeta, which a frozen layer puts aside. */
+        if (!dw) dw = L->frozen_dstat, db = L->frozen_dstat + L->in_c;
         if (m->last_train)
             th_batchnorm_backward(m->ws.threads, n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
         else
@@ -509,30 +577,124 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         if (m->last_train) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
         else memcpy(dx, dy, count * sizeof(float));
         break;
+    case TH_LAYER_ADD:
+        /* The gradient of the first input; backward_range gives every input its own. */
+        if (dx) memcpy(dx, dy, count * sizeof(float));
+        break;
+    case TH_LAYER_CONCAT:
+        if (!dx) break;
+        for (int img = 0; img < n; img++)
+            memcpy(dx + img * input_size(m, L, 0), dy + img * layer_out_size(L), input_size(m, L, 0) * sizeof(float));
+        break;
     default: break;
     }
 }
 
+/* ---- Backward over the graph ----------------------------------------------
+ * gsrc[j + 1] points at the gradient of layer j's output (j = -1: the
+ * image) once a reader of it has run its backward, NULL before. Readers run
+ * from the last layer down, so by the time layer j's own backward runs,
+ * every reader has given its share. */
+
+/* The buffer that gathers the gradient of layer j's output (grad_slot). */
+static float *grad_buffer(th_model *m, int j)
+{
+    int slot = j >= 0 ? m->layers[j].grad_slot : m->in_slot;
+    if (slot == SLOT_A) return m->grad_a;
+    if (slot == SLOT_B) return m->grad_b;
+    return j >= 0 ? m->layers[j].dy_own : m->grad_in;
+}
+
+/* dst [n, sz] += src, split over images. */
+static void add_images(th_model *m, float *dst, const float *src, size_t sz, int n)
+{
+    const int threads = team(m, n);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int first, end;
+        th_workspace_share(n, threads, thread_id(), &first, &end);
+        for (size_t e = first * sz; e < end * sz; e++) dst[e] += src[e];
+    }
+}
+
+/* add and concat hand each input its part of dy: all of it (add), its own
+ * channels (concat), written, or added to what its other readers gave. */
+static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int input_grad)
+{
+    const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const size_t out_sz = layer_out_size(L);
+    size_t off = 0;
+    for (int k = 0; k < L->n_in; k++) {
+        const int j = L->in[k];
+        const size_t sz = input_size(m, L, k);
+        if (j >= 0 || input_grad) {
+            float *dst = grad_buffer(m, j);
+            const int accumulate = m->gsrc[j + 1] != NULL;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+            {
+                int first, end;
+                th_workspace_share(n, threads, thread_id(), &first, &end);
+                for (int img = first; img < end; img++) {
+                    const float *src = dy + img * out_sz + off;
+                    float *d = dst + img * sz;
+                    if (accumulate) {
+                        for (size_t e = 0; e < sz; e++) d[e] += src[e];
+                    } else {
+                        memcpy(d, src, sz * sizeof *d);
+                    }
+                }
+            }
+            m->gsrc[j + 1] = dst;
+        }
+        if (concat) off += sz;
+    }
+}
+
+/* A one-input layer: its backward writes its input's gradient straight into
+ * the buffer that gathers it, or, when another reader has been there first,
+ * into scratch that is then added. */
+static void single_backward(th_model *m, int i, const float *x, float *dy, int n, int input_grad)
+{
+    th_layer *L = &m->layers[i];
+    const int j = L->in[0];
+    float *scratch = dy == m->grad_a ? m->grad_b : m->grad_a;
+    float *dx = NULL, *target = NULL;
+    if (j >= 0 || input_grad) {
+        target = grad_buffer(m, j);
+        dx = m->gsrc[j + 1] ? scratch : target;
+    } else if (L->spec.type == TH_LAYER_BATCHNORM) {
+        /* The image's gradient is not wanted, but batch-norm computes its
+         * parameter gradients through it. */
+        dx = scratch;
+    }
+    th_model_layer_backward(m, i, x, dy, dx, n);
+    if (!target) return;
+    if (dx != target) add_images(m, target, dx, input_size(m, L, 0), n);
+    m->gsrc[j + 1] = target;
+}
+
 /* Walks layers n_layers-1 down to stop+1, each turning the gradient of its
- * output into that of its input (ping-ponging between grad_a and grad_b) and
- * writing its parameter gradients. Layer 0 computes the gradient of x only
- * when input_grad is set. Returns the gradient of layer stop's output (of x
- * for stop == -1; NULL when layer 0 ran without input_grad). Batch-norm and
- * dropout follow the mode of the last forward. */
+ * output into that of its inputs and writing its parameter gradients. The
+ * image's gradient is computed only when input_grad is set. Returns the
+ * gradient of layer stop's output (of x for stop == -1; NULL when it was
+ * not computed). Batch-norm and dropout follow the mode of the last forward. */
 static const float *backward_range(th_model *m, const float *x, const float *dlogits, int n, int stop,
                                    int input_grad, th_grads_ready_fn on_grads)
 {
+    memset(m->gsrc, 0, sizeof *m->gsrc * (size_t)(m->n_layers + 1));
     /* dlogits is only read: the last layer is never in a fused group
      * (mark_fusions), whose layers are the only writers of dy. */
-    float *dy = (float *)dlogits;
+    m->gsrc[m->n_layers] = (float *)dlogits;
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
-        float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
+        float *dy = m->gsrc[i + 1];
         if (L->fused && L->spec.type != TH_LAYER_CONV) {
             /* The group's convolution takes dy (of the ReLU's or the pool's
-             * output) and does the rest in its own pass. Only a walk that
-             * stops inside the group needs the parts above the stop here. */
-            int pool_group = (L->fused & TH_FUSED_POOL) != 0;
+             * output) and does the rest in its own pass: the layers above it
+             * hand dy down as it is. Only a walk that stops inside the group
+             * needs the parts above the stop here. */
+            int pool_group = (L->fused & TH_FUSED_POOL) != 0, j = L->in[0];
+            float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
             if (L->spec.type == TH_LAYER_MAXPOOL && stop >= i - 2) {
                 if (stop == i - 2) {
                     /* Down to the conv's output: the ReLU passed the gradient
@@ -541,38 +703,41 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
                     for (size_t k = 0; k < count; k++) dy[k] = L->y[k] > 0.0f ? dy[k] : 0.0f;
                 }
                 image_local_backward(m, L, dy, other, n);
-                dy = other;
+                m->gsrc[j + 1] = other;
             } else if (L->spec.type == TH_LAYER_RELU && !pool_group && stop == i - 1) {
                 image_local_backward(m, L, dy, other, n);
-                dy = other;
+                m->gsrc[j + 1] = other;
+            } else {
+                m->gsrc[j + 1] = dy;
             }
             continue;
         }
-        /* The first layer's input gradient is not needed for training, but
-         * batch-norm computes its parameter gradients through it. */
-        int want_dx = i > 0 || input_grad || L->spec.type == TH_LAYER_BATCHNORM;
-        float *dx = want_dx ? other : NULL;
-        th_model_layer_backward(m, i, x, dy, dx, n);
-        if (on_grads && L->w_off != NO_OFFSET) {
-            /* Weight and bias are adjacent in grads (layout_tensors). */
-            size_t end = L->b_off != NO_OFFSET ? L->b_off + (size_t)L->out_c : L->w_off + layer_weight_count(L);
-            on_grads(m->on_grads_ctx, L->w_off, end - L->w_off);
-        }
-        dy = i > 0 || input_grad ? dx : NULL;
+        if (L->n_in > 1) join_backward(m, L, dy, n, input_grad);
+        else single_backward(m, i, x, dy, n, input_grad);
+        if (on_grads && L->w_off != NO_OFFSET && !L->frozen)
+            on_grads(m->on_grads_ctx, L->w_off, layer_params_end(L) - L->w_off);
     }
-    return dy;
+    return m->gsrc[stop + 1];
 }
 
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
 {
     if (n <= 0) {
-        /* A rank with no images this step contributes a zero gradient to the sum. */
-        memset(m->grads, 0, m->n_params * sizeof(float));
-        if (m->on_grads && m->n_params) m->on_grads(m->on_grads_ctx, 0, m->n_params);
+        /* A rank with no images this step contributes a zero gradient to the
+         * sum (of the layers that train). */
+        for (int i = m->n_layers - 1; i >= 0; i--) {
+            th_layer *L = &m->layers[i];
+            if (L->w_off == NO_OFFSET || L->frozen) continue;
+            size_t count = layer_params_end(L) - L->w_off;
+            memset(m->grads + L->w_off, 0, count * sizeof(float));
+            if (m->on_grads) m->on_grads(m->on_grads_ctx, L->w_off, count);
+        }
         return;
     }
     backward_range(m, x, dlogits, n, -1, 0, m->on_grads);
 }
+
+void th_model_freeze(th_model *m, int layer, int frozen) { m->layers[layer].frozen = frozen != 0; }
 
 void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
 {

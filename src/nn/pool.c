@@ -1,9 +1,11 @@
 /* pool.c - max, average and global average pooling (see thorax/pool.h).
  *
  * All three work plane by plane: an [N, C, H, W] tensor is N*C independent
- * H x W images. Windows are k x k, step `stride`, no padding, and the output
- * length is floor((in - k)/stride) + 1 as in PyTorch, so trailing rows or
+ * H x W images. Windows are k x k, step `stride`, and the output length is
+ * floor((in + 2 pad - k)/stride) + 1 as in PyTorch, so trailing rows or
  * columns that do not fill a window are ignored (and get zero gradient).
+ * Only max-pooling pads (ResNet's and DenseNet's 3x3 stem pool); padding
+ * never wins a window.
  */
 #include "thorax/pool.h"
 
@@ -12,10 +14,10 @@
 
 #include "simd.h"
 
-int th_pool_out_len(int in, int k, int stride)
+int th_pool_out_len(int in, int k, int stride, int pad)
 {
-    if (stride < 1 || k < 1 || in < k) return 0;
-    return (in - k) / stride + 1;
+    if (stride < 1 || k < 1 || pad < 0 || in + 2 * pad < k) return 0;
+    return (in + 2 * pad - k) / stride + 1;
 }
 
 /* The common 2x2 window with stride 2, written without branches so the
@@ -100,12 +102,12 @@ static void maxpool2_backward(size_t planes, int h, int w, const float *dy, cons
     }
 }
 
-void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
+void th_maxpool_forward(int n, int c, int h, int w, int k, int stride, int pad,
                         const float *x, float *y, int32_t *argmax)
 {
-    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
     const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
-    if (k == 2 && stride == 2) {
+    if (k == 2 && stride == 2 && pad == 0) {
         maxpool2_forward(planes, h, w, x, y, argmax);
         return;
     }
@@ -115,12 +117,15 @@ void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
         int32_t *ap = argmax + pl * out_plane;
         for (int oy = 0; oy < oh; oy++) {
             for (int ox = 0; ox < ow; ox++) {
-                int iy0 = oy * stride, ix0 = ox * stride;
-                int32_t best_i = iy0 * w + ix0;
+                /* The window clipped to the plane: padding never wins. */
+                int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+                int i0 = iy0 < 0 ? -iy0 : 0, j0 = ix0 < 0 ? -ix0 : 0;
+                int i1 = iy0 + k > h ? h - iy0 : k, j1 = ix0 + k > w ? w - ix0 : k;
+                int32_t best_i = (iy0 + i0) * w + ix0 + j0;
                 float best = xp[best_i];
-                for (int i = 0; i < k; i++) {
+                for (int i = i0; i < i1; i++) {
                     const float *row = xp + (size_t)(iy0 + i) * w;
-                    for (int j = 0; j < k; j++) {
+                    for (int j = j0; j < j1; j++) {
                         /* Strict > keeps the first maximum, as PyTorch does. */
                         if (row[ix0 + j] > best) {
                             best = row[ix0 + j];
@@ -135,12 +140,12 @@ void th_maxpool_forward(int n, int c, int h, int w, int k, int stride,
     }
 }
 
-void th_maxpool_backward(int n, int c, int h, int w, int k, int stride,
+void th_maxpool_backward(int n, int c, int h, int w, int k, int stride, int pad,
                          const float *dy, const int32_t *argmax, float *dx)
 {
-    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
     const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
-    if (k == 2 && stride == 2) {
+    if (k == 2 && stride == 2 && pad == 0) {
         maxpool2_backward(planes, h, w, dy, argmax, dx);
         return;
     }
@@ -156,7 +161,7 @@ void th_maxpool_backward(int n, int c, int h, int w, int k, int stride,
 
 void th_avgpool_forward(int n, int c, int h, int w, int k, int stride, const float *x, float *y)
 {
-    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const int oh = th_pool_out_len(h, k, stride, 0), ow = th_pool_out_len(w, k, stride, 0);
     const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
     const float scale = 1.0f / (float)(k * k);
     for (size_t pl = 0; pl < planes; pl++) {
@@ -177,7 +182,7 @@ void th_avgpool_forward(int n, int c, int h, int w, int k, int stride, const flo
 
 void th_avgpool_backward(int n, int c, int h, int w, int k, int stride, const float *dy, float *dx)
 {
-    const int oh = th_pool_out_len(h, k, stride), ow = th_pool_out_len(w, k, stride);
+    const int oh = th_pool_out_len(h, k, stride, 0), ow = th_pool_out_len(w, k, stride, 0);
     const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
     const float scale = 1.0f / (float)(k * k);
     memset(dx, 0, planes * in_plane * sizeof *dx);

@@ -280,12 +280,12 @@ static void time_infer(bench *b, th_bench_figures *fig)
 }
 
 /* Layer i's backward as th_model_backward runs it in training: grad_a stands
- * for the gradient of its output, grad_b receives that of its input, and
- * layer 0 computes no input gradient (batch-norm excepted, which needs the
- * buffer). */
+ * for the gradient of its output, grad_b receives that of its (first)
+ * input, and a layer reading the image computes no input gradient
+ * (batch-norm excepted, which needs the buffer). */
 static void layer_backward(th_model *m, int i, const float *x, int n)
 {
-    int want_dx = i > 0 || m->layers[i].spec.type == TH_LAYER_BATCHNORM;
+    int want_dx = m->layers[i].in[0] >= 0 || m->layers[i].spec.type == TH_LAYER_BATCHNORM;
     th_model_layer_backward(m, i, x, m->grad_a, want_dx ? m->grad_b : NULL, n);
 }
 
@@ -316,7 +316,7 @@ static void time_layers(bench *b, th_bench_result *res)
     th_loss(b->cfg->train.loss, n, b->n_labels, logits, b->y, b->w_pos, b->w_neg, b->dz);
     th_model_backward(m, b->x, b->dz, n);
 
-    double ms[2 * TH_MAX_LAYERS];
+    double ms[2 * TH_MAX_NODES];
     cpu_probe p0, p1;
     probe_read(&p0);
     for (int i = 0; i < m->n_layers; i++) {
@@ -338,7 +338,7 @@ static void time_layers(bench *b, th_bench_result *res)
         /* Backward is two GEMMs (weights, input) of the forward's size; the
          * first layer skips the input gradient, so it does one. */
         o->fwd_gflop = L->flops * n / 1e9;
-        o->bwd_gflop = o->fwd_gflop * (i > 0 ? 2 : 1);
+        o->bwd_gflop = o->fwd_gflop * (L->in[0] >= 0 ? 2 : 1);
     }
 }
 

@@ -62,6 +62,16 @@ static const char *source_dir(void)
 }
 
 /* Forward multiply-adds x2 of the conv layers, from the shape walk. */
+/* Output shape of each layer of a chain (no blocks: one node per entry). */
+static int spec_shapes(const th_model_spec *spec, int n_labels, int (*shapes)[3], th_err *err)
+{
+    th_graph g;
+    if (th_model_graph(spec, n_labels, &g, err)) return -1;
+    for (int i = 0; i < g.n; i++) shapes[i][0] = g.nodes[i].c, shapes[i][1] = g.nodes[i].h, shapes[i][2] = g.nodes[i].w;
+    th_graph_free(&g);
+    return 0;
+}
+
 static double conv_flops(const th_model_spec *spec, int (*shapes)[3])
 {
     double flops = 0;
@@ -96,7 +106,7 @@ static void test_shipped_configs(void)
     CHECK(cfg.model.layers[last - 1].type == TH_LAYER_GAP);
     CHECK(cfg.train.optimizer.type == TH_OPTIM_SGD && cfg.train.optimizer.nesterov == 1);
     CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE);
-    CHECK(th_model_spec_shapes(&cfg.model, 4, shapes, &err) == 0);
+    CHECK(spec_shapes(&cfg.model, 4, shapes, &err) == 0);
     CHECK(shapes[last][0] == 4 && shapes[last][1] == 1 && shapes[last][2] == 1);
 
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
@@ -115,7 +125,7 @@ static void test_shipped_configs(void)
         convs++;
     }
     CHECK(convs == 5);
-    CHECK(th_model_spec_shapes(&cfg.model, 14, shapes, &err) == 0);
+    CHECK(spec_shapes(&cfg.model, 14, shapes, &err) == 0);
     CHECK(shapes[13][0] == 256 && shapes[13][1] == 16 && shapes[13][2] == 16);
     CHECK(shapes[15][0] == 14 && shapes[15][1] == 1 && shapes[15][2] == 1);
     /* "About 0.64 GFLOP forward per image." */
@@ -280,8 +290,30 @@ static void test_errors(void)
     EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu}\n"
                  "    - {type: convv, out: 4, k: 3}\n",
                  "t.yaml:6: model.layers[1].type: must be one of conv, relu", "got 'convv' (did you mean 'conv'?)");
-    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: maxpool, k: 2, pad: 1}\n",
-                 "t.yaml:5: model.layers[0].pad: not a key of a maxpool layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: avgpool, k: 2, pad: 1}\n",
+                 "t.yaml:5: model.layers[0].pad: not a key of an avgpool layer");
+    /* Blocks and from: */
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: resblock, out: 4, growth: 2}\n",
+                 "t.yaml:5: model.layers[0].growth: not a key of a resblock layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: denseblock, growth: 2}\n",
+                 "t.yaml:5: model.layers[0].layers: is required");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu, name: a}\n"
+                 "    - {type: add, from: a}\n",
+                 "t.yaml:6: model.layers[1].from: needs two or more layers, got 1");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu, name: a}\n"
+                 "    - {type: concat}\n",
+                 "t.yaml:6: model.layers[1].from: is required");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu, name: a}\n"
+                 "    - {type: relu, from: [a, input]}\n",
+                 "model.layers[1].from: a relu layer reads one layer, got 2");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu, name: a}\n"
+                 "    - {type: add, from: [a, b]}\n",
+                 "model.layers[1] (add, line 6): from: 'b' is not the name of an earlier layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: conv, name: a, out: 2, k: 1}\n"
+                 "    - {type: add, from: [a, input]}\n",
+                 "model.layers[1] (add, line 6): inputs a (2x16x16) and input (1x16x16) differ in shape");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 1, 1]\n  layers:\n    - {type: transition, name: t, out: 2}\n",
+                 "model.layers[0] (transition t, line 5): t: kernel 2 does not fit a 1x1 input");
     EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
                  "    - {type: conv, out: 4, k: 3, strid: 2}\n",
                  "model.layers[0].strid: not a key of a conv layer (did you mean 'stride'?)");
@@ -432,8 +464,8 @@ static void test_out_labels(void)
     CHECK(load(&cfg, MINI, &err) == 0);
     CHECK(cfg.model.layers[3].out == TH_OUT_LABELS);
     /* Unresolved until the labels are known: one output, and no final check. */
-    CHECK(th_model_spec_shapes(&cfg.model, 0, shapes, &err) == 0 && shapes[3][0] == 1);
-    CHECK(th_model_spec_shapes(&cfg.model, 5, shapes, &err) == 0);
+    CHECK(spec_shapes(&cfg.model, 0, shapes, &err) == 0 && shapes[3][0] == 1);
+    CHECK(spec_shapes(&cfg.model, 5, shapes, &err) == 0);
     CHECK(shapes[3][0] == 5 && shapes[3][1] == 1 && shapes[3][2] == 1);
     CHECK(th_model_spec_check(&cfg.model, 5, &err) == 0);
 
@@ -456,7 +488,7 @@ static void test_shapes(void)
     spec.layers[1] = (th_layer_spec){.type = TH_LAYER_AVGPOOL, .k = 3, .stride = 0}; /* stride 0 means k */
     spec.layers[2] = (th_layer_spec){.type = TH_LAYER_CONV, .out = 2, .k = 1, .stride = 0};
     spec.layers[3] = (th_layer_spec){.type = TH_LAYER_GAP};
-    CHECK(th_model_spec_shapes(&spec, 0, shapes, &err) == 0);
+    CHECK(spec_shapes(&spec, 0, shapes, &err) == 0);
     /* (15-3)/2+1 = 7, (9-3)/2+1 = 4; then (7-3)/3+1 = 2, (4-3)/3+1 = 1. */
     CHECK(shapes[0][0] == 6 && shapes[0][1] == 7 && shapes[0][2] == 4);
     CHECK(shapes[1][0] == 6 && shapes[1][1] == 2 && shapes[1][2] == 1);
@@ -513,6 +545,11 @@ static void test_round_trip(void)
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
     CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
     check_round_trip(__LINE__, &cfg);
+    for (const char *const *c = (const char *const[]){"resnet18", "densenet121", NULL}; *c; c++) {
+        snprintf(path, sizeof path, "%s/configs/%s.yaml", source_dir(), *c);
+        if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+        check_round_trip(__LINE__, &cfg);
+    }
 
     /* Everything else: awkward strings, every layer type, a computed test
      * fraction that is not a short decimal, adam, non-default everything. */
@@ -532,7 +569,16 @@ static void test_round_trip(void)
         "    - {type: batchnorm, momentum: 0.05, eps: 1.0e-3}\n"
         "    - {type: relu}\n"
         "    - {type: avgpool, k: 3, stride: 1}\n"
-        "    - {type: maxpool, k: 2}\n"
+        "    - {type: maxpool, k: 3, stride: 2, pad: 1, name: mp}\n"
+        "    - {type: resblock, name: r.0, out: 6, stride: 2, momentum: 0.2}\n"
+        "    - {type: denseblock, layers: 2, growth: 3, bn_size: 2, eps: 1.0e-4}\n"
+        "    - {type: transition, out: 4}\n"
+        "    - {type: concat, from: [transition1, transition1]}\n"
+        "    - {type: add, from: [cat1, cat1]}\n"
+        "    - {type: gap, name: g}\n"
+        "    - {type: conv, name: side, from: mp, out: 8, k: 1}\n"
+        "    - {type: gap, from: side}\n"
+        "    - {type: add, from: [g, gap2]}\n"
         "    - {type: dropout, p: 0.3}\n"
         "    - {type: gap}\n"
         "    - {type: dense, out: 7, bias: false, name: hidden}\n"

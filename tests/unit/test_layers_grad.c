@@ -163,8 +163,8 @@ static void test_conv_pool(int n, int ch, int h, int w, int k, int ks, int threa
           *db2 = malloc(k * sizeof *db2);
 
     th_conv_forward(&d, x, wt, b, y, 1, &ws);
-    th_maxpool_forward(n, k, d.oh, d.ow, 2, 2, y, py, am);
-    th_maxpool_backward(n, k, d.oh, d.ow, 2, 2, pdy, am, dy);
+    th_maxpool_forward(n, k, d.oh, d.ow, 2, 2, 0, y, py, am);
+    th_maxpool_backward(n, k, d.oh, d.ow, 2, 2, 0, pdy, am, dy);
     th_conv_backward(&d, x, wt, dy, y, dx, dw, db, &ws);
 
     th_conv_forward_pool(&d, x, wt, b, py2, am2, &ws);
@@ -198,7 +198,7 @@ static double pool_obj(void *p)
 {
     struct pool_case *c = p;
     switch (c->kind) {
-    case POOL_MAX: th_maxpool_forward(c->n, c->c, c->h, c->w, c->k, c->stride, c->x, c->y, c->argmax); break;
+    case POOL_MAX: th_maxpool_forward(c->n, c->c, c->h, c->w, c->k, c->stride, 0, c->x, c->y, c->argmax); break;
     case POOL_AVG: th_avgpool_forward(c->n, c->c, c->h, c->w, c->k, c->stride, c->x, c->y); break;
     case POOL_GAP: th_gap_forward(c->n, c->c, c->h * c->w, c->x, c->y); break;
     }
@@ -211,7 +211,7 @@ static void test_pool(enum pool_kind kind, int k, int stride)
      * an odd column. (The averages stay small: their gradients shrink with
      * the plane and finite differences lose them in float noise.) */
     struct pool_case c = {.kind = kind, .n = 2, .c = 3, .h = 7, .w = kind == POOL_MAX ? 37 : 5, .k = k, .stride = stride};
-    int oh = th_pool_out_len(c.h, k, stride), ow = th_pool_out_len(c.w, k, stride);
+    int oh = th_pool_out_len(c.h, k, stride, 0), ow = th_pool_out_len(c.w, k, stride, 0);
     size_t nx = (size_t)c.n * c.c * c.h * c.w;
     c.ny = kind == POOL_GAP ? (size_t)c.n * c.c : (size_t)c.n * c.c * oh * ow;
 
@@ -234,7 +234,7 @@ static void test_pool(enum pool_kind kind, int k, int stride)
     const char *name = "gap dx";
     switch (kind) {
     case POOL_MAX:
-        th_maxpool_backward(c.n, c.c, c.h, c.w, k, stride, c.r, c.argmax, dx);
+        th_maxpool_backward(c.n, c.c, c.h, c.w, k, stride, 0, c.r, c.argmax, dx);
         name = k > stride ? "maxpool (overlapping) dx" : "maxpool dx";
         break;
     case POOL_AVG:
@@ -257,12 +257,12 @@ static void test_pool_values(void)
                          6, 2, 1, 3, 9};
     float y[4], dx[20];
     int32_t arg[4];
-    CHECK(th_pool_out_len(5, 2, 2) == 2 && th_pool_out_len(1, 2, 2) == 0);
-    th_maxpool_forward(1, 1, 4, 5, 2, 2, x, y, arg);
+    CHECK(th_pool_out_len(5, 2, 2, 0) == 2 && th_pool_out_len(1, 2, 2, 0) == 0);
+    th_maxpool_forward(1, 1, 4, 5, 2, 2, 0, x, y, arg);
     CHECK(y[0] == 5 && y[1] == 8 && y[2] == 6 && y[3] == 7);
     CHECK(arg[0] == 1 && arg[1] == 7 && arg[2] == 15 && arg[3] == 12);
     const float dy[4] = {1, 2, 3, 4};
-    th_maxpool_backward(1, 1, 4, 5, 2, 2, dy, arg, dx);
+    th_maxpool_backward(1, 1, 4, 5, 2, 2, 0, dy, arg, dx);
     CHECK(dx[1] == 1 && dx[7] == 2 && dx[15] == 3 && dx[12] == 4 && dx[4] == 0 && dx[0] == 0);
     /* The same plane read as 5 rows of 4: the odd last row gets zeros over
      * whatever dx held; a tie keeps the first maximum, as PyTorch does. */
@@ -272,9 +272,9 @@ static void test_pool_values(void)
                            0, 0, 0, 0,
                            9, 9, 9, 9};
     for (int i = 0; i < 20; i++) dx[i] = 1e6f;
-    th_maxpool_forward(1, 1, 5, 4, 2, 2, tie, y, arg);
+    th_maxpool_forward(1, 1, 5, 4, 2, 2, 0, tie, y, arg);
     CHECK(arg[0] == 0 && arg[1] == 7 && arg[2] == 8 && y[1] == 1);
-    th_maxpool_backward(1, 1, 5, 4, 2, 2, dy, arg, dx);
+    th_maxpool_backward(1, 1, 5, 4, 2, 2, 0, dy, arg, dx);
     CHECK(dx[0] == 1 && dx[1] == 0 && dx[7] == 2 && dx[8] == 3 && dx[16] == 0 && dx[19] == 0);
     th_avgpool_forward(1, 1, 4, 5, 2, 2, x, y);
     CHECK_NEAR(y[0], 13.0 / 4, 1e-6);

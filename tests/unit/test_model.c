@@ -42,27 +42,72 @@ static th_model_spec full_spec(float dropout_p)
 static const uint8_t labels[N * L] = {1, 0, 1, 0, 0, 1, 1, 1, 0};
 static const float w_pos[L] = {0.6f, 0.7f, 0.5f}, w_neg[L] = {0.4f, 0.3f, 0.5f};
 
+/* Mode of the forwards of loss_of: 1 = training. */
+static int loss_train = 1;
+
 /* The loss of the batch with a fixed dropout mask (the RNG reseeded each time). */
 static double loss_of(th_model *m, const float *x, float *dz)
 {
     th_rng_seed(&m->rng, 5, 5);
-    const float *z = th_model_forward(m, x, N, 1);
+    const float *z = th_model_forward(m, x, N, loss_train);
     return th_wbce_logits(N, L, z, labels, w_pos, w_neg, dz);
 }
 
-static void test_gradients(void)
+/* A graph with every kind of join: a fused conv+ReLU whose output is
+ * concatenated with the image itself (so the image has two readers), a
+ * padded 3x3 max-pool, an identity and a strided residual block, a dense
+ * block, a transition, and an explicit add of two earlier layers. */
+static th_model_spec graph_spec(void)
+{
+    th_model_spec s = {.c = C, .h = H, .w = W};
+    th_layer_spec *l = s.layers;
+    l[s.n_layers] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    strcpy(l[s.n_layers++].name, "stem");
+    l[s.n_layers] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    strcpy(l[s.n_layers++].name, "stem_relu");
+    l[s.n_layers] = layer(TH_LAYER_CONCAT, 0, 0, 0, 0);
+    strcpy(l[s.n_layers].from[0], "stem_relu"), strcpy(l[s.n_layers].from[1], "input");
+    l[s.n_layers++].n_from = 2;                                         /* 5 x 12 x 12 */
+    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 3, 2, 1);              /* 5 x 6 x 6 */
+    l[s.n_layers++] = layer(TH_LAYER_RESBLOCK, 5, 0, 1, 0);             /* identity shortcut */
+    l[s.n_layers] = layer(TH_LAYER_RESBLOCK, 6, 0, 2, 0);               /* 6 x 3 x 3, 1x1 shortcut */
+    strcpy(l[s.n_layers++].name, "down");
+    l[s.n_layers] = layer(TH_LAYER_DENSEBLOCK, 0, 0, 0, 0);             /* 6 + 2 x 3 = 12 maps */
+    l[s.n_layers].layers = 2, l[s.n_layers].growth = 3, l[s.n_layers++].bn_size = 2;
+    l[s.n_layers++] = layer(TH_LAYER_TRANSITION, 6, 0, 0, 0);           /* 6 x 1 x 1 */
+    l[s.n_layers] = layer(TH_LAYER_CONV, 6, 1, 1, 0);
+    strcpy(l[s.n_layers].from[0], "down");                              /* back to a 3x3 map */
+    l[s.n_layers++].n_from = 1;
+    l[s.n_layers] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    strcpy(l[s.n_layers++].name, "gap_a");
+    l[s.n_layers] = layer(TH_LAYER_ADD, 0, 0, 0, 0);
+    strcpy(l[s.n_layers].from[0], "gap_a"), strcpy(l[s.n_layers].from[1], "transition1");
+    l[s.n_layers++].n_from = 2;
+    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    return s;
+}
+
+/* Backward against central differences on a spread of every trainable
+ * tensor, and (with input_too) the gradient of the image, in training mode
+ * or (train 0) evaluation mode. At most a tenth of the points (bad_tenths)
+ * may disagree: see test_gradients. */
+static void check_gradients(const th_model_spec *spec, int train, int input_too, int bad_tenths)
 {
     th_model m;
     th_err err;
-    th_model_spec spec = full_spec(0.25f);
-    CHECK(th_model_create(&m, &spec, L, N, &err) == 0);
+    if (!CHECK(th_model_create(&m, spec, L, N, &err) == 0)) {
+        fprintf(stderr, "    %s\n", err.msg);
+        return;
+    }
     th_model_init_params(&m, 3);
-    /* Non-trivial batch-norm affine parameters. */
-    for (int t = 0; t < m.n_tensors; t++)
-        if (!strncmp(m.tensors[t].name, "bn1.", 4) && m.tensors[t].trainable) {
-            float *d = th_model_tensor_data(&m, t);
-            for (size_t k = 0; k < m.tensors[t].count; k++) d[k] += 0.1f * (float)(k + 1);
-        }
+    /* Non-trivial batch-norm affine parameters and running statistics. */
+    for (int t = 0; t < m.n_tensors; t++) {
+        if (m.layers[m.tensors[t].layer].spec.type != TH_LAYER_BATCHNORM) continue;
+        float *d = th_model_tensor_data(&m, t);
+        int var = strstr(m.tensors[t].name, "running_var") != NULL;
+        for (size_t k = 0; k < m.tensors[t].count; k++) d[k] += (var ? 0.3f : 0.1f) * (float)(k % 4 + 1);
+    }
+    loss_train = train;
     float x[N * C * H * W], dz[N * L];
     th_test_fill(x, sizeof x / sizeof x[0], -1, 1, 11);
     loss_of(&m, x, dz);
@@ -101,17 +146,130 @@ static void test_gradients(void)
              * about 1e-6, which is 3e-4 in a quotient over 2h = 3e-3; a
              * gradient that is zero in theory (a conv bias under batch-norm)
              * is measured as that noise. */
-            if (!CHECK_REL(analytic[i], est[1], 3e-2, 1.5e-2)) {
+            if (!th_test_close(analytic[i], est[1], 3e-2, 1.5e-2)) {
                 bad++;
-                fprintf(stderr, "  tensor %s[%zu]\n", ti->name, k);
+                if (!bad_tenths) CHECK_REL(analytic[i], est[1], 3e-2, 1.5e-2);
+                fprintf(stderr, "  %s[%zu]: analytic %g, estimate %g\n", ti->name, k, analytic[i], est[1]);
+            }
+        }
+    }
+    if (input_too) {
+        /* d loss / d x, through both of the image's readers. */
+        loss_of(&m, x, dz);
+        const float *gx = th_model_grad_at(&m, x, dz, N, -1);
+        float dx[N * C * H * W];
+        memcpy(dx, gx, sizeof dx);
+        for (size_t i = 0; i < sizeof x / sizeof x[0]; i += 5) {
+            float saved = x[i];
+            double h = 1.5e-3;
+            x[i] = saved + (float)h;
+            double lp = loss_of(&m, x, NULL);
+            x[i] = saved - (float)h;
+            double lm = loss_of(&m, x, NULL);
+            x[i] = saved;
+            double est = (lp - lm) / (2 * h);
+            checked++;
+            if (!th_test_close(dx[i], est, 3e-2, 1.5e-2)) {
+                bad++;
+                fprintf(stderr, "  input[%zu]: analytic %g, estimate %g\n", i, dx[i], est);
             }
         }
     }
     CHECK(kinks <= 3);
     CHECK(checked > 40);
-    CHECK(bad == 0);
+    if (!CHECK(bad * 10 <= checked * bad_tenths)) fprintf(stderr, "    %d of %d points disagree\n", bad, checked);
     free(analytic);
     th_model_free(&m);
+}
+
+/* The chain in training mode, every point. The graph in evaluation mode,
+ * where batch-norm is affine (in training mode its outputs are centred on
+ * the next ReLU's kink), allowing a tenth of the points to disagree: in a
+ * graph this deep some finite differences still straddle a kink within
+ * 1e-4 of the point (seen: an estimate moving from 0.013 to the analytic
+ * 0.0198 only below h = 5e-5), while a wrong join (a lost shortcut or
+ * concatenation gradient) would put most points upstream of it off. Whole
+ * ResNets and DenseNets in training mode are checked against PyTorch to
+ * 1e-3 in tests/torch. */
+static void test_gradients(void)
+{
+    th_model_spec full = full_spec(0.25f), graph = graph_spec();
+    check_gradients(&full, 1, 0, 0);
+    check_gradients(&graph, 0, 1, 1);
+    loss_train = 1;
+}
+
+/* The graph's layers, named as torchvision names a ResNet's and a
+ * DenseNet's, read what they should. */
+static void test_graph_structure(void)
+{
+    th_model_spec spec = graph_spec();
+    th_model m;
+    th_err err;
+    if (!CHECK(th_model_create(&m, &spec, L, N, &err) == 0)) return;
+    const char *want[] = {"stem.weight", "block1.conv1.weight", "block1.bn2.running_var", "down.downsample.0.weight",
+                          "down.downsample.1.bias", "denseblock1.denselayer2.norm1.weight",
+                          "denseblock1.denselayer2.conv2.weight", "transition1.conv.weight", "fc.bias"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+        if (!CHECK(th_model_find_tensor(&m, want[k]) >= 0)) fprintf(stderr, "    no tensor %s\n", want[k]);
+    CHECK(th_model_find_tensor(&m, "block1.downsample.0.weight") < 0);  /* identity shortcut */
+    int t = th_model_find_tensor(&m, "denseblock1.denselayer2.norm1.weight");
+    CHECK(t >= 0 && m.tensors[t].shape[0] == 6 + 3);                   /* the block's input and layer 1's maps */
+    int block = -1, add = -1;
+    for (int i = 0; i < m.n_layers; i++) {
+        if (!strcmp(m.layers[i].name, "block1")) block = i;
+        if (!strcmp(m.layers[i].name, "block1.add")) add = i;
+    }
+    CHECK(block > 0 && add == block - 1 && m.layers[block].spec.type == TH_LAYER_RELU);
+    /* The identity shortcut: the add reads bn2 and the block's input. */
+    CHECK(add > 0 && m.layers[add].n_in == 2 && !strcmp(m.layers[m.layers[add].in[0]].name, "block1.bn2") &&
+          !strcmp(m.layers[m.layers[add].in[1]].name, "pool1"));
+    CHECK(m.layers[0].fused == TH_FUSED_RELU);                        /* stem + stem_relu */
+    CHECK(m.layers[2].n_in == 2 && m.layers[2].in[1] == -1);            /* concat reads the image */
+    CHECK(m.layers[2].out_c == 5);
+    th_model_free(&m);
+}
+
+/* What a graph may not be, each error naming the entry and its problem. */
+static void test_graph_errors(void)
+{
+    th_err err;
+    th_model_spec s;
+    struct {
+        int layer;
+        const char *from0, *from1;
+        const char *words;
+    } cases[] = {
+        {2, "nowhere", "input", "from: 'nowhere' is not the name of an earlier layer"},
+        {2, "stem_relu", "fc", "from: 'fc' is not the name of an earlier layer"},   /* a later layer */
+        {2, "stem_relu", NULL, "needs two or more inputs"},
+        {10, "gap_a", "pool1", "differ in shape"},
+        {10, "gap_a", "gap_a", "the output of transition1 is never used"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        s = graph_spec();
+        th_layer_spec *l = &s.layers[cases[k].layer];
+        memset(l->from, 0, sizeof l->from);
+        strcpy(l->from[0], cases[k].from0);
+        l->n_from = 1;
+        if (cases[k].from1) strcpy(l->from[1], cases[k].from1), l->n_from = 2;
+        if (!CHECK(th_model_spec_check(&s, L, &err) == -1 && strstr(err.msg, cases[k].words))) {
+            fprintf(stderr, "    case %zu: %s\n", k, err.msg);
+            continue;
+        }
+        char where[32];
+        snprintf(where, sizeof where, "model.layers[%d]", cases[k].layer);
+        if (k < 4) CHECK(strstr(err.msg, where) != NULL);
+        else CHECK(strstr(err.msg, "model.layers[7] (transition") != NULL);
+    }
+    /* A block's own layers are named in its errors. */
+    s = graph_spec();
+    s.h = s.w = 4;  /* too small for the strided block's 3x3 convs after the pool... */
+    s.layers[3].pad = 0;
+    CHECK(th_model_spec_check(&s, L, &err) == -1);
+    s = graph_spec();
+    strcpy(s.layers[4].name, "stem");
+    CHECK(th_model_spec_check(&s, L, &err) == -1 && strstr(err.msg, "name 'stem' is already used"));
 }
 
 static void test_names_and_layout(void)
@@ -288,6 +446,8 @@ static void test_fusion(void)
 int main(void)
 {
     test_gradients();
+    test_graph_structure();
+    test_graph_errors();
     test_fusion();
     test_names_and_layout();
     test_checkpoint();

@@ -15,6 +15,7 @@ packages=(
   munge                                     # the authentication SLURM uses
   iproute2                                  # ip netns, veth pairs
   clang libclang-rt-14-dev libomp-14-dev    # tools/fuzz.sh: clang 14, libFuzzer + sanitizer runtimes, OpenMP
+  python3-torch python3-torchvision python3-h5py  # tests/torch: PyTorch equivalence of imported weights
 )
 
 # shellcheck source=tools/apt-install.sh

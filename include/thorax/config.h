@@ -31,6 +31,7 @@
 #define TH_CONFIG_MAX_DEPTH 64
 #define TH_CONFIG_MAX_VALUES 100000
 #define TH_LABEL_MAX 64
+#define TH_MAX_FREEZE 64        /* entries of train.freeze */
 #define TH_PATH_MAX 1024
 
 typedef enum th_normalize { TH_NORM_TRAINSET = 0, TH_NORM_PER_IMAGE, TH_NORM_NONE } th_normalize;
@@ -64,6 +65,11 @@ typedef struct th_config {
         } augment;
     } data;
     th_model_spec model;
+    /* model.init: start from this file's /params (a run's best.h5 or last.h5,
+     * or tools/import-torch.py's output) instead of the seed's random
+     * initialisation; "" for none. Read at the start of a fresh run only:
+     * with --resume the checkpoint wins. */
+    char model_init[TH_PATH_MAX];
     struct {
         int epochs;
         int batch_per_rank;
@@ -78,6 +84,17 @@ typedef struct th_config {
         } schedule;
         th_loss_type loss;
         int early_stop_patience; /* 0 = never stop early */
+        /* train.freeze: layers whose parameters do not train, each entry a
+         * layer name or a prefix of names (th_config_freezes); every entry
+         * matches some layer of the model. */
+        int n_freeze;
+        char freeze[TH_MAX_FREEZE][TH_NAME_MAX];
+        /* train.unfreeze: from epoch `epoch` (0-based; 0 = never) every layer
+         * trains and the schedule starts again from lr. Needs n_freeze > 0. */
+        struct {
+            int epoch;
+            float lr;
+        } unfreeze;
     } train;
     struct {
         char split[16];         /* val or test */
@@ -106,9 +123,18 @@ char *th_config_to_yaml(const th_config *cfg);
  * longer than a config label can hold. */
 int th_config_name_labels(th_config *cfg, const char *const *names, const int *col, int n, th_err *err);
 
+/* Whether train.freeze's entry freezes the layer named name: the name
+ * itself, or a prefix of it followed by '.' (so "layer1" freezes
+ * "layer1.0.conv1" but not "layer10"). */
+int th_config_freeze_matches(const char *entry, const char *name);
+
+/* Whether the layer named name is frozen by cfg's train.freeze. */
+int th_config_freezes(const th_config *cfg, const char *name);
+
 /* Compares the keys of two configs under the given top-level sections
- * (NULL-terminated, e.g. {"seed", "data", "model", NULL}); on the first
- * difference fails with "model.layers[3]: was {...}, now {...}". */
+ * or keys (NULL-terminated, e.g. {"seed", "data", "model", "train.freeze",
+ * NULL}); on the first difference fails with "model.layers[3]: was {...},
+ * now {...}". */
 int th_config_compare(const th_config *was, const th_config *now, const char *const *sections, th_err *err);
 
 #endif

@@ -28,52 +28,70 @@ int th_dist_allreduce_mean(MPI_Comm comm, float *grads, size_t n, long total, th
  * the last bits may differ (every bucket size > 0 still gives the same bits:
  * an in-place MPI_Iallreduce always takes the same binomial tree).
  *
- * Buckets are runs of whole layers' ranges, formed once at init from the top
- * of grads down: a bucket closes at the first layer start where it holds at
- * least bucket_floats (the lowest bucket takes what is left), and never
+ * Only the gradients of layers that train travel: the sync covers the
+ * segments of grads that hold the parameters of layers not frozen
+ * (th_model_freeze) when it is initialised, one segment (all of grads) when
+ * nothing is frozen. Frozen ranges are neither summed nor divided: they keep
+ * whatever they held. Initialise it again after freezing or thawing layers.
+ *
+ * Buckets are runs of whole layers' ranges inside one segment, formed once
+ * at init from the top of grads down: a bucket closes at the first layer
+ * start where it holds at least bucket_floats, and at the bottom of its
+ * segment (the lowest bucket of a segment takes what is left), and never
  * exceeds INT_MAX floats (MPI counts are ints). They depend only on the
- * model's layout and bucket_floats, so every rank starts the same buckets in
- * the same order, as matching collectives must, whether its backward reports
- * layer after layer or, holding no images, the whole buffer at once. */
+ * model's layout, its frozen layers and bucket_floats, so every rank starts
+ * the same buckets in the same order, as matching collectives must, whether
+ * its backward reports layer after layer or, holding no images, every
+ * trainable layer at once. */
 typedef struct th_grad_sync {
     MPI_Comm comm;
     float *grads;               /* the model's gradient buffer [n] */
     size_t n;
-    size_t bucket_floats;       /* 0: no buckets, one blocking allreduce in finish */
+    int n_segs;
+    size_t *seg_lo, *seg_hi;    /* [n_segs], from the top down: segment k = [seg_lo[k], seg_hi[k]) */
+    size_t n_sync;              /* gradients each step sums: the segments' lengths added */
+    size_t bucket_floats;       /* 0: no buckets, one blocking allreduce per segment in finish */
     int n_buckets;
-    size_t *edge;               /* [n_buckets + 1], decreasing from n to 0: bucket b = [edge[b+1], edge[b]) */
+    size_t *lo, *hi;            /* [n_buckets], from the top down: bucket b = [lo[b], hi[b]) */
     MPI_Request *req;           /* [n_buckets] */
-    size_t ready_lo;            /* grads [ready_lo, n) are final in this step */
+    size_t ready_lo;            /* grads [ready_lo, n) are final in this step (frozen ranges count as final) */
+    int seg_at;                 /* the segment ready_lo lies in */
     int started;                /* buckets 0..started-1 are in flight or done in this step */
     int mpi_rc;                 /* first failed MPI_Iallreduce in this step (MPI_SUCCESS if none) */
     int failed_bucket;
     /* Buckets the last step started during backward, before finish: the
      * measure of overlap (0 with bucket_floats 0). */
     int started_early;
+    /* Gradients summed over the ranks since init, every step added: what
+     * the allreduces carried (in floats), for tests and benchmarks. */
+    unsigned long long floats_reduced;
 } th_grad_sync;
 
 /* Buckets of bucket_mb MiB of float gradients (2^20 bytes), rounded up to
  * whole floats; 0 stays 0 (the blocking path). */
 size_t th_grad_sync_bucket_floats(double bucket_mb);
 
-/* Forms the buckets of m's gradients and allocates everything a step needs:
- * the hook and finish never allocate. Not collective; does not install the
- * hook. comm must be the communicator finish would otherwise reduce over. */
+/* Forms the segments and buckets of m's gradients (of its layers not frozen
+ * now) and allocates everything a step needs: the hook and finish never
+ * allocate. Not collective; does not install the hook. comm must be the
+ * communicator finish would otherwise reduce over. */
 int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t bucket_floats, th_err *err);
 
 /* The model's gradient hook (a th_grads_ready_fn; ctx is the th_grad_sync):
  * grads [offset, offset + count) are final. Starts every bucket now wholly
  * final, in order, and tests those in flight so that they progress (Open
  * MPI's non-blocking collectives move only inside MPI calls). A range that
- * does not continue the final region downwards starts nothing: finish then
- * starts the rest, so the result stays right and only the overlap is lost.
- * Each rank calls it at its own pace; only the order of starts must match. */
+ * does not continue the final region downwards (frozen ranges between count
+ * as final) starts nothing: finish then starts the rest, so the result stays
+ * right and only the overlap is lost. Each rank calls it at its own pace;
+ * only the order of starts must match. */
 void th_grad_sync_ready(void *ctx, size_t offset, size_t count);
 
 /* Collective. After backward: starts the buckets not yet started, waits for
  * all, and divides the sums by total, the images in the global batch, as
- * th_dist_allreduce_mean does. With bucket_floats 0 it is that function.
- * Readies the sync for the next step, which must not backward before this. */
+ * th_dist_allreduce_mean does. With bucket_floats 0 it is that function on
+ * each segment. Readies the sync for the next step, which must not backward
+ * before this. */
 int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err);
 
 /* Frees the buffers; no step may be in flight (finish ends each one). */

@@ -36,16 +36,17 @@ static const char *const root_keys[] = {"name", "seed", "data", "model", "train"
 static const char *const data_keys[] = {"path", "labels", "split", "on_leak", "normalize", "augment", "cache", NULL};
 static const char *const split_keys[] = {"train", "val", "test", NULL};
 static const char *const augment_keys[] = {"hflip", "rotate_deg", "shift", "scale", "brightness", "contrast", NULL};
-static const char *const model_keys[] = {"input", "layers", NULL};
+static const char *const model_keys[] = {"input", "layers", "init", NULL};
 static const char *const any_layer_keys[] = {"type", "name", "from", "out", "k", "stride", "pad", "bias",
                                              "momentum", "eps", "p", "layers", "growth", "bn_size", NULL};
-static const char *const train_keys[] = {"epochs", "batch_per_rank", "optimizer",
-                                         "schedule", "loss", "early_stop", NULL};
+static const char *const train_keys[] = {"epochs", "batch_per_rank", "optimizer", "schedule",
+                                         "loss", "early_stop", "freeze", "unfreeze", NULL};
 static const char *const optimizer_keys[] = {"type", "lr", "momentum", "nesterov",
                                              "weight_decay", "betas", "eps", NULL};
 static const char *const schedule_keys[] = {"type", "factor", "patience", "step_epochs",
                                             "warmup_epochs", "min_lr", NULL};
 static const char *const early_stop_keys[] = {"patience", NULL};
+static const char *const unfreeze_keys[] = {"epoch", "lr", NULL};
 static const char *const eval_keys[] = {"split", "cam", NULL};
 static const char *const cam_keys[] = {"method", "top_k", NULL};
 static const char *const runtime_keys[] = {"out_dir", "threads_per_rank", "allreduce_bucket_mb", NULL};
@@ -66,6 +67,7 @@ static const struct section {
     {"train.optimizer", optimizer_keys},
     {"train.schedule", schedule_keys},
     {"train.early_stop", early_stop_keys},
+    {"train.unfreeze", unfreeze_keys},
     {"eval", eval_keys},
     {"eval.cam", cam_keys},
     {"runtime", runtime_keys},
@@ -743,6 +745,172 @@ static int read_schedule(const ctx *c, const yt_node *train, th_config *cfg)
     return 0;
 }
 
+/* model.init: a path, checked when training starts (th_checkpoint_init_params). */
+static int read_model_init(const ctx *c, const yt_node *root, th_config *cfg)
+{
+    return read_str(c, yt_get(root, "model"), "model", "init", "", cfg->model_init, sizeof cfg->model_init, 1);
+}
+
+int th_config_freeze_matches(const char *entry, const char *name)
+{
+    size_t n = strlen(entry);
+    return n > 0 && !strncmp(entry, name, n) && (name[n] == '\0' || name[n] == '.');
+}
+
+int th_config_freezes(const th_config *cfg, const char *name)
+{
+    for (int k = 0; k < cfg->train.n_freeze; k++)
+        if (th_config_freeze_matches(cfg->train.freeze[k], name)) return 1;
+    return 0;
+}
+
+/* What a train.freeze entry may name: every layer of the expanded network
+ * (blocks give layer1.0.conv1 ...) and every dotted prefix of one (layer1,
+ * layer1.0), for "did you mean". NULL-terminated, into one allocation. */
+static const char **freeze_words(const th_graph *g)
+{
+    size_t bytes = 0;
+    int n = 0;
+    for (int i = 0; i < g->n; i++) {
+        int parts = 1;
+        for (const char *p = g->nodes[i].spec.name; *p; p++) parts += *p == '.';
+        bytes += (strlen(g->nodes[i].spec.name) + 1) * (size_t)parts;
+        n += parts;
+    }
+    const char **words = malloc(sizeof *words * (size_t)(n + 1) + bytes);
+    if (!words) return NULL;
+    char *pool = (char *)(words + n + 1);
+    int k = 0;
+    for (int i = 0; i < g->n; i++) {
+        const char *name = g->nodes[i].spec.name;
+        for (const char *p = name;; p++) {
+            if (*p != '.' && *p != '\0') continue;
+            size_t len = (size_t)(p - name);
+            int seen = 0;
+            for (int j = 0; j < k && !seen; j++) seen = strlen(words[j]) == len && !strncmp(words[j], name, len);
+            if (!seen) {
+                memcpy(pool, name, len);
+                pool[len] = '\0';
+                words[k++] = pool;
+                pool += len + 1;
+            }
+            if (!*p) break;
+        }
+    }
+    words[k] = NULL;
+    return words;
+}
+
+/* The model's top-level names (those without a '.') for a message, cut to cap. */
+static void top_names(const char *const *words, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; words[i] && len + 8 < cap; i++) {
+        if (strchr(words[i], '.')) continue;
+        int w = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", words[i]);
+        if (w < 0 || (size_t)w >= cap - len - 5) {
+            snprintf(buf + len, cap - len, "%s...", len ? ", " : "");
+            return;
+        }
+        len += (size_t)w;
+    }
+}
+
+/* Each entry matches a layer of the model (a typo must not leave the layer
+ * training), and something with parameters is left to train. */
+static int check_freeze(const ctx *c, const yt_node *v, th_config *cfg)
+{
+    th_graph g;
+    if (th_model_graph(&cfg->model, cfg->data.n_labels, &g, c->err)) return -1;
+    const char **words = freeze_words(&g);
+    int rc = words ? 0 : fail(c, v, "train.freeze", NULL, "out of memory");
+    for (int k = 0; k < cfg->train.n_freeze && !rc; k++) {
+        const char *e = cfg->train.freeze[k];
+        int hit = 0;
+        for (int i = 0; i < g.n && !hit; i++) hit = th_config_freeze_matches(e, g.nodes[i].spec.name);
+        if (hit) continue;
+        const yt_node *it = v->kind == YT_SEQ ? v->vals[k] : v;
+        char key[16] = "", hint[512];
+        if (v->kind == YT_SEQ) snprintf(key, sizeof key, "[%d]", k);
+        const char *near = nearest(e, words);
+        if (near) {
+            snprintf(hint, sizeof hint, "did you mean '%s'?", near);
+        } else {
+            char names[400];
+            top_names(words, names, sizeof names);
+            snprintf(hint, sizeof hint, "its layers: %s", names);
+        }
+        rc = fail(c, it, "train.freeze", key, "'%s' matches no layer of the model (%s)", e, hint);
+    }
+    int trains = 0;
+    for (int i = 0; i < g.n && !rc && !trains; i++) {
+        th_layer_type t = g.nodes[i].spec.type;
+        int has_params = t == TH_LAYER_CONV || t == TH_LAYER_DENSE || t == TH_LAYER_BATCHNORM;
+        trains = has_params && !th_config_freezes(cfg, g.nodes[i].spec.name);
+    }
+    if (!rc && !trains)
+        rc = fail(c, v, "train.freeze", NULL, "freezes every layer that has parameters: nothing would train");
+    free(words);
+    th_graph_free(&g);
+    return rc;
+}
+
+/* train.freeze: a list of layer names or prefixes (a single name is a list of one). */
+static int read_freeze(const ctx *c, const yt_node *train, th_config *cfg)
+{
+    const yt_node *v = yt_get(train, "freeze");
+    char d[64];
+    cfg->train.n_freeze = 0;
+    if (!v) return 0;
+    if (v->kind == YT_MAP)
+        return fail(c, v, "train.freeze", NULL, "must be a list of layer names, got a mapping");
+    int n = v->kind == YT_SEQ ? v->n : 1;
+    if (n > TH_MAX_FREEZE) return fail(c, v, "train.freeze", NULL, "at most %d entries, got %d", TH_MAX_FREEZE, n);
+    for (int i = 0; i < n; i++) {
+        const yt_node *it = v->kind == YT_SEQ ? v->vals[i] : v;
+        char key[16] = "";
+        if (v->kind == YT_SEQ) snprintf(key, sizeof key, "[%d]", i);
+        if (it->kind != YT_SCALAR || yt_is_null(it))
+            return fail(c, it, "train.freeze", key, "must be a layer name, got %s", yt_describe(it, d, sizeof d));
+        size_t len = strlen(it->str);
+        if (len >= TH_NAME_MAX)
+            return fail(c, it, "train.freeze", key, "is %zu characters long, at most %d are allowed", len,
+                        TH_NAME_MAX - 1);
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->train.freeze[j], it->str) == 0)
+                return fail(c, it, "train.freeze", key, "'%s' is listed twice", it->str);
+        memcpy(cfg->train.freeze[i], it->str, len + 1);
+    }
+    cfg->train.n_freeze = n;
+    return n ? check_freeze(c, v, cfg) : 0;
+}
+
+/* train.unfreeze: {epoch: E, lr: X}, the second stage of a fine-tuning. */
+static int read_unfreeze(const ctx *c, const yt_node *train, th_config *cfg)
+{
+    const char *P = "train.unfreeze";
+    const yt_node *v = yt_get(train, "unfreeze"), *m;
+    cfg->train.unfreeze.epoch = 0;
+    cfg->train.unfreeze.lr = 0;
+    if (!v) return 0;
+    if (section(c, train, P, &m) || require(c, m, P, "epoch") ||
+        read_int(c, m, P, "epoch", 1, INT_MAX, 0, &cfg->train.unfreeze.epoch) ||
+        read_float(c, m, P, "lr", ABOVE(0), cfg->train.optimizer.lr, &cfg->train.unfreeze.lr))
+        return -1;
+    if (cfg->train.n_freeze == 0)
+        return fail(c, v, P, NULL, "needs train.freeze: with no layer frozen there is nothing to unfreeze");
+    if (cfg->train.unfreeze.epoch >= cfg->train.epochs)
+        return fail(c, yt_get(m, "epoch"), P, "epoch",
+                    "must be below train.epochs (%d), got %d: the second stage would never run", cfg->train.epochs,
+                    cfg->train.unfreeze.epoch);
+    if (cfg->train.unfreeze.lr < cfg->train.schedule.min_lr)
+        return fail(c, yt_get(m, "lr") ? yt_get(m, "lr") : m, P, "lr",
+                    "must not be below train.schedule.min_lr %g, got %g", cfg->train.schedule.min_lr,
+                    cfg->train.unfreeze.lr);
+    return 0;
+}
+
 static int read_train(const ctx *c, const yt_node *root, th_config *cfg)
 {
     const yt_node *m, *early;
@@ -752,7 +920,8 @@ static int read_train(const ctx *c, const yt_node *root, th_config *cfg)
         read_optimizer(c, m, cfg) || read_schedule(c, m, cfg) ||
         read_enum(c, m, "train", "loss", loss_names, TH_LOSS_WEIGHTED_BCE, &loss) ||
         section(c, m, "train.early_stop", &early) ||
-        read_int(c, early, "train.early_stop", "patience", 0, INT_MAX, 0, &cfg->train.early_stop_patience))
+        read_int(c, early, "train.early_stop", "patience", 0, INT_MAX, 0, &cfg->train.early_stop_patience) ||
+        read_freeze(c, m, cfg) || read_unfreeze(c, m, cfg))
         return -1;
     cfg->train.loss = (th_loss_type)loss;
     return 0;
@@ -805,7 +974,8 @@ static int read_config(const ctx *c, const yt_node *root, th_config *cfg)
     if (seed && node_int(c, seed, "", "seed", 0, LLONG_MAX, &s)) return -1;
     cfg->seed = (uint64_t)s;
     /* data before model: the labels let the model check its outputs. */
-    return read_data(c, root, cfg) || read_model(c, root, cfg) || read_train(c, root, cfg) ||
+    return read_data(c, root, cfg) || read_model(c, root, cfg) || read_model_init(c, root, cfg) ||
+                   read_train(c, root, cfg) ||
                    read_eval(c, root, cfg) || read_runtime(c, root, cfg)
                ? -1
                : 0;
@@ -1211,6 +1381,8 @@ char *th_config_to_yaml(const th_config *cfg)
 
     put(&b, "model:\n");
     put(&b, "  input: [%d, %d, %d]\n", cfg->model.c, cfg->model.h, cfg->model.w);
+    if (cfg->model_init[0]) line_str(&b, "  init", cfg->model_init);
+    else put(&b, "  init: null   # the seed's random initialisation\n");
     put(&b, "  layers:\n");
     for (int i = 0; i < cfg->model.n_layers; i++) put_layer(&b, &cfg->model.layers[i]);
 
@@ -1235,6 +1407,19 @@ char *th_config_to_yaml(const th_config *cfg)
     put(&b, "  loss: %s\n", enum_name(loss_names, cfg->train.loss));
     put(&b, "  early_stop:\n");
     put(&b, "    patience: %d\n", cfg->train.early_stop_patience);
+    put(&b, "  freeze: [");
+    for (int i = 0; i < cfg->train.n_freeze; i++) {
+        put(&b, "%s", i ? ", " : "");
+        put_str(&b, cfg->train.freeze[i]);
+    }
+    put(&b, "]\n");
+    if (cfg->train.unfreeze.epoch > 0) {
+        put(&b, "  unfreeze: {epoch: %d, lr: ", cfg->train.unfreeze.epoch);
+        put_real(&b, cfg->train.unfreeze.lr, 1);
+        put(&b, "}\n");
+    } else {
+        put(&b, "  unfreeze: null\n");
+    }
 
     put(&b, "eval:\n");
     line_str(&b, "  split", cfg->eval.split);

@@ -49,20 +49,27 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* The offsets where a layer's parameter gradients start (each layer's lowest
- * trainable tensor), plus 0, decreasing and distinct, into starts; returns
- * how many. These are the only places a bucket may end without splitting a
- * layer, since the hook reports whole layers. */
+/* A parameter tensor whose gradient the sync carries: trainable, of a layer
+ * not frozen. */
+static int synced(const th_model *m, const th_tensor_info *t)
+{
+    return t->trainable && !m->layers[t->layer].frozen;
+}
+
+/* The offsets where a synced layer's parameter gradients start (each layer's
+ * lowest synced tensor), plus 0, decreasing and distinct, into starts;
+ * returns how many. These are the only places a bucket may end without
+ * splitting a layer, since the hook reports whole layers. */
 static int layer_starts(const th_model *m, size_t *starts)
 {
     int k = 0;
     starts[k++] = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const th_tensor_info *t = &m->tensors[i];
-        int lowest = t->trainable;
+        int lowest = synced(m, t);
         for (int j = 0; j < m->n_tensors && lowest; j++) {
             const th_tensor_info *u = &m->tensors[j];
-            if (u->trainable && u->layer == t->layer && u->offset < t->offset) lowest = 0;
+            if (synced(m, u) && u->layer == t->layer && u->offset < t->offset) lowest = 0;
         }
         if (lowest && t->offset > 0 && t->offset < m->n_params) starts[k++] = t->offset;
     }
@@ -73,43 +80,65 @@ static int layer_starts(const th_model *m, size_t *starts)
     return d;
 }
 
-/* Cuts [0, n) into buckets from the top, at layer starts (decreasing, ending
- * with 0): a bucket closes at the first start where it holds bucket_floats;
- * one that would pass INT_MAX closes at the start before, and a layer that
- * alone passes INT_MAX is cut into INT_MAX pieces. With edge NULL, only
- * counts. Returns the number of buckets. */
-static int cut_buckets(size_t n, const size_t *starts, int n_starts, size_t bucket_floats, size_t *edge)
+/* The segments of grads the sync carries: the synced tensors' ranges, runs of
+ * adjacent ones merged, from the top down into lo/hi (each [n_tensors]).
+ * Returns how many. Nothing frozen gives one segment, [0, n_params). */
+static int trainable_segments(const th_model *m, size_t *lo, size_t *hi)
+{
+    int k = 0;
+    /* Tensors are laid out in increasing offsets (model.c), so a walk down
+     * the list meets the ranges from the top. */
+    for (int i = m->n_tensors - 1; i >= 0; i--) {
+        const th_tensor_info *t = &m->tensors[i];
+        if (!synced(m, t) || t->count == 0) continue;
+        if (k > 0 && lo[k - 1] == t->offset + t->count) {
+            lo[k - 1] = t->offset;
+        } else {
+            lo[k] = t->offset;
+            hi[k++] = t->offset + t->count;
+        }
+    }
+    return k;
+}
+
+/* Ends the bucket [at, *top) at index *nb (only counted when lo is NULL). */
+static void close_bucket(size_t at, size_t *top, size_t *lo, size_t *hi, int *nb)
+{
+    if (lo) lo[*nb] = at, hi[*nb] = *top;
+    ++*nb;
+    *top = at;
+}
+
+/* Cuts segment [seg_lo, seg_hi) into buckets from the top, at layer starts
+ * (decreasing, ending with 0; those outside the segment are skipped): a
+ * bucket closes at the first start where it holds bucket_floats, and at
+ * seg_lo; one that would pass INT_MAX closes at the start before, and a layer
+ * that alone passes INT_MAX is cut into INT_MAX pieces. Appends buckets from
+ * index nb into lo/hi (with lo NULL, only counts). Returns the new count. */
+static int cut_buckets(size_t seg_lo, size_t seg_hi, const size_t *starts, int n_starts, size_t bucket_floats,
+                       size_t *lo, size_t *hi, int nb)
 {
     const size_t max = (size_t)INT_MAX;
-    int nb = 0;
-    size_t top = n, prev = n;
-    if (edge) edge[0] = n;
-    for (int i = 0; i < n_starts && n > 0; i++) {
+    size_t top = seg_hi, prev = seg_hi;
+    for (int i = 0; i < n_starts && seg_hi > seg_lo; i++) {
         size_t c = starts[i];
-        if (top - c > max && prev < top) {
-            top = prev;
-            if (edge) edge[nb + 1] = top;
-            nb++;
-        }
-        while (top - c > max) {
-            top -= max;
-            if (edge) edge[nb + 1] = top;
-            nb++;
-        }
-        if (top - c >= bucket_floats || c == 0) {
-            top = c;
-            if (edge) edge[nb + 1] = top;
-            nb++;
-        }
+        if (c >= seg_hi) continue;
+        if (c < seg_lo) c = seg_lo;
+        if (top - c > max && prev < top) close_bucket(prev, &top, lo, hi, &nb);
+        while (top - c > max) close_bucket(top - max, &top, lo, hi, &nb);
+        if (top - c >= bucket_floats || c == seg_lo) close_bucket(c, &top, lo, hi, &nb);
         prev = c;
+        if (c == seg_lo) break;
     }
     return nb;
 }
 
-/* Between steps: nothing final, nothing started. */
+/* Between steps: nothing final, nothing started. Above the top segment is
+ * frozen, so final from the start. */
 static void grad_sync_rearm(th_grad_sync *s)
 {
-    s->ready_lo = s->n;
+    s->ready_lo = s->n_segs > 0 ? s->seg_hi[0] : s->n;
+    s->seg_at = 0;
     s->started = 0;
     s->mpi_rc = MPI_SUCCESS;
     s->failed_bucket = -1;
@@ -122,20 +151,36 @@ int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t 
     s->grads = m->grads;
     s->n = m->n_params;
     s->bucket_floats = bucket_floats;
+    size_t cap = (size_t)m->n_tensors + 1;
+    s->seg_lo = malloc(sizeof *s->seg_lo * cap);
+    s->seg_hi = malloc(sizeof *s->seg_hi * cap);
+    if (!s->seg_lo || !s->seg_hi) {
+        th_grad_sync_free(s);
+        return th_errf(err, "out of memory for the gradient segments of %d tensors", m->n_tensors);
+    }
+    s->n_segs = s->n ? trainable_segments(m, s->seg_lo, s->seg_hi) : 0;
+    for (int k = 0; k < s->n_segs; k++) s->n_sync += s->seg_hi[k] - s->seg_lo[k];
     grad_sync_rearm(s);
-    if (bucket_floats == 0 || s->n == 0) return 0;
-    size_t *starts = malloc(sizeof *starts * ((size_t)m->n_tensors + 1));
-    if (!starts) return th_errf(err, "out of memory for the gradient buckets of %d tensors", m->n_tensors);
-    int n_starts = layer_starts(m, starts);
-    int nb = cut_buckets(s->n, starts, n_starts, bucket_floats, NULL);
-    s->edge = malloc(sizeof *s->edge * ((size_t)nb + 1));
+    if (bucket_floats == 0 || s->n_sync == 0) return 0;
+    size_t *starts = malloc(sizeof *starts * cap);
+    if (!starts) {
+        th_grad_sync_free(s);
+        return th_errf(err, "out of memory for the gradient buckets of %d tensors", m->n_tensors);
+    }
+    int n_starts = layer_starts(m, starts), nb = 0;
+    for (int k = 0; k < s->n_segs; k++)
+        nb = cut_buckets(s->seg_lo[k], s->seg_hi[k], starts, n_starts, bucket_floats, NULL, NULL, nb);
+    s->lo = malloc(sizeof *s->lo * (size_t)nb);
+    s->hi = malloc(sizeof *s->hi * (size_t)nb);
     s->req = malloc(sizeof *s->req * (size_t)nb);
-    if (!s->edge || !s->req) {
+    if (!s->lo || !s->hi || !s->req) {
         free(starts);
         th_grad_sync_free(s);
         return th_errf(err, "out of memory for %d gradient buckets", nb);
     }
-    s->n_buckets = cut_buckets(s->n, starts, n_starts, bucket_floats, s->edge);
+    for (int k = 0; k < s->n_segs; k++)
+        s->n_buckets = cut_buckets(s->seg_lo[k], s->seg_hi[k], starts, n_starts, bucket_floats, s->lo, s->hi,
+                                   s->n_buckets);
     free(starts);
     for (int b = 0; b < nb; b++) s->req[b] = MPI_REQUEST_NULL;
     return 0;
@@ -143,7 +188,7 @@ int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t 
 
 static void start_bucket(th_grad_sync *s, int b)
 {
-    size_t lo = s->edge[b + 1], count = s->edge[b] - lo;
+    size_t lo = s->lo[b], count = s->hi[b] - lo;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, s->grads + lo, (int)count, MPI_FLOAT, MPI_SUM, s->comm, &s->req[b]);
     if (rc != MPI_SUCCESS) {
         s->req[b] = MPI_REQUEST_NULL;
@@ -151,7 +196,9 @@ static void start_bucket(th_grad_sync *s, int b)
             s->mpi_rc = rc;
             s->failed_bucket = b;
         }
+        return;
     }
+    s->floats_reduced += count;
 }
 
 void th_grad_sync_ready(void *ctx, size_t offset, size_t count)
@@ -159,9 +206,14 @@ void th_grad_sync_ready(void *ctx, size_t offset, size_t count)
     th_grad_sync *s = ctx;
     if (s->n_buckets == 0) return;
     /* Only a range that extends the final region downwards proves everything
-     * above its start final; anything else waits for finish. */
-    if (offset + count == s->ready_lo) s->ready_lo = offset;
-    while (s->started < s->n_buckets && s->edge[s->started + 1] >= s->ready_lo) start_bucket(s, s->started++);
+     * above its start final; anything else waits for finish. Reaching the
+     * bottom of a segment reaches the top of the next one: the frozen range
+     * between is final, as nobody writes it. */
+    if (offset + count == s->ready_lo) {
+        s->ready_lo = offset;
+        while (s->seg_at + 1 < s->n_segs && s->ready_lo == s->seg_lo[s->seg_at]) s->ready_lo = s->seg_hi[++s->seg_at];
+    }
+    while (s->started < s->n_buckets && s->lo[s->started] >= s->ready_lo) start_bucket(s, s->started++);
     if (s->started > 0) {
         int done;
         MPI_Testall(s->started, s->req, &done, MPI_STATUSES_IGNORE);
@@ -172,7 +224,12 @@ int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err)
 {
     if (s->n_buckets == 0) {
         s->started_early = 0;
-        return th_dist_allreduce_mean(s->comm, s->grads, s->n, total, err);
+        for (int k = 0; k < s->n_segs; k++) {
+            size_t lo = s->seg_lo[k], count = s->seg_hi[k] - lo;
+            if (th_dist_allreduce_mean(s->comm, s->grads + lo, count, total, err)) return -1;
+            s->floats_reduced += count;
+        }
+        return 0;
     }
     s->started_early = s->started;
     while (s->started < s->n_buckets) start_bucket(s, s->started++);
@@ -180,21 +237,25 @@ int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err)
     int start_rc = s->mpi_rc, b = s->failed_bucket;
     grad_sync_rearm(s);
     if (start_rc != MPI_SUCCESS)
-        return th_errf(err, "MPI_Iallreduce of gradients [%zu, %zu) (bucket %d of %d) failed (code %d)", s->edge[b + 1],
-                       s->edge[b], b + 1, s->n_buckets, start_rc);
+        return th_errf(err, "MPI_Iallreduce of gradients [%zu, %zu) (bucket %d of %d) failed (code %d)", s->lo[b],
+                       s->hi[b], b + 1, s->n_buckets, start_rc);
     if (rc != MPI_SUCCESS)
-        return th_errf(err, "MPI_Waitall on %d gradient buckets (%zu gradients) failed (code %d)", s->n_buckets, s->n,
-                       rc);
-    divide_sums(s->grads, s->n, total);
+        return th_errf(err, "MPI_Waitall on %d gradient buckets (%zu gradients) failed (code %d)", s->n_buckets,
+                       s->n_sync, rc);
+    for (int k = 0; k < s->n_segs; k++) divide_sums(s->grads + s->seg_lo[k], s->seg_hi[k] - s->seg_lo[k], total);
     return 0;
 }
 
 void th_grad_sync_free(th_grad_sync *s)
 {
-    free(s->edge);
+    free(s->seg_lo);
+    free(s->seg_hi);
+    free(s->lo);
+    free(s->hi);
     free(s->req);
-    s->edge = NULL;
+    s->seg_lo = s->seg_hi = s->lo = s->hi = NULL;
     s->req = NULL;
+    s->n_segs = 0;
     s->n_buckets = 0;
 }
 

@@ -83,16 +83,12 @@ static int read_rng(hid_t group, const char *name, th_rng *r)
  * both walk these, so the two always agree on names. */
 static int optim_slots(const th_optim *o, const char **suffix, float **buf)
 {
-    int n = 0;
-    if (o->m) {
-        suffix[n] = ".m";
-        buf[n++] = o->m;
-    }
-    if (o->v) {
-        suffix[n] = ".v";
-        buf[n++] = o->v;
-    }
-    return n;
+    suffix[0] = ".m";
+    buf[0] = o->m;
+    if (o->cfg.type != TH_OPTIM_ADAM) return 1;
+    suffix[1] = ".v";
+    buf[1] = o->v;
+    return 2;
 }
 
 static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th_train_state *s,
@@ -121,9 +117,22 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
         char name[TH_NAME_MAX + 32];
         for (int t = 0; t < m->n_tensors && !rc; t++) {
             const th_tensor_info *ti = &m->tensors[t];
-            for (int k = 0; k < slots && ti->trainable && !rc; k++) {
+            const th_optim_group *grp = ti->trainable ? th_optim_find(o, ti->offset, ti->count) : NULL;
+            /* A frozen tensor has no state to save. */
+            if (!grp) continue;
+            size_t at = grp->state + (ti->offset - grp->offset);
+            for (int k = 0; k < slots && !rc; k++) {
                 snprintf(name, sizeof name, "%s%s", ti->name, suffix[k]);
-                rc = write_floats(g, name, buf[k] + ti->offset, ti->ndim, ti->shape);
+                rc = write_floats(g, name, buf[k] + at, ti->ndim, ti->shape);
+            }
+            /* Only a group that started late says so: a run that never froze
+             * anything writes the files it always wrote. */
+            if (!rc && grp->t != o->t) {
+                long long t_group = grp->t;
+                snprintf(name, sizeof name, "%s%s", ti->name, suffix[0]);
+                hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+                rc = ds < 0 ? -1 : write_attr(ds, "t", H5T_STD_I64LE, H5T_NATIVE_LLONG, &t_group);
+                if (ds >= 0) H5Dclose(ds);
             }
         }
         H5Gclose(g);
@@ -409,6 +418,62 @@ static int load_floats(hid_t group, const char *path, const char *name, float *d
     return 0;
 }
 
+/* The optimiser state of every tensor o's groups cover, and each group's
+ * step count: a tensor's `t` attribute when the file has one, else the
+ * optimiser's own. The file must hold state for those tensors and no other,
+ * or the run it comes from froze other layers. */
+static int load_optim(hid_t f, const char *path, const th_model *m, th_optim *o, th_err *err)
+{
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no optimizer state", path);
+    hid_t g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+    long long t_steps = 0;
+    int rc = read_attr(g, "t", H5T_NATIVE_LLONG, &t_steps) ? th_errf(err, "%s: damaged optimizer state (no step "
+                                                                         "count)", path)
+                                                           : 0;
+    o->t = (long)t_steps;
+    const char *suffix[2];
+    float *buf[2];
+    int slots = optim_slots(o, suffix, buf), expected = 0;
+    char name[TH_NAME_MAX + 32];
+    /* A group's step count comes from its first tensor; the others must agree. */
+    th_optim_group *seen = NULL;
+    for (int t = 0; t < m->n_tensors && !rc; t++) {
+        const th_tensor_info *ti = &m->tensors[t];
+        th_optim_group *grp = ti->trainable ? th_optim_find(o, ti->offset, ti->count) : NULL;
+        if (!grp) continue;
+        size_t at = grp->state + (ti->offset - grp->offset);
+        for (int k = 0; k < slots && !rc; k++) {
+            snprintf(name, sizeof name, "%s%s", ti->name, suffix[k]);
+            if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
+                rc = th_errf(err, "%s: no optimizer state for %s, which trains here: was it written with other "
+                                  "layers frozen (train.freeze)?",
+                             path, ti->name);
+            else
+                rc = load_floats(g, path, name, buf[k] + at, ti->ndim, ti->shape, err);
+            expected++;
+        }
+        if (rc) break;
+        long long t_group = t_steps;
+        snprintf(name, sizeof name, "%s%s", ti->name, suffix[0]);
+        hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+        if (ds < 0 || (H5Aexists(ds, "t") > 0 && read_attr(ds, "t", H5T_NATIVE_LLONG, &t_group)))
+            rc = th_errf(err, "%s: damaged optimizer state (the step count of %s)", path, ti->name);
+        if (ds >= 0) H5Dclose(ds);
+        if (!rc && grp != seen) grp->t = (long)t_group;
+        else if (!rc && grp->t != (long)t_group)
+            rc = th_errf(err, "%s: damaged optimizer state (%s has step count %lld, the tensors it trains with %ld)",
+                         path, ti->name, t_group, grp->t);
+        seen = grp;
+    }
+    H5G_info_t info;
+    if (!rc && H5Gget_info(g, &info) == 0 && info.nlinks != (hsize_t)expected)
+        rc = th_errf(err, "%s: holds optimizer state for %llu tensors, this run trains %d: was it written with other "
+                          "layers frozen (train.freeze)?",
+                     path, (unsigned long long)info.nlinks / (hsize_t)slots, expected / slots);
+    H5Gclose(g);
+    return rc ? -1 : 0;
+}
+
 static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err)
 {
     if (H5Lexists(f, "params", H5P_DEFAULT) <= 0) return th_errf(err, "%s: not a Thorax checkpoint (no /params)", path);
@@ -426,26 +491,7 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
         return th_errf(err, "%s: holds %llu tensors, the model has %d (a checkpoint of another model?)", path,
                        (unsigned long long)n_in_file, m->n_tensors);
 
-    if (o) {
-        if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no optimizer state", path);
-        hid_t g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-        long long t_steps = 0;
-        rc = read_attr(g, "t", H5T_NATIVE_LLONG, &t_steps);
-        o->t = (long)t_steps;
-        const char *suffix[2];
-        float *buf[2];
-        int slots = optim_slots(o, suffix, buf);
-        char name[TH_NAME_MAX + 32];
-        for (int t = 0; t < m->n_tensors && !rc; t++) {
-            const th_tensor_info *ti = &m->tensors[t];
-            for (int k = 0; k < slots && ti->trainable && !rc; k++) {
-                snprintf(name, sizeof name, "%s%s", ti->name, suffix[k]);
-                rc = load_floats(g, path, name, buf[k] + ti->offset, ti->ndim, ti->shape, err);
-            }
-        }
-        H5Gclose(g);
-        if (rc) return err && err->msg[0] ? -1 : th_errf(err, "%s: damaged optimizer state", path);
-    }
+    if (o && load_optim(f, path, m, o, err)) return -1;
 
     th_rng dropout = m->rng;
     if (H5Lexists(f, "rng", H5P_DEFAULT) > 0) {
@@ -507,6 +553,122 @@ int th_checkpoint_load(const char *path, th_model *m, th_optim *o, th_train_stat
     hid_t f = open_verified(path, err);
     if (f < 0) return -1;
     int rc = load_contents(f, path, m, o, s, err);
+    H5Fclose(f);
+    return rc;
+}
+
+int th_checkpoint_load_optim(const char *path, const th_model *m, th_optim *o, th_err *err)
+{
+    hid_t f = open_verified(path, err);
+    if (f < 0) return -1;
+    int rc = load_optim(f, path, m, o, err);
+    H5Fclose(f);
+    return rc;
+}
+
+/* ---- Starting from another file's parameters (model.init) ------------------ */
+
+/* "[14, 256]" */
+static void shape_text(int ndim, const hsize_t *dims, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int k = 0; k < ndim && n < cap; k++) n += (size_t)snprintf(buf + n, cap - n, "%s%llu", k ? ", " : "",
+                                                                    (unsigned long long)dims[k]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+/* Appends name to a ", "-separated list of at most cap bytes, ending it with
+ * ", ..." once the next name does not fit. */
+static void list_name(char *list, size_t cap, const char *name)
+{
+    size_t len = strlen(list);
+    if (len >= 5 && !strcmp(list + len - 5, ", ...")) return;
+    if (len + strlen(name) + 2 + 6 < cap) snprintf(list + len, cap - len, "%s%s", len ? ", " : "", name);
+    else if (len + 6 < cap) snprintf(list + len, cap - len, "%s...", len ? ", " : "");
+}
+
+/* Every check of th_checkpoint_init_params, on the open file: which model
+ * tensors it holds (in_file[t]), each of the model's shape; a tensor the
+ * model lacks is an error. Shapes are checked in the model's order, so the
+ * first mismatch named is the one a reader of the model expects
+ * (fc.weight before fc.bias). */
+static int check_init(hid_t params, const char *path, const th_model *m, unsigned char *in_file, th_err *err)
+{
+    H5G_info_t info;
+    if (H5Gget_info(params, &info) < 0) return th_errf(err, "%s is corrupt or truncated: cannot list /params", path);
+    if (info.nlinks == 0) return th_errf(err, "%s holds no tensor under /params", path);
+    char unknown[256] = "";
+    long n_unknown = 0;
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        char name[TH_NAME_MAX + 64];
+        ssize_t len = H5Lget_name_by_idx(params, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        int t = len < 0 || (size_t)len >= sizeof name ? -1 : th_model_find_tensor(m, name);
+        if (t >= 0) {
+            in_file[t] = 1;
+            continue;
+        }
+        if (len >= 0 && (size_t)len >= sizeof name) snprintf(name + sizeof name - 4, 4, "...");
+        list_name(unknown, sizeof unknown, len < 0 ? "(unreadable name)" : name);
+        n_unknown++;
+    }
+    if (n_unknown)
+        return th_errf(err, "%s holds %ld tensor%s the model does not have (%s): parameters of another architecture, "
+                            "or layers named otherwise",
+                       path, n_unknown, n_unknown == 1 ? "" : "s", unknown);
+    for (int t = 0; t < m->n_tensors; t++) {
+        if (!in_file[t]) continue;
+        const th_tensor_info *ti = &m->tensors[t];
+        hid_t ds = H5Dopen2(params, ti->name, H5P_DEFAULT);
+        hid_t space = ds < 0 ? -1 : H5Dget_space(ds), type = ds < 0 ? -1 : H5Dget_type(ds);
+        int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+        hsize_t dims[H5S_MAX_RANK] = {0};
+        int is_float = type >= 0 && H5Tget_class(type) == H5T_FLOAT;
+        if (nd >= 0 && nd <= H5S_MAX_RANK) H5Sget_simple_extent_dims(space, dims, NULL);
+        if (type >= 0) H5Tclose(type);
+        if (space >= 0) H5Sclose(space);
+        if (ds >= 0) H5Dclose(ds);
+        if (nd < 0 || nd > H5S_MAX_RANK) return th_errf(err, "%s: cannot read the shape of /params/%s", path, ti->name);
+        if (!is_float) return th_errf(err, "%s: /params/%s is not floating-point", path, ti->name);
+        int same = nd == ti->ndim;
+        for (int k = 0; same && k < nd; k++) same = dims[k] == (hsize_t)ti->shape[k];
+        if (!same) {
+            char file_shape[96], model_shape[96];
+            hsize_t want[4];
+            for (int k = 0; k < ti->ndim; k++) want[k] = (hsize_t)ti->shape[k];
+            shape_text(nd, dims, file_shape, sizeof file_shape);
+            shape_text(ti->ndim, want, model_shape, sizeof model_shape);
+            return th_errf(err, "%s: %s has shape %s in the file, %s in the model", path, ti->name, file_shape,
+                           model_shape);
+        }
+    }
+    return 0;
+}
+
+int th_checkpoint_init_params(const char *path, th_model *m, th_init_report *r, th_err *err)
+{
+    memset(r, 0, sizeof *r);
+    hid_t f = open_verified(path, err);
+    if (f < 0) return -1;
+    if (H5Lexists(f, "params", H5P_DEFAULT) <= 0) {
+        H5Fclose(f);
+        return th_errf(err, "%s: no /params group: not a Thorax checkpoint or import", path);
+    }
+    hid_t params = H5Gopen2(f, "params", H5P_DEFAULT);
+    unsigned char *in_file = calloc((size_t)m->n_tensors + 1, 1);
+    int rc = params < 0 || !in_file ? th_errf(err, "%s: cannot open /params", path) : 0;
+    if (!rc) rc = check_init(params, path, m, in_file, err);
+    for (int t = 0; t < m->n_tensors && !rc; t++) {
+        const th_tensor_info *ti = &m->tensors[t];
+        if (!in_file[t]) {
+            r->fresh++;
+            list_name(r->fresh_names, sizeof r->fresh_names, ti->name);
+            continue;
+        }
+        rc = load_floats(params, path, ti->name, th_model_tensor_data(m, t), ti->ndim, ti->shape, err);
+        r->loaded += !rc;
+    }
+    free(in_file);
+    if (params >= 0) H5Gclose(params);
     H5Fclose(f);
     return rc;
 }

@@ -14,13 +14,18 @@
  *   5. per epoch, the ranks predict their validation share, rank 0 gathers the
  *      predictions, computes the macro AUC, logs metrics.csv and writes the
  *      checkpoints.
+ * Fine-tuning: the model may start from another file's parameters
+ * (model.init), and train.freeze keeps layers from training, until the
+ * epoch of train.unfreeze when given (see "Stages" below).
  * Every failure that one rank can meet alone goes through th_dist_agree
  * before the next collective, so no rank is left waiting in one.
  */
 #include "thorax/train.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +97,10 @@ typedef struct run {
     th_model model;
     th_grad_sync sync;              /* the model's gradient hook: bucketed allreduce */
     th_optim opt;
+    /* Stages (train.freeze, train.unfreeze). */
+    int staged;                     /* train.freeze names layers */
+    int thawed;                     /* the second stage: every layer trains */
+    th_config *stage_cfg[2];        /* with train.unfreeze: each stage's schedule (see scheduled_lr) */
     th_train_state st;
     char *config_yaml;
     th_strbuf metrics;              /* metrics.csv so far, rewritten atomically each epoch */
@@ -361,6 +370,167 @@ static int alloc_step_buffers(run *r, th_err *err)
     return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
 }
 
+/* ---- Stages ------------------------------------------------------------
+ * train.freeze keeps the layers it names from training: th_model_freeze
+ * (no parameter gradients), no optimiser group (no update, no weight decay,
+ * no state) and no share of the allreduce. With train.unfreeze {epoch: E,
+ * lr: X} that is the first stage, epochs [0, E); from epoch E every layer
+ * trains. The stage is a function of the epoch, so a resumed run finds it
+ * again from its checkpoint. The switch happens at the end of epoch E - 1,
+ * before its checkpoint is written, so every checkpoint holds the state of
+ * the stage it resumes into:
+ *  - the thawed tensors' optimiser state starts at zero, with a step count
+ *    of its own (Adam's bias correction starts again for them, as PyTorch's
+ *    per-parameter state would);
+ *  - the learning rate becomes X and the schedule starts again: each stage
+ *    runs train.schedule on its own, the first over E epochs from
+ *    train.optimizer.lr, the second over epochs - E from X (step: X *
+ *    factor^floor((epoch - E) / step_epochs); cosine: its warm-up and decay
+ *    over the second stage; plateau and constant: X, reduced from there);
+ *  - the plateau and early-stopping counters start again (the best score
+ *    and best.h5 are the run's), and early stopping never ends the first
+ *    stage: the second is the point of the run. */
+
+/* Which stage a tensor trains in: 0 both, 1 the second only, -1 neither now. */
+static int tensor_class(const run *r, const th_tensor_info *ti)
+{
+    if (!ti->trainable || r->model.layers[ti->layer].frozen) return -1;
+    return th_config_freezes(r->cfg, r->model.layers[ti->layer].name);
+}
+
+/* Freezes the layers of the first stage, or thaws them (thawed = 1), and
+ * gives the optimiser and the gradient sync the ranges that train. An
+ * optimiser group is a run of adjacent tensors of one class, so a thawed
+ * layer never shares a step count with one that trained from the start. */
+static int set_stage(run *r, int thawed, th_err *err)
+{
+    th_model *m = &r->model;
+    for (int i = 0; i < m->n_layers; i++)
+        th_model_freeze(m, i, !thawed && th_config_freezes(r->cfg, m->layers[i].name));
+    size_t cap = (size_t)m->n_tensors + 1;
+    size_t *off = malloc(sizeof *off * cap), *cnt = malloc(sizeof *cnt * cap);
+    if (!off || !cnt) {
+        free(off);
+        free(cnt);
+        return th_errf(err, "out of memory for the optimiser groups of %d tensors", m->n_tensors);
+    }
+    int n = 0, last = -1;
+    for (int t = 0; t < m->n_tensors; t++) {
+        const th_tensor_info *ti = &m->tensors[t];
+        int cls = tensor_class(r, ti);
+        if (cls < 0 || ti->count == 0) continue;
+        if (n > 0 && cls == last && off[n - 1] + cnt[n - 1] == ti->offset) {
+            cnt[n - 1] += ti->count;
+        } else {
+            off[n] = ti->offset;
+            cnt[n++] = ti->count;
+        }
+        last = cls;
+    }
+    int rc = th_optim_set_groups(&r->opt, n, off, cnt, err);
+    free(off);
+    free(cnt);
+    if (rc) return -1;
+    th_grad_sync_free(&r->sync);
+    if (th_grad_sync_init(&r->sync, r->comm, m, th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err))
+        return -1;
+    th_model_set_grads_hook(m, th_grad_sync_ready, &r->sync);
+    r->thawed = thawed;
+    return 0;
+}
+
+/* "freeze: ..." for the log: what the first stage trains. */
+static void describe_freeze(run *r)
+{
+    const th_model *m = &r->model;
+    const th_config *cfg = r->cfg;
+    char names[512] = "";
+    size_t len = 0, frozen = 0;
+    for (int k = 0; k < cfg->train.n_freeze && len < sizeof names; k++)
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", k ? ", " : "", cfg->train.freeze[k]);
+    int layers = 0;
+    for (int i = 0; i < m->n_layers; i++) layers += m->layers[i].frozen && m->layers[i].w_off != SIZE_MAX;
+    for (int t = 0; t < m->n_tensors; t++)
+        if (m->tensors[t].trainable && m->layers[m->tensors[t].layer].frozen) frozen += m->tensors[t].count;
+    int e = cfg->train.unfreeze.epoch;
+    char until[64] = "";
+    if (e == 1) snprintf(until, sizeof until, " for the first epoch");
+    else if (e > 1) snprintf(until, sizeof until, " for the first %d epochs", e);
+    info(r, "freeze: %s (%d layer%s with parameters)%s: %zu of %zu parameters train", names, layers,
+         layers == 1 ? "" : "s", until, m->n_params - frozen, m->n_params);
+}
+
+/* Epoch E reached (at the end of epoch E - 1): every layer trains from now
+ * on. *thawed gets the number of parameters that start to train. */
+static int unfreeze(run *r, size_t *thawed, th_err *err)
+{
+    *thawed = 0;
+    for (int t = 0; t < r->model.n_tensors; t++)
+        if (r->model.tensors[t].trainable && r->model.layers[r->model.tensors[t].layer].frozen)
+            *thawed += r->model.tensors[t].count;
+    if (set_stage(r, 1, err)) return -1;
+    r->st.lr = r->cfg->train.unfreeze.lr;
+    r->st.plateau_epochs = 0;
+    r->st.bad_epochs = 0;
+    return 0;
+}
+
+/* The rate of the next step. With train.unfreeze each stage runs the
+ * schedule as a training of its own (stage_cfg: the first over epochs
+ * [0, E), the second from unfreeze.lr over [E, epochs)). */
+static float scheduled_lr(const run *r, int steps)
+{
+    if (!r->stage_cfg[0]) return th_schedule_lr(r->cfg, r->st.step, steps, r->st.lr);
+    long boundary = (long)r->cfg->train.unfreeze.epoch * steps;
+    if (r->st.step < boundary) return th_schedule_lr(r->stage_cfg[0], r->st.step, steps, r->st.lr);
+    return th_schedule_lr(r->stage_cfg[1], r->st.step - boundary, steps, r->st.lr);
+}
+
+static int make_stage_cfgs(run *r, th_err *err)
+{
+    const th_config *cfg = r->cfg;
+    if (cfg->train.unfreeze.epoch <= 0) return 0;
+    for (int k = 0; k < 2; k++) {
+        r->stage_cfg[k] = malloc(sizeof *r->stage_cfg[k]);
+        if (!r->stage_cfg[k]) return th_errf(err, "out of memory");
+        *r->stage_cfg[k] = *cfg;
+    }
+    r->stage_cfg[0]->train.epochs = cfg->train.unfreeze.epoch;
+    r->stage_cfg[1]->train.epochs = cfg->train.epochs - cfg->train.unfreeze.epoch;
+    r->stage_cfg[1]->train.optimizer.lr = cfg->train.unfreeze.lr;
+    return 0;
+}
+
+/* Broadcasts x [n] from rank 0, in pieces of at most INT_MAX. */
+static void bcast_floats(MPI_Comm comm, float *x, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        size_t chunk = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
+        MPI_Bcast(x + off, (int)chunk, MPI_FLOAT, 0, comm);
+        off += chunk;
+    }
+}
+
+/* model.init. Rank 0 reads the file and broadcasts the parameters and
+ * buffers: one reader instead of every rank hitting the shared file system
+ * with the same file, one place where its errors are found, and replicas
+ * that start from the same bits by construction, which data-parallel
+ * training needs (each rank applies the same update to its own copy). */
+static int init_from_file(run *r, th_err *err)
+{
+    const char *path = r->cfg->model_init;
+    th_init_report rep;
+    memset(&rep, 0, sizeof rep);
+    int rc = r->rank == 0 ? th_checkpoint_init_params(path, &r->model, &rep, err) : 0;
+    if (rc) th_err_prefix(err, "model.init: ");
+    if (th_dist_agree(r->comm, rc, err)) return -1;
+    bcast_floats(r->comm, r->model.params, r->model.n_params);
+    bcast_floats(r->comm, r->model.buffers, r->model.n_buffers);
+    info(r, "init: %d tensor%s from %s%s%s", rep.loaded, rep.loaded == 1 ? "" : "s", path,
+         rep.fresh ? "; initialised afresh: " : "", rep.fresh_names);
+    return 0;
+}
+
 /* Names where non-finite values first appear on this rank: the first layer
  * whose output holds one (forward), else the first tensor whose gradient does.
  * Returns 0 if this rank sees none. */
@@ -381,7 +551,8 @@ static int find_nonfinite(const run *r, int n, char *where, size_t cap)
     }
     for (int t = 0; t < m->n_tensors; t++) {
         const th_tensor_info *ti = &m->tensors[t];
-        for (size_t k = 0; ti->trainable && k < ti->count; k++) {
+        int trains = ti->trainable && !m->layers[ti->layer].frozen;
+        for (size_t k = 0; trains && k < ti->count; k++) {
             if (isfinite(m->grads[ti->offset + k])) continue;
             snprintf(where, cap, "the gradient of %s", ti->name);
             return 1;
@@ -390,11 +561,13 @@ static int find_nonfinite(const run *r, int n, char *where, size_t cap)
     return 0;
 }
 
-static int grads_finite(const th_model *m)
+/* The gradients the step sums (a frozen layer's are never computed). */
+static int grads_finite(const th_grad_sync *s)
 {
     /* Summing propagates any NaN or Inf, and costs one pass. */
     float sum = 0;
-    for (size_t k = 0; k < m->n_params; k++) sum += m->grads[k] * 0.0f;
+    for (int j = 0; j < s->n_segs; j++)
+        for (size_t k = s->seg_lo[j]; k < s->seg_hi[j]; k++) sum += s->grads[k] * 0.0f;
     return isfinite(sum);
 }
 
@@ -528,9 +701,9 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         double step_loss = o.loss;
         float *x;
         uint8_t *y;
-        if (!isfinite(step_loss) || !grads_finite(&r->model)) return nonfinite_error(r, epoch, s, n, step_loss, err);
+        if (!isfinite(step_loss) || !grads_finite(&r->sync)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
-        r->st.lr = th_schedule_lr(cfg, r->st.step, steps, r->st.lr);
+        r->st.lr = scheduled_lr(r, steps);
         th_optim_step(&r->opt, r->model.params, r->model.grads, r->st.lr);
         r->st.step++;
         r->st.epoch_loss_sum += step_loss * (double)global_n;
@@ -643,7 +816,9 @@ static int start_run_dir(run *r, th_err *err)
 static int resume(run *r, th_err *err)
 {
     const char *path = r->opts->resume_from;
-    static const char *const fixed[] = {"seed", "data", "model", NULL};
+    /* The stages too: the checkpoint's optimiser state is that of the
+     * layers its run trained, and its epoch says which stage it is in. */
+    static const char *const fixed[] = {"seed", "data", "model", "train.freeze", "train.unfreeze", NULL};
     th_config *was = malloc(sizeof *was);
     char *yaml = th_checkpoint_read_config(path, err);
     int rc = was && yaml ? 0 : -1;
@@ -651,7 +826,14 @@ static int resume(run *r, th_err *err)
     if (!rc && th_config_load_string(was, yaml, path, NULL, 0, err)) rc = th_err_prefix(err, "%s: ", path);
     if (!rc && th_config_compare(was, r->cfg, fixed, err))
         rc = th_err_prefix(err, "cannot resume from %s: the experiment changed: ", path);
-    if (!rc) rc = th_checkpoint_load(path, &r->model, &r->opt, &r->st, err);
+    if (!rc && !r->staged) rc = th_checkpoint_load(path, &r->model, &r->opt, &r->st, err);
+    /* A staged run learns its stage from the checkpoint's epoch first. */
+    if (!rc && r->staged) rc = th_checkpoint_load(path, &r->model, NULL, &r->st, err);
+    if (!rc && r->staged) {
+        int thawed = r->cfg->train.unfreeze.epoch > 0 && r->st.epoch >= r->cfg->train.unfreeze.epoch;
+        rc = set_stage(r, thawed, err);
+        if (!rc) rc = th_checkpoint_load_optim(path, &r->model, &r->opt, err);
+    }
     free(yaml);
     free(was);
     return rc;
@@ -754,10 +936,19 @@ static int train_loop(run *r, th_err *err)
             .allreduce_share = r->allreduce_share,
         };
         th_schedule_after_epoch(cfg, &r->st, val_auc, &e.is_best, &e.stopping);
+        /* The first stage is never the end of a run that has a second. */
+        if (cfg->train.unfreeze.epoch > 0 && r->st.epoch <= cfg->train.unfreeze.epoch) e.stopping = 0;
+        size_t thawed = 0;
+        int thaw = r->staged && !r->thawed && r->st.epoch == cfg->train.unfreeze.epoch;
+        if (thaw && th_dist_agree(r->comm, unfreeze(r, &thawed, err), err)) return -1;
         e.seconds = MPI_Wtime() - t0;
         rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
         if (th_dist_agree(r->comm, rc, err)) return -1;
         if (r->rank == 0 && r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->ctx, &e);
+        if (thaw)
+            info(r, "unfreeze: from epoch %d every layer trains (%zu more parameters, their optimiser state from "
+                    "zero) at lr %g; the schedule starts again from it",
+                 epoch + 2, thawed, (double)r->st.lr);
         if (e.stopping) {
             info(r, "early stop: no gain in val AUC for %d epochs (best %.4f at epoch %d)", r->st.bad_epochs,
                  r->st.best_score, r->st.best_epoch);
@@ -802,6 +993,8 @@ static void run_free(run *r)
     free(r->val_p);
     free(r->config_yaml);
     th_strbuf_free(&r->metrics);
+    free(r->stage_cfg[0]);
+    free(r->stage_cfg[1]);
     free(r->resolved);
 }
 
@@ -858,10 +1051,17 @@ static int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, MP
         rc = th_dist_agree(comm, rc, err);
     }
     if (!rc) {
+        r->staged = cfg->train.n_freeze > 0;
+        rc = th_dist_agree(comm, make_stage_cfgs(r, err), err);
+    }
+    if (!rc) {
         th_model_init_params(&r->model, cfg->seed);
         r->st.lr = cfg->train.optimizer.lr;
         r->st.best_score = -INFINITY;
         if (r->opts->resume_from) rc = th_dist_agree(comm, resume(r, err), err);
+        else if (cfg->model_init[0]) rc = init_from_file(r, err);
+        if (!rc && r->staged && !r->opts->resume_from) rc = th_dist_agree(comm, set_stage(r, 0, err), err);
+        if (!rc && r->staged && !r->thawed) describe_freeze(r);
         /* After a resume: the checkpoint's statistics, which are the same numbers. */
         th_input_init(&r->input, cfg, r->ds.h, r->ds.w, r->st.norm_mean, r->st.norm_std);
     }
@@ -937,7 +1137,7 @@ int th_trainer_step(th_trainer *t, float lr, double *loss, th_err *err)
     if (step_gradients(r, t->s, t->steps, &o, &t->t_wait, &t->t_comm, err)) return -1;
     *loss = o.loss;
     /* The summed gradients are the same on every rank, so is this verdict. */
-    if (!isfinite(o.loss) || !grads_finite(&r->model)) return TH_TRAINER_DIVERGED;
+    if (!isfinite(o.loss) || !grads_finite(&r->sync)) return TH_TRAINER_DIVERGED;
     r->st.lr = lr;
     th_optim_step(&r->opt, r->model.params, r->model.grads, lr);
     r->st.step++;

@@ -664,6 +664,13 @@ static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait,
     /* From here the step only waits for communication: that is t_comm. */
     t0 = MPI_Wtime();
     if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
+    /* Batch-norm running statistics: each rank's moved with its own images;
+     * their mean is the statistic of the global batch's, and every rank then
+     * holds the same, so validation on any rank, and a checkpoint (written by
+     * rank 0) resumed on every rank, see what the run had. */
+    if (r->size > 1 && r->model.n_buffers &&
+        th_dist_allreduce_mean(r->comm, r->model.buffers, r->model.n_buffers, r->size, err))
+        return -1;
     /* The loss and any stop request travel together: one small allreduce. */
     int stop = (r->opts->stop && *r->opts->stop) || r->opts->stop_at_step == r->st.step + 1;
     double red[3] = {step_loss, stop ? 1.0 : 0.0, failed};

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "thorax/config.h"
+#include "thorax/fsutil.h"
 #include "thorax/lrfind.h"
 
 static void lrfind_usage(FILE *f)
@@ -154,6 +155,15 @@ int cmd_lrfind(int argc, char **argv)
     else snprintf(dir, sizeof dir, "%s/%s/lr_find", cfg.runtime.out_dir, cfg.name);
     if (rank == 0)
         printf("lr-find %s: up to %d steps, lr %.3g to %.3g -> %s\n", cfg.name, o.steps, o.start_lr, o.end_lr, dir);
+
+    /* Where the results go must take them before the steps are spent. */
+    int made = rank == 0 ? th_mkdirs(dir, &err) : 0;
+    MPI_Bcast(&made, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (made) {
+        if (rank == 0) cli_error("lr-find: %s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
 
     lrfind_progress prog = {.last_print = MPI_Wtime()};
     o.on_step = on_step;

@@ -264,9 +264,10 @@ static void test_graph_errors(void)
     }
     /* A block's own layers are named in its errors. */
     s = graph_spec();
-    s.h = s.w = 4;  /* too small for the strided block's 3x3 convs after the pool... */
+    s.h = s.w = 4;  /* 4 -> 2 (pool) -> 1 (strided block): the transition's 2x2 pool has no room */
     s.layers[3].pad = 0;
-    CHECK(th_model_spec_check(&s, L, &err) == -1);
+    CHECK(th_model_spec_check(&s, L, &err) == -1 &&
+          strstr(err.msg, "model.layers[7] (transition): transition1: kernel 2 does not fit a 1x1 input"));
     s = graph_spec();
     strcpy(s.layers[4].name, "stem");
     CHECK(th_model_spec_check(&s, L, &err) == -1 && strstr(err.msg, "name 'stem' is already used"));

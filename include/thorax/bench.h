@@ -4,10 +4,8 @@
  * config's shape and random 0/1 labels (no dataset file is read, so the
  * figures are those of the network, not of the disk), and times, after a
  * warm-up:
- *   - training steps done exactly as the trainer does them: forward (train
- *     mode), loss, backward with the bucketed gradient allreduce overlapping
- *     it (th_grad_sync), the wait for it plus the loss allreduce, optimiser
- *     step;
+ *   - training steps: the trainer's own step (thorax/step.h), on the same
+ *     batch every step;
  *   - inference steps: forward in evaluation mode;
  *   - every layer on its own, forward and backward, with the same kernels on
  *     the model's own buffers in the same shapes (a micro-benchmark per layer,
@@ -26,8 +24,8 @@
 #ifndef THORAX_BENCH_H
 #define THORAX_BENCH_H
 
-#include <mpi.h>
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/error.h"
 #include "thorax/model.h"
 
@@ -43,6 +41,10 @@ typedef struct th_bench_opts {
     th_bench_mode mode;
     int n_labels;       /* outputs of `out: labels` when the config names no labels */
     int layers;         /* 1 = also time every layer on its own */
+    /* When not NULL: the parameters [n_params] and batch-norm buffers
+     * [n_buffers] after the warm-up and timed training steps (before the
+     * per-layer pass), for tests that compare them with training's. */
+    float *params_out, *buffers_out;
 } th_bench_opts;
 
 /* The timing of one mode (train or infer). */
@@ -83,11 +85,19 @@ typedef struct th_bench_result {
     double peak_mb;             /* max over ranks of the peak resident set (ru_maxrss) */
 } th_bench_result;
 
+/* The benchmark's batch of rank `rank`: n random images x [n, C, H, W] like
+ * normalised ones (zero mean, unit variance), random labels y [n, n_labels]
+ * (0/1 per label, or one class per image for softmax cross-entropy) and
+ * their class weights [n_labels] as training would weigh them. Seeded by
+ * (cfg->seed, rank), so a rerun feeds the same numbers. */
+void th_bench_batch(const th_config *cfg, int rank, int n, int n_labels, float *x, uint8_t *y, float *w_pos,
+                    float *w_neg);
+
 /* Collective over comm. The model is cfg->model with n_labels =
  * cfg->data.n_labels, or opts->n_labels when the config names none; batch =
  * cfg->train.batch_per_rank per rank. Input and labels are seeded from
  * cfg->seed and the rank. The OpenBLAS thread count is the caller's to set.
  * Fills res identically on every rank. */
-int th_bench_run(const th_config *cfg, const th_bench_opts *opts, MPI_Comm comm, th_bench_result *res, th_err *err);
+int th_bench_run(const th_config *cfg, const th_bench_opts *opts, th_comm comm, th_bench_result *res, th_err *err);
 
 #endif

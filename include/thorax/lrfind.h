@@ -33,8 +33,8 @@
 #ifndef THORAX_LRFIND_H
 #define THORAX_LRFIND_H
 
-#include <mpi.h>
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/error.h"
 #include "thorax/train.h"
 
@@ -104,7 +104,7 @@ int th_lrfind_suggest(th_lrfind_result *r, th_err *err);
 /* The range test (collective over comm); res is initialised here (free it
  * even on failure) and filled the same on every rank; th_lrfind_suggest is
  * the caller's next step. cb->on_info gets the setup's log. */
-int th_lrfind_run(const th_config *cfg, const th_lrfind_opts *o, MPI_Comm comm, const th_train_callbacks *cb,
+int th_lrfind_run(const th_config *cfg, const th_lrfind_opts *o, th_comm comm, const th_train_callbacks *cb,
                   th_lrfind_result *res, th_err *err);
 
 /* Writes dir/lr_find.csv (step,lr,loss,smoothed) and dir/lr_find.png (the

@@ -13,10 +13,10 @@
 #ifndef THORAX_TRAIN_H
 #define THORAX_TRAIN_H
 
-#include <mpi.h>
 #include <signal.h>
 #include <stdint.h>
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/dataset.h"
 #include "thorax/plan.h"
 #include "thorax/error.h"
@@ -69,7 +69,7 @@ typedef struct th_train_opts {
 
 /* Trains cfg, writing the run directory run_dir (created if needed).
  * Returns 0 when done, TH_TRAIN_STOPPED, or -1 with err set (on every rank). */
-int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
+int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, th_comm comm,
                  const th_train_callbacks *cb, th_err *err);
 
 /* A trainer: th_train_run's setup (data, split, shards, normalisation, class
@@ -81,7 +81,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
 typedef struct th_trainer th_trainer;
 
 /* NULL, with err set on every rank, on failure; cb->on_info gets the log. */
-th_trainer *th_trainer_open(const th_config *cfg, MPI_Comm comm, const th_train_callbacks *cb, th_err *err);
+th_trainer *th_trainer_open(const th_config *cfg, th_comm comm, const th_train_callbacks *cb, th_err *err);
 
 /* th_trainer_step returns this when the step's loss or gradients are not
  * finite: *loss holds the loss and the parameters are left unchanged. */

@@ -10,6 +10,7 @@
 #include <cblas.h>
 
 #include "cli.h"
+#include "thorax/dist.h"
 #include "thorax/bench.h"
 #include "thorax/config.h"
 
@@ -211,8 +212,7 @@ int cmd_bench(int argc, char **argv)
     }
 
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rank = th_dist_rank(th_comm_world());
     th_err err = {{0}};
     th_config *cfg = malloc(sizeof *cfg);
     th_bench_result *res = malloc(sizeof *res);
@@ -237,7 +237,7 @@ int cmd_bench(int argc, char **argv)
     }
     int threads = cfg->runtime.threads_per_rank;
 
-    if (th_bench_run(cfg, &opts, MPI_COMM_WORLD, res, &err)) {
+    if (th_bench_run(cfg, &opts, th_comm_world(), res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "thorax/dist.h"
 #include "thorax/explain.h"
 
 static void cam_usage(FILE *f)
@@ -158,12 +159,11 @@ int cmd_cam(int argc, char **argv)
         return TH_EXIT_USAGE;
     }
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rank = th_dist_rank(th_comm_world());
     th_err err = {{0}};
     th_explain_result res;
     int status = TH_EXIT_OK;
-    if (th_explain_run(&opts, MPI_COMM_WORLD, &res, &err)) {
+    if (th_explain_run(&opts, th_comm_world(), &res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "thorax/clock.h"
+#include "thorax/dist.h"
 #include "thorax/config.h"
 #include "thorax/fsutil.h"
 #include "thorax/lrfind.h"
@@ -58,7 +60,7 @@ static void on_info(void *ctx, const char *msg)
 static void on_step(void *ctx, int step, int steps, double lr, double loss, double smoothed)
 {
     lrfind_progress *p = ctx;
-    double now = MPI_Wtime();
+    double now = th_now();
     if (step != 1 && step != steps && now - p->last_print < 2.0) return;
     p->last_print = now;
     printf("step %d/%d  lr %.3g  loss %.4f  smoothed %.4f\n", step, steps, lr, loss, smoothed);
@@ -139,8 +141,7 @@ int cmd_lrfind(int argc, char **argv)
     }
 
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rank = th_dist_rank(th_comm_world());
     int status = TH_EXIT_OK;
     static th_config cfg;
     th_lrfind_result res;
@@ -158,26 +159,24 @@ int cmd_lrfind(int argc, char **argv)
 
     /* Where the results go must take them before the steps are spent. */
     int made = rank == 0 ? th_mkdirs(dir, &err) : 0;
-    MPI_Bcast(&made, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (made) {
+    if (th_dist_agree(th_comm_world(), made, &err)) {
         if (rank == 0) cli_error("lr-find: %s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;
     }
 
-    lrfind_progress prog = {.last_print = MPI_Wtime()};
+    lrfind_progress prog = {.last_print = th_now()};
     o.on_step = on_step;
     o.ctx = &prog;
     th_train_callbacks cb = {.on_info = on_info};
-    if (th_lrfind_run(&cfg, &o, MPI_COMM_WORLD, &cb, &res, &err) || th_lrfind_suggest(&res, &err)) {
+    if (th_lrfind_run(&cfg, &o, th_comm_world(), &cb, &res, &err) || th_lrfind_suggest(&res, &err)) {
         if (rank == 0) cli_error("lr-find: %s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;
     }
     /* Rank 0 writes; the others learn whether it could. */
     int rc = rank == 0 ? th_lrfind_write(&res, dir, cfg.name, &err) : 0;
-    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc) {
+    if (th_dist_agree(th_comm_world(), rc, &err)) {
         if (rank == 0) cli_error("lr-find: %s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;

@@ -109,7 +109,7 @@ int cmd_split(int argc, char **argv)
     int status = TH_EXIT_OK;
     th_dataset ds;
     uint8_t *split = NULL;
-    if (th_dataset_open(&ds, cfg.data.path, MPI_COMM_SELF, &err)) {
+    if (th_dataset_open(&ds, cfg.data.path, th_comm_self(), &err)) {
         cli_error("%s", err.msg);
         MPI_Finalize();
         return TH_EXIT_FAIL;

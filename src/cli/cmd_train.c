@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "thorax/clock.h"
+#include "thorax/dist.h"
 #include "thorax/config.h"
 #include "thorax/dist.h"
 #include "thorax/evaluate.h"
@@ -62,7 +64,7 @@ static void on_info(void *ctx, const char *msg)
 static void on_step(void *ctx, const th_step_report *r)
 {
     progress *p = ctx;
-    double now = MPI_Wtime();
+    double now = th_now();
     /* The epoch line follows the last step; between, a line every few seconds. */
     if (r->step_in_epoch == r->steps_per_epoch || now - p->last_print < 5.0) return;
     p->last_print = now;
@@ -77,7 +79,7 @@ static void on_step(void *ctx, const th_step_report *r)
 static void on_epoch(void *ctx, const th_epoch_report *e)
 {
     progress *p = ctx;
-    p->last_print = MPI_Wtime();
+    p->last_print = th_now();
     printf("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %.4f%s  lr %.3g  %.1f img/s  data wait %.0f%%  "
            "allreduce %.0f%%  %.1fs\n",
            e->epoch, e->epochs, e->train_loss, e->val_loss, e->val_auc, e->is_best ? " (best)" : "       ",
@@ -139,8 +141,7 @@ int cmd_train(int argc, char **argv)
     }
 
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rank = th_dist_rank(th_comm_world());
     int status = TH_EXIT_OK;
     th_err err = {{0}};
     static th_config cfg;
@@ -150,7 +151,7 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
-    int cpus = th_dist_min_cpus(MPI_COMM_WORLD);
+    int cpus = th_dist_min_cpus(th_comm_world());
     if (rank == 0 && cfg.runtime.threads_per_rank > cpus)
         cli_error("train: warning: %d threads per rank, but a rank may run on %d CPU%s only; give each rank its "
                   "cores, e.g. mpirun --map-by slot:PE=%d",
@@ -181,9 +182,9 @@ int cmd_train(int argc, char **argv)
     catch_stop_signals();
     if (rank == 0) printf("run %s -> %s%s\n", cfg.name, run_dir, have_last ? " (resuming)" : "");
 
-    progress prog = {.last_print = MPI_Wtime()};
+    progress prog = {.last_print = th_now()};
     th_train_callbacks cb = {.on_info = on_info, .on_step = on_step, .on_epoch = on_epoch, .ctx = &prog};
-    int rc = th_train_run(&cfg, run_dir, &opts, MPI_COMM_WORLD, &cb, &err);
+    int rc = th_train_run(&cfg, run_dir, &opts, th_comm_world(), &cb, &err);
     if (rc == TH_TRAIN_STOPPED) {
         if (rank == 0) printf("stopped: %s holds the checkpoint; continue with --resume auto\n", last);
         status = TH_EXIT_PREEMPTED;
@@ -197,7 +198,7 @@ int cmd_train(int argc, char **argv)
     /* The evaluation phase: the best checkpoint on the config's eval split. */
     th_eval_opts eo = {.run_dir = run_dir, .split = cfg.eval.split, .checkpoint = "best"};
     th_eval_result er;
-    if (th_eval_run(&eo, MPI_COMM_WORLD, &er, &err)) {
+    if (th_eval_run(&eo, th_comm_world(), &er, &err)) {
         if (rank == 0) cli_error("evaluation: %s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;

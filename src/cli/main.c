@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include "cli.h"
+#include "thorax/dist.h"
 #include "thorax/workspace.h"
 
 typedef struct {
@@ -41,24 +42,9 @@ static void usage(FILE *f)
     fprintf(f, "\n'thorax <command> --help' describes each command.\n");
 }
 
-/* The rank the launcher gave this process, known before MPI_Init: usage
- * errors are found before MPI starts, identically on every rank, and should
- * be said once (Open MPI, PMIx and SLURM name their variables differently). */
-static int launcher_rank(void)
-{
-    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
-    for (int i = 0; vars[i]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) return atoi(v);
-    }
-    return 0;
-}
-
 void cli_error(const char *fmt, ...)
 {
-    int up = 0;
-    MPI_Initialized(&up);
-    if (!up && launcher_rank() > 0) return;
+    if (!th_dist_started() && th_dist_launcher_rank() > 0) return;
     va_list ap;
     va_start(ap, fmt);
     fputs("thorax: ", stderr);

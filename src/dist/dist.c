@@ -1,5 +1,5 @@
 /* dist.c - gradient averaging (blocking, or bucketed and overlapped with
- * backward), gathers and error agreement over MPI. */
+ * backward), gathers and error agreement over MPI (see thorax/dist.h). */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "thorax/dist.h"
 
@@ -20,7 +20,7 @@ static void divide_sums(float *grads, size_t n, long total)
     for (size_t i = 0; i < n; i++) grads[i] *= scale;
 }
 
-int th_dist_allreduce_mean(MPI_Comm comm, float *grads, size_t n, long total, th_err *err)
+int th_dist_allreduce_mean(th_comm comm, float *grads, size_t n, long total, th_err *err)
 {
     /* MPI counts are ints: move very large buffers in pieces. */
     for (size_t off = 0; off < n;) {
@@ -49,30 +49,21 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* A parameter tensor whose gradient the sync carries: trainable, of a layer
- * not frozen. */
-static int synced(const th_model *m, const th_tensor_info *t)
+static int cmp_span_desc(const void *a, const void *b)
 {
-    return t->trainable && !m->layers[t->layer].frozen;
+    size_t x = ((const th_span *)a)->off, y = ((const th_span *)b)->off;
+    return (x < y) - (x > y);
 }
 
-/* The offsets where a synced layer's parameter gradients start (each layer's
- * lowest synced tensor), plus 0, decreasing and distinct, into starts;
+/* The cuts inside (0, n), plus 0, decreasing and distinct, into starts;
  * returns how many. These are the only places a bucket may end without
- * splitting a layer, since the hook reports whole layers. */
-static int layer_starts(const th_model *m, size_t *starts)
+ * splitting a range the hook reports whole. */
+static int bucket_starts(const size_t *cuts, int n_cuts, size_t n, size_t *starts)
 {
     int k = 0;
     starts[k++] = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const th_tensor_info *t = &m->tensors[i];
-        int lowest = synced(m, t);
-        for (int j = 0; j < m->n_tensors && lowest; j++) {
-            const th_tensor_info *u = &m->tensors[j];
-            if (synced(m, u) && u->layer == t->layer && u->offset < t->offset) lowest = 0;
-        }
-        if (lowest && t->offset > 0 && t->offset < m->n_params) starts[k++] = t->offset;
-    }
+    for (int i = 0; i < n_cuts; i++)
+        if (cuts[i] > 0 && cuts[i] < n) starts[k++] = cuts[i];
     qsort(starts, (size_t)k, sizeof *starts, cmp_desc);
     int d = 0;
     for (int i = 0; i < k; i++)
@@ -80,22 +71,21 @@ static int layer_starts(const th_model *m, size_t *starts)
     return d;
 }
 
-/* The segments of grads the sync carries: the synced tensors' ranges, runs of
- * adjacent ones merged, from the top down into lo/hi (each [n_tensors]).
- * Returns how many. Nothing frozen gives one segment, [0, n_params). */
-static int trainable_segments(const th_model *m, size_t *lo, size_t *hi)
+/* The segments the sync carries: the non-empty spans, sorted from the top
+ * down and runs of adjacent ones merged, into lo/hi (each [n_spans]).
+ * Returns how many. */
+static int span_segments(th_span *spans, int n_spans, size_t *lo, size_t *hi)
 {
+    qsort(spans, (size_t)n_spans, sizeof *spans, cmp_span_desc);
     int k = 0;
-    /* Tensors are laid out in increasing offsets (model.c), so a walk down
-     * the list meets the ranges from the top. */
-    for (int i = m->n_tensors - 1; i >= 0; i--) {
-        const th_tensor_info *t = &m->tensors[i];
-        if (!synced(m, t) || t->count == 0) continue;
-        if (k > 0 && lo[k - 1] == t->offset + t->count) {
-            lo[k - 1] = t->offset;
+    for (int i = 0; i < n_spans; i++) {
+        const th_span *t = &spans[i];
+        if (t->count == 0) continue;
+        if (k > 0 && lo[k - 1] == t->off + t->count) {
+            lo[k - 1] = t->off;
         } else {
-            lo[k] = t->offset;
-            hi[k++] = t->offset + t->count;
+            lo[k] = t->off;
+            hi[k++] = t->off + t->count;
         }
     }
     return k;
@@ -144,30 +134,35 @@ static void grad_sync_rearm(th_grad_sync *s)
     s->failed_bucket = -1;
 }
 
-int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t bucket_floats, th_err *err)
+int th_grad_sync_init(th_grad_sync *s, th_comm comm, float *grads, size_t n, const th_span *spans, int n_spans,
+                      const size_t *cuts, int n_cuts, size_t bucket_floats, th_err *err)
 {
     memset(s, 0, sizeof *s);
     s->comm = comm;
-    s->grads = m->grads;
-    s->n = m->n_params;
+    s->grads = grads;
+    s->n = n;
     s->bucket_floats = bucket_floats;
-    size_t cap = (size_t)m->n_tensors + 1;
+    size_t cap = (size_t)(n_spans > 0 ? n_spans : 1);
     s->seg_lo = malloc(sizeof *s->seg_lo * cap);
     s->seg_hi = malloc(sizeof *s->seg_hi * cap);
-    if (!s->seg_lo || !s->seg_hi) {
+    th_span *sorted = malloc(sizeof *sorted * cap);
+    if (!s->seg_lo || !s->seg_hi || !sorted) {
+        free(sorted);
         th_grad_sync_free(s);
-        return th_errf(err, "out of memory for the gradient segments of %d tensors", m->n_tensors);
+        return th_errf(err, "out of memory for %d gradient segments", n_spans);
     }
-    s->n_segs = s->n ? trainable_segments(m, s->seg_lo, s->seg_hi) : 0;
+    if (n_spans > 0) memcpy(sorted, spans, sizeof *sorted * (size_t)n_spans);
+    s->n_segs = n ? span_segments(sorted, n_spans, s->seg_lo, s->seg_hi) : 0;
+    free(sorted);
     for (int k = 0; k < s->n_segs; k++) s->n_sync += s->seg_hi[k] - s->seg_lo[k];
     grad_sync_rearm(s);
     if (bucket_floats == 0 || s->n_sync == 0) return 0;
-    size_t *starts = malloc(sizeof *starts * cap);
+    size_t *starts = malloc(sizeof *starts * ((size_t)(n_cuts > 0 ? n_cuts : 0) + 1));
     if (!starts) {
         th_grad_sync_free(s);
-        return th_errf(err, "out of memory for the gradient buckets of %d tensors", m->n_tensors);
+        return th_errf(err, "out of memory for the gradient buckets of %d ranges", n_cuts);
     }
-    int n_starts = layer_starts(m, starts), nb = 0;
+    int n_starts = bucket_starts(cuts, n_cuts, n, starts), nb = 0;
     for (int k = 0; k < s->n_segs; k++)
         nb = cut_buckets(s->seg_lo[k], s->seg_hi[k], starts, n_starts, bucket_floats, NULL, NULL, nb);
     s->lo = malloc(sizeof *s->lo * (size_t)nb);
@@ -184,6 +179,15 @@ int th_grad_sync_init(th_grad_sync *s, MPI_Comm comm, const th_model *m, size_t 
     free(starts);
     for (int b = 0; b < nb; b++) s->req[b] = MPI_REQUEST_NULL;
     return 0;
+}
+
+int th_grad_sync_finite(const th_grad_sync *s)
+{
+    /* Summing propagates any NaN or Inf, and costs one pass. */
+    float sum = 0;
+    for (int j = 0; j < s->n_segs; j++)
+        for (size_t k = s->seg_lo[j]; k < s->seg_hi[j]; k++) sum += s->grads[k] * 0.0f;
+    return isfinite(sum);
 }
 
 static void start_bucket(th_grad_sync *s, int b)
@@ -259,7 +263,7 @@ void th_grad_sync_free(th_grad_sync *s)
     s->n_buckets = 0;
 }
 
-int th_dist_gather_rows(MPI_Comm comm, int root, const float *rows, int my_rows, int width, float *out,
+int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, int width, float *out,
                         th_err *err)
 {
     int rank, size;
@@ -294,7 +298,7 @@ int th_dist_gather_rows(MPI_Comm comm, int root, const float *rows, int my_rows,
     return 0;
 }
 
-int th_dist_agree(MPI_Comm comm, int status, th_err *err)
+int th_dist_agree(th_comm comm, int status, th_err *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -313,10 +317,98 @@ int th_dist_agree(MPI_Comm comm, int status, th_err *err)
     return -1;
 }
 
-int th_dist_min_cpus(MPI_Comm comm)
+int th_dist_min_cpus(th_comm comm)
 {
     cpu_set_t set;
     int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, comm);
     return n;
+}
+
+/* ---- Small collectives ------------------------------------------------------ */
+
+th_comm th_comm_world(void) { return MPI_COMM_WORLD; }
+
+int th_dist_started(void)
+{
+    int up = 0;
+    MPI_Initialized(&up);
+    return up;
+}
+
+int th_dist_launcher_rank(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+th_comm th_comm_self(void) { return MPI_COMM_SELF; }
+
+int th_dist_rank(th_comm comm)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    return rank;
+}
+
+int th_dist_size(th_comm comm)
+{
+    int size = 1;
+    MPI_Comm_size(comm, &size);
+    return size;
+}
+
+int th_dist_bcast(th_comm comm, int root, void *buf, size_t bytes, th_err *err)
+{
+    for (size_t off = 0; off < bytes;) {
+        size_t piece = bytes - off < (size_t)INT_MAX ? bytes - off : (size_t)INT_MAX;
+        int rc = MPI_Bcast((char *)buf + off, (int)piece, MPI_BYTE, root, comm);
+        if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Bcast of %zu bytes from rank %d failed (code %d)", bytes, root, rc);
+        off += piece;
+    }
+    return 0;
+}
+
+void th_dist_sum(th_comm comm, double *x, int n) { MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, comm); }
+void th_dist_max(th_comm comm, double *x, int n) { MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_MAX, comm); }
+
+int th_dist_any(th_comm comm, int flag)
+{
+    int any = flag != 0;
+    MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm);
+    return any;
+}
+
+void th_dist_barrier(th_comm comm) { MPI_Barrier(comm); }
+
+int th_dist_node_size(th_comm comm)
+{
+    MPI_Comm node;
+    int local = 1;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, th_dist_rank(comm), MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    return local;
+}
+
+double th_dist_node0_sum(th_comm comm, double v)
+{
+    /* Split by node with the global rank as key, so global rank 0 is its
+     * node's local root and tells its node-mates that they share its node. */
+    int rank = th_dist_rank(comm), on_node0 = rank == 0;
+    MPI_Comm local, node0;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local);
+    MPI_Bcast(&on_node0, 1, MPI_INT, 0, local);
+    MPI_Comm_free(&local);
+    MPI_Comm_split(comm, on_node0 ? 0 : MPI_UNDEFINED, rank, &node0);
+    double sum = v;
+    if (node0 != MPI_COMM_NULL) {
+        MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, node0);
+        MPI_Comm_free(&node0);
+    }
+    MPI_Bcast(&sum, 1, MPI_DOUBLE, 0, comm);
+    return sum;
 }

@@ -3,13 +3,14 @@
  * Measurement rules, because the numbers feed performance work:
  *   - everything a timed loop touches is allocated before it starts, so the
  *     figures hold no malloc or page-fault time that training would not pay;
- *   - the training step is the trainer's own sequence of library calls
- *     (train.c: forward, loss, backward with the gradient buckets' allreduces
- *     started from its hook, th_grad_sync_finish, the loss allreduce,
- *     th_optim_step); its per-step NaN check and learning-rate schedule are
- *     left out, each a pass over the parameters or less;
- *   - the allreduce time is taken with MPI_Wtime around the finish and the
- *     loss allreduce, as train.c does for its log: the time the step waits
+ *   - the training step is the trainer's own (thorax/step.h: forward, loss,
+ *     backward with the gradient buckets' allreduces started from its hook,
+ *     their wait, the allreduce of batch-norm statistics, loss and flags,
+ *     the optimiser's update); the trainer's per-step NaN check and
+ *     learning-rate schedule are left out, each a pass over the parameters
+ *     or less;
+ *   - the allreduce time is the step's own measure (th_step_out.comm_s),
+ *     which train.c reports in its log too: the time the step waits
  *     for communication that backward did not hide, including waiting for
  *     the slowest rank, so a high share means imbalance or contention as
  *     much as communication;
@@ -24,23 +25,25 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "thorax/clock.h"
 #include "thorax/dist.h"
 #include "thorax/loss.h"
 #include "thorax/optim.h"
 #include "thorax/rng.h"
+#include "thorax/step.h"
 
 /* What one benchmark holds; sized before any timing starts. */
 typedef struct bench {
     const th_config *cfg;
     const th_bench_opts *opts;
-    MPI_Comm comm, node;        /* node: the ranks sharing rank 0's node (for the CPU probe) */
+    th_comm comm;
     int rank, size;
     int batch, n_labels;
     th_model model;
     th_optim opt;
     float *x;                   /* [batch, C, H, W] random input */
     uint8_t *y;                 /* [batch, n_labels] random labels */
-    float *dz;                  /* [batch, n_labels] */
+    float *dz;                  /* [batch, n_labels] (the per-layer pass's loss gradient) */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
     double *t_step, *t_comm;    /* [steps] timed step and allreduce seconds */
 } bench;
@@ -93,7 +96,7 @@ static void probe_read(cpu_probe *p)
 {
     p->machine = machine_busy_seconds();
     p->own = own_cpu_seconds();
-    p->wall = MPI_Wtime();
+    p->wall = th_now();
 }
 
 /* CPUs kept busy by other processes on rank 0's node between two probes: the
@@ -101,31 +104,28 @@ static void probe_read(cpu_probe *p)
  * returns the same value on every rank (-1 if unknown). */
 static double other_cpu(bench *b, const cpu_probe *p0, const cpu_probe *p1)
 {
-    double own = p1->own - p0->own, other = -1;
-    if (b->node != MPI_COMM_NULL) MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, b->node);
+    double own = th_dist_node0_sum(b->comm, p1->own - p0->own), other = -1;
     if (b->rank == 0 && p0->machine >= 0 && p1->machine >= 0 && p1->wall > p0->wall) {
         other = ((p1->machine - p0->machine) - own) / (p1->wall - p0->wall);
         /* Tick rounding can make an idle machine look slightly negative. */
         if (other < 0) other = 0;
     }
-    MPI_Bcast(&other, 1, MPI_DOUBLE, 0, b->comm);
+    th_dist_bcast(b->comm, 0, &other, sizeof other, NULL);
     return other;
 }
 
-/* Random input like a normalised image (zero mean, unit variance) and random
- * labels: 0/1 per label, or one class per image for softmax cross-entropy.
- * Seeded by (seed, rank) so a rerun feeds the same numbers. */
-static void fill_random(bench *b)
+void th_bench_batch(const th_config *cfg, int rank, int n, int n_labels, float *x, uint8_t *y, float *w_pos,
+                    float *w_neg)
 {
-    const th_model_spec *s = &b->cfg->model;
-    size_t nx = (size_t)b->batch * s->c * s->h * s->w;
-    int L = b->n_labels;
+    const th_model_spec *s = &cfg->model;
+    size_t nx = (size_t)n * s->c * s->h * s->w;
+    int L = n_labels;
     th_rng rng;
-    th_rng_seed(&rng, b->cfg->seed, 0xBE4C0000ULL + (uint64_t)b->rank);
-    for (size_t i = 0; i < nx; i++) b->x[i] = (float)th_rng_normal(&rng);
-    for (int i = 0; i < b->batch; i++) {
-        uint8_t *yi = b->y + (size_t)i * L;
-        if (b->cfg->train.loss == TH_LOSS_SOFTMAX_CE) {
+    th_rng_seed(&rng, cfg->seed, 0xBE4C0000ULL + (uint64_t)rank);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)th_rng_normal(&rng);
+    for (int i = 0; i < n; i++) {
+        uint8_t *yi = y + (size_t)i * L;
+        if (cfg->train.loss == TH_LOSS_SOFTMAX_CE) {
             memset(yi, 0, (size_t)L);
             yi[th_rng_below(&rng, (uint32_t)L)] = 1;
         } else {
@@ -133,11 +133,11 @@ static void fill_random(bench *b)
         }
     }
     double freq[TH_MAX_LABELS];
-    th_label_freq(b->batch, L, b->y, freq);
-    if (b->cfg->train.loss == TH_LOSS_WEIGHTED_BCE) {
-        th_class_weights(L, freq, b->w_pos, b->w_neg);
+    th_label_freq(n, L, y, freq);
+    if (cfg->train.loss == TH_LOSS_WEIGHTED_BCE) {
+        th_class_weights(L, freq, w_pos, w_neg);
     } else {
-        for (int k = 0; k < L; k++) b->w_pos[k] = b->w_neg[k] = 1.0f;
+        for (int k = 0; k < L; k++) w_pos[k] = w_neg[k] = 1.0f;
     }
 }
 
@@ -162,7 +162,7 @@ static int setup(bench *b, th_err *err)
     }
     if (th_dist_agree(b->comm, rc, err)) return -1;
     th_model_init_params(&b->model, cfg->seed);
-    fill_random(b);
+    th_bench_batch(cfg, b->rank, b->batch, b->n_labels, b->x, b->y, b->w_pos, b->w_neg);
     return 0;
 }
 
@@ -175,7 +175,6 @@ static void teardown(bench *b)
     free(b->dz);
     free(b->t_step);
     free(b->t_comm);
-    if (b->node != MPI_COMM_NULL) MPI_Comm_free(&b->node);
 }
 
 /* Reduces this rank's timed steps into fig: per-rank medians, max over ranks
@@ -199,8 +198,8 @@ static void summarise(bench *b, th_bench_figures *fig, double gflop_per_img)
     }
     mx[0] = median(b->t_step, steps);
     mx[3] = median(b->t_comm, steps);
-    MPI_Allreduce(MPI_IN_PLACE, mx, 4, MPI_DOUBLE, MPI_MAX, b->comm);
-    MPI_Allreduce(MPI_IN_PLACE, sum, 2, MPI_DOUBLE, MPI_SUM, b->comm);
+    th_dist_max(b->comm, mx, 4);
+    th_dist_sum(b->comm, sum, 2);
     fig->measured = 1;
     fig->step_ms = 1e3 * mx[0];
     fig->step_ms_min = -1e3 * mx[1];
@@ -212,46 +211,42 @@ static void summarise(bench *b, th_bench_figures *fig, double gflop_per_img)
     fig->gflop_per_s = fig->img_per_s * gflop_per_img;
 }
 
-/* Training steps, as train.c's train_epoch makes them. */
+/* Training steps: the trainer's step (thorax/step.h) on the random batch,
+ * every rank holding `batch` images. */
 static int time_train(bench *b, th_bench_figures *fig, th_err *err)
 {
     const th_config *cfg = b->cfg;
     th_model *m = &b->model;
-    int n = b->batch, L = b->n_labels, warmup = b->opts->warmup, steps = b->opts->steps;
+    int n = b->batch, warmup = b->opts->warmup, steps = b->opts->steps;
     long global_n = (long)n * b->size;
     cpu_probe p0 = {0}, p1;
-    /* train.c's gradient hook, for these steps only: the per-layer timings
+    /* The step's gradient hook, for these steps only: the per-layer timings
      * run backward too, with no finish to wait for what it would start. */
-    th_grad_sync sync;
-    int rc = th_grad_sync_init(&sync, b->comm, m, th_grad_sync_bucket_floats(cfg->runtime.allreduce_bucket_mb), err);
+    th_step step;
+    int rc = th_step_init(&step, b->comm, m, &b->opt, cfg->train.loss, b->n_labels, b->w_pos, b->w_neg, n,
+                          th_grad_sync_bucket_floats(cfg->runtime.allreduce_bucket_mb), err);
     if (th_dist_agree(b->comm, rc, err)) {
-        th_grad_sync_free(&sync);
+        th_step_free(&step);
         return -1;
     }
-    th_model_set_grads_hook(m, th_grad_sync_ready, &sync);
-    MPI_Barrier(b->comm);
+    th_dist_barrier(b->comm);
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) probe_read(&p0);
-        double t0 = MPI_Wtime();
-        const float *logits = th_model_forward(m, b->x, n, 1);
-        double loss = th_loss(cfg->train.loss, n, L, logits, b->y, b->w_pos, b->w_neg, b->dz);
-        th_model_backward(m, b->x, b->dz, n);
-        double t1 = MPI_Wtime();
-        if ((rc = th_grad_sync_finish(&sync, global_n, err)) != 0) break;
-        /* train.c's second allreduce carries the loss (with its stop flags). */
-        MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, b->comm);
-        double t2 = MPI_Wtime();
-        th_optim_step(&b->opt, m->params, m->grads, cfg->train.optimizer.lr);
-        double t3 = MPI_Wtime();
+        double t0 = th_now();
+        th_step_out out;
+        if ((rc = th_step_gradients(&step, b->x, b->y, n, global_n, cfg->seed, s, 0, 0, &out, err)) != 0) break;
+        th_step_update(&step, cfg->train.optimizer.lr);
+        double t1 = th_now();
         if (s >= warmup) {
-            b->t_step[s - warmup] = t3 - t0;
-            b->t_comm[s - warmup] = t2 - t1;
+            b->t_step[s - warmup] = t1 - t0;
+            b->t_comm[s - warmup] = out.comm_s;
         }
     }
-    th_model_set_grads_hook(m, NULL, NULL);
-    th_grad_sync_free(&sync);
+    th_step_free(&step);
     if (rc) return -1;
     probe_read(&p1);
+    if (b->opts->params_out) memcpy(b->opts->params_out, m->params, sizeof(float) * m->n_params);
+    if (b->opts->buffers_out) memcpy(b->opts->buffers_out, m->buffers, sizeof(float) * m->n_buffers);
     summarise(b, fig, 3.0 * th_model_flops(m) / 1e9);
     fig->other_cpu = other_cpu(b, &p0, &p1);
     return 0;
@@ -263,12 +258,12 @@ static void time_infer(bench *b, th_bench_figures *fig)
     th_model *m = &b->model;
     int warmup = b->opts->warmup, steps = b->opts->steps;
     cpu_probe p0 = {0}, p1;
-    MPI_Barrier(b->comm);
+    th_dist_barrier(b->comm);
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) probe_read(&p0);
-        double t0 = MPI_Wtime();
+        double t0 = th_now();
         th_model_forward(m, b->x, b->batch, 0);
-        double t1 = MPI_Wtime();
+        double t1 = th_now();
         if (s >= warmup) {
             b->t_step[s - warmup] = t1 - t0;
             b->t_comm[s - warmup] = 0;
@@ -295,12 +290,12 @@ static void layer_backward(th_model *m, int i, const float *x, int n)
 static double time_layer(bench *b, int i, int dir, int reps)
 {
     th_model *m = &b->model;
-    MPI_Barrier(b->comm);
+    th_dist_barrier(b->comm);
     for (int r = -1; r < reps; r++) {
-        double t0 = MPI_Wtime();
+        double t0 = th_now();
         if (dir == 0) th_model_layer_forward(m, i, b->x, b->batch, 1);
         else layer_backward(m, i, b->x, b->batch);
-        if (r >= 0) b->t_step[r] = MPI_Wtime() - t0;
+        if (r >= 0) b->t_step[r] = th_now() - t0;
     }
     return median(b->t_step, reps);
 }
@@ -325,7 +320,7 @@ static void time_layers(bench *b, th_bench_result *res)
     }
     probe_read(&p1);
     res->layers_other_cpu = other_cpu(b, &p0, &p1);
-    MPI_Allreduce(MPI_IN_PLACE, ms, 2 * m->n_layers, MPI_DOUBLE, MPI_MAX, b->comm);
+    th_dist_max(b->comm, ms, 2 * m->n_layers);
     res->n_layers = m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const th_layer *L = &m->layers[i];
@@ -342,17 +337,17 @@ static void time_layers(bench *b, th_bench_result *res)
     }
 }
 
-static double peak_mb(MPI_Comm comm)
+static double peak_mb(th_comm comm)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     /* Linux reports ru_maxrss in kilobytes. */
     double mb = (double)ru.ru_maxrss / 1024.0;
-    MPI_Allreduce(MPI_IN_PLACE, &mb, 1, MPI_DOUBLE, MPI_MAX, comm);
+    th_dist_max(comm, &mb, 1);
     return mb;
 }
 
-int th_bench_run(const th_config *cfg, const th_bench_opts *opts, MPI_Comm comm, th_bench_result *res, th_err *err)
+int th_bench_run(const th_config *cfg, const th_bench_opts *opts, th_comm comm, th_bench_result *res, th_err *err)
 {
     memset(res, 0, sizeof *res);
     if (opts->steps < 1) return th_errf(err, "bench: --steps must be at least 1, got %d", opts->steps);
@@ -363,20 +358,9 @@ int th_bench_run(const th_config *cfg, const th_bench_opts *opts, MPI_Comm comm,
     if (n_labels < 1 || n_labels > TH_MAX_LABELS)
         return th_errf(err, "bench: the number of labels must be 1 to %d, got %d", TH_MAX_LABELS, n_labels);
 
-    bench b = {.cfg = cfg, .opts = opts, .comm = comm, .node = MPI_COMM_NULL, .n_labels = n_labels,
-               .batch = cfg->train.batch_per_rank};
-    MPI_Comm_rank(comm, &b.rank);
-    MPI_Comm_size(comm, &b.size);
-    /* The ranks on rank 0's node, whose CPU time the contention probe
-     * subtracts from the machine's. */
-    /* Split by node with the global rank as key, so global rank 0 is its
-     * node's local root and tells its node-mates. */
-    int on_node0 = b.rank == 0;
-    MPI_Comm local;
-    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, b.rank, MPI_INFO_NULL, &local);
-    MPI_Bcast(&on_node0, 1, MPI_INT, 0, local);
-    MPI_Comm_free(&local);
-    MPI_Comm_split(comm, on_node0 ? 0 : MPI_UNDEFINED, b.rank, &b.node);
+    bench b = {.cfg = cfg, .opts = opts, .comm = comm, .n_labels = n_labels, .batch = cfg->train.batch_per_rank};
+    b.rank = th_dist_rank(comm);
+    b.size = th_dist_size(comm);
 
     int rc = setup(&b, err);
     if (!rc) {

@@ -143,12 +143,11 @@ int th_lrfind_suggest(th_lrfind_result *r, th_err *err)
     return 0;
 }
 
-int th_lrfind_run(const th_config *cfg, const th_lrfind_opts *o, MPI_Comm comm, const th_train_callbacks *cb,
+int th_lrfind_run(const th_config *cfg, const th_lrfind_opts *o, th_comm comm, const th_train_callbacks *cb,
                   th_lrfind_result *res, th_err *err)
 {
     if (th_lrfind_check(o, err) || th_lrfind_result_init(res, o->steps, err)) return -1;
-    int rank;
-    MPI_Comm_rank(comm, &rank);
+    int rank = th_dist_rank(comm);
     th_trainer *t = th_trainer_open(cfg, comm, cb, err);
     if (!t) return -1;
     th_lrfind_smoother sm;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "thorax/checkpoint.h"
+#include "thorax/clock.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
 #include "thorax/fsutil.h"
@@ -47,6 +48,7 @@
 #include "thorax/schedule.h"
 #include "thorax/shard.h"
 #include "thorax/split.h"
+#include "thorax/step.h"
 
 /* Everything one run holds. Sized once before the first step. */
 typedef struct run {
@@ -54,7 +56,7 @@ typedef struct run {
     th_config *resolved;            /* owned: cfg with its labels spelled out */
     int ds_open;                    /* the dataset opened (run_free has something to free) */
     const char *dir;
-    MPI_Comm comm;
+    th_comm comm;
     int rank, size;
     const th_train_callbacks *cb;
     const th_train_opts *opts;
@@ -80,7 +82,6 @@ typedef struct run {
     int batch;                      /* images per rank per step */
     int *order;                     /* [train.n] this epoch's order of the shard */
     float *x;                       /* [batch, 1, H, W] validation input */
-    float *dz;                      /* [batch, n_labels] */
     float *val_p;                   /* [val.n, n_labels] */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
     th_prefetch prefetch;           /* fills the next training batch while a step computes */
@@ -95,7 +96,7 @@ typedef struct run {
     int stop_agreed;                /* the ranks agreed on a stop request in an epoch's last step */
 
     th_model model;
-    th_grad_sync sync;              /* the model's gradient hook: bucketed allreduce */
+    th_step step;                   /* the training step (its gradient sync is the model's hook) */
     th_optim opt;
     /* Stages (train.freeze, train.unfreeze). */
     int staged;                     /* train.freeze names layers */
@@ -158,11 +159,7 @@ static void describe_shards(const int *count, int size, char *out, size_t cap)
 static int choose_streaming(const run *r)
 {
     if (r->cfg->data.cache != TH_CACHE_AUTO) return r->cfg->data.cache == TH_CACHE_STREAM;
-    MPI_Comm node;
-    int local = 1;
-    MPI_Comm_split_type(r->comm, MPI_COMM_TYPE_SHARED, r->rank, MPI_INFO_NULL, &node);
-    MPI_Comm_size(node, &local);
-    MPI_Comm_free(&node);
+    int local = th_dist_node_size(r->comm);
     double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     double need = (double)r->shard_size[r->rank] * r->hw;
     return need > 0.5 * phys / local;
@@ -184,9 +181,12 @@ static int load_data(run *r, th_err *err)
         free(val_size);
         return -1;
     }
-    MPI_Bcast(r->split, n, MPI_UINT8_T, 0, r->comm);
-    MPI_Bcast(r->owner, n, MPI_INT, 0, r->comm);
-    MPI_Bcast(&r->dropped, 1, MPI_INT, 0, r->comm);
+    if (th_dist_bcast(r->comm, 0, r->split, (size_t)n, err) ||
+        th_dist_bcast(r->comm, 0, r->owner, sizeof *r->owner * (size_t)n, err) ||
+        th_dist_bcast(r->comm, 0, &r->dropped, sizeof r->dropped, err)) {
+        free(val_size);
+        return -1;
+    }
 
     for (int i = 0; i < n; i++) {
         if (r->split[i] == TH_SPLIT_TRAIN) r->shard_size[r->owner[i]]++;
@@ -309,7 +309,7 @@ static int trainset_stats(run *r, th_err *err)
     }
     free(chunk);
     if (th_dist_agree(r->comm, rc, err)) return -1;
-    MPI_Allreduce(MPI_IN_PLACE, acc, 3, MPI_DOUBLE, MPI_SUM, r->comm);
+    th_dist_sum(r->comm, acc, 3);
     double mean = acc[0] / acc[2];
     double var = acc[1] / acc[2] - mean * mean;
     r->st.norm_mean = (float)mean;
@@ -353,19 +353,17 @@ static int alloc_step_buffers(run *r, th_err *err)
     if (!rc) rc = th_model_set_threads(&r->model, r->cfg->runtime.threads_per_rank, err);
     if (!rc) rc = th_optim_init(&r->opt, &r->cfg->train.optimizer, r->model.n_params, err);
     if (!rc)
-        rc = th_grad_sync_init(&r->sync, r->comm, &r->model,
-                               th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err);
+        rc = th_step_init(&r->step, r->comm, &r->model, &r->opt, r->cfg->train.loss, L, r->w_pos, r->w_neg, r->batch,
+                          th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err);
     if (rc) return -1;
-    th_model_set_grads_hook(&r->model, th_grad_sync_ready, &r->sync);
     r->order = malloc(sizeof(int) * (size_t)(r->train.n + 1));
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
-    r->dz = malloc(sizeof(float) * (size_t)r->batch * L);
     r->val_p = malloc(sizeof(float) * (size_t)(r->val.n + 1) * L);
     if (r->streaming) {
         r->stage = malloc((size_t)r->batch * r->hw);
         r->batch_rows = malloc(sizeof(int) * (size_t)r->batch);
     }
-    if (!r->order || !r->x || !r->dz || !r->val_p || (r->streaming && (!r->stage || !r->batch_rows)))
+    if (!r->order || !r->x || !r->val_p || (r->streaming && (!r->stage || !r->batch_rows)))
         return th_errf(err, "out of memory for a batch of %d images", r->batch);
     return th_prefetch_start(&r->prefetch, (size_t)r->batch * r->hw, (size_t)r->batch * L, fill_batch, r, err);
 }
@@ -431,10 +429,7 @@ static int set_stage(run *r, int thawed, th_err *err)
     free(off);
     free(cnt);
     if (rc) return -1;
-    th_grad_sync_free(&r->sync);
-    if (th_grad_sync_init(&r->sync, r->comm, m, th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err))
-        return -1;
-    th_model_set_grads_hook(m, th_grad_sync_ready, &r->sync);
+    if (th_step_resync(&r->step, err)) return -1;
     r->thawed = thawed;
     return 0;
 }
@@ -501,16 +496,6 @@ static int make_stage_cfgs(run *r, th_err *err)
     return 0;
 }
 
-/* Broadcasts x [n] from rank 0, in pieces of at most INT_MAX. */
-static void bcast_floats(MPI_Comm comm, float *x, size_t n)
-{
-    for (size_t off = 0; off < n;) {
-        size_t chunk = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
-        MPI_Bcast(x + off, (int)chunk, MPI_FLOAT, 0, comm);
-        off += chunk;
-    }
-}
-
 /* model.init. Rank 0 reads the file and broadcasts the parameters and
  * buffers: one reader instead of every rank hitting the shared file system
  * with the same file, one place where its errors are found, and replicas
@@ -524,8 +509,9 @@ static int init_from_file(run *r, th_err *err)
     int rc = r->rank == 0 ? th_checkpoint_init_params(path, &r->model, &rep, err) : 0;
     if (rc) th_err_prefix(err, "model.init: ");
     if (th_dist_agree(r->comm, rc, err)) return -1;
-    bcast_floats(r->comm, r->model.params, r->model.n_params);
-    bcast_floats(r->comm, r->model.buffers, r->model.n_buffers);
+    if (th_dist_bcast(r->comm, 0, r->model.params, sizeof(float) * r->model.n_params, err) ||
+        th_dist_bcast(r->comm, 0, r->model.buffers, sizeof(float) * r->model.n_buffers, err))
+        return -1;
     info(r, "init: %d tensor%s from %s%s%s", rep.loaded, rep.loaded == 1 ? "" : "s", path,
          rep.fresh ? "; initialised afresh: " : "", rep.fresh_names);
     return 0;
@@ -559,16 +545,6 @@ static int find_nonfinite(const run *r, int n, char *where, size_t cap)
         }
     }
     return 0;
-}
-
-/* The gradients the step sums (a frozen layer's are never computed). */
-static int grads_finite(const th_grad_sync *s)
-{
-    /* Summing propagates any NaN or Inf, and costs one pass. */
-    float sum = 0;
-    for (int j = 0; j < s->n_segs; j++)
-        for (size_t k = s->seg_lo[j]; k < s->seg_hi[j]; k++) sum += s->grads[k] * 0.0f;
-    return isfinite(sum);
 }
 
 /* Stops the run on a NaN or Inf loss or gradient, naming the step, where the
@@ -640,14 +616,13 @@ typedef struct step_out {
 static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait, double *t_comm, th_err *err)
 {
     const th_config *cfg = r->cfg;
-    int L = r->n_labels;
     long global_n = 0;
     for (int k = 0; k < r->size; k++) global_n += images_at_step(r, k, s);
     float *x;
     uint8_t *y;
-    double t0 = MPI_Wtime();
+    double t0 = th_now();
     int n = th_prefetch_wait(&r->prefetch, s, &x, &y);
-    *t_wait += MPI_Wtime() - t0;
+    *t_wait += th_now() - t0;
     /* A failed read: this rank adds nothing to the step, and every rank
      * learns of the failure from the allreduce below. */
     int failed = n < 0;
@@ -655,28 +630,11 @@ static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait,
     if (s + 1 < steps && !failed) th_prefetch_request(&r->prefetch, s + 1);
     if (r->opts->nan_at_step == r->st.step + 1 && r->rank == 0 && n > 0) x[0] = NAN;
 
-    /* Dropout masks from (seed, step, rank): no RNG state to carry across a resume. */
-    th_rng_seed(&r->model.rng, cfg->seed, 0xD0000000000ULL + (uint64_t)r->st.step * 4096 + (uint64_t)r->rank);
-    const float *logits = th_model_forward(&r->model, x, n, 1);
-    double step_loss = n ? th_loss(cfg->train.loss, n, L, logits, y, r->w_pos, r->w_neg, r->dz) : 0.0;
-    /* Starts the gradient buckets as their layers finish (the hook). */
-    th_model_backward(&r->model, x, r->dz, n);
-    /* From here the step only waits for communication: that is t_comm. */
-    t0 = MPI_Wtime();
-    if (th_grad_sync_finish(&r->sync, global_n, err)) return -1;
-    /* Batch-norm running statistics: each rank's moved with its own images;
-     * their mean is the statistic of the global batch's, and every rank then
-     * holds the same, so validation on any rank, and a checkpoint (written by
-     * rank 0) resumed on every rank, see what the run had. */
-    if (r->size > 1 && r->model.n_buffers &&
-        th_dist_allreduce_mean(r->comm, r->model.buffers, r->model.n_buffers, r->size, err))
-        return -1;
-    /* The loss and any stop request travel together: one small allreduce. */
     int stop = (r->opts->stop && *r->opts->stop) || r->opts->stop_at_step == r->st.step + 1;
-    double red[3] = {step_loss, stop ? 1.0 : 0.0, failed};
-    MPI_Allreduce(MPI_IN_PLACE, red, 3, MPI_DOUBLE, MPI_SUM, r->comm);
-    *t_comm += MPI_Wtime() - t0;
-    if (red[2] > 0) {
+    th_step_out so;
+    if (th_step_gradients(&r->step, x, y, n, global_n, cfg->seed, r->st.step, stop, failed, &so, err)) return -1;
+    *t_comm += so.comm_s;
+    if (so.failed) {
         if (failed) *err = r->stream_err;
         /* Keep the main thread out of HDF5 until the worker is idle. */
         if (!failed && s + 1 < steps) th_prefetch_wait(&r->prefetch, s + 1, &x, &y);
@@ -685,8 +643,8 @@ static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait,
     }
     o->n = n;
     o->global_n = global_n;
-    o->loss = red[0] / (double)global_n;
-    o->stop = red[1] > 0;
+    o->loss = so.loss;
+    o->stop = so.stop;
     return 0;
 }
 
@@ -697,7 +655,7 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
                        th_err *err)
 {
     const th_config *cfg = r->cfg;
-    double epoch_t0 = MPI_Wtime(), t_wait = 0, t_comm = 0;
+    double epoch_t0 = th_now(), t_wait = 0, t_comm = 0;
     long images_now = 0;
     begin_epoch(r, epoch, first);
     for (int s = first; s < steps; s++) {
@@ -708,17 +666,17 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
         double step_loss = o.loss;
         float *x;
         uint8_t *y;
-        if (!isfinite(step_loss) || !grads_finite(&r->sync)) return nonfinite_error(r, epoch, s, n, step_loss, err);
+        if (!isfinite(step_loss) || !th_step_grads_finite(&r->step)) return nonfinite_error(r, epoch, s, n, step_loss, err);
 
         r->st.lr = scheduled_lr(r, steps);
-        th_optim_step(&r->opt, r->model.params, r->model.grads, r->st.lr);
+        th_step_update(&r->step, r->st.lr);
         r->st.step++;
         r->st.epoch_loss_sum += step_loss * (double)global_n;
         r->st.epoch_images += global_n;
         images_now += global_n;
 
         if (r->rank == 0 && r->cb && r->cb->on_step) {
-            double now = MPI_Wtime();
+            double now = th_now();
             double done = (double)epoch * steps + s + 1, total = (double)cfg->train.epochs * steps;
             double run_done = done - ((double)r->start_step);
             th_step_report rep = {
@@ -746,7 +704,7 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             return save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
         }
     }
-    double elapsed = MPI_Wtime() - epoch_t0 + 1e-9;
+    double elapsed = th_now() - epoch_t0 + 1e-9;
     *loss = r->st.epoch_loss_sum / (double)(r->st.epoch_images ? r->st.epoch_images : 1);
     *img_per_s = (double)images_now / elapsed;
     r->data_wait_share = t_wait / elapsed;
@@ -763,12 +721,12 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
     int L = r->n_labels;
     double loss_sum = th_predict(&r->model, &r->input, cfg->train.loss, r->val.img, r->val.y, r->val.n, r->w_pos,
                                  r->w_neg, r->x, r->val_p);
-    MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, r->comm);
+    th_dist_sum(r->comm, &loss_sum, 1);
     *val_loss = loss_sum / r->n_val_total;
     if (th_dist_gather_rows(r->comm, 0, r->val_p, r->val.n, L, r->val_p_all, err)) return -1;
     double auc = NAN;
     if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, NULL, NULL);
-    MPI_Bcast(&auc, 1, MPI_DOUBLE, 0, r->comm);
+    if (th_dist_bcast(r->comm, 0, &auc, sizeof auc, err)) return -1;
     *val_auc = auc;
     return 0;
 }
@@ -917,14 +875,14 @@ static int train_loop(run *r, th_err *err)
                             "epoch: resume with the ranks and batch_per_rank it was written with",
                        r->st.step, r->st.epoch + 1, steps);
     r->start_step = r->st.step;
-    double t_start = MPI_Wtime();
+    double t_start = th_now();
     info(r, "training %d epochs of %d steps: %d ranks x %d images per step, %zu parameters, %.3f GFLOP forward per "
             "image",
          cfg->train.epochs, steps, r->size, r->batch, r->model.n_params, th_model_flops(&r->model) / 1e9);
     if (r->st.step > 0) info(r, "resuming at epoch %d, step %ld of %d", r->st.epoch + 1, first + 1, steps);
 
     for (int epoch = r->st.epoch; epoch < cfg->train.epochs; epoch++) {
-        double t0 = MPI_Wtime(), train_loss = 0, img_per_s = 0, val_loss = 0, val_auc = 0;
+        double t0 = th_now(), train_loss = 0, img_per_s = 0, val_loss = 0, val_auc = 0;
         int rc = train_epoch(r, epoch, (int)first, steps, t_start, &train_loss, &img_per_s, err);
         first = 0;
         if (rc) return rc;
@@ -948,7 +906,7 @@ static int train_loop(run *r, th_err *err)
         size_t thawed = 0;
         int thaw = r->staged && !r->thawed && r->st.epoch == cfg->train.unfreeze.epoch;
         if (thaw && th_dist_agree(r->comm, unfreeze(r, &thawed, err), err)) return -1;
-        e.seconds = MPI_Wtime() - t0;
+        e.seconds = th_now() - t0;
         rc = r->rank == 0 ? end_epoch_files(r, &e, err) : 0;
         if (th_dist_agree(r->comm, rc, err)) return -1;
         if (r->rank == 0 && r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->ctx, &e);
@@ -964,7 +922,7 @@ static int train_loop(run *r, th_err *err)
         /* A request that came during validation or checkpointing: last.h5 is
          * already this epoch's, so stopping here loses nothing. */
         int stop = r->stop_agreed || (r->opts->stop && *r->opts->stop);
-        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, r->comm);
+        stop = th_dist_any(r->comm, stop);
         if (stop && epoch + 1 < cfg->train.epochs) {
             info(r, "stop requested: checkpoint at the end of epoch %d", epoch + 1);
             return TH_TRAIN_STOPPED;
@@ -983,7 +941,7 @@ static void run_free(run *r)
     th_image_reader_close(&r->reader);
     free(r->stage);
     free(r->batch_rows);
-    th_grad_sync_free(&r->sync);
+    th_step_free(&r->step);
     th_model_free(&r->model);
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);
@@ -996,7 +954,6 @@ static void run_free(run *r)
     free(r->val_p_all);
     free(r->order);
     free(r->x);
-    free(r->dz);
     free(r->val_p);
     free(r->config_yaml);
     th_strbuf_free(&r->metrics);
@@ -1022,7 +979,7 @@ static int check_input_shape(run *r, th_err *err)
  * this rank's data, class weights, normalisation, the model initialised from
  * the seed (or the checkpoint of opts->resume_from) and the optimiser. Writes
  * no file. On failure (on every rank) run_free(r) is still to be called. */
-static int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, MPI_Comm comm,
+static int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, th_comm comm,
                      const th_train_callbacks *cb, th_err *err)
 {
     static const th_train_opts no_opts;
@@ -1030,8 +987,8 @@ static int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, MP
     r->comm = comm;
     r->cb = cb;
     r->opts = opts ? opts : &no_opts;
-    MPI_Comm_rank(comm, &r->rank);
-    MPI_Comm_size(comm, &r->size);
+    r->rank = th_dist_rank(comm);
+    r->size = th_dist_size(comm);
 
     /* The config as this run resolves it: the labels spelled out when it names
      * none, so that config.yaml and the checkpoints say what the outputs are. */
@@ -1085,7 +1042,7 @@ static void describe_data(run *r)
          r->ds.n, r->ds.h, r->ds.w, r->n_labels, counts[0], counts[1], counts[2]);
 }
 
-int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, MPI_Comm comm,
+int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, th_comm comm,
                  const th_train_callbacks *cb, th_err *err)
 {
     run r;
@@ -1116,7 +1073,7 @@ struct th_trainer {
     double t_wait, t_comm;  /* unused totals step_gradients adds to */
 };
 
-th_trainer *th_trainer_open(const th_config *cfg, MPI_Comm comm, const th_train_callbacks *cb, th_err *err)
+th_trainer *th_trainer_open(const th_config *cfg, th_comm comm, const th_train_callbacks *cb, th_err *err)
 {
     th_trainer *t = calloc(1, sizeof *t);
     int rc = t ? 0 : th_errf(err, "out of memory");
@@ -1144,7 +1101,7 @@ int th_trainer_step(th_trainer *t, float lr, double *loss, th_err *err)
     if (step_gradients(r, t->s, t->steps, &o, &t->t_wait, &t->t_comm, err)) return -1;
     *loss = o.loss;
     /* The summed gradients are the same on every rank, so is this verdict. */
-    if (!isfinite(o.loss) || !grads_finite(&r->sync)) return TH_TRAINER_DIVERGED;
+    if (!isfinite(o.loss) || !th_step_grads_finite(&r->step)) return TH_TRAINER_DIVERGED;
     r->st.lr = lr;
     th_optim_step(&r->opt, r->model.params, r->model.grads, lr);
     r->st.step++;

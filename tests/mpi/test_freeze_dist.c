@@ -21,6 +21,7 @@
 #include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
+#include "thorax/step.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
 
@@ -101,7 +102,7 @@ static void test_sync(const float *x, const uint8_t *y, const int *counts, const
     const size_t buckets[] = {1, 300, SIZE_MAX, 0};
     for (size_t b = 0; b < sizeof buckets / sizeof buckets[0]; b++) {
         th_grad_sync sync;
-        CHECK(th_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[b], &err) == 0);
+        CHECK(th_model_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[b], &err) == 0);
         CHECK(sync.n_sync == np - n_frozen);
         th_model_set_grads_hook(&m, th_grad_sync_ready, &sync);
         for (int step = 0; step < 2; step++) {
@@ -174,7 +175,7 @@ static void test_training(const float *x, const uint8_t *y, const int *counts)
     CHECK(th_optim_init(&o, &oc, np, &err) == 0 && th_optim_set_groups(&o, ng, off, cnt, &err) == 0);
     CHECK(th_optim_init(&oref, &oc, np, &err) == 0 && th_optim_set_groups(&oref, ng, off, cnt, &err) == 0);
     th_grad_sync sync;
-    CHECK(th_grad_sync_init(&sync, MPI_COMM_WORLD, &m, 300, &err) == 0);
+    CHECK(th_model_grad_sync_init(&sync, MPI_COMM_WORLD, &m, 300, &err) == 0);
     th_model_set_grads_hook(&m, th_grad_sync_ready, &sync);
     float dz[TOTAL * L];
     for (int step = 0; step < STEPS; step++) {

@@ -26,6 +26,7 @@
 #include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
+#include "thorax/step.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
 
@@ -150,7 +151,7 @@ static void test_model(int hidden, const float *x, const uint8_t *y, const int *
     const size_t buckets[] = {1, 300, 5000, SIZE_MAX, 0};
     for (size_t k = 0; k < sizeof buckets / sizeof buckets[0]; k++) {
         th_grad_sync sync;
-        CHECK(th_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[k], &err) == 0);
+        CHECK(th_model_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[k], &err) == 0);
         CHECK(same_on_all_ranks(&sync));
         if (buckets[k] == 1) CHECK(sync.n_buckets == layers_with_params);
         if (buckets[k] == SIZE_MAX) CHECK(sync.n_buckets == 1);

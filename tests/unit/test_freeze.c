@@ -29,6 +29,7 @@
 #include "thorax/checkpoint.h"
 #include "thorax/config.h"
 #include "thorax/dist.h"
+#include "thorax/step.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
 #include "thorax/optim.h"
@@ -221,7 +222,7 @@ static void test_frozen_model(void)
     const size_t buckets[] = {1, 40, SIZE_MAX, 0};
     for (size_t k = 0; k < sizeof buckets / sizeof buckets[0]; k++) {
         th_grad_sync sync;
-        CHECK(th_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[k], &err) == 0);
+        CHECK(th_model_grad_sync_init(&sync, MPI_COMM_WORLD, &m, buckets[k], &err) == 0);
         CHECK(sync.n_segs == 2);
         CHECK(sync.seg_hi[0] == m.n_params && sync.seg_lo[0] == c2_hi);
         CHECK(sync.seg_hi[1] == c2_lo && sync.seg_lo[1] == 0);
@@ -245,7 +246,7 @@ static void test_frozen_model(void)
     /* Nothing frozen: one segment, the whole buffer, as before freezing existed. */
     th_model_freeze(&m, c2, 0);
     th_grad_sync sync;
-    CHECK(th_grad_sync_init(&sync, MPI_COMM_WORLD, &m, 1, &err) == 0);
+    CHECK(th_model_grad_sync_init(&sync, MPI_COMM_WORLD, &m, 1, &err) == 0);
     CHECK(sync.n_segs == 1 && sync.seg_lo[0] == 0 && sync.seg_hi[0] == m.n_params && sync.n_sync == m.n_params);
     CHECK(sync.n_buckets == 4);
     th_grad_sync_free(&sync);

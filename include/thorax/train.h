@@ -67,6 +67,20 @@ typedef struct th_train_opts {
 /* th_train_run returns this when a stop request ended the run early. */
 #define TH_TRAIN_STOPPED 1
 
+/* Where a run lives and whether it continues (the run-directory policy of
+ * `thorax train`): with resume NULL, a fresh run in <out_dir>/<name>,
+ * refused when that already holds one (its checkpoints/last.h5); with
+ * "auto", that directory, continued when it holds last.h5 and started
+ * otherwise; with a run directory, that one, which must hold last.h5. Not
+ * collective: every rank sees the same file system and decides alike. */
+typedef struct th_run_place {
+    char dir[2 * TH_PATH_MAX];
+    char last[2 * TH_PATH_MAX + 32];    /* dir/checkpoints/last.h5 */
+    int resuming;                       /* last exists: th_train_opts.resume_from = last */
+} th_run_place;
+
+int th_train_place(const th_config *cfg, const char *resume, th_run_place *p, th_err *err);
+
 /* Trains cfg, writing the run directory run_dir (created if needed).
  * Returns 0 when done, TH_TRAIN_STOPPED, or -1 with err set (on every rank). */
 int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts *opts, th_comm comm,

@@ -3,7 +3,6 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <signal.h>
 #include <stdlib.h>
@@ -157,24 +156,14 @@ int cmd_train(int argc, char **argv)
                   "cores, e.g. mpirun --map-by slot:PE=%d",
                   cfg.runtime.threads_per_rank, cpus, cpus == 1 ? "" : "s", cfg.runtime.threads_per_rank);
 
-    char run_dir[2 * TH_PATH_MAX], last[2 * TH_PATH_MAX + 32];
-    if (resume && strcmp(resume, "auto")) snprintf(run_dir, sizeof run_dir, "%s", resume);
-    else snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.runtime.out_dir, cfg.name);
-    snprintf(last, sizeof last, "%s/checkpoints/last.h5", run_dir);
-    int have_last = access(last, F_OK) == 0;
-    if (have_last && !resume) {
-        if (rank == 0)
-            cli_error("%s already holds a run (%s); continue it with --resume auto, or choose another name with "
-                      "--set name=...",
-                      run_dir, last);
+    th_run_place place;
+    if (th_train_place(&cfg, resume, &place, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
         goto done;
     }
-    if (!have_last && resume && strcmp(resume, "auto")) {
-        if (rank == 0) cli_error("--resume %s: no checkpoint %s to continue from", resume, last);
-        status = TH_EXIT_USAGE;
-        goto done;
-    }
+    const char *run_dir = place.dir, *last = place.last;
+    int have_last = place.resuming;
     th_train_opts opts = {.resume_from = have_last ? last : NULL, .stop = &stop_requested};
     const char *nan_step = getenv("THORAX_TEST_NAN_STEP"), *stop_step = getenv("THORAX_TEST_STOP_STEP");
     if (nan_step) opts.nan_at_step = atol(nan_step);

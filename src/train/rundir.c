@@ -1,0 +1,175 @@
+/* rundir.c - the run directory's files (see run.h): split.csv, metrics.csv,
+ * curves.png, config.yaml and the checkpoints, each written under a
+ * temporary name and renamed into place; and resuming from last.h5. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "run.h"
+#include "thorax/plot.h"
+#include "thorax/schedule.h"
+#include "thorax/split.h"
+
+/* Rank 0 writes last.h5 mid-epoch so that --resume continues from this step. */
+int run_save_midepoch(run *r, th_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints/last.h5", r->dir);
+    int rc = r->rank == 0 ? th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err) : 0;
+    return th_dist_agree(r->comm, rc, err);
+}
+
+
+static int write_split_csv(run *r, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "image,patient_id,split\n");
+    for (int i = 0; i < r->ds.n; i++)
+        th_strbuf_printf(&b, "%s,%s,%s\n", r->ds.image_name[i], r->ds.patient_id[i], th_split_name(r->split[i]));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/split.csv", r->dir);
+    int rc = b.failed ? th_errf(err, "out of memory writing %s", path)
+                      : th_write_file_atomic(path, b.data, b.len, err);
+    th_strbuf_free(&b);
+    return rc;
+}
+
+/* metrics.csv as it stood at the checkpoint: the header and the rows of the
+ * epochs it completed (a run stopped after writing later rows loses them). */
+static void restore_metrics(run *r, const char *path)
+{
+    th_err ignored;
+    char *old = th_read_file(path, NULL, &ignored);
+    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
+    for (char *line = old ? strchr(old, '\n') : NULL; line && line[1];) {
+        char *row = line + 1;
+        line = strchr(row, '\n');
+        int len = line ? (int)(line - row) : (int)strlen(row);
+        if (atoi(row) >= 1 && atoi(row) <= r->st.epoch) th_strbuf_printf(&r->metrics, "%.*s\n", len, row);
+    }
+    free(old);
+}
+
+/* Rank 0: the run directory's fixed files. */
+int run_start_dir(run *r, th_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints", r->dir);
+    if (th_mkdirs(path, err)) return -1;
+    snprintf(path, sizeof path, "%s/config.yaml", r->dir);
+    if (th_write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), err)) return -1;
+    if (write_split_csv(r, err)) return -1;
+    snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
+    if (r->opts->resume_from) restore_metrics(r, path);
+    else th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
+    return 0;
+}
+
+/* Every rank: the state of the checkpoint to continue from, after checking
+ * that the experiment is the same one (seed, data and model unchanged). */
+int run_resume(run *r, th_err *err)
+{
+    const char *path = r->opts->resume_from;
+    /* The stages too: the checkpoint's optimiser state is that of the
+     * layers its run trained, and its epoch says which stage it is in. */
+    static const char *const fixed[] = {"seed", "data", "model", "train.freeze", "train.unfreeze", NULL};
+    th_config *was = malloc(sizeof *was);
+    char *yaml = th_checkpoint_read_config(path, err);
+    int rc = was && yaml ? 0 : -1;
+    if (!was) th_errf(err, "out of memory");
+    if (!rc && th_config_load_string(was, yaml, path, NULL, 0, err)) rc = th_err_prefix(err, "%s: ", path);
+    if (!rc && th_config_compare(was, r->cfg, fixed, err))
+        rc = th_err_prefix(err, "cannot resume from %s: the experiment changed: ", path);
+    if (!rc && !r->staged) rc = th_checkpoint_load(path, &r->model, &r->opt, &r->st, err);
+    /* A staged run learns its stage from the checkpoint's epoch first. */
+    if (!rc && r->staged) rc = th_checkpoint_load(path, &r->model, NULL, &r->st, err);
+    if (!rc && r->staged) {
+        int thawed = r->cfg->train.unfreeze.epoch > 0 && r->st.epoch >= r->cfg->train.unfreeze.epoch;
+        rc = run_set_stage(r, thawed, err);
+        if (!rc) rc = th_checkpoint_load_optim(path, &r->model, &r->opt, err);
+    }
+    free(yaml);
+    free(was);
+    return rc;
+}
+
+/* Rank 0: curves.png, the training curves so far: loss (train, val) against
+ * epoch, and val macro AUC against epoch. Read back from metrics.csv's rows
+ * so that a resumed run draws its whole history. */
+static int write_curves(run *r, th_err *err)
+{
+    enum { MAX_EPOCHS = 100000 };
+    int n = 0;
+    for (const char *c = r->metrics.data; c && *c; c++) n += *c == '\n';
+    n = n > 1 ? n - 1 : 0;
+    if (n > MAX_EPOCHS) n = MAX_EPOCHS;
+    double *v = malloc(sizeof(double) * 4 * (size_t)(n + 1));
+    if (!v) return th_errf(err, "out of memory drawing curves.png");
+    double *ep = v, *tl = v + n, *vl = v + 2 * n, *auc = v + 3 * n;
+    const char *line = strchr(r->metrics.data, '\n');
+    for (int k = 0; k < n && line; k++) {
+        /* epoch,step,lr,train_loss,val_loss,val_auc_macro,... */
+        long step;
+        double lr;
+        if (sscanf(line + 1, "%lf,%ld,%lf,%lf,%lf,%lf", &ep[k], &step, &lr, &tl[k], &vl[k], &auc[k]) != 6)
+            ep[k] = tl[k] = vl[k] = auc[k] = NAN;
+        line = strchr(line + 1, '\n');
+    }
+    th_figure *f = th_figure_new(1400, 560, 2, r->cfg->name, err);
+    int rc = -1;
+    if (f) {
+        th_plot *loss = th_figure_panel(f, 0), *score = th_figure_panel(f, 1);
+        th_plot_labels(loss, "Loss", "epoch", r->cfg->train.loss == TH_LOSS_WEIGHTED_BCE ? "weighted BCE" : "loss");
+        th_plot_series(loss, n, ep, tl, "train", TH_PLOT_MARKERS);
+        th_plot_series(loss, n, ep, vl, "val", TH_PLOT_MARKERS);
+        th_plot_legend(loss, TH_LEGEND_AUTO);
+        th_plot_labels(score, "Validation macro AUC", "epoch", "AUC");
+        th_plot_series(score, n, ep, auc, "val AUC", TH_PLOT_MARKERS | TH_PLOT_COLOR(2));
+        th_plot_legend(score, TH_LEGEND_AUTO);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/curves.png", r->dir);
+        rc = th_figure_write_png(f, path, err);
+        th_figure_free(f);
+    }
+    free(v);
+    return rc;
+}
+
+/* Rank 0: metrics.csv, curves.png and the checkpoints after an epoch. */
+int run_end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
+{
+    char path[4096];
+    th_strbuf_printf(&r->metrics, "%d,%ld,%.6g,%.6f,%.6f,%.6f,%.1f,%.2f\n", e->epoch, e->step, (double)e->lr,
+                     e->train_loss, e->val_loss, e->val_auc, e->img_per_s, e->seconds);
+    snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
+    if (r->metrics.failed) return th_errf(err, "out of memory writing %s", path);
+    if (th_write_file_atomic(path, r->metrics.data, r->metrics.len, err)) return -1;
+    if (write_curves(r, err)) return -1;
+    snprintf(path, sizeof path, "%s/checkpoints/last.h5", r->dir);
+    if (th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err)) return -1;
+    if (e->is_best) {
+        snprintf(path, sizeof path, "%s/checkpoints/best.h5", r->dir);
+        if (th_checkpoint_save(path, &r->model, &r->opt, &r->st, r->config_yaml, err)) return -1;
+    }
+    return 0;
+}
+
+int th_train_place(const th_config *cfg, const char *resume, th_run_place *p, th_err *err)
+{
+    memset(p, 0, sizeof *p);
+    int named = resume && strcmp(resume, "auto");
+    if (named) snprintf(p->dir, sizeof p->dir, "%s", resume);
+    else snprintf(p->dir, sizeof p->dir, "%s/%s", cfg->runtime.out_dir, cfg->name);
+    snprintf(p->last, sizeof p->last, "%s/checkpoints/last.h5", p->dir);
+    p->resuming = access(p->last, F_OK) == 0;
+    if (p->resuming && !resume)
+        return th_errf(err, "%s already holds a run (%s); continue it with --resume auto, or choose another name with "
+                            "--set name=...",
+                       p->dir, p->last);
+    if (!p->resuming && named) return th_errf(err, "--resume %s: no checkpoint %s to continue from", resume, p->last);
+    return 0;
+}

@@ -25,6 +25,7 @@
 #include "thorax/evaluate.h"
 #include "thorax/fsutil.h"
 #include "thorax/input.h"
+#include "thorax/overlay.h"
 #include "thorax/report.h"
 #include "thorax/split.h"
 #include "thorax/train.h"
@@ -416,7 +417,7 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
     if (th_cam_png_name(name, sizeof name, image, label, e->method, err)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     caption(e, it, prob, text, sizeof text);
-    return th_cam_overlay_write_captioned(path, img, out, e->cfg->model.h, e->cfg->model.w, text, err);
+    return th_overlay_write_captioned(path, img, out, e->cfg->model.h, e->cfg->model.w, text, err);
 }
 
 static int compute_share(explain *e, const char *dir, th_err *err)

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "thorax/auc.h"
 #include "thorax/checkpoint.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
@@ -43,7 +44,6 @@
 #include "thorax/plot.h"
 #include "thorax/predict.h"
 #include "thorax/prefetch.h"
-#include "thorax/roc.h"
 #include "thorax/schedule.h"
 #include "thorax/shard.h"
 #include "thorax/split.h"

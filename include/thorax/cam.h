@@ -15,9 +15,9 @@
  *   Saliency  (Simonyan et al. 2014): max over channels of |d z_c / d x|,
  *             already at image resolution (the feature map is the image map).
  *
- * Also: the pointing game and mask-overlap scores against lesion masks, a
- * heat-map overlay (turbo colour map alpha-blended over the X-ray, with a
- * colour bar) and the writer of cam/maps.h5 (see DESIGN.md, "Run directory").
+ * Also: the pointing game and mask-overlap scores against lesion masks, the
+ * overlay PNGs' file names and the writer of cam/maps.h5 (see DESIGN.md, "Run
+ * directory"). The overlays themselves are drawn by thorax/overlay.h.
  */
 #ifndef THORAX_CAM_H
 #define THORAX_CAM_H
@@ -104,33 +104,6 @@ double th_cam_mask_energy(const float *map, const uint8_t *mask, int h, int w);
  * quantile 0.9: the brightest 10%; ties at the threshold all count). quantile
  * in [0, 1); -1 for an empty mask or an out-of-range quantile. */
 double th_cam_iou_at(const float *map, const uint8_t *mask, int h, int w, double quantile);
-
-/* Width of an overlay image for an X-ray w pixels wide: the image, a gap and
- * a vertical colour bar. */
-int th_cam_overlay_width(int w);
-
-/* Heat map over the X-ray. xray [H, W] grey, map [H, W] at image resolution;
- * rgb [H, th_cam_overlay_width(W), 3]. The map is shown as max(m, 0) / max(m)
- * (CAM's negative evidence is not drawn) through the turbo colour map,
- * alpha-blended over the grey image with an opacity that grows with the
- * value (0 at 0, TH_CAM_ALPHA_MAX at the maximum), so low values leave the
- * anatomy visible. The bar on the right runs from 0 (bottom) to the maximum
- * (top), fully opaque. */
-#define TH_CAM_ALPHA_MAX 0.6f
-void th_cam_overlay_rgb(const uint8_t *xray, const float *map, int h, int w, uint8_t *rgb);
-
-/* The turbo colour of a normalised value t in [0, 1] (clamped; 256 levels), rgb[3]. */
-void th_cam_colormap(float t, uint8_t *rgb);
-
-/* th_cam_overlay_rgb written as a PNG (atomic: <path>.tmp renamed). */
-int th_cam_overlay_write(const char *path, const uint8_t *xray, const float *map, int h, int w, th_err *err);
-
-/* The same with a caption strip under the overlay: caption (lines separated
- * by '\n', e.g. "Nodule TP\np=0.93 y=1") in white on black, drawn with cairo
- * at the largest size up to 14 px that fits the overlay's width. NULL or ""
- * draws no strip, as th_cam_overlay_write. */
-int th_cam_overlay_write_captioned(const char *path, const uint8_t *xray, const float *map, int h, int w,
-                                   const char *caption, th_err *err);
 
 /* The overlay's file name under cam/: "<image>__<label>__<method>.png", with
  * the image name's extension dropped and any '/' made '_'. Returns -1 with

@@ -29,19 +29,12 @@
 #define THORAX_ROC_H
 
 #include <stdint.h>
+/* th_auc and th_auc_macro: the plain AUC, training's, which this extends. */
+#include "thorax/auc.h"
 #include "thorax/error.h"
 
 /* z of the two-sided 95% normal interval. */
 #define TH_AUC_CI_Z 1.959963984540054
-
-/* score[i * stride], y[i * stride] for i < n. Returns NaN when one class is
- * absent, when a score is NaN, or when memory runs out. */
-double th_auc(int n, const float *score, const uint8_t *y, int stride);
-
-/* Per-label AUC of p [n, l] against y [n, l] into auc[l] (NaN where undefined);
- * returns the mean over the labels where it is defined (NaN if none) and
- * stores how many those are in *n_defined (may be NULL). */
-double th_auc_macro(int n, int l, const float *p, const uint8_t *y, double *auc, int *n_defined);
 
 /* AUC and DeLong's variance of it. *auc is NaN when one class is absent,
  * *var is NaN when either class has fewer than two cases (var may be NULL).

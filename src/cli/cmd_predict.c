@@ -9,6 +9,7 @@
 #include "thorax/evaluate.h"
 #include "thorax/fsutil.h"
 #include "thorax/loss.h"
+#include "thorax/overlay.h"
 
 static void predict_usage(FILE *f)
 {
@@ -48,7 +49,7 @@ static int write_cams(th_trained *t, const char *dir, const char *path, const ui
                             NULL, err);
         if (!rc) rc = th_cam_png_name(name, sizeof name, base, cfg->data.labels[k], method, err);
         if (!rc) snprintf(out, sizeof out, "%s/%s", dir, name);
-        if (!rc) rc = th_cam_overlay_write(out, img, map, H, W, err);
+        if (!rc) rc = th_overlay_write(out, img, map, H, W, err);
     }
     free(feat);
     free(map);

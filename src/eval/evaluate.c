@@ -7,15 +7,12 @@
  * collective, so no rank waits forever.
  */
 #include "thorax/evaluate.h"
-#include "thorax/image.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "thorax/checkpoint.h"
 #include "thorax/config.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
@@ -26,69 +23,6 @@
 #include "thorax/shard.h"
 #include "thorax/split.h"
 #include "thorax/train.h"
-
-int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
-{
-    memset(t, 0, sizeof *t);
-    char path[2048];
-    snprintf(path, sizeof path, "%s/config.yaml", run_dir);
-    t->cfg = malloc(sizeof *t->cfg);
-    if (!t->cfg) return th_errf(err, "out of memory");
-    if (th_config_load(t->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", run_dir);
-    const char *ck = checkpoint ? checkpoint : "best";
-    if (strcmp(ck, "best") && strcmp(ck, "last")) return th_errf(err, "--checkpoint must be best or last, got '%s'", ck);
-    snprintf(t->ckpt, sizeof t->ckpt, "%s/checkpoints/%s.h5", run_dir, ck);
-    if (access(t->ckpt, R_OK)) return th_errf(err, "no checkpoint %s (has the run completed an epoch?)", t->ckpt);
-    const th_config *cfg = t->cfg;
-    if (cfg->data.n_labels == 0)
-        return th_errf(err, "%s names no labels: it comes from an older run; add data.labels to it", path);
-    if (th_model_create(&t->model, &cfg->model, cfg->data.n_labels, max_batch > 0 ? max_batch : cfg->train.batch_per_rank,
-                        err))
-        return -1;
-    if (th_model_set_threads(&t->model, cfg->runtime.threads_per_rank, err)) return -1;
-    if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
-    th_input_init(&t->input, cfg, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
-    return 0;
-}
-
-void th_trained_close(th_trained *t)
-{
-    th_model_free(&t->model);
-    free(t->cfg);
-    memset(t, 0, sizeof *t);
-}
-
-int th_trained_load_png(const th_trained *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err)
-{
-    int H = t->cfg->model.h, W = t->cfg->model.w;
-    th_image src;
-    if (th_image_read_png(path, &src, err)) return -1;
-    int rc = th_image_resize(src.px, src.w, src.h, img, W, H, err);
-    size_t used = 0;
-    warn[0] = '\0';
-    if (!rc && (src.w != W || src.h != H))
-        used += (size_t)snprintf(warn + used, warn_cap - used, "%dx%d resized to the model's %dx%d; ", src.w, src.h, W, H);
-    if (!rc && used < warn_cap && src.depth > 8)
-        used += (size_t)snprintf(warn + used, warn_cap - used, "%d-bit samples reduced to 8; ", src.depth);
-    if (!rc && used < warn_cap && src.channels >= 3)
-        used += (size_t)snprintf(warn + used, warn_cap - used, "colour reduced to luminance; ");
-    if (!rc && used < warn_cap) {
-        double s = 0, s2 = 0;
-        for (int p = 0; p < H * W; p++) {
-            s += img[p] / 255.0;
-            s2 += (img[p] / 255.0) * (img[p] / 255.0);
-        }
-        double mean = s / (H * W), sd = sqrt(fmax(s2 / (H * W) - mean * mean, 0));
-        double tm = t->st.norm_mean, ts = t->st.norm_std;
-        if (ts > 0 && (fabs(mean - tm) > 1.5 * ts || sd < 0.3 * ts || sd > 2.5 * ts))
-            used += (size_t)snprintf(warn + used, warn_cap - used,
-                                     "intensity mean %.2f sd %.2f unlike the training set's %.2f sd %.2f; ", mean, sd,
-                                     tm, ts);
-    }
-    if (used >= 2 && used < warn_cap) warn[used - 2] = '\0'; /* drop the last "; " */
-    th_image_free(&src);
-    return rc;
-}
 
 typedef struct eval {
     const th_eval_opts *opts;

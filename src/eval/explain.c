@@ -3,12 +3,13 @@
  *
  * Every rank: the run (config, checkpoint, input transform), the dataset
  * index, the list of (image, label) items broadcast by rank 0, and the maps
- * and PNG overlays of the items whose image it owns. Rank 0: the selection,
- * the gathered maps put back in item order, cam/maps.h5 and cam/pointing.csv.
+ * and PNG overlays of the items whose image it owns. Rank 0: the selection
+ * (explain_select.c), the gathered maps put back in item order, cam/maps.h5
+ * and cam/pointing.csv.
  * As in evaluate.c, a failure on any rank is agreed on before the next
  * collective, so no rank waits forever.
  */
-#include "thorax/explain.h"
+#include "explain_impl.h"
 
 #include <limits.h>
 #include <math.h>
@@ -19,20 +20,15 @@
 #include <unistd.h>
 
 #include "thorax/cam.h"
-#include "thorax/csv.h"
 #include "thorax/dataset.h"
 #include "thorax/dist.h"
 #include "thorax/evaluate.h"
 #include "thorax/fsutil.h"
 #include "thorax/input.h"
+#include "thorax/overlay.h"
 #include "thorax/report.h"
 #include "thorax/split.h"
 #include "thorax/train.h"
-
-/* An item, one (image, label) pair to map, is IT_INTS ints so that the list
- * is broadcast as one int array: the dataset row, the run's label index,
- * the th_explain_kind and the rank that computes it. */
-enum { IT_ROW = 0, IT_LABEL, IT_KIND, IT_OWNER, IT_INTS };
 
 /* A gathered map row is width floats: the map at image resolution [H*W],
  * at feature resolution [fh*fw], then these three. */
@@ -44,28 +40,6 @@ const char *th_explain_kind_name(th_explain_kind kind)
 {
     return kind >= TH_EXPLAIN_NAMED && kind <= TH_EXPLAIN_FN ? kind_names[kind] : "unknown";
 }
-
-typedef struct explain {
-    const th_explain_opts *opts;
-    MPI_Comm comm;
-    int rank, size;
-    th_trained run;
-    th_config *cfg;             /* run.cfg */
-    th_cam_method method;
-    int layer;                  /* the layer Grad-CAM reads; -1 for saliency */
-    int top_k, which;           /* top-k mode: K and the split ranked */
-    th_dataset ds;
-    int ds_open;
-    int n_labels;               /* the run's labels: model output k is column label_col[k] of the file */
-    int label_col[TH_MAX_LABELS];
-    int only_label;             /* -1, or the one run label to map */
-    uint8_t *split;             /* [N], rank 0 */
-    int n_items, cap_items;
-    int *items;                 /* [n_items, IT_INTS] */
-    int hw, fhw, width;         /* map sizes; floats per gathered row */
-    int n_mine;
-    float *mine;                /* [n_mine, width]: this rank's maps, in item order */
-} explain;
 
 /* ---- setup (every rank) --------------------------------------------------- */
 
@@ -150,191 +124,6 @@ static int resolve_labels(explain *e, th_err *err)
     return th_errf(err, "--label %s is not a label of the run %s (its labels: %s)", want, e->opts->run_dir, have);
 }
 
-static int wanted_label(const explain *e, int k) { return e->only_label < 0 || e->only_label == k; }
-
-static uint8_t truth(const explain *e, int row, int k)
-{
-    return e->ds.labels[(size_t)row * e->ds.n_labels + e->label_col[k]];
-}
-
-/* ---- selection (rank 0) ----------------------------------------------------- */
-
-static int add_item(explain *e, int row, int label, th_explain_kind kind, th_err *err)
-{
-    if (e->n_items == e->cap_items) {
-        int cap = e->cap_items ? 2 * e->cap_items : 64;
-        int *more = realloc(e->items, sizeof(int) * IT_INTS * (size_t)cap);
-        if (!more) return th_errf(err, "out of memory selecting %d maps", cap);
-        e->items = more;
-        e->cap_items = cap;
-    }
-    int *it = e->items + (size_t)e->n_items++ * IT_INTS;
-    it[IT_ROW] = row;
-    it[IT_LABEL] = label;
-    it[IT_KIND] = kind;
-    it[IT_OWNER] = 0;
-    return 0;
-}
-
-/* Image names of the file, sorted, to find rows by name. */
-typedef struct named_row {
-    const char *name;
-    int row;
-} named_row;
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const named_row *)a)->name, ((const named_row *)b)->name);
-}
-
-static named_row *name_index(const th_dataset *ds, th_err *err)
-{
-    named_row *idx = malloc(sizeof *idx * (size_t)(ds->n + 1));
-    if (!idx) {
-        th_errf(err, "out of memory indexing the %d image names of %s", ds->n, ds->path);
-        return NULL;
-    }
-    for (int i = 0; i < ds->n; i++) idx[i] = (named_row){ds->image_name[i], i};
-    qsort(idx, (size_t)ds->n, sizeof *idx, by_name);
-    return idx;
-}
-
-static int find_row(const named_row *idx, int n, const char *name)
-{
-    named_row key = {name, -1};
-    const named_row *hit = bsearch(&key, idx, (size_t)n, sizeof *idx, by_name);
-    return hit ? hit->row : -1;
-}
-
-/* --images: every named image (once, in the order given) with every wanted label. */
-static int select_named(explain *e, const named_row *idx, th_err *err)
-{
-    char *list = strdup(e->opts->images), *save = NULL;
-    uint8_t *seen = calloc((size_t)e->ds.n + 1, 1);
-    int rc = list && seen ? 0 : th_errf(err, "out of memory reading --images");
-    for (char *name = list ? strtok_r(list, ",", &save) : NULL; name && !rc; name = strtok_r(NULL, ",", &save)) {
-        int row = find_row(idx, e->ds.n, name);
-        if (row < 0) {
-            rc = th_errf(err, "--images: %s has no image named '%s' (its names look like '%s')", e->ds.path, name,
-                         e->ds.n ? e->ds.image_name[0] : "");
-            break;
-        }
-        if (seen[row]) continue;
-        seen[row] = 1;
-        for (int k = 0; k < e->n_labels && !rc; k++)
-            if (wanted_label(e, k)) rc = add_item(e, row, k, TH_EXPLAIN_NAMED, err);
-    }
-    if (!rc && e->n_items == 0) rc = th_errf(err, "--images names no image");
-    free(list);
-    free(seen);
-    return rc;
-}
-
-/* A ranked candidate; ties go to the lower dataset row either way. */
-typedef struct ranked {
-    double p;
-    int row;
-} ranked;
-
-static int by_p_desc(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->p != y->p) return x->p > y->p ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row);
-}
-
-static int by_p_asc(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->p != y->p) return x->p < y->p ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row);
-}
-
-static int csv_column(const th_csv *csv, const char *name)
-{
-    for (int c = 0; c < csv->header.n_fields; c++)
-        if (!strcmp(csv->header.fields[c], name)) return c;
-    return -1;
-}
-
-/* The predictions file's rows as dataset rows, each checked to be an image
- * of the split ranked: a file from another dataset or split is stale. */
-static int prediction_rows(explain *e, const th_csv *csv, const named_row *idx, int image_col, int *rows, th_err *err)
-{
-    const char *split = th_split_name(e->which);
-    for (int r = 0; r < csv->n_rows; r++) {
-        const th_csv_row *cr = &csv->rows[r];
-        if (cr->n_fields != csv->header.n_fields)
-            return th_errf(err, "%s:%d: %d fields, the header has %d", csv->path, cr->line, cr->n_fields,
-                           csv->header.n_fields);
-        const char *name = cr->fields[image_col];
-        rows[r] = find_row(idx, e->ds.n, name);
-        if (rows[r] < 0)
-            return th_errf(err, "%s:%d: image '%s' is not in %s (stale predictions? rerun thorax eval %s --split %s)",
-                           csv->path, cr->line, name, e->ds.path, e->opts->run_dir, split);
-        if (e->split[rows[r]] != e->which)
-            return th_errf(err, "%s:%d: image '%s' is not in the %s split of this run (stale predictions? rerun "
-                           "thorax eval %s --split %s)", csv->path, cr->line, name, split, e->opts->run_dir, split);
-    }
-    return 0;
-}
-
-/* One label's TP, FP and FN items from the ranked predictions. */
-static int select_label(explain *e, const th_csv *csv, const int *rows, int p_col, int k, ranked *pos, ranked *neg,
-                        th_err *err)
-{
-    int n_pos = 0, n_neg = 0, rc = 0;
-    for (int r = 0; r < csv->n_rows; r++) {
-        const char *s = csv->rows[r].fields[p_col];
-        char *end;
-        double p = strtod(s, &end);
-        if (end == s || *end || !isfinite(p))
-            return th_errf(err, "%s:%d: %s is '%s', not a probability", csv->path, csv->rows[r].line,
-                           csv->header.fields[p_col], s);
-        ranked c = {p, rows[r]};
-        if (truth(e, rows[r], k)) pos[n_pos++] = c;
-        else neg[n_neg++] = c;
-    }
-    int K = e->top_k;
-    qsort(pos, (size_t)n_pos, sizeof *pos, by_p_desc);
-    qsort(neg, (size_t)n_neg, sizeof *neg, by_p_desc);
-    int n_tp = n_pos < K ? n_pos : K, n_fp = n_neg < K ? n_neg : K;
-    for (int j = 0; j < n_tp && !rc; j++) rc = add_item(e, pos[j].row, k, TH_EXPLAIN_TP, err);
-    for (int j = 0; j < n_fp && !rc; j++) rc = add_item(e, neg[j].row, k, TH_EXPLAIN_FP, err);
-    /* FN: the lowest of the positives left after the TPs. */
-    int rest = n_pos - n_tp, n_fn = rest < K ? rest : K;
-    qsort(pos + n_tp, (size_t)rest, sizeof *pos, by_p_asc);
-    for (int j = 0; j < n_fn && !rc; j++) rc = add_item(e, pos[n_tp + j].row, k, TH_EXPLAIN_FN, err);
-    return rc;
-}
-
-static int select_top_k(explain *e, const th_explain_result *res, const named_row *idx, th_err *err)
-{
-    th_csv csv;
-    if (th_csv_read(&csv, res->predictions, err)) return -1;
-    int rc = 0, image_col = csv_column(&csv, "image");
-    if (image_col < 0) rc = th_errf(err, "%s has no 'image' column", csv.path);
-    int *rows = malloc(sizeof(int) * (size_t)(csv.n_rows + 1));
-    ranked *pos = malloc(sizeof(ranked) * (size_t)(csv.n_rows + 1));
-    ranked *neg = malloc(sizeof(ranked) * (size_t)(csv.n_rows + 1));
-    if (!rc && (!rows || !pos || !neg)) rc = th_errf(err, "out of memory reading %s", csv.path);
-    if (!rc) rc = prediction_rows(e, &csv, idx, image_col, rows, err);
-    for (int k = 0; k < e->n_labels && !rc; k++) {
-        if (!wanted_label(e, k)) continue;
-        char col[TH_LABEL_MAX + 3];
-        snprintf(col, sizeof col, "p_%s", e->cfg->data.labels[k]);
-        int p_col = csv_column(&csv, col);
-        if (p_col < 0) rc = th_errf(err, "%s has no column %s (stale predictions? rerun thorax eval)", csv.path, col);
-        else rc = select_label(e, &csv, rows, p_col, k, pos, neg, err);
-    }
-    if (!rc && e->n_items == 0) rc = th_errf(err, "%s lists no images to map", csv.path);
-    free(rows);
-    free(pos);
-    free(neg);
-    th_csv_free(&csv);
-    return rc;
-}
-
 /* Whole patients per rank over the selected images, balanced by image count:
  * a rank reads each of its images once for all of that image's labels. */
 static int deal(explain *e, th_err *err)
@@ -360,10 +149,7 @@ static int plan(explain *e, th_explain_result *res, th_err *err)
     if (!e->split) return th_errf(err, "out of memory");
     /* The same split as training: a function of the config and the file. */
     if (th_plan_split(e->cfg, &e->ds, e->label_col, e->n_labels, e->split, NULL, err)) return -1;
-    named_row *idx = name_index(&e->ds, err);
-    if (!idx) return -1;
-    int rc = e->opts->images ? select_named(e, idx, err) : select_top_k(e, res, idx, err);
-    free(idx);
+    int rc = explain_select(e, res, err);
     if (!rc && (long)e->n_items * e->width > INT_MAX)
         rc = th_errf(err, "%d maps of %dx%d are too many to gather at once: map fewer images or a smaller top-k",
                      e->n_items, res->h, res->w);
@@ -416,7 +202,7 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
     if (th_cam_png_name(name, sizeof name, image, label, e->method, err)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     caption(e, it, prob, text, sizeof text);
-    return th_cam_overlay_write_captioned(path, img, out, e->cfg->model.h, e->cfg->model.w, text, err);
+    return th_overlay_write_captioned(path, img, out, e->cfg->model.h, e->cfg->model.w, text, err);
 }
 
 static int compute_share(explain *e, const char *dir, th_err *err)

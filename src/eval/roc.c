@@ -2,95 +2,37 @@
  * average precision (see thorax/roc.h).
  *
  * Every quantity comes from one sort of the scores in decreasing order and a
- * sweep over the groups of tied scores. In a group with dpos positives and
- * dneg negatives, below which lie neg_below negatives and above which lie
- * pos_above positives, each positive's placement value (DeLong's V10) is
- * (neg_below + dneg/2) / n_neg and each negative's (V01) is
+ * sweep over the groups of tied scores (th_scores_rank, th_scores_tie_group
+ * and the AUC itself from thorax/auc.h, which training uses too). In a group
+ * with dpos positives and dneg negatives, below which lie neg_below negatives
+ * and above which lie pos_above positives, each positive's placement value
+ * (DeLong's V10) is (neg_below + dneg/2) / n_neg and each negative's (V01) is
  * (pos_above + dpos/2) / n_pos. These are Sun and Xu's midrank expressions
  * (Tz - Tx) / n and 1 - (Tz - Ty) / m, read off the sorted order directly, so
- * the AUC, its variance and the curve share one O(n log n) pass.
+ * the AUC, its variance and the curve share one O(n log n) sort.
  */
 #include "thorax/roc.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-typedef struct {
-    float score;
-    uint8_t y;
-} scored;
-
-/* Decreasing score: the sweep meets the highest threshold first, as the
- * ROC curve does. NaN never gets here (rank_scores refuses it). */
-static int by_score_desc(const void *a, const void *b)
+/* AUC and DeLong's variance from sorted scores with both classes present. */
+static void delong_sorted(const th_scored *s, int n, long n_pos, long n_neg, double *auc, double *var)
 {
-    float x = ((const scored *)a)->score, z = ((const scored *)b)->score;
-    return (x < z) - (x > z);
-}
-
-/* Gathers score[i * stride], y[i * stride] into a malloc'd array sorted by
- * decreasing score and counts the positives. */
-static int rank_scores(int n, const float *score, const uint8_t *y, int stride, scored **out, long *n_pos, th_err *err)
-{
-    *out = NULL;
-    *n_pos = 0;
-    if (n < 0) return th_errf(err, "negative number of cases (%d)", n);
-    scored *s = malloc(sizeof *s * (size_t)(n > 0 ? n : 1));
-    if (!s) return th_errf(err, "out of memory sorting %d scores", n);
-    for (int i = 0; i < n; i++) {
-        s[i].score = score[(size_t)i * (size_t)stride];
-        s[i].y = y[(size_t)i * (size_t)stride] ? 1 : 0;
-        if (isnan(s[i].score)) {
-            free(s);
-            return th_errf(err, "the score of case %d is NaN", i);
-        }
-        *n_pos += s[i].y;
-    }
-    qsort(s, (size_t)n, sizeof *s, by_score_desc);
-    *out = s;
-    return 0;
-}
-
-/* Returns the end of the group of scores tied with s[i], counting its classes. */
-static int tie_group(const scored *s, int n, int i, long *dpos, long *dneg)
-{
-    int j = i;
-    long pos = 0;
-    while (j < n && s[j].score == s[i].score) pos += s[j++].y;
-    *dpos = pos;
-    *dneg = (long)(j - i) - pos;
-    return j;
-}
-
-/* AUC and DeLong's variance from sorted scores with both classes present.
- * The AUC is accumulated in integers (twice the number of pairs won, ties
- * counting one) so that it is exact before the final division. */
-static void delong_sorted(const scored *s, int n, long n_pos, long n_neg, double *auc, double *var)
-{
-    double won2 = 0;
-    long neg_above = 0;
-    for (int i = 0; i < n;) {
-        long dpos, dneg;
-        i = tie_group(s, n, i, &dpos, &dneg);
-        long neg_below = n_neg - neg_above - dneg;
-        won2 += (double)dpos * (double)(2 * neg_below + dneg);
-        neg_above += dneg;
-    }
-    double a = won2 / (2.0 * (double)n_pos * (double)n_neg);
+    double a = th_auc_sorted(s, n, n_pos, n_neg);
     *auc = a;
     if (!var) return;
     if (n_pos < 2 || n_neg < 2) {
         *var = NAN;
         return;
     }
-    /* Second pass, around the known mean, for the sample variances of the
+    /* A second pass, around the known mean, for the sample variances of the
      * placement values (S10 over positives, S01 over negatives). */
     double s10 = 0, s01 = 0;
-    long pos_above = 0;
-    neg_above = 0;
+    long pos_above = 0, neg_above = 0;
     for (int i = 0; i < n;) {
         long dpos, dneg;
-        i = tie_group(s, n, i, &dpos, &dneg);
+        i = th_scores_tie_group(s, n, i, &dpos, &dneg);
         long neg_below = n_neg - neg_above - dneg;
         double v10 = ((double)neg_below + 0.5 * (double)dneg) / (double)n_neg;
         double v01 = ((double)pos_above + 0.5 * (double)dpos) / (double)n_pos;
@@ -108,44 +50,21 @@ int th_auc_delong(int n, const float *score, const uint8_t *y, int stride, doubl
 {
     *auc = NAN;
     if (var) *var = NAN;
-    scored *s;
+    th_scored *s;
     long n_pos;
-    if (rank_scores(n, score, y, stride, &s, &n_pos, err)) return -1;
+    if (th_scores_rank(n, score, y, stride, &s, &n_pos, err)) return -1;
     long n_neg = n - n_pos;
     if (n_pos > 0 && n_neg > 0) delong_sorted(s, n, n_pos, n_neg, auc, var);
     free(s);
     return 0;
 }
 
-double th_auc(int n, const float *score, const uint8_t *y, int stride)
-{
-    double auc;
-    if (th_auc_delong(n, score, y, stride, &auc, NULL, NULL)) return NAN;
-    return auc;
-}
-
-double th_auc_macro(int n, int l, const float *p, const uint8_t *y, double *auc, int *n_defined)
-{
-    double sum = 0;
-    int defined = 0;
-    for (int k = 0; k < l; k++) {
-        double a = th_auc(n, p + k, y + k, l);
-        if (auc) auc[k] = a;
-        if (!isnan(a)) {
-            sum += a;
-            defined++;
-        }
-    }
-    if (n_defined) *n_defined = defined;
-    return defined ? sum / defined : NAN;
-}
-
 int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc *roc, th_err *err)
 {
     *roc = (th_roc){0};
-    scored *s;
+    th_scored *s;
     long n_pos;
-    if (rank_scores(n, score, y, stride, &s, &n_pos, err)) return -1;
+    if (th_scores_rank(n, score, y, stride, &s, &n_pos, err)) return -1;
     roc->n_pos = n_pos;
     roc->n_neg = n - n_pos;
     if (n_pos == 0 || roc->n_neg == 0) {
@@ -155,7 +74,7 @@ int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc
     int n_groups = 0;
     for (int i = 0; i < n; n_groups++) {
         long dpos, dneg;
-        i = tie_group(s, n, i, &dpos, &dneg);
+        i = th_scores_tie_group(s, n, i, &dpos, &dneg);
     }
     size_t cap = (size_t)n_groups + 1;
     roc->threshold = malloc(sizeof(double) * cap);
@@ -173,7 +92,7 @@ int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc
     for (int i = 0; i < n; k++) {
         long dpos, dneg;
         roc->threshold[k] = s[i].score;
-        i = tie_group(s, n, i, &dpos, &dneg);
+        i = th_scores_tie_group(s, n, i, &dpos, &dneg);
         tp += dpos;
         fp += dneg;
         roc->tpr[k] = (double)tp / (double)n_pos;
@@ -193,7 +112,7 @@ void th_roc_free(th_roc *roc)
 }
 
 /* All metrics of one label from its sorted scores (both classes present). */
-static void label_metrics_sorted(const scored *s, int n, long n_pos, long n_neg, th_label_metrics *m)
+static void label_metrics_sorted(const th_scored *s, int n, long n_pos, long n_neg, th_label_metrics *m)
 {
     delong_sorted(s, n, n_pos, n_neg, &m->auc, &m->auc_var);
     if (isnan(m->auc_var)) {
@@ -214,7 +133,7 @@ static void label_metrics_sorted(const scored *s, int n, long n_pos, long n_neg,
     for (int i = 0; i < n;) {
         long dpos, dneg;
         float thr = s[i].score;
-        i = tie_group(s, n, i, &dpos, &dneg);
+        i = th_scores_tie_group(s, n, i, &dpos, &dneg);
         tp += dpos;
         fp += dneg;
         long long j = (long long)tp * n_neg - (long long)fp * n_pos;
@@ -241,9 +160,9 @@ int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_
         th_label_metrics *m = &out[k];
         *m = (th_label_metrics){.auc = NAN, .auc_lo = NAN, .auc_hi = NAN, .auc_var = NAN, .threshold = NAN,
                                 .sensitivity = NAN, .specificity = NAN, .ap = NAN};
-        scored *s;
+        th_scored *s;
         long n_pos;
-        if (rank_scores(n, p + k, y + k, l, &s, &n_pos, err))
+        if (th_scores_rank(n, p + k, y + k, l, &s, &n_pos, err))
             return th_err_prefix(err, "metrics of label %d: ", k);
         m->n_pos = n_pos;
         m->n_neg = n - n_pos;

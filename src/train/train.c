@@ -32,10 +32,10 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "thorax/auc.h"
 #include "thorax/clock.h"
 #include "thorax/loss.h"
 #include "thorax/predict.h"
-#include "thorax/roc.h"
 #include "thorax/schedule.h"
 #include "thorax/split.h"
 

@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "thorax/cam.h"
 #include "thorax/model.h"
+#include "thorax/overlay.h"
 
 enum { N = 2, C = 1, H = 12, W = 12, L = 3 };
 
@@ -613,24 +614,24 @@ static void test_overlay(void)
     map[5 * OW + 7] = 2.0f;   /* the maximum */
     map[6 * OW + 7] = 0.5f;   /* a quarter: opacity half of the maximum's */
     map[20 * OW + 3] = -1.0f; /* negative evidence: not drawn */
-    int ow = th_cam_overlay_width(OW);
+    int ow = th_overlay_width(OW);
     CHECK(ow > OW + 6);
     uint8_t *rgb = malloc((size_t)OH * ow * 3);
-    th_cam_overlay_rgb(xray, map, OH, OW, rgb);
+    th_overlay_rgb(xray, map, OH, OW, rgb);
     uint8_t hot[3], cold[3], quarter[3];
-    th_cam_colormap(1.0f, hot);
-    th_cam_colormap(0.0f, cold);
-    th_cam_colormap(64.0f / 255.0f, quarter);
+    th_overlay_colormap(1.0f, hot);
+    th_overlay_colormap(0.0f, cold);
+    th_overlay_colormap(64.0f / 255.0f, quarter);
     CHECK(hot[0] > 100 && hot[1] < 60 && hot[2] < 60);    /* turbo ends dark red */
     CHECK(cold[2] > cold[0] && cold[2] > cold[1]);         /* and starts dark blue */
     const uint8_t *px = rgb + ((size_t)5 * ow + 7) * 3;
     float g = xray[5 * OW + 7];
     for (int k = 0; k < 3; k++)
-        CHECK_NEAR(px[k], (1 - TH_CAM_ALPHA_MAX) * g + TH_CAM_ALPHA_MAX * hot[k], 0.51);
+        CHECK_NEAR(px[k], (1 - TH_OVERLAY_ALPHA_MAX) * g + TH_OVERLAY_ALPHA_MAX * hot[k], 0.51);
     px = rgb + ((size_t)6 * ow + 7) * 3;
     g = xray[6 * OW + 7];
     for (int k = 0; k < 3; k++)
-        CHECK_NEAR(px[k], (1 - 0.5f * TH_CAM_ALPHA_MAX) * g + 0.5f * TH_CAM_ALPHA_MAX * quarter[k], 0.51);
+        CHECK_NEAR(px[k], (1 - 0.5f * TH_OVERLAY_ALPHA_MAX) * g + 0.5f * TH_OVERLAY_ALPHA_MAX * quarter[k], 0.51);
     const int grey[2] = {20 * OW + 3, 30 * OW + 30};
     for (int j = 0; j < 2; j++) {
         px = rgb + ((size_t)(grey[j] / OW) * ow + grey[j] % OW) * 3;
@@ -642,7 +643,7 @@ static void test_overlay(void)
 
     /* An all-zero map leaves the X-ray untouched. */
     for (int i = 0; i < OH * OW; i++) map[i] = 0.0f;
-    th_cam_overlay_rgb(xray, map, OH, OW, rgb);
+    th_overlay_rgb(xray, map, OH, OW, rgb);
     int untouched = 1;
     for (int y = 0; y < OH; y++)
         for (int x = 0; x < OW; x++) untouched &= rgb[((size_t)y * ow + x) * 3 + 1] == xray[y * OW + x];
@@ -653,7 +654,7 @@ static void test_overlay(void)
     CHECK(fd >= 0);
     close(fd);
     th_err err;
-    CHECK(th_cam_overlay_write(path, xray, map, OH, OW, &err) == 0);
+    CHECK(th_overlay_write(path, xray, map, OH, OW, &err) == 0);
     FILE *fp = fopen(path, "rb");
     unsigned char sig[8] = {0};
     CHECK(fp && fread(sig, 1, 8, fp) == 8 && sig[1] == 'P' && sig[2] == 'N' && sig[3] == 'G');
@@ -661,7 +662,7 @@ static void test_overlay(void)
 
     /* A caption adds a strip under the overlay: the PNG grows taller, not wider. */
     unsigned char head[24] = {0};
-    CHECK(th_cam_overlay_write_captioned(path, xray, map, OH, OW, "Nodule TP\np=0.93 y=1", &err) == 0);
+    CHECK(th_overlay_write_captioned(path, xray, map, OH, OW, "Nodule TP\np=0.93 y=1", &err) == 0);
     fp = fopen(path, "rb");
     CHECK(fp && fread(head, 1, 24, fp) == 24);
     if (fp) fclose(fp);

@@ -1,4 +1,4 @@
-/* plot.c - line plots on cairo (see thorax/plot.h).
+/* plot_draw.c - a figure's layout and drawing on cairo (see plot_impl.h).
  *
  * Layout is computed from measured text, not fixed margins, so that tick
  * labels of any width fit: the bottom margin depends only on font heights,
@@ -6,44 +6,12 @@
  * the left margin, hence the plot width and the x ticks. Sizes scale with the
  * panel (600 px reference), so a figure rendered larger stays proportioned.
  */
-#include "thorax/plot.h"
+#include "plot_impl.h"
 
-#include <cairo.h>
 #include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "thorax/fsutil.h"
-
-enum { MAX_TICKS = 160 }; /* decades with their minor ticks fit */
-
 #define TH_PI 3.14159265358979323846
-
-typedef struct {
-    int n;
-    double *x, *y;
-    char *label;
-    int style, color, dashed;
-} plot_series;
-
-struct th_plot {
-    char *title, *xlabel, *ylabel;
-    int x_fixed, y_fixed, log_x, diagonal;
-    double x_lo, x_hi, y_lo, y_hi;
-    th_legend_pos legend;
-    plot_series *series;
-    int n_series, cap_series;
-    int failed; /* an allocation failed while building; reported on write */
-};
-
-struct th_figure {
-    int width, height, n_cols;
-    char *title;
-    int failed;
-    th_plot *panels;
-};
 
 /* matplotlib's tab10: distinct hues that stay apart for colour-blind readers
  * better than a rainbow, and familiar from notebooks. */
@@ -54,243 +22,6 @@ static const double palette[10][3] = {
     {0xe3 / 255.0, 0x77 / 255.0, 0xc2 / 255.0}, {0x7f / 255.0, 0x7f / 255.0, 0x7f / 255.0},
     {0xbc / 255.0, 0xbd / 255.0, 0x22 / 255.0}, {0x17 / 255.0, 0xbe / 255.0, 0xcf / 255.0},
 };
-
-/* ---- building ------------------------------------------------------------ */
-
-static char *dup_or_null(const char *s, int *failed)
-{
-    if (!s) return NULL;
-    char *d = strdup(s);
-    if (!d) *failed = 1;
-    return d;
-}
-
-th_figure *th_figure_new(int width, int height, int n_cols, const char *title, th_err *err)
-{
-    if (width < 64 || height < 64 || n_cols < 1 || width / n_cols < 64 || width > 16384 || height > 16384) {
-        th_errf(err, "cannot make a %dx%d figure of %d panels", width, height, n_cols);
-        return NULL;
-    }
-    th_figure *f = calloc(1, sizeof *f);
-    th_plot *panels = calloc((size_t)n_cols, sizeof *panels);
-    if (!f || !panels) {
-        free(f);
-        free(panels);
-        th_errf(err, "out of memory for a figure");
-        return NULL;
-    }
-    f->width = width;
-    f->height = height;
-    f->n_cols = n_cols;
-    f->panels = panels;
-    f->title = dup_or_null(title, &f->failed);
-    return f;
-}
-
-static void plot_clear(th_plot *p)
-{
-    free(p->title);
-    free(p->xlabel);
-    free(p->ylabel);
-    for (int i = 0; i < p->n_series; i++) {
-        free(p->series[i].x);
-        free(p->series[i].y);
-        free(p->series[i].label);
-    }
-    free(p->series);
-}
-
-void th_figure_free(th_figure *f)
-{
-    if (!f) return;
-    for (int k = 0; k < f->n_cols; k++) plot_clear(&f->panels[k]);
-    free(f->panels);
-    free(f->title);
-    free(f);
-}
-
-th_plot *th_figure_panel(th_figure *f, int k)
-{
-    return f && k >= 0 && k < f->n_cols ? &f->panels[k] : NULL;
-}
-
-void th_plot_labels(th_plot *p, const char *title, const char *xlabel, const char *ylabel)
-{
-    free(p->title);
-    free(p->xlabel);
-    free(p->ylabel);
-    p->title = dup_or_null(title, &p->failed);
-    p->xlabel = dup_or_null(xlabel, &p->failed);
-    p->ylabel = dup_or_null(ylabel, &p->failed);
-}
-
-void th_plot_xrange(th_plot *p, double lo, double hi)
-{
-    if (!(lo < hi) || !isfinite(lo) || !isfinite(hi)) return;
-    p->x_fixed = 1;
-    p->x_lo = lo;
-    p->x_hi = hi;
-}
-
-void th_plot_yrange(th_plot *p, double lo, double hi)
-{
-    if (!(lo < hi) || !isfinite(lo) || !isfinite(hi)) return;
-    p->y_fixed = 1;
-    p->y_lo = lo;
-    p->y_hi = hi;
-}
-
-void th_plot_log_x(th_plot *p) { p->log_x = 1; }
-void th_plot_diagonal(th_plot *p) { p->diagonal = 1; }
-void th_plot_legend(th_plot *p, th_legend_pos pos) { p->legend = pos; }
-
-void th_plot_series(th_plot *p, int n, const double *x, const double *y, const char *label, int style)
-{
-    if (n < 0) n = 0;
-    if (p->n_series == p->cap_series) {
-        int cap = p->cap_series ? 2 * p->cap_series : 8;
-        plot_series *bigger = realloc(p->series, sizeof *bigger * (size_t)cap);
-        if (!bigger) {
-            p->failed = 1;
-            return;
-        }
-        p->series = bigger;
-        p->cap_series = cap;
-    }
-    plot_series *s = &p->series[p->n_series];
-    *s = (plot_series){.n = n, .style = style};
-    size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
-    s->x = malloc(bytes);
-    s->y = malloc(bytes);
-    s->label = dup_or_null(label, &p->failed);
-    if (!s->x || !s->y) {
-        free(s->x);
-        free(s->y);
-        free(s->label);
-        p->failed = 1;
-        return;
-    }
-    if (n > 0) {
-        memcpy(s->x, x, sizeof(double) * (size_t)n);
-        memcpy(s->y, y, sizeof(double) * (size_t)n);
-    }
-    int explicit_color = (style >> 8) & 0xff;
-    int auto_index = p->n_series;
-    s->color = explicit_color ? explicit_color - 1 : auto_index % 10;
-    /* Past the ten colours the palette comes round again, dashed, so that
-     * eleven or fourteen labels still tell apart. */
-    s->dashed = (style & TH_PLOT_DASHED) || (!explicit_color && auto_index >= 10);
-    p->n_series++;
-}
-
-/* ---- ticks --------------------------------------------------------------- */
-
-int th_plot_nice_ticks(double lo, double hi, int target, double *ticks, int cap, double *step)
-{
-    if (!(lo < hi) || !isfinite(lo) || !isfinite(hi)) {
-        if (step) *step = 0;
-        return 0;
-    }
-    if (target < 1) target = 1;
-    double raw = (hi - lo) / target;
-    double mag = pow(10, floor(log10(raw)));
-    double frac = raw / mag, nice;
-    /* Thresholds at the geometric midpoints between 1, 2, 5 and 10. */
-    if (frac < 1.5)
-        nice = 1;
-    else if (frac < 3.5)
-        nice = 2;
-    else if (frac < 7.5)
-        nice = 5;
-    else
-        nice = 10;
-    double st = nice * mag;
-    if (step) *step = st;
-    double eps = st * 1e-9;
-    double first = ceil((lo - eps) / st);
-    int count = 0;
-    for (double k = first; k * st <= hi + eps; k++) {
-        double v = k * st;
-        if (fabs(v) < eps) v = 0; /* no "-0" label */
-        if (count < cap) ticks[count] = v;
-        count++;
-        if (count > 100000) break;
-    }
-    return count;
-}
-
-/* A tick: position on the axis (in data units, log10 for a log axis) and its
- * label, "10" with an exponent drawn raised when exp[0] is set. */
-typedef struct {
-    double at;
-    char text[32], exp[8];
-    int minor;
-} tick;
-
-static void format_linear(double v, double step, char *out, size_t cap)
-{
-    double a = fabs(v);
-    if (v != 0 && (a >= 1e6 || a < 1e-4)) {
-        snprintf(out, cap, "%.3g", v);
-        return;
-    }
-    int decimals = (int)ceil(-log10(step) - 1e-9);
-    if (decimals < 0) decimals = 0;
-    if (decimals > 8) decimals = 8;
-    snprintf(out, cap, "%.*f", decimals, v);
-}
-
-static int linear_ticks(double lo, double hi, int target, tick *t)
-{
-    double v[MAX_TICKS], step;
-    int n = th_plot_nice_ticks(lo, hi, target, v, MAX_TICKS, &step);
-    if (n > MAX_TICKS) n = MAX_TICKS;
-    for (int i = 0; i < n; i++) {
-        t[i] = (tick){.at = v[i]};
-        format_linear(v[i], step, t[i].text, sizeof t[i].text);
-    }
-    return n;
-}
-
-/* Ticks of a log10 axis spanning [lo, hi] in log10 units. Over four decades
- * or more: labelled decades (every k-th when there are many) with unlabelled
- * minor ticks at 2..9; over fewer, labels at 1, 2 and 5 times each power of
- * ten and minor ticks between; when that labels fewer than two, plain linear
- * ticks of the values. */
-static int log_ticks(double lo, double hi, int target, tick *t)
-{
-    int d0 = (int)ceil(lo - 1e-9), d1 = (int)floor(hi + 1e-9);
-    int n_dec = d1 - d0 + 1, n = 0, labelled = 0;
-    int every = n_dec >= 4 ? (n_dec + target - 1) / target : 1;
-    for (int d = d0 - 1; d <= d1 + 1; d++)
-        for (int m = 1; m <= 9 && n < MAX_TICKS; m++) {
-            double at = d + log10(m);
-            if (at < lo - 1e-9 || at > hi + 1e-9) continue;
-            int label = n_dec >= 4 ? m == 1 && (d - d0) % every == 0 : m == 1 || m == 2 || m == 5;
-            if (!label && n_dec > 12) continue; /* minor ticks would crowd */
-            t[n] = (tick){.at = at, .minor = !label};
-            if (label && n_dec >= 4) {
-                snprintf(t[n].text, sizeof t[n].text, "10");
-                snprintf(t[n].exp, sizeof t[n].exp, "%d", d);
-            } else if (label) {
-                snprintf(t[n].text, sizeof t[n].text, "%g", m * pow(10, d));
-            }
-            labelled += label;
-            n++;
-        }
-    if (labelled >= 2) return n;
-    double v[MAX_TICKS], step;
-    int m = th_plot_nice_ticks(pow(10, lo), pow(10, hi), target, v, MAX_TICKS, &step);
-    if (m > MAX_TICKS) m = MAX_TICKS;
-    n = 0;
-    for (int i = 0; i < m; i++) {
-        if (v[i] <= 0) continue;
-        t[n] = (tick){.at = log10(v[i])};
-        format_linear(v[i], step, t[n].text, sizeof t[n].text);
-        n++;
-    }
-    return n;
-}
 
 /* ---- text ---------------------------------------------------------------- */
 
@@ -655,7 +386,7 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
 
     tick yt[MAX_TICKS], xt[MAX_TICKS];
     int target_y = (int)fmax(3, fmin(10, fr.ph / (75 * s)));
-    int nyt = linear_ticks(fr.y0, fr.y1, target_y, yt);
+    int nyt = plot_linear_ticks(fr.y0, fr.y1, target_y, yt);
     double widest = 0;
     for (int i = 0; i < nyt; i++) widest = fmax(widest, tick_width(g, &yt[i], SIZE_TICK));
     double left = pad + (p->ylabel ? label_h + 12 * s : 0) + widest + gap + tick_len;
@@ -664,7 +395,7 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
     double pw_guess = w - left - pad;
     /* Decade labels are short: a log axis can carry more of them. */
     int target_x = (int)fmax(3, fmin(p->log_x ? 16 : 10, pw_guess / ((p->log_x ? 60 : 95) * s)));
-    int nxt = p->log_x ? log_ticks(fr.x0, fr.x1, target_x, xt) : linear_ticks(fr.x0, fr.x1, target_x, xt);
+    int nxt = p->log_x ? plot_log_ticks(fr.x0, fr.x1, target_x, xt) : plot_linear_ticks(fr.x0, fr.x1, target_x, xt);
     double right = pad;
     for (int i = nxt - 1; i >= 0; i--)
         if (!xt[i].minor) {
@@ -768,37 +499,10 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
     draw_legend(g, p, &fr);
 }
 
-/* ---- output -------------------------------------------------------------- */
+/* ---- the figure ------------------------------------------------------------ */
 
-static cairo_status_t to_strbuf(void *closure, const unsigned char *data, unsigned int len)
+void plot_draw_figure(cairo_t *cr, const th_figure *f)
 {
-    th_strbuf *b = closure;
-    /* th_strbuf is text-oriented (printf); PNG bytes are appended by hand. */
-    if (b->failed) return CAIRO_STATUS_WRITE_ERROR;
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + len + 1) cap *= 2;
-        char *bigger = realloc(b->data, cap);
-        if (!bigger) {
-            b->failed = 1;
-            return CAIRO_STATUS_NO_MEMORY;
-        }
-        b->data = bigger;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return CAIRO_STATUS_SUCCESS;
-}
-
-int th_figure_write_png(const th_figure *f, const char *path, th_err *err)
-{
-    int failed = f->failed;
-    for (int k = 0; k < f->n_cols; k++) failed |= f->panels[k].failed;
-    if (failed) return th_errf(err, "%s: out of memory while building the plot", path);
-
-    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, f->width, f->height);
-    cairo_t *cr = cairo_create(surface);
     double panel_w = (double)f->width / f->n_cols;
     pen g = {cr, fmin(2.5, fmax(0.75, fmin(panel_w, f->height) / 600.0))};
 
@@ -813,17 +517,4 @@ int th_figure_write_png(const th_figure *f, const char *path, th_err *err)
         top += 4 * g.s;
     }
     for (int k = 0; k < f->n_cols; k++) draw_panel(&g, &f->panels[k], k * panel_w, top, panel_w, f->height - top);
-
-    cairo_status_t st = cairo_status(cr);
-    th_strbuf png = {0};
-    if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png_stream(surface, to_strbuf, &png);
-    cairo_destroy(cr);
-    cairo_surface_destroy(surface);
-    if (st != CAIRO_STATUS_SUCCESS) {
-        th_strbuf_free(&png);
-        return th_errf(err, "%s: cannot render the plot: %s", path, cairo_status_to_string(st));
-    }
-    int rc = th_write_file_atomic(path, png.data, png.len, err);
-    th_strbuf_free(&png);
-    return rc;
 }

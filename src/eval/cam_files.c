@@ -1,0 +1,239 @@
+/* cam_files.c - the files under cam/: the overlay PNGs' names and the
+ * cam/maps.h5 writer (see thorax/cam.h).
+ */
+#include "thorax/cam.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
+                    th_err *err)
+{
+    /* The stem: up to the last '.' of the last path component, if any. */
+    const char *base = strrchr(image_name, '/');
+    base = base ? base + 1 : image_name;
+    const char *dot = strrchr(base, '.');
+    int stem = (int)(dot && dot > base ? (size_t)(dot - image_name) : strlen(image_name));
+    int len = snprintf(buf, size, "%.*s__%s__%s.png", stem, image_name, label, th_cam_method_name(method));
+    if (len < 0 || (size_t)len >= size)
+        return th_errf(err, "CAM file name for image '%s', label '%s' is too long", image_name, label);
+    for (int i = 0; i < stem; i++)
+        if (buf[i] == '/') buf[i] = '_';
+    return 0;
+}
+
+/* ---- cam/maps.h5 ---------------------------------------------------------- */
+
+static hid_t string_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+/* A dataset [rows, h, w] (rank 3) or [rows] (rank 1), chunked by row so
+ * that writing one row touches one chunk. */
+static hid_t create_rows(hid_t loc, const char *name, hid_t type, int rank, int rows, int h, int w)
+{
+    hsize_t dims[3] = {(hsize_t)rows, (hsize_t)h, (hsize_t)w};
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (rank == 3) {
+        hsize_t chunk[3] = {1, (hsize_t)h, (hsize_t)w};
+        H5Pset_chunk(dcpl, 3, chunk);
+        /* Grad-CAM and saliency maps are mostly zero or smooth: cheap wins. */
+        if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+            H5Pset_shuffle(dcpl);
+            H5Pset_deflate(dcpl, 1);
+        }
+    }
+    hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return d;
+}
+
+/* Writes row i of a dataset made by create_rows. */
+static int write_row(hid_t d, hid_t mem_type, int rank, int i, int h, int w, const void *data)
+{
+    hsize_t start[3] = {(hsize_t)i, 0, 0}, count[3] = {1, (hsize_t)h, (hsize_t)w};
+    hid_t fspace = H5Dget_space(d);
+    hid_t mspace = H5Screate_simple(rank, count, NULL);
+    herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (rc >= 0) rc = H5Dwrite(d, mem_type, mspace, fspace, H5P_DEFAULT, data);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    return rc < 0 ? -1 : 0;
+}
+
+static void close_ids(th_cam_writer *wr)
+{
+    for (int k = 0; k < TH_CAM_MAX_METHODS; k++) {
+        if (wr->maps[k] >= 0) H5Dclose(wr->maps[k]);
+        if (wr->feats[k] >= 0) H5Dclose(wr->feats[k]);
+        wr->maps[k] = wr->feats[k] = -1;
+    }
+    int64_t *ids[] = {&wr->index, &wr->image_name, &wr->label, &wr->prob};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+        if (*ids[k] >= 0) H5Dclose(*ids[k]);
+        *ids[k] = -1;
+    }
+}
+
+void th_cam_writer_abort(th_cam_writer *wr)
+{
+    close_ids(wr);
+    if (wr->file >= 0) H5Fclose(wr->file);
+    wr->file = -1;
+    if (wr->tmp_path[0]) unlink(wr->tmp_path);
+    wr->tmp_path[0] = '\0';
+    free(wr->done);
+    wr->done = NULL;
+}
+
+int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, int w, int n_methods,
+                       const th_cam_method *methods, const int *fh, const int *fw, th_err *err)
+{
+    memset(wr, 0, sizeof *wr);
+    wr->file = wr->index = wr->image_name = wr->label = wr->prob = -1;
+    for (int k = 0; k < TH_CAM_MAX_METHODS; k++) wr->maps[k] = wr->feats[k] = -1;
+    if (m_rows < 1 || h < 1 || w < 1) return th_errf(err, "%s: cannot write %d maps of %dx%d", path, m_rows, h, w);
+    if (n_methods < 1 || n_methods > TH_CAM_MAX_METHODS)
+        return th_errf(err, "%s: %d methods (1 to %d)", path, n_methods, TH_CAM_MAX_METHODS);
+    for (int k = 0; k < n_methods; k++) {
+        if (methods[k] < 0 || methods[k] >= TH_CAM_METHOD_COUNT)
+            return th_errf(err, "%s: unknown CAM method %d", path, (int)methods[k]);
+        if (fh[k] < 1 || fw[k] < 1)
+            return th_errf(err, "%s: %s feature maps of %dx%d", path, th_cam_method_name(methods[k]), fh[k], fw[k]);
+        for (int j = 0; j < k; j++)
+            if (methods[j] == methods[k])
+                return th_errf(err, "%s: method %s given twice", path, th_cam_method_name(methods[k]));
+        wr->methods[k] = methods[k];
+        wr->fh[k] = fh[k];
+        wr->fw[k] = fw[k];
+    }
+    if (snprintf(wr->path, sizeof wr->path, "%s", path) >= (int)sizeof wr->path ||
+        snprintf(wr->tmp_path, sizeof wr->tmp_path, "%s.tmp", path) >= (int)sizeof wr->tmp_path) {
+        wr->tmp_path[0] = '\0';
+        return th_errf(err, "CAM maps path too long: %s", path);
+    }
+    wr->m = m_rows;
+    wr->h = h;
+    wr->w = w;
+    wr->n_methods = n_methods;
+    wr->done = calloc((size_t)m_rows * n_methods, 1);
+    if (!wr->done) {
+        wr->tmp_path[0] = '\0';
+        return th_errf(err, "%s: out of memory for %d rows", path, m_rows);
+    }
+
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    wr->file = H5Fcreate(wr->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (wr->file < 0) {
+        wr->tmp_path[0] = '\0';
+        th_cam_writer_abort(wr);
+        return th_errf(err, "cannot create %s.tmp (is the directory writable?)", path);
+    }
+    hid_t maps = H5Gcreate2(wr->file, "maps", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t feats = H5Gcreate2(wr->file, "maps_feature", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = maps >= 0 && feats >= 0;
+    for (int k = 0; k < n_methods && ok; k++) {
+        const char *name = th_cam_method_name(methods[k]);
+        wr->maps[k] = create_rows(maps, name, H5T_IEEE_F32LE, 3, m_rows, h, w);
+        wr->feats[k] = create_rows(feats, name, H5T_IEEE_F32LE, 3, m_rows, fh[k], fw[k]);
+        ok = wr->maps[k] >= 0 && wr->feats[k] >= 0;
+    }
+    if (maps >= 0) H5Gclose(maps);
+    if (feats >= 0) H5Gclose(feats);
+    hid_t str = string_type();
+    if (ok) {
+        wr->index = create_rows(wr->file, "index", H5T_STD_I64LE, 1, m_rows, 1, 1);
+        wr->image_name = create_rows(wr->file, "image_name", str, 1, m_rows, 1, 1);
+        wr->label = create_rows(wr->file, "label", str, 1, m_rows, 1, 1);
+        wr->prob = create_rows(wr->file, "prob", H5T_IEEE_F32LE, 1, m_rows, 1, 1);
+        ok = wr->index >= 0 && wr->image_name >= 0 && wr->label >= 0 && wr->prob >= 0;
+    }
+    H5Tclose(str);
+    if (!ok) {
+        th_cam_writer_abort(wr);
+        return th_errf(err, "%s.tmp: cannot create the map datasets (disk full?)", path);
+    }
+    return 0;
+}
+
+int th_cam_writer_put(th_cam_writer *wr, int i, th_cam_method method, const float *map_img, const float *map_feat,
+                      int64_t index, const char *image_name, const char *label, float prob, th_err *err)
+{
+    if (i < 0 || i >= wr->m) return th_errf(err, "%s: row %d out of range (%d rows)", wr->tmp_path, i, wr->m);
+    int k = 0;
+    while (k < wr->n_methods && wr->methods[k] != method) k++;
+    if (k == wr->n_methods)
+        return th_errf(err, "%s: method %s was not declared when the file was opened", wr->tmp_path,
+                       th_cam_method_name(method));
+    hid_t str = string_type();
+    long long idx = index;
+    int rc = write_row(wr->maps[k], H5T_NATIVE_FLOAT, 3, i, wr->h, wr->w, map_img);
+    rc |= write_row(wr->feats[k], H5T_NATIVE_FLOAT, 3, i, wr->fh[k], wr->fw[k], map_feat);
+    rc |= write_row(wr->index, H5T_NATIVE_LLONG, 1, i, 1, 1, &idx);
+    rc |= write_row(wr->image_name, str, 1, i, 1, 1, &image_name);
+    rc |= write_row(wr->label, str, 1, i, 1, 1, &label);
+    rc |= write_row(wr->prob, H5T_NATIVE_FLOAT, 1, i, 1, 1, &prob);
+    H5Tclose(str);
+    if (rc) return th_errf(err, "%s: cannot write row %d (%s, %s) (disk full?)", wr->tmp_path, i, image_name, label);
+    wr->done[(size_t)i * wr->n_methods + k] = 1;
+    return 0;
+}
+
+int th_cam_writer_column(th_cam_writer *wr, const char *name, th_cam_column_type type, const void *values,
+                         th_err *err)
+{
+    if (wr->file < 0) return th_errf(err, "%s: column %s written to a closed file", wr->path, name);
+    hid_t file_type, mem_type, str = -1;
+    switch (type) {
+    case TH_CAM_COLUMN_INT8: file_type = H5T_STD_I8LE; mem_type = H5T_NATIVE_INT8; break;
+    case TH_CAM_COLUMN_FLOAT32: file_type = H5T_IEEE_F32LE; mem_type = H5T_NATIVE_FLOAT; break;
+    case TH_CAM_COLUMN_STRING: file_type = mem_type = str = string_type(); break;
+    default: return th_errf(err, "%s: column %s has unknown type %d", wr->path, name, (int)type);
+    }
+    hid_t d = create_rows(wr->file, name, file_type, 1, wr->m, 1, 1);
+    herr_t rc = d < 0 ? -1 : H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values);
+    if (d >= 0) H5Dclose(d);
+    if (str >= 0) H5Tclose(str);
+    if (rc < 0) return th_errf(err, "%s: cannot write column /%s (a name taken, or disk full?)", wr->tmp_path, name);
+    return 0;
+}
+
+int th_cam_writer_close(th_cam_writer *wr, th_err *err)
+{
+    for (int i = 0; i < wr->m; i++)
+        for (int k = 0; k < wr->n_methods; k++) {
+            if (wr->done[(size_t)i * wr->n_methods + k]) continue;
+            th_errf(err, "%s: row %d has no %s map; the file is left out", wr->path, i,
+                    th_cam_method_name(wr->methods[k]));
+            th_cam_writer_abort(wr);
+            return -1;
+        }
+    close_ids(wr);
+    int rc = H5Fflush(wr->file, H5F_SCOPE_GLOBAL) < 0 ? -1 : 0;
+    if (H5Fclose(wr->file) < 0) rc = -1;
+    wr->file = -1;
+    if (rc) {
+        th_errf(err, "writing %s failed (disk full?)", wr->tmp_path);
+        th_cam_writer_abort(wr);
+        return -1;
+    }
+    if (rename(wr->tmp_path, wr->path)) {
+        th_errf(err, "cannot rename %s to %s: %s", wr->tmp_path, wr->path, strerror(errno));
+        th_cam_writer_abort(wr);
+        return -1;
+    }
+    wr->tmp_path[0] = '\0';
+    free(wr->done);
+    wr->done = NULL;
+    return 0;
+}

@@ -10,9 +10,9 @@
 #ifndef THORAX_EVALUATE_H
 #define THORAX_EVALUATE_H
 
-#include <mpi.h>
 #include "thorax/checkpoint.h"
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/error.h"
 #include "thorax/input.h"
 #include "thorax/model.h"
@@ -58,6 +58,6 @@ typedef struct th_eval_result {
 } th_eval_result;
 
 /* Collective over comm. The result is filled on every rank. */
-int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th_err *err);
+int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err);
 
 #endif

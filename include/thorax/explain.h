@@ -34,8 +34,8 @@
 #ifndef THORAX_EXPLAIN_H
 #define THORAX_EXPLAIN_H
 
-#include <mpi.h>
 #include "thorax/config.h"
+#include "thorax/dist.h"
 #include "thorax/error.h"
 
 /* Why an (image, label) pair was chosen. */
@@ -80,6 +80,6 @@ typedef struct th_explain_result {
 
 /* Collective over comm. The result is filled on every rank; on failure
  * every rank returns -1 with the same message (the lowest failing rank's). */
-int th_explain_run(const th_explain_opts *opts, MPI_Comm comm, th_explain_result *res, th_err *err);
+int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result *res, th_err *err);
 
 #endif

@@ -26,7 +26,7 @@
 
 typedef struct eval {
     const th_eval_opts *opts;
-    MPI_Comm comm;
+    th_comm comm;
     int rank, size;
     th_trained run;
     th_config *cfg;             /* run.cfg */
@@ -184,7 +184,7 @@ static int predict_share(eval *e, int which, th_err *err)
     return 0;
 }
 
-int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th_err *err)
+int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err)
 {
     eval e;
     memset(&e, 0, sizeof e);
@@ -192,8 +192,8 @@ int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th
     res->macro_auc = NAN;
     e.opts = opts;
     e.comm = comm;
-    MPI_Comm_rank(comm, &e.rank);
-    MPI_Comm_size(comm, &e.size);
+    e.rank = th_dist_rank(comm);
+    e.size = th_dist_size(comm);
     int which = TH_SPLIT_TEST;
     /* Every rank reads the same config and sees the same files: these agree. */
     int rc = setup(&e, &which, err);
@@ -210,11 +210,11 @@ int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th
         rc = th_dist_agree(comm, local, err);
     }
     if (!rc) {
-        MPI_Bcast(e.split, e.ds.n, MPI_UINT8_T, 0, comm);
-        MPI_Bcast(e.owner, e.ds.n, MPI_INT, 0, comm);
+        rc = th_dist_bcast(comm, 0, e.split, (size_t)e.ds.n, err);
+        if (!rc) rc = th_dist_bcast(comm, 0, e.owner, sizeof(int) * (size_t)e.ds.n, err);
         int total = 0;
-        for (int i = 0; i < e.ds.n; i++) total += e.split[i] == which;
-        if (total == 0) rc = th_errf(err, "the %s split of %s is empty", e.split_name ? e.split_name : "", e.ds.path);
+        for (int i = 0; !rc && i < e.ds.n; i++) total += e.split[i] == which;
+        if (!rc && total == 0) rc = th_errf(err, "the %s split of %s is empty", e.split_name ? e.split_name : "", e.ds.path);
     }
     if (!rc) rc = th_dist_agree(comm, predict_share(&e, which, err), err);
     float *p_all = NULL;
@@ -228,7 +228,8 @@ int th_eval_run(const th_eval_opts *opts, MPI_Comm comm, th_eval_result *res, th
     if (!rc) {
         int local = e.rank == 0 ? write_results(&e, which, p_all, res, err) : 0;
         rc = th_dist_agree(comm, local, err);
-        MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, 0, comm);
+        /* Rank 0's result for every rank, whether or not it could write it. */
+        if (th_dist_bcast(comm, 0, res, sizeof *res, rc ? NULL : err)) rc = -1;
     }
     free(p_all);
     free(e.x);

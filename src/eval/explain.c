@@ -94,7 +94,7 @@ static int setup(explain *e, th_explain_result *res, th_err *err)
 static int ensure_predictions(explain *e, th_explain_result *res, th_err *err)
 {
     int missing = e->rank == 0 && access(res->predictions, R_OK) != 0;
-    MPI_Bcast(&missing, 1, MPI_INT, 0, e->comm);
+    if (th_dist_bcast(e->comm, 0, &missing, sizeof missing, err)) return -1;
     if (!missing) return 0;
     th_eval_opts eo = {.run_dir = e->opts->run_dir, .split = res->split, .checkpoint = e->opts->checkpoint};
     th_eval_result er;
@@ -365,15 +365,15 @@ static int write_results(explain *e, const float *all, th_explain_result *res, t
     return rc;
 }
 
-int th_explain_run(const th_explain_opts *opts, MPI_Comm comm, th_explain_result *res, th_err *err)
+int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result *res, th_err *err)
 {
     explain e;
     memset(&e, 0, sizeof e);
     memset(res, 0, sizeof *res);
     e.opts = opts;
     e.comm = comm;
-    MPI_Comm_rank(comm, &e.rank);
-    MPI_Comm_size(comm, &e.size);
+    e.rank = th_dist_rank(comm);
+    e.size = th_dist_size(comm);
     snprintf(res->out_dir, sizeof res->out_dir, "%s/cam", opts->run_dir);
 
     int rc = th_dist_agree(comm, setup(&e, res, err), err);
@@ -385,13 +385,13 @@ int th_explain_run(const th_explain_opts *opts, MPI_Comm comm, th_explain_result
     if (!rc) rc = th_dist_agree(comm, resolve_labels(&e, err), err);
     if (!rc) rc = th_dist_agree(comm, e.rank == 0 ? plan(&e, res, err) : 0, err);
     if (!rc) {
-        MPI_Bcast(&e.n_items, 1, MPI_INT, 0, comm);
-        if (e.rank != 0) e.items = malloc(sizeof(int) * IT_INTS * (size_t)e.n_items);
-        rc = th_dist_agree(comm, e.items ? 0 : th_errf(err, "out of memory for %d maps", e.n_items), err);
+        rc = th_dist_bcast(comm, 0, &e.n_items, sizeof e.n_items, err);
+        if (!rc && e.rank != 0) e.items = malloc(sizeof(int) * IT_INTS * (size_t)e.n_items);
+        if (!rc) rc = th_dist_agree(comm, e.items ? 0 : th_errf(err, "out of memory for %d maps", e.n_items), err);
     }
     if (!rc) {
-        MPI_Bcast(e.items, IT_INTS * e.n_items, MPI_INT, 0, comm);
-        rc = th_dist_agree(comm, compute_share(&e, res->out_dir, err), err);
+        rc = th_dist_bcast(comm, 0, e.items, sizeof(int) * IT_INTS * (size_t)e.n_items, err);
+        if (!rc) rc = th_dist_agree(comm, compute_share(&e, res->out_dir, err), err);
     }
     float *all = NULL;
     if (!rc) {
@@ -401,7 +401,8 @@ int th_explain_run(const th_explain_opts *opts, MPI_Comm comm, th_explain_result
     }
     if (!rc) {
         rc = th_dist_agree(comm, e.rank == 0 ? write_results(&e, all, res, err) : 0, err);
-        MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, 0, comm);
+        /* Rank 0's result for every rank, whether or not it could write it. */
+        if (th_dist_bcast(comm, 0, res, sizeof *res, rc ? NULL : err)) rc = -1;
     }
     free(all);
     free(e.mine);

@@ -18,7 +18,7 @@ enum { IT_ROW = 0, IT_LABEL, IT_KIND, IT_OWNER, IT_INTS };
 
 typedef struct explain {
     const th_explain_opts *opts;
-    MPI_Comm comm;
+    th_comm comm;
     int rank, size;
     th_trained run;
     th_config *cfg;             /* run.cfg */

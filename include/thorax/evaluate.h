@@ -17,21 +17,21 @@
 #include "thorax/input.h"
 #include "thorax/model.h"
 
-/* A trained run opened for inference: its resolved config, a checkpoint's
+/* A predictor: a trained run opened for inference, with its resolved config, a checkpoint's
  * parameters, and the input transform of training (normalisation from the
  * checkpoint, no augmentation). Not collective: each rank opens its own. */
-typedef struct th_trained {
+typedef struct th_predictor {
     th_config *cfg;
     char ckpt[2048];
     th_model model;
     th_train_state st;
     th_input input;
-} th_trained;
+} th_predictor;
 
 /* checkpoint: "best" (default when NULL) or "last". max_batch: images per
  * forward (<= 0: the config's batch_per_rank). */
-int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
-void th_trained_close(th_trained *t);
+int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
+void th_predictor_close(th_predictor *t);
 
 /* Reads a PNG as ingest prepares training images (luminance, resized to the
  * model's input with the same resampling) into img [H, W]. warn receives ""
@@ -39,7 +39,7 @@ void th_trained_close(th_trained *t);
  * size, 16-bit or colour samples, or intensity statistics far from the
  * training set's (mean more than 1.5 training standard deviations away, or
  * a contrast below 0.3x or above 2.5x the training set's). */
-int th_trained_load_png(const th_trained *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
+int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
 
 typedef struct th_eval_opts {
     const char *run_dir;        /* the training run: config.yaml and checkpoints/ */

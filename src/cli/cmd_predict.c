@@ -34,7 +34,7 @@ static void predict_usage(FILE *f)
 }
 
 /* The maps of one image for every label into dir. */
-static int write_cams(th_trained *t, const char *dir, const char *path, const uint8_t *img, const float *x,
+static int write_cams(th_predictor *t, const char *dir, const char *path, const uint8_t *img, const float *x,
                       th_cam_method method, int layer, th_err *err)
 {
     const th_config *cfg = t->cfg;
@@ -92,11 +92,11 @@ int cmd_predict(int argc, char **argv)
         return TH_EXIT_USAGE;
     }
     th_err err = {{0}};
-    th_trained t;
+    th_predictor t;
     int status = TH_EXIT_OK;
     uint8_t *img = NULL;
     float *x = NULL, *p = NULL;
-    if (th_trained_open(&t, run_dir, checkpoint, 1, &err)) {
+    if (th_predictor_open(&t, run_dir, checkpoint, 1, &err)) {
         cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;
@@ -128,7 +128,7 @@ int cmd_predict(int argc, char **argv)
     printf("\n");
     for (int i = 0; i < n_images; i++) {
         char warn[512];
-        if (th_trained_load_png(&t, images[i], img, warn, sizeof warn, &err)) {
+        if (th_predictor_load_png(&t, images[i], img, warn, sizeof warn, &err)) {
             cli_error("%s", err.msg);
             status = TH_EXIT_FAIL;
             continue;
@@ -150,6 +150,6 @@ done:
     free(x);
     free(p);
     free(images);
-    th_trained_close(&t);
+    th_predictor_close(&t);
     return status;
 }

@@ -28,7 +28,7 @@ typedef struct eval {
     const th_eval_opts *opts;
     th_comm comm;
     int rank, size;
-    th_trained run;
+    th_predictor run;
     th_config *cfg;             /* run.cfg */
     const char *split_name;     /* "val", "test", or NULL for an external file */
     th_dataset ds;
@@ -90,7 +90,7 @@ static int plan(eval *e, int which, th_err *err)
 static int setup(eval *e, int *which, th_err *err)
 {
     const th_eval_opts *o = e->opts;
-    if (th_trained_open(&e->run, o->run_dir, o->checkpoint, 0, err)) return -1;
+    if (th_predictor_open(&e->run, o->run_dir, o->checkpoint, 0, err)) return -1;
     e->cfg = e->run.cfg;
     e->split_name = o->data ? NULL : o->split ? o->split : e->cfg->eval.split;
     *which = TH_SPLIT_TEST;
@@ -236,7 +236,7 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
     free(e.p_model);
     free(e.p_eval);
     th_shard_free(&e.shard);
-    th_trained_close(&e.run);
+    th_predictor_close(&e.run);
     free(e.split);
     free(e.owner);
     if (e.ds_open) th_dataset_close(&e.ds);

@@ -46,7 +46,7 @@ const char *th_explain_kind_name(th_explain_kind kind)
 static int setup(explain *e, th_explain_result *res, th_err *err)
 {
     const th_explain_opts *o = e->opts;
-    if (th_trained_open(&e->run, o->run_dir, o->checkpoint, 1, err)) return -1;
+    if (th_predictor_open(&e->run, o->run_dir, o->checkpoint, 1, err)) return -1;
     e->cfg = e->run.cfg;
     th_model *m = &e->run.model;
     const char *method = o->method ? o->method : e->cfg->eval.cam_method;
@@ -408,7 +408,7 @@ int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result 
     free(e.mine);
     free(e.items);
     free(e.split);
-    th_trained_close(&e.run);
+    th_predictor_close(&e.run);
     if (e.ds_open) th_dataset_close(&e.ds);
     return rc;
 }

@@ -20,7 +20,7 @@ typedef struct explain {
     const th_explain_opts *opts;
     th_comm comm;
     int rank, size;
-    th_trained run;
+    th_predictor run;
     th_config *cfg;             /* run.cfg */
     th_cam_method method;
     int layer;                  /* the layer Grad-CAM reads; -1 for saliency */

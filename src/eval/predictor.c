@@ -1,4 +1,4 @@
-/* trained.c - a trained run opened for inference, and a new image read as
+/* predictor.c - a trained run opened for inference, and a new image read as
  * training read its own (see thorax/evaluate.h). Used by the evaluation
  * phase, `thorax cam` and `thorax predict`.
  */
@@ -16,7 +16,7 @@
 #include "thorax/input.h"
 #include "thorax/model.h"
 
-int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
+int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
 {
     memset(t, 0, sizeof *t);
     char path[2048];
@@ -40,14 +40,14 @@ int th_trained_open(th_trained *t, const char *run_dir, const char *checkpoint, 
     return 0;
 }
 
-void th_trained_close(th_trained *t)
+void th_predictor_close(th_predictor *t)
 {
     th_model_free(&t->model);
     free(t->cfg);
     memset(t, 0, sizeof *t);
 }
 
-int th_trained_load_png(const th_trained *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err)
+int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err)
 {
     int H = t->cfg->model.h, W = t->cfg->model.w;
     th_image src;

@@ -17,9 +17,10 @@
 #include "thorax/input.h"
 #include "thorax/model.h"
 
-/* A predictor: a trained run opened for inference, with its resolved config, a checkpoint's
- * parameters, and the input transform of training (normalisation from the
- * checkpoint, no augmentation). Not collective: each rank opens its own. */
+/* A predictor: a trained run opened for inference, with its resolved
+ * config, a checkpoint's parameters, and the input transform of training
+ * (normalisation from the checkpoint, no augmentation). Not collective:
+ * each rank opens its own. */
 typedef struct th_predictor {
     th_config *cfg;
     char ckpt[2048];

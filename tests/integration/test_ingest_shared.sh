@@ -12,8 +12,7 @@ source "$(dirname "$0")/lib.sh"
 DATA="$THORAX_SOURCE_DIR/../shared/data"
 if [ ! -d "$DATA" ]; then
   echo "ingest_shared skipped: ../shared/data not found (looked in $DATA)"
-  echo "ingest_shared: 0 passed, 0 failed, 1 skipped"
-  exit 0
+  exit 77   # ctest's skip: nothing was asserted
 fi
 
 passed=0
@@ -187,4 +186,6 @@ fi
 [ -z "$(find "$WORK" -name '*.tmp')" ] && ok || bad "temporary files left: $(find "$WORK" -name '*.tmp')"
 
 echo "ingest_shared: $passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ]
+[ "$failed" = 0 ] || exit 1
+# None of the three sets there: nothing real was asserted, which is a skip.
+[ "$skipped" -lt 3 ] || exit 77

@@ -9,8 +9,7 @@ source "$(dirname "$0")/lib.sh"
 DATA="$THORAX_SOURCE_DIR/../shared/data"
 if [ ! -d "$DATA/nih14_kcr1000" ] || [ ! -d "$DATA/kermany224" ]; then
   echo "real_data skipped: ../shared/data not found (looked in $DATA)"
-  echo "real_data: 0 passed, 0 failed, 1 skipped"
-  exit 0
+  exit 77   # ctest's skip: nothing was asserted
 fi
 cd "$WORK"
 "$THORAX_BIN" ingest --csv "$DATA/nih14_kcr1000/labels.csv" --images "$DATA/nih14_kcr1000/images" --out nih.h5 >/dev/null

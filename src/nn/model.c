@@ -327,6 +327,8 @@ static void join_forward(th_model *m, th_layer *L, const float *x, int n)
 
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train)
 {
+    /* Activations hold max_batch images: more would write past them. */
+    TH_ASSERT(i >= 0 && i < m->n_layers && n >= 0 && n <= m->max_batch);
     th_layer *L = &m->layers[i];
     const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
@@ -376,6 +378,7 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
 
 const float *th_model_forward(th_model *m, const float *x, int n, int train)
 {
+    TH_ASSERT(n >= 0 && n <= m->max_batch);
     m->last_train = train;
     for (int i = 0; i < m->n_layers && n > 0; i++) th_model_layer_forward(m, i, x, n, train);
     return m->layers[m->n_layers - 1].y;
@@ -383,6 +386,7 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
 
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n)
 {
+    TH_ASSERT(i >= 0 && i < m->n_layers && n >= 0 && n <= m->max_batch);
     th_layer *L = &m->layers[i];
     const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
@@ -576,6 +580,7 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
 
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
 {
+    TH_ASSERT(n <= m->max_batch);
     if (n <= 0) {
         /* A rank with no images this step contributes a zero gradient to the
          * sum (of the layers that train). */
@@ -591,7 +596,11 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
     backward_range(m, x, dlogits, n, -1, 0, m->on_grads);
 }
 
-void th_model_freeze(th_model *m, int layer, int frozen) { m->layers[layer].frozen = frozen != 0; }
+void th_model_freeze(th_model *m, int layer, int frozen)
+{
+    TH_ASSERT(layer >= 0 && layer < m->n_layers);
+    m->layers[layer].frozen = frozen != 0;
+}
 
 void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
 {
@@ -601,6 +610,9 @@ void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
 
 const float *th_model_grad_at(th_model *m, const float *x, const float *dlogits, int n, int layer)
 {
+    /* layer -1 is the image; a name a user gave was resolved (and refused)
+     * before this, so an index out of range is the caller's bug. */
+    TH_ASSERT(layer >= -1 && layer < m->n_layers && n >= 1 && n <= m->max_batch);
     return backward_range(m, x, dlogits, n, layer, 1, NULL);
 }
 
@@ -613,6 +625,7 @@ int th_model_find_tensor(const th_model *m, const char *name)
 
 float *th_model_tensor_data(th_model *m, int i)
 {
+    TH_ASSERT(i >= 0 && i < m->n_tensors);
     const th_tensor_info *t = &m->tensors[i];
     return (t->trainable ? m->params : m->buffers) + t->offset;
 }

@@ -86,21 +86,22 @@ static void take_activations(th_model *m, th_arena *a)
     size_t max_act = 0;
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
-        const size_t out = batch_count(m, layer_out_size(L)), in = batch_count(m, layer_in_size(L)), c = (size_t)L->in_c;
+        const size_t out = batch_count(m, layer_out_size(L)), in = batch_count(m, layer_in_size(L));
+        const size_t c = (size_t)L->in_c;
         if (in > max_act) max_act = in;
         if (out > max_act) max_act = out;
-        const int is = L->spec.type;
+        const th_layer_type type = L->spec.type;
         /* A fused ReLU works in place, in the convolution's output, which
          * does not exist at all when the pool is fused too. */
-        const int pooled = (L->fused & TH_FUSED_POOL) && is != TH_LAYER_MAXPOOL;
-        if (L->fused && is == TH_LAYER_RELU) L->y = pooled ? NULL : m->layers[i - 1].y;
+        const int pooled = (L->fused & TH_FUSED_POOL) && type != TH_LAYER_MAXPOOL;
+        if (L->fused && type == TH_LAYER_RELU) L->y = pooled ? NULL : m->layers[i - 1].y;
         else L->y = pooled ? NULL : th_arena_take(a, out, sizeof(float), L->name, "y"); /* [N, out_c, out_h, out_w] */
         /* The gradient of an output read by several layers (or a later one). */
         const int own = L->grad_slot == SLOT_OWN && i + 1 < m->n_layers;
         L->dy_own = own ? th_arena_take(a, out, sizeof(float), L->name, "dy") : NULL; /* [N, out_c, out_h, out_w] */
-        L->argmax = is == TH_LAYER_MAXPOOL ? th_arena_take(a, out, sizeof(int32_t), L->name, "argmax") : NULL;
-        L->mask = is == TH_LAYER_DROPOUT ? th_arena_take(a, out, sizeof(uint8_t), L->name, "mask") : NULL;
-        const int bn = is == TH_LAYER_BATCHNORM;
+        L->argmax = type == TH_LAYER_MAXPOOL ? th_arena_take(a, out, sizeof(int32_t), L->name, "argmax") : NULL;
+        L->mask = type == TH_LAYER_DROPOUT ? th_arena_take(a, out, sizeof(uint8_t), L->name, "mask") : NULL;
+        const int bn = type == TH_LAYER_BATCHNORM;
         L->xhat = bn ? th_arena_take(a, in, sizeof(float), L->name, "xhat") : NULL;          /* [N, C, H, W] */
         L->mean = bn ? th_arena_take(a, c, sizeof(float), L->name, "mean") : NULL;           /* [C] */
         L->invstd = bn ? th_arena_take(a, c, sizeof(float), L->name, "invstd") : NULL;       /* [C] */

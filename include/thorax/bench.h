@@ -83,6 +83,7 @@ typedef struct th_bench_result {
     th_bench_layer layers[TH_MAX_NODES];
     double layers_other_cpu;    /* as th_bench_figures.other_cpu, during the per-layer pass */
     double peak_mb;             /* max over ranks of the peak resident set (ru_maxrss) */
+    double act_mb;              /* a rank's activation arena (th_model.act_bytes) in MB */
 } th_bench_result;
 
 /* The benchmark's batch of rank `rank`: n random images x [n, C, H, W] like

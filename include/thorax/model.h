@@ -9,8 +9,13 @@
  * Every tensor has a PyTorch-style name (conv1.weight, bn1.running_mean,
  * fc.bias) listed in `tensors`, which is what checkpoints are written from.
  *
- * Activations for max_batch images are sized once at creation: forward and
- * backward never allocate.
+ * Activations for max_batch images are sized once at creation, and every
+ * buffer a step writes (outputs, batch-norm and pooling state, dropout
+ * masks, activation gradients) is carved from one 64-byte aligned block,
+ * the activation arena (act_arena, act_bytes), so a batch too large states
+ * its whole cost at once. Forward and backward never allocate. Parameters,
+ * gradients and buffers are one block each of their own; the kernels'
+ * workspace is separate too, as th_model_set_threads resizes it.
  */
 #ifndef THORAX_MODEL_H
 #define THORAX_MODEL_H
@@ -128,11 +133,11 @@ typedef struct th_layer {
     float *mean, *invstd;       /* batch-norm batch statistics [C] */
     uint8_t *mask;              /* dropout [max_batch, out] */
     double flops;               /* forward multiply-adds x2 per image */
-    int fused;                  /* TH_FUSED_* flags of the group this layer runs in (model.c) */
+    int fused;                  /* TH_FUSED_* flags of the group this layer runs in (model_alloc.c) */
     int in[TH_MAX_FROM], n_in;  /* layers it reads (-1 = the input image), from th_node */
     int origin;                 /* the model.layers entry it comes from */
     int frozen;                 /* th_model_freeze: no parameter gradients */
-    int grad_slot;              /* where the gradient of its output lives during backward (model.c) */
+    int grad_slot;              /* where the gradient of its output lives during backward (model_alloc.c) */
     float *dy_own;              /* that gradient, when it needs a buffer of its own [max_batch, out] */
     float *frozen_dstat;        /* frozen batch-norm: its unused dgamma, dbeta [2, C] */
 } th_layer;
@@ -171,6 +176,10 @@ typedef struct th_model {
     float *grad_in;             /* the image's gradient when several layers read it [max_batch, C, H, W] */
     int in_slot;                /* its grad_slot */
     float **gsrc;               /* backward: where each output's gradient is, the image's first [n_layers + 1] */
+    void *act_arena;            /* the block every pointer above marked [max_batch, ...] (y, argmax,
+                                 * xhat, mean, invstd, mask, dy_own, frozen_dstat, grad_a, grad_b,
+                                 * grad_in) and gsrc are carved from */
+    size_t act_bytes;           /* its size: the activations' memory for max_batch images */
     th_rng rng;                 /* dropout masks */
     int last_train;             /* mode of the last th_model_forward, which backward follows */
     th_grads_ready_fn on_grads; /* NULL: nobody listens (th_model_set_grads_hook) */
@@ -189,7 +198,10 @@ int th_model_set_threads(th_model *m, int threads, th_err *err);
  * for a caller that reads it (Grad-CAM on a convolution): by default a
  * convolution followed by a ReLU is fused and its y holds the ReLU's output,
  * and with a 2x2 max-pool after them neither has a y at all.
- * Allocates; call once after th_model_create. */
+ * Allocates a new activation arena with room for the extra output(s) and
+ * frees the old one, so every pointer into it changes and its contents are
+ * lost: call after th_model_create, before the first forward. On failure the
+ * model is left as it was. */
 int th_model_keep_output(th_model *m, int layer, th_err *err);
 
 /* He (Kaiming) normal initialisation of conv and dense weights (std =

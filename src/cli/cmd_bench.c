@@ -33,15 +33,17 @@ static void bench_usage(FILE *f)
             "Prints a per-layer table (ms per batch and GFLOP/s, per rank), and last one line\n"
             "per mode:\n"
             "  RESULT mode=train ranks=2 threads_per_rank=1 batch=32 size=256 img_per_s=...\n"
-            "         gflop_per_s=... allreduce_share=... peak_mb=... openblas_coretype=...\n"
+            "         gflop_per_s=... allreduce_share=... peak_mb=... act_mb=... openblas_coretype=...\n"
             "         step_ms=... ...\n"
             "img_per_s counts the images of all ranks (ranks x batch per step); batch is per\n"
             "rank; gflop_per_s = img_per_s x FLOPs per image, where FLOPs are 2 x the\n"
             "multiply-adds of conv and dense layers, and a training image counts 3 x its\n"
             "forward (backward ~ 2 x forward); allreduce_share is the share of training step\n"
             "time in the allreduces, waiting for the slowest rank included; peak_mb is the\n"
-            "largest peak resident set of a rank; other_cpu is how many CPUs other\n"
-            "processes kept busy meanwhile (rank 0's node; 0 = the machine was ours).\n"
+            "largest peak resident set of a rank, act_mb the part of it that is the\n"
+            "model's activations for the batch (one block, sized at creation); other_cpu\n"
+            "is how many CPUs other processes kept busy meanwhile (rank 0's node; 0 = the\n"
+            "machine was ours).\n"
             "\n"
             "options:\n"
             "  --steps K            timed steps per mode, and repetitions per layer (default 10)\n"
@@ -120,11 +122,11 @@ static void print_result(const th_bench_result *r, th_bench_mode mode, int threa
     if (r->h == r->w) snprintf(size, sizeof size, "%d", r->h);
     else snprintf(size, sizeof size, "%dx%d", r->h, r->w);
     printf("RESULT mode=%s ranks=%d threads_per_rank=%d batch=%d size=%s img_per_s=%.2f gflop_per_s=%.2f "
-           "allreduce_share=%.4f peak_mb=%.1f openblas_coretype=%s step_ms=%.2f step_ms_min=%.2f step_ms_max=%.2f "
+           "allreduce_share=%.4f peak_mb=%.1f act_mb=%.1f openblas_coretype=%s step_ms=%.2f step_ms_min=%.2f step_ms_max=%.2f "
            "allreduce_ms=%.2f gflop_per_img=%.4f labels=%d steps=%d warmup=%d cpus_per_rank=%d other_cpu=%.2f "
            "openblas_core=%s\n",
            mode_name(mode), r->ranks, threads, r->batch, size, f->img_per_s, f->gflop_per_s, f->allreduce_share,
-           r->peak_mb, coretype && *coretype ? coretype : "unset", f->step_ms, f->step_ms_min, f->step_ms_max,
+           r->peak_mb, r->act_mb, coretype && *coretype ? coretype : "unset", f->step_ms, f->step_ms_min, f->step_ms_max,
            f->allreduce_ms, f->gflop_per_img, r->n_labels, o->steps, o->warmup, r->cpus_per_rank, f->other_cpu,
            openblas_get_corename());
 }

@@ -4,9 +4,10 @@
  * every layer's inputs come before it, so forward is one walk up the list
  * and backward one walk down. The model owns every buffer a training step
  * touches, sized once for max_batch images at creation, so th_model_forward
- * and th_model_backward never allocate. Layer kernels live in conv.c,
- * pool.c, activation.c, batchnorm.c and dense.c; this file only wires them
- * together.
+ * and th_model_backward never allocate; which layers fuse, where gradients
+ * gather and the activation arena are model_alloc.c's. Layer kernels live
+ * in conv.c, pool.c, activation.c, batchnorm.c and dense.c; this file only
+ * wires them together.
  */
 #include "thorax/model.h"
 
@@ -15,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_impl.h"
 #include "thorax/activation.h"
+#include "thorax/alloc.h"
 #include "thorax/batchnorm.h"
 #include "thorax/conv.h"
 #include "thorax/dense.h"
@@ -26,9 +29,6 @@
 #endif
 
 #define NO_OFFSET ((size_t)-1)
-
-static size_t layer_in_size(const th_layer *L) { return (size_t)L->in_c * L->in_h * L->in_w; }
-static size_t layer_out_size(const th_layer *L) { return (size_t)L->out_c * L->out_h * L->out_w; }
 
 /* Elements of a layer's weight tensor (conv [K,C,k,k], dense [O,I], batch-norm [C]). */
 static size_t layer_weight_count(const th_layer *L)
@@ -110,71 +110,6 @@ static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
     th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
 }
 
-/* How many layers read each layer's output: users[j + 1] for layer j,
- * users[0] for the image. */
-static void count_users(const th_model *m, int *users)
-{
-    memset(users, 0, sizeof *users * (size_t)(m->n_layers + 1));
-    for (int i = 0; i < m->n_layers; i++)
-        for (int k = 0; k < m->layers[i].n_in; k++) users[m->layers[i].in[k] + 1]++;
-}
-
-/* Layer j's output is read by layer j + 1 alone: a link of a plain chain. */
-static int chain_link(const th_model *m, const int *users, int j)
-{
-    return users[j + 1] == 1 && j + 1 < m->n_layers && m->layers[j + 1].n_in == 1 && m->layers[j + 1].in[0] == j;
-}
-
-/* A convolution followed by a ReLU runs as one layer: the convolution applies
- * max(0, .) in its output pass and the ReLU's derivative in its backward, and
- * both layers share one output buffer. That saves two passes over the
- * largest tensors of the network and half their memory. When a 2x2 max-pool
- * follows, it joins too: each block of the conv's output is pooled while in
- * cache and the conv's output is never stored
- * (th_conv_forward_pool). Only where nothing else reads the conv's (or the
- * ReLU's) output, and never when the group would end the network: backward
- * must not write into the caller's dlogits. Each layer of a group has the
- * group's flags. */
-static void mark_fusions(th_model *m, const int *users)
-{
-    for (int i = 0; i + 2 < m->n_layers; i++) {
-        th_layer *L = &m->layers[i], *R = &m->layers[i + 1], *P = &m->layers[i + 2];
-        if (L->spec.type != TH_LAYER_CONV || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
-        L->fused = R->fused = TH_FUSED_RELU;
-        if (i + 3 < m->n_layers && P->spec.type == TH_LAYER_MAXPOOL && P->spec.k == 2 && P->spec.stride == 2 &&
-            P->spec.pad == 0 && chain_link(m, users, i + 1))
-            L->fused = R->fused = P->fused = TH_FUSED_RELU | TH_FUSED_POOL;
-    }
-}
-
-/* Where the gradient of each output lives during backward. Along a chain
- * (a layer read only by the next one) it is consumed as soon as it is made,
- * so two buffers serve every link, alternating (SLOT_A, SLOT_B); an output
- * read by several layers (a residual's input, a dense block's
- * concatenation) or by a later one gathers its gradient in a buffer of its
- * own (SLOT_OWN) over several steps of the walk. Inside a fused group the
- * ReLU and the pool hand their gradient down unchanged (backward_range), so
- * the group's conv reads it where the group's last layer got it: the conv's
- * input alternates with that. */
-enum { SLOT_A = 0, SLOT_B = 1, SLOT_OWN = 2 };
-
-static void assign_grad_slots(th_model *m)
-{
-    int users[m->n_layers + 1];
-    count_users(m, users);
-    int next = SLOT_OWN; /* where the gradient of layer j + 1 is: the last layer's is the caller's dlogits */
-    for (int j = m->n_layers - 2; j >= -1; j--) {
-        const th_layer *R = &m->layers[j + 1];
-        int slot = SLOT_OWN;
-        if (R->fused && R->spec.type != TH_LAYER_CONV) slot = next;
-        else if (chain_link(m, users, j)) slot = next == SLOT_A ? SLOT_B : SLOT_A;
-        if (j >= 0) m->layers[j].grad_slot = slot;
-        else m->in_slot = slot;
-        next = slot;
-    }
-    m->layers[m->n_layers - 1].grad_slot = SLOT_OWN;
-}
-
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -188,10 +123,7 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
     /* At most four tensors per layer (batch-norm). */
     m->tensors = calloc((size_t)m->n_layers * 4, sizeof *m->tensors);
-    m->gsrc = calloc((size_t)m->n_layers + 1, sizeof *m->gsrc);
-    int *users = calloc((size_t)m->n_layers + 1, sizeof *users);
-    if (!m->layers || !m->tensors || !m->gsrc || !users) {
-        free(users);
+    if (!m->layers || !m->tensors) {
         th_graph_free(&g);
         th_model_free(m);
         return th_errf(err, "model: out of memory");
@@ -220,67 +152,31 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     }
     th_graph_free(&g);
     layout_tensors(m);
-    count_users(m, users);
-    mark_fusions(m, users);
-    free(users);
-    assign_grad_slots(m);
+    th_model_fuse(m);
+    th_model_assign_slots(m);
 
-    int failed = 0;
-    size_t max_act = 0, own = 0;
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
-        size_t out = (size_t)max_batch * layer_out_size(L);
-        size_t in = (size_t)max_batch * layer_in_size(L);
-        if (in > max_act) max_act = in;
-        if (out > max_act) max_act = out;
-        /* A fused ReLU works in place, in the convolution's output, which
-         * does not exist at all when the pool is fused too. */
-        int pooled = (L->fused & TH_FUSED_POOL) && L->spec.type != TH_LAYER_MAXPOOL;
-        if (pooled) L->y = NULL;
-        else if (L->fused && L->spec.type == TH_LAYER_RELU) L->y = m->layers[i - 1].y;
-        else L->y = alloc_floats(out, &failed);
-        if (L->grad_slot == SLOT_OWN && i + 1 < m->n_layers) {
-            L->dy_own = alloc_floats(out, &failed);
-            own += out;
-        }
-        switch (L->spec.type) {
-        case TH_LAYER_CONV: {
+        if (L->spec.type == TH_LAYER_CONV) {
             th_conv_dims d;
             conv_dims(L, max_batch, &d);
             if (th_conv_workspace_floats(&d) > m->ws_floats) m->ws_floats = th_conv_workspace_floats(&d);
             L->flops = 2.0 * L->out_c * L->in_c * L->spec.k * L->spec.k * L->out_h * L->out_w;
-            break;
-        }
-        case TH_LAYER_DENSE: L->flops = 2.0 * L->out_c * L->in_c; break;
-        case TH_LAYER_MAXPOOL:
-            L->argmax = calloc(out, sizeof *L->argmax);
-            if (!L->argmax) failed = 1;
-            break;
-        case TH_LAYER_BATCHNORM:
-            L->xhat = alloc_floats(in, &failed);
-            L->mean = alloc_floats((size_t)L->in_c, &failed);
-            L->invstd = alloc_floats((size_t)L->in_c, &failed);
-            L->frozen_dstat = alloc_floats(2 * (size_t)L->in_c, &failed);
-            break;
-        case TH_LAYER_DROPOUT:
-            L->mask = calloc(out, 1);
-            if (!L->mask) failed = 1;
-            break;
-        default: break;
+        } else if (L->spec.type == TH_LAYER_DENSE) {
+            L->flops = 2.0 * L->out_c * L->in_c;
         }
     }
-    if (m->in_slot == SLOT_OWN) m->grad_in = alloc_floats((size_t)max_batch * spec->c * spec->h * spec->w, &failed);
-    m->params = alloc_floats(m->n_params, &failed);
-    m->grads = alloc_floats(m->n_params, &failed);
-    m->buffers = alloc_floats(m->n_buffers, &failed);
-    m->grad_a = alloc_floats(max_act, &failed);
-    m->grad_b = alloc_floats(max_act, &failed);
+    int failed = th_model_new_arena(m, err);
+    if (!failed) {
+        m->params = alloc_floats(m->n_params, &failed);
+        m->grads = alloc_floats(m->n_params, &failed);
+        m->buffers = alloc_floats(m->n_buffers, &failed);
+        if (failed) th_errf(err, "model: out of memory for %zu parameters", m->n_params);
+    }
     if (!failed && th_workspace_reserve(&m->ws, 1, m->ws_floats, err)) failed = 1;
     if (failed) {
-        size_t total = m->n_params * 2 + m->ws_floats + 2 * max_act + own;
         th_model_free(m);
-        return th_errf(err, "model: out of memory for batch %d (about %.1f GB of buffers); lower train.batch_per_rank",
-                       max_batch, (double)total * 4 / 1e9);
+        return -1;
     }
     return 0;
 }
@@ -290,57 +186,15 @@ int th_model_set_threads(th_model *m, int threads, th_err *err)
     return th_workspace_reserve(&m->ws, threads, m->ws_floats, err);
 }
 
-int th_model_keep_output(th_model *m, int layer, th_err *err)
-{
-    if (layer < 0 || layer >= m->n_layers || !m->layers[layer].fused) return 0;
-    th_layer *K = &m->layers[layer];
-    if (K->spec.type == TH_LAYER_MAXPOOL) return 0;  /* the pool's output is always written */
-    int g = K->spec.type == TH_LAYER_CONV ? layer : layer - 1;
-    th_layer *L = &m->layers[g], *R = &m->layers[g + 1];
-    int failed = 0;
-    if (L->fused & TH_FUSED_POOL) {
-        /* Back to conv+ReLU sharing one buffer, the pool on its own. */
-        L->y = alloc_floats((size_t)m->max_batch * layer_out_size(L), &failed);
-        if (failed) return th_errf(err, "model: out of memory for the output of layer %s", L->name);
-        R->y = L->y;
-        L->fused = R->fused = TH_FUSED_RELU;
-        m->layers[g + 2].fused = 0;
-    }
-    if (K == L) {
-        R->y = alloc_floats((size_t)m->max_batch * layer_out_size(R), &failed);
-        if (failed) return th_errf(err, "model: out of memory for the output of layer %s", R->name);
-        L->fused = R->fused = 0;
-    }
-    /* (otherwise the ReLU's output is the shared buffer) */
-    assign_grad_slots(m);
-    return 0;
-}
-
 void th_model_free(th_model *m)
 {
-    if (m->layers) {
-        for (int i = 0; i < m->n_layers; i++) {
-            th_layer *L = &m->layers[i];
-            if (!(L->fused && L->spec.type == TH_LAYER_RELU)) free(L->y);  /* a fused ReLU's is its conv's */
-            free(L->argmax);
-            free(L->xhat);
-            free(L->mean);
-            free(L->invstd);
-            free(L->mask);
-            free(L->dy_own);
-            free(L->frozen_dstat);
-        }
-    }
     free(m->layers);
-    free(m->gsrc);
-    free(m->grad_in);
     free(m->tensors);
     free(m->params);
     free(m->grads);
     free(m->buffers);
     th_workspace_free(&m->ws);
-    free(m->grad_a);
-    free(m->grad_b);
+    th_free_aligned(m->act_arena);
     memset(m, 0, sizeof *m);
 }
 
@@ -473,6 +327,8 @@ static void join_forward(th_model *m, th_layer *L, const float *x, int n)
 
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train)
 {
+    /* Activations hold max_batch images: more would write past them. */
+    TH_ASSERT(i >= 0 && i < m->n_layers && n >= 0 && n <= m->max_batch);
     th_layer *L = &m->layers[i];
     const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
@@ -522,6 +378,7 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
 
 const float *th_model_forward(th_model *m, const float *x, int n, int train)
 {
+    TH_ASSERT(n >= 0 && n <= m->max_batch);
     m->last_train = train;
     for (int i = 0; i < m->n_layers && n > 0; i++) th_model_layer_forward(m, i, x, n, train);
     return m->layers[m->n_layers - 1].y;
@@ -529,6 +386,7 @@ const float *th_model_forward(th_model *m, const float *x, int n, int train)
 
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n)
 {
+    TH_ASSERT(i >= 0 && i < m->n_layers && n >= 0 && n <= m->max_batch);
     th_layer *L = &m->layers[i];
     const float *in = layer_input(m, L, 0, x);
     const float *w = L->w_off != NO_OFFSET ? m->params + L->w_off : NULL;
@@ -683,7 +541,7 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
 {
     memset(m->gsrc, 0, sizeof *m->gsrc * (size_t)(m->n_layers + 1));
     /* dlogits is only read: the last layer is never in a fused group
-     * (mark_fusions), whose layers are the only writers of dy. */
+     * (th_model_fuse), whose layers are the only writers of dy. */
     m->gsrc[m->n_layers] = (float *)dlogits;
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
@@ -722,6 +580,7 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
 
 void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
 {
+    TH_ASSERT(n <= m->max_batch);
     if (n <= 0) {
         /* A rank with no images this step contributes a zero gradient to the
          * sum (of the layers that train). */
@@ -737,7 +596,11 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
     backward_range(m, x, dlogits, n, -1, 0, m->on_grads);
 }
 
-void th_model_freeze(th_model *m, int layer, int frozen) { m->layers[layer].frozen = frozen != 0; }
+void th_model_freeze(th_model *m, int layer, int frozen)
+{
+    TH_ASSERT(layer >= 0 && layer < m->n_layers);
+    m->layers[layer].frozen = frozen != 0;
+}
 
 void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
 {
@@ -747,6 +610,9 @@ void th_model_set_grads_hook(th_model *m, th_grads_ready_fn fn, void *ctx)
 
 const float *th_model_grad_at(th_model *m, const float *x, const float *dlogits, int n, int layer)
 {
+    /* layer -1 is the image; a name a user gave was resolved (and refused)
+     * before this, so an index out of range is the caller's bug. */
+    TH_ASSERT(layer >= -1 && layer < m->n_layers && n >= 1 && n <= m->max_batch);
     return backward_range(m, x, dlogits, n, layer, 1, NULL);
 }
 
@@ -759,6 +625,7 @@ int th_model_find_tensor(const th_model *m, const char *name)
 
 float *th_model_tensor_data(th_model *m, int i)
 {
+    TH_ASSERT(i >= 0 && i < m->n_tensors);
     const th_tensor_info *t = &m->tensors[i];
     return (t->trainable ? m->params : m->buffers) + t->offset;
 }

@@ -2,7 +2,8 @@
 #include "thorax/workspace.h"
 
 #include <cblas.h>
-#include <stdlib.h>
+
+#include "thorax/alloc.h"
 
 void th_workspace_serial_blas(void)
 {
@@ -17,11 +18,11 @@ int th_workspace_reserve(th_workspace *ws, int threads, size_t per_thread, th_er
     if (per_thread == 0) per_thread = 16;
     size_t need = (size_t)threads * per_thread;
     if (need > ws->capacity) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, need * sizeof(float)) != 0)
+        void *p = th_alloc_aligned(need * sizeof(float), "kernel workspace");
+        if (!p)
             return th_errf(err, "workspace: out of memory for %d threads x %.1f MB of scratch", threads,
                            (double)per_thread * sizeof(float) / 1e6);
-        free(ws->buf);
+        th_free_aligned(ws->buf);
         ws->buf = p;
         ws->capacity = need;
     }
@@ -32,7 +33,7 @@ int th_workspace_reserve(th_workspace *ws, int threads, size_t per_thread, th_er
 
 void th_workspace_free(th_workspace *ws)
 {
-    free(ws->buf);
+    th_free_aligned(ws->buf);
     ws->buf = NULL;
     ws->capacity = 0;
     ws->per_thread = 0;

@@ -371,6 +371,7 @@ int th_bench_run(const th_config *cfg, const th_bench_opts *opts, th_comm comm, 
         res->n_labels = n_labels;
         res->n_params = b.model.n_params;
         res->gflop_fwd_per_img = th_model_flops(&b.model) / 1e9;
+        res->act_mb = (double)b.model.act_bytes / 1e6;
     }
     if (!rc && (opts->mode & TH_BENCH_TRAIN)) rc = time_train(&b, &res->train, err);
     if (!rc && (opts->mode & TH_BENCH_INFER)) time_infer(&b, &res->infer);

@@ -1,8 +1,10 @@
-/* error.c - formatting of library error messages (see thorax/error.h). */
+/* error.c - formatting of library error messages, and TH_ASSERT (see
+ * thorax/error.h). */
 #include "thorax/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int th_errf(th_err *err, const char *fmt, ...)
@@ -33,4 +35,12 @@ int th_err_prefix(th_err *err, const char *fmt, ...)
     memcpy(err->msg, prefix, plen);
     err->msg[plen + keep] = '\0';
     return -1;
+}
+
+/* The library's one write to stderr (thorax/error.h): a bug was caught. */
+void th_assert_fail(const char *file, int line, const char *cond)
+{
+    fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, cond);
+    fflush(stderr);
+    abort();
 }

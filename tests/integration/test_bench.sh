@@ -11,14 +11,14 @@ small=(--steps 3 --warmup 1 --set "model.input=[1,32,32]" --set train.batch_per_
 # check_result MODE LINE: every key of the RESULT contract, with sane values.
 check_result() {
   local mode=$1 line=$2
-  for key in mode ranks threads_per_rank batch size img_per_s gflop_per_s allreduce_share peak_mb \
+  for key in mode ranks threads_per_rank batch size img_per_s gflop_per_s allreduce_share peak_mb act_mb \
              openblas_coretype step_ms; do
     grep -q " $key=" <<<"$line" || fail "RESULT of $mode lacks $key: $line"
   done
   awk -v mode="$mode" '{
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       ok = v["mode"] == mode && v["ranks"] == 2 && v["threads_per_rank"] == 1 && v["batch"] == 8 &&
-           v["size"] == 32 && v["img_per_s"] > 0 && v["gflop_per_s"] > 0 && v["peak_mb"] > 0 &&
+           v["size"] == 32 && v["img_per_s"] > 0 && v["gflop_per_s"] > 0 && v["peak_mb"] > 0 && v["act_mb"] > 0 &&
            v["allreduce_share"] >= 0 && v["allreduce_share"] <= 1 && v["step_ms"] > 0 &&
            (mode == "train" || v["allreduce_share"] == 0)
       exit ok ? 0 : 1

@@ -12,9 +12,7 @@
 
 #include <stdint.h>
 #include "thorax/error.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
-#include "thorax/optim.h"
+#include "thorax/spec.h"
 
 #define TH_MAX_LABELS 256
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "thorax/model.h" /* th_model_spec_check, th_model_graph: until they move to train */
 #include "yaml_tree.h"
 
 /* Largest channel count, image side, kernel, pad or stride accepted: far
@@ -94,9 +95,7 @@ static const char *const layer_keys[TH_LAYER_TYPE_COUNT][10] = {
 static const char *const normalize_names[] = {"trainset", "per_image", "none", NULL};
 static const char *const on_leak_names[] = {"error", "drop_from_eval", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
-static const char *const optim_names[] = {"sgd", "adam", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
-static const char *const loss_names[] = {"weighted_bce", "bce", "softmax_ce", NULL};
 static const char *const eval_split_names[] = {"val", "test", NULL};
 static const char *const cam_method_names[] = {"cam", "gradcam", NULL};
 
@@ -709,7 +708,7 @@ static int read_optimizer(const ctx *c, const yt_node *train, th_config *cfg)
     const yt_node *m;
     int type;
     float betas[2];
-    if (section(c, train, P, &m) || read_enum(c, m, P, "type", optim_names, TH_OPTIM_SGD, &type)) return -1;
+    if (section(c, train, P, &m) || read_enum(c, m, P, "type", th_optim_names, TH_OPTIM_SGD, &type)) return -1;
     o->type = (th_optim_type)type;
     if (read_float(c, m, P, "lr", ABOVE(0), o->type == TH_OPTIM_ADAM ? 1e-3 : 1e-2, &o->lr) ||
         read_float(c, m, P, "momentum", RIGHT_OPEN(0, 1), 0.9, &o->momentum) ||
@@ -918,7 +917,7 @@ static int read_train(const ctx *c, const yt_node *root, th_config *cfg)
     if (section(c, root, "train", &m) || read_int(c, m, "train", "epochs", 1, INT_MAX, 10, &cfg->train.epochs) ||
         read_int(c, m, "train", "batch_per_rank", 1, INT_MAX, 16, &cfg->train.batch_per_rank) ||
         read_optimizer(c, m, cfg) || read_schedule(c, m, cfg) ||
-        read_enum(c, m, "train", "loss", loss_names, TH_LOSS_WEIGHTED_BCE, &loss) ||
+        read_enum(c, m, "train", "loss", th_loss_names, TH_LOSS_WEIGHTED_BCE, &loss) ||
         section(c, m, "train.early_stop", &early) ||
         read_int(c, early, "train.early_stop", "patience", 0, INT_MAX, 0, &cfg->train.early_stop_patience) ||
         read_freeze(c, m, cfg) || read_unfreeze(c, m, cfg))
@@ -1390,7 +1389,7 @@ char *th_config_to_yaml(const th_config *cfg)
     put(&b, "  epochs: %d\n", cfg->train.epochs);
     put(&b, "  batch_per_rank: %d\n", cfg->train.batch_per_rank);
     put(&b, "  optimizer:\n");
-    put(&b, "    type: %s\n", enum_name(optim_names, o->type));
+    put(&b, "    type: %s\n", enum_name(th_optim_names, o->type));
     line_float(&b, "    lr", o->lr);
     line_float(&b, "    momentum", o->momentum);
     put(&b, "    nesterov: %s\n", o->nesterov ? "true" : "false");
@@ -1404,7 +1403,7 @@ char *th_config_to_yaml(const th_config *cfg)
     put(&b, "    step_epochs: %d\n", cfg->train.schedule.step_epochs);
     put(&b, "    warmup_epochs: %d\n", cfg->train.schedule.warmup_epochs);
     line_float(&b, "    min_lr", cfg->train.schedule.min_lr);
-    put(&b, "  loss: %s\n", enum_name(loss_names, cfg->train.loss));
+    put(&b, "  loss: %s\n", enum_name(th_loss_names, cfg->train.loss));
     put(&b, "  early_stop:\n");
     put(&b, "    patience: %d\n", cfg->train.early_stop_patience);
     put(&b, "  freeze: [");

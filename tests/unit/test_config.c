@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 #include "thorax/config.h"
+#include "thorax/model.h"
 
 /* A model section (7 lines) that fits any config below, and a small valid
  * config made of it: layers on lines 6 to 9, an appended section at line 10. */

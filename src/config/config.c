@@ -23,7 +23,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "thorax/model.h" /* th_model_spec_check, th_model_graph: until they move to train */
 #include "yaml_tree.h"
 
 /* Largest channel count, image side, kernel, pad or stride accepted: far
@@ -140,7 +139,7 @@ static int edit_distance(const char *a, const char *b)
 
 /* The word closest to s when it is close enough to be a typo of it: one edit
  * per three letters, so "splt" finds "split" but "p" does not find "k". */
-static const char *nearest(const char *s, const char *const *words)
+const char *th_config_nearest(const char *s, const char *const *words)
 {
     const char *best = NULL;
     int best_d = INT_MAX;
@@ -184,7 +183,7 @@ static int fail(const ctx *c, const yt_node *at, const char *path, const char *k
 
 static int fail(const ctx *c, const yt_node *at, const char *path, const char *key, const char *fmt, ...)
 {
-    char where[TH_PATH_MAX + 16], full[KEY_MAX], what[512];
+    char where[TH_WHERE_MAX], full[KEY_MAX], what[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -353,7 +352,7 @@ static int read_enum(const ctx *c, const yt_node *m, const char *path, const cha
     *out = def;
     if (!v) return 0;
     if (v->kind == YT_SCALAR && (*out = word_index(v->str, names)) >= 0) return 0;
-    const char *near = v->kind == YT_SCALAR ? nearest(v->str, names) : NULL;
+    const char *near = v->kind == YT_SCALAR ? th_config_nearest(v->str, names) : NULL;
     if (near) snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
     join_words(list, sizeof list, names, ", ");
     return fail(c, v, path, key, "must be one of %s; got %s%s", list, yt_describe(v, d, sizeof d), hint);
@@ -390,7 +389,7 @@ static int check_keys(const ctx *c, const yt_node *m, const char *path, const ch
     for (int i = 0; i < m->n; i++) {
         const char *key = m->keys[i]->str;
         if (word_index(key, keys) >= 0) continue;
-        const char *near = nearest(key, keys);
+        const char *near = th_config_nearest(key, keys);
         if (near) return fail(c, m->keys[i], path, key, "%s (did you mean '%s'?)", problem, near);
         char list[256];
         join_words(list, sizeof list, keys, ", ");
@@ -691,13 +690,11 @@ static int read_model(const ctx *c, const yt_node *root, th_config *cfg)
     }
     spec->n_layers = layers->n;
 
-    /* With the labels named, the network's outputs can be checked now rather
-     * than when training starts; otherwise the dataset decides later. */
-    if (th_model_spec_check(spec, cfg->data.n_labels, c->err)) {
-        char where[TH_PATH_MAX + 16];
-        yt_where(layers->set ? layers : NULL, c->file, where, sizeof where);
-        return th_err_prefix(c->err, "%s: ", where);
-    }
+    /* The network is checked against its input and labels by the run
+     * (th_run_config_check, in train), which knows the layers; it reports
+     * from here: the override that wrote the list, or the file (each layer
+     * carries its own line). */
+    yt_where(layers->set ? layers : NULL, c->file, cfg->at.layers, sizeof cfg->at.layers);
     return 0;
 }
 
@@ -763,98 +760,6 @@ int th_config_freezes(const th_config *cfg, const char *name)
     return 0;
 }
 
-/* What a train.freeze entry may name: every layer of the expanded network
- * (blocks give layer1.0.conv1 ...) and every dotted prefix of one (layer1,
- * layer1.0), for "did you mean". NULL-terminated, into one allocation. */
-static const char **freeze_words(const th_graph *g)
-{
-    size_t bytes = 0;
-    int n = 0;
-    for (int i = 0; i < g->n; i++) {
-        int parts = 1;
-        for (const char *p = g->nodes[i].spec.name; *p; p++) parts += *p == '.';
-        bytes += (strlen(g->nodes[i].spec.name) + 1) * (size_t)parts;
-        n += parts;
-    }
-    const char **words = malloc(sizeof *words * (size_t)(n + 1) + bytes);
-    if (!words) return NULL;
-    char *pool = (char *)(words + n + 1);
-    int k = 0;
-    for (int i = 0; i < g->n; i++) {
-        const char *name = g->nodes[i].spec.name;
-        for (const char *p = name;; p++) {
-            if (*p != '.' && *p != '\0') continue;
-            size_t len = (size_t)(p - name);
-            int seen = 0;
-            for (int j = 0; j < k && !seen; j++) seen = strlen(words[j]) == len && !strncmp(words[j], name, len);
-            if (!seen) {
-                memcpy(pool, name, len);
-                pool[len] = '\0';
-                words[k++] = pool;
-                pool += len + 1;
-            }
-            if (!*p) break;
-        }
-    }
-    words[k] = NULL;
-    return words;
-}
-
-/* The model's top-level names (those without a '.') for a message, cut to cap. */
-static void top_names(const char *const *words, char *buf, size_t cap)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int i = 0; words[i] && len + 8 < cap; i++) {
-        if (strchr(words[i], '.')) continue;
-        int w = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", words[i]);
-        if (w < 0 || (size_t)w >= cap - len - 5) {
-            snprintf(buf + len, cap - len, "%s...", len ? ", " : "");
-            return;
-        }
-        len += (size_t)w;
-    }
-}
-
-/* Each entry matches a layer of the model (a typo must not leave the layer
- * training), and something with parameters is left to train. */
-static int check_freeze(const ctx *c, const yt_node *v, th_config *cfg)
-{
-    th_graph g;
-    if (th_model_graph(&cfg->model, cfg->data.n_labels, &g, c->err)) return -1;
-    const char **words = freeze_words(&g);
-    int rc = words ? 0 : fail(c, v, "train.freeze", NULL, "out of memory");
-    for (int k = 0; k < cfg->train.n_freeze && !rc; k++) {
-        const char *e = cfg->train.freeze[k];
-        int hit = 0;
-        for (int i = 0; i < g.n && !hit; i++) hit = th_config_freeze_matches(e, g.nodes[i].spec.name);
-        if (hit) continue;
-        const yt_node *it = v->kind == YT_SEQ ? v->vals[k] : v;
-        char key[16] = "", hint[512];
-        if (v->kind == YT_SEQ) snprintf(key, sizeof key, "[%d]", k);
-        const char *near = nearest(e, words);
-        if (near) {
-            snprintf(hint, sizeof hint, "did you mean '%s'?", near);
-        } else {
-            char names[400];
-            top_names(words, names, sizeof names);
-            snprintf(hint, sizeof hint, "its layers: %s", names);
-        }
-        rc = fail(c, it, "train.freeze", key, "'%s' matches no layer of the model (%s)", e, hint);
-    }
-    int trains = 0;
-    for (int i = 0; i < g.n && !rc && !trains; i++) {
-        th_layer_type t = g.nodes[i].spec.type;
-        int has_params = t == TH_LAYER_CONV || t == TH_LAYER_DENSE || t == TH_LAYER_BATCHNORM;
-        trains = has_params && !th_config_freezes(cfg, g.nodes[i].spec.name);
-    }
-    if (!rc && !trains)
-        rc = fail(c, v, "train.freeze", NULL, "freezes every layer that has parameters: nothing would train");
-    free(words);
-    th_graph_free(&g);
-    return rc;
-}
-
 /* train.freeze: a list of layer names or prefixes (a single name is a list of one). */
 static int read_freeze(const ctx *c, const yt_node *train, th_config *cfg)
 {
@@ -880,9 +785,13 @@ static int read_freeze(const ctx *c, const yt_node *train, th_config *cfg)
             if (strcmp(cfg->train.freeze[j], it->str) == 0)
                 return fail(c, it, "train.freeze", key, "'%s' is listed twice", it->str);
         memcpy(cfg->train.freeze[i], it->str, len + 1);
+        yt_where(it, c->file, cfg->at.freeze_item[i], sizeof cfg->at.freeze_item[i]);
     }
+    /* Whether each entry matches a layer is the run's check (th_run_config_check). */
+    yt_where(v, c->file, cfg->at.freeze, sizeof cfg->at.freeze);
+    cfg->at.freeze_listed = v->kind == YT_SEQ;
     cfg->train.n_freeze = n;
-    return n ? check_freeze(c, v, cfg) : 0;
+    return 0;
 }
 
 /* train.unfreeze: {epoch: E, lr: X}, the second stage of a fine-tuning. */
@@ -972,7 +881,6 @@ static int read_config(const ctx *c, const yt_node *root, th_config *cfg)
                     "must be usable as a directory name, got '%s'", cfg->name);
     if (seed && node_int(c, seed, "", "seed", 0, LLONG_MAX, &s)) return -1;
     cfg->seed = (uint64_t)s;
-    /* data before model: the labels let the model check its outputs. */
     return read_data(c, root, cfg) || read_model(c, root, cfg) || read_model_init(c, root, cfg) ||
                    read_train(c, root, cfg) ||
                    read_eval(c, root, cfg) || read_runtime(c, root, cfg)
@@ -1033,7 +941,7 @@ static int apply_set(const ctx *c, yt_node *root, const char *set)
                 return th_errf(c->err, "%s: %.*s is a single value, it has no key '%s'", label, shown_len, shown,
                                name);
             if (word_index(name, keys) < 0) {
-                const char *near = nearest(name, keys);
+                const char *near = th_config_nearest(name, keys);
                 char hint[KEY_MAX + 24], list[200];
                 join_words(list, sizeof list, keys, ", ");
                 if (near)

@@ -2,9 +2,10 @@
  * `from:` resolved, shapes walked.
  *
  * th_model_graph is the one place that knows how each layer type transforms
- * the shape of an image and what a block is made of, so the config loader
- * (to reject a network that does not fit its input, with the layer's line)
- * and the model (to size activations) agree by construction.
+ * the shape of an image and what a block is made of, so the run's config
+ * check (th_run_config_check: a network that does not fit its input is
+ * rejected with the layer's line) and the model (to size activations) agree
+ * by construction.
  */
 #include "thorax/model.h"
 

@@ -1,21 +1,18 @@
-/* emit.c - the resolved YAML of a config (th_config_to_yaml): every key with
- * its value, defaults included, so a run directory's config.yaml reproduces
- * the run on its own and reads back as the same struct.
+/* emit.c - the resolved YAML of a config (th_config_to_yaml): every key of
+ * the schema's tables with its value, defaults included, so a run
+ * directory's config.yaml reproduces the run on its own and reads back as
+ * the same struct. Block style, one key a line; a few values on one line
+ * ({...} or [...]) where that reads better: layers, lists, the split.
  */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "config_impl.h"
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} sbuf;
 
 static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -100,29 +97,6 @@ static void put_real(sbuf *b, double v, int is_float)
         put(b, "%s", s);
 }
 
-static void line_str(sbuf *b, const char *key, const char *s)
-{
-    put(b, "%s: ", key);
-    put_str(b, s);
-    put(b, "\n");
-}
-
-static void line_float(sbuf *b, const char *key, float v)
-{
-    put(b, "%s: ", key);
-    put_real(b, v, 1);
-    put(b, "\n");
-}
-
-static void line_pair(sbuf *b, const char *key, float x, float y)
-{
-    put(b, "%s: [", key);
-    put_real(b, x, 1);
-    put(b, ", ");
-    put_real(b, y, 1);
-    put(b, "]\n");
-}
-
 static const char *enum_name(const char *const *names, int v)
 {
     for (int i = 0; names[i]; i++)
@@ -130,161 +104,192 @@ static const char *enum_name(const char *const *names, int v)
     return "invalid";
 }
 
-static void put_bn(sbuf *b, const th_layer_spec *l)
+static int get_int(const void *base, size_t off)
 {
-    put(b, ", momentum: ");
-    put_real(b, l->momentum, 1);
-    put(b, ", eps: ");
-    put_real(b, l->eps, 1);
+    int i;
+    memcpy(&i, (const char *)base + off, sizeof i);
+    return i;
 }
 
-static void put_layer(sbuf *b, const th_layer_spec *l)
+static float get_float(const void *base, size_t off)
 {
-    put(b, "    - {type: %s", th_layer_type_name(l->type));
-    if (l->name[0]) {
-        put(b, ", name: ");
-        put_str(b, l->name);
+    float f;
+    memcpy(&f, (const char *)base + off, sizeof f);
+    return f;
+}
+
+static void emit_table(sbuf *b, const key_table *t, const void *base, int indent);
+static void emit_flow(sbuf *b, const key_table *t, const void *base);
+
+/* The value of a key that is not KEY_SPECIAL or a block section. */
+static void emit_value(sbuf *b, const key_def *k, const void *base)
+{
+    const char *at = (const char *)base + k->off;
+    switch (k->kind) {
+    case KEY_INT: put(b, "%d", get_int(base, k->off)); break;
+    case KEY_U64: {
+        uint64_t u;
+        memcpy(&u, at, sizeof u);
+        put(b, "%llu", (unsigned long long)u);
+        break;
     }
-    for (int k = 0; k < l->n_from; k++) {
-        put(b, k == 0 ? ", from: [" : ", ");
-        put_str(b, l->from[k]);
-        if (k == l->n_from - 1) put(b, "]");
+    case KEY_FLOAT: put_real(b, get_float(base, k->off), 1); break;
+    case KEY_DOUBLE: {
+        double d;
+        memcpy(&d, at, sizeof d);
+        put_real(b, d, 0);
+        break;
     }
-    switch (l->type) {
-    case TH_LAYER_CONV:
-        put(b, ", out: %d, k: %d, stride: %d, pad: %d, bias: %s", l->out, l->k, l->stride, l->pad,
-            l->bias ? "true" : "false");
-        break;
-    case TH_LAYER_MAXPOOL:
-        put(b, ", k: %d, stride: %d, pad: %d", l->k, l->stride, l->pad);
-        break;
-    case TH_LAYER_AVGPOOL:
-        put(b, ", k: %d, stride: %d", l->k, l->stride);
-        break;
-    case TH_LAYER_RESBLOCK:
-        put(b, ", out: %d, stride: %d", l->out, l->stride);
-        put_bn(b, l);
-        break;
-    case TH_LAYER_DENSEBLOCK:
-        put(b, ", layers: %d, growth: %d, bn_size: %d", l->layers, l->growth, l->bn_size);
-        put_bn(b, l);
-        break;
-    case TH_LAYER_TRANSITION:
-        put(b, ", out: %d", l->out);
-        put_bn(b, l);
-        break;
-    case TH_LAYER_BATCHNORM:
-        put_bn(b, l);
-        break;
-    case TH_LAYER_DENSE:
-        if (l->out == TH_OUT_LABELS)
-            put(b, ", out: labels");
+    case KEY_BOOL: put(b, "%s", get_int(base, k->off) ? "true" : "false"); break;
+    case KEY_STR:
+        if (!at[0] && k->null_note)
+            put(b, "null   # %s", k->null_note);
         else
-            put(b, ", out: %d", l->out);
-        put(b, ", bias: %s", l->bias ? "true" : "false");
+            put_str(b, at);
         break;
-    case TH_LAYER_DROPOUT:
-        put(b, ", p: ");
-        put_real(b, l->p, 1);
+    case KEY_ENUM: put(b, "%s", enum_name(k->names, get_int(base, k->off))); break;
+    case KEY_ENUM_STR: put_str(b, at); break;
+    case KEY_PAIR:
+        put(b, "[");
+        put_real(b, get_float(base, k->off), 1);
+        put(b, ", ");
+        put_real(b, get_float(base, k->off2), 1);
+        put(b, "]");
         break;
-    default:
+    case KEY_OUT:
+        if (get_int(base, k->off) == TH_OUT_LABELS)
+            put(b, "labels");
+        else
+            put(b, "%d", get_int(base, k->off));
         break;
+    case KEY_SECTION:
+        /* An optional section is null while its first key is 0 (unset). */
+        if ((k->flags & KEY_OPTIONAL) && get_int(base, k->sub->keys[0].off) == 0)
+            put(b, "null");
+        else
+            emit_flow(b, k->sub, base);
+        break;
+    case KEY_SPECIAL: break;
     }
-    put(b, "}\n");
+}
+
+/* {k: v, k: v} on one line. */
+static void emit_flow(sbuf *b, const key_table *t, const void *base)
+{
+    for (int i = 0; i < t->n; i++) {
+        put(b, "%s%s: ", i ? ", " : "{", t->keys[i].name);
+        emit_value(b, &t->keys[i], base);
+    }
+    put(b, "}");
+}
+
+/* One key a line, sections as blocks indented under their key. */
+static void emit_table(sbuf *b, const key_table *t, const void *base, int indent)
+{
+    char lead[16];
+    snprintf(lead, sizeof lead, "%*s", indent, "");
+    for (int i = 0; i < t->n; i++) {
+        const key_def *k = &t->keys[i];
+        if (k->kind == KEY_SPECIAL) {
+            k->emit(b, k, base, lead);
+        } else if (k->kind == KEY_SECTION && !(k->flags & KEY_FLOW)) {
+            put(b, "%s%s:\n", lead, k->name);
+            emit_table(b, k->sub, base, indent + 2);
+            continue;
+        } else {
+            put(b, "%s%s: ", lead, k->name);
+            emit_value(b, k, base);
+        }
+        put(b, "\n");
+    }
+}
+
+/* A list of names on one line: [a, b]. */
+static void put_names(sbuf *b, const char *names, size_t len, int n)
+{
+    put(b, "[");
+    for (int i = 0; i < n; i++) {
+        put(b, "%s", i ? ", " : "");
+        put_str(b, names + (size_t)i * len);
+    }
+    put(b, "]");
+}
+
+void cfg_emit_labels(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_config *cfg = base;
+    put(b, "%s%s: ", lead, k->name);
+    put_names(b, cfg->data.labels[0], sizeof cfg->data.labels[0], cfg->data.n_labels);
+    if (!cfg->data.n_labels) put(b, "   # every label in the file");
+}
+
+void cfg_emit_freeze(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_config *cfg = base;
+    put(b, "%s%s: ", lead, k->name);
+    put_names(b, cfg->train.freeze[0], sizeof cfg->train.freeze[0], cfg->train.n_freeze);
+}
+
+void cfg_emit_split(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_config *cfg = base;
+    put(b, "%s%s: ", lead, k->name);
+    if (cfg->data.split_mode == TH_SPLIT_MODE_PREDEFINED)
+        put(b, "predefined");
+    else
+        emit_flow(b, k->sub, base);
+}
+
+void cfg_emit_input(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_model_spec *m = &((const th_config *)base)->model;
+    put(b, "%s%s: [%d, %d, %d]", lead, k->name, m->c, m->h, m->w);
+}
+
+void cfg_emit_layer_name(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_layer_spec *l = base;
+    if (!l->name[0]) return;
+    put(b, "%s%s: ", lead, k->name);
+    put_str(b, l->name);
+}
+
+void cfg_emit_from(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_layer_spec *l = base;
+    if (!l->n_from) return;
+    put(b, "%s%s: ", lead, k->name);
+    put_names(b, l->from[0], sizeof l->from[0], l->n_from);
+}
+
+/* Each layer on a line of its own, {type: t, ...} with its type's keys. */
+void cfg_emit_layers(sbuf *b, const key_def *k, const void *base, const char *lead)
+{
+    const th_model_spec *m = &((const th_config *)base)->model;
+    const key_def *keys = k->sub->keys;
+    put(b, "%s%s:", lead, k->name);
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer_spec *l = &m->layers[i];
+        const signed char *own = cfg_layer_type_keys[l->type];
+        put(b, "\n%s  - {%s: %s", lead, keys[CFG_LK_TYPE].name, th_layer_type_name(l->type));
+        for (int j = 1; own[j] >= 0; j++) {
+            const key_def *lk = &keys[own[j]];
+            if (lk->kind == KEY_SPECIAL) {
+                lk->emit(b, lk, l, ", ");
+            } else {
+                put(b, ", %s: ", lk->name);
+                emit_value(b, lk, l);
+            }
+        }
+        put(b, "}");
+    }
 }
 
 char *th_config_to_yaml(const th_config *cfg)
 {
     sbuf b = {0};
-    const th_optim_config *o = &cfg->train.optimizer;
-
     put(&b, "# Resolved configuration: every default filled in.\n");
-    line_str(&b, "name", cfg->name);
-    put(&b, "seed: %llu\n", (unsigned long long)cfg->seed);
-
-    put(&b, "data:\n");
-    line_str(&b, "  path", cfg->data.path);
-    put(&b, "  labels: [");
-    for (int i = 0; i < cfg->data.n_labels; i++) {
-        put(&b, "%s", i ? ", " : "");
-        put_str(&b, cfg->data.labels[i]);
-    }
-    put(&b, "]%s\n", cfg->data.n_labels ? "" : "   # every label in the file");
-    if (cfg->data.split_mode == TH_SPLIT_MODE_PREDEFINED) {
-        put(&b, "  split: predefined\n");
-    } else {
-        put(&b, "  split: {train: ");
-        put_real(&b, cfg->data.train, 0);
-        put(&b, ", val: ");
-        put_real(&b, cfg->data.val, 0);
-        put(&b, ", test: ");
-        put_real(&b, cfg->data.test, 0);
-        put(&b, "}\n");
-    }
-    put(&b, "  on_leak: %s\n", enum_name(cfg_on_leak_names, cfg->data.on_leak));
-    put(&b, "  normalize: %s\n", enum_name(cfg_normalize_names, cfg->data.normalize));
-    put(&b, "  cache: %s\n", enum_name(cfg_cache_names, cfg->data.cache));
-    put(&b, "  augment:\n");
-    put(&b, "    hflip: %s\n", cfg->data.augment.hflip ? "true" : "false");
-    line_float(&b, "    rotate_deg", cfg->data.augment.rotate_deg);
-    line_float(&b, "    shift", cfg->data.augment.shift);
-    line_pair(&b, "    scale", cfg->data.augment.scale_lo, cfg->data.augment.scale_hi);
-    line_float(&b, "    brightness", cfg->data.augment.brightness);
-    line_float(&b, "    contrast", cfg->data.augment.contrast);
-
-    put(&b, "model:\n");
-    put(&b, "  input: [%d, %d, %d]\n", cfg->model.c, cfg->model.h, cfg->model.w);
-    if (cfg->model_init[0]) line_str(&b, "  init", cfg->model_init);
-    else put(&b, "  init: null   # the seed's random initialisation\n");
-    put(&b, "  layers:\n");
-    for (int i = 0; i < cfg->model.n_layers; i++) put_layer(&b, &cfg->model.layers[i]);
-
-    put(&b, "train:\n");
-    put(&b, "  epochs: %d\n", cfg->train.epochs);
-    put(&b, "  batch_per_rank: %d\n", cfg->train.batch_per_rank);
-    put(&b, "  optimizer:\n");
-    put(&b, "    type: %s\n", enum_name(th_optim_names, o->type));
-    line_float(&b, "    lr", o->lr);
-    line_float(&b, "    momentum", o->momentum);
-    put(&b, "    nesterov: %s\n", o->nesterov ? "true" : "false");
-    line_float(&b, "    weight_decay", o->weight_decay);
-    line_pair(&b, "    betas", o->beta1, o->beta2);
-    line_float(&b, "    eps", o->eps);
-    put(&b, "  schedule:\n");
-    put(&b, "    type: %s\n", enum_name(cfg_schedule_names, cfg->train.schedule.type));
-    line_float(&b, "    factor", cfg->train.schedule.factor);
-    put(&b, "    patience: %d\n", cfg->train.schedule.patience);
-    put(&b, "    step_epochs: %d\n", cfg->train.schedule.step_epochs);
-    put(&b, "    warmup_epochs: %d\n", cfg->train.schedule.warmup_epochs);
-    line_float(&b, "    min_lr", cfg->train.schedule.min_lr);
-    put(&b, "  loss: %s\n", enum_name(th_loss_names, cfg->train.loss));
-    put(&b, "  early_stop:\n");
-    put(&b, "    patience: %d\n", cfg->train.early_stop_patience);
-    put(&b, "  freeze: [");
-    for (int i = 0; i < cfg->train.n_freeze; i++) {
-        put(&b, "%s", i ? ", " : "");
-        put_str(&b, cfg->train.freeze[i]);
-    }
-    put(&b, "]\n");
-    if (cfg->train.unfreeze.epoch > 0) {
-        put(&b, "  unfreeze: {epoch: %d, lr: ", cfg->train.unfreeze.epoch);
-        put_real(&b, cfg->train.unfreeze.lr, 1);
-        put(&b, "}\n");
-    } else {
-        put(&b, "  unfreeze: null\n");
-    }
-
-    put(&b, "eval:\n");
-    line_str(&b, "  split", cfg->eval.split);
-    put(&b, "  cam:\n");
-    line_str(&b, "    method", cfg->eval.cam_method);
-    put(&b, "    top_k: %d\n", cfg->eval.cam_top_k);
-
-    put(&b, "runtime:\n");
-    line_str(&b, "  out_dir", cfg->runtime.out_dir);
-    put(&b, "  threads_per_rank: %d\n", cfg->runtime.threads_per_rank);
-    line_float(&b, "  allreduce_bucket_mb", cfg->runtime.allreduce_bucket_mb);
-
+    emit_table(&b, &cfg_root_table, cfg, 0);
     if (b.failed) {
         free(b.p);
         return NULL;

@@ -56,10 +56,12 @@ int cfg_apply_set(const ctx *c, yt_node *root, const char *set)
             if (n == 0) return th_errf(c->err, "%s: empty key in '%s'", label, key);
             memcpy(name, p, n);
             name[n] = 0;
-            const char *const *keys = cfg_section_keys(schema);
-            if (!keys)
+            const key_table *t = cfg_table_at(schema);
+            const char *keys[32];
+            if (!t)
                 return th_errf(c->err, "%s: %.*s is a single value, it has no key '%s'", label, shown_len, shown,
                                name);
+            cfg_table_names(t, keys);
             if (cfg_word_index(name, keys) < 0) {
                 const char *near = th_config_nearest(name, keys);
                 char hint[KEY_MAX + 24], list[200];

@@ -1,6 +1,7 @@
 /* read.c - the walk of a YAML tree against the schema into a th_config:
  * typed readers for scalars (integers, numbers, booleans, enums, strings)
- * with their ranges, then one reader per section.
+ * with their ranges, the walk of a mapping by its table (schema.c), and the
+ * readers of the keys whose shape is their own (lists, layers, the split).
  *
  * Every message has the form "<where>: <dotted.key>: <problem>", where
  * <where> is "file:line" or the "--set a.b=v" the value came from.
@@ -13,12 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <strings.h>
 
 #include "config_impl.h"
 
 /* "path.key", "path[3]" or just one of them. */
-static void join_key(char *buf, size_t cap, const char *path, const char *key)
+void cfg_join_key(char *buf, size_t cap, const char *path, const char *key)
 {
     if (!key || !key[0])
         snprintf(buf, cap, "%s", path);
@@ -36,25 +38,12 @@ int cfg_fail(const ctx *c, const yt_node *at, const char *path, const char *key,
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     yt_where(at, c->file, where, sizeof where);
-    join_key(full, sizeof full, path, key);
+    cfg_join_key(full, sizeof full, path, key);
     if (!full[0]) return th_errf(c->err, "%s: %s", where, what);
     return th_errf(c->err, "%s: %s: %s", where, full, what);
 }
 
 /* ---- Scalars --------------------------------------------------------------- */
-
-/* A closed, open or half-open interval; hi = HUGE_VAL for none. */
-typedef struct bounds {
-    double lo, hi;
-    int lo_open, hi_open;
-} bounds;
-
-#define AT_LEAST(x) ((bounds){(x), HUGE_VAL, 0, 0})
-#define ABOVE(x) ((bounds){(x), HUGE_VAL, 1, 0})
-#define CLOSED(a, b) ((bounds){(a), (b), 0, 0})
-#define OPEN(a, b) ((bounds){(a), (b), 1, 1})
-#define LEFT_OPEN(a, b) ((bounds){(a), (b), 1, 0})   /* (a, b] */
-#define RIGHT_OPEN(a, b) ((bounds){(a), (b), 0, 1})  /* [a, b) */
 
 static int in_bounds(bounds b, double x)
 {
@@ -135,14 +124,12 @@ static int node_num(const ctx *c, const yt_node *v, const char *path, const char
 /* Key readers: the value of key in mapping m (which may be NULL, meaning
  * empty), or def when it is absent or null. */
 
-static int read_int(const ctx *c, const yt_node *m, const char *path, const char *key, int lo, int hi, int def,
-                    int *out)
+static int read_int(const ctx *c, const yt_node *m, const char *path, const char *key, long long lo, long long hi,
+                    long long def, long long *out)
 {
     const yt_node *v = yt_get(m, key);
-    long long x = def;
-    if (v && node_int(c, v, path, key, lo, hi, &x)) return -1;
-    *out = (int)x;
-    return 0;
+    *out = def;
+    return v ? node_int(c, v, path, key, lo, hi, out) : 0;
 }
 
 static int read_double(const ctx *c, const yt_node *m, const char *path, const char *key, bounds b, double def,
@@ -170,7 +157,7 @@ static int read_float_pair(const ctx *c, const yt_node *m, const char *path, con
     const yt_node *v = yt_get(m, key);
     char full[KEY_MAX], d[64];
     double x[2] = {def0, def1};
-    join_key(full, sizeof full, path, key);
+    cfg_join_key(full, sizeof full, path, key);
     if (v && (v->kind != YT_SEQ || v->n != 2))
         return cfg_fail(c, v, full, NULL, "must be a list of two numbers, got %s", yt_describe(v, d, sizeof d));
     for (int i = 0; v && i < 2; i++)
@@ -245,13 +232,14 @@ static int check_keys(const ctx *c, const yt_node *m, const char *path, const ch
     return 0;
 }
 
-/* The mapping at path, a key of parent, with its keys checked. When it is
- * absent, an empty stand-in placed at the parent, so that every key takes its
- * default and a missing required key is reported near where it belongs. */
-static int section(const ctx *c, const yt_node *parent, const char *path, const yt_node **out)
+/* The mapping of table t, a key of parent, with its keys checked. When it
+ * is absent, an empty stand-in placed at the parent, so that every key takes
+ * its default and a missing required key is reported near where it belongs. */
+static int section(const ctx *c, const yt_node *parent, const key_table *t, const yt_node **out)
 {
-    const char *dot = strrchr(path, '.');
+    const char *path = t->path, *dot = strrchr(path, '.');
     const yt_node *v = yt_get(parent, dot ? dot + 1 : path);
+    const char *names[32];
     char d[64];
     if (!v) {
         *out = yt_new_map(c->tree, parent->line, parent->set);
@@ -260,119 +248,230 @@ static int section(const ctx *c, const yt_node *parent, const char *path, const 
     if (v->kind != YT_MAP)
         return cfg_fail(c, v, path, NULL, "must be a mapping of keys, got %s", yt_describe(v, d, sizeof d));
     *out = v;
-    return check_keys(c, v, path, cfg_section_keys(path), "unknown key");
+    cfg_table_names(t, names);
+    return check_keys(c, v, path, names, "unknown key");
 }
 
-/* ---- The sections ---------------------------------------------------------- */
-
-static int read_labels(const ctx *c, const yt_node *data, th_config *cfg)
+static void store_int(void *base, size_t off, long long x)
 {
-    const yt_node *v = yt_get(data, "labels");
+    int i = (int)x;
+    memcpy((char *)base + off, &i, sizeof i);
+}
+
+static void store_float(void *base, size_t off, float f)
+{
+    memcpy((char *)base + off, &f, sizeof f);
+}
+
+/* A layer's out: its filters or units, or for a dense layer `labels`. */
+static int read_out(const ctx *c, const yt_node *m, const char *path, const key_def *k, th_layer_spec *l)
+{
+    const yt_node *v = yt_get(m, k->name);
+    long long x;
     char d[64];
-    if (!v) return 0;
-    if (v->kind == YT_MAP) return cfg_fail(c, v, "data.labels", NULL, "must be a list of label names, got a mapping");
-    /* A single name is a list of one. */
+    if (l->type == TH_LAYER_DENSE && v) {
+        if (v->kind == YT_SCALAR && strcmp(v->str, "labels") == 0) return l->out = TH_OUT_LABELS, 0;
+        if (v->kind != YT_SCALAR || parse_ll(v->str, &x))
+            return cfg_fail(c, v, path, k->name, "must be a number of outputs or 'labels', got %s",
+                            yt_describe(v, d, sizeof d));
+    }
+    if (read_int(c, m, path, k->name, k->lo, k->hi, 0, &x)) return -1;
+    l->out = (int)x;
+    return 0;
+}
+
+static int read_table(const ctx *c, const yt_node *m, const key_table *t, void *base);
+
+/* A KEY_SECTION: its mapping read with its own table. */
+static int read_section(const ctx *c, const yt_node *parent, const key_def *k, void *base)
+{
+    const yt_node *v = yt_get(parent, k->name), *m = NULL;
+    char d[64];
+    int on;
+    if (!v && (k->flags & KEY_OPTIONAL)) return 0;
+    /* KEY_OFF_OK is data.augment's: `augment: false` is no augmentation. */
+    if ((k->flags & KEY_OFF_OK) && v && v->kind == YT_SCALAR) {
+        if (!(parse_bool(v->str, &on) == 0 && !on) && strcmp(v->str, "none") != 0)
+            return cfg_fail(c, v, k->sub->path, NULL, "must be a mapping, or false/none for no augmentation, got %s",
+                            yt_describe(v, d, sizeof d));
+    } else if (section(c, parent, k->sub, &m)) {
+        return -1;
+    }
+    return read_table(c, m, k->sub, base);
+}
+
+/* One key of mapping m (NULL: empty) into base, or its default. */
+static int read_key(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
+{
+    char *at = (char *)base + k->off;
+    double def = k->def_of ? k->def_of(base) : k->def;
+    long long x;
+    int i, rc = 0;
+    switch (k->kind) {
+    case KEY_INT:
+        if (!(rc = read_int(c, m, path, k->name, k->lo, k->hi, (long long)def, &x))) store_int(base, k->off, x);
+        break;
+    case KEY_U64:
+        if (!(rc = read_int(c, m, path, k->name, k->lo, k->hi, (long long)def, &x))) {
+            uint64_t u = (uint64_t)x;
+            memcpy(at, &u, sizeof u);
+        }
+        break;
+    case KEY_FLOAT: {
+        float f;
+        if (!(rc = read_float(c, m, path, k->name, k->b, def, &f))) store_float(base, k->off, f);
+        break;
+    }
+    case KEY_DOUBLE: {
+        double v;
+        if (!(rc = read_double(c, m, path, k->name, k->b, def, &v))) memcpy(at, &v, sizeof v);
+        break;
+    }
+    case KEY_BOOL:
+        if (!(rc = read_bool(c, m, path, k->name, (int)def, &i))) store_int(base, k->off, i);
+        break;
+    case KEY_STR:
+        rc = read_str(c, m, path, k->name, k->flags & KEY_RUN_NAME ? c->default_name : k->def_str, at, k->cap,
+                      k->flags & KEY_MAY_BE_EMPTY);
+        break;
+    case KEY_ENUM:
+        if (!(rc = read_enum(c, m, path, k->name, k->names, (int)def, &i))) store_int(base, k->off, i);
+        break;
+    case KEY_ENUM_STR:
+        if (!(rc = read_enum(c, m, path, k->name, k->names, (int)def, &i))) snprintf(at, k->cap, "%s", k->names[i]);
+        break;
+    case KEY_PAIR: {
+        float xy[2];
+        if (!(rc = read_float_pair(c, m, path, k->name, k->b, def, k->def2, xy))) {
+            store_float(base, k->off, xy[0]);
+            store_float(base, k->off2, xy[1]);
+        }
+        break;
+    }
+    case KEY_OUT: rc = read_out(c, m, path, k, base); break;
+    case KEY_SECTION: rc = read_section(c, m, k, base); break;
+    case KEY_SPECIAL: rc = k->read(c, m, path, k, base); break;
+    }
+    return rc ? rc : k->check ? k->check(c, m, path, k, base) : 0;
+}
+
+/* Every key of t: the required ones first, so a missing one is reported
+ * before anything about the others, then each in the table's order. */
+static int read_table(const ctx *c, const yt_node *m, const key_table *t, void *base)
+{
+    for (int i = 0; i < t->n; i++)
+        if ((t->keys[i].flags & KEY_REQUIRED) && require(c, m, t->path, t->keys[i].name)) return -1;
+    for (int i = 0; i < t->n; i++)
+        if (read_key(c, m, t->path, &t->keys[i], base)) return -1;
+    return t->check ? t->check(c, m, t->path, NULL, base) : 0;
+}
+
+/* ---- The special shapes ---------------------------------------------------- */
+
+/* A list of names (a single name is a list of one) into names[max][len],
+ * none listed twice: data.labels (labels set: "at most N labels", and none
+ * empty) and train.freeze ("at most N entries"). */
+static int read_names(const ctx *c, const yt_node *v, const char *full, int max, int len, int labels,
+                      char *names, int *n_out)
+{
+    const char *what = labels ? "label name" : "layer name";
+    char d[64];
+    if (v->kind == YT_MAP) return cfg_fail(c, v, full, NULL, "must be a list of %ss, got a mapping", what);
     int n = v->kind == YT_SEQ ? v->n : 1;
-    if (n > TH_MAX_LABELS) return cfg_fail(c, v, "data.labels", NULL, "at most %d labels, got %d", TH_MAX_LABELS, n);
+    if (n > max)
+        return cfg_fail(c, v, full, NULL, "at most %d %s, got %d", max, labels ? "labels" : "entries",
+                        n);
     for (int i = 0; i < n; i++) {
         const yt_node *it = v->kind == YT_SEQ ? v->vals[i] : v;
         char key[16] = "";
         if (v->kind == YT_SEQ) snprintf(key, sizeof key, "[%d]", i);
         if (it->kind != YT_SCALAR || yt_is_null(it))
-            return cfg_fail(c, it, "data.labels", key, "must be a label name, got %s", yt_describe(it, d, sizeof d));
-        size_t len = strlen(it->str);
-        if (len == 0) return cfg_fail(c, it, "data.labels", key, "must not be empty");
-        if (len >= TH_LABEL_MAX)
-            return cfg_fail(c, it, "data.labels", key, "is %zu characters long, at most %d are allowed", len,
-                        TH_LABEL_MAX - 1);
+            return cfg_fail(c, it, full, key, "must be a %s, got %s", what, yt_describe(it, d, sizeof d));
+        size_t l = strlen(it->str);
+        if (l == 0 && labels) return cfg_fail(c, it, full, key, "must not be empty");
+        if (l >= (size_t)len)
+            return cfg_fail(c, it, full, key, "is %zu characters long, at most %d are allowed", l, len - 1);
         for (int j = 0; j < i; j++)
-            if (strcmp(cfg->data.labels[j], it->str) == 0)
-                return cfg_fail(c, it, "data.labels", key, "'%s' is listed twice", it->str);
-        memcpy(cfg->data.labels[i], it->str, len + 1);
+            if (strcmp(names + (size_t)j * (size_t)len, it->str) == 0)
+                return cfg_fail(c, it, full, key, "'%s' is listed twice", it->str);
+        memcpy(names + (size_t)i * (size_t)len, it->str, l + 1);
     }
-    cfg->data.n_labels = n;
+    *n_out = n;
     return 0;
 }
 
-static int read_split(const ctx *c, const yt_node *data, th_config *cfg)
+int cfg_read_labels(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
 {
-    const yt_node *v = yt_get(data, "split"), *m;
-    char d[64];
+    th_config *cfg = base;
+    const yt_node *v = yt_get(m, k->name);
+    char full[KEY_MAX];
+    cfg_join_key(full, sizeof full, path, k->name);
+    return v ? read_names(c, v, full, TH_MAX_LABELS, TH_LABEL_MAX, 1, cfg->data.labels[0],
+                          &cfg->data.n_labels)
+             : 0;
+}
+
+/* train.freeze: layer names or prefixes. Whether each matches a layer is the
+ * run's check (th_run_config_check), which reports from where each was. */
+int cfg_read_freeze(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
+{
+    th_config *cfg = base;
+    const yt_node *v = yt_get(m, k->name);
+    char full[KEY_MAX];
+    cfg_join_key(full, sizeof full, path, k->name);
+    cfg->train.n_freeze = 0;
+    if (!v) return 0;
+    if (read_names(c, v, full, TH_MAX_FREEZE, TH_NAME_MAX, 0, cfg->train.freeze[0], &cfg->train.n_freeze))
+        return -1;
+    for (int i = 0; i < cfg->train.n_freeze; i++)
+        yt_where(v->kind == YT_SEQ ? v->vals[i] : v, c->file, cfg->at.freeze_item[i], sizeof cfg->at.freeze_item[i]);
+    yt_where(v, c->file, cfg->at.freeze, sizeof cfg->at.freeze);
+    cfg->at.freeze_listed = v->kind == YT_SEQ;
+    return 0;
+}
+
+/* data.split: `predefined`, or a mapping of fractions (its table), or when
+ * left out that table's defaults. */
+int cfg_read_split(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
+{
+    th_config *cfg = base;
+    const key_table *t = k->sub;
+    const yt_node *v = yt_get(m, k->name), *sm;
+    const char *names[8];
+    char d[64], list[64];
     if (v && v->kind == YT_SCALAR) {
-        if (strcmp(v->str, "predefined") != 0)
-            return cfg_fail(c, v, "data.split", NULL, "must be 'predefined' or a mapping {train, val, test}, got %s",
-                        yt_describe(v, d, sizeof d));
+        if (strcmp(v->str, "predefined") != 0) {
+            cfg_table_names(t, names);
+            cfg_join_words(list, sizeof list, names, ", ");
+            return cfg_fail(c, v, t->path, NULL, "must be 'predefined' or a mapping {%s}, got %s", list,
+                            yt_describe(v, d, sizeof d));
+        }
         cfg->data.split_mode = TH_SPLIT_MODE_PREDEFINED;
         return 0;
     }
     cfg->data.split_mode = TH_SPLIT_MODE_RANDOM;
     if (!v) {
-        cfg->data.train = 0.7, cfg->data.val = 0.15, cfg->data.test = 0.15;
+        for (int i = 0; i < t->n; i++) memcpy((char *)base + t->keys[i].off, &t->keys[i].def, sizeof(double));
         return 0;
     }
-    if (section(c, data, "data.split", &m) || require(c, m, "data.split", "train") ||
-        require(c, m, "data.split", "val") ||
-        read_double(c, m, "data.split", "train", LEFT_OPEN(0, 1), 0, &cfg->data.train) ||
-        read_double(c, m, "data.split", "val", CLOSED(0, 1), 0, &cfg->data.val))
-        return -1;
-    double train_val = cfg->data.train + cfg->data.val;
-    if (!yt_get(m, "test")) {
-        if (train_val > 1 + 1e-6)
-            return cfg_fail(c, m, "data.split", NULL, "train + val is %g, leaving nothing for test", train_val);
-        cfg->data.test = train_val < 1 ? 1 - train_val : 0;
-        return 0;
-    }
-    if (read_double(c, m, "data.split", "test", CLOSED(0, 1), 0, &cfg->data.test)) return -1;
-    double sum = train_val + cfg->data.test;
-    if (fabs(sum - 1) > 1e-6) return cfg_fail(c, m, "data.split", NULL, "fractions sum to %g, must sum to 1", sum);
-    return 0;
+    return section(c, m, t, &sm) || read_table(c, sm, t, base) ? -1 : 0;
 }
 
-static int read_augment(const ctx *c, const yt_node *data, th_config *cfg)
+int cfg_read_input(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
 {
-    const char *P = "data.augment";
-    const yt_node *v = yt_get(data, "augment"), *m = NULL;
-    char d[64];
-    int on;
-    /* `augment: false` (or none) is every key at its default: no augmentation. */
-    if (v && v->kind == YT_SCALAR) {
-        if (!(parse_bool(v->str, &on) == 0 && !on) && strcmp(v->str, "none") != 0)
-            return cfg_fail(c, v, P, NULL, "must be a mapping, or false/none for no augmentation, got %s",
-                        yt_describe(v, d, sizeof d));
-    } else if (section(c, data, P, &m)) {
-        return -1;
+    th_model_spec *spec = &((th_config *)base)->model;
+    const yt_node *in = yt_get(m, k->name);
+    char full[KEY_MAX], d[64];
+    long long dims[3];
+    cfg_join_key(full, sizeof full, path, k->name);
+    if (in->kind != YT_SEQ || in->n != 3)
+        return cfg_fail(c, in, full, NULL, "must be a list [C, H, W], got %s", yt_describe(in, d, sizeof d));
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "[%d]", i);
+        if (node_int(c, in->vals[i], full, key, 1, DIM_MAX, &dims[i])) return -1;
     }
-    float scale[2];
-    if (read_bool(c, m, P, "hflip", 0, &cfg->data.augment.hflip) ||
-        read_float(c, m, P, "rotate_deg", AT_LEAST(0), 0, &cfg->data.augment.rotate_deg) ||
-        read_float(c, m, P, "shift", RIGHT_OPEN(0, 0.5), 0, &cfg->data.augment.shift) ||
-        read_float_pair(c, m, P, "scale", ABOVE(0), 1, 1, scale) ||
-        /* Fractions of the intensity range: a contrast of 1 or more could
-         * invert an image, which no X-ray looks like. */
-        read_float(c, m, P, "brightness", RIGHT_OPEN(0, 1), 0, &cfg->data.augment.brightness) ||
-        read_float(c, m, P, "contrast", RIGHT_OPEN(0, 1), 0, &cfg->data.augment.contrast))
-        return -1;
-    if (scale[0] > scale[1])
-        return cfg_fail(c, yt_get(m, "scale"), P, "scale", "must be [low, high] with low <= high, got [%g, %g]",
-                    scale[0], scale[1]);
-    cfg->data.augment.scale_lo = scale[0];
-    cfg->data.augment.scale_hi = scale[1];
-    return 0;
-}
-
-static int read_data(const ctx *c, const yt_node *root, th_config *cfg)
-{
-    const yt_node *m;
-    int normalize, on_leak, cache;
-    if (section(c, root, "data", &m) || require(c, m, "data", "path") ||
-        read_str(c, m, "data", "path", "", cfg->data.path, sizeof cfg->data.path, 0) || read_labels(c, m, cfg) ||
-        read_split(c, m, cfg) || read_enum(c, m, "data", "on_leak", cfg_on_leak_names, TH_ON_LEAK_ERROR, &on_leak) ||
-        read_enum(c, m, "data", "normalize", cfg_normalize_names, TH_NORM_TRAINSET, &normalize) ||
-        read_augment(c, m, cfg) || read_enum(c, m, "data", "cache", cfg_cache_names, TH_CACHE_AUTO, &cache))
-        return -1;
-    cfg->data.cache = (th_cache)cache;
-    cfg->data.normalize = (th_normalize)normalize;
-    cfg->data.on_leak = (th_on_leak)on_leak;
+    spec->c = (int)dims[0], spec->h = (int)dims[1], spec->w = (int)dims[2];
     return 0;
 }
 
@@ -383,160 +482,106 @@ static int valid_layer_name(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == strlen(s);
 }
 
-/* Batch-norm's settings, of a batchnorm layer or of every batch-norm in a block. */
-static int read_bn(const ctx *c, const yt_node *v, const char *path, th_layer_spec *l)
+int cfg_read_layer_name(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
 {
-    return read_float(c, v, path, "momentum", CLOSED(0, 1), 0.1, &l->momentum) ||
-                   read_float(c, v, path, "eps", ABOVE(0), 1e-5, &l->eps)
-               ? -1
-               : 0;
+    th_layer_spec *l = base;
+    if (read_str(c, m, path, k->name, "", l->name, sizeof l->name, 1)) return -1;
+    if (!valid_layer_name(l->name))
+        return cfg_fail(c, yt_get(m, k->name), path, k->name,
+                        "must use only letters, digits, '_', '-' and '.', got '%s'", l->name);
+    if (!strcmp(l->name, "input")) return cfg_fail(c, yt_get(m, k->name), path, k->name, "'input' names the image itself");
+    return 0;
 }
 
 /* from: a layer name or a list of them ("input" is the image). add and
  * concat need two or more. */
-static int read_from(const ctx *c, const yt_node *v, const char *path, th_layer_spec *l)
+int cfg_read_from(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
 {
-    const yt_node *f = yt_get(v, "from");
+    th_layer_spec *l = base;
+    const char *key = k->name;
+    const yt_node *f = yt_get(m, key);
     char d[64];
     int multi = l->type == TH_LAYER_ADD || l->type == TH_LAYER_CONCAT;
-    if (!f) return multi ? cfg_fail(c, v, path, "from", "is required: the layers to %s, e.g. from: [a, b]",
-                                l->type == TH_LAYER_ADD ? "add" : "concatenate")
+    if (!f) return multi ? cfg_fail(c, m, path, key, "is required: the layers to %s, e.g. from: [a, b]",
+                                    l->type == TH_LAYER_ADD ? "add" : "concatenate")
                          : 0;
-    if (f->kind == YT_MAP) return cfg_fail(c, f, path, "from", "must be a layer name or a list of them, got a mapping");
+    if (f->kind == YT_MAP) return cfg_fail(c, f, path, key, "must be a layer name or a list of them, got a mapping");
     int n = f->kind == YT_SEQ ? f->n : 1;
-    if (n > TH_MAX_FROM) return cfg_fail(c, f, path, "from", "at most %d layers, got %d", TH_MAX_FROM, n);
-    if (multi && n < 2) return cfg_fail(c, f, path, "from", "needs two or more layers, got %d", n);
+    if (n > TH_MAX_FROM) return cfg_fail(c, f, path, key, "at most %d layers, got %d", TH_MAX_FROM, n);
+    if (multi && n < 2) return cfg_fail(c, f, path, key, "needs two or more layers, got %d", n);
     if (!multi && n != 1)
-        return cfg_fail(c, f, path, "from", "a %s layer reads one layer, got %d", th_layer_type_name(l->type), n);
-    for (int k = 0; k < n; k++) {
-        const yt_node *it = f->kind == YT_SEQ ? f->vals[k] : f;
+        return cfg_fail(c, f, path, key, "a %s layer reads one layer, got %d", th_layer_type_name(l->type), n);
+    for (int i = 0; i < n; i++) {
+        const yt_node *it = f->kind == YT_SEQ ? f->vals[i] : f;
         if (it->kind != YT_SCALAR || yt_is_null(it) || !it->str[0])
-            return cfg_fail(c, it, path, "from", "must name a layer, got %s", yt_describe(it, d, sizeof d));
+            return cfg_fail(c, it, path, key, "must name a layer, got %s", yt_describe(it, d, sizeof d));
         if (strlen(it->str) >= TH_NAME_MAX)
-            return cfg_fail(c, it, path, "from", "'%s' is longer than %d characters", it->str, TH_NAME_MAX - 1);
-        snprintf(l->from[k], sizeof l->from[k], "%s", it->str);
+            return cfg_fail(c, it, path, key, "'%s' is longer than %d characters", it->str, TH_NAME_MAX - 1);
+        snprintf(l->from[i], sizeof l->from[i], "%s", it->str);
     }
     l->n_from = n;
     return 0;
 }
 
+/* One layer: its type first, which decides its keys; then its name and
+ * from; then the keys of its type, the required ones first. */
 static int read_layer(const ctx *c, const yt_node *v, int i, th_layer_spec *l)
 {
+    const key_def *keys = cfg_layer_table.keys;
     char path[32], d[64], problem[48];
-    const char *types[TH_LAYER_TYPE_COUNT + 1] = {NULL};
-    int type;
+    const char *types[TH_LAYER_TYPE_COUNT + 1] = {NULL}, *names[16];
+    int type, n = 0;
     snprintf(path, sizeof path, "model.layers[%d]", i);
     if (v->kind != YT_MAP)
-        return cfg_fail(c, v, path, NULL, "must be a mapping such as {type: relu}, got %s", yt_describe(v, d, sizeof d));
+        return cfg_fail(c, v, path, NULL, "must be a mapping such as {type: relu}, got %s",
+                        yt_describe(v, d, sizeof d));
     for (int t = 0; t < TH_LAYER_TYPE_COUNT; t++) types[t] = th_layer_type_name((th_layer_type)t);
-    if (require(c, v, path, "type") || read_enum(c, v, path, "type", types, 0, &type)) return -1;
+    const char *tkey = keys[CFG_LK_TYPE].name;
+    if (require(c, v, path, tkey) || read_enum(c, v, path, tkey, types, 0, &type)) return -1;
+    const signed char *own = cfg_layer_type_keys[type];
+    for (; own[n] >= 0; n++) names[n] = keys[own[n]].name;
+    names[n] = NULL;
     snprintf(problem, sizeof problem, "not a key of %s %s layer", strchr("aeiou", types[type][0]) ? "an" : "a",
              types[type]);
-    if (check_keys(c, v, path, cfg_layer_keys[type], problem)) return -1;
+    if (check_keys(c, v, path, names, problem)) return -1;
 
     l->type = (th_layer_type)type;
     /* A layer from --set has no line in the file. */
     l->line = v->set ? 0 : v->line;
-    if (read_str(c, v, path, "name", "", l->name, sizeof l->name, 1)) return -1;
-    if (!valid_layer_name(l->name))
-        return cfg_fail(c, yt_get(v, "name"), path, "name", "must use only letters, digits, '_', '-' and '.', got '%s'",
-                    l->name);
-    if (!strcmp(l->name, "input")) return cfg_fail(c, yt_get(v, "name"), path, "name", "'input' names the image itself");
-    if (read_from(c, v, path, l)) return -1;
-
-    switch (l->type) {
-    case TH_LAYER_CONV:
-        return require(c, v, path, "out") || require(c, v, path, "k") ||
-               read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out) ||
-               read_int(c, v, path, "k", 1, DIM_MAX, 0, &l->k) ||
-               read_int(c, v, path, "stride", 1, DIM_MAX, 1, &l->stride) ||
-               read_int(c, v, path, "pad", 0, DIM_MAX, 0, &l->pad) || read_bool(c, v, path, "bias", 1, &l->bias)
-                   ? -1
-                   : 0;
-    case TH_LAYER_MAXPOOL:
-    case TH_LAYER_AVGPOOL:
-        return require(c, v, path, "k") || read_int(c, v, path, "k", 1, DIM_MAX, 0, &l->k) ||
-                       read_int(c, v, path, "stride", 1, DIM_MAX, l->k, &l->stride) ||
-                       read_int(c, v, path, "pad", 0, DIM_MAX, 0, &l->pad)
-                   ? -1
-                   : 0;
-    case TH_LAYER_RESBLOCK:
-        return require(c, v, path, "out") || read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out) ||
-                       read_int(c, v, path, "stride", 1, DIM_MAX, 1, &l->stride) || read_bn(c, v, path, l)
-                   ? -1
-                   : 0;
-    case TH_LAYER_DENSEBLOCK:
-        return require(c, v, path, "layers") || read_int(c, v, path, "layers", 1, 1024, 0, &l->layers) ||
-                       read_int(c, v, path, "growth", 1, DIM_MAX, 32, &l->growth) ||
-                       read_int(c, v, path, "bn_size", 1, 1024, 4, &l->bn_size) || read_bn(c, v, path, l)
-                   ? -1
-                   : 0;
-    case TH_LAYER_TRANSITION:
-        return require(c, v, path, "out") || read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out) ||
-                       read_bn(c, v, path, l)
-                   ? -1
-                   : 0;
-    case TH_LAYER_BATCHNORM: return read_bn(c, v, path, l);
-    case TH_LAYER_DENSE: {
-        const yt_node *out = yt_get(v, "out");
-        long long x;
-        if (require(c, v, path, "out")) return -1;
-        if (out->kind == YT_SCALAR && strcmp(out->str, "labels") == 0) {
-            l->out = TH_OUT_LABELS;
-        } else if (out->kind != YT_SCALAR || parse_ll(out->str, &x)) {
-            return cfg_fail(c, out, path, "out", "must be a number of outputs or 'labels', got %s",
-                        yt_describe(out, d, sizeof d));
-        } else if (read_int(c, v, path, "out", 1, DIM_MAX, 0, &l->out)) {
-            return -1;
-        }
-        return read_bool(c, v, path, "bias", 1, &l->bias);
-    }
-    case TH_LAYER_DROPOUT:
-        return read_float(c, v, path, "p", RIGHT_OPEN(0, 1), 0.5, &l->p);
-    default:
-        return 0;
-    }
+    for (int j = 1; j < n; j++)
+        if (keys[own[j]].kind == KEY_SPECIAL && read_key(c, v, path, &keys[own[j]], l)) return -1;
+    for (int j = 1; j < n; j++)
+        if ((keys[own[j]].flags & KEY_REQUIRED) && require(c, v, path, keys[own[j]].name)) return -1;
+    for (int j = 1; j < n; j++)
+        if (keys[own[j]].kind != KEY_SPECIAL && read_key(c, v, path, &keys[own[j]], l)) return -1;
+    return 0;
 }
 
-static int read_model(const ctx *c, const yt_node *root, th_config *cfg)
+int cfg_read_layers(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
 {
+    th_config *cfg = base;
     th_model_spec *spec = &cfg->model;
-    const yt_node *m, *in, *layers;
-    char d[64];
-    if (section(c, root, "model", &m) || require(c, m, "model", "input") || require(c, m, "model", "layers"))
-        return -1;
-
-    in = yt_get(m, "input");
-    if (in->kind != YT_SEQ || in->n != 3)
-        return cfg_fail(c, in, "model.input", NULL, "must be a list [C, H, W], got %s", yt_describe(in, d, sizeof d));
-    long long dims[3];
-    for (int i = 0; i < 3; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "[%d]", i);
-        if (node_int(c, in->vals[i], "model.input", key, 1, DIM_MAX, &dims[i])) return -1;
-    }
-    spec->c = (int)dims[0], spec->h = (int)dims[1], spec->w = (int)dims[2];
-
-    layers = yt_get(m, "layers");
+    const yt_node *layers = yt_get(m, k->name);
+    char full[KEY_MAX], d[64];
+    cfg_join_key(full, sizeof full, path, k->name);
     if (layers->kind != YT_SEQ)
-        return cfg_fail(c, layers, "model.layers", NULL, "must be a list of layers, got %s",
-                    yt_describe(layers, d, sizeof d));
-    if (layers->n == 0) return cfg_fail(c, layers, "model.layers", NULL, "must have at least one layer");
+        return cfg_fail(c, layers, full, NULL, "must be a list of layers, got %s", yt_describe(layers, d, sizeof d));
+    if (layers->n == 0) return cfg_fail(c, layers, full, NULL, "must have at least one layer");
     if (layers->n > TH_MAX_LAYERS)
-        return cfg_fail(c, layers, "model.layers", NULL, "at most %d layers, got %d", TH_MAX_LAYERS, layers->n);
+        return cfg_fail(c, layers, full, NULL, "at most %d layers, got %d", TH_MAX_LAYERS, layers->n);
     for (int i = 0; i < layers->n; i++) {
         if (read_layer(c, layers->vals[i], i, &spec->layers[i])) return -1;
         for (int j = 0; spec->layers[i].name[0] && j < i; j++) {
             if (strcmp(spec->layers[i].name, spec->layers[j].name) == 0) {
-                char path[32];
-                snprintf(path, sizeof path, "model.layers[%d]", i);
-                return cfg_fail(c, yt_get(layers->vals[i], "name"), path, "name",
-                            "'%s' is already the name of model.layers[%d]", spec->layers[i].name, j);
+                char at[KEY_MAX + 16];
+                snprintf(at, sizeof at, "%s[%d]", full, i);
+                return cfg_fail(c, yt_get(layers->vals[i], cfg_layer_table.keys[CFG_LK_NAME].name), at,
+                                cfg_layer_table.keys[CFG_LK_NAME].name, "'%s' is already the name of %s[%d]",
+                                spec->layers[i].name, full, j);
             }
         }
     }
     spec->n_layers = layers->n;
-
     /* The network is checked against its input and labels by the run
      * (th_run_config_check, in train), which knows the layers; it reports
      * from here: the override that wrote the list, or the file (each layer
@@ -545,179 +590,9 @@ static int read_model(const ctx *c, const yt_node *root, th_config *cfg)
     return 0;
 }
 
-static int read_optimizer(const ctx *c, const yt_node *train, th_config *cfg)
-{
-    const char *P = "train.optimizer";
-    th_optim_config *o = &cfg->train.optimizer;
-    const yt_node *m;
-    int type;
-    float betas[2];
-    if (section(c, train, P, &m) || read_enum(c, m, P, "type", th_optim_names, TH_OPTIM_SGD, &type)) return -1;
-    o->type = (th_optim_type)type;
-    if (read_float(c, m, P, "lr", ABOVE(0), o->type == TH_OPTIM_ADAM ? 1e-3 : 1e-2, &o->lr) ||
-        read_float(c, m, P, "momentum", RIGHT_OPEN(0, 1), 0.9, &o->momentum) ||
-        read_bool(c, m, P, "nesterov", 0, &o->nesterov) ||
-        read_float(c, m, P, "weight_decay", AT_LEAST(0), 0, &o->weight_decay) ||
-        read_float_pair(c, m, P, "betas", RIGHT_OPEN(0, 1), 0.9, 0.999, betas) ||
-        read_float(c, m, P, "eps", ABOVE(0), 1e-8, &o->eps))
-        return -1;
-    o->beta1 = betas[0];
-    o->beta2 = betas[1];
-    /* As in PyTorch: Nesterov's look-ahead is along the momentum buffer. */
-    if (o->type == TH_OPTIM_SGD && o->nesterov && o->momentum <= 0)
-        return cfg_fail(c, yt_get(m, "nesterov"), P, "nesterov", "needs momentum > 0, got momentum %g", o->momentum);
-    return 0;
-}
-
-static int read_schedule(const ctx *c, const yt_node *train, th_config *cfg)
-{
-    const char *P = "train.schedule";
-    const yt_node *m;
-    int type;
-    if (section(c, train, P, &m) || read_enum(c, m, P, "type", cfg_schedule_names, TH_SCHED_CONSTANT, &type)) return -1;
-    cfg->train.schedule.type = (th_schedule_type)type;
-    if (read_float(c, m, P, "factor", OPEN(0, 1), type == TH_SCHED_PLATEAU ? 0.5 : 0.1, &cfg->train.schedule.factor) ||
-        read_int(c, m, P, "patience", 0, INT_MAX, 2, &cfg->train.schedule.patience) ||
-        read_int(c, m, P, "step_epochs", 1, INT_MAX, 10, &cfg->train.schedule.step_epochs) ||
-        read_int(c, m, P, "warmup_epochs", 0, INT_MAX, 0, &cfg->train.schedule.warmup_epochs) ||
-        read_float(c, m, P, "min_lr", AT_LEAST(0), 0, &cfg->train.schedule.min_lr))
-        return -1;
-    if (cfg->train.schedule.min_lr > cfg->train.optimizer.lr)
-        return cfg_fail(c, yt_get(m, "min_lr"), P, "min_lr", "must not exceed the learning rate %g, got %g",
-                    cfg->train.optimizer.lr, cfg->train.schedule.min_lr);
-    return 0;
-}
-
-/* model.init: a path, checked when training starts (th_checkpoint_init_params). */
-static int read_model_init(const ctx *c, const yt_node *root, th_config *cfg)
-{
-    return read_str(c, yt_get(root, "model"), "model", "init", "", cfg->model_init, sizeof cfg->model_init, 1);
-}
-
-/* train.freeze: a list of layer names or prefixes (a single name is a list of one). */
-static int read_freeze(const ctx *c, const yt_node *train, th_config *cfg)
-{
-    const yt_node *v = yt_get(train, "freeze");
-    char d[64];
-    cfg->train.n_freeze = 0;
-    if (!v) return 0;
-    if (v->kind == YT_MAP)
-        return cfg_fail(c, v, "train.freeze", NULL, "must be a list of layer names, got a mapping");
-    int n = v->kind == YT_SEQ ? v->n : 1;
-    if (n > TH_MAX_FREEZE) return cfg_fail(c, v, "train.freeze", NULL, "at most %d entries, got %d", TH_MAX_FREEZE, n);
-    for (int i = 0; i < n; i++) {
-        const yt_node *it = v->kind == YT_SEQ ? v->vals[i] : v;
-        char key[16] = "";
-        if (v->kind == YT_SEQ) snprintf(key, sizeof key, "[%d]", i);
-        if (it->kind != YT_SCALAR || yt_is_null(it))
-            return cfg_fail(c, it, "train.freeze", key, "must be a layer name, got %s", yt_describe(it, d, sizeof d));
-        size_t len = strlen(it->str);
-        if (len >= TH_NAME_MAX)
-            return cfg_fail(c, it, "train.freeze", key, "is %zu characters long, at most %d are allowed", len,
-                        TH_NAME_MAX - 1);
-        for (int j = 0; j < i; j++)
-            if (strcmp(cfg->train.freeze[j], it->str) == 0)
-                return cfg_fail(c, it, "train.freeze", key, "'%s' is listed twice", it->str);
-        memcpy(cfg->train.freeze[i], it->str, len + 1);
-        yt_where(it, c->file, cfg->at.freeze_item[i], sizeof cfg->at.freeze_item[i]);
-    }
-    /* Whether each entry matches a layer is the run's check (th_run_config_check). */
-    yt_where(v, c->file, cfg->at.freeze, sizeof cfg->at.freeze);
-    cfg->at.freeze_listed = v->kind == YT_SEQ;
-    cfg->train.n_freeze = n;
-    return 0;
-}
-
-/* train.unfreeze: {epoch: E, lr: X}, the second stage of a fine-tuning. */
-static int read_unfreeze(const ctx *c, const yt_node *train, th_config *cfg)
-{
-    const char *P = "train.unfreeze";
-    const yt_node *v = yt_get(train, "unfreeze"), *m;
-    cfg->train.unfreeze.epoch = 0;
-    cfg->train.unfreeze.lr = 0;
-    if (!v) return 0;
-    if (section(c, train, P, &m) || require(c, m, P, "epoch") ||
-        read_int(c, m, P, "epoch", 1, INT_MAX, 0, &cfg->train.unfreeze.epoch) ||
-        read_float(c, m, P, "lr", ABOVE(0), cfg->train.optimizer.lr, &cfg->train.unfreeze.lr))
-        return -1;
-    if (cfg->train.n_freeze == 0)
-        return cfg_fail(c, v, P, NULL, "needs train.freeze: with no layer frozen there is nothing to unfreeze");
-    if (cfg->train.unfreeze.epoch >= cfg->train.epochs)
-        return cfg_fail(c, yt_get(m, "epoch"), P, "epoch",
-                    "must be below train.epochs (%d), got %d: the second stage would never run", cfg->train.epochs,
-                    cfg->train.unfreeze.epoch);
-    if (cfg->train.unfreeze.lr < cfg->train.schedule.min_lr)
-        return cfg_fail(c, yt_get(m, "lr") ? yt_get(m, "lr") : m, P, "lr",
-                    "must not be below train.schedule.min_lr %g, got %g", cfg->train.schedule.min_lr,
-                    cfg->train.unfreeze.lr);
-    return 0;
-}
-
-static int read_train(const ctx *c, const yt_node *root, th_config *cfg)
-{
-    const yt_node *m, *early;
-    int loss;
-    if (section(c, root, "train", &m) || read_int(c, m, "train", "epochs", 1, INT_MAX, 10, &cfg->train.epochs) ||
-        read_int(c, m, "train", "batch_per_rank", 1, INT_MAX, 16, &cfg->train.batch_per_rank) ||
-        read_optimizer(c, m, cfg) || read_schedule(c, m, cfg) ||
-        read_enum(c, m, "train", "loss", th_loss_names, TH_LOSS_WEIGHTED_BCE, &loss) ||
-        section(c, m, "train.early_stop", &early) ||
-        read_int(c, early, "train.early_stop", "patience", 0, INT_MAX, 0, &cfg->train.early_stop_patience) ||
-        read_freeze(c, m, cfg) || read_unfreeze(c, m, cfg))
-        return -1;
-    cfg->train.loss = (th_loss_type)loss;
-    return 0;
-}
-
-static int read_eval(const ctx *c, const yt_node *root, th_config *cfg)
-{
-    const yt_node *m, *cam;
-    int split, method;
-    if (section(c, root, "eval", &m) || read_enum(c, m, "eval", "split", cfg_eval_split_names, 1, &split) ||
-        section(c, m, "eval.cam", &cam) || read_enum(c, cam, "eval.cam", "method", cfg_cam_method_names, 1, &method) ||
-        read_int(c, cam, "eval.cam", "top_k", 0, INT_MAX, 8, &cfg->eval.cam_top_k))
-        return -1;
-    snprintf(cfg->eval.split, sizeof cfg->eval.split, "%s", cfg_eval_split_names[split]);
-    snprintf(cfg->eval.cam_method, sizeof cfg->eval.cam_method, "%s", cfg_cam_method_names[method]);
-    return 0;
-}
-
-/* The default gradient bucket: the reference network (configs/reference.yaml)
- * has about 396k parameters, 1.5 MiB of gradients, of which conv5 and fc, the
- * first to finish in backward, hold 1.14 MiB. PyTorch's 25 MiB would make that
- * one bucket sent after backward, overlapping nothing; 0.5 MiB sends conv5+fc
- * while conv4..conv1 (three quarters of backward's FLOPs) still run, and the
- * rest after, in two messages, so per-message latency stays negligible. */
-#define DEFAULT_BUCKET_MB 0.5
-
-static int read_runtime(const ctx *c, const yt_node *root, th_config *cfg)
-{
-    const yt_node *m;
-    return section(c, root, "runtime", &m) ||
-                   read_str(c, m, "runtime", "out_dir", "runs", cfg->runtime.out_dir, sizeof cfg->runtime.out_dir, 0) ||
-                   read_int(c, m, "runtime", "threads_per_rank", 1, INT_MAX, 1, &cfg->runtime.threads_per_rank) ||
-                   read_float(c, m, "runtime", "allreduce_bucket_mb", AT_LEAST(0), DEFAULT_BUCKET_MB,
-                              &cfg->runtime.allreduce_bucket_mb)
-               ? -1
-               : 0;
-}
-
 int cfg_read(const ctx *c, const yt_node *root, th_config *cfg)
 {
-    const yt_node *seed = yt_get(root, "seed");
-    long long s = 42;
-    if (check_keys(c, root, "", cfg_root_keys, "unknown key") ||
-        read_str(c, root, "", "name", c->default_name, cfg->name, sizeof cfg->name, 0))
-        return -1;
-    /* The name is the run's directory under runtime.out_dir. */
-    if (strchr(cfg->name, '/') || strcmp(cfg->name, ".") == 0 || strcmp(cfg->name, "..") == 0)
-        return cfg_fail(c, yt_get(root, "name") ? yt_get(root, "name") : root, "", "name",
-                    "must be usable as a directory name, got '%s'", cfg->name);
-    if (seed && node_int(c, seed, "", "seed", 0, LLONG_MAX, &s)) return -1;
-    cfg->seed = (uint64_t)s;
-    return read_data(c, root, cfg) || read_model(c, root, cfg) || read_model_init(c, root, cfg) ||
-                   read_train(c, root, cfg) ||
-                   read_eval(c, root, cfg) || read_runtime(c, root, cfg)
-               ? -1
-               : 0;
+    const char *names[32];
+    cfg_table_names(&cfg_root_table, names);
+    return check_keys(c, root, "", names, "unknown key") || read_table(c, root, &cfg_root_table, cfg) ? -1 : 0;
 }

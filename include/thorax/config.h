@@ -12,9 +12,7 @@
 
 #include <stdint.h>
 #include "thorax/error.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
-#include "thorax/optim.h"
+#include "thorax/spec.h"
 
 #define TH_MAX_LABELS 256
 
@@ -33,6 +31,8 @@
 #define TH_LABEL_MAX 64
 #define TH_MAX_FREEZE 64        /* entries of train.freeze */
 #define TH_PATH_MAX 1024
+/* A message's "where": "file:line", or the whole "--set a.b=v" (cut here). */
+#define TH_WHERE_MAX (TH_PATH_MAX + 16)
 
 typedef enum th_normalize { TH_NORM_TRAINSET = 0, TH_NORM_PER_IMAGE, TH_NORM_NONE } th_normalize;
 typedef enum th_schedule_type { TH_SCHED_CONSTANT = 0, TH_SCHED_STEP, TH_SCHED_COSINE, TH_SCHED_PLATEAU } th_schedule_type;
@@ -85,8 +85,9 @@ typedef struct th_config {
         th_loss_type loss;
         int early_stop_patience; /* 0 = never stop early */
         /* train.freeze: layers whose parameters do not train, each entry a
-         * layer name or a prefix of names (th_config_freezes); every entry
-         * matches some layer of the model. */
+         * layer name or a prefix of names (th_config_freezes); that every
+         * entry matches some layer of the model is th_run_config_check's
+         * (train) to say. */
         int n_freeze;
         char freeze[TH_MAX_FREEZE][TH_NAME_MAX];
         /* train.unfreeze: from epoch `epoch` (0-based; 0 = never) every layer
@@ -107,10 +108,24 @@ typedef struct th_config {
         float allreduce_bucket_mb; /* gradient buckets overlapping backward; 0 = one allreduce after */
     } runtime;
     char source[TH_PATH_MAX];   /* the file it came from, for messages */
+    /* Where the keys were written that only the network can check
+     * (th_run_config_check, in train, which reports them as the loader
+     * would): each is a message's "where", "file:line", the file alone, or
+     * the "--set a.b=v" that wrote the key. Not configuration: the resolved
+     * YAML and th_config_compare ignore it. */
+    struct {
+        char layers[TH_WHERE_MAX];      /* model.layers: its --set, else the file (each layer has its line) */
+        char freeze[TH_WHERE_MAX];      /* train.freeze */
+        char freeze_item[TH_MAX_FREEZE][TH_WHERE_MAX];
+        int freeze_listed;              /* train.freeze was a list (its entries are named [i]), not one name */
+    } at;
 } th_config;
 
 /* Loads path, applies sets[0..n_sets) ("a.b=value", the value parsed as YAML,
- * so `data.labels=[Effusion,Nodule]` works), validates. */
+ * so `data.labels=[Effusion,Nodule]` works), validates every key on its own
+ * and against the others. Whether the network fits its input and labels, and
+ * train.freeze its layers, is for th_run_config_load (thorax/run_config.h)
+ * to check: the config does not know the network code. */
 int th_config_load(th_config *cfg, const char *path, const char *const *sets, int n_sets, th_err *err);
 /* Same, from YAML text in memory (name is used in messages). */
 int th_config_load_string(th_config *cfg, const char *yaml, const char *name,
@@ -130,6 +145,10 @@ int th_config_freeze_matches(const char *entry, const char *name);
 
 /* Whether the layer named name is frozen by cfg's train.freeze. */
 int th_config_freezes(const th_config *cfg, const char *name);
+
+/* The word of words (NULL-terminated) closest to s when it is close enough
+ * to be a typo of it, or NULL: the "did you mean" of config messages. */
+const char *th_config_nearest(const char *s, const char *const *words);
 
 /* Compares the keys of two configs under the given top-level sections
  * or keys (NULL-terminated, e.g. {"seed", "data", "model", "train.freeze",

@@ -15,12 +15,7 @@
 #define THORAX_LOSS_H
 
 #include <stdint.h>
-
-typedef enum th_loss_type {
-    TH_LOSS_WEIGHTED_BCE = 0,
-    TH_LOSS_BCE,
-    TH_LOSS_SOFTMAX_CE,
-} th_loss_type;
+#include "thorax/spec.h"  /* th_loss_type */
 
 /* Fraction of positive images per label: freq_pos[l] = mean over n of y[n,l]. */
 void th_label_freq(int n, int l, const uint8_t *y, double *freq_pos);

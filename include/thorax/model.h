@@ -24,63 +24,8 @@
 #include <stdint.h>
 #include "thorax/error.h"
 #include "thorax/rng.h"
+#include "thorax/spec.h"
 #include "thorax/workspace.h"
-
-#define TH_MAX_LAYERS 128   /* entries of model.layers (a block counts as one) */
-#define TH_MAX_NODES 4096   /* layers once the blocks are expanded */
-#define TH_MAX_FROM 4       /* inputs of one layer (add, concat) */
-#define TH_NAME_MAX 48
-/* `out: labels` in a dense layer: as many outputs as the run has labels. */
-#define TH_OUT_LABELS (-1)
-
-typedef enum th_layer_type {
-    TH_LAYER_CONV = 0,
-    TH_LAYER_RELU,
-    TH_LAYER_MAXPOOL,
-    TH_LAYER_AVGPOOL,
-    TH_LAYER_BATCHNORM,
-    TH_LAYER_GAP,
-    TH_LAYER_DENSE,
-    TH_LAYER_DROPOUT,
-    TH_LAYER_ADD,        /* elementwise sum of its inputs (same shape) */
-    TH_LAYER_CONCAT,     /* its inputs' channels one after the other (same H, W) */
-    /* Blocks: expanded into the layers above by th_model_graph. */
-    TH_LAYER_RESBLOCK,   /* ResNet basic block */
-    TH_LAYER_DENSEBLOCK, /* DenseNet dense block */
-    TH_LAYER_TRANSITION, /* DenseNet transition */
-    TH_LAYER_TYPE_COUNT
-} th_layer_type;
-
-/* One layer as the config describes it. Fields a type does not use are 0. */
-typedef struct th_layer_spec {
-    th_layer_type type;
-    char name[TH_NAME_MAX]; /* "" = automatic: conv1, bn1, fc (fc1, fc2 when several), block1 ... */
-    /* The layers it reads, by name ("input" = the image); none = the layer
-     * before it. add and concat need two or more. */
-    char from[TH_MAX_FROM][TH_NAME_MAX];
-    int n_from;
-    int out;                /* conv, resblock, transition: filters; dense: units or TH_OUT_LABELS */
-    int k;                  /* conv and pool kernel size */
-    int stride;             /* conv and resblock (default 1), pool (default k) */
-    int pad;                /* conv, maxpool */
-    int layers;             /* denseblock: dense layers */
-    int growth;             /* denseblock: filters each dense layer adds (default 32) */
-    int bn_size;            /* denseblock: bottleneck width in multiples of growth (default 4) */
-    int bias;               /* conv and dense: 1 = has a bias (default) */
-    float p;                /* dropout probability */
-    float momentum, eps;    /* batch-norm (defaults 0.1, 1e-5) */
-    int line;               /* line in the config file, for error messages; 0 if none */
-} th_layer_spec;
-
-typedef struct th_model_spec {
-    int c, h, w;            /* input shape of one image */
-    int n_layers;
-    th_layer_spec layers[TH_MAX_LAYERS];
-} th_model_spec;
-
-const char *th_layer_type_name(th_layer_type t);
-/* Returns -1 for an unknown name. */
-int th_layer_type_parse(const char *s, th_layer_type *t);
 
 /* One layer of the expanded network: blocks become the layers they are made
  * of, each named under its block as torchvision names them (a resblock

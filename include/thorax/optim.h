@@ -15,21 +15,7 @@
 
 #include <stddef.h>
 #include "thorax/error.h"
-
-typedef enum th_optim_type {
-    TH_OPTIM_SGD = 0,
-    TH_OPTIM_ADAM,
-} th_optim_type;
-
-typedef struct th_optim_config {
-    th_optim_type type;
-    float lr;
-    float momentum;      /* SGD */
-    int nesterov;        /* SGD */
-    float weight_decay;
-    float beta1, beta2;  /* Adam */
-    float eps;           /* Adam */
-} th_optim_config;
+#include "thorax/spec.h"  /* th_optim_config */
 
 /* params [offset, offset + count) and their state m [state, state + count)
  * (and v likewise). t counts the group's own steps, which Adam's bias

@@ -13,6 +13,7 @@
 #include "thorax/dist.h"
 #include "thorax/bench.h"
 #include "thorax/config.h"
+#include "thorax/run_config.h"
 
 static void bench_usage(FILE *f)
 {
@@ -224,7 +225,7 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     /* Every rank parses the same file and fails the same way; rank 0 speaks. */
-    if (th_config_load(cfg, config_path, sets.v, sets.n, &err)) {
+    if (th_run_config_load(cfg, config_path, sets.v, sets.n, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
         goto done;

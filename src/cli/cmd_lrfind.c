@@ -11,6 +11,7 @@
 #include "thorax/config.h"
 #include "thorax/fsutil.h"
 #include "thorax/lrfind.h"
+#include "thorax/run_config.h"
 
 static void lrfind_usage(FILE *f)
 {
@@ -146,7 +147,7 @@ int cmd_lrfind(int argc, char **argv)
     static th_config cfg;
     th_lrfind_result res;
     memset(&res, 0, sizeof res);
-    if (th_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
+    if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
         goto done;

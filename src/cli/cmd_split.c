@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "thorax/config.h"
 #include "thorax/dataset.h"
+#include "thorax/run_config.h"
 #include "thorax/split.h"
 #include "thorax/train.h"
 
@@ -101,7 +102,7 @@ int cmd_split(int argc, char **argv)
     }
     th_err err = {{0}};
     static th_config cfg;
-    if (th_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
+    if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
         cli_error("%s", err.msg);
         return TH_EXIT_USAGE;
     }

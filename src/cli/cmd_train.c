@@ -13,6 +13,7 @@
 #include "thorax/config.h"
 #include "thorax/dist.h"
 #include "thorax/evaluate.h"
+#include "thorax/run_config.h"
 #include "thorax/train.h"
 
 static void train_usage(FILE *f)
@@ -145,7 +146,7 @@ int cmd_train(int argc, char **argv)
     th_err err = {{0}};
     static th_config cfg;
     /* Every rank parses the same file and fails the same way; rank 0 speaks. */
-    if (th_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
+    if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
         goto done;

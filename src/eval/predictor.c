@@ -15,6 +15,7 @@
 #include "thorax/image.h"
 #include "thorax/input.h"
 #include "thorax/model.h"
+#include "thorax/run_config.h"
 
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
 {
@@ -23,7 +24,7 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
     snprintf(path, sizeof path, "%s/config.yaml", run_dir);
     t->cfg = malloc(sizeof *t->cfg);
     if (!t->cfg) return th_errf(err, "out of memory");
-    if (th_config_load(t->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", run_dir);
+    if (th_run_config_load(t->cfg, path, NULL, 0, err)) return th_err_prefix(err, "run directory %s: ", run_dir);
     const char *ck = checkpoint ? checkpoint : "best";
     if (strcmp(ck, "best") && strcmp(ck, "last")) return th_errf(err, "--checkpoint must be best or last, got '%s'", ck);
     snprintf(t->ckpt, sizeof t->ckpt, "%s/checkpoints/%s.h5", run_dir, ck);

@@ -1,41 +1,17 @@
-/* model_spec.c - layer type names and the graph of a model spec: blocks
- * expanded, layers named, `from:` resolved, shapes walked.
+/* model_spec.c - the graph of a model spec: blocks expanded, layers named,
+ * `from:` resolved, shapes walked.
  *
  * th_model_graph is the one place that knows how each layer type transforms
- * the shape of an image and what a block is made of, so the config loader
- * (to reject a network that does not fit its input, with the layer's line)
- * and the model (to size activations) agree by construction.
+ * the shape of an image and what a block is made of, so the run's config
+ * check (th_run_config_check: a network that does not fit its input is
+ * rejected with the layer's line) and the model (to size activations) agree
+ * by construction.
  */
 #include "thorax/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const layer_type_names[TH_LAYER_TYPE_COUNT] = {
-    [TH_LAYER_CONV] = "conv",         [TH_LAYER_RELU] = "relu", [TH_LAYER_MAXPOOL] = "maxpool",
-    [TH_LAYER_AVGPOOL] = "avgpool",   [TH_LAYER_BATCHNORM] = "batchnorm",
-    [TH_LAYER_GAP] = "gap",           [TH_LAYER_DENSE] = "dense", [TH_LAYER_DROPOUT] = "dropout",
-    [TH_LAYER_ADD] = "add",           [TH_LAYER_CONCAT] = "concat", [TH_LAYER_RESBLOCK] = "resblock",
-    [TH_LAYER_DENSEBLOCK] = "denseblock", [TH_LAYER_TRANSITION] = "transition",
-};
-
-const char *th_layer_type_name(th_layer_type t)
-{
-    if ((unsigned)t >= TH_LAYER_TYPE_COUNT) return "unknown";
-    return layer_type_names[t];
-}
-
-int th_layer_type_parse(const char *s, th_layer_type *t)
-{
-    for (int i = 0; i < TH_LAYER_TYPE_COUNT; i++) {
-        if (strcmp(s, layer_type_names[i]) == 0) {
-            *t = (th_layer_type)i;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* Fails with "model.layers[i] (type name, line N): <problem>"; the name and
  * line appear only when the spec has them. */

@@ -11,6 +11,7 @@
 
 #include "run.h"
 #include "thorax/plot.h"
+#include "thorax/run_config.h"
 #include "thorax/schedule.h"
 #include "thorax/split.h"
 
@@ -81,7 +82,7 @@ int run_resume(run *r, th_err *err)
     char *yaml = th_checkpoint_read_config(path, err);
     int rc = was && yaml ? 0 : -1;
     if (!was) th_errf(err, "out of memory");
-    if (!rc && th_config_load_string(was, yaml, path, NULL, 0, err)) rc = th_err_prefix(err, "%s: ", path);
+    if (!rc && th_run_config_load_string(was, yaml, path, NULL, 0, err)) rc = th_err_prefix(err, "%s: ", path);
     if (!rc && th_config_compare(was, r->cfg, fixed, err))
         rc = th_err_prefix(err, "cannot resume from %s: the experiment changed: ", path);
     if (!rc && !r->staged) rc = th_checkpoint_load(path, &r->model, &r->opt, &r->st, err);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "thorax/config.h"
+#include "thorax/run_config.h"
 
 #define MAX_SETS 4
 
@@ -29,11 +30,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (char *p = text + strlen(text); p < text + size && n_sets < MAX_SETS; p += strlen(p)) sets[n_sets++] = ++p;
 
     th_err err;
-    if (th_config_load_string(&cfg, text, "fuzz.yaml", sets, n_sets, &err) == 0) {
+    if (th_run_config_load_string(&cfg, text, "fuzz.yaml", sets, n_sets, &err) == 0) {
         char *yaml = th_config_to_yaml(&cfg);
         if (!yaml) abort();
         static const char *const all[] = {"name", "seed", "data", "model", "train", "eval", "runtime", NULL};
-        if (th_config_load_string(&again, yaml, "resolved.yaml", NULL, 0, &err) ||
+        if (th_run_config_load_string(&again, yaml, "resolved.yaml", NULL, 0, &err) ||
             th_config_compare(&cfg, &again, all, &err)) {
             fprintf(stderr, "the resolved configuration does not reload as itself: %s\n--- resolved:\n%s", err.msg,
                     yaml);

@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "thorax/bench.h"
 #include "thorax/config.h"
+#include "thorax/run_config.h"
 #include "thorax/step.h"
 
 static const char *CONFIG =
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     static th_config cfg;
     th_err err = {{0}};
-    CHECK(th_config_load_string(&cfg, CONFIG, "bench-step.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, CONFIG, "bench-step.yaml", NULL, 0, &err) == 0);
     const int L = 3, n = cfg.train.batch_per_rank, warmup = 2, steps = 3;
 
     /* The reference: train's step, by hand, on the benchmark's batch. */

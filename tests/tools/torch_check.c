@@ -35,6 +35,7 @@
 #include "thorax/config.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
+#include "thorax/run_config.h"
 
 #define FORWARD_TOL 1e-4
 #define GRAD_TOL 1e-3
@@ -114,7 +115,7 @@ int main(int argc, char **argv)
     }
     th_err err;
     th_config *cfg = malloc(sizeof *cfg);
-    if (!cfg || th_config_load(cfg, argv[1], sets, n_sets, &err)) {
+    if (!cfg || th_run_config_load(cfg, argv[1], sets, n_sets, &err)) {
         fprintf(stderr, "torch_check: %s\n", cfg ? err.msg : "out of memory");
         return 2;
     }

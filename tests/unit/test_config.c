@@ -9,6 +9,8 @@
 
 #include "testutil.h"
 #include "thorax/config.h"
+#include "thorax/model.h"
+#include "thorax/run_config.h"
 
 /* A model section (7 lines) that fits any config below, and a small valid
  * config made of it: layers on lines 6 to 9, an appended section at line 10. */
@@ -24,7 +26,7 @@
 
 static int load_sets(th_config *cfg, const char *yaml, const char *const *sets, int n_sets, th_err *err)
 {
-    return th_config_load_string(cfg, yaml, "t.yaml", sets, n_sets, err);
+    return th_run_config_load_string(cfg, yaml, "t.yaml", sets, n_sets, err);
 }
 
 static int load(th_config *cfg, const char *yaml, th_err *err)
@@ -92,7 +94,7 @@ static void test_shipped_configs(void)
     int shapes[TH_MAX_LAYERS][3];
 
     snprintf(path, sizeof path, "%s/configs/quickstart.yaml", source_dir());
-    if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    if (!CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
     CHECK(strcmp(cfg.source, path) == 0);
     CHECK(strcmp(cfg.name, "quickstart") == 0);
     CHECK(strcmp(cfg.data.path, "data/phantom.h5") == 0);
@@ -110,7 +112,7 @@ static void test_shipped_configs(void)
     CHECK(shapes[last][0] == 4 && shapes[last][1] == 1 && shapes[last][2] == 1);
 
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
-    if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    if (!CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
     CHECK(strcmp(cfg.name, "reference") == 0);
     CHECK(cfg.model.c == 1 && cfg.model.h == 256 && cfg.model.w == 256);
     CHECK(cfg.model.n_layers == 16);
@@ -182,9 +184,9 @@ static void test_defaults(void)
     CHECK(cfg.model.layers[5].out == 2);
 
     /* A name given to load_string decides the default run name; none gives "config". */
-    CHECK(th_config_load_string(&cfg, MINI, "configs/exp.v2.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, MINI, "configs/exp.v2.yaml", NULL, 0, &err) == 0);
     CHECK(strcmp(cfg.name, "exp.v2") == 0);
-    CHECK(th_config_load_string(&cfg, MINI, NULL, NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, MINI, NULL, NULL, 0, &err) == 0);
     CHECK(strcmp(cfg.name, "config") == 0);
 }
 
@@ -392,7 +394,7 @@ static void test_errors(void)
 
     static th_config cfg;
     th_err err = {{0}};
-    CHECK(th_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err) == -1);
+    CHECK(th_run_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err) == -1);
     CHECK(strstr(err.msg, "/nonexistent/x.yaml: cannot open") != NULL);
 }
 
@@ -469,6 +471,15 @@ static void test_out_labels(void)
     CHECK(shapes[3][0] == 5 && shapes[3][1] == 1 && shapes[3][2] == 1);
     CHECK(th_model_spec_check(&cfg.model, 5, &err) == 0);
 
+    /* The config alone does not know the network: a head of the wrong width
+     * loads, and the run's check rejects it from the file. */
+    const char *two[] = {"data.labels=[A, B]"};
+    CHECK(th_config_load_string(&cfg, MINI, "t.yaml", two, 1, &err) == 0);
+    CHECK(th_run_config_check(&cfg, &err) == 0);
+    cfg.model.layers[3].out = 3;
+    CHECK(th_run_config_check(&cfg, &err) == -1);
+    CHECK(strncmp(err.msg, "t.yaml: model.layers[3] (dense, line 9): the network must end in 2 outputs", 74) == 0);
+
     const char *three[] = {"data.labels=[A, B, C]", "model.layers[3].out=3"};
     CHECK(load_sets(&cfg, MINI, three, 2, &err) == 0);
     CHECK(th_model_spec_check(&cfg.model, 4, &err) == -1);
@@ -517,14 +528,16 @@ static void check_round_trip(int line, const th_config *a)
     th_err err = {{0}};
     char *text = th_config_to_yaml(a);
     if (!th_test_check(text != NULL, __FILE__, line, "to_yaml")) return;
-    int rc = th_config_load_string(&b, text, "resolved.yaml", NULL, 0, &err);
+    int rc = th_run_config_load_string(&b, text, "resolved.yaml", NULL, 0, &err);
     if (!th_test_check(rc == 0, __FILE__, line, "the resolved YAML loads"))
         fprintf(stderr, "    %s\n--- text ---\n%s", err.msg, text);
-    /* Where the config came from is all that may differ: its file name and
-     * the lines its layers were written on. */
+    /* Where the config came from is all that may differ: its file name, the
+     * lines its layers were written on, and the places th_config.at keeps. */
     a2 = *a;
     memset(a2.source, 0, sizeof a2.source);
     memset(b.source, 0, sizeof b.source);
+    memset(&a2.at, 0, sizeof a2.at);
+    memset(&b.at, 0, sizeof b.at);
     for (int i = 0; i < TH_MAX_LAYERS; i++) a2.model.layers[i].line = b.model.layers[i].line = 0;
     if (!th_test_check(memcmp(&a2, &b, sizeof b) == 0, __FILE__, line, "the resolved YAML gives the same struct"))
         fprintf(stderr, "--- text ---\n%s", text);
@@ -540,14 +553,14 @@ static void test_round_trip(void)
     th_err err = {{0}};
     char path[1024];
     snprintf(path, sizeof path, "%s/configs/quickstart.yaml", source_dir());
-    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0);
     check_round_trip(__LINE__, &cfg);
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
-    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0);
     check_round_trip(__LINE__, &cfg);
     for (const char *const *c = (const char *const[]){"resnet18", "densenet121", NULL}; *c; c++) {
         snprintf(path, sizeof path, "%s/configs/%s.yaml", source_dir(), *c);
-        if (!CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+        if (!CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
         check_round_trip(__LINE__, &cfg);
     }
 
@@ -698,12 +711,12 @@ static void test_limits(void)
     char path[] = "/tmp/thorax-config-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0 && write(fd, text, max) == (ssize_t)max);
-    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == 0);
+    CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0);
     text[max] = '\n';
     text[max + 1] = '\0';
     CHECK(load(&cfg, text, &err) == -1 && strstr(err.msg, "t.yaml: larger than 16777216 bytes (16 MiB)"));
     CHECK(write(fd, "\n", 1) == 1);
-    CHECK(th_config_load(&cfg, path, NULL, 0, &err) == -1 && strstr(err.msg, "larger than 16777216 bytes"));
+    CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == -1 && strstr(err.msg, "larger than 16777216 bytes"));
     close(fd);
     unlink(path);
     free(text);

@@ -29,6 +29,7 @@
 #include "thorax/checkpoint.h"
 #include "thorax/config.h"
 #include "thorax/dist.h"
+#include "thorax/run_config.h"
 #include "thorax/step.h"
 #include "thorax/loss.h"
 #include "thorax/model.h"
@@ -457,7 +458,7 @@ static void expect_cfg_error(int line, const char *yaml, const char *set, ...)
     static th_config cfg;
     th_err err = {{0}};
     const char *sets[] = {set};
-    th_test_check(th_config_load_string(&cfg, yaml, "t.yaml", sets, set ? 1 : 0, &err) == -1, __FILE__, line,
+    th_test_check(th_run_config_load_string(&cfg, yaml, "t.yaml", sets, set ? 1 : 0, &err) == -1, __FILE__, line,
                   "loading fails");
     va_list ap;
     va_start(ap, set);
@@ -481,12 +482,12 @@ static void test_config(void)
     static th_config cfg, back;
     th_err err = {{0}};
     /* Defaults: nothing frozen, no init. */
-    CHECK(th_config_load_string(&cfg, CFG, "t.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, CFG, "t.yaml", NULL, 0, &err) == 0);
     CHECK(cfg.model_init[0] == '\0' && cfg.train.n_freeze == 0 && cfg.train.unfreeze.epoch == 0);
 
     const char *sets[] = {"model.init=runs/a/checkpoints/best.h5", "train.freeze=[stem, layer1]",
                           "train.unfreeze={epoch: 2, lr: 1.0e-4}"};
-    CHECK(th_config_load_string(&cfg, CFG, "t.yaml", sets, 3, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, CFG, "t.yaml", sets, 3, &err) == 0);
     CHECK(!strcmp(cfg.model_init, "runs/a/checkpoints/best.h5"));
     CHECK(cfg.train.n_freeze == 2 && !strcmp(cfg.train.freeze[1], "layer1"));
     CHECK(cfg.train.unfreeze.epoch == 2 && cfg.train.unfreeze.lr == 1.0e-4f);
@@ -496,7 +497,7 @@ static void test_config(void)
     char *yaml = th_config_to_yaml(&cfg);
     CHECK(yaml && strstr(yaml, "  init: runs/a/checkpoints/best.h5\n") && strstr(yaml, "  freeze: [stem, layer1]\n") &&
           strstr(yaml, "  unfreeze: {epoch: 2, lr: 0.0001}\n"));
-    CHECK(th_config_load_string(&back, yaml, "resolved.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&back, yaml, "resolved.yaml", NULL, 0, &err) == 0);
     char *again = th_config_to_yaml(&back);
     CHECK(again && yaml && !strcmp(yaml, again));
     free(again);
@@ -512,17 +513,17 @@ static void test_config(void)
     CHECK(th_config_compare(&cfg, &back, fixed, &err) == -1 && strstr(err.msg, "model.init: was") != NULL);
     free(yaml);
     /* Without: null, and the same round trip. */
-    CHECK(th_config_load_string(&cfg, CFG, "t.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, CFG, "t.yaml", NULL, 0, &err) == 0);
     yaml = th_config_to_yaml(&cfg);
     CHECK(yaml && strstr(yaml, "  init: null") && strstr(yaml, "  freeze: []\n") && strstr(yaml, "  unfreeze: null\n"));
-    CHECK(th_config_load_string(&back, yaml, "resolved.yaml", NULL, 0, &err) == 0);
+    CHECK(th_run_config_load_string(&back, yaml, "resolved.yaml", NULL, 0, &err) == 0);
     again = th_config_to_yaml(&back);
     CHECK(again && yaml && !strcmp(yaml, again));
     free(again);
     free(yaml);
     /* A single name is a list of one; unfreeze's lr defaults to the optimiser's. */
     const char *one[] = {"train.freeze=stem.conv", "train.unfreeze.epoch=1"};
-    CHECK(th_config_load_string(&cfg, CFG, "t.yaml", one, 2, &err) == 0);
+    CHECK(th_run_config_load_string(&cfg, CFG, "t.yaml", one, 2, &err) == 0);
     CHECK(cfg.train.n_freeze == 1 && cfg.train.unfreeze.lr == cfg.train.optimizer.lr);
 
     /* Errors name the key, and the culprit. */

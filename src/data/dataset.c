@@ -3,9 +3,9 @@
  *
  * Reading: every rank opens the file with the MPI-IO driver, but only rank 0
  * reads and validates the index (labels, names, patient IDs, split) and then
- * broadcasts it. Rank 0 first broadcasts its verdict and error message, so a
- * bad file fails on every rank with the same sentence instead of leaving the
- * other ranks waiting in a collective. Images are read afterwards with
+ * broadcasts it. The ranks first agree on rank 0's verdict (th_dist_agree),
+ * so a bad file fails on every rank with the same sentence instead of
+ * leaving the other ranks waiting in a collective. Images are read afterwards with
  * independent I/O: ranks never wait for one another to fetch a batch.
  *
  * Writing: one process with the default (sec2) driver. Images and masks are
@@ -29,15 +29,13 @@
 
 #include "thorax/config.h"
 #include "thorax/csv.h"
+#include "thorax/dist.h"
 #include "thorax/ingest.h"
 
 /* One label limit from the file to the run. */
 _Static_assert(TH_DATASET_MAX_LABELS == TH_MAX_LABELS, "a run must be able to train on every label of a file");
 _Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
 _Static_assert(TH_DATASET_MAX_STRING == TH_CSV_MAX_FIELD, "an ingested name must fit in a dataset");
-
-/* MPI counts are int: large buffers are broadcast in pieces. */
-#define BCAST_PIECE ((size_t)1 << 30)
 
 static void silence_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -346,29 +344,15 @@ static int read_index(hid_t f, const char *path, file_index *ix, th_err *err)
  * Broadcasting.
  */
 
-/* Makes rank 0's status (and message) everyone's. */
-static int share_status(int rc, th_err *e, MPI_Comm comm)
-{
-    MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
-    if (rc) MPI_Bcast(e->msg, (int)sizeof e->msg, MPI_CHAR, 0, comm);
-    return rc;
-}
-
-static void bcast_bytes(void *buf, size_t len, MPI_Comm comm)
-{
-    for (size_t off = 0; off < len; off += BCAST_PIECE) {
-        size_t piece = len - off < BCAST_PIECE ? len - off : BCAST_PIECE;
-        MPI_Bcast((char *)buf + off, (int)piece, MPI_BYTE, 0, comm);
-    }
-}
-
-/* Sends rank 0's index to every rank (collective). Returns non-zero on every
- * rank if any rank could not allocate its copy. */
-static int bcast_index(file_index *ix, int rank, MPI_Comm comm)
+/* Sends rank 0's index to every rank (collective): a header of the sizes,
+ * then labels [n, n_labels], split [n] (if any) and the packed strings. Fails
+ * on every rank, with the lowest failing rank's message, if any rank could
+ * not allocate its copy. */
+static int bcast_index(file_index *ix, const char *path, th_comm comm, th_err *err)
 {
     int64_t hdr[7] = {ix->n, ix->h, ix->w, ix->n_labels, ix->has_split, ix->has_masks, (int64_t)ix->strings.len};
-    MPI_Bcast(hdr, 7, MPI_INT64_T, 0, comm);
-    if (rank != 0) {
+    if (th_dist_bcast(comm, 0, hdr, sizeof hdr, err)) return -1;
+    if (th_dist_rank(comm) != 0) {
         ix->n = hdr[0];
         ix->h = hdr[1];
         ix->w = hdr[2];
@@ -380,13 +364,13 @@ static int bcast_index(file_index *ix, int rank, MPI_Comm comm)
         ix->split = ix->has_split ? malloc((size_t)ix->n) : NULL;
         ix->strings.data = malloc(ix->strings.len);
     }
-    int bad = !ix->labels || (ix->has_split && !ix->split) || !ix->strings.data, any_bad;
-    MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm);
-    if (any_bad) return -1;
-    bcast_bytes(ix->labels, (size_t)(ix->n * ix->n_labels), comm);
-    if (ix->has_split) bcast_bytes(ix->split, (size_t)ix->n, comm);
-    bcast_bytes(ix->strings.data, ix->strings.len, comm);
-    return 0;
+    int rc = 0;
+    if (!ix->labels || (ix->has_split && !ix->split) || !ix->strings.data)
+        rc = th_errf(err, "%s: out of memory for the index of %lld images", path, (long long)ix->n);
+    if (th_dist_agree(comm, rc, err)) return -1;
+    if (th_dist_bcast(comm, 0, ix->labels, (size_t)(ix->n * ix->n_labels), err)) return -1;
+    if (ix->has_split && th_dist_bcast(comm, 0, ix->split, (size_t)ix->n, err)) return -1;
+    return th_dist_bcast(comm, 0, ix->strings.data, ix->strings.len, err);
 }
 
 /* Moves the index into ds. The three string tables and their characters
@@ -430,29 +414,24 @@ static int probe_file(const char *path, th_err *err)
     return 0;
 }
 
-int th_dataset_open(th_dataset *ds, const char *path, MPI_Comm comm, th_err *err)
+int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err)
 {
     memset(ds, 0, sizeof *ds);
     ds->file = ds->images = -1;
     silence_hdf5();
-    int rank;
-    MPI_Comm_rank(comm, &rank);
     th_err e = {{0}};
     file_index ix = {0};
 
     int rc = 0;
     if (snprintf(ds->path, sizeof ds->path, "%s", path) >= (int)sizeof ds->path)
         rc = th_errf(&e, "dataset path too long: %s", path);
-    if (rank == 0 && rc == 0) rc = probe_file(path, &e);
-    if (share_status(rc, &e, comm)) goto fail;
+    if (th_dist_rank(comm) == 0 && rc == 0) rc = probe_file(path, &e);
+    if (th_dist_agree(comm, rc, &e)) goto fail;
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    int bad = f < 0, any_bad;
-    MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm);
-    if (any_bad) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
+    if (fapl >= 0 && th_dist_h5_mpio(fapl, comm, &e) == 0) f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (th_dist_any(comm, f < 0)) {
         /* Closing is collective; with a rank that failed to open, it would
          * hang, so a handle that opened elsewhere is left to HDF5's exit. */
         th_errf(&e, "%s: cannot open the HDF5 file with MPI-IO (damaged or truncated?)", path);
@@ -460,19 +439,14 @@ int th_dataset_open(th_dataset *ds, const char *path, MPI_Comm comm, th_err *err
     }
     ds->file = f;
 
-    if (rank == 0) rc = read_index(f, path, &ix, &e);
-    if (share_status(rc, &e, comm)) goto fail;
-    if (bcast_index(&ix, rank, comm) || adopt_index(ds, &ix)) {
-        rc = th_errf(&e, "%s: out of memory for the index of %lld images", path, (long long)ix.n);
-        bad = 1;
-    }
-    ds->images = H5Dopen2(f, "images", H5P_DEFAULT);
-    bad = bad || ds->images < 0;
-    MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm);
-    if (any_bad) {
-        if (!rc) th_errf(&e, "%s: cannot open /images on every rank", path);
-        goto fail;
-    }
+    if (th_dist_rank(comm) == 0) rc = read_index(f, path, &ix, &e);
+    if (th_dist_agree(comm, rc, &e)) goto fail;
+    if (bcast_index(&ix, path, comm, &e)) goto fail;
+    long long n = (long long)ix.n;
+    if (adopt_index(ds, &ix)) rc = th_errf(&e, "%s: out of memory for the index of %lld images", path, n);
+    if (rc == 0 && (ds->images = H5Dopen2(f, "images", H5P_DEFAULT)) < 0)
+        rc = th_errf(&e, "%s: cannot open /images", path);
+    if (th_dist_agree(comm, rc, &e)) goto fail;
     return 0;
 
 fail:

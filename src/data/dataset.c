@@ -27,13 +27,12 @@
 
 #include "thorax/split.h"
 
-#include "thorax/config.h"
 #include "thorax/csv.h"
 #include "thorax/dist.h"
 #include "thorax/ingest.h"
 
-/* One label limit from the file to the run. */
-_Static_assert(TH_DATASET_MAX_LABELS == TH_MAX_LABELS, "a run must be able to train on every label of a file");
+/* One label limit from ingest to the file (and, in src/train/plan.c, from
+ * the file to the run). */
 _Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
 _Static_assert(TH_DATASET_MAX_STRING == TH_CSV_MAX_FIELD, "an ingested name must fit in a dataset");
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void silence_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+#include "thorax/h5.h"
 
 /* Rank 0 only: names the reason a file cannot be opened at all (missing,
  * unreadable, not HDF5), which H5Fopen would not tell us. */
@@ -34,7 +34,7 @@ int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err)
 {
     memset(ds, 0, sizeof *ds);
     ds->file = ds->images = -1;
-    silence_hdf5();
+    th_h5_quiet();
     th_err e = {{0}};
 
     int rc = 0;
@@ -112,7 +112,7 @@ int th_image_reader_open(th_image_reader *r, const th_dataset *ds, th_err *err)
     memset(r, 0, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", ds->path);
     r->n = ds->n, r->h = ds->h, r->w = ds->w;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    th_h5_quiet();
     r->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     r->images = r->file < 0 ? -1 : H5Dopen2(r->file, "images", H5P_DEFAULT);
     if (r->images < 0) {
@@ -140,14 +140,7 @@ int th_dataset_read_masks(th_dataset *ds, int i, uint8_t *out, th_err *err)
     if (!ds->has_masks) return th_errf(err, "%s has no /masks dataset", ds->path);
     if (i < 0 || i >= ds->n) return th_errf(err, "%s: mask row %d is outside [0, %d)", ds->path, i, ds->n);
     hid_t d = H5Dopen2(ds->file, "masks", H5P_DEFAULT);
-    hid_t fspace = d < 0 ? -1 : H5Dget_space(d);
-    hsize_t start[4] = {(hsize_t)i, 0, 0, 0};
-    hsize_t block[4] = {1, (hsize_t)ds->n_labels, (hsize_t)ds->h, (hsize_t)ds->w};
-    hid_t mspace = H5Screate_simple(3, block + 1, NULL);
-    herr_t rc = fspace < 0 || mspace < 0 ? -1 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, block, NULL);
-    if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, out);
-    if (mspace >= 0) H5Sclose(mspace);
-    if (fspace >= 0) H5Sclose(fspace);
+    int rc = d < 0 ? -1 : th_h5_read_rows(d, H5T_NATIVE_UINT8, (hsize_t)i, 1, out);
     if (d >= 0) H5Dclose(d);
     if (rc < 0) return th_errf(err, "%s: cannot read /masks row %d", ds->path, i);
     return 0;

@@ -16,8 +16,8 @@
  * The output is float intensity in [0, 255], not normalised: the caller
  * normalises afterwards exactly as for an unaugmented image.
  *
- * This module does not include config.h; train.c fills th_augment_params from
- * cfg->data.augment, which has the same fields.
+ * This module does not include config.h; th_plan_input (src/train/plan.c)
+ * fills th_augment_params from cfg->data.augment, which has the same fields.
  */
 #ifndef THORAX_AUGMENT_H
 #define THORAX_AUGMENT_H

@@ -13,7 +13,7 @@
 #define THORAX_DATASET_H
 
 #include <stdint.h>
-#include <mpi.h>
+#include "thorax/dist.h"
 #include "thorax/error.h"
 #include "thorax/image.h"
 
@@ -49,7 +49,7 @@ typedef struct th_dataset {
  * reads the index (labels, names, patient IDs, split) and broadcasts it, so
  * every rank has the whole index afterwards. Errors name the file and the
  * missing or malformed dataset; every rank returns the same status. */
-int th_dataset_open(th_dataset *ds, const char *path, MPI_Comm comm, th_err *err);
+int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err);
 
 /* Reads images idx[0..count) (any order, any rows) into out [count, H, W]
  * with independent MPI-IO reads of this rank only. */

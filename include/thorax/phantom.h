@@ -50,4 +50,26 @@ typedef void (*th_phantom_progress_fn)(void *ctx, int done, int total);
 int th_phantom_write(const th_phantom_opts *o, const char *path,
                      th_phantom_progress_fn progress, void *ctx, th_err *err);
 
+/* What a phantom file holds, read back from the file itself (which also
+ * proves that it opens): label counts, and its first images with their masks
+ * and names for a person to look at. */
+#define TH_PHANTOM_MAX_PREVIEW 64
+typedef struct th_phantom_summary {
+    int images;                         /* rows of the file */
+    int size;                           /* S: images are [S, S] */
+    int positive[TH_PHANTOM_N_LABELS];  /* images positive for each label */
+    int any;                            /* images with any finding */
+    int n_preview;                      /* the first images kept below */
+    uint8_t *img;                       /* [n_preview, S, S] */
+    uint8_t *masks;                     /* [n_preview, TH_PHANTOM_N_LABELS, S, S] */
+    char name[TH_PHANTOM_MAX_PREVIEW][64]; /* their image names, "P00042_003.png" */
+} th_phantom_summary;
+
+/* th_phantom_write, then the summary of the file written, with its first
+ * min(n_preview, images) images (n_preview 0 to TH_PHANTOM_MAX_PREVIEW). Free
+ * s with th_phantom_summary_free, also after a failure. */
+int th_phantom_make(const th_phantom_opts *o, const char *path, int n_preview,
+                    th_phantom_progress_fn progress, void *ctx, th_phantom_summary *s, th_err *err);
+void th_phantom_summary_free(th_phantom_summary *s);
+
 #endif

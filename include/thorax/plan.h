@@ -11,6 +11,7 @@
 #include "thorax/config.h"
 #include "thorax/dataset.h"
 #include "thorax/error.h"
+#include "thorax/input.h"
 
 /* The run's labels: label_col[k] is the column in ds of the k-th label the
  * config names (every label of the file when it names none). label_col has
@@ -25,5 +26,10 @@ int th_plan_labels(const th_config *cfg, const th_dataset *ds, int *label_col, i
  * in *dropped (may be NULL). */
 int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
                    int *dropped, th_err *err);
+
+/* How the run turns stored images into inputs: cfg's data.normalize,
+ * data.augment and seed, as th_input_init takes them. Training, evaluation
+ * and prediction all go through here, so they normalise alike. */
+void th_plan_input(const th_config *cfg, th_input_params *p);
 
 #endif

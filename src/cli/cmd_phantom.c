@@ -1,12 +1,11 @@
 /* cmd_phantom.c - `thorax phantom`: writes the synthetic demo dataset.
  *
- * Parses the options, writes the file with th_phantom_write while showing
- * progress, then reads the labels back from the file it just wrote (which
- * also proves it is readable) to print how many positives each label got,
- * and optionally saves the first images with their masks as PNGs for a
- * person to look at. The writer is serial: no MPI here.
+ * Parses the options, makes the file with th_phantom_make while showing
+ * progress (it writes the file, then reads back from it the label counts and
+ * the first images: proof that it is readable), prints how many positives
+ * each label got, and optionally saves the first images with their masks as
+ * PNGs for a person to look at. The writer is serial: no MPI here.
  */
-#include <hdf5.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -192,53 +191,6 @@ static int parse_args(int argc, char **argv, phantom_args *a)
     return TH_EXIT_OK;
 }
 
-/* ------------------------------------------------------------------------
- * Reading back what was written (serial HDF5: no MPI in this command).
- */
-
-/* Rows [0, count) of a uint8 dataset of any rank into out. */
-static int read_first_rows(hid_t f, const char *name, hsize_t count, uint8_t *out)
-{
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    hid_t fs = d < 0 ? -1 : H5Dget_space(d);
-    hsize_t dims[4], start[4] = {0};
-    int rank = fs < 0 ? -1 : H5Sget_simple_extent_dims(fs, dims, NULL);
-    herr_t rc = rank < 1 || rank > 4 || count > dims[0] ? -1 : 0;
-    hid_t ms = -1;
-    if (rc >= 0) {
-        dims[0] = count;
-        ms = H5Screate_simple(rank, dims, NULL);
-        rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL);
-    }
-    if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out);
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    if (d >= 0) H5Dclose(d);
-    return rc < 0 ? -1 : 0;
-}
-
-/* The first `count` image names, into names[count][64]. */
-static int read_first_names(hid_t f, hsize_t count, char (*names)[64])
-{
-    hid_t d = H5Dopen2(f, "image_name", H5P_DEFAULT);
-    hid_t fs = d < 0 ? -1 : H5Dget_space(d);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hsize_t start = 0;
-    hid_t ms = H5Screate_simple(1, &count, NULL);
-    char *vl[PREVIEW_IMAGES] = {0};
-    herr_t rc = fs < 0 || ms < 0 ? -1 : H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    if (rc >= 0) rc = H5Dread(d, t, ms, fs, H5P_DEFAULT, vl);
-    for (hsize_t i = 0; rc >= 0 && i < count; i++) snprintf(names[i], 64, "%s", vl[i] ? vl[i] : "image");
-    if (rc >= 0) H5Dvlen_reclaim(t, ms, H5P_DEFAULT, vl);
-    if (ms >= 0) H5Sclose(ms);
-    H5Tclose(t);
-    if (fs >= 0) H5Sclose(fs);
-    if (d >= 0) H5Dclose(d);
-    return rc < 0 ? -1 : 0;
-}
-
 /* The image in gray, each label's mask blended in its colour. */
 static void overlay(const uint8_t *img, const uint8_t *masks, int npix, uint8_t *rgb)
 {
@@ -251,89 +203,50 @@ static void overlay(const uint8_t *img, const uint8_t *masks, int npix, uint8_t 
     }
 }
 
-static int write_preview(hid_t f, const char *dir, int n, int S, th_err *err)
+/* The first images of the file as PNGs in dir: <name>.png and, with each
+ * label's mask blended in its colour, <name>_masks.png. */
+static int write_preview(const char *dir, const th_phantom_summary *s, th_err *err)
 {
-    int count = n < PREVIEW_IMAGES ? n : PREVIEW_IMAGES;
+    int S = s->size;
     size_t npix = (size_t)S * S;
-    uint8_t *imgs = malloc(count * npix), *masks = malloc(count * TH_PHANTOM_N_LABELS * npix), *rgb = malloc(3 * npix);
-    char names[PREVIEW_IMAGES][64];
-    int rc = 0;
-    if (!imgs || !masks || !rgb) rc = th_errf(err, "out of memory for the preview");
-    else if (read_first_rows(f, "images", (hsize_t)count, imgs) || read_first_rows(f, "masks", (hsize_t)count, masks) ||
-             read_first_names(f, (hsize_t)count, names))
-        rc = th_errf(err, "cannot read the first images back for the preview");
-    else rc = th_mkdirs(dir, err);
-    for (int i = 0; rc == 0 && i < count; i++) {
-        char path[4096], *dot = strrchr(names[i], '.');
-        if (dot) *dot = '\0';
-        snprintf(path, sizeof path, "%s/%s.png", dir, names[i]);
-        rc = th_png_write_gray(path, imgs + i * npix, S, S, err);
+    uint8_t *rgb = malloc(3 * npix);
+    int rc = rgb ? th_mkdirs(dir, err) : th_errf(err, "out of memory for the preview");
+    for (int i = 0; rc == 0 && i < s->n_preview; i++) {
+        char path[4096], stem[64], *dot;
+        snprintf(stem, sizeof stem, "%s", s->name[i]);
+        if ((dot = strrchr(stem, '.'))) *dot = '\0';
+        snprintf(path, sizeof path, "%s/%s.png", dir, stem);
+        rc = th_png_write_gray(path, s->img + i * npix, S, S, err);
         if (rc) break;
-        overlay(imgs + i * npix, masks + i * TH_PHANTOM_N_LABELS * npix, (int)npix, rgb);
-        snprintf(path, sizeof path, "%s/%s_masks.png", dir, names[i]);
+        overlay(s->img + i * npix, s->masks + i * TH_PHANTOM_N_LABELS * npix, (int)npix, rgb);
+        snprintf(path, sizeof path, "%s/%s_masks.png", dir, stem);
         rc = th_png_write_rgb(path, rgb, S, S, err);
     }
     free(rgb);
-    free(masks);
-    free(imgs);
     return rc;
 }
 
-static int summarize(const phantom_args *a, double elapsed)
+static int summarize(const phantom_args *a, const th_phantom_summary *s, double elapsed)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(a->out, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = f < 0 ? -1 : H5Dopen2(f, "labels", H5P_DEFAULT);
-    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-    hsize_t dims[2] = {0, 0};
-    if (sp >= 0) H5Sget_simple_extent_dims(sp, dims, NULL);
-    int n = (int)dims[0];
-    uint8_t *labels = n > 0 && dims[1] == TH_PHANTOM_N_LABELS ? malloc((size_t)n * TH_PHANTOM_N_LABELS) : NULL;
-    int ok = labels && H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels) >= 0;
-    if (sp >= 0) H5Sclose(sp);
-    if (d >= 0) H5Dclose(d);
-    if (!ok) {
-        free(labels);
-        if (f >= 0) H5Fclose(f);
-        cli_error("phantom: cannot read /labels back from %s", a->out);
-        return TH_EXIT_FAIL;
-    }
-
-    int pos[TH_PHANTOM_N_LABELS] = {0}, any = 0;
-    for (int i = 0; i < n; i++) {
-        int row_any = 0;
-        for (int k = 0; k < TH_PHANTOM_N_LABELS; k++) {
-            pos[k] += labels[i * TH_PHANTOM_N_LABELS + k];
-            row_any |= labels[i * TH_PHANTOM_N_LABELS + k];
-        }
-        any += row_any;
-    }
-    free(labels);
+    int n = s->images;
     printf("phantom: wrote %d images of %d patients (%dx%d, seed %llu) in %.1fs to %s\n", n, a->o.patients, a->o.size,
            a->o.size, (unsigned long long)a->o.seed, elapsed, a->out);
     for (int k = 0; k < TH_PHANTOM_N_LABELS; k++)
-        printf("  %-13s %7d positive (%.1f%%)\n", th_phantom_labels[k], pos[k], 100.0 * pos[k] / n);
-    printf("  %-13s %7d (%.1f%%)\n", "any finding", any, 100.0 * any / n);
+        printf("  %-13s %7d positive (%.1f%%)\n", th_phantom_labels[k], s->positive[k], 100.0 * s->positive[k] / n);
+    printf("  %-13s %7d (%.1f%%)\n", "any finding", s->any, 100.0 * s->any / n);
     if (a->o.marker_label >= 0)
         printf("  shortcut marker on %.0f%% of %s-positive studies (and ~5%% of the others)\n",
                100.0 * a->o.marker_rate, th_phantom_labels[a->o.marker_label]);
-
-    int rc = TH_EXIT_OK;
-    if (a->preview) {
-        th_err err;
-        if (write_preview(f, a->preview, n, a->o.size, &err)) {
-            cli_error("phantom: preview: %s", err.msg);
-            rc = TH_EXIT_FAIL;
-        } else {
-            printf("  preview: %d images and mask overlays in %s (", n < PREVIEW_IMAGES ? n : PREVIEW_IMAGES,
-                   a->preview);
-            for (int k = 0; k < TH_PHANTOM_N_LABELS; k++)
-                printf("%s%s %s", k ? ", " : "", OVERLAY_NAME[k], th_phantom_labels[k]);
-            printf(")\n");
-        }
+    if (!a->preview) return TH_EXIT_OK;
+    th_err err;
+    if (write_preview(a->preview, s, &err)) {
+        cli_error("phantom: preview: %s", err.msg);
+        return TH_EXIT_FAIL;
     }
-    H5Fclose(f);
-    return rc;
+    printf("  preview: %d images and mask overlays in %s (", s->n_preview, a->preview);
+    for (int k = 0; k < TH_PHANTOM_N_LABELS; k++) printf("%s%s %s", k ? ", " : "", OVERLAY_NAME[k], th_phantom_labels[k]);
+    printf(")\n");
+    return TH_EXIT_OK;
 }
 
 int cmd_phantom(int argc, char **argv)
@@ -349,10 +262,14 @@ int cmd_phantom(int argc, char **argv)
     cli_progress p;
     cli_progress_start(&p, "phantom");
     th_err err;
-    if (th_phantom_write(&a.o, a.out, cli_progress_update, &p, &err)) {
+    th_phantom_summary s;
+    if (th_phantom_make(&a.o, a.out, a.preview ? PREVIEW_IMAGES : 0, cli_progress_update, &p, &s, &err)) {
         cli_progress_abort(&p);
+        th_phantom_summary_free(&s);
         cli_error("%s", err.msg);
         return TH_EXIT_FAIL;
     }
-    return summarize(&a, cli_progress_seconds(&p));
+    rc = summarize(&a, &s, cli_progress_seconds(&p));
+    th_phantom_summary_free(&s);
+    return rc;
 }

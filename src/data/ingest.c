@@ -31,6 +31,11 @@
 #include "thorax/image.h"
 #include "thorax/split.h"
 
+/* The limits of what ingest writes are those of what a dataset file may
+ * hold: a file ingest wrote always opens. */
+_Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
+_Static_assert(TH_DATASET_MAX_STRING == TH_CSV_MAX_FIELD, "an ingested name must fit in a dataset");
+
 /* The ChestX-ray14 findings in the order CheXNet and the shared nih14 set use. */
 const char *const th_ingest_nih_findings[TH_INGEST_N_NIH] = {
     "Atelectasis",  "Cardiomegaly",  "Effusion", "Infiltration", "Mass",     "Nodule",             "Pneumonia",

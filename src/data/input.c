@@ -2,19 +2,19 @@
 #include "thorax/input.h"
 
 #include <math.h>
+#include <stddef.h>
 
-void th_input_init(th_input *in, const th_config *cfg, int h, int w, float mean, float std)
+void th_input_init(th_input *in, const th_input_params *p, int h, int w, float mean, float std)
 {
-    const struct th_augment_config *a = &cfg->data.augment;
+    const th_augment_params *a = &p->augment;
     *in = (th_input){
         .h = h,
         .w = w,
-        .normalize = cfg->data.normalize,
+        .normalize = p->normalize,
         .mean = mean,
         .std = std,
-        .seed = cfg->seed,
-        .augment = {.hflip = a->hflip, .rotate_deg = a->rotate_deg, .shift = a->shift, .scale_lo = a->scale_lo,
-                    .scale_hi = a->scale_hi, .brightness = a->brightness, .contrast = a->contrast},
+        .seed = p->seed,
+        .augment = *a,
     };
     in->augment_on = a->hflip || a->rotate_deg > 0 || a->shift > 0 || a->scale_lo != 1 || a->scale_hi != 1 ||
                      a->brightness > 0 || a->contrast > 0;
@@ -25,12 +25,12 @@ static void normalize(const th_input *in, float *v)
 {
     int hw = in->h * in->w;
     switch (in->normalize) {
-    case TH_NORM_TRAINSET: {
+    case TH_INPUT_NORM_TRAINSET: {
         float mean = 255.0f * in->mean, inv = 1.0f / (255.0f * in->std);
         for (int p = 0; p < hw; p++) v[p] = (v[p] - mean) * inv;
         break;
     }
-    case TH_NORM_PER_IMAGE: {
+    case TH_INPUT_NORM_PER_IMAGE: {
         double sum = 0, sum2 = 0;
         for (int p = 0; p < hw; p++) {
             sum += v[p];
@@ -41,7 +41,7 @@ static void normalize(const th_input *in, float *v)
         for (int p = 0; p < hw; p++) v[p] = (v[p] - (float)m) * istd;
         break;
     }
-    case TH_NORM_NONE:
+    case TH_INPUT_NORM_NONE:
         for (int p = 0; p < hw; p++) v[p] *= 1.0f / 255.0f;
         break;
     }

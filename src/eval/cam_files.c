@@ -3,12 +3,12 @@
  */
 #include "thorax/cam.h"
 
-#include <errno.h>
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "thorax/h5.h"
 
 int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
                     th_err *err)
@@ -28,47 +28,15 @@ int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *
 
 /* ---- cam/maps.h5 ---------------------------------------------------------- */
 
-static hid_t string_type(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    return t;
-}
-
 /* A dataset [rows, h, w] (rank 3) or [rows] (rank 1), chunked by row so
  * that writing one row touches one chunk. */
 static hid_t create_rows(hid_t loc, const char *name, hid_t type, int rank, int rows, int h, int w)
 {
-    hsize_t dims[3] = {(hsize_t)rows, (hsize_t)h, (hsize_t)w};
-    hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (rank == 3) {
-        hsize_t chunk[3] = {1, (hsize_t)h, (hsize_t)w};
-        H5Pset_chunk(dcpl, 3, chunk);
-        /* Grad-CAM and saliency maps are mostly zero or smooth: cheap wins. */
-        if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
-            H5Pset_shuffle(dcpl);
-            H5Pset_deflate(dcpl, 1);
-        }
-    }
-    hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl);
-    H5Sclose(space);
-    return d;
-}
-
-/* Writes row i of a dataset made by create_rows. */
-static int write_row(hid_t d, hid_t mem_type, int rank, int i, int h, int w, const void *data)
-{
-    hsize_t start[3] = {(hsize_t)i, 0, 0}, count[3] = {1, (hsize_t)h, (hsize_t)w};
-    hid_t fspace = H5Dget_space(d);
-    hid_t mspace = H5Screate_simple(rank, count, NULL);
-    herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    if (rc >= 0) rc = H5Dwrite(d, mem_type, mspace, fspace, H5P_DEFAULT, data);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    return rc < 0 ? -1 : 0;
+    hsize_t dims[3] = {(hsize_t)rows, (hsize_t)h, (hsize_t)w}, chunk[3] = {1, (hsize_t)h, (hsize_t)w};
+    if (rank != 3) return th_h5_create(loc, name, type, rank, dims, NULL, 0, 0);
+    /* Grad-CAM and saliency maps are mostly zero or smooth: cheap wins. */
+    int gzip = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
+    return th_h5_create(loc, name, type, 3, dims, chunk, gzip, gzip ? 1 : 0);
 }
 
 static void close_ids(th_cam_writer *wr)
@@ -132,12 +100,11 @@ int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, i
         return th_errf(err, "%s: out of memory for %d rows", path, m_rows);
     }
 
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    wr->file = H5Fcreate(wr->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    wr->file = th_h5_create_tmp(wr->tmp_path, err);
     if (wr->file < 0) {
-        wr->tmp_path[0] = '\0';
+        wr->tmp_path[0] = '\0'; /* nothing of ours to remove */
         th_cam_writer_abort(wr);
-        return th_errf(err, "cannot create %s.tmp (is the directory writable?)", path);
+        return -1;
     }
     hid_t maps = H5Gcreate2(wr->file, "maps", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t feats = H5Gcreate2(wr->file, "maps_feature", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -150,7 +117,7 @@ int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, i
     }
     if (maps >= 0) H5Gclose(maps);
     if (feats >= 0) H5Gclose(feats);
-    hid_t str = string_type();
+    hid_t str = th_h5_utf8();
     if (ok) {
         wr->index = create_rows(wr->file, "index", H5T_STD_I64LE, 1, m_rows, 1, 1);
         wr->image_name = create_rows(wr->file, "image_name", str, 1, m_rows, 1, 1);
@@ -175,14 +142,15 @@ int th_cam_writer_put(th_cam_writer *wr, int i, th_cam_method method, const floa
     if (k == wr->n_methods)
         return th_errf(err, "%s: method %s was not declared when the file was opened", wr->tmp_path,
                        th_cam_method_name(method));
-    hid_t str = string_type();
+    hid_t str = th_h5_utf8();
     long long idx = index;
-    int rc = write_row(wr->maps[k], H5T_NATIVE_FLOAT, 3, i, wr->h, wr->w, map_img);
-    rc |= write_row(wr->feats[k], H5T_NATIVE_FLOAT, 3, i, wr->fh[k], wr->fw[k], map_feat);
-    rc |= write_row(wr->index, H5T_NATIVE_LLONG, 1, i, 1, 1, &idx);
-    rc |= write_row(wr->image_name, str, 1, i, 1, 1, &image_name);
-    rc |= write_row(wr->label, str, 1, i, 1, 1, &label);
-    rc |= write_row(wr->prob, H5T_NATIVE_FLOAT, 1, i, 1, 1, &prob);
+    hsize_t row = (hsize_t)i;
+    int rc = th_h5_write_row(wr->maps[k], H5T_NATIVE_FLOAT, row, map_img);
+    rc |= th_h5_write_row(wr->feats[k], H5T_NATIVE_FLOAT, row, map_feat);
+    rc |= th_h5_write_row(wr->index, H5T_NATIVE_LLONG, row, &idx);
+    rc |= th_h5_write_row(wr->image_name, str, row, &image_name);
+    rc |= th_h5_write_row(wr->label, str, row, &label);
+    rc |= th_h5_write_row(wr->prob, H5T_NATIVE_FLOAT, row, &prob);
     H5Tclose(str);
     if (rc) return th_errf(err, "%s: cannot write row %d (%s, %s) (disk full?)", wr->tmp_path, i, image_name, label);
     wr->done[(size_t)i * wr->n_methods + k] = 1;
@@ -197,12 +165,11 @@ int th_cam_writer_column(th_cam_writer *wr, const char *name, th_cam_column_type
     switch (type) {
     case TH_CAM_COLUMN_INT8: file_type = H5T_STD_I8LE; mem_type = H5T_NATIVE_INT8; break;
     case TH_CAM_COLUMN_FLOAT32: file_type = H5T_IEEE_F32LE; mem_type = H5T_NATIVE_FLOAT; break;
-    case TH_CAM_COLUMN_STRING: file_type = mem_type = str = string_type(); break;
+    case TH_CAM_COLUMN_STRING: file_type = mem_type = str = th_h5_utf8(); break;
     default: return th_errf(err, "%s: column %s has unknown type %d", wr->path, name, (int)type);
     }
-    hid_t d = create_rows(wr->file, name, file_type, 1, wr->m, 1, 1);
-    herr_t rc = d < 0 ? -1 : H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values);
-    if (d >= 0) H5Dclose(d);
+    hsize_t rows = (hsize_t)wr->m;
+    int rc = th_h5_write_all(wr->file, name, file_type, mem_type, 1, &rows, values);
     if (str >= 0) H5Tclose(str);
     if (rc < 0) return th_errf(err, "%s: cannot write column /%s (a name taken, or disk full?)", wr->tmp_path, name);
     return 0;
@@ -219,16 +186,9 @@ int th_cam_writer_close(th_cam_writer *wr, th_err *err)
             return -1;
         }
     close_ids(wr);
-    int rc = H5Fflush(wr->file, H5F_SCOPE_GLOBAL) < 0 ? -1 : 0;
-    if (H5Fclose(wr->file) < 0) rc = -1;
+    hid_t file = wr->file;
     wr->file = -1;
-    if (rc) {
-        th_errf(err, "writing %s failed (disk full?)", wr->tmp_path);
-        th_cam_writer_abort(wr);
-        return -1;
-    }
-    if (rename(wr->tmp_path, wr->path)) {
-        th_errf(err, "cannot rename %s to %s: %s", wr->tmp_path, wr->path, strerror(errno));
+    if (th_h5_commit(file, wr->tmp_path, wr->path, err)) {
         th_cam_writer_abort(wr);
         return -1;
     }

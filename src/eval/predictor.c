@@ -15,6 +15,7 @@
 #include "thorax/image.h"
 #include "thorax/input.h"
 #include "thorax/model.h"
+#include "thorax/plan.h"
 #include "thorax/run_config.h"
 
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
@@ -37,7 +38,9 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
         return -1;
     if (th_model_set_threads(&t->model, cfg->runtime.threads_per_rank, err)) return -1;
     if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
-    th_input_init(&t->input, cfg, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
+    th_input_params in;
+    th_plan_input(cfg, &in);
+    th_input_init(&t->input, &in, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
     return 0;
 }
 

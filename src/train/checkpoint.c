@@ -7,8 +7,8 @@
  */
 #include "thorax/checkpoint.h"
 #include "thorax/fsutil.h"
+#include "thorax/h5.h"
 
-#include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,65 +17,19 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* A float tensor [shape[0], ..., shape[ndim - 1]], stored little-endian. */
 static int write_floats(hid_t group, const char *name, const float *data, int ndim, const int *shape)
 {
     hsize_t dims[4];
     for (int k = 0; k < ndim; k++) dims[k] = (hsize_t)shape[k];
-    hid_t space = H5Screate_simple(ndim, dims, NULL);
-    hid_t ds = H5Dcreate2(group, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(space);
-    return rc < 0 ? -1 : 0;
+    return th_h5_write_all(group, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ndim, dims, data);
 }
 
-static int write_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *value)
-{
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, mem_type, value);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc < 0 ? -1 : 0;
-}
-
-static int write_attr_string(hid_t obj, const char *name, const char *value)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = write_attr(obj, name, t, t, &value);
-    H5Tclose(t);
-    return rc;
-}
-
-static int read_attr(hid_t obj, const char *name, hid_t mem_type, void *value)
-{
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, mem_type, value);
-    if (a >= 0) H5Aclose(a);
-    return rc < 0 ? -1 : 0;
-}
-
+/* An RNG's state: uint64 [4]. */
 static int write_rng(hid_t group, const char *name, const th_rng *r)
 {
     hsize_t dims[1] = {4};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t ds = H5Dcreate2(group, name, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->s);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(space);
-    return rc < 0 ? -1 : 0;
-}
-
-static int read_rng(hid_t group, const char *name, th_rng *r)
-{
-    hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
-    if (ds < 0) return -1;
-    herr_t rc = H5Dread(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->s);
-    H5Dclose(ds);
-    return rc < 0 ? -1 : 0;
+    return th_h5_write_all(group, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, dims, r->s);
 }
 
 /* The optimiser's per-parameter state, as (suffix, buffer) slots: SGD has
@@ -109,8 +63,8 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
         hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) return -1;
         long long t_steps = o->t;
-        rc |= write_attr_string(g, "type", o->cfg.type == TH_OPTIM_ADAM ? "adam" : "sgd");
-        rc |= write_attr(g, "t", H5T_STD_I64LE, H5T_NATIVE_LLONG, &t_steps);
+        rc |= th_h5_write_attr_string(g, "type", o->cfg.type == TH_OPTIM_ADAM ? "adam" : "sgd");
+        rc |= th_h5_write_attr(g, "t", H5T_STD_I64LE, H5T_NATIVE_LLONG, &t_steps);
         const char *suffix[2];
         float *buf[2];
         int slots = optim_slots(o, suffix, buf);
@@ -131,7 +85,7 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
                 long long t_group = grp->t;
                 snprintf(name, sizeof name, "%s%s", ti->name, suffix[0]);
                 hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
-                rc = ds < 0 ? -1 : write_attr(ds, "t", H5T_STD_I64LE, H5T_NATIVE_LLONG, &t_group);
+                rc = ds < 0 ? -1 : th_h5_write_attr(ds, "t", H5T_STD_I64LE, H5T_NATIVE_LLONG, &t_group);
                 if (ds >= 0) H5Dclose(ds);
             }
         }
@@ -142,26 +96,26 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
     if (s) {
         hid_t g = H5Gcreate2(f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) return -1;
-        rc |= write_attr(g, "lr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->lr);
-        rc |= write_attr(g, "best_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->best_score);
-        rc |= write_attr(g, "best_epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->best_epoch);
-        rc |= write_attr(g, "bad_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->bad_epochs);
-        rc |= write_attr(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
-        rc |= write_attr(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
-        rc |= write_attr(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
+        rc |= th_h5_write_attr(g, "lr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->lr);
+        rc |= th_h5_write_attr(g, "best_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->best_score);
+        rc |= th_h5_write_attr(g, "best_epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->best_epoch);
+        rc |= th_h5_write_attr(g, "bad_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->bad_epochs);
+        rc |= th_h5_write_attr(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
+        rc |= th_h5_write_attr(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
+        rc |= th_h5_write_attr(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
         long long images = s->epoch_images;
-        rc |= write_attr(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
-        rc |= write_attr(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
+        rc |= th_h5_write_attr(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
+        rc |= th_h5_write_attr(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
         H5Gclose(g);
         hid_t r = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (r < 0) return -1;
         rc |= write_rng(r, "dropout", &m->rng);
         H5Gclose(r);
         long long step = s->step;
-        rc |= write_attr(f, "epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->epoch);
-        rc |= write_attr(f, "step", H5T_STD_I64LE, H5T_NATIVE_LLONG, &step);
+        rc |= th_h5_write_attr(f, "epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->epoch);
+        rc |= th_h5_write_attr(f, "step", H5T_STD_I64LE, H5T_NATIVE_LLONG, &step);
     }
-    if (config_yaml) rc |= write_attr_string(f, "config", config_yaml);
+    if (config_yaml) rc |= th_h5_write_attr_string(f, "config", config_yaml);
     return rc ? -1 : 0;
 }
 
@@ -285,10 +239,10 @@ static int digest_dataset(hid_t ds, const char *name, digest *d)
 
     uint32_t stored_crc = (uint32_t)own;
     if (d->store) {
-        if (write_attr(ds, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &stored_crc))
+        if (th_h5_write_attr(ds, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &stored_crc))
             return th_errf(d->err, "%s: cannot write the checksum of %s", d->path, name);
     } else {
-        if (read_attr(ds, CRC_ATTR, H5T_NATIVE_UINT32, &stored_crc))
+        if (th_h5_read_attr(ds, CRC_ATTR, H5T_NATIVE_UINT32, &stored_crc))
             return th_errf(d->err, "%s: dataset %s has no checksum (written before Thorax stored checksums, or not by "
                                    "Thorax); refusing to trust it",
                            d->path, name);
@@ -333,7 +287,7 @@ static int digest_group(hid_t g, const char *gpath, digest *d)
 static int digest_file(hid_t f, const char *path, int store, th_err *err)
 {
     uint32_t stored = 0;
-    if (!store && read_attr(f, CRC_ATTR, H5T_NATIVE_UINT32, &stored))
+    if (!store && th_h5_read_attr(f, CRC_ATTR, H5T_NATIVE_UINT32, &stored))
         return th_errf(err, "%s has no checksum (written by a Thorax before checksums, or not by Thorax); refusing to "
                             "trust it: start the run afresh",
                        path);
@@ -343,7 +297,7 @@ static int digest_file(hid_t f, const char *path, int store, th_err *err)
     if (rc) return -1;
     uint32_t crc = (uint32_t)d.crc;
     if (store)
-        return write_attr(f, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc)
+        return th_h5_write_attr(f, CRC_ATTR, H5T_STD_U32LE, H5T_NATIVE_UINT32, &crc)
                    ? th_errf(err, "%s: cannot write its checksum", path)
                    : 0;
     if (stored != crc)
@@ -363,7 +317,7 @@ static int digest_file(hid_t f, const char *path, int store, th_err *err)
 int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o, const th_train_state *s,
                        const char *config_yaml, th_err *err)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    th_h5_quiet();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
         if (fapl >= 0) H5Pclose(fapl);
@@ -427,7 +381,7 @@ static int load_optim(hid_t f, const char *path, const th_model *m, th_optim *o,
     if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no optimizer state", path);
     hid_t g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
     long long t_steps = 0;
-    int rc = read_attr(g, "t", H5T_NATIVE_LLONG, &t_steps) ? th_errf(err, "%s: damaged optimizer state (no step "
+    int rc = th_h5_read_attr(g, "t", H5T_NATIVE_LLONG, &t_steps) ? th_errf(err, "%s: damaged optimizer state (no step "
                                                                          "count)", path)
                                                            : 0;
     o->t = (long)t_steps;
@@ -456,7 +410,7 @@ static int load_optim(hid_t f, const char *path, const th_model *m, th_optim *o,
         long long t_group = t_steps;
         snprintf(name, sizeof name, "%s%s", ti->name, suffix[0]);
         hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
-        if (ds < 0 || (H5Aexists(ds, "t") > 0 && read_attr(ds, "t", H5T_NATIVE_LLONG, &t_group)))
+        if (ds < 0 || (H5Aexists(ds, "t") > 0 && th_h5_read_attr(ds, "t", H5T_NATIVE_LLONG, &t_group)))
             rc = th_errf(err, "%s: damaged optimizer state (the step count of %s)", path, ti->name);
         if (ds >= 0) H5Dclose(ds);
         if (!rc && grp != seen) grp->t = (long)t_group;
@@ -496,27 +450,27 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     th_rng dropout = m->rng;
     if (H5Lexists(f, "rng", H5P_DEFAULT) > 0) {
         hid_t r = H5Gopen2(f, "rng", H5P_DEFAULT);
-        if (read_rng(r, "dropout", &dropout) == 0) m->rng = dropout;
+        if (th_h5_read_all(r, "dropout", H5T_NATIVE_UINT64, dropout.s) == 0) m->rng = dropout;
         H5Gclose(r);
     }
     if (s) {
         if (H5Lexists(f, "state", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no training state", path);
         hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
-        rc |= read_attr(g, "lr", H5T_NATIVE_FLOAT, &s->lr);
-        rc |= read_attr(g, "best_score", H5T_NATIVE_DOUBLE, &s->best_score);
-        rc |= read_attr(g, "best_epoch", H5T_NATIVE_INT, &s->best_epoch);
-        rc |= read_attr(g, "bad_epochs", H5T_NATIVE_INT, &s->bad_epochs);
-        rc |= read_attr(g, "plateau_epochs", H5T_NATIVE_INT, &s->plateau_epochs);
-        rc |= read_attr(g, "norm_mean", H5T_NATIVE_FLOAT, &s->norm_mean);
-        rc |= read_attr(g, "norm_std", H5T_NATIVE_FLOAT, &s->norm_std);
+        rc |= th_h5_read_attr(g, "lr", H5T_NATIVE_FLOAT, &s->lr);
+        rc |= th_h5_read_attr(g, "best_score", H5T_NATIVE_DOUBLE, &s->best_score);
+        rc |= th_h5_read_attr(g, "best_epoch", H5T_NATIVE_INT, &s->best_epoch);
+        rc |= th_h5_read_attr(g, "bad_epochs", H5T_NATIVE_INT, &s->bad_epochs);
+        rc |= th_h5_read_attr(g, "plateau_epochs", H5T_NATIVE_INT, &s->plateau_epochs);
+        rc |= th_h5_read_attr(g, "norm_mean", H5T_NATIVE_FLOAT, &s->norm_mean);
+        rc |= th_h5_read_attr(g, "norm_std", H5T_NATIVE_FLOAT, &s->norm_std);
         long long images = 0;
-        rc |= read_attr(g, "epoch_loss_sum", H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
-        rc |= read_attr(g, "epoch_images", H5T_NATIVE_LLONG, &images);
+        rc |= th_h5_read_attr(g, "epoch_loss_sum", H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
+        rc |= th_h5_read_attr(g, "epoch_images", H5T_NATIVE_LLONG, &images);
         s->epoch_images = (long)images;
         H5Gclose(g);
         long long step = 0;
-        rc |= read_attr(f, "epoch", H5T_NATIVE_INT, &s->epoch);
-        rc |= read_attr(f, "step", H5T_NATIVE_LLONG, &step);
+        rc |= th_h5_read_attr(f, "epoch", H5T_NATIVE_INT, &s->epoch);
+        rc |= th_h5_read_attr(f, "step", H5T_NATIVE_LLONG, &step);
         s->step = (long)step;
         if (rc) return th_errf(err, "%s: damaged training state", path);
     }
@@ -526,7 +480,7 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
 /* Opens a checkpoint for reading and checks its checksums. */
 static hid_t open_verified(const char *path, th_err *err)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    th_h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         if (access(path, R_OK)) th_errf(err, "cannot open checkpoint %s: no such readable file", path);
@@ -678,14 +632,12 @@ char *th_checkpoint_read_config(const char *path, th_err *err)
     hid_t f = open_verified(path, err);
     if (f < 0) return NULL;
     char *value = NULL, *copy = NULL;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    if (read_attr(f, "config", t, &value) == 0 && value) {
+    hid_t t = th_h5_utf8();
+    if (t >= 0 && th_h5_read_attr(f, "config", t, &value) == 0 && value) {
         copy = strdup(value);
         H5free_memory(value);
     }
-    H5Tclose(t);
+    if (t >= 0) H5Tclose(t);
     H5Fclose(f);
     if (!copy) th_errf(err, "%s: no `config` attribute", path);
     return copy;

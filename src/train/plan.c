@@ -9,6 +9,28 @@
 
 #include "thorax/split.h"
 
+/* One label limit from the file to the run: th_plan_labels takes every label
+ * of a file when the config names none. */
+_Static_assert(TH_DATASET_MAX_LABELS == TH_MAX_LABELS, "a run must be able to train on every label of a file");
+
+void th_plan_input(const th_config *cfg, th_input_params *p)
+{
+    const struct th_augment_config *a = &cfg->data.augment;
+    th_input_norm norm = TH_INPUT_NORM_TRAINSET;
+    /* No default: a mode added to the config and not here fails -Wswitch. */
+    switch (cfg->data.normalize) {
+    case TH_NORM_TRAINSET: norm = TH_INPUT_NORM_TRAINSET; break;
+    case TH_NORM_PER_IMAGE: norm = TH_INPUT_NORM_PER_IMAGE; break;
+    case TH_NORM_NONE: norm = TH_INPUT_NORM_NONE; break;
+    }
+    *p = (th_input_params){
+        .normalize = norm,
+        .seed = cfg->seed,
+        .augment = {.hflip = a->hflip, .rotate_deg = a->rotate_deg, .shift = a->shift, .scale_lo = a->scale_lo,
+                    .scale_hi = a->scale_hi, .brightness = a->brightness, .contrast = a->contrast},
+    };
+}
+
 int th_plan_labels(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err)
 {
     if (cfg->data.n_labels == 0) {

@@ -395,7 +395,9 @@ int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, th_comm c
         if (!rc && r->staged && !r->opts->resume_from) rc = th_dist_agree(comm, run_set_stage(r, 0, err), err);
         if (!rc && r->staged && !r->thawed) run_describe_freeze(r);
         /* After a resume: the checkpoint's statistics, which are the same numbers. */
-        th_input_init(&r->input, cfg, r->ds.h, r->ds.w, r->st.norm_mean, r->st.norm_std);
+        th_input_params in;
+        th_plan_input(cfg, &in);
+        th_input_init(&r->input, &in, r->ds.h, r->ds.w, r->st.norm_mean, r->st.norm_std);
     }
     return rc;
 }

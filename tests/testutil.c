@@ -1,7 +1,7 @@
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
 
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 int th_test_passed, th_test_failed;
 

@@ -11,7 +11,7 @@
 #define THORAX_CONFIG_H
 
 #include <stdint.h>
-#include "thorax/error.h"
+#include "thorax/util.h"
 #include "thorax/spec.h"
 
 #define TH_MAX_LABELS 256
@@ -124,7 +124,7 @@ typedef struct th_config {
 /* Loads path, applies sets[0..n_sets) ("a.b=value", the value parsed as YAML,
  * so `data.labels=[Effusion,Nodule]` works), validates every key on its own
  * and against the others. Whether the network fits its input and labels, and
- * train.freeze its layers, is for th_run_config_load (thorax/run_config.h)
+ * train.freeze its layers, is for th_run_config_load (thorax/train.h)
  * to check: the config does not know the network code. */
 int th_config_load(th_config *cfg, const char *path, const char *const *sets, int n_sets, th_err *err);
 /* Same, from YAML text in memory (name is used in messages). */

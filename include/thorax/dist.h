@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <mpi.h>
-#include "thorax/error.h"
+#include "thorax/util.h"
 
 /* The communicator a collective runs over: MPI's own under Thorax's name, so
  * that code outside src/dist never spells MPI and callers that hold an MPI

@@ -1,7 +1,7 @@
 /* cmd_bench.c - `thorax bench CONFIG.yaml`: images/s of training and
  * inference steps of a config's network on random data, under mpirun, with
  * a per-layer profile and one machine-readable RESULT line per mode (what
- * tools/bench/compare.sh and performance work read; see thorax/bench.h). */
+ * tools/bench/compare.sh and performance work read; see thorax/train.h). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +11,8 @@
 
 #include "cli.h"
 #include "thorax/dist.h"
-#include "thorax/bench.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
-#include "thorax/run_config.h"
 
 static void bench_usage(FILE *f)
 {

@@ -1,12 +1,12 @@
 /* cmd_cam.c - `thorax cam RUN_DIR`: class activation maps of chosen images
- * of a trained run, each rank mapping its own images (thorax/explain.h). */
+ * of a trained run, each rank mapping its own images (thorax/eval.h). */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "thorax/dist.h"
-#include "thorax/explain.h"
+#include "thorax/eval.h"
 
 static void cam_usage(FILE *f)
 {

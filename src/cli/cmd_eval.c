@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "thorax/dist.h"
-#include "thorax/evaluate.h"
+#include "thorax/eval.h"
 
 static void eval_usage(FILE *f)
 {

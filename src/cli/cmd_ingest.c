@@ -10,7 +10,7 @@
 #include <strings.h>
 
 #include "cli.h"
-#include "thorax/ingest.h"
+#include "thorax/data.h"
 
 #define MIN_SIZE 8
 #define MAX_SIZE 4096

@@ -6,12 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "thorax/clock.h"
+#include "thorax/util.h"
 #include "thorax/dist.h"
 #include "thorax/config.h"
-#include "thorax/fsutil.h"
-#include "thorax/lrfind.h"
-#include "thorax/run_config.h"
+#include "thorax/train.h"
 
 static void lrfind_usage(FILE *f)
 {

@@ -14,9 +14,9 @@
 #include <strings.h>
 
 #include "cli.h"
-#include "thorax/fsutil.h"
-#include "thorax/phantom.h"
-#include "thorax/png.h"
+#include "thorax/util.h"
+#include "thorax/data.h"
+#include "thorax/render.h"
 
 #define PREVIEW_IMAGES 8
 #define MAX_PATIENTS 10000000L

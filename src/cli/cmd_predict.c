@@ -5,11 +5,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "thorax/cam.h"
-#include "thorax/evaluate.h"
-#include "thorax/fsutil.h"
-#include "thorax/loss.h"
-#include "thorax/overlay.h"
+#include "thorax/eval.h"
+#include "thorax/util.h"
+#include "thorax/nn.h"
+#include "thorax/render.h"
 
 static void predict_usage(FILE *f)
 {

@@ -11,9 +11,7 @@
 
 #include "cli.h"
 #include "thorax/config.h"
-#include "thorax/dataset.h"
-#include "thorax/run_config.h"
-#include "thorax/split.h"
+#include "thorax/data.h"
 #include "thorax/train.h"
 
 static void split_usage(FILE *f)

@@ -8,12 +8,10 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "thorax/clock.h"
+#include "thorax/util.h"
 #include "thorax/dist.h"
 #include "thorax/config.h"
-#include "thorax/dist.h"
-#include "thorax/evaluate.h"
-#include "thorax/run_config.h"
+#include "thorax/eval.h"
 #include "thorax/train.h"
 
 static void train_usage(FILE *f)

@@ -9,7 +9,7 @@
 
 #include "cli.h"
 #include "thorax/dist.h"
-#include "thorax/workspace.h"
+#include "thorax/nn.h"
 
 typedef struct {
     const char *name;

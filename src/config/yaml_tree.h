@@ -12,7 +12,7 @@
 #define THORAX_YAML_TREE_H
 
 #include <stddef.h>
-#include "thorax/error.h"
+#include "thorax/util.h"
 
 typedef enum yt_kind { YT_SCALAR, YT_SEQ, YT_MAP } yt_kind;
 

@@ -1,5 +1,5 @@
 /* augment.c - training-time augmentation: one affine warp plus a tone curve
- * per image, drawn from (seed, epoch, row) only (see thorax/augment.h).
+ * per image, drawn from (seed, epoch, row) only (see thorax/data.h).
  *
  * Border: beyond the source's edge the warp replicates the edge pixel rather
  * than filling a constant. Radiographs do not have one background value: air
@@ -20,12 +20,12 @@
  * almost no real film shows; it is common practice (CheXNet) all the same,
  * off by default, and left to the configuration.
  */
-#include "thorax/augment.h"
+#include "thorax/data.h"
 
 #include <math.h>
 #include <stddef.h>
 
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 /* Top four bits of every augmentation stream (see th_augment_stream). The
  * phantom uses tags 1-5, the split 5, the model and the shuffle small numbers. */

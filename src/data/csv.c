@@ -1,4 +1,4 @@
-/* csv.c - an RFC 4180 CSV reader with a header row (see thorax/csv.h).
+/* csv.c - an RFC 4180 CSV reader with a header row (see thorax/data.h).
  *
  * The file is read whole and parsed in place: a field's unquoted text is
  * never longer than its source (quotes and "" escapes only shrink), and the
@@ -7,7 +7,7 @@
  * fields start as offsets while the offset array grows; pointers are made
  * only at the end, when nothing moves any more.
  */
-#include "thorax/csv.h"
+#include "thorax/data.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "thorax/fsutil.h"
+#include "thorax/util.h"
 
 typedef struct {
     int line, n_fields;

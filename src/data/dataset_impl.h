@@ -6,9 +6,9 @@
 #define THORAX_DATASET_IMPL_H
 
 #include <stdint.h>
-#include "thorax/dataset.h"
+#include "thorax/data.h"
 #include "thorax/dist.h"
-#include "thorax/error.h"
+#include "thorax/util.h"
 
 /* Collective over comm. Rank 0 reads and validates the index of file (an
  * hid_t open on every rank), then every rank receives it into ds: n, h, w,

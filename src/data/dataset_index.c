@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/split.h"
+#include "thorax/data.h"
 
 /* ------------------------------------------------------------------------
  * A growable buffer of NUL-terminated strings, packed end to end: this is

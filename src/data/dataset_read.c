@@ -1,5 +1,5 @@
 /* dataset_read.c - opening a dataset file on every rank and reading its
- * images and masks (see thorax/dataset.h for the layout).
+ * images and masks (see thorax/data.h for the layout).
  *
  * Every rank opens the file with the MPI-IO driver; rank 0 alone reads the
  * index and sends it to the others (dataset_index.c). Images are read
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/h5.h"
+#include "thorax/data.h"
 
 /* Rank 0 only: names the reason a file cannot be opened at all (missing,
  * unreadable, not HDF5), which H5Fopen would not tell us. */

@@ -1,19 +1,17 @@
 /* dataset_write.c - writing a dataset file: one process, the default
- * (sec2) driver (see thorax/dataset.h for the layout).
+ * (sec2) driver (see thorax/data.h for the layout).
  *
  * Images and masks are written row by row as they come; the strings are kept
  * in memory and written at the end; the file lives under `<path>.tmp` until
  * it is complete.
  */
-#include "thorax/dataset.h"
+#include "thorax/data.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/h5.h"
-#include "thorax/split.h"
 
 static void writer_release(th_dataset_writer *wr)
 {

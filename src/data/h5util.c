@@ -1,5 +1,5 @@
-/* h5util.c - the HDF5 steps Thorax's files share (see thorax/h5.h). */
-#include "thorax/h5.h"
+/* h5util.c - the HDF5 steps Thorax's files share (see thorax/data.h). */
+#include "thorax/data.h"
 
 #include <errno.h>
 #include <fcntl.h>

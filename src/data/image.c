@@ -1,5 +1,5 @@
 /* image.c - PNG decoding to luminance and area/bilinear resizing (see
- * thorax/image.h).
+ * thorax/data.h).
  *
  * libpng reports errors by longjmp. Each libpng call that can fail runs in a
  * small function of its own that calls setjmp and holds no state of its own,
@@ -7,7 +7,7 @@
  * buffer and frees it on every path. libpng's messages are caught into the
  * caller's th_err (library code never prints) and its warnings are dropped.
  */
-#include "thorax/image.h"
+#include "thorax/data.h"
 
 #include <errno.h>
 #include <math.h>

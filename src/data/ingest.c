@@ -1,5 +1,5 @@
 /* ingest.c - a label CSV and a folder of PNG images into one dataset file
- * (see thorax/ingest.h for the layouts and the rules).
+ * (see thorax/data.h for the layouts and the rules).
  *
  * The passes, and why they are separate:
  *   1. the CSV: layout, columns, and every row's fields, labels, split and
@@ -13,7 +13,7 @@
  * Without skip_bad the first bad row stops the run, after the pass that
  * found it.
  */
-#include "thorax/ingest.h"
+#include "thorax/data.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,11 +25,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "thorax/csv.h"
-#include "thorax/dataset.h"
-#include "thorax/fsutil.h"
-#include "thorax/image.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
 
 /* The limits of what ingest writes are those of what a dataset file may
  * hold: a file ingest wrote always opens. */

@@ -1,5 +1,5 @@
-/* input.c - augmentation and normalisation of network inputs (see thorax/input.h). */
-#include "thorax/input.h"
+/* input.c - augmentation and normalisation of network inputs (see thorax/data.h). */
+#include "thorax/data.h"
 
 #include <math.h>
 #include <stddef.h>

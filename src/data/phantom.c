@@ -1,5 +1,5 @@
 /* phantom.c - synthetic frontal chest radiographs with known findings and
- * lesion masks: the built-in demo dataset (see thorax/phantom.h).
+ * lesion masks: the built-in demo dataset (see thorax/data.h).
  *
  * The picture is built as a "density" map (0 air .. ~1 bone over soft
  * tissue) in anatomy coordinates (u to the image right, v down, in units of
@@ -15,15 +15,14 @@
  * anatomy. Every per-study number is drawn whether or not it is used, so
  * that switching the marker or a finding on changes only that.
  */
-#include "thorax/phantom.h"
+#include "thorax/data.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/dataset.h"
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 const char *const th_phantom_labels[TH_PHANTOM_N_LABELS] = {"Pneumothorax", "Cardiomegaly", "Effusion", "Nodule"};
 

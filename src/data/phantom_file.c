@@ -1,15 +1,13 @@
 /* phantom_file.c - a phantom dataset file written and read back (see
- * thorax/phantom.h). Reading back is serial HDF5 (the default driver): the
+ * thorax/data.h). Reading back is serial HDF5 (the default driver): the
  * command that makes a phantom runs without MPI.
  */
-#include "thorax/phantom.h"
+#include "thorax/data.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/h5.h"
-#include "thorax/image.h"
 
 /* Counts the positives of labels [n, TH_PHANTOM_N_LABELS], read whole. */
 static int read_counts(hid_t f, const char *path, th_phantom_summary *s, th_err *err)

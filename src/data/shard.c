@@ -1,5 +1,5 @@
-/* shard.c - one rank's share of a split, read into memory (see thorax/shard.h). */
-#include "thorax/shard.h"
+/* shard.c - one rank's share of a split, read into memory (see thorax/data.h). */
+#include "thorax/data.h"
 
 #include <stdlib.h>
 #include <string.h>

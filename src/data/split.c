@@ -1,5 +1,5 @@
 /* split.c - patient-level train/val/test splits and rank shards by patient
- * (see thorax/split.h).
+ * (see thorax/data.h).
  *
  * Everything here works on patients, never on images, because images of one
  * patient are correlated: an image in train and its sibling in test inflate
@@ -7,13 +7,13 @@
  * every result depends on the set of IDs and the seed only, not on the order
  * of the rows in the file.
  */
-#include "thorax/split.h"
+#include "thorax/data.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 /* The shuffle's own stream, so the split does not move when other users of
  * the run seed draw more or fewer numbers. */

@@ -1,11 +1,11 @@
-/* cam.c - CAM, Grad-CAM and gradient saliency maps (see thorax/cam.h).
+/* cam.c - CAM, Grad-CAM and gradient saliency maps (see thorax/eval.h).
  *
  * The maps reuse the model's own buffers: the forward pass keeps every
  * layer's activations and th_model_grad_at leaves the activation gradient in
  * the model's ping-pong buffers, so one map costs a forward and (for
  * Grad-CAM and saliency) a partial backward, with no copies.
  */
-#include "thorax/cam.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <stdlib.h>

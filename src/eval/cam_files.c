@@ -1,14 +1,14 @@
 /* cam_files.c - the files under cam/: the overlay PNGs' names and the
- * cam/maps.h5 writer (see thorax/cam.h).
+ * cam/maps.h5 writer (see thorax/eval.h).
  */
-#include "thorax/cam.h"
+#include "thorax/eval.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/h5.h"
+#include "thorax/data.h"
 
 int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
                     th_err *err)

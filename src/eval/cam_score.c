@@ -1,8 +1,8 @@
 /* cam_score.c - a map's scores against a lesion mask: the pointing game, the
  * mask's share of the map's mass and the IoU of the map's brightest pixels
- * (see thorax/cam.h). Plain arrays of the image's size; no model involved.
+ * (see thorax/eval.h). Plain arrays of the image's size; no model involved.
  */
-#include "thorax/cam.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* evaluate.c - the evaluation phase (see thorax/evaluate.h).
+/* evaluate.c - the evaluation phase (see thorax/eval.h).
  *
  * Every rank: the run's config and checkpoint, the dataset index, its share
  * of the split (whole patients, read with parallel HDF5), predictions.
@@ -6,7 +6,7 @@
  * the result files. Failures on any rank are agreed on before the next
  * collective, so no rank waits forever.
  */
-#include "thorax/evaluate.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,14 +14,9 @@
 #include <string.h>
 
 #include "thorax/config.h"
-#include "thorax/dataset.h"
+#include "thorax/data.h"
 #include "thorax/dist.h"
-#include "thorax/input.h"
-#include "thorax/model.h"
-#include "thorax/predict.h"
-#include "thorax/report.h"
-#include "thorax/shard.h"
-#include "thorax/split.h"
+#include "thorax/nn.h"
 #include "thorax/train.h"
 
 typedef struct eval {

@@ -1,5 +1,5 @@
 /* explain.c - `thorax cam`: class activation maps of chosen images of a
- * trained run (see thorax/explain.h).
+ * trained run (see thorax/eval.h).
  *
  * Every rank: the run (config, checkpoint, input transform), the dataset
  * index, the list of (image, label) items broadcast by rank 0, and the maps
@@ -19,15 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/cam.h"
-#include "thorax/dataset.h"
+#include "thorax/eval.h"
+#include "thorax/data.h"
 #include "thorax/dist.h"
-#include "thorax/evaluate.h"
-#include "thorax/fsutil.h"
-#include "thorax/input.h"
-#include "thorax/overlay.h"
-#include "thorax/report.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
+#include "thorax/render.h"
 #include "thorax/train.h"
 
 /* A gathered map row is width floats: the map at image resolution [H*W],

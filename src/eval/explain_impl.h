@@ -6,10 +6,8 @@
 #define THORAX_EXPLAIN_IMPL_H
 
 #include <stdint.h>
-#include "thorax/cam.h"
-#include "thorax/dataset.h"
-#include "thorax/evaluate.h"
-#include "thorax/explain.h"
+#include "thorax/eval.h"
+#include "thorax/data.h"
 
 /* An item, one (image, label) pair to map, is IT_INTS ints so that the list
  * is broadcast as one int array: the dataset row, the run's label index,

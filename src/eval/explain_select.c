@@ -1,5 +1,5 @@
 /* explain_select.c - which (image, label) pairs `thorax cam` maps (see
- * thorax/explain.h): the images named by --images, or per label the top-k
+ * thorax/eval.h): the images named by --images, or per label the top-k
  * TP, FP and FN of the split's ranked predictions. Runs on rank 0.
  */
 #include "explain_impl.h"
@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/csv.h"
-#include "thorax/split.h"
+#include "thorax/data.h"
 
 static int add_item(explain *e, int row, int label, th_explain_kind kind, th_err *err)
 {

@@ -1,8 +1,8 @@
 /* predictor.c - a trained run opened for inference, and a new image read as
- * training read its own (see thorax/evaluate.h). Used by the evaluation
+ * training read its own (see thorax/eval.h). Used by the evaluation
  * phase, `thorax cam` and `thorax predict`.
  */
-#include "thorax/evaluate.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,13 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/checkpoint.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
-#include "thorax/image.h"
-#include "thorax/input.h"
-#include "thorax/model.h"
-#include "thorax/plan.h"
-#include "thorax/run_config.h"
+#include "thorax/data.h"
+#include "thorax/nn.h"
 
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err)
 {

@@ -1,5 +1,5 @@
 /* report.c - predictions.csv, metrics.json, roc_<label>.csv and roc.png
- * (see thorax/report.h).
+ * (see thorax/eval.h).
  *
  * Text is built in memory and written in one atomic call, so a reader never
  * sees half a file. Numbers in JSON and ROC tables are printed with the
@@ -7,7 +7,7 @@
  * float, so 0.8f is "0.8", not "0.800000011920929"), which keeps the files
  * exact and readable at once.
  */
-#include "thorax/report.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/fsutil.h"
-#include "thorax/plot.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
+#include "thorax/render.h"
+#include "thorax/data.h"
 
 /* ---- formatting ------------------------------------------------------------ */
 

@@ -1,9 +1,9 @@
 /* roc.c - exact ROC curve, AUC with DeLong's variance, Youden's threshold and
- * average precision (see thorax/roc.h).
+ * average precision (see thorax/eval.h).
  *
  * Every quantity comes from one sort of the scores in decreasing order and a
  * sweep over the groups of tied scores (th_scores_rank, th_scores_tie_group
- * and the AUC itself from thorax/auc.h, which training uses too). In a group
+ * and the AUC itself from thorax/train.h, which training uses too). In a group
  * with dpos positives and dneg negatives, below which lie neg_below negatives
  * and above which lie pos_above positives, each positive's placement value
  * (DeLong's V10) is (neg_below + dneg/2) / n_neg and each negative's (V01) is
@@ -11,7 +11,7 @@
  * (Tz - Tx) / n and 1 - (Tz - Ty) / m, read off the sorted order directly, so
  * the AUC, its variance and the curve share one O(n log n) sort.
  */
-#include "thorax/roc.h"
+#include "thorax/eval.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
-/* activation.c - ReLU and inverted dropout (see thorax/activation.h).
+/* activation.c - ReLU and inverted dropout (see src/nn/activation.h).
  *
  * Dropout is "inverted": kept elements are scaled by 1/(1-p) at training time
  * so the layer is exactly the identity at evaluation time and the model code
  * needs no special case there. The mask is kept as bytes so backward does not
  * need the random stream again.
  */
-#include "thorax/activation.h"
+#include "activation.h"
 
 #include <string.h>
 

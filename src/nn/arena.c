@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "thorax/alloc.h"
+#include "thorax/util.h"
 
 void th_arena_begin(th_arena *a, char *base)
 {

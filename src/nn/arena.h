@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "thorax/error.h"
+#include "thorax/util.h"
 
 #define TH_ARENA_LARGEST 3
 
@@ -41,7 +41,7 @@ void *th_arena_take(th_arena *a, size_t count, size_t elem, const char *owner, c
 /* After the sizing walk: one zeroed block of a->used bytes (th_free_aligned),
  * or NULL with err saying "out of memory for <what>: <total> for <images>
  * images, <per image>; largest <buffer> <size>, ...". The out-of-memory
- * handler (thorax/alloc.h) is told first. */
+ * handler (thorax/util.h) is told first. */
 char *th_arena_alloc(const th_arena *a, const char *what, int images, th_err *err);
 
 #endif

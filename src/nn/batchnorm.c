@@ -1,5 +1,5 @@
 /* batchnorm.c - batch normalisation per channel over (N, H, W)
- * (see thorax/batchnorm.h), with PyTorch's BatchNorm2d semantics:
+ * (see src/nn/batchnorm.h), with PyTorch's BatchNorm2d semantics:
  *
  *   training:   xhat = (x - mean_B) / sqrt(var_B + eps), var_B biased (/ m);
  *               running = (1 - momentum) * running + momentum * batch,
@@ -12,7 +12,7 @@
  * Channels are independent, so `threads` threads take a share of them each;
  * every channel's sums run in the same order whatever the number.
  */
-#include "thorax/batchnorm.h"
+#include "batchnorm.h"
 
 #include <math.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* conv.c - 2-D convolution as im2col + OpenBLAS GEMM (see thorax/conv.h).
+/* conv.c - 2-D convolution as im2col + OpenBLAS GEMM (see src/nn/conv.h).
  *
  * Why one image per thread rather than one GEMM for the whole batch: a
  * batch-wide column matrix is huge (302 MB for the reference network's
@@ -12,12 +12,12 @@
  *
  * Notation: P = OH*OW output pixels per image, CKK = C*KH*KW.
  */
-#include "thorax/conv.h"
+#include "conv.h"
 
 #include <cblas.h>
 #include <string.h>
 
-#include "thorax/pool.h"
+#include "pool.h"
 #include "simd.h"
 #ifdef _OPENMP
 #include <omp.h>

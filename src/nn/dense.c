@@ -1,4 +1,4 @@
-/* dense.c - fully connected layer as GEMMs (see thorax/dense.h).
+/* dense.c - fully connected layer as GEMMs (see src/nn/dense.h).
  *
  *   forward:  y [N, O] = x [N, I] * w^T [I, O] + b
  *   backward: dw [O, I] = dy^T [O, N] * x [N, I]
@@ -8,7 +8,7 @@
  * The weight keeps PyTorch's [out, in] layout (fc.weight) so checkpoints map
  * one to one; the transposes are left to the BLAS.
  */
-#include "thorax/dense.h"
+#include "dense.h"
 
 #include <cblas.h>
 #include <stddef.h>

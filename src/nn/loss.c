@@ -1,5 +1,5 @@
 /* loss.c - weighted and plain binary cross-entropy, softmax cross-entropy,
- * and the seeds' class weights (see thorax/loss.h).
+ * and the seeds' class weights (see thorax/nn.h).
  *
  * The training losses work on logits z [N, L]. Taking log(sigmoid(z)) of a
  * float probability underflows to log(0) once |z| exceeds ~17 (and becomes
@@ -9,7 +9,7 @@
  * with softplus(t) = max(t, 0) + log1p(exp(-|t|)), which is finite for any z.
  * Sums are accumulated in double; losses return the sum over images.
  */
-#include "thorax/loss.h"
+#include "thorax/nn.h"
 
 #include <math.h>
 #include <stddef.h>

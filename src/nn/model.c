@@ -9,7 +9,7 @@
  * in conv.c, pool.c, activation.c, batchnorm.c and dense.c; this file only
  * wires them together.
  */
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -17,13 +17,13 @@
 #include <string.h>
 
 #include "model_impl.h"
-#include "thorax/activation.h"
-#include "thorax/alloc.h"
-#include "thorax/batchnorm.h"
-#include "thorax/conv.h"
-#include "thorax/dense.h"
-#include "thorax/pool.h"
-#include "thorax/workspace.h"
+#include "activation.h"
+#include "thorax/util.h"
+#include "batchnorm.h"
+#include "conv.h"
+#include "dense.h"
+#include "pool.h"
+#include "workspace.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif

@@ -1,14 +1,14 @@
 /* model_alloc.c - where a model's activations live: which layers run fused
  * (sharing or skipping an output buffer), where each output's gradient is
  * gathered during backward, and the one arena every activation buffer is
- * carved from (see arena.h, and thorax/model.h for why one block). */
+ * carved from (see arena.h, and thorax/nn.h for why one block). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "arena.h"
 #include "model_impl.h"
-#include "thorax/alloc.h"
+#include "thorax/util.h"
 
 /* How many layers read each layer's output: users[j + 1] for layer j,
  * users[0] for the image. */

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 static inline size_t layer_in_size(const th_layer *L) { return (size_t)L->in_c * L->in_h * L->in_w; }
 static inline size_t layer_out_size(const th_layer *L) { return (size_t)L->out_c * L->out_h * L->out_w; }

@@ -7,7 +7,7 @@
  * rejected with the layer's line) and the model (to size activations) agree
  * by construction.
  */
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* optim.c - SGD with momentum/Nesterov and Adam (see thorax/optim.h).
+/* optim.c - SGD with momentum/Nesterov and Adam (see thorax/nn.h).
  *
  * The update rules are PyTorch's (torch.optim.SGD with dampening 0, and
  * torch.optim.Adam, weight decay added to the gradient, not decoupled), so a
@@ -10,7 +10,7 @@
  * with one group (no freezing) the update is the single loop over the whole
  * buffer it always was.
  */
-#include "thorax/optim.h"
+#include "thorax/nn.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* pool.c - max, average and global average pooling (see thorax/pool.h).
+/* pool.c - max, average and global average pooling (see src/nn/pool.h).
  *
  * All three work plane by plane: an [N, C, H, W] tensor is N*C independent
  * H x W images. Windows are k x k, step `stride`, and the output length is
@@ -7,7 +7,7 @@
  * Only max-pooling pads (ResNet's and DenseNet's 3x3 stem pool); padding
  * never wins a window.
  */
-#include "thorax/pool.h"
+#include "pool.h"
 
 #include <stddef.h>
 #include <string.h>

@@ -1,9 +1,9 @@
-/* workspace.c - per-thread scratch for the layer kernels (see thorax/workspace.h). */
-#include "thorax/workspace.h"
+/* workspace.c - per-thread scratch for the layer kernels (see src/nn/workspace.h). */
+#include "workspace.h"
 
 #include <cblas.h>
 
-#include "thorax/alloc.h"
+#include "thorax/util.h"
 
 void th_workspace_serial_blas(void)
 {

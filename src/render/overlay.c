@@ -1,10 +1,10 @@
 /* overlay.c - a heat map over a grey image, as a PNG with an optional
- * caption strip (see thorax/overlay.h).
+ * caption strip (see thorax/render.h).
  *
  * The blend and the colour bar are computed pixel by pixel; only the caption
  * needs fonts, and is drawn with cairo, as the plots are.
  */
-#include "thorax/overlay.h"
+#include "thorax/render.h"
 
 #include <cairo.h>
 #include <math.h>
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/png.h"
 
 /* Turbo (Anton Mikhailov, Google 2019), its published 256-entry sRGB table
  * rounded to 8 bits as 0xRRGGBB: perceptually smoother than jet, with the

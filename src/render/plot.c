@@ -1,15 +1,15 @@
-/* plot.c - line plots on cairo (see thorax/plot.h): the figure as data,
+/* plot.c - line plots on cairo (see thorax/render.h): the figure as data,
  * copied in as the caller adds to it, and its PNG file. Ticks are chosen in
  * plot_ticks.c, the figure is laid out and drawn in plot_draw.c.
  */
-#include "thorax/plot.h"
+#include "thorax/render.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plot_impl.h"
-#include "thorax/fsutil.h"
+#include "thorax/util.h"
 
 /* ---- building ------------------------------------------------------------ */
 

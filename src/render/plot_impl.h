@@ -8,7 +8,7 @@
 #define THORAX_PLOT_IMPL_H
 
 #include <cairo.h>
-#include "thorax/plot.h"
+#include "thorax/render.h"
 
 enum { MAX_TICKS = 160 }; /* decades with their minor ticks fit */
 

@@ -1,10 +1,10 @@
-/* png.c - 8-bit grayscale and RGB PNG writers on libpng (see thorax/png.h).
+/* png.c - 8-bit grayscale and RGB PNG writers on libpng (see thorax/render.h).
  *
  * libpng reports errors by longjmp; the handlers below catch its message so
  * that it reaches the caller through th_err instead of stderr (library code
  * never prints), and keep its warnings quiet for the same reason.
  */
-#include "thorax/png.h"
+#include "thorax/render.h"
 
 #include <errno.h>
 #include <png.h>

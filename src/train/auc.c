@@ -1,5 +1,5 @@
-/* auc.c - exact AUC from one sort of the scores (see thorax/auc.h). */
-#include "thorax/auc.h"
+/* auc.c - exact AUC from one sort of the scores (see thorax/train.h). */
+#include "thorax/train.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,9 +1,9 @@
-/* bench.c - timing of training and inference steps (see thorax/bench.h).
+/* bench.c - timing of training and inference steps (see thorax/train.h).
  *
  * Measurement rules, because the numbers feed performance work:
  *   - everything a timed loop touches is allocated before it starts, so the
  *     figures hold no malloc or page-fault time that training would not pay;
- *   - the training step is the trainer's own (thorax/step.h: forward, loss,
+ *   - the training step is the trainer's own (thorax/train.h: forward, loss,
  *     backward with the gradient buckets' allreduces started from its hook,
  *     their wait, the allreduce of batch-norm statistics, loss and flags,
  *     the optimiser's update); the trainer's per-step NaN check and
@@ -17,7 +17,7 @@
  *   - ranks start every timed loop together (a barrier), so ranks sharing a
  *     node compete for cores and memory bandwidth as they do in training.
  */
-#include "thorax/bench.h"
+#include "thorax/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +25,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "thorax/clock.h"
+#include "thorax/util.h"
 #include "thorax/dist.h"
-#include "thorax/loss.h"
-#include "thorax/optim.h"
-#include "thorax/rng.h"
-#include "thorax/step.h"
+#include "thorax/nn.h"
 
 /* What one benchmark holds; sized before any timing starts. */
 typedef struct bench {
@@ -211,7 +208,7 @@ static void summarise(bench *b, th_bench_figures *fig, double gflop_per_img)
     fig->gflop_per_s = fig->img_per_s * gflop_per_img;
 }
 
-/* Training steps: the trainer's step (thorax/step.h) on the random batch,
+/* Training steps: the trainer's step (thorax/train.h) on the random batch,
  * every rank holding `batch` images. */
 static int time_train(bench *b, th_bench_figures *fig, th_err *err)
 {

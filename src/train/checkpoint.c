@@ -1,13 +1,13 @@
-/* checkpoint.c - save and restore training state as HDF5 (see thorax/checkpoint.h).
+/* checkpoint.c - save and restore training state as HDF5 (see thorax/train.h).
  *
  * Written by one rank: a checkpoint is small next to the dataset and one
  * writer keeps the file simple for h5py and PyTorch users to read. It is
  * built in memory and written in one go (see th_checkpoint_save), and carries
  * CRC-32 checksums that every read checks (see "The checksum").
  */
-#include "thorax/checkpoint.h"
-#include "thorax/fsutil.h"
-#include "thorax/h5.h"
+#include "thorax/train.h"
+#include "thorax/util.h"
+#include "thorax/data.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,13 +1,13 @@
-/* lrfind.c - the learning-rate range test (see thorax/lrfind.h). */
-#include "thorax/lrfind.h"
+/* lrfind.c - the learning-rate range test (see thorax/train.h). */
+#include "thorax/train.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/fsutil.h"
-#include "thorax/plot.h"
+#include "thorax/util.h"
+#include "thorax/render.h"
 
 void th_lrfind_defaults(th_lrfind_opts *o)
 {

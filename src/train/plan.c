@@ -1,13 +1,13 @@
 /* plan.c - which images a run uses, and how: its labels and its split
- * (see thorax/plan.h). Rank 0 of training, evaluation, `thorax split` and
+ * (see thorax/train.h). Rank 0 of training, evaluation, `thorax split` and
  * `thorax cam` all call these, so they agree on every image. */
-#include "thorax/plan.h"
+#include "thorax/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/split.h"
+#include "thorax/data.h"
 
 /* One label limit from the file to the run: th_plan_labels takes every label
  * of a file when the config names none. */

@@ -1,5 +1,5 @@
-/* predict.c - batched inference (see thorax/predict.h). */
-#include "thorax/predict.h"
+/* predict.c - batched inference (see thorax/train.h). */
+#include "thorax/train.h"
 
 double th_predict(th_model *m, const th_input *in, th_loss_type loss, const uint8_t *img, const uint8_t *y, int n,
                   const float *w_pos, const float *w_neg, float *x, float *p)

@@ -1,6 +1,6 @@
 /* prefetch.c - a double-buffered batch producer on one worker thread
- * (see thorax/prefetch.h). */
-#include "thorax/prefetch.h"
+ * (see src/train/prefetch.h). */
+#include "prefetch.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,17 +13,12 @@
 
 #include <stdint.h>
 
-#include "thorax/checkpoint.h"
-#include "thorax/dataset.h"
-#include "thorax/dist.h"
-#include "thorax/fsutil.h"
-#include "thorax/input.h"
-#include "thorax/model.h"
-#include "thorax/optim.h"
-#include "thorax/prefetch.h"
-#include "thorax/shard.h"
-#include "thorax/step.h"
 #include "thorax/train.h"
+#include "thorax/data.h"
+#include "thorax/dist.h"
+#include "thorax/util.h"
+#include "thorax/nn.h"
+#include "prefetch.h"
 
 /* Everything one run holds. Sized once before the first step. */
 typedef struct run {

@@ -1,14 +1,14 @@
 /* run_config.c - the checks of a configuration that need the network
- * (thorax/run_config.h): th_model_graph expands and walks it, and every
+ * (thorax/train.h): th_model_graph expands and walks it, and every
  * message starts where the loader recorded the key (th_config.at), so it
  * reads as if the loader had made it. */
-#include "thorax/run_config.h"
+#include "thorax/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 /* What a train.freeze entry may name: every layer of the expanded network
  * (blocks give layer1.0.conv1 ...) and every dotted prefix of one (layer1,

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "run.h"
-#include "thorax/loss.h"
-#include "thorax/plan.h"
-#include "thorax/split.h"
+#include "thorax/nn.h"
+#include "thorax/train.h"
+#include "thorax/data.h"
 
 /* The log: rank 0 hands each line to the caller's on_info. */
 void run_info(run *r, const char *fmt, ...)

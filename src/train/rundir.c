@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include "run.h"
-#include "thorax/plot.h"
-#include "thorax/run_config.h"
-#include "thorax/schedule.h"
-#include "thorax/split.h"
+#include "thorax/render.h"
+#include "thorax/train.h"
+#include "schedule.h"
+#include "thorax/data.h"
 
 /* Rank 0 writes last.h5 mid-epoch so that --resume continues from this step. */
 int run_save_midepoch(run *r, th_err *err)

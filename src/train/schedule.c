@@ -1,5 +1,5 @@
-/* schedule.c - learning-rate schedules and early stopping (see thorax/schedule.h). */
-#include "thorax/schedule.h"
+/* schedule.c - learning-rate schedules and early stopping (see src/train/schedule.h). */
+#include "schedule.h"
 
 #include <math.h>
 

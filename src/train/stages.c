@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "run.h"
-#include "thorax/schedule.h"
+#include "schedule.h"
 
 /* ---- Stages ------------------------------------------------------------
  * train.freeze keeps the layers it names from training: th_model_freeze

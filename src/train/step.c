@@ -1,11 +1,10 @@
-/* step.c - the training step (see thorax/step.h). */
-#include "thorax/step.h"
+/* step.c - the training step (see thorax/train.h). */
+#include "thorax/train.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/clock.h"
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 /* A parameter tensor whose gradient the sync carries: trainable, of a layer
  * not frozen. */

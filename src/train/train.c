@@ -32,12 +32,10 @@
 #include <unistd.h>
 
 #include "run.h"
-#include "thorax/auc.h"
-#include "thorax/clock.h"
-#include "thorax/loss.h"
-#include "thorax/predict.h"
-#include "thorax/schedule.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
+#include "thorax/nn.h"
+#include "schedule.h"
+#include "thorax/data.h"
 
 /* Names where non-finite values first appear on this rank: the first layer
  * whose output holds one (forward), else the first tensor whose gradient does.

@@ -1,6 +1,6 @@
 /* alloc.c - aligned zeroed allocations and the out-of-memory hook (see
- * thorax/alloc.h). */
-#include "thorax/alloc.h"
+ * thorax/util.h). */
+#include "thorax/util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* clock.c - the library's one clock (see thorax/clock.h). */
-#include "thorax/clock.h"
+/* clock.c - the library's one clock (see thorax/util.h). */
+#include "thorax/util.h"
 
 #include <time.h>
 

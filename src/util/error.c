@@ -1,6 +1,6 @@
 /* error.c - formatting of library error messages, and TH_ASSERT (see
- * thorax/error.h). */
-#include "thorax/error.h"
+ * thorax/util.h). */
+#include "thorax/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,7 +37,7 @@ int th_err_prefix(th_err *err, const char *fmt, ...)
     return -1;
 }
 
-/* The library's one write to stderr (thorax/error.h): a bug was caught. */
+/* The library's one write to stderr (thorax/util.h): a bug was caught. */
 void th_assert_fail(const char *file, int line, const char *cond)
 {
     fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, cond);

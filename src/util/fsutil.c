@@ -1,5 +1,5 @@
-/* fsutil.c - directories, atomic file writes, text buffers (see thorax/fsutil.h). */
-#include "thorax/fsutil.h"
+/* fsutil.c - directories, atomic file writes, text buffers (see thorax/util.h). */
+#include "thorax/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
-/* rng.c - xoshiro256** seeded through splitmix64 (see thorax/rng.h). */
-#include "thorax/rng.h"
+/* rng.c - xoshiro256** seeded through splitmix64 (see thorax/util.h). */
+#include "thorax/util.h"
 
 #include <math.h>
 

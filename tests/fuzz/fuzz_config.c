@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "thorax/config.h"
-#include "thorax/run_config.h"
+#include "thorax/train.h"
 
 #define MAX_SETS 4
 

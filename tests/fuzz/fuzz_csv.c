@@ -2,7 +2,7 @@
  * label CSV (layouts, columns, labels, findings, splits, patient IDs).
  *
  * Input: the CSV file's bytes. th_csv_parse reads them from memory and its
- * result is checked against what csv.h promises (fields within the limits,
+ * result is checked against what thorax/data.h promises of the CSV reader (fields within the limits,
  * rows in line order). Then th_ingest_run reads the same bytes from a file,
  * with and without skip_bad: the images it names do not exist, so it stops
  * at the image pass at the latest, having run every CSV check; it must fail
@@ -14,8 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/csv.h"
-#include "thorax/ingest.h"
+#include "thorax/data.h"
 
 static void check(int ok, const char *what)
 {

@@ -18,7 +18,7 @@
  * HDF5 1.10.8), which no check of ours can prevent.
  *
  * th_dataset_open may refuse the file, with a message; when it accepts it,
- * the index must obey the limits of dataset.h, and every image (and the
+ * the index must obey the limits of thorax/data.h, and every image (and the
  * masks) must be readable through both handles. MPI runs as a singleton;
  * the dataset is opened on MPI_COMM_SELF.
  */
@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/dataset.h"
+#include "thorax/data.h"
 
 typedef struct {
     const uint8_t *p;
@@ -52,7 +52,7 @@ static fault pick_fault(choices *c)
     return k < F_COUNT ? (fault)k : F_NONE;
 }
 
-/* Sizes that are over one limit or another of dataset.h. */
+/* Sizes that are over one limit or another of thorax/data.h. */
 static hsize_t huge(choices *c)
 {
     static const hsize_t sizes[] = {TH_DATASET_MAX_IMAGES + 1, TH_IMAGE_MAX_SIDE + 1, TH_DATASET_MAX_LABELS + 1,

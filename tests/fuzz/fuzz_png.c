@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "thorax/image.h"
+#include "thorax/data.h"
 
 static void check(int ok, const char *what)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "thorax/fsutil.h"
+#include "thorax/util.h"
 
 static int is_hex_name(const char *path)
 {

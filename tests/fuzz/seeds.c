@@ -19,7 +19,7 @@
 
 #include "inputs.h"
 #include "png_fixture.h"
-#include "thorax/dataset.h"
+#include "thorax/data.h"
 
 #define S 16
 

@@ -7,8 +7,7 @@
 #include <stdint.h>
 
 #include "testutil.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 enum { H = 16, W = 16, L = 3, TOTAL = 11 };
 

@@ -1,6 +1,6 @@
 /* test_bench_step.c - `thorax bench` times the training step that `thorax
  * train` takes: th_bench_run's parameters and batch-norm statistics after K
- * steps equal, bit for bit, those of K steps of thorax/step.h (what train.c
+ * steps equal, bit for bit, those of K steps of thorax/train.h (what train.c
  * and the learning-rate finder call) on the same batch from the same
  * initialisation. The network has batch-norm and dropout, so the step's
  * statistics allreduce and its per-step dropout masks are covered: every
@@ -11,10 +11,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/bench.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
-#include "thorax/run_config.h"
-#include "thorax/step.h"
 
 static const char *CONFIG =
     "name: bench-step\n"

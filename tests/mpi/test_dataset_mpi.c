@@ -15,8 +15,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/dataset.h"
-#include "thorax/phantom.h"
+#include "thorax/data.h"
 
 static int rank, n_ranks;
 

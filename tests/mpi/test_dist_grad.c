@@ -9,8 +9,7 @@
 #include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
+#include "thorax/nn.h"
 
 static th_model_spec spec(void)
 {

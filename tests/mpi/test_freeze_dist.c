@@ -21,9 +21,8 @@
 #include "grad_batch.h"
 #include "testutil.h"
 #include "thorax/dist.h"
-#include "thorax/step.h"
-#include "thorax/model.h"
-#include "thorax/optim.h"
+#include "thorax/train.h"
+#include "thorax/nn.h"
 
 static int rank, size;
 

@@ -8,7 +8,7 @@
 #include <hdf5.h>
 #include <stdio.h>
 
-#include "thorax/checkpoint.h"
+#include "thorax/train.h"
 
 static long long root_attr(hid_t f, const char *name)
 {

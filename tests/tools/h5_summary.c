@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/split.h"
+#include "thorax/data.h"
 
 static int fail(const char *path, const char *what)
 {

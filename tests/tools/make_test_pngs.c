@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "png_fixture.h"
-#include "thorax/png.h"
+#include "thorax/render.h"
 
 #define S 32
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # unit.module_edges: the tree keeps the module graph (check_modules.sh), and
 # the check does catch the edges the rule forbids: a copy of the tree with
-# <mpi.h> planted in src/nn, "thorax/model.h" in src/data or in src/config
+# <mpi.h> planted in src/nn, "thorax/nn.h" in src/data or in src/config
 # must each fail, naming the file and the edge.
 #   test_module_edges.sh RULES SOURCE_DIR
 set -euo pipefail
@@ -30,7 +30,7 @@ plant() { # FILE LINE WORDS: the check on a copy with LINE added to FILE must fa
 }
 first() { ls "$src/src/$1/"*.c | head -1 | sed "s|^$src/||"; }
 plant "$(first nn)" '#include <mpi.h>' 'nn may not use it'
-plant "$(first data)" '#include "thorax/model.h"' 'data may not use nn'
-plant "$(first config)" '#include "thorax/model.h"' 'config may not use nn'
+plant "$(first data)" '#include "thorax/nn.h"' 'data may not use nn'
+plant "$(first config)" '#include "thorax/nn.h"' 'config may not use nn'
 plant "$(first render)" '#include "../nn/simd.h"' 'private header of another directory'
 echo "module_edges: 5 passed, 0 failed"

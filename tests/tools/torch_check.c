@@ -31,11 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thorax/checkpoint.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
-#include "thorax/run_config.h"
+#include "thorax/nn.h"
 
 #define FORWARD_TOL 1e-4
 #define GRAD_TOL 1e-3

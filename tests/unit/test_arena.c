@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/alloc.h"
-#include "thorax/model.h"
+#include "thorax/util.h"
+#include "thorax/nn.h"
 
 enum { N = 3, C = 1, H = 16, W = 16, LABELS = 2 };
 

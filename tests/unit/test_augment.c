@@ -1,4 +1,4 @@
-/* test_augment.c - training-time augmentation (thorax/augment.h).
+/* test_augment.c - training-time augmentation (thorax/data.h).
  *
  * The warp is checked where the answer is known exactly: the identity, flips,
  * quarter turns and integer shifts move pixel centres onto pixel centres and
@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/augment.h"
-#include "thorax/rng.h"
+#include "thorax/data.h"
+#include "thorax/util.h"
 
 /* A random uint8 image [h, w] from a fixed seed: asymmetric in every way. */
 static uint8_t *random_image(int h, int w, uint64_t seed)

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/cam.h"
-#include "thorax/model.h"
-#include "thorax/overlay.h"
+#include "thorax/eval.h"
+#include "thorax/nn.h"
+#include "thorax/render.h"
 
 enum { N = 2, C = 1, H = 12, W = 12, L = 3 };
 

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/checkpoint.h"
-#include "thorax/model.h"
+#include "thorax/train.h"
+#include "thorax/nn.h"
 
 enum { L = 2 };
 

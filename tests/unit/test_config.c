@@ -9,8 +9,8 @@
 
 #include "testutil.h"
 #include "thorax/config.h"
-#include "thorax/model.h"
-#include "thorax/run_config.h"
+#include "thorax/nn.h"
+#include "thorax/train.h"
 
 /* A model section (7 lines) that fits any config below, and a small valid
  * config made of it: layers on lines 6 to 9, an appended section at line 10. */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/conv.h"
+#include "conv.h"
 
 /* y[n,k,oy,ox] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oy*s-p+i,ox*s-p+j], in double. */
 static void naive_conv(const th_conv_dims *d, const float *x, const float *w, const float *b, float *y)

@@ -1,4 +1,4 @@
-/* test_csv.c - the CSV reader (thorax/csv.h).
+/* test_csv.c - the CSV reader (thorax/data.h).
  *
  * What spreadsheets and pandas write must read back field for field: quotes,
  * "" escapes, commas and line breaks inside quotes, CRLF, a byte-order mark,
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/csv.h"
+#include "thorax/data.h"
 
 /* Parses a copy of text as "t.csv". */
 static int parse(th_csv *csv, const char *text, th_err *err)

@@ -26,14 +26,10 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/checkpoint.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
 #include "thorax/dist.h"
-#include "thorax/run_config.h"
-#include "thorax/step.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
-#include "thorax/optim.h"
+#include "thorax/nn.h"
 
 enum { L = 3, H = 8, W = 8, N = 4 };
 

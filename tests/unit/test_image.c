@@ -1,4 +1,4 @@
-/* test_image.c - PNG decoding and resizing (thorax/image.h).
+/* test_image.c - PNG decoding and resizing (thorax/data.h).
  *
  * Decoding: PNGs of every colour type and depth are written here and read
  * back as luminance, checked against values worked by hand (BT.601 weights
@@ -18,8 +18,8 @@
 
 #include "png_fixture.h"
 #include "testutil.h"
-#include "thorax/image.h"
-#include "thorax/png.h"
+#include "thorax/data.h"
+#include "thorax/render.h"
 
 static char dir[] = "/tmp/thorax-image-XXXXXX";
 

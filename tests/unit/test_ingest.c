@@ -1,4 +1,4 @@
-/* test_ingest.c - CSV and images into a dataset file (thorax/ingest.h).
+/* test_ingest.c - CSV and images into a dataset file (thorax/data.h).
  *
  * Patient IDs from NIH and Kermany file names, and no guess for others. Then
  * small ingests in a temporary folder, read back with serial HDF5: the three
@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/ingest.h"
-#include "thorax/png.h"
+#include "thorax/data.h"
+#include "thorax/render.h"
 
 static char dir[] = "/tmp/thorax-ingest-XXXXXX";
 

@@ -14,13 +14,13 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/activation.h"
-#include "thorax/batchnorm.h"
-#include "thorax/conv.h"
-#include "thorax/dense.h"
-#include "thorax/loss.h"
-#include "thorax/pool.h"
-#include "thorax/rng.h"
+#include "activation.h"
+#include "batchnorm.h"
+#include "conv.h"
+#include "dense.h"
+#include "thorax/nn.h"
+#include "pool.h"
+#include "thorax/util.h"
 
 #define FD_RTOL 1e-2
 #define FD_FLOOR 1e-2

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/loss.h"
+#include "thorax/nn.h"
 
 static void test_seed_weights(void)
 {

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/lrfind.h"
+#include "thorax/train.h"
 
 static void test_rates(void)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/roc.h"
+#include "thorax/eval.h"
 
 enum { SLOW_MAX = 512 };
 

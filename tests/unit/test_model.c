@@ -6,9 +6,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/checkpoint.h"
-#include "thorax/loss.h"
-#include "thorax/model.h"
+#include "thorax/train.h"
+#include "thorax/nn.h"
 
 enum { N = 3, C = 1, H = 12, W = 12, L = 3 };
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/optim.h"
+#include "thorax/nn.h"
 
 enum { N = 3, STEPS = 3 };
 

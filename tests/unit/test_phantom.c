@@ -1,5 +1,5 @@
 /* test_phantom.c - the synthetic dataset and the dataset file round trip
- * (thorax/phantom.h, thorax/dataset.h).
+ * (thorax/data.h, thorax/data.h).
  *
  * Rendering must be a pure function of (opts, patient, study) with the asked
  * prevalence and masks exactly where labels are positive; a patient's
@@ -15,8 +15,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "thorax/dataset.h"
-#include "thorax/phantom.h"
+#include "thorax/data.h"
 
 static int any_set(const uint8_t *m, size_t n)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/plot.h"
+#include "thorax/render.h"
 
 static void check_ticks(double lo, double hi, int target, int n_want, double first, double step_want)
 {

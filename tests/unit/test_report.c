@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
-#include "thorax/fsutil.h"
-#include "thorax/report.h"
+#include "thorax/util.h"
+#include "thorax/eval.h"
 
 /* ---- a minimal JSON validator (RFC 8259 grammar, no semantics) ---------- */
 

@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "testutil.h"
-#include "thorax/roc.h"
+#include "thorax/eval.h"
 
 int main(void)
 {

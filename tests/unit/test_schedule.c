@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/schedule.h"
+#include "schedule.h"
 
 static th_config base_config(th_schedule_type type)
 {

@@ -1,4 +1,4 @@
-/* test_split.c - patient-level splits and shards (thorax/split.h).
+/* test_split.c - patient-level splits and shards (thorax/data.h).
  *
  * Synthetic patients with 1-6 images each in shuffled row order: the split
  * must never put a patient on both sides, must hit the fractions to within a
@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/rng.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
+#include "thorax/data.h"
 
 #define N_PATIENTS 300
 

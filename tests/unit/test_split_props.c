@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "thorax/rng.h"
-#include "thorax/split.h"
+#include "thorax/util.h"
+#include "thorax/data.h"
 
 enum { L = 5, TRIALS = 120 };
 static const double prevalence[L] = {0.30, 0.10, 0.04, 0.01, 0.003};

@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "thorax/error.h"
+#include "thorax/util.h"
 
 /* Fills batch `step` into x [batch floats] and y [batch labels]; returns the
  * number of images in it. Runs on the worker thread. */

@@ -1,4 +1,127 @@
-/* model.h - a CNN built from the config's layer list: a chain of layers, or
+/* nn.h - the network: layers, the model built from a spec, losses, optimisers.
+ *
+ *   th_model m;
+ *   th_model_create(&m, &spec, n_labels, max_batch, &err);   // sizes every buffer once
+ *   th_model_init_params(&m, seed);                           // He init, deterministic
+ *   const float *z = th_model_forward(&m, x, n, 1);           // x [n,C,H,W] -> logits [n,L]
+ *   th_loss(TH_LOSS_WEIGHTED_BCE, n, L, z, y, w_pos, w_neg, dz);
+ *   th_model_backward(&m, x, dz, n);                          // -> m.grads, one flat buffer
+ *   th_optim_step(&opt, m.params, m.grads, lr);
+ *   th_model_free(&m);
+ *
+ * Needs only BLAS, OpenMP and libc: no MPI, HDF5 or YAML. The gradient
+ * reduction sees m.params/m.grads as flat spans (thorax/dist.h); the
+ * checkpoint reads the named tensors of m.tensors. The layer kernels
+ * (convolution, pooling, batch-norm...) are private to src/nn.
+ */
+#ifndef THORAX_NN_H
+#define THORAX_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "thorax/util.h"
+#include "thorax/spec.h"
+
+/* ------------------------------------------------------------------------- */
+/* Multi-label and multi-class losses, and class weights.
+ *
+ * Conventions: z [N, L] logits, y [N, L] uint8 0/1 labels.
+ * A loss function returns the SUM over the N images of each image's loss, and
+ * writes dz = d(sum)/dz. The trainer divides by the number of images in the
+ * global batch after the gradients have been summed across ranks, so uneven
+ * shards still give the exact mean.
+ *
+ * Weighted BCE, per image: sum over labels l of
+ *   -( w_pos[l] * y * log(sigmoid(z)) + w_neg[l] * (1 - y) * log(1 - sigmoid(z)) )
+ * computed from logits with log-sum-exp so it never takes log(0).
+ * Plain BCE is the same with every weight 1.
+ */
+/* Fraction of positive images per label: freq_pos[l] = mean over n of y[n,l]. */
+void th_label_freq(int n, int l, const uint8_t *y, double *freq_pos);
+
+/* The seeds' class weights: w_pos = freq_neg = 1 - freq_pos, w_neg = freq_pos,
+ * so each label's positives and negatives contribute equally to the loss. */
+void th_class_weights(int l, const double *freq_pos, float *w_pos, float *w_neg);
+
+/* Weighted BCE on logits (see above). dz may be NULL. */
+double th_wbce_logits(int n, int l, const float *z, const uint8_t *y,
+                      const float *w_pos, const float *w_neg, float *dz);
+
+/* The seeds' formula on probabilities p [N, L] with an epsilon inside the log:
+ * sum over labels of the MEAN over images of
+ *   -( w_pos * y * log(p + eps) + w_neg * (1 - y) * log(1 - p + eps) ).
+ * Kept to reproduce their worked examples; training uses th_wbce_logits. */
+double th_wbce_probs(int n, int l, const float *p, const uint8_t *y,
+                     const float *w_pos, const float *w_neg, float eps);
+
+/* Softmax cross-entropy; y is one-hot [N, L] (the class is the first 1).
+ * dz may be NULL. */
+double th_softmax_ce(int n, int l, const float *z, const uint8_t *y, float *dz);
+
+/* Dispatch on the configured loss. w_pos/w_neg are used by the weighted BCE only. */
+double th_loss(th_loss_type type, int n, int l, const float *z, const uint8_t *y,
+               const float *w_pos, const float *w_neg, float *dz);
+
+/* Turns logits into the probabilities the loss implies: sigmoid per label, or
+ * softmax over labels for TH_LOSS_SOFTMAX_CE. p may alias z. */
+void th_loss_probs(th_loss_type type, int n, int l, const float *z, float *p);
+
+/* ------------------------------------------------------------------------- */
+/* SGD (momentum, Nesterov, weight decay) and Adam, with PyTorch's
+ * update rules, over one flat parameter buffer.
+ *
+ * SGD:  g = grad + wd*p;  buf = mu*buf + g;  g = nesterov ? g + mu*buf : buf;  p -= lr*g
+ * Adam: g = grad + wd*p;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
+ *       p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)
+ *
+ * The optimiser updates groups: runs of the buffer, each with its own state
+ * and step count. After th_optim_init one group covers the whole buffer.
+ * Fine-tuning narrows them (th_optim_set_groups): parameters outside every
+ * group are frozen, and get no update, no weight decay and no state at all.
+ */
+/* params [offset, offset + count) and their state m [state, state + count)
+ * (and v likewise). t counts the group's own steps, which Adam's bias
+ * correction uses: PyTorch keeps a step per parameter, so a parameter that
+ * starts training late starts its correction at step 1, not at the run's
+ * step (which would make its first steps about 3x too long). */
+typedef struct th_optim_group {
+    size_t offset, count;
+    size_t state;
+    long t;
+} th_optim_group;
+
+typedef struct th_optim {
+    th_optim_config cfg;
+    size_t n;                /* length of the parameter buffer */
+    int n_groups;
+    th_optim_group *groups;  /* increasing offsets, disjoint */
+    size_t n_state;          /* floats of state per slot: the groups' counts summed */
+    float *m;                /* SGD momentum buffer, or Adam first moment [n_state] */
+    float *v;                /* Adam second moment [n_state]; NULL for SGD */
+    long t;                  /* steps taken */
+} th_optim;
+
+/* One group over params [0, n). */
+int th_optim_init(th_optim *o, const th_optim_config *cfg, size_t n, th_err *err);
+
+/* From now on the optimiser updates exactly params [offset[k], offset[k] +
+ * count[k]) for k < n_groups (increasing, disjoint, non-empty, within
+ * [0, n)); everything else is frozen. A group lying inside a current one
+ * keeps its state and step count; any other starts from zero state at t = 0
+ * (PyTorch creates a parameter's state at its first update). n_groups may be
+ * 0. Allocates: call it between steps, never in one. On failure o is as it
+ * was. */
+int th_optim_set_groups(th_optim *o, int n_groups, const size_t *offset, const size_t *count, th_err *err);
+
+/* The group holding params [offset, offset + count) whole, or NULL (frozen). */
+th_optim_group *th_optim_find(const th_optim *o, size_t offset, size_t count);
+
+/* One update of every group with learning rate lr (the schedule's, not cfg.lr). */
+void th_optim_step(th_optim *o, float *params, const float *grads, float lr);
+void th_optim_free(th_optim *o);
+
+/* ------------------------------------------------------------------------- */
+/* A CNN built from the config's layer list: a chain of layers, or
  * a graph where a layer names its inputs (`from:`), as residual and dense
  * blocks do.
  *
@@ -17,22 +140,26 @@
  * gradients and buffers are one block each of their own; the kernels'
  * workspace is separate too, as th_model_set_threads resizes it.
  */
-#ifndef THORAX_MODEL_H
-#define THORAX_MODEL_H
-
-#include <stddef.h>
-#include <stdint.h>
-#include "thorax/error.h"
-#include "thorax/rng.h"
-#include "thorax/spec.h"
-#include "thorax/workspace.h"
-
 /* One layer of the expanded network: blocks become the layers they are made
  * of, each named under its block as torchvision names them (a resblock
  * "layer1.0" gives layer1.0.conv1, layer1.0.bn1 ... layer1.0.downsample.0 and
  * ends in a ReLU named layer1.0 itself, so `from: layer1.0` and
  * `--layer layer1.0` mean the block's output). Nodes are in an order where
  * every input comes before its reader. */
+/* Per-thread scratch of the layer kernels (src/nn/workspace.h): `threads`
+ * slices of `per_thread` floats, each on its own cache lines. */
+typedef struct th_workspace {
+    float *buf;
+    size_t capacity;    /* floats allocated */
+    size_t per_thread;  /* floats in each thread's slice (a multiple of 16) */
+    int threads;        /* the kernels' team size */
+} th_workspace;
+
+/* Makes OpenBLAS single-threaded for this process: the kernels call it from
+ * several threads at once, one per block of images, and its own threads
+ * would oversubscribe the cores. Call once, before the first kernel. */
+void th_workspace_serial_blas(void);
+
 typedef struct th_node {
     th_layer_spec spec;     /* a primitive type; spec.name is the final, unique name */
     int in[TH_MAX_FROM];    /* the nodes it reads, in order; -1 = the input image */

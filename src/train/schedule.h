@@ -14,7 +14,7 @@
 #ifndef THORAX_SCHEDULE_H
 #define THORAX_SCHEDULE_H
 
-#include "thorax/checkpoint.h"
+#include "thorax/train.h"
 #include "thorax/config.h"
 
 /* The rate of global step `step` (0-based); constant and plateau return current. */

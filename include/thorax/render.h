@@ -1,4 +1,33 @@
-/* plot.h - line plots written as PNG, drawn with cairo.
+/* render.h - drawing: line plots (ROC curves, learning curves), PNG
+ * writing, heat-map overlays. Needs cairo, libpng and util.
+ *
+ *   th_figure *f = th_figure_new(800, 600, 1, "ROC", &err);    // a figure as data
+ *   th_plot *p = th_figure_panel(f, 0);
+ *   th_plot_series(p, n, fpr, tpr, "Pneumonia", 0);
+ *   th_figure_write_png(f, "roc.png", &err);                   // cairo draws it here
+ *   th_figure_free(f);
+ */
+#ifndef THORAX_RENDER_H
+#define THORAX_RENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "thorax/util.h"
+
+/* ------------------------------------------------------------------------- */
+/* Writing 8-bit PNG images (previews, CAM overlays, plots).
+ *
+ * Both writers are atomic: the image goes to `<path>.tmp` first and is
+ * renamed onto path when complete, like every other file Thorax writes.
+ */
+/* img [h, w], one byte per pixel. */
+int th_png_write_gray(const char *path, const uint8_t *img, int h, int w, th_err *err);
+
+/* rgb [h, w, 3], interleaved R, G, B. */
+int th_png_write_rgb(const char *path, const uint8_t *rgb, int h, int w, th_err *err);
+
+/* ------------------------------------------------------------------------- */
+/* Line plots written as PNG, drawn with cairo.
  *
  * Small and general on purpose: ROC curves (roc.png), training curves
  * (curves.png: loss and AUC against epoch, side by side) and the learning-rate
@@ -20,12 +49,6 @@
  * text goes through cairo's font selection (fontconfig; "sans-serif" is
  * DejaVu Sans on Debian).
  */
-#ifndef THORAX_PLOT_H
-#define THORAX_PLOT_H
-
-#include <stddef.h>
-#include "thorax/error.h"
-
 typedef struct th_figure th_figure;
 typedef struct th_plot th_plot;
 
@@ -91,5 +114,38 @@ void th_plot_legend(th_plot *p, th_legend_pos pos);
  * there are, and the step in *step. Exposed for tests and callers that label
  * their own axes. */
 int th_plot_nice_ticks(double lo, double hi, int target, double *ticks, int cap, double *step);
+
+/* ------------------------------------------------------------------------- */
+/* A heat map drawn over a grey image (the CAM overlays under cam/).
+ *
+ * Knows pixels only: the map is any float image of the grey image's size, at
+ * that resolution (upsampled by the caller), and the result is RGB or a PNG.
+ */
+/* Width of an overlay image for an X-ray w pixels wide: the image, a gap and
+ * a vertical colour bar. */
+int th_overlay_width(int w);
+
+/* Heat map over the X-ray. xray [H, W] grey, map [H, W] at image resolution;
+ * rgb [H, th_overlay_width(W), 3]. The map is shown as max(m, 0) / max(m)
+ * (CAM's negative evidence is not drawn) through the turbo colour map,
+ * alpha-blended over the grey image with an opacity that grows with the
+ * value (0 at 0, TH_OVERLAY_ALPHA_MAX at the maximum), so low values leave the
+ * anatomy visible. The bar on the right runs from 0 (bottom) to the maximum
+ * (top), fully opaque. */
+#define TH_OVERLAY_ALPHA_MAX 0.6f
+void th_overlay_rgb(const uint8_t *xray, const float *map, int h, int w, uint8_t *rgb);
+
+/* The turbo colour of a normalised value t in [0, 1] (clamped; 256 levels), rgb[3]. */
+void th_overlay_colormap(float t, uint8_t *rgb);
+
+/* th_overlay_rgb written as a PNG (atomic: <path>.tmp renamed). */
+int th_overlay_write(const char *path, const uint8_t *xray, const float *map, int h, int w, th_err *err);
+
+/* The same with a caption strip under the overlay: caption (lines separated
+ * by '\n', e.g. "Nodule TP\np=0.93 y=1") in white on black, drawn with cairo
+ * at the largest size up to 14 px that fits the overlay's width. NULL or ""
+ * draws no strip, as th_overlay_write. */
+int th_overlay_write_captioned(const char *path, const uint8_t *xray, const float *map, int h, int w,
+                               const char *caption, th_err *err);
 
 #endif

@@ -29,7 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "thorax/workspace.h"
+#include "workspace.h"
 
 typedef struct th_conv_dims {
     int n;          /* images in the batch */

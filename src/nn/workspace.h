@@ -10,14 +10,8 @@
 #define THORAX_WORKSPACE_H
 
 #include <stddef.h>
-#include "thorax/error.h"
+#include "thorax/nn.h"
 
-typedef struct th_workspace {
-    float *buf;
-    size_t capacity;    /* floats allocated */
-    size_t per_thread;  /* floats in each thread's slice (a multiple of 16) */
-    int threads;        /* the kernels' team size */
-} th_workspace;
 
 /* Sets the team size and makes room for `threads` slices of at least
  * per_thread floats, keeping the buffer when it is already large enough.
@@ -42,9 +36,5 @@ static inline void th_workspace_share(int n, int threads, int t, int *first, int
 
 void th_workspace_free(th_workspace *ws);
 
-/* Makes OpenBLAS single-threaded for this process: the kernels call it from
- * several threads at once, one per block of images, and its own threads
- * would oversubscribe the cores. Call once, before the first kernel. */
-void th_workspace_serial_blas(void);
 
 #endif

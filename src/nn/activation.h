@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "thorax/rng.h"
+#include "thorax/util.h"
 
 void th_relu_forward(size_t n, const float *x, float *y);
 /* Uses the forward output y (y > 0 exactly where x > 0), so x need not be kept. */

@@ -1,0 +1,455 @@
+/* eval.h - evaluation as papers report it: predictions gathered over the
+ * ranks, ROC curves and AUCs with DeLong intervals, operating points,
+ * class activation maps (CAM, Grad-CAM, saliency) and their scores against
+ * lesion masks, reports. May use train; train never uses it.
+ *
+ *   th_eval_opts o = {.run_dir = dir, .split = "test", .checkpoint = "best"};
+ *   th_eval_result r;
+ *   th_eval_run(&o, comm, &r, &err);    // collective: writes dir/eval/test/
+ */
+#ifndef THORAX_EVAL_H
+#define THORAX_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "thorax/util.h"
+#include "thorax/nn.h"
+#include "thorax/dist.h"
+#include "thorax/data.h"
+#include "thorax/config.h"
+#include "thorax/train.h"
+
+/* ------------------------------------------------------------------------- */
+/* ROC analysis of predicted scores against 0/1 labels.
+ *
+ * Everything here is exact: scores are sorted once (O(n log n)) and swept in
+ * groups of tied scores, with no binning. The conventions are those of
+ * scikit-learn, so that numbers can be checked against a notebook:
+ *
+ *   - a case is called positive when its score is >= the threshold;
+ *   - the ROC curve has one point per distinct score plus (0,0) at the
+ *     threshold +inf (roc_curve with drop_intermediate=False); a group of tied
+ *     scores is one diagonal step, never a staircase in some arbitrary order;
+ *   - AUC is the Mann-Whitney statistic (the probability that a random
+ *     positive scores above a random negative, ties counting one half), which
+ *     equals the trapezoidal area under that curve (roc_auc_score);
+ *   - average precision is sum_k (R_k - R_{k-1}) P_k over the distinct
+ *     thresholds (average_precision_score, no interpolation).
+ *
+ * The 95% confidence interval of the AUC is DeLong's: the variance from the
+ * structural components (placement values) of DeLong, DeLong and
+ * Clarke-Pearson (1988), computed with midranks as in Sun and Xu (2014), and
+ * the normal (Wald) interval AUC +- 1.96 SE clipped to [0, 1], as in those
+ * papers and in pROC's ci.auc(method = "delong"). With a perfect separation
+ * the variance is 0 and the interval collapses onto the AUC; with fewer than
+ * two cases in a class it is not estimable (NaN).
+ *
+ * A label whose cases are all of one class has no ROC curve: its metrics are
+ * undefined (NaN, with a reason) and never count as 0.5 in a macro mean.
+ */
+/* th_auc and th_auc_macro: the plain AUC, training's, which this extends. */
+
+/* z of the two-sided 95% normal interval. */
+#define TH_AUC_CI_Z 1.959963984540054
+
+/* AUC and DeLong's variance of it. *auc is NaN when one class is absent,
+ * *var is NaN when either class has fewer than two cases (var may be NULL).
+ * Returns -1 only for a NaN score or an allocation failure. */
+int th_auc_delong(int n, const float *score, const uint8_t *y, int stride, double *auc, double *var, th_err *err);
+
+/* An ROC curve: n points in order of decreasing threshold, from (0,0) at
+ * threshold[0] = +inf to (1,1) at the lowest score. n = 0 (and NULL arrays)
+ * when one class is absent. */
+typedef struct th_roc {
+    int n;
+    double *threshold, *fpr, *tpr;
+    long n_pos, n_neg;
+} th_roc;
+
+/* Fills *roc (free with th_roc_free). Returns -1 for a NaN score or an
+ * allocation failure. */
+int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc *roc, th_err *err);
+void th_roc_free(th_roc *roc);
+
+/* Everything reported for one label. When defined is 0 every double is NaN
+ * and reason says why ("no positive images", "no negative images", "no
+ * images"); otherwise reason is NULL. auc_lo/auc_hi are NaN (and auc_var is
+ * NaN) when a class has a single case. The threshold is Youden's: the score
+ * maximising sensitivity + specificity - 1 (ties: the highest such score),
+ * with the sensitivity and specificity of calling scores >= it positive. */
+typedef struct th_label_metrics {
+    double auc, auc_lo, auc_hi, auc_var;
+    long n_pos, n_neg;
+    double threshold, sensitivity, specificity;
+    double ap;
+    int defined;
+    const char *reason;
+} th_label_metrics;
+
+/* Unweighted means over the defined labels (NaN when there are none). */
+typedef struct th_metrics_macro {
+    double auc, ap, sensitivity, specificity;
+    int n_defined;
+} th_metrics_macro;
+
+/* Metrics of p [n, l] against y [n, l] for each of the l labels into out[l],
+ * and their macro means into *macro (may be NULL). Returns -1 for a NaN
+ * probability (naming image and label index) or an allocation failure. */
+int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_metrics *out, th_metrics_macro *macro,
+                       th_err *err);
+
+/* Patient-level scores and labels from image-level ones: patient_of[n] in
+ * [0, n_patients) (as from th_patients_group); p_out [n_patients, l] is the
+ * maximum over the patient's images (a NaN image score makes it NaN) and
+ * y_out [n_patients, l] is 1 when any image is positive. Fails if a patient
+ * index is out of range or a patient has no image. */
+int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const int *patient_of, int n_patients,
+                          float *p_out, uint8_t *y_out, th_err *err);
+
+/* ------------------------------------------------------------------------- */
+/* The result files of an evaluation (DESIGN.md, "Run directory"):
+ *
+ *   predictions.csv    image,patient_id,y_<label>...,p_<label>...
+ *   metrics.json       per label: auc, auc_ci, n_pos, n_neg, threshold,
+ *                      sensitivity, specificity, average_precision; a macro
+ *                      mean over the labels where they are defined
+ *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
+ *   roc.png            one curve per label, AUC and CI in the legend
+ *
+ * Every file is written atomically (path.tmp, then rename). These run on
+ * rank 0 after the predictions are gathered.
+ */
+/* The gathered predictions of one split: n cases, l labels. */
+typedef struct th_eval_data {
+    int n, l;
+    const char *const *label;      /* [l] label names */
+    const char *const *image;      /* [n] image names */
+    const char *const *patient_id; /* [n] */
+    const float *p;                /* [n, l] predicted probabilities */
+    const uint8_t *y;              /* [n, l] 0/1 truth */
+} th_eval_data;
+
+/* Flags of th_report_write_eval. */
+enum {
+    /* Also evaluate per patient (a patient's score is the maximum over their
+     * images, their label positive if any image is) into <dir>/patient/. */
+    TH_REPORT_PATIENT = 1 << 0,
+};
+
+/* Computes the metrics of d and writes the four kinds of file into dir
+ * (created if missing); split names the data in titles and metrics.json (may
+ * be NULL). With TH_REPORT_PATIENT, dir/patient/ receives the same files at
+ * patient level (predictions.csv there is patient_id,n_images,y_...,p_...).
+ * The image-level macro means go to *macro when it is not NULL. */
+int th_report_write_eval(const char *dir, const char *split, const th_eval_data *d, int flags,
+                         th_metrics_macro *macro, th_err *err);
+
+/* ---- the single writers, for callers that assemble their own ------------ */
+
+/* What metrics.json says about the data the metrics come from. */
+typedef struct th_report_info {
+    const char *level; /* "image" or "patient" */
+    const char *split; /* NULL: not written */
+    long n_images;
+    long n_patients;   /* < 0: not written */
+} th_report_info;
+
+/* Probabilities with %.6f; names are CSV-quoted when they need it. */
+int th_report_write_predictions(const char *path, const th_eval_data *d, th_err *err);
+
+/* m[l] and macro as from th_metrics_compute. An undefined label has null
+ * metrics and a "reason"; NaN is always written as null. */
+int th_report_write_metrics_json(const char *path, const th_report_info *info, int l, const char *const *label,
+                                 const th_label_metrics *m, const th_metrics_macro *macro, th_err *err);
+
+/* An undefined curve (roc->n == 0) is written as the header alone. */
+int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);
+
+/* roc[l] and m[l] per label; undefined labels are left out of the plot. */
+int th_report_write_roc_png(const char *path, const char *title, int l, const char *const *label, const th_roc *roc,
+                            const th_label_metrics *m, th_err *err);
+
+/* A label as a file-name part: every byte outside [A-Za-z0-9_.-] becomes '_'
+ * ("Pleural Thickening" -> "Pleural_Thickening"), and "" becomes "_".
+ * Returns 0, or -1 if it does not fit in cap. */
+int th_report_label_filename(const char *label, char *out, size_t cap);
+
+/* ------------------------------------------------------------------------- */
+/* Class activation maps: where in the X-ray the network looks.
+ *
+ * Three attribution maps for one image and one label c, each at the
+ * resolution of the layer it is read from ("feature" resolution) and
+ * upsampled bilinearly to the image:
+ *
+ *   CAM       (Zhou et al. 2016) needs a network ending in gap -> dense:
+ *             m_c(x,y) = sum_k w[c,k] f_k(x,y), f = the layer feeding gap and
+ *             w the dense weights. No ReLU and no bias: the map is signed and
+ *             its spatial mean plus bias[c] is the logit.
+ *   Grad-CAM  (Selvaraju et al. 2017) works at any spatial layer A:
+ *             alpha_k = mean over (x,y) of d z_c / d A_k(x,y) (z_c the logit,
+ *             as in the paper, not the probability), map = ReLU(sum_k alpha_k A_k).
+ *             At the layer feeding gap -> dense it equals ReLU(CAM) / (fh*fw).
+ *   Saliency  (Simonyan et al. 2014): max over channels of |d z_c / d x|,
+ *             already at image resolution (the feature map is the image map).
+ *
+ * Also: the pointing game and mask-overlap scores against lesion masks, the
+ * overlay PNGs' file names and the writer of cam/maps.h5 (see DESIGN.md, "Run
+ * directory"). The overlays themselves are drawn by thorax/render.h.
+ */
+typedef enum th_cam_method {
+    TH_CAM_CAM = 0,
+    TH_CAM_GRADCAM,
+    TH_CAM_SALIENCY,
+    TH_CAM_METHOD_COUNT
+} th_cam_method;
+
+/* "cam", "gradcam", "saliency": the names in maps.h5 and PNG file names. */
+const char *th_cam_method_name(th_cam_method method);
+/* Returns -1 for an unknown name. */
+int th_cam_method_parse(const char *s, th_cam_method *method);
+
+/* The layer Grad-CAM reads. name NULL or "" picks the default: the layer
+ * feeding the network's first gap layer (the rectified feature maps the
+ * Grad-CAM paper uses, where Grad-CAM and CAM agree: a ResNet's last block,
+ * a conv-bn-relu chain's last ReLU). Without a gap: the output of the last
+ * conv block, i.e. the last conv layer extended over the batch-norm, ReLU
+ * and dropout layers right after it; without a conv layer, the last layer
+ * with a spatial output before the first gap or dense layer. A named layer
+ * (m->layers[i].name, e.g. "conv5", "relu4" or a block, "layer4.1") must
+ * come before any gap or dense layer. Returns the index or -1 with err
+ * naming the layer. */
+int th_cam_layer_index(const th_model *m, const char *name, th_err *err);
+
+/* The layer CAM weighs: the one feeding gap in a network ending in
+ * gap -> dense; -1 for another head. */
+int th_cam_feature_layer(const th_model *m);
+
+/* Feature-resolution shape of a method's map: CAM reads the layer feeding
+ * gap (layer is ignored), Grad-CAM reads `layer`, saliency is at the image
+ * size. Fails, naming the reason, when the model cannot give that map (CAM
+ * without a gap -> dense head, a layer out of range). */
+int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int *fh, int *fw, th_err *err);
+
+/* One map for image x [C, H, W] (the model's input shape, normalised as for
+ * training) and label index `label`. Runs the model in eval mode on a batch
+ * of one; uses its activations, grad_a/grad_b and grads (overwritten).
+ *   map_feat [fh, fw]  the raw map at feature resolution (required; fh, fw
+ *                      as th_cam_feature_shape gives them, also returned)
+ *   map_img  [H, W]    the same map upsampled bilinearly (may be NULL)
+ *   prob               the label's probability (may be NULL): sigmoid of
+ *                      the logit, or its softmax over labels when `softmax`
+ *                      is set (models trained with softmax cross-entropy).
+ * Grad-CAM and saliency allocate one n_labels vector per call (the one-hot
+ * output gradient); CAM allocates nothing. Returns 0 or -1. */
+int th_cam_compute(th_model *m, const float *x, int label, th_cam_method method, int layer, int softmax,
+                   float *map_feat, int *fh, int *fw, float *map_img, float *prob, th_err *err);
+
+/* Bilinear resampling src [sh, sw] -> dst [dh, dw] with half-pixel centres
+ * (PyTorch's interpolate(mode="bilinear", align_corners=False)): dst pixel
+ * centre (i + 0.5) maps to source (i + 0.5) * sh/dh - 0.5, clamped to the
+ * border. A constant map stays constant. */
+void th_cam_upsample(const float *src, int sh, int sw, float *dst, int dh, int dw);
+
+/* Scores against a lesion mask [H, W] (nonzero = lesion), the map at image
+ * resolution. Both return -1 when the mask is empty: there is nothing to
+ * point at, and callers should leave such images out of the mean. */
+
+/* Pointing game: 1 if the map's maximum (the first one in raster order) lies
+ * in the mask, else 0. A constant map points nowhere and scores 0. */
+int th_cam_pointing_hit(const float *map, const uint8_t *mask, int h, int w);
+
+/* The mask grown by `radius` pixels: out[i] = 1 where a mask pixel lies
+ * within Euclidean distance radius (a disc), else 0. The pointing game on a
+ * map upsampled from a coarse layer scores a near miss of a small lesion as a
+ * miss; a few pixels of tolerance is the usual remedy. out [H, W] must not
+ * alias mask; radius 0 copies the mask as 0/1. */
+void th_cam_mask_dilate(const uint8_t *mask, int h, int w, int radius, uint8_t *out);
+
+/* Share of the positive map mass inside the mask: sum over the mask of
+ * max(m, 0) / sum of max(m, 0), in [0, 1]; 0 when the map has no positive mass. */
+double th_cam_mask_energy(const float *map, const uint8_t *mask, int h, int w);
+
+/* IoU between the mask and the map's top (1 - quantile) share of pixels (e.g.
+ * quantile 0.9: the brightest 10%; ties at the threshold all count). quantile
+ * in [0, 1); -1 for an empty mask or an out-of-range quantile. */
+double th_cam_iou_at(const float *map, const uint8_t *mask, int h, int w, double quantile);
+
+/* The overlay's file name under cam/: "<image>__<label>__<method>.png", with
+ * the image name's extension dropped and any '/' made '_'. Returns -1 with
+ * err if it does not fit in size bytes. */
+int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
+                    th_err *err);
+
+/* Writer of cam/maps.h5 (serial HDF5; written as <path>.tmp and renamed on
+ * close, so a killed job leaves no half-written file):
+ *   /maps/<method>          float32 [M, H, W]     at image resolution
+ *   /maps_feature/<method>  float32 [M, fh, fw]   at the method's feature resolution
+ *   /index                  int64 [M]             row in the dataset file
+ *   /image_name, /label     strings [M]
+ *   /prob                   float32 [M]           the label's probability
+ * A row is one (image, label) pair; every method must be put for every row
+ * before close accepts the file. */
+#define TH_CAM_MAX_METHODS TH_CAM_METHOD_COUNT
+typedef struct th_cam_writer {
+    char path[4096], tmp_path[4100];
+    int64_t file, index, image_name, label, prob;   /* HDF5 ids; -1 when not open */
+    int64_t maps[TH_CAM_MAX_METHODS], feats[TH_CAM_MAX_METHODS];
+    int m, h, w, n_methods;
+    th_cam_method methods[TH_CAM_MAX_METHODS];
+    int fh[TH_CAM_MAX_METHODS], fw[TH_CAM_MAX_METHODS];
+    uint8_t *done;                                  /* [M, n_methods]: maps put so far */
+} th_cam_writer;
+
+/* Creates <path>.tmp for m_rows rows of h x w maps, one method each of
+ * methods[n_methods] with its feature shape fh[k] x fw[k]. */
+int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, int w, int n_methods,
+                       const th_cam_method *methods, const int *fh, const int *fw, th_err *err);
+/* Writes row i's map of one method (map_img [H, W], map_feat [fh, fw]) and
+ * the row's description (the same for every method of the row). */
+int th_cam_writer_put(th_cam_writer *wr, int i, th_cam_method method, const float *map_img, const float *map_feat,
+                      int64_t index, const char *image_name, const char *label, float prob, th_err *err);
+/* An extra per-row dataset /name [M], written whole, for what a caller knows
+ * about its rows beyond the maps (e.g. the selection kind, the truth, a
+ * pointing-game hit). values: int8_t [M], float [M], or const char *[M]. */
+typedef enum th_cam_column_type { TH_CAM_COLUMN_INT8 = 0, TH_CAM_COLUMN_FLOAT32, TH_CAM_COLUMN_STRING } th_cam_column_type;
+int th_cam_writer_column(th_cam_writer *wr, const char *name, th_cam_column_type type, const void *values,
+                         th_err *err);
+/* Checks that every map was put, closes and renames into place. On failure
+ * the temporary file is removed. */
+int th_cam_writer_close(th_cam_writer *wr, th_err *err);
+/* Closes and removes the temporary file (after an error elsewhere). */
+void th_cam_writer_abort(th_cam_writer *wr);
+
+/* ------------------------------------------------------------------------- */
+/* The evaluation phase: every rank predicts its share of a
+ * split's patients, rank 0 gathers the predictions in dataset order and
+ * writes predictions.csv, metrics.json, roc_<label>.csv and roc.png.
+ *
+ * The same code runs at the end of `thorax train` and as `thorax eval`. A
+ * split's images are dealt to ranks by whole patients; the gather neither
+ * pads nor repeats a sample, so the numbers do not depend on the number of
+ * ranks.
+ */
+/* A predictor: a trained run opened for inference, with its resolved
+ * config, a checkpoint's parameters, and the input transform of training
+ * (normalisation from the checkpoint, no augmentation). Not collective:
+ * each rank opens its own. */
+typedef struct th_predictor {
+    th_config *cfg;
+    char ckpt[2048];
+    th_model model;
+    th_train_state st;
+    th_input input;
+} th_predictor;
+
+/* checkpoint: "best" (default when NULL) or "last". max_batch: images per
+ * forward (<= 0: the config's batch_per_rank). */
+int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
+void th_predictor_close(th_predictor *t);
+
+/* Reads a PNG as ingest prepares training images (luminance, resized to the
+ * model's input with the same resampling) into img [H, W]. warn receives ""
+ * or a sentence on how the image differs from the training data: another
+ * size, 16-bit or colour samples, or intensity statistics far from the
+ * training set's (mean more than 1.5 training standard deviations away, or
+ * a contrast below 0.3x or above 2.5x the training set's). */
+int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
+
+typedef struct th_eval_opts {
+    const char *run_dir;        /* the training run: config.yaml and checkpoints/ */
+    const char *split;          /* "val" or "test" (default: the config's eval.split) */
+    const char *checkpoint;     /* "best" (default) or "last" */
+    const char *data;           /* another dataset file: evaluate all its images (external validation) */
+    int patient_level;          /* also evaluate per patient (max over their images) */
+} th_eval_opts;
+
+typedef struct th_eval_result {
+    char out_dir[2048];         /* where the files went */
+    int n_images, n_patients;
+    int n_labels, n_defined;    /* labels evaluated, and those with both classes */
+    double macro_auc;           /* NaN when no label is defined */
+    char note[512];             /* e.g. labels missing from an external file; "" if none */
+} th_eval_result;
+
+/* Collective over comm. The result is filled on every rank. */
+int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err);
+
+/* ------------------------------------------------------------------------- */
+/* `thorax cam`: class activation maps of chosen images of a
+ * trained run, as heat-map overlays and one maps file (DESIGN.md, "Run
+ * directory": cam/maps.h5 and cam/<image>__<label>__<method>.png).
+ *
+ * Which (image, label) pairs get a map, decided on rank 0:
+ *   named  opts->images, a comma-separated list of image names of the
+ *          dataset file (any split), each with every label of the run (or
+ *          only opts->label); an unknown name is an error naming it.
+ *   top-k  per label, the split's predictions (eval/<split>/predictions.csv,
+ *          made first with th_eval_run when missing) ranked by probability:
+ *            TP  the K positives with the highest p,
+ *            FP  the K negatives with the highest p,
+ *            FN  the K positives with the lowest p, among those not taken as TP.
+ *          Ranking, not an operating point: no threshold is involved, so a
+ *          "TP" of a label with few confident positives may have p < 0.5.
+ *          Ties go to the lower dataset row.
+ *
+ * The selected images are dealt to ranks by whole patients
+ * (th_shard_by_patient over the selected rows, balanced by image count), so
+ * every rank computes the maps of its own images: it reads them with
+ * parallel HDF5, runs the model in eval mode on a batch of one per map
+ * (normalised as in training, never augmented), writes their PNG overlays
+ * and sends the maps to rank 0, which writes cam/maps.h5. A map depends only
+ * on the image, the label and the checkpoint: the files are the same on any
+ * number of ranks.
+ *
+ * When the dataset file has lesion masks (phantom data), every map is also
+ * scored against the label's mask dilated by opts->dilate pixels: the
+ * pointing game (is the map's maximum in the mask?) and the share of the
+ * map's positive mass inside the mask; per label over the TP items (named
+ * mode: the images positive for the label) they go to cam/pointing.csv
+ * (label,n,hits,rate,mean_energy) and to the result.
+ */
+/* Why an (image, label) pair was chosen. */
+typedef enum th_explain_kind { TH_EXPLAIN_NAMED = 0, TH_EXPLAIN_TP, TH_EXPLAIN_FP, TH_EXPLAIN_FN } th_explain_kind;
+
+/* "named", "TP", "FP", "FN": the /kind column of maps.h5 and the captions. */
+const char *th_explain_kind_name(th_explain_kind kind);
+
+typedef struct th_explain_opts {
+    const char *run_dir;        /* the training run: config.yaml and checkpoints/ */
+    const char *method;         /* "cam", "gradcam" or "saliency" (NULL: the config's eval.cam.method) */
+    const char *layer;          /* Grad-CAM's layer, e.g. "conv3" (NULL: the last conv block) */
+    const char *images;         /* "a.png,b.png": named mode (NULL: top-k) */
+    int top_k;                  /* K of top-k mode (< 0: the config's eval.cam.top_k) */
+    const char *split;          /* "val" or "test", top-k mode (NULL: the config's eval.split) */
+    const char *checkpoint;     /* "best" (default) or "last" */
+    const char *label;          /* only this label (NULL: every label of the run) */
+    int dilate;                 /* pixels of tolerance around lesion masks (>= 0) */
+} th_explain_opts;
+
+/* The pointing game of one label. */
+typedef struct th_explain_score {
+    char label[TH_LABEL_MAX];
+    int n, hits;                /* scored maps (non-empty mask) and those whose maximum is in the mask */
+    double rate;                /* hits / n; NaN when n is 0 */
+    double mean_energy;         /* mean share of positive map mass in the mask; NaN when n is 0 */
+} th_explain_score;
+
+typedef struct th_explain_result {
+    char out_dir[2048];         /* RUN_DIR/cam */
+    char method[16];            /* the method used */
+    char layer[64];             /* the layer read ("input" for saliency) */
+    char split[16];             /* top-k: the split ranked; named: "" */
+    char predictions[2100];     /* top-k: the predictions file ranked; named: "" */
+    int ran_eval;               /* the predictions were missing and were made first */
+    int h, w, fh, fw;           /* map shape at image and at feature resolution */
+    int n_maps, n_images;       /* rows of maps.h5, and distinct images among them */
+    int has_masks;              /* the pointing game was played (score[] is filled) */
+    int n_scores;
+    th_explain_score score[TH_MAX_LABELS];
+} th_explain_result;
+
+/* Collective over comm. The result is filled on every rank; on failure
+ * every rank returns -1 with the same message (the lowest failing rank's). */
+int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result *res, th_err *err);
+
+#endif

@@ -1,0 +1,153 @@
+/* util.h - what every module stands on: errors, files, clocks, random numbers.
+ *
+ *   th_err err;
+ *   if (th_write_file_atomic("run/config.yaml", text, len, &err))   // temp + fsync + rename
+ *       return th_err_prefix(&err, "writing the run: ");            // the caller adds context
+ *   th_rng r;
+ *   th_rng_seed(&r, seed, stream);                                  // deterministic streams
+ *
+ * Library functions that can fail return 0 on success and -1 on failure
+ * with one sentence in a caller-owned th_err naming the culprit; only
+ * src/cli prints and exits. Needs libc alone.
+ */
+#ifndef THORAX_UTIL_H
+#define THORAX_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------- */
+/* How library code reports failure.
+ *
+ * Library functions that can fail return 0 on success and -1 on failure, and
+ * fill a caller-owned th_err with one human sentence that names the culprit:
+ * the file, the YAML key and line, the image, the parameter. Only src/cli
+ * prints and exits; nothing in libthorax writes to stderr, with one
+ * exception: TH_ASSERT.
+ *
+ * TH_ASSERT(cond) is for programmer errors, never for input: a violated
+ * precondition that only a bug in the caller can cause (a batch larger than
+ * the model was sized for, a layer index out of range). It prints
+ * "file:line: assertion failed: cond" to stderr and aborts, in every build
+ * (it does not follow NDEBUG), so a bug stops where it is instead of
+ * writing past a buffer. Keep the condition cheap. Anything a user's
+ * config, data or command line can cause is a th_err error instead.
+ */
+typedef struct th_err {
+    char msg[1024];
+} th_err;
+
+/* Formats the message into err (if err is not NULL) and returns -1, so that
+ * failing paths read `return th_errf(err, "...", ...);`. */
+int th_errf(th_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prepends context ("reading data/x.h5: ") to a message already set by a
+ * callee, so that errors carry their whole path. Returns -1. */
+int th_err_prefix(th_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* What a failed TH_ASSERT calls. */
+_Noreturn void th_assert_fail(const char *file, int line, const char *cond);
+
+#define TH_ASSERT(cond) ((cond) ? (void)0 : th_assert_fail(__FILE__, __LINE__, #cond))
+
+/* ------------------------------------------------------------------------- */
+/* Small file-system helpers: directories and atomic writes.
+ *
+ * Every result file of Thorax is written to `<path>.tmp` and renamed into
+ * place, so a killed job never leaves a half-written file behind.
+ */
+/* mkdir -p. */
+int th_mkdirs(const char *path, th_err *err);
+
+/* Writes len bytes to path atomically (temp file, fsync, rename). */
+int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
+char *th_read_file(const char *path, size_t *len, th_err *err);
+
+/* A growable text buffer for building CSV and YAML output. */
+typedef struct th_strbuf {
+    char *data;
+    size_t len, cap;
+    int failed;     /* an allocation failed; data holds what fit */
+} th_strbuf;
+
+void th_strbuf_printf(th_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void th_strbuf_free(th_strbuf *b);
+
+/* ------------------------------------------------------------------------- */
+/* Wall-clock seconds for timing and progress.
+ *
+ * One clock for the whole library (step times, images/s, ETA, benchmarks):
+ * monotonic, so a clock adjustment during a long run never gives a negative
+ * step time, and independent of MPI, so modules that do no communication
+ * can time themselves.
+ */
+/* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
+double th_now(void);
+
+/* ------------------------------------------------------------------------- */
+/* The one random number generator of Thorax (xoshiro256**).
+ *
+ * Every source of randomness (initialisation, shuffles, dropout, phantom
+ * anatomy) owns an explicit th_rng seeded from the run's seed and a stream
+ * number, so results depend only on (seed, stream), never on call order
+ * elsewhere, and the state can be checkpointed as four words.
+ */
+typedef struct th_rng {
+    uint64_t s[4];
+} th_rng;
+
+/* Seeds from (seed, stream) through splitmix64, so nearby seeds and streams
+ * give unrelated sequences. */
+void th_rng_seed(th_rng *r, uint64_t seed, uint64_t stream);
+uint64_t th_rng_u64(th_rng *r);
+/* Uniform in [0, 1). */
+double th_rng_uniform(th_rng *r);
+/* Uniform in [lo, hi). */
+double th_rng_range(th_rng *r, double lo, double hi);
+/* Standard normal (Box-Muller, no cached second value: the state alone
+ * determines the sequence). */
+double th_rng_normal(th_rng *r);
+/* Uniform integer in [0, n), without modulo bias. n > 0. */
+uint32_t th_rng_below(th_rng *r, uint32_t n);
+/* Fisher-Yates shuffle of a[0..n). */
+void th_rng_shuffle(th_rng *r, int *a, int n);
+
+/* ------------------------------------------------------------------------- */
+/* The library's large aligned allocations and its one
+ * out-of-memory hook.
+ *
+ * th_alloc_aligned is what the model's activation arena and the kernels'
+ * workspace allocate with: zeroed memory on a 64-byte boundary (a cache line
+ * and a full AVX-512 register), so the SIMD kernels can rely on aligned rows.
+ * When an allocation fails it tells the out-of-memory handler, as Redis'
+ * zmalloc does, and returns NULL; the caller then reports the failure
+ * through th_err as usual. The default handler does nothing: the library
+ * never aborts on a failed allocation. A host program may set its own, to
+ * log the request or to drop caches before it retries. */
+#define TH_ALIGN 64
+
+/* Told of every failed th_alloc_aligned: the bytes asked for and what they
+ * were for ("model activations"). It may not allocate through
+ * th_alloc_aligned itself. */
+typedef void (*th_oom_handler)(size_t bytes, const char *what);
+
+/* Sets the handler; NULL restores the default, which does nothing. The one
+ * piece of global state of the library: set it once, before any thread
+ * allocates. */
+void th_set_oom_handler(th_oom_handler fn);
+
+/* `bytes` zeroed bytes starting on a TH_ALIGN boundary, or NULL after
+ * telling the handler. bytes == 0 gives a valid, empty block. Free with
+ * th_free_aligned. */
+void *th_alloc_aligned(size_t bytes, const char *what);
+void th_free_aligned(void *p);
+
+/* n rounded up to a multiple of TH_ALIGN (n <= SIZE_MAX - TH_ALIGN). */
+static inline size_t th_align_up(size_t n)
+{
+    return (n + TH_ALIGN - 1) / TH_ALIGN * TH_ALIGN;
+}
+
+#endif

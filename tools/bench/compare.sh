@@ -1,39 +1,49 @@
 #!/usr/bin/env bash
-# compare.sh - Thorax against PyTorch on the reference network, same machine,
-# same settings, run alternately so that a change in the machine's load hits
-# both alike; prints every run, the medians and the ratios Thorax/PyTorch.
+# compare.sh - Thorax against PyTorch on one network (the reference network,
+# ResNet-18 or DenseNet-121), same machine, same settings, run alternately so
+# that a change in the machine's load hits both alike; prints every run, the
+# medians and the ratios Thorax/PyTorch.
 #
-#   tools/bench/compare.sh [--reps R] [--ranks N] [--threads T] [--batch B] [--size S]
-#                          [--steps K] [--warmup W] [--torch-default] [--keep-coretype]
+#   tools/bench/compare.sh [--arch ref|resnet18|densenet121] [--bf16] [--reps R] [--ranks N]
+#                          [--threads T] [--batch B] [--size S] [--steps K] [--warmup W]
+#                          [--torch-default] [--keep-coretype]
 #
-# Thorax: mpirun -np N thorax bench configs/reference.yaml (train and infer in
+# Thorax: mpirun -np N thorax bench configs/<arch>.yaml (train and infer in
 # one process), T threads per rank (runtime.threads_per_rank), each rank bound
-# to T cores.
-# PyTorch: ../shared/bench/torch_ref.py (Debian's python3-torch), one process
-# with N x T threads (the same cores), train and infer. B is the batch of one
-# step of one Thorax rank and of PyTorch.
+# to T cores; with --bf16, runtime.precision=bf16.
+# PyTorch: ../shared/bench/torch_ref.py --arch <arch> (Debian's python3-torch),
+# one process with N x T threads (the same cores), train and infer; with
+# --bf16, CPU autocast to bfloat16. B is the batch of one step of one Thorax
+# rank; PyTorch's batch is N x B, the same global batch. The networks' heads
+# may differ in width (PyTorch's has 14 outputs, Thorax's the config's
+# labels): a few kFLOP of GFLOPs per image.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 thorax=${THORAX_BIN:-$root/build/thorax}
 torch_ref=${TORCH_REF:-$root/../shared/bench/torch_ref.py}
-config=$root/configs/reference.yaml
-reps=3 ranks=1 threads=2 batch=32 size=256 steps=10 warmup=3
+arch=ref bf16=0 size=
+reps=3 ranks=1 threads=2 batch=32 steps=10 warmup=3
 torch_best=1 keep_coretype=0
 
 usage() {
   cat <<EOF
 usage: tools/bench/compare.sh [options]
 
-Runs \`thorax bench configs/reference.yaml\` and torch_ref.py alternately, R times
-each, with the same batch, image size and cores, and prints the median images/s
-of training and inference steps and the ratio Thorax/PyTorch.
+Runs \`thorax bench configs/<arch>.yaml\` and torch_ref.py --arch <arch>
+alternately, R times each, with the same global batch, image size and cores,
+and prints the median images/s of training and inference steps and the ratio
+Thorax/PyTorch.
 
 options:
+  --arch A          ref (configs/reference.yaml, 256x256), resnet18 or
+                    densenet121 (their configs, 224x224); default ref
+  --bf16            Thorax with runtime.precision=bf16, PyTorch with bf16 autocast
   --reps R          repetitions of each (default 3)
   --ranks N         Thorax MPI ranks (default 1)
   --threads T       threads per rank (default 2); PyTorch gets N x T threads
-  --batch B         images per step per Thorax rank, and PyTorch's batch (default 32)
-  --size S          image side (default 256)
+  --batch B         images per step per Thorax rank (default 32); PyTorch's
+                    batch is ranks x B
+  --size S          image side (default 256 for ref, 224 otherwise)
   --steps K         timed steps per run (default 10)
   --warmup W        warm-up steps per run (default 3)
   --torch-default   PyTorch with its default settings (NCHW, glibc malloc); by
@@ -59,20 +69,31 @@ while [ $# -gt 0 ]; do
       min=1; [ "$1" = --warmup ] && min=0
       need_int "$1" "$2" $min
       declare "${1#--}=$2"; shift 2 ;;
+    --arch)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      case $2 in ref|resnet18|densenet121) arch=$2 ;; *) die "--arch takes ref, resnet18 or densenet121, got '$2'" ;; esac
+      shift 2 ;;
+    --bf16) bf16=1; shift ;;
     --torch-default) torch_best=0; shift ;;
     --keep-coretype) keep_coretype=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
   esac
 done
+config=$root/configs/$arch.yaml
+[ "$arch" = ref ] && config=$root/configs/reference.yaml
+[ -n "$size" ] || { size=224; [ "$arch" = ref ] && size=256; }
 [ -x "$thorax" ] || die "no thorax binary at $thorax (build it: tools/build.sh, or set THORAX_BIN)"
 [ -f "$torch_ref" ] || die "no torch_ref.py at $torch_ref (set TORCH_REF)"
 /usr/bin/python3 -c 'import torch' 2>/dev/null || die "Debian's python3 has no torch: apt-get install -y python3-torch"
 
 log=$(mktemp -d /tmp/thorax-compare-XXXXXX)
 torch_threads=$((ranks * threads))
-torch_opts=(--batch "$batch" --size "$size" --steps "$steps" --warmup "$warmup" --threads "$torch_threads")
+torch_opts=(--arch "$arch" --batch $((ranks * batch)) --size "$size" --steps "$steps" --warmup "$warmup"
+  --threads "$torch_threads")
 [ "$torch_best" = 1 ] && torch_opts+=(--channels-last --keep-memory)
+precision=fp32
+[ "$bf16" = 1 ] && torch_opts+=(--bf16) && precision=bf16
 # OpenBLAS reads OPENBLAS_CORETYPE at load time: unset it in Thorax's
 # environment only, so a value forced for other work does not slow it.
 thorax_env=(env)
@@ -82,6 +103,7 @@ thorax_env=(env)
 thorax_cmd=("${thorax_env[@]}" "${MPIEXEC:-mpirun}" -np "$ranks" --map-by "slot:PE=$threads"
   "$thorax" bench "$config" --mode both --no-layers --steps "$steps" --warmup "$warmup"
   --set "runtime.threads_per_rank=$threads" --set "train.batch_per_rank=$batch" --set "model.input=[1,$size,$size]")
+[ "$bf16" = 1 ] && thorax_cmd+=(--set runtime.precision=bf16)
 
 # field KEY LINE: the value of KEY=value in a RESULT line.
 field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n1; }
@@ -135,8 +157,8 @@ median() {
 }
 
 echo
-echo "median of $reps: $ranks rank(s) x $threads thread(s) vs PyTorch with $torch_threads threads," \
-  "batch $batch, ${size}x${size}"
+echo "median of $reps, $arch, $precision: $ranks rank(s) x $threads thread(s) x batch $batch vs PyTorch" \
+  "with $torch_threads threads x batch $((ranks * batch)), ${size}x${size}"
 printf '%-6s %12s %12s %16s\n' mode thorax_img/s pytorch_img/s ratio_thorax/pt
 for mode in train infer; do
   t=$(median thorax "$mode") p=$(median pytorch "$mode")

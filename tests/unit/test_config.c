@@ -354,7 +354,7 @@ static void test_errors(void)
                  "    - {type: conv, out: 64, k: 3, pad: 1}\n"
                  "    - {type: maxpool, k: 2}\n"
                  "    - {type: dense, out: 2}\n",
-                 "model.layers[2] (dense, line 7): needs a flat input (put a gap layer before it), got 64x8x8");
+                 "model.layers[2] (dense, line 7): needs a flat input (put a gap or flatten layer before it), got 64x8x8");
     /* With the labels named, the outputs are checked too. */
     EXPECT_ERROR("data: {path: d.h5, labels: [A, B]}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
                  "    - {type: gap}\n    - {type: dense, out: 3}\n",

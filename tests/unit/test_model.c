@@ -323,6 +323,35 @@ static void test_bottleneck_structure(void)
                           "got 8x3x3"));
 }
 
+/* Weights of a flatten + dense head made for one input size, started from
+ * at another: the error names the tensor, both shapes and the flatten. */
+static void test_flatten_init(void)
+{
+    char dir[] = "/tmp/thorax-test-flat-XXXXXX", path[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/w.h5", dir);
+    th_model a, b;
+    th_err err;
+    th_model_spec spec = bottleneck_spec(), big = bottleneck_spec();
+    big.h = big.w = 16; /* flatten: 8x4x4 = 128 inputs, not 8x3x3 = 72 */
+    CHECK(th_model_create(&a, &spec, L, 1, &err) == 0 && th_model_create(&b, &big, L, 1, &err) == 0);
+    th_optim_config oc = {.type = TH_OPTIM_SGD, .lr = 0.1f};
+    th_optim o;
+    th_train_state st = {0};
+    CHECK(th_optim_init(&o, &oc, a.n_params, &err) == 0);
+    CHECK(th_checkpoint_save(path, &a, &o, &st, "name: x\n", &err) == 0);
+    th_init_report r;
+    CHECK(th_checkpoint_init_params(path, &b, &r, &err) == -1);
+    if (!CHECK(strstr(err.msg, "fc1.weight has shape [5, 72] in the file, [5, 128] in the model (layer flatten "
+                               "turns 8x4x4 maps into 128 inputs") != NULL))
+        fprintf(stderr, "    %s\n", err.msg);
+    unlink(path);
+    rmdir(dir);
+    th_optim_free(&o);
+    th_model_free(&a);
+    th_model_free(&b);
+}
+
 /* What a graph may not be, each error naming the entry and its problem. */
 static void test_graph_errors(void)
 {
@@ -542,6 +571,7 @@ int main(void)
     test_gradients();
     test_graph_structure();
     test_bottleneck_structure();
+    test_flatten_init();
     test_graph_errors();
     test_fusion();
     test_names_and_layout();

@@ -597,8 +597,8 @@ static int check_init(hid_t params, const char *path, const th_model *m, unsigne
             const th_layer *F = L->in[0] >= 0 ? &m->layers[L->in[0]] : NULL;
             char why[TH_NAME_MAX + 160] = "";
             if (L->spec.type == TH_LAYER_DENSE && F && F->spec.type == TH_LAYER_FLATTEN)
-                snprintf(why, sizeof why, " (layer %s turns %dx%dx%d maps into %d inputs: another model.input?)", F->name,
-                         F->in_c, F->in_h, F->in_w, F->out_c);
+                snprintf(why, sizeof why, " (layer %s turns %dx%dx%d maps into %d inputs: another model.input?)",
+                         F->name, F->in_c, F->in_h, F->in_w, F->out_c);
             return th_errf(err, "%s: %s has shape %s in the file, %s in the model%s", path, ti->name, file_shape,
                            model_shape, why);
         }

@@ -10,7 +10,9 @@ state_dict() is taken), or a training checkpoint holding one under
 alone (/params/<name>, float32), which th_checkpoint_load and a config's
 `model.init` read. Thorax names its tensors as torchvision does
 (configs/resnet18.yaml gives conv1.weight, layer1.0.bn1.running_var ...
-fc.bias), so names are kept as they are, except that:
+fc.bias; configs/resnet50.yaml and resnet152.yaml layer1.0.conv3.weight,
+layer1.0.downsample.0.weight ...; configs/vgg16.yaml features.0.weight ...
+classifier.6.bias), so names are kept as they are, except that:
 
   - `num_batches_tracked` counters are dropped (Thorax has no such tensor);
   - old-style DenseNet keys are renamed as torchvision's own loader does
@@ -21,6 +23,9 @@ fc.bias), so names are kept as they are, except that:
     convolution gives exactly the same output;
   - the classifier head (the modules named by --head-names) is left out,
     unless --keep-head, so that Thorax initialises it for the run's labels.
+    VGG's whole `classifier` is its head by default, which is what
+    configs/vgg16_gap.yaml (features alone) needs; for configs/vgg16.yaml,
+    `--head-names classifier.6` keeps its two pretrained 4096-unit layers.
 
 The file gets the CRC-32 checksums every Thorax checkpoint carries (see
 "The checksum" in src/train/checkpoint.c), computed the same way, and is

@@ -26,10 +26,12 @@ typedef enum th_layer_type {
     TH_LAYER_DROPOUT,
     TH_LAYER_ADD,        /* elementwise sum of its inputs (same shape) */
     TH_LAYER_CONCAT,     /* its inputs' channels one after the other (same H, W) */
+    TH_LAYER_FLATTEN,    /* [C,H,W] -> [C*H*W,1,1] in PyTorch's order, for a dense head on feature maps */
     /* Blocks: expanded into the layers above by th_model_graph. */
     TH_LAYER_RESBLOCK,   /* ResNet basic block */
     TH_LAYER_DENSEBLOCK, /* DenseNet dense block */
     TH_LAYER_TRANSITION, /* DenseNet transition */
+    TH_LAYER_BOTTLENECK, /* ResNet bottleneck block (ResNet-50/101/152) */
     TH_LAYER_TYPE_COUNT
 } th_layer_type;
 
@@ -41,13 +43,14 @@ typedef struct th_layer_spec {
      * before it. add and concat need two or more. */
     char from[TH_MAX_FROM][TH_NAME_MAX];
     int n_from;
-    int out;                /* conv, resblock, transition: filters; dense: units or TH_OUT_LABELS */
+    int out;                /* conv, resblock, bottleneck, transition: filters; dense: units or TH_OUT_LABELS */
     int k;                  /* conv and pool kernel size */
-    int stride;             /* conv and resblock (default 1), pool (default k) */
+    int stride;             /* conv, resblock and bottleneck (default 1), pool (default k) */
     int pad;                /* conv, maxpool */
     int layers;             /* denseblock: dense layers */
     int growth;             /* denseblock: filters each dense layer adds (default 32) */
     int bn_size;            /* denseblock: bottleneck width in multiples of growth (default 4) */
+    int width;              /* bottleneck: filters of its 1x1 and 3x3 convs (default out / 4) */
     int bias;               /* conv and dense: 1 = has a bias (default) */
     float p;                /* dropout probability */
     float momentum, eps;    /* batch-norm (defaults 0.1, 1e-5) */

@@ -40,6 +40,13 @@ static double pool_stride_default(const void *base)
     return l->type == TH_LAYER_MAXPOOL || l->type == TH_LAYER_AVGPOOL ? l->k : 1;
 }
 
+/* torchvision's Bottleneck: the block widens its inner maps 4 times. */
+static double width_default(const void *base)
+{
+    const th_layer_spec *l = base;
+    return l->type == TH_LAYER_BOTTLENECK && l->out >= 4 ? l->out / 4 : 1;
+}
+
 static double lr_default(const void *base)
 {
     return ((const th_config *)base)->train.optimizer.type == TH_OPTIM_ADAM ? 1e-3 : 1e-2;
@@ -131,7 +138,7 @@ static int check_unfreeze(const ctx *c, const yt_node *m, const char *path, cons
 /* ---- The tables ---- */
 
 enum { LK_OUT = CFG_LK_FROM + 1, LK_K, LK_STRIDE, LK_PAD, LK_BIAS, LK_MOMENTUM, LK_EPS, LK_P, LK_LAYERS, LK_GROWTH,
-       LK_BN_SIZE };
+       LK_BN_SIZE, LK_WIDTH };
 
 /* Every key a layer may have; which ones each type takes is below. */
 static const key_def layer_keys[] = {
@@ -140,7 +147,7 @@ static const key_def layer_keys[] = {
     [CFG_LK_FROM] = {"from", KEY_SPECIAL, .read = cfg_read_from, .emit = cfg_emit_from},
     [LK_OUT] = {"out", KEY_OUT, KEY_REQUIRED, LAT(out), .lo = 1, .hi = DIM_MAX},
     [LK_K] = {"k", KEY_INT, KEY_REQUIRED, LAT(k), .lo = 1, .hi = DIM_MAX},
-    /* conv and resblock 1; a pool's stride is its kernel. */
+    /* conv and the residual blocks 1; a pool's stride is its kernel. */
     [LK_STRIDE] = {"stride", KEY_INT, 0, LAT(stride), .lo = 1, .hi = DIM_MAX, .def_of = pool_stride_default},
     [LK_PAD] = {"pad", KEY_INT, 0, LAT(pad), .lo = 0, .hi = DIM_MAX},
     [LK_BIAS] = {"bias", KEY_BOOL, 0, LAT(bias), .def = 1},
@@ -151,6 +158,7 @@ static const key_def layer_keys[] = {
     [LK_LAYERS] = {"layers", KEY_INT, KEY_REQUIRED, LAT(layers), .lo = 1, .hi = 1024},
     [LK_GROWTH] = {"growth", KEY_INT, 0, LAT(growth), .lo = 1, .hi = DIM_MAX, .def = 32},
     [LK_BN_SIZE] = {"bn_size", KEY_INT, 0, LAT(bn_size), .lo = 1, .hi = 1024, .def = 4},
+    [LK_WIDTH] = {"width", KEY_INT, 0, LAT(width), .lo = 1, .hi = DIM_MAX, .def_of = width_default},
 };
 const key_table cfg_layer_table = {"model.layers[]", layer_keys, N(layer_keys), NULL};
 
@@ -166,9 +174,11 @@ const signed char cfg_layer_type_keys[TH_LAYER_TYPE_COUNT][10] = {
     [TH_LAYER_DROPOUT] = {COMMON, LK_P, -1},
     [TH_LAYER_ADD] = {COMMON, -1},
     [TH_LAYER_CONCAT] = {COMMON, -1},
+    [TH_LAYER_FLATTEN] = {COMMON, -1},
     [TH_LAYER_RESBLOCK] = {COMMON, LK_OUT, LK_STRIDE, LK_MOMENTUM, LK_EPS, -1},
     [TH_LAYER_DENSEBLOCK] = {COMMON, LK_LAYERS, LK_GROWTH, LK_BN_SIZE, LK_MOMENTUM, LK_EPS, -1},
     [TH_LAYER_TRANSITION] = {COMMON, LK_OUT, LK_MOMENTUM, LK_EPS, -1},
+    [TH_LAYER_BOTTLENECK] = {COMMON, LK_OUT, LK_WIDTH, LK_STRIDE, LK_MOMENTUM, LK_EPS, -1},
 };
 
 /* Patient fractions; when the mapping is left out, these defaults. */

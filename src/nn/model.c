@@ -370,6 +370,8 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
         if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
         else memcpy(L->y, in, count * sizeof(float));
         break;
+    /* [N,C,H,W] -> [N,C*H*W]: the same floats in the same order. */
+    case TH_LAYER_FLATTEN: memcpy(L->y, in, count * sizeof(float)); break;
     case TH_LAYER_ADD:
     case TH_LAYER_CONCAT: join_forward(m, L, x, n); break;
     default: break;
@@ -434,6 +436,9 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         if (!dx) break;
         if (m->last_train) th_dropout_backward(count, L->spec.p, L->mask, dy, dx);
         else memcpy(dx, dy, count * sizeof(float));
+        break;
+    case TH_LAYER_FLATTEN:
+        if (dx) memcpy(dx, dy, count * sizeof(float));
         break;
     case TH_LAYER_ADD:
         /* The gradient of the first input; backward_range gives every input its own. */

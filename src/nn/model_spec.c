@@ -138,9 +138,14 @@ static int primitive_shape(builder *b, const th_layer_spec *l, const int *in, in
         break;
     case TH_LAYER_RELU: break;
     case TH_LAYER_GAP: h = w = 1; break;
+    /* Row-major [C,H,W] is already torch.flatten's order: only the shape changes. */
+    case TH_LAYER_FLATTEN: c *= h * w, h = w = 1; break;
     case TH_LAYER_DENSE:
+        /* Not flattened implicitly: a dense layer on a large map is usually a
+         * missing gap, and its weights would be huge. */
         if (h != 1 || w != 1) {
-            snprintf(why, sizeof why, "needs a flat input (put a gap layer before it), got %lldx%lldx%lld", c, h, w);
+            snprintf(why, sizeof why,
+                     "needs a flat input (put a gap or flatten layer before it), got %lldx%lldx%lld", c, h, w);
             return node_errf(b, l->name, why);
         }
         if (l->out == TH_OUT_LABELS) {
@@ -263,6 +268,37 @@ static int expand_resblock(builder *b, const th_layer_spec *l, const char *P, in
     return push_sub(b, prim(TH_LAYER_RELU), P, NULL, i);
 }
 
+/* ResNet bottleneck block, torchvision's Bottleneck (v1.5: the stride in
+ * the 3x3 conv), width = out / 4 unless given, names as torchvision's:
+ *   x [C,H,W] -> conv1 (1x1, width) -> bn1 -> relu1 -> conv2 (3x3, width, stride) -> bn2 -> relu2
+ *     -> conv3 (1x1, out) -> bn3 [out,H/s,W/s] ---------------------------------+-> add -> relu (= the block)
+ *   x -> [downsample.0 (1x1, out, stride) -> downsample.1 (bn)] ----------------+
+ * The shortcut is the identity unless the shape changes. */
+static int expand_bottleneck(builder *b, const th_layer_spec *l, const char *P, int x)
+{
+    th_node image;
+    const th_node *in = input_of(b, x, &image);
+    int s = l->stride > 0 ? l->stride : 1, i;
+    if (l->out <= 0 || l->width <= 0) return node_errf(b, NULL, "out and width must be > 0");
+    if ((i = push_sub(b, conv(l->width, 1, 1, 0), P, "conv1", x)) < 0 || (i = push_sub(b, bn(l), P, "bn1", i)) < 0 ||
+        (i = push_sub(b, prim(TH_LAYER_RELU), P, "relu1", i)) < 0 ||
+        (i = push_sub(b, conv(l->width, 3, s, 1), P, "conv2", i)) < 0 || (i = push_sub(b, bn(l), P, "bn2", i)) < 0 ||
+        (i = push_sub(b, prim(TH_LAYER_RELU), P, "relu2", i)) < 0 ||
+        (i = push_sub(b, conv(l->out, 1, 1, 0), P, "conv3", i)) < 0 || (i = push_sub(b, bn(l), P, "bn3", i)) < 0)
+        return -1;
+    int shortcut = x;
+    if (s != 1 || in->c != l->out) {
+        if ((shortcut = push_sub(b, conv(l->out, 1, s, 0), P, "downsample.0", x)) < 0 ||
+            (shortcut = push_sub(b, bn(l), P, "downsample.1", shortcut)) < 0)
+            return -1;
+    }
+    char name[NAME_BUF];
+    snprintf(name, sizeof name, "%s.add", P);
+    int both[2] = {i, shortcut};
+    if ((i = push(b, prim(TH_LAYER_ADD), name, both, 2)) < 0) return -1;
+    return push_sub(b, prim(TH_LAYER_RELU), P, NULL, i);
+}
+
 /* DenseNet dense block: each dense layer j reads everything so far (the
  * block's input and every earlier layer's new maps, concatenated) and adds
  * `growth` maps:
@@ -305,8 +341,9 @@ static int expand_transition(builder *b, const th_layer_spec *l, const char *P, 
 }
 
 /* Automatic names, PyTorch style: conv1, bn1, relu1, pool1, drop1, add1,
- * cat1, block1, denseblock1, transition1, and gap / fc for a single gap or
- * dense layer (gap1, fc1, fc2 ... when there are several), so that
+ * cat1, block1 (either residual block), denseblock1, transition1, and gap /
+ * fc / flatten for a single one of those (gap1, fc1, fc2 ... when there are
+ * several), so that
  * checkpoints read like a torchvision state dict. */
 static void auto_names(const th_model_spec *spec, char (*names)[TH_NAME_MAX])
 {
@@ -315,17 +352,18 @@ static void auto_names(const th_model_spec *spec, char (*names)[TH_NAME_MAX])
         [TH_LAYER_AVGPOOL] = "pool",    [TH_LAYER_BATCHNORM] = "bn", [TH_LAYER_GAP] = "gap",
         [TH_LAYER_DENSE] = "fc",        [TH_LAYER_DROPOUT] = "drop", [TH_LAYER_ADD] = "add",
         [TH_LAYER_CONCAT] = "cat",      [TH_LAYER_RESBLOCK] = "block", [TH_LAYER_DENSEBLOCK] = "denseblock",
-        [TH_LAYER_TRANSITION] = "transition",
+        [TH_LAYER_TRANSITION] = "transition", [TH_LAYER_FLATTEN] = "flatten", [TH_LAYER_BOTTLENECK] = "block",
     };
     int count[TH_LAYER_TYPE_COUNT] = {0}, total[TH_LAYER_TYPE_COUNT] = {0};
     for (int i = 0; i < spec->n_layers; i++) total[spec->layers[i].type]++;
     for (int i = 0; i < spec->n_layers; i++) {
         th_layer_type t = spec->layers[i].type;
-        /* Max and average pools share one counter: pool1, pool2 ... */
-        int *c = &count[t == TH_LAYER_AVGPOOL ? TH_LAYER_MAXPOOL : t];
+        /* Max and average pools share one counter (pool1, pool2 ...), and
+         * so do the two residual blocks (block1, block2 ...). */
+        int *c = &count[t == TH_LAYER_AVGPOOL ? TH_LAYER_MAXPOOL : t == TH_LAYER_BOTTLENECK ? TH_LAYER_RESBLOCK : t];
         ++*c;
         if (spec->layers[i].name[0]) snprintf(names[i], TH_NAME_MAX, "%s", spec->layers[i].name);
-        else if ((t == TH_LAYER_GAP || t == TH_LAYER_DENSE) && total[t] == 1) snprintf(names[i], TH_NAME_MAX, "%s", prefix[t]);
+        else if ((t == TH_LAYER_GAP || t == TH_LAYER_DENSE || t == TH_LAYER_FLATTEN) && total[t] == 1) snprintf(names[i], TH_NAME_MAX, "%s", prefix[t]);
         else snprintf(names[i], TH_NAME_MAX, "%s%d", prefix[t], *c);
     }
 }
@@ -381,6 +419,7 @@ int th_model_graph(const th_model_spec *spec, int n_labels, th_graph *g, th_err 
         case TH_LAYER_RESBLOCK: rc = expand_resblock(&b, l, names[i], in[0]) < 0; break;
         case TH_LAYER_DENSEBLOCK: rc = expand_denseblock(&b, l, names[i], in[0]) < 0; break;
         case TH_LAYER_TRANSITION: rc = expand_transition(&b, l, names[i], in[0]) < 0; break;
+        case TH_LAYER_BOTTLENECK: rc = expand_bottleneck(&b, l, names[i], in[0]) < 0; break;
         default: rc = push(&b, *l, names[i], in, n_in) < 0; break;
         }
     }

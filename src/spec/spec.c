@@ -11,6 +11,7 @@ static const char *const layer_type_names[TH_LAYER_TYPE_COUNT] = {
     [TH_LAYER_GAP] = "gap",           [TH_LAYER_DENSE] = "dense", [TH_LAYER_DROPOUT] = "dropout",
     [TH_LAYER_ADD] = "add",           [TH_LAYER_CONCAT] = "concat", [TH_LAYER_RESBLOCK] = "resblock",
     [TH_LAYER_DENSEBLOCK] = "denseblock", [TH_LAYER_TRANSITION] = "transition",
+    [TH_LAYER_FLATTEN] = "flatten",   [TH_LAYER_BOTTLENECK] = "bottleneck",
 };
 
 const char *const th_loss_names[] = {

@@ -591,8 +591,16 @@ static int check_init(hid_t params, const char *path, const th_model *m, unsigne
             for (int k = 0; k < ti->ndim; k++) want[k] = (hsize_t)ti->shape[k];
             shape_text(nd, dims, file_shape, sizeof file_shape);
             shape_text(ti->ndim, want, model_shape, sizeof model_shape);
-            return th_errf(err, "%s: %s has shape %s in the file, %s in the model", path, ti->name, file_shape,
-                           model_shape);
+            /* A dense layer after flatten has as many inputs as the maps
+             * have values, which model.input decides: say so. */
+            const th_layer *L = &m->layers[ti->layer];
+            const th_layer *F = L->in[0] >= 0 ? &m->layers[L->in[0]] : NULL;
+            char why[TH_NAME_MAX + 160] = "";
+            if (L->spec.type == TH_LAYER_DENSE && F && F->spec.type == TH_LAYER_FLATTEN)
+                snprintf(why, sizeof why, " (layer %s turns %dx%dx%d maps into %d inputs: another model.input?)",
+                         F->name, F->in_c, F->in_h, F->in_w, F->out_c);
+            return th_errf(err, "%s: %s has shape %s in the file, %s in the model%s", path, ti->name, file_shape,
+                           model_shape, why);
         }
     }
     return 0;

@@ -2,7 +2,8 @@
 # test_torch_equiv.sh - weights imported from PyTorch (tools/import-torch.py)
 # give PyTorch's answers in Thorax: eval-mode logits to 1e-4 and the
 # gradients of one training step to 1e-3, relative, on a chain network,
-# ResNet-18 and DenseNet-121 (tests/torch/torch_equiv.py, torch_check).
+# ResNet-18, DenseNet-121, ResNet-50 and VGG-16 (tests/torch/torch_equiv.py,
+# torch_check).
 # Exit 77 (skip) where Debian's python3 cannot import torch, torchvision and
 # h5py (tools/install-test-deps.sh installs python3-torch, python3-torchvision
 # and python3-h5py).

@@ -18,7 +18,9 @@ the imported checkpoint into the config's Thorax model, does the same in
 float32 and compares (tests/tools/torch_check.c).
 
 Cases: sequential (tests/torch/sequential.yaml, a chain of layers),
-resnet18 (configs/resnet18.yaml), densenet121 (configs/densenet121.yaml).
+resnet18 (configs/resnet18.yaml), densenet121 (configs/densenet121.yaml),
+resnet50 (configs/resnet50.yaml: bottleneck blocks), vgg16 (configs/vgg16.yaml:
+its flatten + dense head, sized for 64x64 images, see vgg16_small).
 Exits 1 when a case fails.
 """
 import argparse
@@ -66,13 +68,43 @@ class SequentialNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-# name -> (PyTorch network for L labels, Thorax config, image side). The
-# graph networks run on 64x64 images: small enough to be quick, large enough
-# for DenseNet's four halvings after its stem.
+# VGG-16's side here: its five pools leave 2x2 maps, so that flatten's
+# order (channel-major, as torch.flatten) is tested on more than one pixel.
+VGG_SIDE = 64
+
+
+def vgg16_small(num_classes):
+    """torchvision's VGG-16 with its head sized for VGG_SIDE images.
+
+    Its AdaptiveAvgPool2d(7) would replicate 2x2 maps to 7x7: at 224x224,
+    where the maps are 7x7 already, it is the identity, which configs/
+    vgg16.yaml leaves out; here it is made the identity, and classifier.0
+    reads the 512x2x2 maps (2048 inputs, not 25088). The rest of the head is
+    torchvision's: 4096 units twice, ReLU, dropout, `num_classes` outputs.
+    The dropouts are p=0 on both sides (VGG_SETS), so that the training
+    step is deterministic: their masks come from different generators.
+    """
+    model = torchvision.models.vgg16(num_classes=num_classes)
+    side = VGG_SIDE // 32
+    model.avgpool = nn.Identity()
+    model.classifier[0] = nn.Linear(512 * side * side, 4096)
+    for i in (2, 5):
+        model.classifier[i].p = 0.0
+    return model
+
+
+# configs/vgg16.yaml's classifier.2 and classifier.5 (model.layers[34], [37]).
+VGG_SETS = ["model.layers[34].p=0", "model.layers[37].p=0"]
+
+# name -> (PyTorch network for L labels, Thorax config, image side, further
+# --set overrides). The graph networks run on 64x64 images: small enough to
+# be quick, large enough for DenseNet's and VGG's halvings after the stem.
 CASES = {
-    "sequential": (SequentialNet, "tests/torch/sequential.yaml", 32),
-    "resnet18": (lambda n: torchvision.models.resnet18(num_classes=n), "configs/resnet18.yaml", 64),
-    "densenet121": (lambda n: torchvision.models.densenet121(num_classes=n), "configs/densenet121.yaml", 64),
+    "sequential": (SequentialNet, "tests/torch/sequential.yaml", 32, []),
+    "resnet18": (lambda n: torchvision.models.resnet18(num_classes=n), "configs/resnet18.yaml", 64, []),
+    "densenet121": (lambda n: torchvision.models.densenet121(num_classes=n), "configs/densenet121.yaml", 64, []),
+    "resnet50": (lambda n: torchvision.models.resnet50(num_classes=n), "configs/resnet50.yaml", 64, []),
+    "vgg16": (vgg16_small, "configs/vgg16.yaml", VGG_SIDE, VGG_SETS),
 }
 
 
@@ -120,11 +152,26 @@ class KinkWatch:
         self.last = None  # the module whose bias feeds the next ReLU
         self.smallest = float("inf")
         self.hooks = []
+        # A residual block's last batch-norms (the main path's and the
+        # shortcut's) feed the sum, not a ReLU: checked there, at the sum, and
+        # their own outputs may come near 0 once the sum's nudge moves them.
+        summed = set()
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, torchvision.models.resnet.BasicBlock):
+                summed.add(m.bn2)
+            elif isinstance(m, torchvision.models.resnet.Bottleneck):
+                summed.add(m.bn3)
+            if isinstance(m, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck)):
+                if m.downsample is not None:
+                    summed.add(m.downsample[1])
+        for m in model.modules():
+            if m in summed:
+                self.hooks.append(m.register_forward_hook(self.before_sum))
+            elif isinstance(m, nn.BatchNorm2d):
                 # Batch-norm outputs are ReLU inputs in DenseNet, which calls F.relu, a function no hook sees.
                 self.hooks.append(m.register_forward_hook(self.after_biased))
-            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+            elif isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                # VGG's ReLUs follow biased convolutions and, in its head, dense layers.
                 self.hooks.append(m.register_forward_hook(self.after_biased))
             elif isinstance(m, nn.ReLU):
                 self.hooks.append(m.register_forward_pre_hook(self.before_relu))
@@ -146,11 +193,15 @@ class KinkWatch:
             shift[c] = nearest_clear(np.sort(-v[c].numpy()), self.MARGIN * rms[c].item())
         with torch.no_grad():
             module.bias += shift.to(module.bias.dtype)
-        return z + shift.view(1, -1, 1, 1)
+        # z is [N,C,H,W] after a convolution or batch-norm, [N,C] after a dense layer.
+        return z + shift.view(1, -1, *[1] * (z.dim() - 2))
 
     def after_biased(self, module, inputs, output):
         self.last = module
         return self.check(output, module) if isinstance(module, nn.BatchNorm2d) else output
+
+    def before_sum(self, module, inputs, output):
+        self.last = module
 
     def before_relu(self, module, inputs):
         return (self.check(inputs[0], self.last),)
@@ -213,7 +264,7 @@ def reference(model, x_gray, labels):
 
 
 def run_case(name, work, torch_check):
-    build, config, size = CASES[name]
+    build, config, size, sets = CASES[name]
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
     model = build(LABELS)
@@ -241,6 +292,8 @@ def run_case(name, work, torch_check):
             f[f"grads/{pname}"] = g
 
     cmd = [torch_check, os.path.join(ROOT, config), ckpt, data, "--set", f"model.input=[1,{size},{size}]"]
+    for kv in sets:
+        cmd += ["--set", kv]
     return subprocess.run(cmd).returncode == 0
 
 

@@ -132,6 +132,41 @@ static void test_shipped_configs(void)
     CHECK(shapes[15][0] == 14 && shapes[15][1] == 1 && shapes[15][2] == 1);
     /* "About 0.64 GFLOP forward per image." */
     CHECK_NEAR(conv_flops(&cfg.model, shapes) / 1e9, 0.64, 0.03);
+
+    /* The deeper networks: torchvision's convolutions, one by one, and the
+     * shapes their heads read (2048x7x7 into ResNet's gap, VGG's 512x7x7
+     * flattened into 25088 inputs, 14x14 maps under VGG-GAP's gap). */
+    const struct {
+        const char *name;
+        int convs, head_in[3];
+    } deep[] = {{"resnet50", 1 + 16 * 3 + 4, {2048, 7, 7}},
+                {"resnet152", 1 + 50 * 3 + 4, {2048, 7, 7}},
+                {"vgg16", 13, {25088, 1, 1}},
+                {"vgg16_gap", 13, {512, 14, 14}}};
+    for (size_t k = 0; k < sizeof deep / sizeof deep[0]; k++) {
+        snprintf(path, sizeof path, "%s/configs/%s.yaml", source_dir(), deep[k].name);
+        if (!CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0)) {
+            fprintf(stderr, "    %s\n", err.msg);
+            continue;
+        }
+        th_graph g;
+        if (!CHECK(th_model_graph(&cfg.model, 1, &g, &err) == 0)) {
+            fprintf(stderr, "    %s: %s\n", deep[k].name, err.msg);
+            continue;
+        }
+        int convs = 0;
+        for (int i = 0; i < g.n; i++) convs += g.nodes[i].spec.type == TH_LAYER_CONV;
+        const th_node *head = &g.nodes[g.nodes[g.n - 1].in[0]];
+        for (int i = g.n - 1; i > 0 && head->spec.type != TH_LAYER_GAP && head->spec.type != TH_LAYER_FLATTEN; i--)
+            head = &g.nodes[i];
+        const th_node *in = &g.nodes[head->in[0]];
+        const th_node *shown = head->spec.type == TH_LAYER_FLATTEN ? head : in;
+        if (!CHECK(convs == deep[k].convs && shown->c == deep[k].head_in[0] && shown->h == deep[k].head_in[1] &&
+                   shown->w == deep[k].head_in[2]))
+            fprintf(stderr, "    %s: %d convs, %dx%dx%d into the head\n", deep[k].name, convs, shown->c, shown->h,
+                    shown->w);
+        th_graph_free(&g);
+    }
 }
 
 static void test_defaults(void)
@@ -297,6 +332,18 @@ static void test_errors(void)
     /* Blocks and from: */
     EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: resblock, out: 4, growth: 2}\n",
                  "t.yaml:5: model.layers[0].growth: not a key of a resblock layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: resblock, out: 4, width: 2}\n",
+                 "t.yaml:5: model.layers[0].width: not a key of a resblock layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: bottleneck, stride: 2}\n",
+                 "t.yaml:5: model.layers[0].out: is required");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: bottleneck, out: 8, width: 0}\n",
+                 "t.yaml:5: model.layers[0].width: must be");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: bottleneck, out: 8, k: 3}\n",
+                 "t.yaml:5: model.layers[0].k: not a key of a bottleneck layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: flatten, out: 8}\n",
+                 "t.yaml:5: model.layers[0].out: not a key of a flatten layer");
+    EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: flaten}\n",
+                 "got 'flaten' (did you mean 'flatten'?)");
     EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: denseblock, growth: 2}\n",
                  "t.yaml:5: model.layers[0].layers: is required");
     EXPECT_ERROR("data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n    - {type: relu, name: a}\n"
@@ -354,7 +401,7 @@ static void test_errors(void)
                  "    - {type: conv, out: 64, k: 3, pad: 1}\n"
                  "    - {type: maxpool, k: 2}\n"
                  "    - {type: dense, out: 2}\n",
-                 "model.layers[2] (dense, line 7): needs a flat input (put a gap layer before it), got 64x8x8");
+                 "model.layers[2] (dense, line 7): needs a flat input (put a gap or flatten layer before it), got 64x8x8");
     /* With the labels named, the outputs are checked too. */
     EXPECT_ERROR("data: {path: d.h5, labels: [A, B]}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
                  "    - {type: gap}\n    - {type: dense, out: 3}\n",
@@ -558,7 +605,9 @@ static void test_round_trip(void)
     snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
     CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0);
     check_round_trip(__LINE__, &cfg);
-    for (const char *const *c = (const char *const[]){"resnet18", "densenet121", NULL}; *c; c++) {
+    for (const char *const *c =
+             (const char *const[]){"resnet18", "densenet121", "resnet50", "resnet152", "vgg16", "vgg16_gap", NULL};
+         *c; c++) {
         snprintf(path, sizeof path, "%s/configs/%s.yaml", source_dir(), *c);
         if (!CHECK(th_run_config_load(&cfg, path, NULL, 0, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
         check_round_trip(__LINE__, &cfg);
@@ -584,6 +633,8 @@ static void test_round_trip(void)
         "    - {type: avgpool, k: 3, stride: 1}\n"
         "    - {type: maxpool, k: 3, stride: 2, pad: 1, name: mp}\n"
         "    - {type: resblock, name: r.0, out: 6, stride: 2, momentum: 0.2}\n"
+        "    - {type: bottleneck, name: r.1, out: 12, stride: 1, eps: 1.0e-3}\n"
+        "    - {type: bottleneck, out: 6, width: 5, stride: 1}\n"
         "    - {type: denseblock, layers: 2, growth: 3, bn_size: 2, eps: 1.0e-4}\n"
         "    - {type: transition, out: 4}\n"
         "    - {type: concat, from: [transition1, transition1]}\n"
@@ -593,7 +644,7 @@ static void test_round_trip(void)
         "    - {type: gap, from: side}\n"
         "    - {type: add, from: [g, gap2]}\n"
         "    - {type: dropout, p: 0.3}\n"
-        "    - {type: gap}\n"
+        "    - {type: flatten}\n"
         "    - {type: dense, out: 7, bias: false, name: hidden}\n"
         "    - {type: dense, out: labels}\n"
         "train:\n"
@@ -610,6 +661,10 @@ static void test_round_trip(void)
     CHECK(cfg.data.n_labels == 6 && strcmp(cfg.data.labels[2], "tab\there") == 0);
     CHECK_NEAR(cfg.data.test, 0.1, 1e-12);
     CHECK(strcmp(cfg.model.layers[0].name, "stem") == 0 && cfg.model.layers[0].bias == 0);
+    /* A bottleneck's width is out / 4 unless given. */
+    CHECK(cfg.model.layers[6].type == TH_LAYER_BOTTLENECK && cfg.model.layers[6].width == 3);
+    CHECK(cfg.model.layers[7].width == 5);
+    CHECK(th_model_spec_check(&cfg.model, cfg.data.n_labels, &err) == 0);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.125f);
     check_round_trip(__LINE__, &cfg);
 
@@ -622,6 +677,13 @@ static void test_round_trip(void)
     char *text = th_config_to_yaml(&cfg);
     CHECK(text && strstr(text, "    - {type: conv, out: 4, k: 3, stride: 1, pad: 1, bias: true}\n"));
     CHECK(text && strstr(text, "    - {type: dense, out: labels, bias: true}\n"));
+    free(text);
+    CHECK(load(&cfg, "data: {path: d.h5}\nmodel:\n  input: [1, 16, 16]\n  layers:\n"
+                     "    - {type: bottleneck, out: 16, stride: 2}\n    - {type: flatten}\n"
+                     "    - {type: dense, out: labels}\n", &err) == 0);
+    text = th_config_to_yaml(&cfg);
+    CHECK(text && strstr(text, "    - {type: bottleneck, out: 16, width: 4, stride: 2, momentum: 0.1, eps: 1.0e-05}\n"));
+    CHECK(text && strstr(text, "    - {type: flatten}\n"));
     CHECK(text && strstr(text, "    eps: 1.0e-08\n"));
     CHECK(text && strstr(text, "    lr: 0.01\n"));
     CHECK(text && strstr(text, "  split: {train: 0.7, val: 0.15, test: 0.15}\n"));

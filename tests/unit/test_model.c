@@ -86,6 +86,30 @@ static th_model_spec graph_spec(void)
     return s;
 }
 
+/* Bottleneck blocks and a flatten + dense head:
+ *   stem conv 4 (1x12x12 -> 4x12x12) -> 2x2 max-pool (4x6x6)
+ *   -> bottleneck "layer1.0" out 8, stride 2 (width 2; 8x3x3, 1x1/2 conv shortcut)
+ *   -> bottleneck "layer1.1" out 8, width 3 (identity shortcut; 8x3x3)
+ *   -> flatten (72) -> dense 5 -> relu -> dense labels. */
+static th_model_spec bottleneck_spec(void)
+{
+    th_model_spec s = {.c = C, .h = H, .w = W};
+    th_layer_spec *l = s.layers;
+    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers] = layer(TH_LAYER_BOTTLENECK, 8, 0, 2, 0);
+    l[s.n_layers].width = 2;
+    strcpy(l[s.n_layers++].name, "layer1.0");
+    l[s.n_layers] = layer(TH_LAYER_BOTTLENECK, 8, 0, 1, 0);
+    l[s.n_layers].width = 3;
+    strcpy(l[s.n_layers++].name, "layer1.1");
+    l[s.n_layers++] = layer(TH_LAYER_FLATTEN, 0, 0, 0, 0);
+    l[s.n_layers++] = layer(TH_LAYER_DENSE, 5, 0, 0, 0);
+    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    return s;
+}
+
 /* Backward against central differences on a spread of every trainable
  * tensor, and (with input_too) the gradient of the image, in training mode
  * or (train 0) evaluation mode. At most a tenth of the points (bad_tenths)
@@ -195,6 +219,9 @@ static void test_gradients(void)
     th_model_spec full = full_spec(0.25f), graph = graph_spec();
     check_gradients(&full, 1, 0, 0);
     check_gradients(&graph, 0, 1, 1);
+    /* Bottlenecks and flatten in evaluation mode, as the graph. */
+    th_model_spec bottleneck = bottleneck_spec();
+    check_gradients(&bottleneck, 0, 1, 1);
     loss_train = 1;
 }
 
@@ -227,6 +254,102 @@ static void test_graph_structure(void)
     CHECK(m.layers[2].n_in == 2 && m.layers[2].in[1] == -1);            /* concat reads the image */
     CHECK(m.layers[2].out_c == 5);
     th_model_free(&m);
+}
+
+/* Bottleneck blocks named and shaped as torchvision's Bottleneck (the
+ * stride in conv2), flatten's output the map's values in a row. */
+static void test_bottleneck_structure(void)
+{
+    th_model_spec spec = bottleneck_spec();
+    th_model m;
+    th_err err;
+    if (!CHECK(th_model_create(&m, &spec, L, N, &err) == 0)) {
+        fprintf(stderr, "    %s\n", err.msg);
+        return;
+    }
+    const struct {
+        const char *name;
+        int shape[4];
+    } want[] = {{"layer1.0.conv1.weight", {2, 4, 1, 1}},  {"layer1.0.conv2.weight", {2, 2, 3, 3}},
+                {"layer1.0.conv3.weight", {8, 2, 1, 1}},  {"layer1.0.bn3.running_var", {8}},
+                {"layer1.0.downsample.0.weight", {8, 4, 1, 1}}, {"layer1.0.downsample.1.bias", {8}},
+                {"layer1.1.conv1.weight", {3, 8, 1, 1}},  {"layer1.1.conv3.weight", {8, 3, 1, 1}},
+                {"fc1.weight", {5, 72}}};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        int t = th_model_find_tensor(&m, want[k].name);
+        if (!CHECK(t >= 0)) {
+            fprintf(stderr, "    no tensor %s\n", want[k].name);
+            continue;
+        }
+        for (int d = 0; d < m.tensors[t].ndim; d++)
+            if (!CHECK(m.tensors[t].shape[d] == want[k].shape[d]))
+                fprintf(stderr, "    %s: dimension %d is %d\n", want[k].name, d, m.tensors[t].shape[d]);
+    }
+    CHECK(th_model_find_tensor(&m, "layer1.1.downsample.0.weight") < 0); /* identity shortcut */
+    int conv1 = -1, conv2 = -1, add = -1, flat = -1;
+    for (int i = 0; i < m.n_layers; i++) {
+        if (!strcmp(m.layers[i].name, "layer1.0.conv1")) conv1 = i;
+        if (!strcmp(m.layers[i].name, "layer1.0.conv2")) conv2 = i;
+        if (!strcmp(m.layers[i].name, "layer1.1.add")) add = i;
+        if (!strcmp(m.layers[i].name, "flatten")) flat = i;
+    }
+    /* v1.5: conv1 keeps the 6x6 map, conv2 halves it. */
+    CHECK(conv1 > 0 && m.layers[conv1].out_h == 6 && conv2 > 0 && m.layers[conv2].out_h == 3);
+    /* The identity block's sum reads bn3 and the block before it, whose
+     * last layer (its ReLU) carries its name. */
+    CHECK(add > 0 && m.layers[add].n_in == 2 && !strcmp(m.layers[m.layers[add].in[0]].name, "layer1.1.bn3") &&
+          !strcmp(m.layers[m.layers[add].in[1]].name, "layer1.0"));
+    CHECK(add > 0 && m.layers[add + 1].spec.type == TH_LAYER_RELU && !strcmp(m.layers[add + 1].name, "layer1.1"));
+    CHECK(flat > 0 && m.layers[flat].out_c == 72 && m.layers[flat].out_h == 1 && m.layers[flat].out_w == 1);
+    /* Flatten keeps every value in place: [C,H,W] row-major, torch.flatten's order. */
+    float x[N * C * H * W];
+    th_test_fill(x, sizeof x / sizeof x[0], -1, 1, 5);
+    th_model_init_params(&m, 4);
+    th_model_forward(&m, x, N, 0);
+    CHECK(flat > 0 && memcmp(m.layers[flat].y, m.layers[flat - 1].y, sizeof(float) * N * 72) == 0);
+    th_model_free(&m);
+
+    /* Errors name the block and its layer, and a dense head on a map asks
+     * for gap or flatten, with the map's shape. */
+    spec = bottleneck_spec();
+    spec.layers[2].width = 0;
+    spec.layers[2].line = 9;
+    CHECK(th_model_spec_check(&spec, L, &err) == -1 &&
+          strstr(err.msg, "model.layers[2] (bottleneck layer1.0, line 9): out and width must be > 0"));
+    spec = bottleneck_spec();
+    spec.layers[4] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    CHECK(th_model_spec_check(&spec, L, &err) == -1 &&
+          strstr(err.msg, "model.layers[5] (dense): needs a flat input (put a gap or flatten layer before it), "
+                          "got 8x3x3"));
+}
+
+/* Weights of a flatten + dense head made for one input size, started from
+ * at another: the error names the tensor, both shapes and the flatten. */
+static void test_flatten_init(void)
+{
+    char dir[] = "/tmp/thorax-test-flat-XXXXXX", path[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/w.h5", dir);
+    th_model a, b;
+    th_err err;
+    th_model_spec spec = bottleneck_spec(), big = bottleneck_spec();
+    big.h = big.w = 16; /* flatten: 8x4x4 = 128 inputs, not 8x3x3 = 72 */
+    CHECK(th_model_create(&a, &spec, L, 1, &err) == 0 && th_model_create(&b, &big, L, 1, &err) == 0);
+    th_optim_config oc = {.type = TH_OPTIM_SGD, .lr = 0.1f};
+    th_optim o;
+    th_train_state st = {0};
+    CHECK(th_optim_init(&o, &oc, a.n_params, &err) == 0);
+    CHECK(th_checkpoint_save(path, &a, &o, &st, "name: x\n", &err) == 0);
+    th_init_report r;
+    CHECK(th_checkpoint_init_params(path, &b, &r, &err) == -1);
+    if (!CHECK(strstr(err.msg, "fc1.weight has shape [5, 72] in the file, [5, 128] in the model (layer flatten "
+                               "turns 8x4x4 maps into 128 inputs") != NULL))
+        fprintf(stderr, "    %s\n", err.msg);
+    unlink(path);
+    rmdir(dir);
+    th_optim_free(&o);
+    th_model_free(&a);
+    th_model_free(&b);
 }
 
 /* What a graph may not be, each error naming the entry and its problem. */
@@ -447,6 +570,8 @@ int main(void)
 {
     test_gradients();
     test_graph_structure();
+    test_bottleneck_structure();
+    test_flatten_init();
     test_graph_errors();
     test_fusion();
     test_names_and_layout();

@@ -163,6 +163,8 @@ void th_workspace_serial_blas(void);
 /* Whether this CPU runs the bf16 GEMMs (runtime.precision: bf16): it needs
  * AVX512_BF16. Without it there is no bf16 path at all, never a slow one. */
 int th_nn_bf16_supported(void);
+/* This CPU's vector units in a few words, for messages ("AVX-512 without BF16"). */
+const char *th_nn_cpu_simd(void);
 
 typedef struct th_node {
     th_layer_spec spec;     /* a primitive type; spec.name is the final, unique name */

@@ -24,6 +24,18 @@ int th_nn_bf16_supported(void)
 #endif
 }
 
+const char *th_nn_cpu_simd(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512bf16")) return "AVX-512 with BF16";
+    if (__builtin_cpu_supports("avx512f")) return "AVX-512 without BF16";
+    if (__builtin_cpu_supports("avx2")) return "AVX2, no AVX-512";
+    return "neither AVX2 nor AVX-512";
+#else
+    return "no x86-64 vector extensions";
+#endif
+}
+
 /* Round to nearest even on the bit pattern (NaN stays NaN: its quiet bit is
  * in the kept half). */
 static th_bf16 bf16_of(float f)

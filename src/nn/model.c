@@ -135,7 +135,7 @@ static size_t workspace_floats(const th_model *m)
 int th_model_set_precision(th_model *m, th_precision p, th_err *err)
 {
     if (p == TH_PRECISION_BF16 && !th_nn_bf16_supported())
-        return th_errf(err, "model: bf16 GEMMs need a CPU with AVX512_BF16");
+        return th_errf(err, "bf16 needs a CPU with AVX512_BF16 (this one has %s)", th_nn_cpu_simd());
     const th_precision was = m->precision;
     m->precision = p;
     size_t need = workspace_floats(m);

@@ -9,6 +9,8 @@ packages=(
   openmpi-bin libopenmpi-dev        # MPI runtime and headers
   libhdf5-openmpi-dev hdf5-tools    # parallel HDF5 (MPI-IO) and h5dump
   libopenblas-dev                   # the GEMM behind every convolution
+  libdnnl-dev                       # oneDNN: the bf16 GEMM (runtime.precision: bf16)
+  libxsmm-dev                       # tools/bench/gemm_bench's libxsmm column
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out
   libcairo2-dev fonts-dejavu-core   # plots (roc.png, curves.png) and their text

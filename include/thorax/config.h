@@ -106,6 +106,7 @@ typedef struct th_config {
         char out_dir[TH_PATH_MAX];
         int threads_per_rank;
         float allreduce_bucket_mb; /* gradient buckets overlapping backward; 0 = one allreduce after */
+        th_precision precision;    /* the conv and dense GEMMs': fp32, or bf16 (needs AVX512_BF16) */
     } runtime;
     char source[TH_PATH_MAX];   /* the file it came from, for messages */
     /* Where the keys were written that only the network can check

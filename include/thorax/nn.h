@@ -160,6 +160,12 @@ typedef struct th_workspace {
  * would oversubscribe the cores. Call once, before the first kernel. */
 void th_workspace_serial_blas(void);
 
+/* Whether this CPU runs the bf16 GEMMs (runtime.precision: bf16): it needs
+ * AVX512_BF16. Without it there is no bf16 path at all, never a slow one. */
+int th_nn_bf16_supported(void);
+/* This CPU's vector units in a few words, for messages ("AVX-512 without BF16"). */
+const char *th_nn_cpu_simd(void);
+
 typedef struct th_node {
     th_layer_spec spec;     /* a primitive type; spec.name is the final, unique name */
     int in[TH_MAX_FROM];    /* the nodes it reads, in order; -1 = the input image */
@@ -254,6 +260,7 @@ typedef struct th_model {
     size_t act_bytes;           /* its size: the activations' memory for max_batch images */
     th_rng rng;                 /* dropout masks */
     int last_train;             /* mode of the last th_model_forward, which backward follows */
+    th_precision precision;     /* the conv and dense GEMMs' (th_model_set_precision) */
     th_grads_ready_fn on_grads; /* NULL: nobody listens (th_model_set_grads_hook) */
     void *on_grads_ctx;
 } th_model;
@@ -265,6 +272,14 @@ void th_model_free(th_model *m);
  * each taking a block of the batch's images. Not for the hot path: sizes
  * the per-thread scratch. */
 int th_model_set_threads(th_model *m, int threads, th_err *err);
+
+/* The convolutions' and dense layers' GEMMs in fp32 (after
+ * th_model_create) or with bf16 inputs and fp32 accumulation (see
+ * th_precision, thorax/spec.h); every other computation, the parameters,
+ * their gradients and checkpoints stay fp32. bf16 needs a CPU with
+ * AVX512_BF16 (th_nn_bf16_supported), or it is an error. Not for the hot
+ * path: resizes the per-thread scratch for the bf16 copies. */
+int th_model_set_precision(th_model *m, th_precision p, th_err *err);
 
 /* Keeps layer's own output readable in m->layers[layer].y after a forward,
  * for a caller that reads it (Grad-CAM on a convolution): by default a

@@ -89,9 +89,17 @@ typedef struct th_optim_config {
     float eps;           /* Adam */
 } th_optim_config;
 
-/* The config's spellings of the loss and optimiser types, in enum order,
- * NULL-terminated: train.loss and train.optimizer.type. */
+/* The arithmetic of the convolutions' and dense layers' GEMMs
+ * (runtime.precision): fp32 throughout, or bf16 inputs (activations,
+ * columns and weights rounded to bfloat16) with fp32 accumulation and
+ * output. Parameters, optimiser state, batch-norm and loss stay fp32. */
+typedef enum th_precision { TH_PRECISION_FP32, TH_PRECISION_BF16 } th_precision;
+
+/* The config's spellings of the loss and optimiser types and of the
+ * precision, in enum order, NULL-terminated: train.loss,
+ * train.optimizer.type and runtime.precision. */
 extern const char *const th_loss_names[];
 extern const char *const th_optim_names[];
+extern const char *const th_precision_names[];
 
 #endif

@@ -32,7 +32,7 @@ static void bench_usage(FILE *f)
             "\n"
             "Prints a per-layer table (ms per batch and GFLOP/s, per rank), and last one line\n"
             "per mode:\n"
-            "  RESULT mode=train ranks=2 threads_per_rank=1 batch=32 size=256 img_per_s=...\n"
+            "  RESULT mode=train ranks=2 threads_per_rank=1 precision=fp32 batch=32 size=256 img_per_s=...\n"
             "         gflop_per_s=... allreduce_share=... peak_mb=... act_mb=... openblas_coretype=...\n"
             "         step_ms=... ...\n"
             "img_per_s counts the images of all ranks (ranks x batch per step); batch is per\n"
@@ -81,9 +81,10 @@ static void print_rate(double gflop, double ms)
 /* The per-layer table: each layer alone on one rank's batch, and the sum
  * beside the measured training step, whose remainder is the loss, the
  * allreduces and the optimiser. */
-static void print_layers(const th_bench_result *r)
+static void print_layers(const th_bench_result *r, const char *precision)
 {
-    printf("\nper layer, one rank's batch of %d (median ms, slowest rank; GFLOP/s of that rank):\n", r->batch);
+    printf("\nper layer, one rank's batch of %d, precision=%s (median ms, slowest rank; GFLOP/s of that rank):\n",
+           r->batch, precision);
     printf("%-10s %-14s %9s %9s  %11s  %11s\n", "layer", "output", "fwd ms", "bwd ms", "fwd GFLOP/s",
            "bwd GFLOP/s");
     double fwd = 0, bwd = 0, gf = 0, gb = 0;
@@ -114,18 +115,19 @@ static void print_layers(const th_bench_result *r)
            r->layers_other_cpu > 0.25 ? ": its times are inflated" : "");
 }
 
-static void print_result(const th_bench_result *r, th_bench_mode mode, int threads, const th_bench_opts *o)
+static void print_result(const th_bench_result *r, th_bench_mode mode, int threads, const char *precision,
+                         const th_bench_opts *o)
 {
     const th_bench_figures *f = mode == TH_BENCH_TRAIN ? &r->train : &r->infer;
     const char *coretype = getenv("OPENBLAS_CORETYPE");
     char size[32];
     if (r->h == r->w) snprintf(size, sizeof size, "%d", r->h);
     else snprintf(size, sizeof size, "%dx%d", r->h, r->w);
-    printf("RESULT mode=%s ranks=%d threads_per_rank=%d batch=%d size=%s img_per_s=%.2f gflop_per_s=%.2f "
+    printf("RESULT mode=%s ranks=%d threads_per_rank=%d precision=%s batch=%d size=%s img_per_s=%.2f gflop_per_s=%.2f "
            "allreduce_share=%.4f peak_mb=%.1f act_mb=%.1f openblas_coretype=%s step_ms=%.2f step_ms_min=%.2f step_ms_max=%.2f "
            "allreduce_ms=%.2f gflop_per_img=%.4f labels=%d steps=%d warmup=%d cpus_per_rank=%d other_cpu=%.2f "
            "openblas_core=%s\n",
-           mode_name(mode), r->ranks, threads, r->batch, size, f->img_per_s, f->gflop_per_s, f->allreduce_share,
+           mode_name(mode), r->ranks, threads, precision, r->batch, size, f->img_per_s, f->gflop_per_s, f->allreduce_share,
            r->peak_mb, r->act_mb, coretype && *coretype ? coretype : "unset", f->step_ms, f->step_ms_min, f->step_ms_max,
            f->allreduce_ms, f->gflop_per_img, r->n_labels, o->steps, o->warmup, r->cpus_per_rank, f->other_cpu,
            openblas_get_corename());
@@ -238,6 +240,7 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     int threads = cfg->runtime.threads_per_rank;
+    const char *precision = th_precision_names[cfg->runtime.precision];
 
     if (th_bench_run(cfg, &opts, th_comm_world(), res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
@@ -258,7 +261,7 @@ int cmd_bench(int argc, char **argv)
             cli_error("bench: warning: %d threads per rank, but a rank may run on %d CPU%s only; give "
                       "each rank its cores, e.g. mpirun --map-by slot:PE=%d",
                       threads, res->cpus_per_rank, res->cpus_per_rank == 1 ? "" : "s", threads);
-        if (res->n_layers) print_layers(res);
+        if (res->n_layers) print_layers(res, precision);
         printf("\n");
         for (int m = TH_BENCH_TRAIN; m <= TH_BENCH_INFER; m <<= 1) {
             const th_bench_figures *f = m == TH_BENCH_TRAIN ? &res->train : &res->infer;
@@ -270,7 +273,7 @@ int cmd_bench(int argc, char **argv)
             printf("\n");
         }
         for (int m = TH_BENCH_TRAIN; m <= TH_BENCH_INFER; m <<= 1)
-            if ((m == TH_BENCH_TRAIN ? &res->train : &res->infer)->measured) print_result(res, m, threads, &opts);
+            if ((m == TH_BENCH_TRAIN ? &res->train : &res->infer)->measured) print_result(res, m, threads, precision, &opts);
         fflush(stdout);
     }
 done:

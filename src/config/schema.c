@@ -24,7 +24,8 @@ static const char *const cam_method_names[] = {"cam", "gradcam", NULL};
 /* KEY_ENUM keeps an enum through an int. */
 _Static_assert(sizeof(th_normalize) == sizeof(int) && sizeof(th_on_leak) == sizeof(int) &&
                    sizeof(th_cache) == sizeof(int) && sizeof(th_schedule_type) == sizeof(int) &&
-                   sizeof(th_loss_type) == sizeof(int) && sizeof(th_optim_type) == sizeof(int),
+                   sizeof(th_loss_type) == sizeof(int) && sizeof(th_optim_type) == sizeof(int) &&
+                   sizeof(th_precision) == sizeof(int),
                "enums are int-sized");
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -295,6 +296,9 @@ static const key_def runtime_keys[] = {
     {"threads_per_rank", KEY_INT, 0, AT(runtime.threads_per_rank), .lo = 1, .hi = INT_MAX, .def = 1},
     {"allreduce_bucket_mb", KEY_FLOAT, 0, AT(runtime.allreduce_bucket_mb), .b = AT_LEAST(0),
      .def = DEFAULT_BUCKET_MB},
+    /* Whether this CPU can is for the model to say (th_model_set_precision):
+     * a config is checked where it is written, not only where it runs. */
+    {"precision", KEY_ENUM, 0, AT(runtime.precision), .names = th_precision_names, .def = TH_PRECISION_FP32},
 };
 static const key_table runtime_table = {"runtime", runtime_keys, N(runtime_keys), NULL};
 

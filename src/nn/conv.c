@@ -14,9 +14,9 @@
  */
 #include "conv.h"
 
-#include <cblas.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "pool.h"
 #include "simd.h"
 #ifdef _OPENMP
@@ -92,6 +92,7 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
     if (n < 1 || c < 1 || k < 1 || kh < 1 || kw < 1 || pad < 0) return -1;
     if (d->oh <= 0 || d->ow <= 0) return -1;
     d->block_rows = pick_block_rows(d);
+    d->precision = TH_PRECISION_FP32;
     return 0;
 }
 
@@ -115,105 +116,32 @@ static size_t gemm_scratch_floats(const th_conv_dims *d)
     return (is_pointwise(d) ? 0 : ckk * rows * d->ow) + (size_t)d->k * rows * d->ow + (size_t)d->ow / 2 + 1;
 }
 
+/* The bf16 path's scratch after it (th_bf16 elements): a block of columns
+ * [CKK, rows*OW], a block of the output gradient [K, rows*OW], and the
+ * weights [K, CKK] (slice 0's serve the whole team). */
+static size_t bf16_scratch_floats(const th_conv_dims *d)
+{
+    size_t ckk = (size_t)d->c * d->kh * d->kw, block = scratch_rows(d) * d->ow;
+    if (d->precision != TH_PRECISION_BF16 || is_direct(d)) return 0;
+    return th_bf16_floats(ckk * block + (size_t)d->k * block + (size_t)d->k * ckk);
+}
+
+static th_bf16 *bf16_cols(const th_conv_dims *d, float *col) { return (th_bf16 *)(col + gemm_scratch_floats(d)); }
+static th_bf16 *bf16_grad(const th_conv_dims *d, float *col)
+{
+    return bf16_cols(d, col) + (size_t)d->c * d->kh * d->kw * scratch_rows(d) * d->ow;
+}
+static th_bf16 *bf16_weights(const th_conv_dims *d, float *col)
+{
+    return bf16_grad(d, col) + (size_t)d->k * scratch_rows(d) * d->ow;
+}
+
 size_t th_conv_workspace_floats(const th_conv_dims *d)
 {
     size_t ckk = (size_t)d->c * d->kh * d->kw;
-    size_t scratch = is_direct(d) ? direct_scratch_floats(d) : gemm_scratch_floats(d);
+    size_t scratch = is_direct(d) ? direct_scratch_floats(d) : gemm_scratch_floats(d) + bf16_scratch_floats(d);
     /* + a thread's partial weight and bias gradient */
     return scratch + (size_t)d->k * ckk + d->k;
-}
-
-/* The output positions o in [*lo, *hi) whose input coordinate
- * o*stride - pad + kofs lies inside [0, in). Outside that range the kernel
- * tap reads padding, so im2col writes zeros there and col2im skips it; working
- * with ranges keeps the inner loops free of per-element bounds checks. */
-static void valid_range(int in, int out, int stride, int pad, int kofs, int *lo, int *hi)
-{
-    int first = pad - kofs;          /* o*stride must be >= first */
-    int last = in - 1 + pad - kofs;  /* o*stride must be <= last */
-    int l = first > 0 ? (first + stride - 1) / stride : 0;
-    int h = last < 0 ? 0 : last / stride + 1;
-    if (h > out) h = out;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-static int clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* Row r = (ci*KH + ki)*KW + kj of the column block holds, for every output
- * pixel (oy, ox) with oy0 <= oy < oy1, the input x[ci, oy*s - pad + ki,
- * ox*s - pad + kj]. */
-void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col)
-{
-    const int s = d->stride, ow = d->ow, rows = oy1 - oy0;
-    const size_t plane = (size_t)d->h * d->w, ld = (size_t)rows * ow;
-    for (int ci = 0; ci < d->c; ci++) {
-        const float *xc = x + ci * plane;
-        for (int ki = 0; ki < d->kh; ki++) {
-            int y_lo, y_hi;
-            valid_range(d->h, d->oh, s, d->pad, ki, &y_lo, &y_hi);
-            y_lo = clamp(y_lo, oy0, oy1);
-            y_hi = clamp(y_hi, y_lo, oy1);
-            for (int kj = 0; kj < d->kw; kj++) {
-                int x_lo, x_hi;
-                valid_range(d->w, ow, s, d->pad, kj, &x_lo, &x_hi);
-                int rows_hi = x_lo < x_hi ? y_hi : y_lo;  /* no column in range: all padding */
-                size_t r = ((size_t)ci * d->kh + ki) * d->kw + kj;
-                float *dst = col + r * ld - (size_t)oy0 * ow;  /* indexed by absolute oy */
-                int len = x_hi - x_lo;
-
-                memset(dst + (size_t)oy0 * ow, 0, (size_t)(y_lo - oy0) * ow * sizeof *dst);
-                for (int oy = y_lo; oy < rows_hi; oy++) {
-                    float *drow = dst + (size_t)oy * ow;
-                    const float *src = xc + (size_t)(oy * s - d->pad + ki) * d->w + (x_lo * s - d->pad + kj);
-                    memset(drow, 0, (size_t)x_lo * sizeof *drow);
-                    if (s == 1) {
-                        memcpy(drow + x_lo, src, (size_t)len * sizeof *drow);
-                    } else {
-                        for (int i = 0; i < len; i++) drow[x_lo + i] = src[(size_t)i * s];
-                    }
-                    memset(drow + x_hi, 0, (size_t)(ow - x_hi) * sizeof *drow);
-                }
-                memset(dst + (size_t)rows_hi * ow, 0, (size_t)(oy1 - rows_hi) * ow * sizeof *dst);
-            }
-        }
-    }
-}
-
-/* Same traversal as th_im2col with the copy reversed into an accumulation:
- * an input pixel covered by several receptive fields receives the sum. */
-void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, float *dx)
-{
-    const int s = d->stride, ow = d->ow;
-    const size_t plane = (size_t)d->h * d->w, ld = (size_t)(oy1 - oy0) * ow;
-    for (int ci = 0; ci < d->c; ci++) {
-        float *dxc = dx + ci * plane;
-        for (int ki = 0; ki < d->kh; ki++) {
-            int y_lo, y_hi;
-            valid_range(d->h, d->oh, s, d->pad, ki, &y_lo, &y_hi);
-            y_lo = clamp(y_lo, oy0, oy1);
-            y_hi = clamp(y_hi, y_lo, oy1);
-            for (int kj = 0; kj < d->kw; kj++) {
-                int x_lo, x_hi;
-                valid_range(d->w, ow, s, d->pad, kj, &x_lo, &x_hi);
-                if (x_lo == x_hi) continue;
-                size_t r = ((size_t)ci * d->kh + ki) * d->kw + kj;
-                const float *src = col + r * ld - (size_t)oy0 * ow;
-                int len = x_hi - x_lo;
-
-                for (int oy = y_lo; oy < y_hi; oy++) {
-                    const float *srow = src + (size_t)oy * ow + x_lo;
-                    float *drow = dxc + (size_t)(oy * s - d->pad + ki) * d->w + (x_lo * s - d->pad + kj);
-                    if (s == 1) {
-                        for (int i = 0; i < len; i++) drow[i] += srow[i];
-                    } else {
-                        for (int i = 0; i < len; i++) drow[(size_t)i * s] += srow[i];
-                    }
-                }
-            }
-        }
-    }
 }
 
 /* y[k, i] = max(y[k, i] + b[k], 0) (relu) or y[k, i] + b[k] over the columns
@@ -541,57 +469,58 @@ typedef struct conv_io {
     const int32_t *argmax;      /* backward */
     int relu;
     float *dx;
+    const void *gemm_w;         /* the GEMMs' weights: w, or (bf16) its copy wb */
+    th_bf16 *wb;                /* bf16: slice 0's copy of w [K, CKK], made by the team; else NULL */
 } conv_io;
 
 /* Output rows [oy0, oy1) of image n: out [K, (oy1-oy0)*OW] (row stride ldo)
  * = w * columns, then bias and ReLU. */
-static void gemm_forward_block(const th_conv_dims *d, const float *xn, const float *w, const float *b, int relu,
+static void gemm_forward_block(const th_conv_dims *d, const float *xn, const void *w, const float *b, int relu,
                                int oy0, int oy1, float *out, size_t ldo, float *col)
 {
     const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
     const int ckk = d->c * d->kh * d->kw;
     const float *cols = col;
-    size_t ldc = cp;
+    int ldc = (int)cp;
     if (is_pointwise(d)) {
-        cols = xn + c0, ldc = p;
+        cols = xn + c0, ldc = (int)p;
     } else {
         th_im2col(d, xn, oy0, oy1, col);
     }
+    const void *b_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
     /* out [K, cp] = w [K, CKK] * cols [CKK, cp] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->k, (int)cp, ckk, 1.0f, w, ckk, cols, (int)ldc, 0.0f,
-                out, (int)ldo);
+    th_gemm(d->precision, 0, 0, d->k, (int)cp, ckk, w, ckk, b_op, ldc, 0.0f, out, (int)ldo);
     bias_act(out, d->k, ldo, 0, cp, b, relu);
 }
 
 /* The gradients from output rows [oy0, oy1) of image n, whose gradient g is
  * [K, (oy1-oy0)*OW] with row stride ldg: dw += g * columns^T, and dxn (if
  * wanted, zeroed beforehand unless pointwise) += col2im(w^T * g). */
-static void gemm_backward_block(const th_conv_dims *d, const float *xn, const float *w, const float *g, size_t ldg,
+static void gemm_backward_block(const th_conv_dims *d, const float *xn, const void *w, const float *g, size_t ldg,
                                 int oy0, int oy1, float *dxn, float *dw, float *col)
 {
     const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
     const int ckk = d->c * d->kh * d->kw, pointwise = is_pointwise(d);
     const float *cols = col;
-    size_t ldc = cp;
+    int ldc = (int)cp, ldg_op = (int)ldg;
+    const void *g_op = th_gemm_operand(d->precision, g, &ldg_op, d->k, (int)cp, bf16_grad(d, col));
     if (dw) {
         if (pointwise) {
-            cols = xn + c0, ldc = p;
+            cols = xn + c0, ldc = (int)p;
         } else {
             th_im2col(d, xn, oy0, oy1, col);
         }
+        const void *c_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
         /* dw [K, CKK] += g [K, cp] * cols^T [cp, CKK] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->k, ckk, (int)cp, 1.0f, g, (int)ldg, cols, (int)ldc,
-                    1.0f, dw, ckk);
+        th_gemm(d->precision, 0, 1, d->k, ckk, (int)cp, g_op, ldg_op, c_op, ldc, 1.0f, dw, ckk);
     }
     if (!dxn) return;
     if (pointwise) {
         /* dxn[:, c0:] [C, cp] = w^T [C, K] * g [K, cp] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, g, (int)ldg, 0.0f,
-                    dxn + c0, (int)p);
+        th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg_op, 0.0f, dxn + c0, (int)p);
     } else {
         /* col [CKK, cp] = w^T [CKK, K] * g [K, cp]: col has served dw. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)cp, d->k, 1.0f, w, ckk, g, (int)ldg, 0.0f,
-                    col, (int)cp);
+        th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg_op, 0.0f, col, (int)cp);
         th_col2im(d, col, oy0, oy1, dxn);
     }
 }
@@ -602,7 +531,7 @@ static float *gemm_block_out(const th_conv_dims *d, float *col)
     return col + (is_pointwise(d) ? 0 : (size_t)d->c * d->kh * d->kw * scratch_rows(d) * d->ow);
 }
 
-static void gemm_forward(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *yn, int relu,
+static void gemm_forward(const th_conv_dims *d, const float *xn, const void *w, const float *b, float *yn, int relu,
                          float *col)
 {
     const size_t p = (size_t)d->oh * d->ow;
@@ -612,7 +541,7 @@ static void gemm_forward(const th_conv_dims *d, const float *xn, const float *w,
     }
 }
 
-static void gemm_backward(const th_conv_dims *d, const float *xn, const float *w, const float *dyn, float *dxn,
+static void gemm_backward(const th_conv_dims *d, const float *xn, const void *w, const float *dyn, float *dxn,
                           float *dw, float *col)
 {
     const size_t p = (size_t)d->oh * d->ow;
@@ -627,7 +556,7 @@ static void gemm_backward(const th_conv_dims *d, const float *xn, const float *w
  * output row pairs is computed into scratch and pooled there, into py
  * [K, OH/2, OW/2] and argmax. A last odd row, which no window covers, is not
  * computed. */
-static void gemm_forward_pool(const th_conv_dims *d, const float *xn, const float *w, const float *b, float *py,
+static void gemm_forward_pool(const th_conv_dims *d, const float *xn, const void *w, const float *b, float *py,
                               int32_t *argmax, float *col)
 {
     const int ow = d->ow, ph = d->oh / 2, rows = pool_block_rows(d);
@@ -640,7 +569,7 @@ static void gemm_forward_pool(const th_conv_dims *d, const float *xn, const floa
 }
 
 /* The backward of gemm_forward_pool from the pool's gradient. */
-static void gemm_backward_pool(const th_conv_dims *d, const float *xn, const float *w, const float *pdy,
+static void gemm_backward_pool(const th_conv_dims *d, const float *xn, const void *w, const float *pdy,
                                const float *py, const int32_t *argmax, float *dxn, float *dw, float *db, float *col)
 {
     const int ow = d->ow, ph = d->oh / 2, rows = pool_block_rows(d);
@@ -667,11 +596,11 @@ static void forward_images(const th_conv_dims *d, const conv_io *io, int first, 
         if (io->pool && is_direct(d))
             direct_forward_pool(d, xn, io->w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, &ds);
         else if (io->pool)
-            gemm_forward_pool(d, xn, io->w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, slice);
+            gemm_forward_pool(d, xn, io->gemm_w, io->b, io->py_out + n * pooled, io->argmax_out + n * pooled, slice);
         else if (is_direct(d))
             direct_forward(d, xn, io->w, io->b, io->y + n * kp, io->relu, &ds);
         else
-            gemm_forward(d, xn, io->w, io->b, io->y + n * kp, io->relu, slice);
+            gemm_forward(d, xn, io->gemm_w, io->b, io->y + n * kp, io->relu, slice);
     }
 }
 
@@ -691,7 +620,7 @@ static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw,
             const float *pdy = io->pdy + n * pooled, *py = io->py + n * pooled;
             const int32_t *am = io->argmax + n * pooled;
             if (is_direct(d)) direct_backward_pool(d, xn, io->w, pdy, py, am, dxn, dw, db, &ds);
-            else gemm_backward_pool(d, xn, io->w, pdy, py, am, dxn, dw, db, slice);
+            else gemm_backward_pool(d, xn, io->gemm_w, pdy, py, am, dxn, dw, db, slice);
             continue;
         }
         float *dyn = io->dy + n * kp;
@@ -707,7 +636,7 @@ static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw,
             db[k] += sum;
         }
         if (is_direct(d)) direct_backward(d, xn, io->w, dyn, dxn, dw, &ds);
-        else gemm_backward(d, xn, io->w, dyn, dxn, dw, slice);
+        else gemm_backward(d, xn, io->gemm_w, dyn, dxn, dw, slice);
     }
 }
 
@@ -720,12 +649,33 @@ static int thread_num(void)
 #endif
 }
 
+/* bf16: the team converts the weights into slice 0's copy, a share of
+ * filters each, before any thread's GEMM reads it. */
+static void convert_weights(const th_conv_dims *d, const conv_io *io, int threads, int t)
+{
+    if (!io->wb) return;
+    const size_t ckk = (size_t)d->c * d->kh * d->kw;
+    int k0, k1;
+    th_workspace_share(d->k, threads, t, &k0, &k1);
+    th_bf16_convert(io->wb + k0 * ckk, io->w + k0 * ckk, ckk, (size_t)(k1 - k0), ckk);
+#pragma omp barrier
+}
+
+/* Points io at the weights the GEMMs read. */
+static void gemm_weights(const th_conv_dims *d, conv_io *io, const th_workspace *ws)
+{
+    const int bf16 = d->precision == TH_PRECISION_BF16 && !is_direct(d);
+    io->wb = bf16 ? bf16_weights(d, th_workspace_slice(ws, 0)) : NULL;
+    io->gemm_w = bf16 ? (const void *)io->wb : (const void *)io->w;
+}
+
 static void forward_team(const th_conv_dims *d, const conv_io *io, const th_workspace *ws)
 {
     const int threads = ws->threads < d->n ? ws->threads : d->n;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = thread_num(), first, end;
+        convert_weights(d, io, threads, t);
         th_workspace_share(d->n, threads, t, &first, &end);
         forward_images(d, io, first, end, th_workspace_slice(ws, t));
     }
@@ -743,6 +693,7 @@ static void backward_team(const th_conv_dims *d, const conv_io *io, float *dw, f
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         int t = thread_num(), first, end;
+        convert_weights(d, io, threads, t);
         th_workspace_share(d->n, threads, t, &first, &end);
         float *slice = th_workspace_slice(ws, t);
         float *my_dw = !dw ? NULL : t == 0 ? dw : slice + col_floats;
@@ -768,6 +719,7 @@ void th_conv_forward(const th_conv_dims *d, const float *x, const float *w, cons
                      float *y, int relu, const th_workspace *ws)
 {
     conv_io io = {.x = x, .w = w, .b = b, .y = y, .relu = relu};
+    gemm_weights(d, &io, ws);
     forward_team(d, &io, ws);
 }
 
@@ -775,6 +727,7 @@ void th_conv_backward(const th_conv_dims *d, const float *x, const float *w, flo
                       float *dx, float *dw, float *db, const th_workspace *ws)
 {
     conv_io io = {.x = x, .w = w, .dy = dy, .relu_y = relu_y, .dx = dx};
+    gemm_weights(d, &io, ws);
     backward_team(d, &io, dw, db, ws);
 }
 
@@ -782,6 +735,7 @@ void th_conv_forward_pool(const th_conv_dims *d, const float *x, const float *w,
                           int32_t *argmax, const th_workspace *ws)
 {
     conv_io io = {.x = x, .w = w, .b = b, .pool = 1, .py_out = py, .argmax_out = argmax, .relu = 1};
+    gemm_weights(d, &io, ws);
     forward_team(d, &io, ws);
 }
 
@@ -790,5 +744,6 @@ void th_conv_backward_pool(const th_conv_dims *d, const float *x, const float *w
                            const th_workspace *ws)
 {
     conv_io io = {.x = x, .w = w, .pool = 1, .pdy = pdy, .py = py, .argmax = argmax, .dx = dx};
+    gemm_weights(d, &io, ws);
     backward_team(d, &io, dw, db, ws);
 }

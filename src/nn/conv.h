@@ -20,6 +20,10 @@
  * the core's cache), and its own partial weight gradient. A 1x1 convolution
  * with stride 1 and no padding needs no columns: col(x[n]) is x[n] itself.
  *
+ * With precision bf16 the GEMMs read bf16 copies of the columns, of dy and
+ * of w (made in the workspace, w once per call by the whole team) and sum in
+ * fp32 (src/nn/gemm.h); everything else is as in fp32.
+ *
  * The results depend on the number of threads only through the order in
  * which the threads' partial weight gradients are added (fixed for a given
  * number), so a run is bit-reproducible for a given threads_per_rank.
@@ -40,6 +44,8 @@ typedef struct th_conv_dims {
     int oh, ow;     /* output height, width: set by th_conv_dims_init */
     int block_rows; /* output rows per block of columns: th_conv_dims_init picks
                      * it for the cache; any value in [1, oh] gives the same result */
+    th_precision precision; /* the im2col GEMMs' (fp32 from th_conv_dims_init); the
+                             * direct path for few taps is fp32 either way */
 } th_conv_dims;
 
 /* Output length of one spatial axis; <= 0 when the kernel does not fit. */

@@ -105,9 +105,46 @@ static void *alloc_floats(size_t n, int *failed)
     return p;
 }
 
-static void conv_dims(const th_layer *L, int n, th_conv_dims *d)
+static void conv_dims(const th_model *m, const th_layer *L, int n, th_conv_dims *d)
 {
     th_conv_dims_init(d, n, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.k, L->spec.stride, L->spec.pad);
+    d->precision = m->precision;
+}
+
+/* Per-thread scratch the largest layer needs in the model's precision: a
+ * convolution's (per thread), or a dense layer's bf16 copies for max_batch
+ * images (it runs on thread 0's slice). */
+static size_t workspace_floats(const th_model *m)
+{
+    size_t most = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const th_layer *L = &m->layers[i];
+        size_t need = 0;
+        if (L->spec.type == TH_LAYER_CONV) {
+            th_conv_dims d;
+            conv_dims(m, L, m->max_batch, &d);
+            need = th_conv_workspace_floats(&d);
+        } else if (L->spec.type == TH_LAYER_DENSE) {
+            need = th_dense_scratch_floats(m->max_batch, L->in_c, L->out_c, m->precision);
+        }
+        if (need > most) most = need;
+    }
+    return most;
+}
+
+int th_model_set_precision(th_model *m, th_precision p, th_err *err)
+{
+    if (p == TH_PRECISION_BF16 && !th_nn_bf16_supported())
+        return th_errf(err, "bf16 needs a CPU with AVX512_BF16 (this one has %s)", th_nn_cpu_simd());
+    const th_precision was = m->precision;
+    m->precision = p;
+    size_t need = workspace_floats(m);
+    if (th_workspace_reserve(&m->ws, m->ws.threads, need, err)) {
+        m->precision = was;
+        return th_err_prefix(err, "model: precision %s: ", th_precision_names[p]);
+    }
+    m->ws_floats = need;
+    return 0;
 }
 
 int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int max_batch, th_err *err)
@@ -158,14 +195,12 @@ int th_model_create(th_model *m, const th_model_spec *spec, int n_labels, int ma
     for (int i = 0; i < m->n_layers; i++) {
         th_layer *L = &m->layers[i];
         if (L->spec.type == TH_LAYER_CONV) {
-            th_conv_dims d;
-            conv_dims(L, max_batch, &d);
-            if (th_conv_workspace_floats(&d) > m->ws_floats) m->ws_floats = th_conv_workspace_floats(&d);
             L->flops = 2.0 * L->out_c * L->in_c * L->spec.k * L->spec.k * L->out_h * L->out_w;
         } else if (L->spec.type == TH_LAYER_DENSE) {
             L->flops = 2.0 * L->out_c * L->in_c;
         }
     }
+    m->ws_floats = workspace_floats(m);
     int failed = th_model_new_arena(m, err);
     if (!failed) {
         m->params = alloc_floats(m->n_params, &failed);
@@ -338,7 +373,7 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
     switch (L->spec.type) {
     case TH_LAYER_CONV: {
         th_conv_dims d;
-        conv_dims(L, n, &d);
+        conv_dims(m, L, n, &d);
         if (L->fused & TH_FUSED_POOL) {
             th_layer *P = &m->layers[i + 2];
             th_conv_forward_pool(&d, in, w, b, P->y, P->argmax, &m->ws);
@@ -365,7 +400,9 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
             th_batchnorm_forward_eval(m->ws.threads, n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, L->y);
         break;
     }
-    case TH_LAYER_DENSE: th_dense_forward(n, L->in_c, L->out_c, in, w, b, L->y); break;
+    case TH_LAYER_DENSE:
+        th_dense_forward_p(m->precision, n, L->in_c, L->out_c, in, w, b, L->y, th_workspace_slice(&m->ws, 0));
+        break;
     case TH_LAYER_DROPOUT:
         if (train) th_dropout_forward(count, L->spec.p, &m->rng, in, L->y, L->mask);
         else memcpy(L->y, in, count * sizeof(float));
@@ -400,7 +437,7 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
     switch (L->spec.type) {
     case TH_LAYER_CONV: {
         th_conv_dims d;
-        conv_dims(L, n, &d);
+        conv_dims(m, L, n, &d);
         if (L->fused & TH_FUSED_POOL) {
             th_layer *P = &m->layers[i + 2];
             th_conv_backward_pool(&d, in, w, dy, P->y, P->argmax, dx, dw, db, &m->ws);
@@ -409,7 +446,9 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         }
         break;
     }
-    case TH_LAYER_DENSE: th_dense_backward(n, L->in_c, L->out_c, in, w, dy, dx, dw, db); break;
+    case TH_LAYER_DENSE:
+        th_dense_backward_p(m->precision, n, L->in_c, L->out_c, in, w, dy, dx, dw, db, th_workspace_slice(&m->ws, 0));
+        break;
     case TH_LAYER_BATCHNORM:
         /* Batch-norm needs a dx buffer for its own dgamma/dbeta pass even at
          * layer 0, so the caller always passes one; and its dx needs dgamma

@@ -17,6 +17,7 @@ static const char *const layer_type_names[TH_LAYER_TYPE_COUNT] = {
 const char *const th_loss_names[] = {
     [TH_LOSS_WEIGHTED_BCE] = "weighted_bce", [TH_LOSS_BCE] = "bce", [TH_LOSS_SOFTMAX_CE] = "softmax_ce", NULL};
 const char *const th_optim_names[] = {[TH_OPTIM_SGD] = "sgd", [TH_OPTIM_ADAM] = "adam", NULL};
+const char *const th_precision_names[] = {[TH_PRECISION_FP32] = "fp32", [TH_PRECISION_BF16] = "bf16", NULL};
 
 const char *th_layer_type_name(th_layer_type t)
 {

@@ -147,6 +147,8 @@ static int setup(bench *b, th_err *err)
     int steps = b->opts->steps;
     int rc = th_model_create(&b->model, s, b->n_labels, b->batch, err);
     if (!rc) rc = th_model_set_threads(&b->model, cfg->runtime.threads_per_rank, err);
+    if (!rc && th_model_set_precision(&b->model, cfg->runtime.precision, err))
+        rc = th_err_prefix(err, "runtime.precision: ");
     if (!rc) rc = th_optim_init(&b->opt, &cfg->train.optimizer, b->model.n_params, err);
     if (!rc) {
         b->x = malloc(sizeof(float) * (size_t)b->batch * s->c * s->h * s->w);

@@ -259,6 +259,8 @@ static int alloc_step_buffers(run *r, th_err *err)
     if (r->batch < 1) r->batch = 1;
     int rc = th_model_create(&r->model, &r->cfg->model, L, r->batch, err);
     if (!rc) rc = th_model_set_threads(&r->model, r->cfg->runtime.threads_per_rank, err);
+    if (!rc && th_model_set_precision(&r->model, r->cfg->runtime.precision, err))
+        rc = th_err_prefix(err, "runtime.precision: ");
     if (!rc) rc = th_optim_init(&r->opt, &r->cfg->train.optimizer, r->model.n_params, err);
     if (!rc)
         rc = th_step_init(&r->step, r->comm, &r->model, &r->opt, r->cfg->train.loss, L, r->w_pos, r->w_neg, r->batch,

@@ -11,7 +11,7 @@ small=(--steps 3 --warmup 1 --set "model.input=[1,32,32]" --set train.batch_per_
 # check_result MODE LINE: every key of the RESULT contract, with sane values.
 check_result() {
   local mode=$1 line=$2
-  for key in mode ranks threads_per_rank batch size img_per_s gflop_per_s allreduce_share peak_mb act_mb \
+  for key in mode ranks threads_per_rank precision batch size img_per_s gflop_per_s allreduce_share peak_mb act_mb \
              openblas_coretype step_ms; do
     grep -q " $key=" <<<"$line" || fail "RESULT of $mode lacks $key: $line"
   done

@@ -312,6 +312,7 @@ static void test_errors(void)
     EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: -1}\n", "runtime.allreduce_bucket_mb: must be >= 0, got -1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: big}\n", "runtime.allreduce_bucket_mb: must be a number");
+    EXPECT_ERROR(MINI "runtime: {precision: fp16}\n", "runtime.precision");
     EXPECT_ERROR(MINI "seed: -1\n", "t.yaml:10: seed: must be >= 0, got -1");
     EXPECT_ERROR(MINI "train: [1, 2]\n", "t.yaml:10: train: must be a mapping of keys, got a list");
     EXPECT_ERROR("data: {path: d.h5, augment: {shift: 0.5}}\n" MODEL, "data.augment.shift: must be in [0, 0.5)");
@@ -667,6 +668,15 @@ static void test_round_trip(void)
     CHECK(th_model_spec_check(&cfg.model, cfg.data.n_labels, &err) == 0);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.125f);
     check_round_trip(__LINE__, &cfg);
+
+    /* runtime.precision: fp32 by default, bf16 read and written back. */
+    CHECK(cfg.runtime.precision == TH_PRECISION_FP32);
+    const char *bf16[] = {"runtime.precision=bf16"};
+    CHECK(load_sets(&cfg, all, bf16, 1, &err) == 0 && cfg.runtime.precision == TH_PRECISION_BF16);
+    check_round_trip(__LINE__, &cfg);
+    char *bf16_text = th_config_to_yaml(&cfg);
+    CHECK(bf16_text && strstr(bf16_text, "  precision: bf16\n"));
+    free(bf16_text);
 
     const char *predefined[] = {"data.split=predefined", "train.optimizer.eps=1.0e-10"};
     CHECK(load_sets(&cfg, all, predefined, 2, &err) == 0);

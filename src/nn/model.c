@@ -348,7 +348,8 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
         break;
     }
     case TH_LAYER_RELU:
-        /* A fused ReLU was applied by the convolution below it, in place. */
+        /* A fused ReLU was applied by the convolution (in place) or the
+         * batch-norm below it. */
         if (!L->fused) image_local_forward(m, L, in, n);
         break;
     case TH_LAYER_MAXPOOL:
@@ -358,7 +359,15 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
     case TH_LAYER_GAP: image_local_forward(m, L, in, n); break;
     case TH_LAYER_BATCHNORM: {
         float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
-        if (train)
+        if (L->fused & TH_FUSED_BNRELU) {
+            /* Straight into the ReLU's output: the batch-norm's is not kept. */
+            float *y = m->layers[i + 1].y;
+            if (train)
+                th_batchnorm_relu_forward_train(m->ws.threads, n, L->in_c, hw, in, w, b, y, L->mean, L->invstd, rm, rv,
+                                                L->spec.momentum, L->spec.eps);
+            else
+                th_batchnorm_relu_forward_eval(m->ws.threads, n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, y);
+        } else if (train)
             th_batchnorm_forward_train(m->ws.threads, n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
                                        L->spec.momentum, L->spec.eps);
         else
@@ -413,14 +422,24 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
          * layer 0, so the caller always passes one; and its dx needs dgamma
          * and dbeta, which a frozen layer puts aside. */
         if (!dw) dw = L->frozen_dstat, db = L->frozen_dstat + L->in_c;
-        if (m->last_train)
+        if (L->fused & TH_FUSED_BNRELU) {
+            /* dy is the gradient at the ReLU's output, whose mask the
+             * kernel applies from the ReLU's y. */
+            const float *ry = m->layers[i + 1].y;
+            if (m->last_train)
+                th_batchnorm_relu_backward(m->ws.threads, n, L->in_c, hw, dy, ry, in, w, L->mean, L->invstd, dx, dw, db);
+            else
+                th_batchnorm_relu_backward_eval(m->ws.threads, n, L->in_c, hw, dy, ry, in, w, m->buffers + L->rm_off,
+                                                m->buffers + L->rv_off, L->spec.eps, dx, dw, db);
+        } else if (m->last_train)
             th_batchnorm_backward(m->ws.threads, n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
         else
             th_batchnorm_backward_eval(m->ws.threads, n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off, m->buffers + L->rv_off,
                                        L->spec.eps, dx, dw, db);
         break;
     case TH_LAYER_RELU:
-        /* A fused ReLU's derivative is applied by the convolution below it. */
+        /* A fused ReLU's derivative is applied by the convolution or
+         * batch-norm below it. */
         if (dx && !L->fused) image_local_backward(m, L, dy, dx, n);
         break;
     case TH_LAYER_MAXPOOL:
@@ -546,11 +565,11 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
         float *dy = m->gsrc[i + 1];
-        if (L->fused && L->spec.type != TH_LAYER_CONV) {
-            /* The group's convolution takes dy (of the ReLU's or the pool's
-             * output) and does the rest in its own pass: the layers above it
-             * hand dy down as it is. Only a walk that stops inside the group
-             * needs the parts above the stop here. */
+        if (fused_tail(L)) {
+            /* The group's convolution (batch-norm) takes dy (of the ReLU's or
+             * the pool's output) and does the rest in its own pass: the
+             * layers above it hand dy down as it is. Only a walk that stops
+             * inside the group needs the parts above the stop here. */
             int pool_group = (L->fused & TH_FUSED_POOL) != 0, j = L->in[0];
             float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
             if (L->spec.type == TH_LAYER_MAXPOOL && stop >= i - 2) {

@@ -299,11 +299,13 @@ static const float *layer_input(const th_model *m, const th_layer *L, int k, con
     return L->in[k] >= 0 ? m->layers[L->in[k]].y : x;
 }
 
-/* add: y = the sum of the inputs; concat: each image's channels are its
- * inputs' channels, one input after the other. */
+/* add: y = the sum of the inputs, with a fused ReLU max(0, that) in the
+ * last input's pass; concat: each image's channels are its inputs'
+ * channels, one input after the other. */
 static void join_forward(th_model *m, th_layer *L, const float *x, int n)
 {
     const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const int relu = (L->fused & TH_FUSED_ADDRELU) != 0;
     const size_t out_sz = layer_out_size(L);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -317,6 +319,11 @@ static void join_forward(th_model *m, th_layer *L, const float *x, int n)
                 if (concat || k == 0) {
                     memcpy(y, src, sz * sizeof *y);
                     if (concat) y += sz;
+                } else if (relu && k == L->n_in - 1) {
+                    for (size_t e = 0; e < sz; e++) {
+                        float v = y[e] + src[e];
+                        y[e] = v > 0.0f ? v : 0.0f;
+                    }
                 } else {
                     for (size_t e = 0; e < sz; e++) y[e] += src[e];
                 }
@@ -455,8 +462,10 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         else memcpy(dx, dy, count * sizeof(float));
         break;
     case TH_LAYER_ADD:
-        /* The gradient of the first input; backward_range gives every input its own. */
-        if (dx) memcpy(dx, dy, count * sizeof(float));
+        /* The gradient of the first input; backward_range gives every input
+         * its own. With a fused ReLU (dy at its output): where it passed. */
+        if (dx && (L->fused & TH_FUSED_ADDRELU)) th_relu_backward(count, L->y, dy, dx);
+        else if (dx) memcpy(dx, dy, count * sizeof(float));
         break;
     case TH_LAYER_CONCAT:
         if (!dx) break;
@@ -495,10 +504,14 @@ static void add_images(th_model *m, float *dst, const float *src, size_t sz, int
 }
 
 /* add and concat hand each input its part of dy: all of it (add), its own
- * channels (concat), written, or added to what its other readers gave. */
+ * channels (concat), written, or added to what its other readers gave. An
+ * add fused with the ReLU after it gets dy at the ReLU's output and hands
+ * on dy where that output (its y, shared) is positive, as th_relu_backward
+ * would have made it. */
 static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int input_grad)
 {
     const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const int relu = (L->fused & TH_FUSED_ADDRELU) != 0;
     const size_t out_sz = layer_out_size(L);
     size_t off = 0;
     for (int k = 0; k < L->n_in; k++) {
@@ -512,9 +525,13 @@ static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int 
                 int first, end;
                 th_workspace_share(n, threads, thread_id(), &first, &end);
                 for (int img = first; img < end; img++) {
-                    const float *src = dy + img * out_sz + off;
+                    const float *src = dy + img * out_sz + off, *y = L->y + img * out_sz;
                     float *d = dst + img * sz;
-                    if (accumulate) {
+                    if (relu && accumulate) {
+                        for (size_t e = 0; e < sz; e++) d[e] += y[e] > 0.0f ? src[e] : 0.0f;
+                    } else if (relu) {
+                        th_relu_backward(sz, y, src, d);
+                    } else if (accumulate) {
                         for (size_t e = 0; e < sz; e++) d[e] += src[e];
                     } else {
                         memcpy(d, src, sz * sizeof *d);

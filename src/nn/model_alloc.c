@@ -60,6 +60,16 @@ void th_model_fuse(th_model *m)
         if (L->spec.type != TH_LAYER_BATCHNORM || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
         L->fused = R->fused = TH_FUSED_BNRELU;
     }
+    /* A residual add followed by a ReLU (ResNet's block ends): the add's
+     * last input pass applies max(0, .) and the ReLU works in place in the
+     * add's output, as after a conv; backward hands each input dy where that
+     * output is positive, in the copy the add makes anyway. Saves the
+     * ReLU's pass each way. */
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        th_layer *L = &m->layers[i], *R = &m->layers[i + 1];
+        if (L->spec.type != TH_LAYER_ADD || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
+        L->fused = R->fused = TH_FUSED_ADDRELU;
+    }
 }
 
 /* The gradient slots (model_impl.h): along a chain, alternating; inside a
@@ -104,12 +114,14 @@ static void take_activations(th_model *m, th_arena *a)
         if (in > max_act) max_act = in;
         if (out > max_act) max_act = out;
         const th_layer_type type = L->spec.type;
-        /* A ReLU fused with a conv works in place, in the convolution's
-         * output, which does not exist at all when the pool is fused too; a
-         * batch-norm fused with its ReLU writes the ReLU's output only. */
+        /* A ReLU fused with a conv (an add) works in place, in the
+         * convolution's (add's) output, which does not exist at all when the
+         * pool is fused too; a batch-norm fused with its ReLU writes the
+         * ReLU's output only. */
         const int pooled = (L->fused & TH_FUSED_POOL) && type != TH_LAYER_MAXPOOL;
         const int bnrelu = (L->fused & TH_FUSED_BNRELU) != 0;
-        if ((L->fused & TH_FUSED_RELU) && type == TH_LAYER_RELU) L->y = pooled ? NULL : m->layers[i - 1].y;
+        if ((L->fused & (TH_FUSED_RELU | TH_FUSED_ADDRELU)) && type == TH_LAYER_RELU)
+            L->y = pooled ? NULL : m->layers[i - 1].y;
         else if (bnrelu && type == TH_LAYER_BATCHNORM) L->y = NULL;
         else L->y = pooled ? NULL : th_arena_take(a, out, sizeof(float), L->name, "y"); /* [N, out_c, out_h, out_w] */
         /* The gradient of an output read by several layers (or a later one). */
@@ -157,8 +169,8 @@ int th_model_keep_output(th_model *m, int layer, th_err *err)
     if (layer < 0 || layer >= m->n_layers || !m->layers[layer].fused) return 0;
     th_layer *K = &m->layers[layer];
     if (K->spec.type == TH_LAYER_MAXPOOL) return 0;  /* the pool's output is always written */
-    /* ... and so is the ReLU's after a batch-norm. */
-    if ((K->fused & TH_FUSED_BNRELU) && K->spec.type == TH_LAYER_RELU) return 0;
+    /* ... and so is the ReLU's after a batch-norm or an add. */
+    if ((K->fused & (TH_FUSED_BNRELU | TH_FUSED_ADDRELU)) && K->spec.type == TH_LAYER_RELU) return 0;
     int g = K->spec.type == TH_LAYER_RELU ? layer - 1 : layer;
     th_layer *L = &m->layers[g], *R = &m->layers[g + 1];
     const int was = L->fused;
@@ -167,8 +179,8 @@ int th_model_keep_output(th_model *m, int layer, th_err *err)
         L->fused = R->fused = TH_FUSED_RELU;
         m->layers[g + 2].fused = 0;
     }
-    /* The conv's (batch-norm's) own output apart from the ReLU's; otherwise
-     * the ReLU's output is the shared buffer. */
+    /* The conv's (batch-norm's, add's) own output apart from the ReLU's;
+     * otherwise the ReLU's output is the shared buffer. */
     if (K == L) L->fused = R->fused = 0;
     th_model_assign_slots(m);
     /* The layout follows from the fusions, so the arena is laid out anew:

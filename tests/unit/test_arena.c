@@ -102,7 +102,8 @@ static void check_arena(const th_model *m, const char *what)
         if (in > largest) largest = in;
         int pooled = (L->fused & TH_FUSED_POOL) && L->spec.type != TH_LAYER_MAXPOOL;
         if (pooled) CHECK(L->y == NULL);
-        else if ((L->fused & TH_FUSED_RELU) && L->spec.type == TH_LAYER_RELU) CHECK(L->y == m->layers[i - 1].y);  /* in place */
+        else if ((L->fused & (TH_FUSED_RELU | TH_FUSED_ADDRELU)) && L->spec.type == TH_LAYER_RELU)
+            CHECK(L->y == m->layers[i - 1].y);  /* in place */
         else if ((L->fused & TH_FUSED_BNRELU) && L->spec.type == TH_LAYER_BATCHNORM) CHECK(L->y == NULL);  /* the ReLU's only */
         else missing += !expect(b, &n, L->y, out, sizeof(float));
         if (L->dy_own) expect(b, &n, L->dy_own, out, sizeof(float));

@@ -1,15 +1,16 @@
-/* test_bnrelu.c - batch-norm fused with the ReLU after it, and the vector
- * 3x3/2 padded max-pool:
+/* test_bnrelu.c - batch-norm fused with the ReLU after it, a residual add
+ * fused with the ReLU after it, and the vector 3x3/2 padded max-pool:
  *
  *  - the fused kernels against the plain batch-norm followed by the plain
  *    ReLU (bit for bit: the same float operations), and their gradient
  *    against central differences of a double-precision reference;
  *  - a network of every block that fuses (stem, residual blocks, a dense
  *    block, a transition) against the same network with every batch-norm
- *    group undone by th_model_keep_output: logits, running statistics and
- *    every parameter gradient bit for bit, in training and evaluation mode,
- *    on 1-3 threads, with a frozen batch-norm inside a group, and the
- *    gradient and output at a fused batch-norm (Grad-CAM's reads);
+ *    and add group undone by th_model_keep_output: logits, running
+ *    statistics and every parameter gradient bit for bit, in training and
+ *    evaluation mode, on 1-3 threads, with a frozen batch-norm inside a
+ *    group, and the gradient and output at a fused batch-norm and add
+ *    (Grad-CAM's reads);
  *  - the vector max-pool against the scalar loops on odd and even sizes,
  *    with ties, bit for bit.
  */
@@ -231,7 +232,17 @@ static void test_network(void)
         th_err err;
         CHECK(th_model_create(&a, &s, LABELS, N, &err) == 0 && th_model_create(&b, &s, LABELS, N, &err) == 0);
         CHECK(th_model_set_threads(&a, threads, &err) == 0 && th_model_set_threads(&b, threads, &err) == 0);
-        int groups = 0, frozen = -1;
+        int groups = 0, frozen = -1, adds = 0, add = -1;
+        for (int i = 0; i < a.n_layers; i++) {
+            if ((a.layers[i].fused & TH_FUSED_ADDRELU) && a.layers[i].spec.type == TH_LAYER_ADD) {
+                /* The ReLU in place in the add's output, until kept apart. */
+                CHECK(a.layers[i + 1].spec.type == TH_LAYER_RELU && a.layers[i + 1].y == a.layers[i].y);
+                CHECK(th_model_keep_output(&b, i, &err) == 0 && !b.layers[i].fused && b.layers[i].y != b.layers[i + 1].y);
+                adds++;
+                add = i;
+            }
+        }
+        CHECK(adds == 2);
         for (int i = 0; i < a.n_layers; i++) {
             if (!(a.layers[i].fused & TH_FUSED_BNRELU) || a.layers[i].spec.type != TH_LAYER_BATCHNORM) continue;
             CHECK(a.layers[i + 1].spec.type == TH_LAYER_RELU && (a.layers[i + 1].fused & TH_FUSED_BNRELU));
@@ -281,15 +292,20 @@ static void test_network(void)
         th_model_freeze(&a, frozen, 0);
         th_model_freeze(&b, frozen, 0);
 
-        /* Grad-CAM at the fused batch-norm (the gradient at its output,
-         * through the ReLU's mask) and at its ReLU, in both modes. */
+        /* Grad-CAM at the fused batch-norm and add (the gradient at their
+         * outputs, through the ReLU's mask) and at their ReLUs, in both
+         * modes. */
         for (int train = 1; train >= 0; train--) {
             th_model_forward(&a, x, N, train);
             th_model_forward(&b, x, N, train);
-            const size_t count = (size_t)N * a.layers[frozen].out_c * a.layers[frozen].out_h * a.layers[frozen].out_w;
-            for (int at = frozen; at <= frozen + 1; at++) {
-                const float *ga = th_model_grad_at(&a, x, dz, N, at), *gb = th_model_grad_at(&b, x, dz, N, at);
-                CHECK(memcmp(ga, gb, sizeof(float) * count) == 0);
+            const int heads[2] = {frozen, add};
+            for (int k = 0; k < 2; k++) {
+                const th_layer *G = &a.layers[heads[k]];
+                const size_t count = (size_t)N * G->out_c * G->out_h * G->out_w;
+                for (int at = heads[k]; at <= heads[k] + 1; at++) {
+                    const float *ga = th_model_grad_at(&a, x, dz, N, at), *gb = th_model_grad_at(&b, x, dz, N, at);
+                    CHECK(memcmp(ga, gb, sizeof(float) * count) == 0);
+                }
             }
         }
         /* Its output kept for Grad-CAM: the group undone, the same output. */

@@ -528,7 +528,10 @@ static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int 
                     const float *src = dy + img * out_sz + off, *y = L->y + img * out_sz;
                     float *d = dst + img * sz;
                     if (relu && accumulate) {
-                        for (size_t e = 0; e < sz; e++) d[e] += y[e] > 0.0f ? src[e] : 0.0f;
+                        for (size_t e = 0; e < sz; e++) {
+                            const float g = src[e];  /* read unconditionally: no branch (th_relu_backward) */
+                            d[e] += y[e] > 0.0f ? g : 0.0f;
+                        }
                     } else if (relu) {
                         th_relu_backward(sz, y, src, d);
                     } else if (accumulate) {

@@ -57,7 +57,8 @@ void th_batchnorm_relu_forward_eval(int threads, int n, int c, int hw, const flo
                                     const float *running_mean, const float *running_var,
                                     float eps, float *y);
 /* y: the forward's output; x, mean, invstd: its input and statistics.
- * Overwrites dx [N,C,HW], dgamma [C], dbeta [C]. */
+ * Overwrites dx [N,C,HW] (not dy's memory: it holds the masked dy between
+ * the two passes), dgamma [C], dbeta [C]. */
 void th_batchnorm_relu_backward(int threads, int n, int c, int hw, const float *dy, const float *y,
                                 const float *x, const float *gamma, const float *mean, const float *invstd,
                                 float *dx, float *dgamma, float *dbeta);

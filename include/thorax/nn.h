@@ -194,9 +194,14 @@ int th_model_spec_check(const th_model_spec *spec, int n_labels, th_err *err);
 /* Layers that run as one pass (th_layer.fused): a conv and the ReLU after
  * it (one shared output buffer); with TH_FUSED_POOL the 2x2 max-pool after
  * those as well (the conv's output is never stored: y is NULL for the conv
- * and the ReLU). */
+ * and the ReLU); TH_FUSED_BNRELU a batch-norm and the ReLU after it (the
+ * batch-norm's output and xhat are never stored: its y and xhat are NULL,
+ * the ReLU's y holds the result); TH_FUSED_ADDRELU a residual add and the
+ * ReLU after it (one shared output buffer, as conv+ReLU). */
 #define TH_FUSED_RELU 1
 #define TH_FUSED_POOL 2
+#define TH_FUSED_BNRELU 4
+#define TH_FUSED_ADDRELU 8
 
 typedef struct th_layer {
     th_layer_spec spec;
@@ -207,7 +212,7 @@ typedef struct th_layer {
     size_t rm_off, rv_off;      /* into buffers (bn running mean/var) */
     float *y;                   /* output activations [max_batch, out_c, out_h, out_w] */
     int32_t *argmax;            /* maxpool [max_batch, out] */
-    float *xhat;                /* batch-norm normalised input [max_batch, C, HW] */
+    float *xhat;                /* batch-norm normalised input [max_batch, C, HW] (NULL when fused) */
     float *mean, *invstd;       /* batch-norm batch statistics [C] */
     uint8_t *mask;              /* dropout [max_batch, out] */
     double flops;               /* forward multiply-adds x2 per image */
@@ -282,9 +287,11 @@ int th_model_set_threads(th_model *m, int threads, th_err *err);
 int th_model_set_precision(th_model *m, th_precision p, th_err *err);
 
 /* Keeps layer's own output readable in m->layers[layer].y after a forward,
- * for a caller that reads it (Grad-CAM on a convolution): by default a
- * convolution followed by a ReLU is fused and its y holds the ReLU's output,
- * and with a 2x2 max-pool after them neither has a y at all.
+ * for a caller that reads it (Grad-CAM on a convolution or a batch-norm):
+ * by default a convolution followed by a ReLU is fused and its y holds the
+ * ReLU's output, with a 2x2 max-pool after them neither has a y at all, a
+ * batch-norm followed by a ReLU has none either, and a residual add's y
+ * holds the ReLU after it.
  * Allocates a new activation arena with room for the extra output(s) and
  * frees the old one, so every pointer into it changes and its contents are
  * lost: call after th_model_create, before the first forward. On failure the
@@ -309,7 +316,7 @@ void th_model_backward(th_model *m, const float *x, const float *dlogits, int n)
  * layer's output, or x for layer 0) and backward (dy [n, out] -> dx [n, in],
  * dx NULL for no input gradient; dy may be overwritten). For benchmarks that
  * time layers one by one; the ReLU's and pool's calls in a fused group do
- * nothing (the group's conv does their work). */
+ * nothing (the group's conv, batch-norm or add does their work). */
 void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train);
 void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, float *dx, int n);
 

@@ -33,4 +33,38 @@ void th_batchnorm_backward_eval(int threads, int n, int c, int hw, const float *
                                 const float *running_var, float eps,
                                 float *dx, float *dgamma, float *dbeta);
 
+/* Batch-norm and the ReLU after it as one layer (model_alloc.c fuses them
+ * where the ReLU is the batch-norm's only reader):
+ *
+ *   x [N, C, HW] -> y = max(0, gamma * xhat + beta) [N, C, HW]
+ *
+ * in the statistics passes and one normalise+ReLU pass; neither the
+ * batch-norm's output nor xhat is stored. Backward recomputes xhat from x
+ * (kept anyway: it is the layer below's output), mean and invstd rather
+ * than storing it: one FMA per element against a stream of N*C*HW floats
+ * written in forward and the same read in backward, and the memory of it.
+ * Its first pass takes the ReLU's mask (y > 0) and the sums dgamma, dbeta
+ * together, its second writes dx; dy is the gradient at the ReLU's output.
+ * The same float operations as the plain functions followed by
+ * th_relu_forward / th_relu_backward, so the results are identical. */
+void th_batchnorm_relu_forward_train(int threads, int n, int c, int hw, const float *x,
+                                     const float *gamma, const float *beta,
+                                     float *y, float *mean, float *invstd,
+                                     float *running_mean, float *running_var,
+                                     float momentum, float eps);
+void th_batchnorm_relu_forward_eval(int threads, int n, int c, int hw, const float *x,
+                                    const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var,
+                                    float eps, float *y);
+/* y: the forward's output; x, mean, invstd: its input and statistics.
+ * Overwrites dx [N,C,HW] (not dy's memory: it holds the masked dy between
+ * the two passes), dgamma [C], dbeta [C]. */
+void th_batchnorm_relu_backward(int threads, int n, int c, int hw, const float *dy, const float *y,
+                                const float *x, const float *gamma, const float *mean, const float *invstd,
+                                float *dx, float *dgamma, float *dbeta);
+void th_batchnorm_relu_backward_eval(int threads, int n, int c, int hw, const float *dy, const float *y,
+                                     const float *x, const float *gamma, const float *running_mean,
+                                     const float *running_var, float eps,
+                                     float *dx, float *dgamma, float *dbeta);
+
 #endif

@@ -334,11 +334,13 @@ static const float *layer_input(const th_model *m, const th_layer *L, int k, con
     return L->in[k] >= 0 ? m->layers[L->in[k]].y : x;
 }
 
-/* add: y = the sum of the inputs; concat: each image's channels are its
- * inputs' channels, one input after the other. */
+/* add: y = the sum of the inputs, with a fused ReLU max(0, that) in the
+ * last input's pass; concat: each image's channels are its inputs'
+ * channels, one input after the other. */
 static void join_forward(th_model *m, th_layer *L, const float *x, int n)
 {
     const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const int relu = (L->fused & TH_FUSED_ADDRELU) != 0;
     const size_t out_sz = layer_out_size(L);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -352,6 +354,11 @@ static void join_forward(th_model *m, th_layer *L, const float *x, int n)
                 if (concat || k == 0) {
                     memcpy(y, src, sz * sizeof *y);
                     if (concat) y += sz;
+                } else if (relu && k == L->n_in - 1) {
+                    for (size_t e = 0; e < sz; e++) {
+                        float v = y[e] + src[e];
+                        y[e] = v > 0.0f ? v : 0.0f;
+                    }
                 } else {
                     for (size_t e = 0; e < sz; e++) y[e] += src[e];
                 }
@@ -383,7 +390,8 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
         break;
     }
     case TH_LAYER_RELU:
-        /* A fused ReLU was applied by the convolution below it, in place. */
+        /* A fused ReLU was applied by the convolution (in place) or the
+         * batch-norm below it. */
         if (!L->fused) image_local_forward(m, L, in, n);
         break;
     case TH_LAYER_MAXPOOL:
@@ -393,7 +401,15 @@ void th_model_layer_forward(th_model *m, int i, const float *x, int n, int train
     case TH_LAYER_GAP: image_local_forward(m, L, in, n); break;
     case TH_LAYER_BATCHNORM: {
         float *rm = m->buffers + L->rm_off, *rv = m->buffers + L->rv_off;
-        if (train)
+        if (L->fused & TH_FUSED_BNRELU) {
+            /* Straight into the ReLU's output: the batch-norm's is not kept. */
+            float *y = m->layers[i + 1].y;
+            if (train)
+                th_batchnorm_relu_forward_train(m->ws.threads, n, L->in_c, hw, in, w, b, y, L->mean, L->invstd, rm, rv,
+                                                L->spec.momentum, L->spec.eps);
+            else
+                th_batchnorm_relu_forward_eval(m->ws.threads, n, L->in_c, hw, in, w, b, rm, rv, L->spec.eps, y);
+        } else if (train)
             th_batchnorm_forward_train(m->ws.threads, n, L->in_c, hw, in, w, b, L->y, L->xhat, L->mean, L->invstd, rm, rv,
                                        L->spec.momentum, L->spec.eps);
         else
@@ -454,14 +470,24 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
          * layer 0, so the caller always passes one; and its dx needs dgamma
          * and dbeta, which a frozen layer puts aside. */
         if (!dw) dw = L->frozen_dstat, db = L->frozen_dstat + L->in_c;
-        if (m->last_train)
+        if (L->fused & TH_FUSED_BNRELU) {
+            /* dy is the gradient at the ReLU's output, whose mask the
+             * kernel applies from the ReLU's y. */
+            const float *ry = m->layers[i + 1].y;
+            if (m->last_train)
+                th_batchnorm_relu_backward(m->ws.threads, n, L->in_c, hw, dy, ry, in, w, L->mean, L->invstd, dx, dw, db);
+            else
+                th_batchnorm_relu_backward_eval(m->ws.threads, n, L->in_c, hw, dy, ry, in, w, m->buffers + L->rm_off,
+                                                m->buffers + L->rv_off, L->spec.eps, dx, dw, db);
+        } else if (m->last_train)
             th_batchnorm_backward(m->ws.threads, n, L->in_c, hw, dy, L->xhat, w, L->invstd, dx, dw, db);
         else
             th_batchnorm_backward_eval(m->ws.threads, n, L->in_c, hw, dy, in, w, m->buffers + L->rm_off, m->buffers + L->rv_off,
                                        L->spec.eps, dx, dw, db);
         break;
     case TH_LAYER_RELU:
-        /* A fused ReLU's derivative is applied by the convolution below it. */
+        /* A fused ReLU's derivative is applied by the convolution or
+         * batch-norm below it. */
         if (dx && !L->fused) image_local_backward(m, L, dy, dx, n);
         break;
     case TH_LAYER_MAXPOOL:
@@ -480,8 +506,10 @@ void th_model_layer_backward(th_model *m, int i, const float *x, float *dy, floa
         if (dx) memcpy(dx, dy, count * sizeof(float));
         break;
     case TH_LAYER_ADD:
-        /* The gradient of the first input; backward_range gives every input its own. */
-        if (dx) memcpy(dx, dy, count * sizeof(float));
+        /* The gradient of the first input; backward_range gives every input
+         * its own. With a fused ReLU (dy at its output): where it passed. */
+        if (dx && (L->fused & TH_FUSED_ADDRELU)) th_relu_backward(count, L->y, dy, dx);
+        else if (dx) memcpy(dx, dy, count * sizeof(float));
         break;
     case TH_LAYER_CONCAT:
         if (!dx) break;
@@ -520,10 +548,14 @@ static void add_images(th_model *m, float *dst, const float *src, size_t sz, int
 }
 
 /* add and concat hand each input its part of dy: all of it (add), its own
- * channels (concat), written, or added to what its other readers gave. */
+ * channels (concat), written, or added to what its other readers gave. An
+ * add fused with the ReLU after it gets dy at the ReLU's output and hands
+ * on dy where that output (its y, shared) is positive, as th_relu_backward
+ * would have made it. */
 static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int input_grad)
 {
     const int threads = team(m, n), concat = L->spec.type == TH_LAYER_CONCAT;
+    const int relu = (L->fused & TH_FUSED_ADDRELU) != 0;
     const size_t out_sz = layer_out_size(L);
     size_t off = 0;
     for (int k = 0; k < L->n_in; k++) {
@@ -537,9 +569,16 @@ static void join_backward(th_model *m, th_layer *L, const float *dy, int n, int 
                 int first, end;
                 th_workspace_share(n, threads, thread_id(), &first, &end);
                 for (int img = first; img < end; img++) {
-                    const float *src = dy + img * out_sz + off;
+                    const float *src = dy + img * out_sz + off, *y = L->y + img * out_sz;
                     float *d = dst + img * sz;
-                    if (accumulate) {
+                    if (relu && accumulate) {
+                        for (size_t e = 0; e < sz; e++) {
+                            const float g = src[e];  /* read unconditionally: no branch (th_relu_backward) */
+                            d[e] += y[e] > 0.0f ? g : 0.0f;
+                        }
+                    } else if (relu) {
+                        th_relu_backward(sz, y, src, d);
+                    } else if (accumulate) {
                         for (size_t e = 0; e < sz; e++) d[e] += src[e];
                     } else {
                         memcpy(d, src, sz * sizeof *d);
@@ -590,11 +629,11 @@ static const float *backward_range(th_model *m, const float *x, const float *dlo
     for (int i = m->n_layers - 1; i > stop; i--) {
         th_layer *L = &m->layers[i];
         float *dy = m->gsrc[i + 1];
-        if (L->fused && L->spec.type != TH_LAYER_CONV) {
-            /* The group's convolution takes dy (of the ReLU's or the pool's
-             * output) and does the rest in its own pass: the layers above it
-             * hand dy down as it is. Only a walk that stops inside the group
-             * needs the parts above the stop here. */
+        if (fused_tail(L)) {
+            /* The group's convolution (batch-norm) takes dy (of the ReLU's or
+             * the pool's output) and does the rest in its own pass: the
+             * layers above it hand dy down as it is. Only a walk that stops
+             * inside the group needs the parts above the stop here. */
             int pool_group = (L->fused & TH_FUSED_POOL) != 0, j = L->in[0];
             float *other = dy == m->grad_a ? m->grad_b : m->grad_a;
             if (L->spec.type == TH_LAYER_MAXPOOL && stop >= i - 2) {

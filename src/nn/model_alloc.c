@@ -47,6 +47,29 @@ void th_model_fuse(th_model *m)
             P->spec.pad == 0 && chain_link(m, users, i + 1))
             L->fused = R->fused = P->fused = TH_FUSED_RELU | TH_FUSED_POOL;
     }
+    /* A batch-norm followed by a ReLU (ResNet's bn1 -> relu, DenseNet's
+     * norm -> relu) runs as one layer too: the statistics, then one pass
+     * writing max(0, gamma * xhat + beta) into the ReLU's output; backward
+     * takes the ReLU's mask in its sums pass (batchnorm.h). The batch-norm's
+     * output and xhat are never stored: forward saves writing both and the
+     * ReLU's pass over the output, backward the ReLU's pass, and the group
+     * two buffers of the tensor's size. Same conditions as above: the ReLU
+     * is the batch-norm's only reader, and not the last layer. */
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        th_layer *L = &m->layers[i], *R = &m->layers[i + 1];
+        if (L->spec.type != TH_LAYER_BATCHNORM || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
+        L->fused = R->fused = TH_FUSED_BNRELU;
+    }
+    /* A residual add followed by a ReLU (ResNet's block ends): the add's
+     * last input pass applies max(0, .) and the ReLU works in place in the
+     * add's output, as after a conv; backward hands each input dy where that
+     * output is positive, in the copy the add makes anyway. Saves the
+     * ReLU's pass each way. */
+    for (int i = 0; i + 2 < m->n_layers; i++) {
+        th_layer *L = &m->layers[i], *R = &m->layers[i + 1];
+        if (L->spec.type != TH_LAYER_ADD || R->spec.type != TH_LAYER_RELU || !chain_link(m, users, i)) continue;
+        L->fused = R->fused = TH_FUSED_ADDRELU;
+    }
 }
 
 /* The gradient slots (model_impl.h): along a chain, alternating; inside a
@@ -59,7 +82,7 @@ void th_model_assign_slots(th_model *m)
     for (int j = m->n_layers - 2; j >= -1; j--) {
         const th_layer *R = &m->layers[j + 1];
         int slot = SLOT_OWN;
-        if (R->fused && R->spec.type != TH_LAYER_CONV) slot = next;
+        if (fused_tail(R)) slot = next;
         else if (chain_link(m, users, j)) slot = next == SLOT_A ? SLOT_B : SLOT_A;
         if (j >= 0) m->layers[j].grad_slot = slot;
         else m->in_slot = slot;
@@ -91,10 +114,15 @@ static void take_activations(th_model *m, th_arena *a)
         if (in > max_act) max_act = in;
         if (out > max_act) max_act = out;
         const th_layer_type type = L->spec.type;
-        /* A fused ReLU works in place, in the convolution's output, which
-         * does not exist at all when the pool is fused too. */
+        /* A ReLU fused with a conv (an add) works in place, in the
+         * convolution's (add's) output, which does not exist at all when the
+         * pool is fused too; a batch-norm fused with its ReLU writes the
+         * ReLU's output only. */
         const int pooled = (L->fused & TH_FUSED_POOL) && type != TH_LAYER_MAXPOOL;
-        if (L->fused && type == TH_LAYER_RELU) L->y = pooled ? NULL : m->layers[i - 1].y;
+        const int bnrelu = (L->fused & TH_FUSED_BNRELU) != 0;
+        if ((L->fused & (TH_FUSED_RELU | TH_FUSED_ADDRELU)) && type == TH_LAYER_RELU)
+            L->y = pooled ? NULL : m->layers[i - 1].y;
+        else if (bnrelu && type == TH_LAYER_BATCHNORM) L->y = NULL;
         else L->y = pooled ? NULL : th_arena_take(a, out, sizeof(float), L->name, "y"); /* [N, out_c, out_h, out_w] */
         /* The gradient of an output read by several layers (or a later one). */
         const int own = L->grad_slot == SLOT_OWN && i + 1 < m->n_layers;
@@ -102,7 +130,7 @@ static void take_activations(th_model *m, th_arena *a)
         L->argmax = type == TH_LAYER_MAXPOOL ? th_arena_take(a, out, sizeof(int32_t), L->name, "argmax") : NULL;
         L->mask = type == TH_LAYER_DROPOUT ? th_arena_take(a, out, sizeof(uint8_t), L->name, "mask") : NULL;
         const int bn = type == TH_LAYER_BATCHNORM;
-        L->xhat = bn ? th_arena_take(a, in, sizeof(float), L->name, "xhat") : NULL;          /* [N, C, H, W] */
+        L->xhat = bn && !bnrelu ? th_arena_take(a, in, sizeof(float), L->name, "xhat") : NULL; /* [N, C, H, W] */
         L->mean = bn ? th_arena_take(a, c, sizeof(float), L->name, "mean") : NULL;           /* [C] */
         L->invstd = bn ? th_arena_take(a, c, sizeof(float), L->name, "invstd") : NULL;       /* [C] */
         L->frozen_dstat = bn ? th_arena_take(a, 2 * c, sizeof(float), L->name, "frozen_dstat") : NULL; /* [2, C] */
@@ -141,7 +169,9 @@ int th_model_keep_output(th_model *m, int layer, th_err *err)
     if (layer < 0 || layer >= m->n_layers || !m->layers[layer].fused) return 0;
     th_layer *K = &m->layers[layer];
     if (K->spec.type == TH_LAYER_MAXPOOL) return 0;  /* the pool's output is always written */
-    int g = K->spec.type == TH_LAYER_CONV ? layer : layer - 1;
+    /* ... and so is the ReLU's after a batch-norm or an add. */
+    if ((K->fused & (TH_FUSED_BNRELU | TH_FUSED_ADDRELU)) && K->spec.type == TH_LAYER_RELU) return 0;
+    int g = K->spec.type == TH_LAYER_RELU ? layer - 1 : layer;
     th_layer *L = &m->layers[g], *R = &m->layers[g + 1];
     const int was = L->fused;
     if (L->fused & TH_FUSED_POOL) {
@@ -149,8 +179,8 @@ int th_model_keep_output(th_model *m, int layer, th_err *err)
         L->fused = R->fused = TH_FUSED_RELU;
         m->layers[g + 2].fused = 0;
     }
-    /* The conv's own output apart from the ReLU's; otherwise the ReLU's
-     * output is the shared buffer. */
+    /* The conv's (batch-norm's, add's) own output apart from the ReLU's;
+     * otherwise the ReLU's output is the shared buffer. */
     if (K == L) L->fused = R->fused = 0;
     th_model_assign_slots(m);
     /* The layout follows from the fusions, so the arena is laid out anew:

@@ -16,9 +16,16 @@ static inline size_t layer_out_size(const th_layer *L) { return (size_t)L->out_c
  * concatenation) or by a later one gathers its gradient in a buffer of its
  * own (SLOT_OWN) over several steps of the walk. Inside a fused group the
  * ReLU and the pool hand their gradient down unchanged (backward_range), so
- * the group's conv reads it where the group's last layer got it: the conv's
- * input alternates with that. */
+ * the group's conv (batch-norm, add) reads it where the group's last layer
+ * got it: the head's input alternates with that. */
 enum { SLOT_A = 0, SLOT_B = 1, SLOT_OWN = 2 };
+
+/* A layer that runs inside the pass of the layer heading its fused group
+ * (a conv, a batch-norm or an add): the group's ReLU and pool. */
+static inline int fused_tail(const th_layer *L)
+{
+    return L->fused && (L->spec.type == TH_LAYER_RELU || L->spec.type == TH_LAYER_MAXPOOL);
+}
 
 /* Marks the fused groups (th_layer.fused): see model_alloc.c. */
 void th_model_fuse(th_model *m);

@@ -102,53 +102,220 @@ static void maxpool2_backward(size_t planes, int h, int w, const float *dy, cons
     }
 }
 
+/* Output (oy, ox) of a k x k window, step stride, padding pad over a plane
+ * xp [h, w]: the window clipped to the plane (padding never wins), scanned
+ * row by row, each value replacing the best so far only when strictly
+ * greater (the first maximum, as PyTorch keeps it). */
+static inline void window_max(const float *xp, int h, int w, int k, int stride, int pad, int oy, int ox, float *y,
+                              int32_t *argmax)
+{
+    int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+    int i0 = iy0 < 0 ? -iy0 : 0, j0 = ix0 < 0 ? -ix0 : 0;
+    int i1 = iy0 + k > h ? h - iy0 : k, j1 = ix0 + k > w ? w - ix0 : k;
+    int32_t best_i = (iy0 + i0) * w + ix0 + j0;
+    float best = xp[best_i];
+    for (int i = i0; i < i1; i++) {
+        const float *row = xp + (size_t)(iy0 + i) * w;
+        for (int j = j0; j < j1; j++) {
+            if (row[ix0 + j] > best) {
+                best = row[ix0 + j];
+                best_i = (iy0 + i) * w + ix0 + j;
+            }
+        }
+    }
+    *y = best;
+    *argmax = best_i;
+}
+
+/* ---- the padded 3x3, stride-2 max-pool (ResNet's and DenseNet's stem) ----
+ * Window (oy, ox) covers rows 2oy-1 .. 2oy+1 and columns 2ox-1 .. 2ox+1.
+ * Forward takes 8 outputs of a row at a time where their windows lie inside
+ * the plane's columns (ox >= 1, 2ox + 1 < w): the three columns of each
+ * window are the even elements of x[2ox-1 ..] and the even and odd ones of
+ * x[2ox ..], and the nine candidates are compared in window_max's order, so
+ * the maxima and their indices (ties included) are window_max's. The last
+ * step is moved back to end at the last such window, recomputing a few
+ * outputs (identically) rather than leaving them to the scalar loop; the
+ * first column and any padded last one are window_max's. */
+TH_INLINE void pool3s2_load(const float *p, v8f *evens, v8f *odds)
+{
+    v8f a, b;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 8, sizeof b);
+    *evens = TH_EVENS8(a, b);
+    *odds = TH_ODDS8(a, b);
+}
+
+/* Outputs ox .. ox+7 of a row whose windows cover input rows r0 .. r1. */
+TH_INLINE void pool3s2_forward8(const float *xp, int w, int r0, int r1, int ox, float *y, int32_t *argmax)
+{
+    const v8i step = {0, 2, 4, 6, 8, 10, 12, 14};
+    v8f best = {0};
+    v8i at = {0};
+    for (int r = r0; r <= r1; r++) {
+        v8f c0, skip, c1, c2;
+        pool3s2_load(xp + (size_t)r * w + 2 * ox - 1, &c0, &skip);
+        pool3s2_load(xp + (size_t)r * w + 2 * ox, &c1, &c2);
+        const v8i i0 = r * w + 2 * ox - 1 + step;
+        v8i gt;
+        if (r == r0) {
+            best = c0;
+            at = i0;
+        } else {
+            gt = c0 > best;
+            best = (v8f)(((v8i)c0 & gt) | ((v8i)best & ~gt));
+            at = (i0 & gt) | (at & ~gt);
+        }
+        gt = c1 > best;
+        best = (v8f)(((v8i)c1 & gt) | ((v8i)best & ~gt));
+        at = ((i0 + 1) & gt) | (at & ~gt);
+        gt = c2 > best;
+        best = (v8f)(((v8i)c2 & gt) | ((v8i)best & ~gt));
+        at = ((i0 + 2) & gt) | (at & ~gt);
+    }
+    memcpy(y + ox, &best, sizeof best);
+    memcpy(argmax + ox, &at, sizeof at);
+}
+
+TH_INLINE void pool3s2_forward_body(size_t planes, int h, int w, const float *x, float *y, int32_t *argmax)
+{
+    const int oh = th_pool_out_len(h, 3, 2, 1), ow = th_pool_out_len(w, 3, 2, 1);
+    const int last = (w - 16) / 2;  /* the last ox whose 8 windows lie inside (if >= 1) */
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * h * w;
+        for (int oy = 0; oy < oh; oy++) {
+            float *yr = y + (pl * oh + oy) * ow;
+            int32_t *ar = argmax + (pl * oh + oy) * ow;
+            const int r0 = oy == 0 ? 0 : 2 * oy - 1, r1 = 2 * oy + 1 < h ? 2 * oy + 1 : h - 1;
+            int ox = 1;
+            window_max(xp, h, w, 3, 2, 1, oy, 0, yr, ar);
+            for (; ox <= last; ox += 8) pool3s2_forward8(xp, w, r0, r1, ox, yr, ar);
+            if (last >= 1 && ox < last + 8) {
+                pool3s2_forward8(xp, w, r0, r1, last, yr, ar);
+                ox = last + 8;
+            }
+            for (; ox < ow; ox++) window_max(xp, h, w, 3, 2, 1, oy, ox, yr + ox, ar + ox);
+        }
+    }
+}
+
+/* The gradient of input (iy, ix) as th_maxpool_backward's scatter makes
+ * it: dy of every window whose maximum it is, added in the order of the
+ * windows, from zero. Its windows: oy in [iy/2, (iy+1)/2], ox in [ix/2,
+ * (ix+1)/2], within the output. */
+static inline float pool3s2_gather1(const float *dy, const int32_t *argmax, int oh, int ow, int w, int iy, int ix)
+{
+    const int32_t at = iy * w + ix;
+    const int oy1 = (iy + 1) / 2 < oh ? (iy + 1) / 2 : oh - 1, ox1 = (ix + 1) / 2 < ow ? (ix + 1) / 2 : ow - 1;
+    float g = 0.0f;
+    for (int oy = iy / 2; oy <= oy1; oy++)
+        for (int ox = ix / 2; ox <= ox1; ox++) g += argmax[oy * ow + ox] == at ? dy[oy * ow + ox] : 0.0f;
+    return g;
+}
+
+/* Input columns 2q .. 2q+15 of row iy, from window rows oy0 .. oy1: an even
+ * column 2q lies in window q alone, an odd one in q and q + 1 (q + 8 < ow). */
+TH_INLINE void pool3s2_backward8(const float *dy, const int32_t *argmax, int ow, int w, int iy, int oy0, int oy1,
+                                 int q, float *row)
+{
+    const v8i step = {0, 2, 4, 6, 8, 10, 12, 14};
+    const v8i even = iy * w + 2 * q + step, odd = even + 1;
+    v8f ge = {0}, go = {0};
+    for (int oy = oy0; oy <= oy1; oy++) {
+        v8f d0, d1;
+        v8i a0, a1;
+        memcpy(&d0, dy + oy * ow + q, sizeof d0);
+        memcpy(&d1, dy + oy * ow + q + 1, sizeof d1);
+        memcpy(&a0, argmax + oy * ow + q, sizeof a0);
+        memcpy(&a1, argmax + oy * ow + q + 1, sizeof a1);
+        ge += (v8f)((v8i)d0 & (a0 == even));
+        go += (v8f)((v8i)d0 & (a0 == odd));
+        go += (v8f)((v8i)d1 & (a1 == odd));
+    }
+    v8f out[2] = {TH_INTERLEAVE8_LO(ge, go), TH_INTERLEAVE8_HI(ge, go)};
+    memcpy(row + 2 * q, out, sizeof out);
+}
+
+/* Backward gathers rather than scatters: each input sums the windows that
+ * may hold it (one or two rows of them, one or two per row), adding zero
+ * where it is not the maximum, in the scatter's order. Adding +0 changes no
+ * sum that starts from +0, so the result is the scatter's bit for bit, and
+ * every input is written once without a memset. Eight column pairs at a
+ * time, even and odd columns interleaved as in th_maxpool2_row_backward;
+ * the last step moved back as in forward, the rest by pool3s2_gather1. */
+TH_INLINE void pool3s2_backward_body(size_t planes, int h, int w, const float *dy, const int32_t *argmax, float *dx)
+{
+    const int oh = th_pool_out_len(h, 3, 2, 1), ow = th_pool_out_len(w, 3, 2, 1);
+    const int last = ow - 9 < (w - 16) / 2 ? ow - 9 : (w - 16) / 2;  /* the last q a step can start at */
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *dp = dy + pl * oh * ow;
+        const int32_t *ap = argmax + pl * oh * ow;
+        float *xp = dx + pl * h * w;
+        for (int iy = 0; iy < h; iy++) {
+            float *row = xp + (size_t)iy * w;
+            const int oy1 = (iy + 1) / 2 < oh ? (iy + 1) / 2 : oh - 1;
+            int q = 0;
+            for (; q <= last; q += 8) pool3s2_backward8(dp, ap, ow, w, iy, iy / 2, oy1, q, row);
+            if (last >= 0 && q < last + 8) {
+                pool3s2_backward8(dp, ap, ow, w, iy, iy / 2, oy1, last, row);
+                q = last + 8;
+            }
+            for (int ix = 2 * q; ix < w; ix++) row[ix] = pool3s2_gather1(dp, ap, oh, ow, w, iy, ix);
+        }
+    }
+}
+
+TH_SIMD_DISPATCH(pool3s2_forward, (size_t planes, int h, int w, const float *x, float *y, int32_t *argmax),
+                 (planes, h, w, x, y, argmax))
+TH_SIMD_DISPATCH(pool3s2_backward, (size_t planes, int h, int w, const float *dy, const int32_t *argmax, float *dx),
+                 (planes, h, w, dy, argmax, dx))
+
 void th_maxpool_forward(int n, int c, int h, int w, int k, int stride, int pad,
                         const float *x, float *y, int32_t *argmax)
 {
-    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
-    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    const size_t planes = (size_t)n * c;
     if (k == 2 && stride == 2 && pad == 0) {
         maxpool2_forward(planes, h, w, x, y, argmax);
         return;
     }
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * in_plane;
-        float *yp = y + pl * out_plane;
-        int32_t *ap = argmax + pl * out_plane;
-        for (int oy = 0; oy < oh; oy++) {
-            for (int ox = 0; ox < ow; ox++) {
-                /* The window clipped to the plane: padding never wins. */
-                int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
-                int i0 = iy0 < 0 ? -iy0 : 0, j0 = ix0 < 0 ? -ix0 : 0;
-                int i1 = iy0 + k > h ? h - iy0 : k, j1 = ix0 + k > w ? w - ix0 : k;
-                int32_t best_i = (iy0 + i0) * w + ix0 + j0;
-                float best = xp[best_i];
-                for (int i = i0; i < i1; i++) {
-                    const float *row = xp + (size_t)(iy0 + i) * w;
-                    for (int j = j0; j < j1; j++) {
-                        /* Strict > keeps the first maximum, as PyTorch does. */
-                        if (row[ix0 + j] > best) {
-                            best = row[ix0 + j];
-                            best_i = (iy0 + i) * w + ix0 + j;
-                        }
-                    }
-                }
-                yp[oy * ow + ox] = best;
-                ap[oy * ow + ox] = best_i;
-            }
-        }
+    if (k == 3 && stride == 2 && pad == 1) {
+        pool3s2_forward(planes, h, w, x, y, argmax);
+        return;
     }
+    th_maxpool_forward_scalar(n, c, h, w, k, stride, pad, x, y, argmax);
+}
+
+void th_maxpool_forward_scalar(int n, int c, int h, int w, int k, int stride, int pad,
+                               const float *x, float *y, int32_t *argmax)
+{
+    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
+    for (size_t pl = 0; pl < planes; pl++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                window_max(x + pl * in_plane, h, w, k, stride, pad, oy, ox, y + pl * out_plane + oy * ow + ox,
+                           argmax + pl * out_plane + oy * ow + ox);
 }
 
 void th_maxpool_backward(int n, int c, int h, int w, int k, int stride, int pad,
                          const float *dy, const int32_t *argmax, float *dx)
 {
-    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
-    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
     if (k == 2 && stride == 2 && pad == 0) {
-        maxpool2_backward(planes, h, w, dy, argmax, dx);
+        maxpool2_backward((size_t)n * c, h, w, dy, argmax, dx);
         return;
     }
+    if (k == 3 && stride == 2 && pad == 1) {
+        pool3s2_backward((size_t)n * c, h, w, dy, argmax, dx);
+        return;
+    }
+    th_maxpool_backward_scalar(n, c, h, w, k, stride, pad, dy, argmax, dx);
+}
+
+void th_maxpool_backward_scalar(int n, int c, int h, int w, int k, int stride, int pad,
+                                const float *dy, const int32_t *argmax, float *dx)
+{
+    const int oh = th_pool_out_len(h, k, stride, pad), ow = th_pool_out_len(w, k, stride, pad);
+    const size_t planes = (size_t)n * c, in_plane = (size_t)h * w, out_plane = (size_t)oh * ow;
     memset(dx, 0, planes * in_plane * sizeof *dx);
     for (size_t pl = 0; pl < planes; pl++) {
         const float *dyp = dy + pl * out_plane;

@@ -19,6 +19,12 @@ void th_maxpool_forward(int n, int c, int h, int w, int k, int stride, int pad,
 /* Overwrites dx [N,C,H,W]. */
 void th_maxpool_backward(int n, int c, int h, int w, int k, int stride, int pad,
                          const float *dy, const int32_t *argmax, float *dx);
+/* The plain loops every window size takes (th_maxpool_* run vector code
+ * for 2x2/2 and 3x3/2 padded by 1, with the same results): for tests. */
+void th_maxpool_forward_scalar(int n, int c, int h, int w, int k, int stride, int pad,
+                               const float *x, float *y, int32_t *argmax);
+void th_maxpool_backward_scalar(int n, int c, int h, int w, int k, int stride, int pad,
+                                const float *dy, const int32_t *argmax, float *dx);
 
 /* One output row of a 2x2, stride-2 max-pool: rows r0 and r1 of a plane w
  * wide, whose first element has flat index base, give w/2 maxima and their

@@ -22,13 +22,19 @@ typedef float v8f __attribute__((vector_size(32)));  /* one AVX2 register, two S
 typedef int v8i __attribute__((vector_size(32)));
 
 /* The first (LO) or last (HI) four elements of a and of b, interleaved:
- * a0 b0 a1 b1 ... (GCC and clang spell vector shuffles differently). */
+ * a0 b0 a1 b1 ...; and the even (EVENS) or odd (ODDS) elements of a then b,
+ * a0 a2 a4 a6 b0 b2 b4 b6 (GCC and clang spell vector shuffles
+ * differently). */
 #if defined(__clang__)
 #define TH_INTERLEAVE8_LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
 #define TH_INTERLEAVE8_HI(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
+#define TH_EVENS8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define TH_ODDS8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
 #else
 #define TH_INTERLEAVE8_LO(a, b) __builtin_shuffle(a, b, (v8i){0, 8, 1, 9, 2, 10, 3, 11})
 #define TH_INTERLEAVE8_HI(a, b) __builtin_shuffle(a, b, (v8i){4, 12, 5, 13, 6, 14, 7, 15})
+#define TH_EVENS8(a, b) __builtin_shuffle(a, b, (v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define TH_ODDS8(a, b) __builtin_shuffle(a, b, (v8i){1, 3, 5, 7, 9, 11, 13, 15})
 #endif
 
 #define TH_INLINE static inline __attribute__((always_inline))

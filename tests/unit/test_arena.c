@@ -102,14 +102,18 @@ static void check_arena(const th_model *m, const char *what)
         if (in > largest) largest = in;
         int pooled = (L->fused & TH_FUSED_POOL) && L->spec.type != TH_LAYER_MAXPOOL;
         if (pooled) CHECK(L->y == NULL);
-        else if (L->fused && L->spec.type == TH_LAYER_RELU) CHECK(L->y == m->layers[i - 1].y);  /* in place */
+        else if ((L->fused & (TH_FUSED_RELU | TH_FUSED_ADDRELU)) && L->spec.type == TH_LAYER_RELU)
+            CHECK(L->y == m->layers[i - 1].y);  /* in place */
+        else if ((L->fused & TH_FUSED_BNRELU) && L->spec.type == TH_LAYER_BATCHNORM) CHECK(L->y == NULL);  /* the ReLU's only */
         else missing += !expect(b, &n, L->y, out, sizeof(float));
         if (L->dy_own) expect(b, &n, L->dy_own, out, sizeof(float));
         switch (L->spec.type) {
         case TH_LAYER_MAXPOOL: missing += !expect(b, &n, L->argmax, out, sizeof(int32_t)); break;
         case TH_LAYER_DROPOUT: missing += !expect(b, &n, L->mask, out, 1); break;
         case TH_LAYER_BATCHNORM:
-            missing += !expect(b, &n, L->xhat, in, sizeof(float));
+            /* A batch-norm fused with its ReLU recomputes xhat in backward. */
+            if (L->fused & TH_FUSED_BNRELU) CHECK(L->xhat == NULL);
+            else missing += !expect(b, &n, L->xhat, in, sizeof(float));
             missing += !expect(b, &n, L->mean, (size_t)L->in_c, sizeof(float));
             missing += !expect(b, &n, L->invstd, (size_t)L->in_c, sizeof(float));
             missing += !expect(b, &n, L->frozen_dstat, 2 * (size_t)L->in_c, sizeof(float));

@@ -68,3 +68,10 @@ double th_test_max_rel(const float *a, const float *b, size_t n, double floor)
     }
     return worst;
 }
+
+th_layer_spec th_test_layer(th_layer_type t, int out, int k, int stride, int pad)
+{
+    th_layer_spec s = {.type = t, .out = out, .k = k, .stride = stride, .pad = pad, .bias = 1,
+                       .momentum = 0.1f, .eps = 1e-5f};
+    return s;
+}

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include "thorax/spec.h"
 
 extern int th_test_passed, th_test_failed;
 
@@ -29,5 +30,9 @@ void th_test_fill(float *x, size_t n, float lo, float hi, unsigned long seed);
 
 /* Largest relative difference between a[n] and b[n], relative to max(|a|,|b|,floor). */
 double th_test_max_rel(const float *a, const float *b, size_t n, double floor);
+
+/* A layer as a config would give it: conv and dense with a bias, batch-norm
+ * with PyTorch's momentum 0.1 and eps 1e-5, everything else 0. */
+th_layer_spec th_test_layer(th_layer_type t, int out, int k, int stride, int pad);
 
 #endif

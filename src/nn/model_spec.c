@@ -241,6 +241,25 @@ static int push_sub(builder *b, th_layer_spec l, const char *prefix, const char 
     return push(b, l, name, &in, 1);
 }
 
+/* The end of both ResNet blocks: the branch's output i [out, H/s, W/s]
+ * plus the shortcut from x [in_c, H, W] (the identity, or downsample.0, a
+ * 1x1/s conv, and downsample.1, its batch-norm, when the shape changes),
+ * then the ReLU named after the block itself. */
+static int residual_join(builder *b, const th_layer_spec *l, const char *P, int x, int in_c, int s, int i)
+{
+    int shortcut = x;
+    if (s != 1 || in_c != l->out) {
+        if ((shortcut = push_sub(b, conv(l->out, 1, s, 0), P, "downsample.0", x)) < 0 ||
+            (shortcut = push_sub(b, bn(l), P, "downsample.1", shortcut)) < 0)
+            return -1;
+    }
+    char name[NAME_BUF];
+    snprintf(name, sizeof name, "%s.add", P);
+    int both[2] = {i, shortcut};
+    if ((i = push(b, prim(TH_LAYER_ADD), name, both, 2)) < 0) return -1;
+    return push_sub(b, prim(TH_LAYER_RELU), P, NULL, i);
+}
+
 /* ResNet basic block, torchvision's names:
  *   x -> conv1 (3x3, stride) -> bn1 -> relu1 -> conv2 (3x3) -> bn2 ---+-> add -> relu (= the block)
  *   x -> [downsample.0 (1x1, stride) -> downsample.1 (bn)] -----------+
@@ -255,17 +274,7 @@ static int expand_resblock(builder *b, const th_layer_spec *l, const char *P, in
         (i = push_sub(b, prim(TH_LAYER_RELU), P, "relu1", i)) < 0 ||
         (i = push_sub(b, conv(l->out, 3, 1, 1), P, "conv2", i)) < 0 || (i = push_sub(b, bn(l), P, "bn2", i)) < 0)
         return -1;
-    int shortcut = x;
-    if (s != 1 || in->c != l->out) {
-        if ((shortcut = push_sub(b, conv(l->out, 1, s, 0), P, "downsample.0", x)) < 0 ||
-            (shortcut = push_sub(b, bn(l), P, "downsample.1", shortcut)) < 0)
-            return -1;
-    }
-    char name[NAME_BUF];
-    snprintf(name, sizeof name, "%s.add", P);
-    int both[2] = {i, shortcut};
-    if ((i = push(b, prim(TH_LAYER_ADD), name, both, 2)) < 0) return -1;
-    return push_sub(b, prim(TH_LAYER_RELU), P, NULL, i);
+    return residual_join(b, l, P, x, in->c, s, i);
 }
 
 /* ResNet bottleneck block, torchvision's Bottleneck (v1.5: the stride in
@@ -286,17 +295,7 @@ static int expand_bottleneck(builder *b, const th_layer_spec *l, const char *P, 
         (i = push_sub(b, prim(TH_LAYER_RELU), P, "relu2", i)) < 0 ||
         (i = push_sub(b, conv(l->out, 1, 1, 0), P, "conv3", i)) < 0 || (i = push_sub(b, bn(l), P, "bn3", i)) < 0)
         return -1;
-    int shortcut = x;
-    if (s != 1 || in->c != l->out) {
-        if ((shortcut = push_sub(b, conv(l->out, 1, s, 0), P, "downsample.0", x)) < 0 ||
-            (shortcut = push_sub(b, bn(l), P, "downsample.1", shortcut)) < 0)
-            return -1;
-    }
-    char name[NAME_BUF];
-    snprintf(name, sizeof name, "%s.add", P);
-    int both[2] = {i, shortcut};
-    if ((i = push(b, prim(TH_LAYER_ADD), name, both, 2)) < 0) return -1;
-    return push_sub(b, prim(TH_LAYER_RELU), P, NULL, i);
+    return residual_join(b, l, P, x, in->c, s, i);
 }
 
 /* DenseNet dense block: each dense layer j reads everything so far (the

@@ -20,29 +20,22 @@
 
 enum { N = 3, C = 1, H = 16, W = 16, LABELS = 2 };
 
-static th_layer_spec layer(th_layer_type t, int out, int k, int stride, int pad)
-{
-    th_layer_spec s = {.type = t, .out = out, .k = k, .stride = stride, .pad = pad, .bias = 1,
-                       .momentum = 0.1f, .eps = 1e-5f};
-    return s;
-}
-
 /* A tiny chain: conv+ReLU+2x2 pool (fused into one pass), batch-norm,
  * conv+ReLU (fused, sharing one buffer), dropout, gap, dense. */
 static th_model_spec tiny_spec(void)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
-    l[s.n_layers++] = layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 6, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers] = layer(TH_LAYER_DROPOUT, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 6, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_DROPOUT, 0, 0, 0, 0);
     l[s.n_layers++].p = 0.25f;
-    l[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     return s;
 }
 
@@ -53,17 +46,17 @@ static th_model_spec resnet_spec(void)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 3, 2, 1);   /* 4 x 8 x 8 */
-    l[s.n_layers++] = layer(TH_LAYER_RESBLOCK, 4, 0, 1, 0);  /* identity shortcut */
-    l[s.n_layers++] = layer(TH_LAYER_RESBLOCK, 8, 0, 2, 0);  /* 8 x 4 x 4, 1x1 shortcut */
-    l[s.n_layers] = layer(TH_LAYER_DENSEBLOCK, 0, 0, 0, 0);  /* 8 + 2 x 3 = 14 maps */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 3, 2, 1);   /* 4 x 8 x 8 */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RESBLOCK, 4, 0, 1, 0);  /* identity shortcut */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RESBLOCK, 8, 0, 2, 0);  /* 8 x 4 x 4, 1x1 shortcut */
+    l[s.n_layers] = th_test_layer(TH_LAYER_DENSEBLOCK, 0, 0, 0, 0);  /* 8 + 2 x 3 = 14 maps */
     l[s.n_layers].layers = 2, l[s.n_layers].growth = 3, l[s.n_layers++].bn_size = 2;
-    l[s.n_layers++] = layer(TH_LAYER_TRANSITION, 6, 0, 0, 0); /* 6 x 2 x 2 */
-    l[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_TRANSITION, 6, 0, 0, 0); /* 6 x 2 x 2 */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     return s;
 }
 
@@ -196,10 +189,10 @@ static void count_oom(size_t bytes, const char *what)
 static void test_out_of_memory(void)
 {
     th_model_spec s = {.c = 1, .h = 128, .w = 128};
-    s.layers[s.n_layers++] = layer(TH_LAYER_CONV, 8, 3, 1, 1);
-    s.layers[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    s.layers[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    s.layers[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    s.layers[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 8, 3, 1, 1);
+    s.layers[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    s.layers[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    s.layers[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     th_model m;
     th_err err;
     th_set_oom_handler(count_oom);

@@ -173,13 +173,6 @@ static void check_dense(int n, int in, int out)
     free(x), free(w), free(dy), free(y), free(dx), free(dw), free(scratch), free(r), free(rsq);
 }
 
-static th_layer_spec layer(th_layer_type t, int out, int k, int stride, int pad)
-{
-    th_layer_spec s = {.type = t, .out = out, .k = k, .stride = stride, .pad = pad, .bias = 1,
-                       .momentum = 0.1f, .eps = 1e-5f};
-    return s;
-}
-
 /* A small ResNet-like network in eval mode, bf16 against fp32. Each layer's
  * bf16 error (above: ~0.41 * 2^-8 relative to the root-sum-square of its
  * terms, at most that of its output's scale when the terms do not cancel)
@@ -192,15 +185,15 @@ static void check_network(void)
 {
     th_model_spec s = {.c = 1, .h = 20, .w = 20};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 16, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 24, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_RESBLOCK, 32, 0, 2, 0);
-    l[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, 4, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 16, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 24, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RESBLOCK, 32, 0, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, 4, 0, 0, 0);
     enum { NB = 5, NL = 4 };
     th_model a, b;
     th_err err;

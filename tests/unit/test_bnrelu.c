@@ -174,10 +174,11 @@ static void test_pool(void)
 
 enum { N = 3, C = 1, H = 20, W = 18, LABELS = 2 };
 
+/* Convolutions without a bias, as before a batch-norm. */
 static th_layer_spec layer(th_layer_type t, int out, int k, int stride, int pad)
 {
-    th_layer_spec s = {.type = t, .out = out, .k = k, .stride = stride, .pad = pad, .bias = 0,
-                       .momentum = 0.1f, .eps = 1e-5f};
+    th_layer_spec s = th_test_layer(t, out, k, stride, pad);
+    s.bias = 0;
     return s;
 }
 

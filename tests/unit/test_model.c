@@ -11,30 +11,23 @@
 
 enum { N = 3, C = 1, H = 12, W = 12, L = 3 };
 
-static th_layer_spec layer(th_layer_type t, int out, int k, int stride, int pad)
-{
-    th_layer_spec s = {.type = t, .out = out, .k = k, .stride = stride, .pad = pad, .bias = 1,
-                       .momentum = 0.1f, .eps = 1e-5f};
-    return s;
-}
-
 /* Every layer type once: conv, bn, maxpool, relu, conv (stride 2), avgpool,
  * dropout, gap, dense x2. */
 static th_model_spec full_spec(float dropout_p)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 6, 3, 2, 1);
-    l[s.n_layers++] = layer(TH_LAYER_AVGPOOL, 0, 2, 1, 0);
-    l[s.n_layers] = layer(TH_LAYER_DROPOUT, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_BATCHNORM, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 6, 3, 2, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_AVGPOOL, 0, 2, 1, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_DROPOUT, 0, 0, 0, 0);
     l[s.n_layers++].p = dropout_p;
-    l[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, 5, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, 5, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     return s;
 }
 
@@ -60,29 +53,29 @@ static th_model_spec graph_spec(void)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
     strcpy(l[s.n_layers++].name, "stem");
-    l[s.n_layers] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
     strcpy(l[s.n_layers++].name, "stem_relu");
-    l[s.n_layers] = layer(TH_LAYER_CONCAT, 0, 0, 0, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_CONCAT, 0, 0, 0, 0);
     strcpy(l[s.n_layers].from[0], "stem_relu"), strcpy(l[s.n_layers].from[1], "input");
     l[s.n_layers++].n_from = 2;                                         /* 5 x 12 x 12 */
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 3, 2, 1);              /* 5 x 6 x 6 */
-    l[s.n_layers++] = layer(TH_LAYER_RESBLOCK, 5, 0, 1, 0);             /* identity shortcut */
-    l[s.n_layers] = layer(TH_LAYER_RESBLOCK, 6, 0, 2, 0);               /* 6 x 3 x 3, 1x1 shortcut */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 3, 2, 1);              /* 5 x 6 x 6 */
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RESBLOCK, 5, 0, 1, 0);             /* identity shortcut */
+    l[s.n_layers] = th_test_layer(TH_LAYER_RESBLOCK, 6, 0, 2, 0);               /* 6 x 3 x 3, 1x1 shortcut */
     strcpy(l[s.n_layers++].name, "down");
-    l[s.n_layers] = layer(TH_LAYER_DENSEBLOCK, 0, 0, 0, 0);             /* 6 + 2 x 3 = 12 maps */
+    l[s.n_layers] = th_test_layer(TH_LAYER_DENSEBLOCK, 0, 0, 0, 0);             /* 6 + 2 x 3 = 12 maps */
     l[s.n_layers].layers = 2, l[s.n_layers].growth = 3, l[s.n_layers++].bn_size = 2;
-    l[s.n_layers++] = layer(TH_LAYER_TRANSITION, 6, 0, 0, 0);           /* 6 x 1 x 1 */
-    l[s.n_layers] = layer(TH_LAYER_CONV, 6, 1, 1, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_TRANSITION, 6, 0, 0, 0);           /* 6 x 1 x 1 */
+    l[s.n_layers] = th_test_layer(TH_LAYER_CONV, 6, 1, 1, 0);
     strcpy(l[s.n_layers].from[0], "down");                              /* back to a 3x3 map */
     l[s.n_layers++].n_from = 1;
-    l[s.n_layers] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
     strcpy(l[s.n_layers++].name, "gap_a");
-    l[s.n_layers] = layer(TH_LAYER_ADD, 0, 0, 0, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_ADD, 0, 0, 0, 0);
     strcpy(l[s.n_layers].from[0], "gap_a"), strcpy(l[s.n_layers].from[1], "transition1");
     l[s.n_layers++].n_from = 2;
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     return s;
 }
 
@@ -95,18 +88,18 @@ static th_model_spec bottleneck_spec(void)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
-    l[s.n_layers] = layer(TH_LAYER_BOTTLENECK, 8, 0, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_BOTTLENECK, 8, 0, 2, 0);
     l[s.n_layers].width = 2;
     strcpy(l[s.n_layers++].name, "layer1.0");
-    l[s.n_layers] = layer(TH_LAYER_BOTTLENECK, 8, 0, 1, 0);
+    l[s.n_layers] = th_test_layer(TH_LAYER_BOTTLENECK, 8, 0, 1, 0);
     l[s.n_layers].width = 3;
     strcpy(l[s.n_layers++].name, "layer1.1");
-    l[s.n_layers++] = layer(TH_LAYER_FLATTEN, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, 5, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_FLATTEN, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, 5, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     return s;
 }
 
@@ -317,7 +310,7 @@ static void test_bottleneck_structure(void)
     CHECK(th_model_spec_check(&spec, L, &err) == -1 &&
           strstr(err.msg, "model.layers[2] (bottleneck layer1.0, line 9): out and width must be > 0"));
     spec = bottleneck_spec();
-    spec.layers[4] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    spec.layers[4] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
     CHECK(th_model_spec_check(&spec, L, &err) == -1 &&
           strstr(err.msg, "model.layers[5] (dense): needs a flat input (put a gap or flatten layer before it), "
                           "got 8x3x3"));
@@ -527,13 +520,13 @@ static void test_fusion(void)
 {
     th_model_spec s = {.c = C, .h = H, .w = W};
     th_layer_spec *l = s.layers;
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 4, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
-    l[s.n_layers++] = layer(TH_LAYER_CONV, 6, 3, 1, 1);
-    l[s.n_layers++] = layer(TH_LAYER_RELU, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_GAP, 0, 0, 0, 0);
-    l[s.n_layers++] = layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 4, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_MAXPOOL, 0, 2, 2, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_CONV, 6, 3, 1, 1);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_RELU, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_GAP, 0, 0, 0, 0);
+    l[s.n_layers++] = th_test_layer(TH_LAYER_DENSE, TH_OUT_LABELS, 0, 0, 0);
     float x[N * C * H * W], dz[N * L];
     th_test_fill(x, sizeof x / sizeof x[0], -1, 1, 17);
     for (int threads = 1; threads <= 2; threads++) {

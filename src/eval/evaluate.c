@@ -222,7 +222,7 @@ static int val_choice_current(const eval *e)
 /* Test and external data apply val's operating points: when val has none
  * for this checkpoint and config, it is evaluated first (collective, before
  * this evaluation opens the dataset). */
-static int ensure_val_choice(eval *e, th_eval_result *res, th_err *err)
+static int ensure_val_choice(eval *e, th_err *err)
 {
     int missing = e->rank == 0 && !val_choice_current(e);
     if (th_dist_bcast(e->comm, 0, &missing, sizeof missing, err)) return -1;
@@ -334,7 +334,7 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
     int which = TH_SPLIT_TEST;
     /* Every rank reads the same config and sees the same files: these agree. */
     int rc = setup(&e, &which, err);
-    if (!rc && which != TH_SPLIT_VAL) rc = ensure_val_choice(&e, res, err);
+    if (!rc && which != TH_SPLIT_VAL) rc = ensure_val_choice(&e, err);
     if (!rc) {
         rc = th_dataset_open(&e.ds, opts->data ? opts->data : e.cfg->data.path, comm, err);
         e.ds_open = rc == 0;

@@ -1,7 +1,10 @@
 /* test_oppoint.c - operating-point rules, Wilson intervals, ECE, Brier and
  * temperature scaling against values worked by hand. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "thorax/config.h"
@@ -197,8 +200,51 @@ static void test_temperature(void)
     CHECK(th_temperature_fit(N, s, none, 1) == 1);
 }
 
+/* thresholds.json reads back what was written: floats as the same floats,
+ * null as NaN, labels that need escaping by name. */
+static void test_thresholds_file(void)
+{
+    static th_thresholds t, back;
+    memset(&t, 0, sizeof t);
+    snprintf(t.checkpoint, sizeof t.checkpoint, "last");
+    t.epoch = 7;
+    t.step = 1234;
+    snprintf(t.rule, sizeof t.rule, "specificity@0.95");
+    snprintf(t.calibrate, sizeof t.calibrate, "temperature");
+    t.l = 3;
+    const char *names[] = {"Effusion", "Pleural \"Thickening\"", "tab\there"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(t.label[k], sizeof t.label[k], "%s", names[k]);
+        t.threshold[k] = (double)(0.1f + 0.3f * (float)k);
+        t.threshold_patient[k] = (double)nextafterf(0.5f, 1);
+        t.temperature[k] = 1.0 / 3 + k;
+    }
+    t.threshold[2] = NAN;
+    char dir[] = "/tmp/thorax_test_oppoint_XXXXXX", path[64];
+    th_err err = {{0}};
+    if (!CHECK(mkdtemp(dir) != NULL)) return;
+    snprintf(path, sizeof path, "%s/thresholds.json", dir);
+    CHECK(th_thresholds_write(path, &t, &err) == 0);
+    if (!CHECK(th_thresholds_read(path, &back, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(strcmp(back.checkpoint, "last") == 0 && back.epoch == 7 && back.step == 1234);
+    CHECK(strcmp(back.rule, "specificity@0.95") == 0 && strcmp(back.calibrate, "temperature") == 0);
+    CHECK(back.l == 3);
+    for (int k = 0; k < 3 && back.l == 3; k++) {
+        CHECK(strcmp(back.label[k], names[k]) == 0);
+        CHECK(k == 2 ? isnan(back.threshold[k]) : back.threshold[k] == t.threshold[k]);
+        CHECK(back.threshold_patient[k] == t.threshold_patient[k]);
+        CHECK(back.temperature[k] == t.temperature[k]);
+    }
+    /* A damaged file is an error naming it. */
+    CHECK(th_write_file_atomic(path, "{\"labels\": {\"A\": {\"threshold\": }}}", 35, &err) == 0);
+    CHECK(th_thresholds_read(path, &back, &err) == -1 && strstr(err.msg, "thresholds.json") != NULL);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    test_thresholds_file();
     test_rules();
     test_parse();
     test_counts_and_intervals();

@@ -44,6 +44,28 @@ typedef enum th_split_mode { TH_SPLIT_MODE_RANDOM = 0, TH_SPLIT_MODE_PREDEFINED 
 typedef enum th_cache { TH_CACHE_AUTO = 0, TH_CACHE_MEMORY, TH_CACHE_STREAM } th_cache;
 typedef enum th_on_leak { TH_ON_LEAK_ERROR = 0, TH_ON_LEAK_DROP_FROM_EVAL } th_on_leak;
 
+/* How each label's operating point is chosen on the validation split
+ * (eval.threshold; th_eval_run applies it to every other split):
+ *   youden            the score maximising sensitivity + specificity - 1
+ *   sensitivity@s     the highest score whose sensitivity is >= s
+ *   specificity@s     the lowest score whose specificity is >= s
+ *   fixed:t           t itself
+ * (s in (0, 1), t in [0, 1]). */
+typedef enum th_threshold_rule {
+    TH_THRESHOLD_YOUDEN = 0,
+    TH_THRESHOLD_SENSITIVITY,
+    TH_THRESHOLD_SPECIFICITY,
+    TH_THRESHOLD_FIXED,
+} th_threshold_rule;
+
+/* Parses an eval.threshold value; *value is 0 for youden. Returns -1 with
+ * msg (cap bytes) saying what is wrong. */
+int th_threshold_rule_parse(const char *s, th_threshold_rule *rule, double *value, char *msg, size_t cap);
+
+/* eval.calibrate: none, or one temperature per label fitted on val. */
+typedef enum th_calibrate { TH_CALIBRATE_NONE = 0, TH_CALIBRATE_TEMPERATURE } th_calibrate;
+extern const char *const th_calibrate_names[];
+
 typedef struct th_config {
     char name[128];
     uint64_t seed;
@@ -101,6 +123,13 @@ typedef struct th_config {
         char split[16];         /* val or test */
         char cam_method[16];    /* cam or gradcam */
         int cam_top_k;
+        /* eval.threshold as written ("youden", "sensitivity@0.9",
+         * "specificity@0.9", "fixed:0.5"), and parsed by
+         * th_threshold_rule_parse into its rule and number. */
+        char threshold[32];
+        th_threshold_rule threshold_rule;
+        double threshold_value;
+        th_calibrate calibrate; /* eval.calibrate */
     } eval;
     struct {
         char out_dir[TH_PATH_MAX];

@@ -71,6 +71,82 @@ typedef struct th_roc {
 int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc *roc, th_err *err);
 void th_roc_free(th_roc *roc);
 
+/* Operating points and calibration (eval.threshold, eval.calibrate).
+ *
+ * An operating point is a threshold t: a case is called positive when its
+ * score is >= t, as in the ROC sweep. Each label's t is chosen on the
+ * validation split by the rule of eval.threshold (config.h) and applied,
+ * never re-fitted, to test and external data; the counts and rates at it
+ * carry 95% intervals:
+ *   - sensitivity tp/(tp+fn), specificity tn/(tn+fp), ppv tp/(tp+fp),
+ *     npv tn/(tn+fn), accuracy (tp+tn)/n: Wilson score intervals;
+ *   - F1 = 2tp/(2tp+fp+fn) = 2J/(1+J) with J = tp/(tp+fp+fn), a proportion
+ *     of the tp+fp+fn cases (tn does not enter F1): the Wilson interval of J
+ *     mapped through the increasing 2J/(1+J).
+ * A rate with a zero denominator is NaN, its interval too.
+ *
+ * Calibration: the expected calibration error over TH_ECE_BINS equal-mass
+ * bins (scores sorted increasingly, ties by case order; bin b holds the
+ * sorted cases floor(b n/B) .. floor((b+1) n/B) - 1, so bin sizes differ by
+ * at most one and a bin is empty only when n < B): ECE = sum over the bins
+ * of n_b/n |mean p_b - mean y_b|; and the Brier score mean (p - y)^2.
+ * Temperature scaling replaces p by sigmoid(logit(p)/T), with p clamped to
+ * [1e-7, 1 - 1e-7] first; T minimises the negative log-likelihood of the
+ * fitting set. It is monotone, so the ranking (and the AUC) is unchanged.
+ */
+typedef struct th_confusion {
+    long tp, fp, tn, fn;
+} th_confusion;
+
+/* A proportion and its 95% interval (all NaN when undefined). */
+typedef struct th_rate {
+    double value, lo, hi;
+} th_rate;
+
+typedef struct th_operating_point {
+    double threshold;           /* NaN: none could be chosen (then everything else is NaN/0) */
+    th_confusion c;
+    th_rate sensitivity, specificity, ppv, npv, accuracy, f1;
+} th_operating_point;
+
+/* The Wilson score interval of k successes out of n at normal quantile z
+ * (TH_AUC_CI_Z for 95%): 8/10 gives [0.4902, 0.9433]. NaN for n = 0. */
+void th_wilson_interval(long k, long n, double z, double *lo, double *hi);
+
+/* Counts and rates of scores p[i * stride] >= threshold against y[i * stride]. */
+void th_operating_point_at(int n, const float *p, const uint8_t *y, int stride, double threshold,
+                           th_operating_point *op);
+
+/* The threshold chosen by rule (value: its S or T) among the distinct scores:
+ *   youden         ties: the highest of the scores with the largest J
+ *                  (the same point as th_label_metrics' threshold);
+ *   sensitivity@S  the highest score with tp/n_pos >= S;
+ *   specificity@S  the lowest score with tn/n_neg >= S; when even the
+ *                  highest score has less, the float just above it (nothing
+ *                  is called positive);
+ *   fixed:T        T.
+ * Rates are compared with a tolerance of 1e-12 so that 9/10 meets 0.9.
+ * *threshold is NaN when the rule needs both classes and one is absent.
+ * Returns -1 for a NaN score or an allocation failure. */
+int th_threshold_choose(int n, const float *p, const uint8_t *y, int stride, th_threshold_rule rule, double value,
+                        double *threshold, th_err *err);
+
+#define TH_ECE_BINS 15
+/* ECE over `bins` equal-mass bins and the Brier score (NaN when n = 0).
+ * bin_p, bin_y [bins] (may be NULL) receive each bin's mean score and mean
+ * truth, NaN for an empty bin. Returns -1 for an allocation failure. */
+int th_calibration_error(int n, const float *p, const uint8_t *y, int stride, int bins, double *ece, double *brier,
+                         double *bin_p, double *bin_y, th_err *err);
+
+/* The temperature minimising the NLL of sigmoid(logit(p)/T) against y:
+ * golden-section search over log(1/T) in [log 0.01, log 100] (the NLL is
+ * convex in 1/T, so the search is exact to ~1e-12 and deterministic). 1 when
+ * a class is absent. */
+double th_temperature_fit(int n, const float *p, const uint8_t *y, int stride);
+
+/* sigmoid(logit(p)/T), p clamped as above. */
+float th_temperature_apply(float p, double t);
+
 /* Everything reported for one label. When defined is 0 every double is NaN
  * and reason says why ("no positive images", "no negative images", "no
  * images"); otherwise reason is NULL. auc_lo/auc_hi are NaN (and auc_var is
@@ -84,6 +160,18 @@ typedef struct th_label_metrics {
     double ap;
     int defined;
     const char *reason;
+    /* Calibration of the scores evaluated: ECE (TH_ECE_BINS equal-mass
+     * bins) and Brier score, NaN without cases. */
+    double ece, brier;
+    /* Filled by th_metrics_apply: the operating point applied (has_op),
+     * the rule that chose it and where; threshold, sensitivity and
+     * specificity above are then the op's. */
+    int has_op;
+    th_operating_point op;
+    const char *op_rule, *op_chosen_on;
+    /* With temperature scaling: T, and ECE and Brier of the raw scores
+     * (NaN when not calibrated). */
+    double temperature, ece_raw, brier_raw;
 } th_label_metrics;
 
 /* Unweighted means over the defined labels (NaN when there are none). */
@@ -97,6 +185,13 @@ typedef struct th_metrics_macro {
  * probability (naming image and label index) or an allocation failure. */
 int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_metrics *out, th_metrics_macro *macro,
                        th_err *err);
+
+/* Applies threshold[k] (chosen elsewhere by `rule`, on `chosen_on`) to each
+ * label of p [n, l] against y: fills m[k].op and makes m[k]'s threshold,
+ * sensitivity and specificity the op's, and macro's sensitivity and
+ * specificity their means over the defined labels with a value. */
+void th_metrics_apply(int n, int l, const float *p, const uint8_t *y, const double *threshold, const char *rule,
+                      const char *chosen_on, th_label_metrics *m, th_metrics_macro *macro);
 
 /* Patient-level scores and labels from image-level ones: patient_of[n] in
  * [0, n_patients) (as from th_patients_group); p_out [n_patients, l] is the
@@ -115,6 +210,7 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  *                      mean over the labels where they are defined
  *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
  *   roc.png            one curve per label, AUC and CI in the legend
+ *   calibration.png    reliability diagram per label
  *
  * Every file is written atomically (path.tmp, then rename). These run on
  * rank 0 after the predictions are gathered.
@@ -127,6 +223,9 @@ typedef struct th_eval_data {
     const char *const *patient_id; /* [n] */
     const float *p;                /* [n, l] predicted probabilities */
     const uint8_t *y;              /* [n, l] 0/1 truth */
+    /* [n, l] the model's probabilities before temperature scaling, when p
+     * is calibrated (predictions.csv's p_raw_<label>); NULL otherwise. */
+    const float *p_raw;
 } th_eval_data;
 
 /* Flags of th_report_write_eval. */
@@ -143,6 +242,42 @@ enum {
  * The image-level macro means go to *macro when it is not NULL. */
 int th_report_write_eval(const char *dir, const char *split, const th_eval_data *d, int flags,
                          th_metrics_macro *macro, th_err *err);
+
+/* What an evaluation applies rather than fits on its own data: each label's
+ * operating point chosen on val (image and patient level) and, when
+ * calibrated, the temperature that made d->p from d->p_raw. */
+typedef struct th_eval_applied {
+    const char *rule;                  /* eval.threshold as written */
+    const char *chosen_on;             /* "val" */
+    const double *threshold;           /* [l] image level (NaN: none) */
+    const double *threshold_patient;   /* [l] patient level */
+    const double *temperature;         /* [l], or NULL: not calibrated */
+} th_eval_applied;
+
+/* th_report_write_eval with the operating points (and calibration) of ap;
+ * ap NULL chooses Youden's threshold on d itself (chosen_on = split) and
+ * calibrates nothing. Also writes calibration.png (reliability diagram). */
+int th_report_write_eval_applied(const char *dir, const char *split, const th_eval_data *d, int flags,
+                                 const th_eval_applied *ap, th_metrics_macro *macro, th_err *err);
+
+/* eval/val/thresholds.json: the operating points chosen on val, which
+ * evaluations of test and external data apply. Valid for one checkpoint
+ * (name, epoch and step), rule and calibration. */
+typedef struct th_thresholds {
+    char checkpoint[16];               /* "best" or "last" */
+    int epoch;
+    long step;
+    char rule[32];                     /* eval.threshold */
+    char calibrate[16];                /* eval.calibrate */
+    int l;
+    char label[TH_MAX_LABELS][TH_LABEL_MAX];
+    double threshold[TH_MAX_LABELS], threshold_patient[TH_MAX_LABELS];
+    double temperature[TH_MAX_LABELS]; /* 1 when not calibrated */
+} th_thresholds;
+
+int th_thresholds_write(const char *path, const th_thresholds *t, th_err *err);
+/* Reads a file th_thresholds_write wrote (null numbers read as NaN). */
+int th_thresholds_read(const char *path, th_thresholds *t, th_err *err);
 
 /* ---- the single writers, for callers that assemble their own ------------ */
 
@@ -166,6 +301,11 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);
 
 /* roc[l] and m[l] per label; undefined labels are left out of the plot. */
+/* The reliability diagram: per label the mean truth against the mean score
+ * of each of TH_ECE_BINS equal-mass bins, and the diagonal. */
+int th_report_write_calibration_png(const char *path, const char *title, int n, int l, const char *const *label,
+                                    const float *p, const uint8_t *y, const th_label_metrics *m, th_err *err);
+
 int th_report_write_roc_png(const char *path, const char *title, int l, const char *const *label, const th_roc *roc,
                             const th_label_metrics *m, th_err *err);
 

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config_impl.h"
@@ -20,12 +21,13 @@ static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 static const char *const eval_split_names[] = {"val", "test", NULL};
 static const char *const cam_method_names[] = {"cam", "gradcam", NULL};
+const char *const th_calibrate_names[] = {"none", "temperature", NULL};
 
 /* KEY_ENUM keeps an enum through an int. */
 _Static_assert(sizeof(th_normalize) == sizeof(int) && sizeof(th_on_leak) == sizeof(int) &&
                    sizeof(th_cache) == sizeof(int) && sizeof(th_schedule_type) == sizeof(int) &&
                    sizeof(th_loss_type) == sizeof(int) && sizeof(th_optim_type) == sizeof(int) &&
-                   sizeof(th_precision) == sizeof(int),
+                   sizeof(th_precision) == sizeof(int) && sizeof(th_calibrate) == sizeof(int),
                "enums are int-sized");
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -133,6 +135,52 @@ static int check_unfreeze(const ctx *c, const yt_node *m, const char *path, cons
         return cfg_fail(c, yt_get(m, "lr") ? yt_get(m, "lr") : m, path, "lr",
                         "must not be below train.schedule.min_lr %g, got %g", cfg->train.schedule.min_lr,
                         cfg->train.unfreeze.lr);
+    return 0;
+}
+
+/* The number after "sensitivity@", "specificity@" or "fixed:": all of it
+ * must be a number, within (0, 1) for a rate and [0, 1] for a threshold. */
+int th_threshold_rule_parse(const char *s, th_threshold_rule *rule, double *value, char *msg, size_t cap)
+{
+    static const struct {
+        const char *prefix;
+        th_threshold_rule rule;
+        int open;
+    } forms[] = {{"sensitivity@", TH_THRESHOLD_SENSITIVITY, 1},
+                 {"specificity@", TH_THRESHOLD_SPECIFICITY, 1},
+                 {"fixed:", TH_THRESHOLD_FIXED, 0}};
+    *value = 0;
+    if (strcmp(s, "youden") == 0) {
+        *rule = TH_THRESHOLD_YOUDEN;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        size_t n = strlen(forms[i].prefix);
+        if (strncmp(s, forms[i].prefix, n)) continue;
+        char *end;
+        double v = strtod(s + n, &end);
+        int ok = end != s + n && *end == '\0' && isfinite(v) &&
+                 (forms[i].open ? v > 0 && v < 1 : v >= 0 && v <= 1);
+        if (!ok) {
+            snprintf(msg, cap, "the number after '%s' must be in %s, got '%s'", forms[i].prefix,
+                     forms[i].open ? "(0, 1)" : "[0, 1]", s + n);
+            return -1;
+        }
+        *rule = forms[i].rule;
+        *value = v;
+        return 0;
+    }
+    snprintf(msg, cap, "must be youden, sensitivity@S, specificity@S or fixed:T, got '%s'", s);
+    return -1;
+}
+
+static int check_threshold(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base)
+{
+    th_config *cfg = base;
+    char msg[160];
+    if (th_threshold_rule_parse(cfg->eval.threshold, &cfg->eval.threshold_rule, &cfg->eval.threshold_value, msg,
+                                sizeof msg))
+        return cfg_fail(c, yt_get(m, k->name) ? yt_get(m, k->name) : m, path, k->name, "%s", msg);
     return 0;
 }
 
@@ -280,6 +328,9 @@ static const key_table cam_table = {"eval.cam", cam_keys, N(cam_keys), NULL};
 static const key_def eval_keys[] = {
     {"split", KEY_ENUM_STR, 0, AT(eval.split), .cap = SIZE(eval.split), .names = eval_split_names, .def = 1},
     {"cam", KEY_SECTION, 0, .sub = &cam_table},
+    {"threshold", KEY_STR, 0, AT(eval.threshold), .cap = SIZE(eval.threshold), .def_str = "youden",
+     .check = check_threshold},
+    {"calibrate", KEY_ENUM, 0, AT(eval.calibrate), .names = th_calibrate_names, .def = TH_CALIBRATE_NONE},
 };
 static const key_table eval_table = {"eval", eval_keys, N(eval_keys), NULL};
 

@@ -109,6 +109,130 @@ static void out_dir(const eval *e, char *out, size_t cap)
     snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, (int)len, base);
 }
 
+static const char *checkpoint_name(const eval *e)
+{
+    return e->opts->checkpoint ? e->opts->checkpoint : "best";
+}
+
+static void thresholds_path(const eval *e, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/eval/val/thresholds.json", e->opts->run_dir);
+}
+
+/* Rank 0, evaluating val: the temperatures (when calibrating) fitted on the
+ * raw scores p_raw [n, L], p [n, L] made from them, and the operating
+ * points chosen on p at image level and at patient level (max over the
+ * patient's images), into t. */
+static int choose_on_val(const eval *e, int n, int L, const char *const *label, const char *const *patient,
+                         const float *p_raw, float *p, const uint8_t *y, th_thresholds *t, th_err *err)
+{
+    const th_config *cfg = e->cfg;
+    memset(t, 0, sizeof *t);
+    snprintf(t->checkpoint, sizeof t->checkpoint, "%s", checkpoint_name(e));
+    t->epoch = e->run.st.epoch;
+    t->step = e->run.st.step;
+    snprintf(t->rule, sizeof t->rule, "%s", cfg->eval.threshold);
+    snprintf(t->calibrate, sizeof t->calibrate, "%s", th_calibrate_names[cfg->eval.calibrate]);
+    t->l = L;
+    for (int k = 0; k < L; k++) {
+        snprintf(t->label[k], sizeof t->label[k], "%s", label[k]);
+        t->temperature[k] = cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE ? th_temperature_fit(n, p_raw + k, y + k, L)
+                                                                             : 1;
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < L; k++) {
+            size_t at = (size_t)i * L + k;
+            p[at] = cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE ? th_temperature_apply(p_raw[at], t->temperature[k])
+                                                                    : p_raw[at];
+        }
+    int *patient_of = malloc(sizeof(int) * (size_t)(n + 1));
+    int np = patient_of ? th_patients_group(n, patient, patient_of) : -1;
+    float *pp = np >= 0 ? malloc(sizeof(float) * (size_t)(np + 1) * L) : NULL;
+    uint8_t *py = np >= 0 ? malloc((size_t)(np + 1) * L) : NULL;
+    int rc = pp && py ? 0 : th_errf(err, "out of memory grouping %d images by patient", n);
+    if (!rc) rc = th_metrics_by_patient(n, L, p, y, patient_of, np, pp, py, err);
+    for (int k = 0; !rc && k < L; k++) {
+        rc = th_threshold_choose(n, p + k, y + k, L, cfg->eval.threshold_rule, cfg->eval.threshold_value,
+                                 &t->threshold[k], err);
+        if (!rc)
+            rc = th_threshold_choose(np, pp + k, py + k, L, cfg->eval.threshold_rule, cfg->eval.threshold_value,
+                                     &t->threshold_patient[k], err);
+    }
+    free(patient_of);
+    free(pp);
+    free(py);
+    return rc;
+}
+
+/* Rank 0, evaluating test or another file: val's choice for each label
+ * evaluated, and p [n, L] calibrated with val's temperatures. */
+static int read_val_choice(const eval *e, int n, int L, const char *const *label, const float *p_raw, float *p,
+                           th_thresholds *t, th_err *err)
+{
+    char path[2100];
+    thresholds_path(e, path, sizeof path);
+    th_thresholds *val = malloc(sizeof *val);
+    if (!val) return th_errf(err, "out of memory reading %s", path);
+    int rc = th_thresholds_read(path, val, err);
+    *t = *val;
+    t->l = L;
+    for (int k = 0; !rc && k < L; k++) {
+        int j = 0;
+        while (j < val->l && strcmp(val->label[j], label[k])) j++;
+        if (j == val->l) {
+            rc = th_errf(err, "%s has no threshold for label %s", path, label[k]);
+            break;
+        }
+        snprintf(t->label[k], sizeof t->label[k], "%s", label[k]);
+        t->threshold[k] = val->threshold[j];
+        t->threshold_patient[k] = val->threshold_patient[j];
+        t->temperature[k] = val->temperature[j];
+    }
+    for (int i = 0; !rc && i < n; i++)
+        for (int k = 0; k < L; k++) {
+            size_t at = (size_t)i * L + k;
+            p[at] = e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE
+                        ? th_temperature_apply(p_raw[at], t->temperature[k])
+                        : p_raw[at];
+        }
+    free(val);
+    return rc;
+}
+
+/* Rank 0: whether eval/val/thresholds.json was made with this checkpoint
+ * (name, epoch, step), rule and calibration. */
+static int val_choice_current(const eval *e)
+{
+    char path[2100];
+    thresholds_path(e, path, sizeof path);
+    th_thresholds *t = malloc(sizeof *t);
+    th_err ignored = {{0}};
+    int ok = t && th_thresholds_read(path, t, &ignored) == 0;
+    th_threshold_rule rule;
+    double value;
+    char msg[160];
+    ok = ok && !strcmp(t->checkpoint, checkpoint_name(e)) && t->epoch == e->run.st.epoch &&
+         t->step == e->run.st.step && !strcmp(t->calibrate, th_calibrate_names[e->cfg->eval.calibrate]) &&
+         th_threshold_rule_parse(t->rule, &rule, &value, msg, sizeof msg) == 0 &&
+         rule == e->cfg->eval.threshold_rule && value == e->cfg->eval.threshold_value;
+    free(t);
+    return ok;
+}
+
+/* Test and external data apply val's operating points: when val has none
+ * for this checkpoint and config, it is evaluated first (collective, before
+ * this evaluation opens the dataset). */
+static int ensure_val_choice(eval *e, th_err *err)
+{
+    int missing = e->rank == 0 && !val_choice_current(e);
+    if (th_dist_bcast(e->comm, 0, &missing, sizeof missing, err)) return -1;
+    if (!missing) return 0;
+    th_eval_opts vo = {.run_dir = e->opts->run_dir, .split = "val", .checkpoint = e->opts->checkpoint};
+    th_eval_result vr;
+    if (th_eval_run(&vo, e->comm, &vr, err)) return th_err_prefix(err, "choosing the operating points on val: ");
+    return 0;
+}
+
 /* Rank 0: the gathered rows (rank order) back in dataset order, and the files. */
 static int write_results(eval *e, int which, const float *p_gathered, th_eval_result *res, th_err *err)
 {
@@ -116,11 +240,13 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
     for (int i = 0; i < n; i++) total += e->split[i] == which;
     int *order = malloc(sizeof(int) * (size_t)(total + 1)), *pos_of_row = malloc(sizeof(int) * (size_t)n);
     float *p = malloc(sizeof(float) * (size_t)(total + 1) * L);
+    float *p_raw = malloc(sizeof(float) * (size_t)(total + 1) * L);
+    th_thresholds *t = malloc(sizeof *t);
     uint8_t *y = malloc((size_t)(total + 1) * L);
     const char **image = malloc(sizeof(char *) * (size_t)(total + 1));
     const char **patient = malloc(sizeof(char *) * (size_t)(total + 1));
     const char *label[TH_MAX_LABELS];
-    if (!order || !pos_of_row || !p || !y || !image || !patient) {
+    if (!order || !pos_of_row || !p || !p_raw || !t || !y || !image || !patient) {
         th_errf(err, "out of memory writing %d predictions", total);
         goto out;
     }
@@ -128,18 +254,32 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
     for (int k = 0; k < total; k++) pos_of_row[order[k]] = k;
     for (int i = 0, j = 0; i < n; i++) {
         if (e->split[i] != which) continue;
-        memcpy(p + (size_t)j * L, p_gathered + (size_t)pos_of_row[i] * L, sizeof(float) * (size_t)L);
+        memcpy(p_raw + (size_t)j * L, p_gathered + (size_t)pos_of_row[i] * L, sizeof(float) * (size_t)L);
         for (int k = 0; k < L; k++) y[(size_t)j * L + k] = e->ds.labels[(size_t)i * e->ds.n_labels + e->file_col[k]];
         image[j] = e->ds.image_name[i];
         patient[j] = e->ds.patient_id[i];
         j++;
     }
     for (int k = 0; k < L; k++) label[k] = e->cfg->data.labels[e->out_col[k]];
-    th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y};
+    int on_val = e->split_name && !strcmp(e->split_name, "val");
+    if (on_val ? choose_on_val(e, total, L, label, patient, p_raw, p, y, t, err)
+               : read_val_choice(e, total, L, label, p_raw, p, t, err))
+        goto out;
+    int calibrated = e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;
+    th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y,
+                      .p_raw = calibrated ? p_raw : NULL};
+    th_eval_applied ap = {.rule = e->cfg->eval.threshold, .chosen_on = "val", .threshold = t->threshold,
+                          .threshold_patient = t->threshold_patient, .temperature = calibrated ? t->temperature : NULL};
     th_metrics_macro macro;
     out_dir(e, res->out_dir, sizeof res->out_dir);
     const char *title = e->split_name ? e->split_name : strrchr(res->out_dir, '/') + 1;
-    rc = th_report_write_eval(res->out_dir, title, &d, e->opts->patient_level ? TH_REPORT_PATIENT : 0, &macro, err);
+    rc = th_report_write_eval_applied(res->out_dir, title, &d, e->opts->patient_level ? TH_REPORT_PATIENT : 0, &ap,
+                                      &macro, err);
+    if (!rc && on_val) {
+        char path[2100];
+        thresholds_path(e, path, sizeof path);
+        rc = th_thresholds_write(path, t, err);
+    }
     res->n_images = total;
     res->n_labels = L;
     res->n_defined = macro.n_defined;
@@ -151,6 +291,8 @@ out:
     free(order);
     free(pos_of_row);
     free(p);
+    free(p_raw);
+    free(t);
     free(y);
     free(image);
     free(patient);
@@ -192,6 +334,7 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
     int which = TH_SPLIT_TEST;
     /* Every rank reads the same config and sees the same files: these agree. */
     int rc = setup(&e, &which, err);
+    if (!rc && which != TH_SPLIT_VAL) rc = ensure_val_choice(&e, err);
     if (!rc) {
         rc = th_dataset_open(&e.ds, opts->data ? opts->data : e.cfg->data.path, comm, err);
         e.ds_open = rc == 0;

@@ -150,7 +150,7 @@ static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...)
  * (patient_id, n_images). */
 static int write_predictions(const char *path, int n, int l, const char *const *label, const char *h1,
                              const char *const *c1, const char *h2, const char *const *c2, const int *c2_count,
-                             const float *p, const uint8_t *y, th_err *err)
+                             const float *p, const float *p_raw, const uint8_t *y, th_err *err)
 {
     th_strbuf b = {0};
     th_strbuf_printf(&b, "%s,%s", h1, h2);
@@ -162,6 +162,10 @@ static int write_predictions(const char *path, int n, int l, const char *const *
         th_strbuf_printf(&b, ",");
         csv_field(&b, "p_", label[k]);
     }
+    for (int k = 0; p_raw && k < l; k++) {
+        th_strbuf_printf(&b, ",");
+        csv_field(&b, "p_raw_", label[k]);
+    }
     th_strbuf_printf(&b, "\n");
     for (int i = 0; i < n; i++) {
         csv_field(&b, "", c1[i]);
@@ -172,6 +176,7 @@ static int write_predictions(const char *path, int n, int l, const char *const *
             th_strbuf_printf(&b, "%d", c2_count[i]);
         for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%d", y[(size_t)i * l + k] ? 1 : 0);
         for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%.6f", (double)p[(size_t)i * l + k]);
+        for (int k = 0; p_raw && k < l; k++) th_strbuf_printf(&b, ",%.6f", (double)p_raw[(size_t)i * l + k]);
         th_strbuf_printf(&b, "\n");
     }
     return write_buffer(path, &b, err);
@@ -180,10 +185,67 @@ static int write_predictions(const char *path, int n, int l, const char *const *
 int th_report_write_predictions(const char *path, const th_eval_data *d, th_err *err)
 {
     return write_predictions(path, d->n, d->l, d->label, "image", d->image, "patient_id", d->patient_id, NULL, d->p,
-                             d->y, err);
+                             d->p_raw, d->y, err);
 }
 
 /* ---- metrics.json -------------------------------------------------------------- */
+
+static void json_rate(th_strbuf *b, const char *name, const th_rate *r)
+{
+    th_strbuf_printf(b, ",\n        \"%s\": {\"value\": ", name);
+    json_number(b, r->value, 0);
+    th_strbuf_printf(b, ", \"ci\": ");
+    if (isfinite(r->lo) && isfinite(r->hi)) {
+        th_strbuf_printf(b, "[");
+        json_number(b, r->lo, 0);
+        th_strbuf_printf(b, ", ");
+        json_number(b, r->hi, 0);
+        th_strbuf_printf(b, "]}");
+    } else {
+        th_strbuf_printf(b, "null}");
+    }
+}
+
+/* "operating_point": the threshold applied, where it was chosen, the
+ * confusion counts and the rates with their Wilson intervals. */
+static void write_operating_point(th_strbuf *b, const th_label_metrics *x)
+{
+    const th_operating_point *op = &x->op;
+    th_strbuf_printf(b, ",\n      \"operating_point\": {\n        \"threshold\": ");
+    json_number(b, op->threshold, 1);
+    th_strbuf_printf(b, ",\n        \"rule\": ");
+    json_string(b, x->op_rule ? x->op_rule : "youden");
+    th_strbuf_printf(b, ",\n        \"chosen_on\": ");
+    json_string(b, x->op_chosen_on ? x->op_chosen_on : "");
+    th_strbuf_printf(b, ",\n        \"tp\": %ld, \"fp\": %ld, \"tn\": %ld, \"fn\": %ld", op->c.tp, op->c.fp,
+                     op->c.tn, op->c.fn);
+    json_rate(b, "sensitivity", &op->sensitivity);
+    json_rate(b, "specificity", &op->specificity);
+    json_rate(b, "ppv", &op->ppv);
+    json_rate(b, "npv", &op->npv);
+    json_rate(b, "accuracy", &op->accuracy);
+    json_rate(b, "f1", &op->f1);
+    th_strbuf_printf(b, "\n      }");
+}
+
+/* "calibration": ECE and Brier score; with temperature scaling also those
+ * of the raw scores and T. */
+static void write_calibration(th_strbuf *b, const th_label_metrics *x)
+{
+    th_strbuf_printf(b, ",\n      \"calibration\": {\"bins\": %d, \"ece\": ", TH_ECE_BINS);
+    json_number(b, x->ece, 0);
+    th_strbuf_printf(b, ", \"brier\": ");
+    json_number(b, x->brier, 0);
+    if (!isnan(x->temperature)) {
+        th_strbuf_printf(b, ", \"ece_raw\": ");
+        json_number(b, x->ece_raw, 0);
+        th_strbuf_printf(b, ", \"brier_raw\": ");
+        json_number(b, x->brier_raw, 0);
+        th_strbuf_printf(b, ", \"temperature\": ");
+        json_number(b, x->temperature, 0);
+    }
+    th_strbuf_printf(b, "}");
+}
 
 int th_report_write_metrics_json(const char *path, const th_report_info *info, int l, const char *const *label,
                                  const th_label_metrics *m, const th_metrics_macro *macro, th_err *err)
@@ -197,8 +259,9 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
     }
     th_strbuf_printf(&b, ",\n  \"n_images\": %ld", info->n_images);
     if (info->n_patients >= 0) th_strbuf_printf(&b, ",\n  \"n_patients\": %ld", info->n_patients);
-    th_strbuf_printf(&b, ",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95"
-                         ",\n  \"threshold_method\": \"youden\",\n  \"labels\": {");
+    th_strbuf_printf(&b, ",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95,\n  \"threshold_method\": ");
+    json_string(&b, l > 0 && m[0].has_op && m[0].op_rule ? m[0].op_rule : "youden");
+    th_strbuf_printf(&b, ",\n  \"labels\": {");
     for (int k = 0; k < l; k++) {
         const th_label_metrics *x = &m[k];
         th_strbuf_printf(&b, "%s\n    ", k ? "," : "");
@@ -228,6 +291,8 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
             th_strbuf_printf(&b, ",\n      \"reason\": ");
             json_string(&b, x->reason ? x->reason : "undefined");
         }
+        if (x->has_op) write_operating_point(&b, x);
+        write_calibration(&b, x);
         th_strbuf_printf(&b, "\n    }");
     }
     th_strbuf_printf(&b, "%s},\n  \"macro\": {\n    \"auc\": ", l ? "\n  " : "");
@@ -305,6 +370,60 @@ int th_report_write_roc_png(const char *path, const char *title, int l, const ch
     return rc;
 }
 
+int th_report_write_calibration_png(const char *path, const char *title, int n, int l, const char *const *label,
+                                    const float *p, const uint8_t *y, const th_label_metrics *m, th_err *err)
+{
+    th_figure *f = th_figure_new(820, 820, 1, NULL, err);
+    if (!f) return th_err_prefix(err, "%s: ", path);
+    th_plot *pl = th_figure_panel(f, 0);
+    th_plot_labels(pl, title, "Mean predicted probability (equal-mass bins)", "Fraction positive");
+    th_plot_xrange(pl, -0.01, 1.01);
+    th_plot_yrange(pl, -0.01, 1.01);
+    th_plot_diagonal(pl);
+    int rc = 0;
+    for (int k = 0; k < l && !rc; k++) {
+        double bp[TH_ECE_BINS], by[TH_ECE_BINS], ece, brier;
+        rc = th_calibration_error(n, p + k, y + k, l, TH_ECE_BINS, &ece, &brier, bp, by, err);
+        char text[320];
+        snprintf(text, sizeof text, "%.80s\tECE %.3f", label[k], m[k].ece);
+        th_plot_series(pl, TH_ECE_BINS, bp, by, text,
+                       TH_PLOT_COLOR(k) | TH_PLOT_MARKERS | (k >= 10 ? TH_PLOT_DASHED : 0));
+    }
+    if (!rc) rc = th_figure_write_png(f, path, err);
+    th_figure_free(f);
+    return rc;
+}
+
+int th_thresholds_write(const char *path, const th_thresholds *t, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "{\n  \"chosen_on\": \"val\",\n  \"checkpoint\": ");
+    json_string(&b, t->checkpoint);
+    th_strbuf_printf(&b, ",\n  \"checkpoint_epoch\": %d,\n  \"checkpoint_step\": %ld,\n  \"rule\": ", t->epoch,
+                     t->step);
+    json_string(&b, t->rule);
+    th_strbuf_printf(&b, ",\n  \"calibrate\": ");
+    json_string(&b, t->calibrate);
+    th_strbuf_printf(&b, ",\n  \"labels\": {");
+    for (int k = 0; k < t->l; k++) {
+        th_strbuf_printf(&b, "%s\n    ", k ? "," : "");
+        json_string(&b, t->label[k]);
+        th_strbuf_printf(&b, ": {\"threshold\": ");
+        json_number(&b, t->threshold[k], 1);
+        th_strbuf_printf(&b, ", \"patient_threshold\": ");
+        json_number(&b, t->threshold_patient[k], 1);
+        th_strbuf_printf(&b, ", \"temperature\": ");
+        json_number(&b, t->temperature[k], 0);
+        th_strbuf_printf(&b, ", \"rule\": ");
+        json_string(&b, t->rule);
+        th_strbuf_printf(&b, ", \"chosen_on\": \"val\", \"checkpoint\": ");
+        json_string(&b, t->checkpoint);
+        th_strbuf_printf(&b, "}");
+    }
+    th_strbuf_printf(&b, "%s}\n}\n", t->l ? "\n  " : "");
+    return write_buffer(path, &b, err);
+}
+
 /* ---- everything for one directory ---------------------------------------------------- */
 
 /* Fills name[k] with label k's file-name part, distinct across labels: one
@@ -326,9 +445,40 @@ static int label_filenames(int l, const char *const *label, char (*name)[256], t
     return 0;
 }
 
-/* metrics.json, roc_<label>.csv and roc.png of one level into dir. */
+/* The operating points into m: ap's thresholds (threshold [l], image or
+ * patient level) or, without ap, Youden's on these data. With p_raw, the
+ * raw scores' calibration and the temperatures too. */
+static int apply_and_calibrate(int n, int l, const float *p, const float *p_raw, const uint8_t *y,
+                               const th_eval_applied *ap, const double *threshold, const char *split,
+                               th_label_metrics *m, th_metrics_macro *macro, th_err *err)
+{
+    double *own = NULL;
+    if (!ap) {
+        own = malloc(sizeof(double) * ((size_t)l + 1));
+        if (!own) return th_errf(err, "out of memory for %d thresholds", l);
+        for (int k = 0; k < l; k++)
+            if (th_threshold_choose(n, p + k, y + k, l, TH_THRESHOLD_YOUDEN, 0, &own[k], err)) {
+                free(own);
+                return -1;
+            }
+        threshold = own;
+    }
+    th_metrics_apply(n, l, p, y, threshold, ap ? ap->rule : "youden", ap ? ap->chosen_on : split ? split : "",
+                     m, macro);
+    free(own);
+    for (int k = 0; p_raw && ap && ap->temperature && k < l; k++) {
+        m[k].temperature = ap->temperature[k];
+        if (th_calibration_error(n, p_raw + k, y + k, l, TH_ECE_BINS, &m[k].ece_raw, &m[k].brier_raw, NULL, NULL,
+                                 err))
+            return -1;
+    }
+    return 0;
+}
+
+/* metrics.json, roc_<label>.csv, roc.png and calibration.png of one level into dir. */
 static int write_level(const char *dir, const th_report_info *info, int n, int l, const char *const *label,
-                       const float *p, const uint8_t *y, th_metrics_macro *macro, th_err *err)
+                       const float *p, const float *p_raw, const uint8_t *y, const th_eval_applied *ap,
+                       const double *threshold, th_metrics_macro *macro, th_err *err)
 {
     th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
     th_roc *roc = calloc((size_t)l + 1, sizeof *roc);
@@ -348,6 +498,7 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
                 m[k].reason = m[k].n_pos + m[k].n_neg == 0 ? "no patients"
                               : m[k].n_pos == 0            ? "no positive patients"
                                                            : "no negative patients";
+    if (apply_and_calibrate(n, l, p, p_raw, y, ap, threshold, info->split, m, macro, err)) goto done;
     for (int k = 0; k < l; k++)
         if (th_roc_curve(n, p + k, y + k, l, &roc[k], err)) {
             th_err_prefix(err, "label %s: ", label[k]);
@@ -367,6 +518,12 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
         snprintf(title, sizeof title, "ROC (%s level%s)", info->level, macro_text);
     if (make_path(path, sizeof path, err, "%s/roc.png", dir)) goto done;
     if (th_report_write_roc_png(path, title, l, label, roc, m, err)) goto done;
+    if (info->split)
+        snprintf(title, sizeof title, "Calibration, %.64s (%s level)", info->split, info->level);
+    else
+        snprintf(title, sizeof title, "Calibration (%s level)", info->level);
+    if (make_path(path, sizeof path, err, "%s/calibration.png", dir)) goto done;
+    if (th_report_write_calibration_png(path, title, n, l, label, p, y, m, err)) goto done;
     rc = 0;
 done:
     for (int k = 0; roc && k < l; k++) th_roc_free(&roc[k]);
@@ -377,17 +534,19 @@ done:
 }
 
 /* The patient-level data: max score, any-positive label, first image's ID. */
-static int write_patient_level(const char *dir, const char *split, const th_eval_data *d, th_err *err)
+static int write_patient_level(const char *dir, const char *split, const th_eval_data *d, const th_eval_applied *ap,
+                               th_err *err)
 {
     int n = d->n, l = d->l, rc = -1;
     int *patient_of = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     int np = patient_of ? th_patients_group(n, d->patient_id, patient_of) : -1;
     size_t cells = (size_t)(np > 0 ? np : 1) * (size_t)(l > 0 ? l : 1);
     float *pp = np >= 0 ? malloc(sizeof(float) * cells) : NULL;
+    float *pp_raw = np >= 0 && d->p_raw ? malloc(sizeof(float) * cells) : NULL;
     uint8_t *py = np >= 0 ? malloc(cells) : NULL;
     const char **id = np >= 0 ? calloc((size_t)np + 1, sizeof *id) : NULL;
     int *count = np >= 0 ? calloc((size_t)np + 1, sizeof *count) : NULL;
-    if (!pp || !py || !id || !count) {
+    if (!pp || !py || !id || !count || (d->p_raw && !pp_raw)) {
         th_errf(err, "out of memory grouping %d images by patient", n);
         goto done;
     }
@@ -396,16 +555,20 @@ static int write_patient_level(const char *dir, const char *split, const th_eval
         count[patient_of[i]]++;
     }
     if (th_metrics_by_patient(n, l, d->p, d->y, patient_of, np, pp, py, err)) goto done;
+    if (d->p_raw && th_metrics_by_patient(n, l, d->p_raw, d->y, patient_of, np, pp_raw, py, err)) goto done;
     if (th_mkdirs(dir, err)) goto done;
     char path[4096];
     if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) goto done;
-    if (write_predictions(path, np, l, d->label, "patient_id", id, "n_images", NULL, count, pp, py, err)) goto done;
+    if (write_predictions(path, np, l, d->label, "patient_id", id, "n_images", NULL, count, pp, pp_raw, py, err))
+        goto done;
     th_report_info info = {.level = "patient", .split = split, .n_images = n, .n_patients = np};
     th_metrics_macro macro;
-    rc = write_level(dir, &info, np, l, d->label, pp, py, &macro, err);
+    rc = write_level(dir, &info, np, l, d->label, pp, pp_raw, py, ap, ap ? ap->threshold_patient : NULL, &macro,
+                     err);
 done:
     free(patient_of);
     free(pp);
+    free(pp_raw);
     free(py);
     free(id);
     free(count);
@@ -414,6 +577,12 @@ done:
 
 int th_report_write_eval(const char *dir, const char *split, const th_eval_data *d, int flags,
                          th_metrics_macro *macro, th_err *err)
+{
+    return th_report_write_eval_applied(dir, split, d, flags, NULL, macro, err);
+}
+
+int th_report_write_eval_applied(const char *dir, const char *split, const th_eval_data *d, int flags,
+                                 const th_eval_applied *ap, th_metrics_macro *macro, th_err *err)
 {
     char path[4096];
     if (th_mkdirs(dir, err)) return -1;
@@ -426,9 +595,11 @@ int th_report_write_eval(const char *dir, const char *split, const th_eval_data 
     if (n_patients < 0) return th_errf(err, "out of memory grouping %d images by patient", d->n);
     th_report_info info = {.level = "image", .split = split, .n_images = d->n, .n_patients = n_patients};
     th_metrics_macro image_macro;
-    if (write_level(dir, &info, d->n, d->l, d->label, d->p, d->y, &image_macro, err)) return -1;
+    if (write_level(dir, &info, d->n, d->l, d->label, d->p, d->p_raw, d->y, ap, ap ? ap->threshold : NULL,
+                    &image_macro, err))
+        return -1;
     if (macro) *macro = image_macro;
     if (!(flags & TH_REPORT_PATIENT)) return 0;
     if (make_path(path, sizeof path, err, "%s/patient", dir)) return -1;
-    return write_patient_level(path, split, d, err);
+    return write_patient_level(path, split, d, ap, err);
 }

@@ -159,7 +159,10 @@ int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_
     for (int k = 0; k < l; k++) {
         th_label_metrics *m = &out[k];
         *m = (th_label_metrics){.auc = NAN, .auc_lo = NAN, .auc_hi = NAN, .auc_var = NAN, .threshold = NAN,
-                                .sensitivity = NAN, .specificity = NAN, .ap = NAN};
+                                .sensitivity = NAN, .specificity = NAN, .ap = NAN, .temperature = NAN,
+                                .ece_raw = NAN, .brier_raw = NAN};
+        if (th_calibration_error(n, p + k, y + k, l, TH_ECE_BINS, &m->ece, &m->brier, NULL, NULL, err))
+            return th_err_prefix(err, "metrics of label %d: ", k);
         th_scored *s;
         long n_pos;
         if (th_scores_rank(n, p + k, y + k, l, &s, &n_pos, err))
@@ -192,6 +195,31 @@ int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_
                                     .n_defined = d};
     }
     return 0;
+}
+
+void th_metrics_apply(int n, int l, const float *p, const uint8_t *y, const double *threshold, const char *rule,
+                      const char *chosen_on, th_label_metrics *m, th_metrics_macro *macro)
+{
+    double sens = 0, spec = 0;
+    int n_sens = 0, n_spec = 0;
+    for (int k = 0; k < l; k++) {
+        th_label_metrics *x = &m[k];
+        th_operating_point_at(n, p + k, y + k, l, threshold[k], &x->op);
+        x->has_op = 1;
+        x->op_rule = rule;
+        x->op_chosen_on = chosen_on;
+        /* An undefined label keeps its null legacy fields; its op block says the rest. */
+        if (!x->defined) continue;
+        x->threshold = x->op.threshold;
+        x->sensitivity = x->op.sensitivity.value;
+        x->specificity = x->op.specificity.value;
+        if (!isnan(x->sensitivity)) sens += x->sensitivity, n_sens++;
+        if (!isnan(x->specificity)) spec += x->specificity, n_spec++;
+    }
+    if (macro) {
+        macro->sensitivity = n_sens ? sens / n_sens : NAN;
+        macro->specificity = n_spec ? spec / n_spec : NAN;
+    }
 }
 
 int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const int *patient_of, int n_patients,

@@ -195,6 +195,8 @@ static void test_defaults(void)
     CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE && cfg.train.early_stop_patience == 0);
     CHECK(strcmp(cfg.eval.split, "test") == 0 && strcmp(cfg.eval.cam_method, "gradcam") == 0);
     CHECK(cfg.eval.cam_top_k == 8);
+    CHECK(strcmp(cfg.eval.threshold, "youden") == 0 && cfg.eval.threshold_rule == TH_THRESHOLD_YOUDEN);
+    CHECK(cfg.eval.calibrate == TH_CALIBRATE_NONE);
     CHECK(strcmp(cfg.runtime.out_dir, "runs") == 0 && cfg.runtime.threads_per_rank == 1);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.5f);
     CHECK(cfg.model.n_layers == 4);
@@ -309,6 +311,10 @@ static void test_errors(void)
     EXPECT_ERROR(MINI "train:\n  loss: focal\n", "t.yaml:11: train.loss: must be one of weighted_bce, bce, softmax_ce");
     EXPECT_ERROR(MINI "eval: {split: train}\n", "t.yaml:10: eval.split: must be one of val, test; got 'train'");
     EXPECT_ERROR(MINI "eval: {cam: {method: gradcam, top_k: -1}}\n", "eval.cam.top_k: must be >= 0, got -1");
+    EXPECT_ERROR(MINI "eval: {threshold: sensitivity@1}\n",
+                 "t.yaml:10: eval.threshold: the number after 'sensitivity@' must be in (0, 1), got '1'");
+    EXPECT_ERROR(MINI "eval: {threshold: best}\n", "eval.threshold: must be youden, sensitivity@S, specificity@S or fixed:T");
+    EXPECT_ERROR(MINI "eval: {calibrate: platt}\n", "eval.calibrate: must be one of none, temperature");
     EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: -1}\n", "runtime.allreduce_bucket_mb: must be >= 0, got -1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: big}\n", "runtime.allreduce_bucket_mb: must be a number");
@@ -655,7 +661,7 @@ static void test_round_trip(void)
         "  schedule: {type: cosine, warmup_epochs: 2, min_lr: 1e-6}\n"
         "  loss: softmax_ce\n"
         "  early_stop: {patience: 4}\n"
-        "eval: {split: val, cam: {method: cam, top_k: 0}}\n"
+        "eval: {split: val, cam: {method: cam, top_k: 0}, threshold: \"specificity@0.95\", calibrate: temperature}\n"
         "runtime: {out_dir: /scratch/runs, threads_per_rank: 2, allreduce_bucket_mb: 0.125}\n";
     if (!CHECK(load(&cfg, all, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
     CHECK(strcmp(cfg.name, "yes") == 0 && cfg.seed == 9007199254740993ULL);
@@ -667,6 +673,8 @@ static void test_round_trip(void)
     CHECK(cfg.model.layers[7].width == 5);
     CHECK(th_model_spec_check(&cfg.model, cfg.data.n_labels, &err) == 0);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.125f);
+    CHECK(cfg.eval.threshold_rule == TH_THRESHOLD_SPECIFICITY && cfg.eval.threshold_value == 0.95 &&
+          cfg.eval.calibrate == TH_CALIBRATE_TEMPERATURE);
     check_round_trip(__LINE__, &cfg);
 
     /* runtime.precision: fp32 by default, bf16 read and written back. */

@@ -101,6 +101,7 @@ typedef struct th_config {
         char split[16];         /* val or test */
         char cam_method[16];    /* cam or gradcam */
         int cam_top_k;
+        int bootstrap;          /* patient-bootstrap resamples of the AUC CI, seeded with seed; 0 = DeLong's CI */
     } eval;
     struct {
         char out_dir[TH_PATH_MAX];

@@ -71,6 +71,53 @@ typedef struct th_roc {
 int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc *roc, th_err *err);
 void th_roc_free(th_roc *roc);
 
+/* ------------------------------------------------------------------------- */
+/* The patient-clustered bootstrap of the AUC.
+ *
+ * DeLong's variance treats every image as an independent case, but a patient
+ * gives several images whose scores and labels go together, so the interval
+ * is too narrow. The bootstrap resamples the unit that is independent, the
+ * patient: a resample draws n_clusters patients with replacement and keeps
+ * all the images of each (a patient drawn twice counts twice). When every
+ * case is its own cluster (patient-level evaluation) this is the ordinary
+ * bootstrap.
+ *
+ * Resample b (0-based) is draws b*n_clusters .. (b+1)*n_clusters - 1 of
+ * th_rng_below(n_clusters) from one th_rng seeded with (seed,
+ * TH_BOOTSTRAP_STREAM); every label is computed on the same resamples. Its
+ * AUC is the Mann-Whitney statistic with each case weighted by how many
+ * times its cluster was drawn, swept over scores sorted once, O(n) per
+ * resample and label. A resample in which a label lacks a class is skipped
+ * for that label and counted. The 95% interval is the 2.5 and 97.5
+ * percentiles of the used resamples, interpolated linearly between order
+ * statistics (numpy's default percentile, R's type 7). Rank 0 computes it on
+ * the gathered predictions, so it is the same on any number of ranks.
+ */
+#define TH_BOOTSTRAP_STREAM 0xB0075000000ULL
+
+/* The bootstrap of one label's statistic. */
+typedef struct th_auc_boot {
+    double lo, hi;      /* percentile 95% interval; NaN when no resample was used */
+    int used, skipped;  /* resamples with both classes, and without (used + skipped = resamples) */
+} th_auc_boot;
+
+/* Bootstraps the AUC of each of the l labels of p [n, l] against y [n, l],
+ * clustered by cluster_of[n] in [0, n_clusters), into out[l]. With p2 [n, l]
+ * (else NULL) the statistic is the paired difference AUC(p) - AUC(p2) on the
+ * same resamples. samples [resamples, l] (may be NULL) receives every
+ * resample's statistic, NaN where skipped. Returns -1 for a NaN score, a
+ * cluster out of range, resamples < 0 or an allocation failure. */
+int th_auc_bootstrap(int n, int l, const float *p, const float *p2, const uint8_t *y, const int *cluster_of,
+                     int n_clusters, int resamples, uint64_t seed, th_auc_boot *out, double *samples, th_err *err);
+
+/* DeLong's placement values (structural components) of the cases of one
+ * label into v[n] (not strided): for a positive, V10, the share of the
+ * negatives scoring below it; for a negative, V01, the share of the positives
+ * scoring above it; ties count one half. The AUC is the mean of V10 over the
+ * positives and of V01 over the negatives. Both classes must be present.
+ * Returns -1 for a NaN score, a single class or an allocation failure. */
+int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, double *v, th_err *err);
+
 /* Everything reported for one label. When defined is 0 every double is NaN
  * and reason says why ("no positive images", "no negative images", "no
  * images"); otherwise reason is NULL. auc_lo/auc_hi are NaN (and auc_var is
@@ -84,6 +131,9 @@ typedef struct th_label_metrics {
     double ap;
     int defined;
     const char *reason;
+    /* The patient bootstrap of the AUC when one was asked for
+     * (th_report_info.bootstrap > 0); all zero otherwise. */
+    th_auc_boot boot;
 } th_label_metrics;
 
 /* Unweighted means over the defined labels (NaN when there are none). */
@@ -111,8 +161,11 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  *
  *   predictions.csv    image,patient_id,y_<label>...,p_<label>...
  *   metrics.json       per label: auc, auc_ci, n_pos, n_neg, threshold,
- *                      sensitivity, specificity, average_precision; a macro
- *                      mean over the labels where they are defined
+ *                      sensitivity, specificity, average_precision,
+ *                      auc_ci_delong, ci_method (and bootstrap_used,
+ *                      bootstrap_skipped); a macro mean over the labels
+ *                      where they are defined. auc_ci is the patient
+ *                      bootstrap's when d->bootstrap > 0, else DeLong's.
  *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
  *   roc.png            one curve per label, AUC and CI in the legend
  *
@@ -127,6 +180,8 @@ typedef struct th_eval_data {
     const char *const *patient_id; /* [n] */
     const float *p;                /* [n, l] predicted probabilities */
     const uint8_t *y;              /* [n, l] 0/1 truth */
+    int bootstrap;                 /* patient-bootstrap resamples of the AUC CI; 0: DeLong's CI */
+    uint64_t bootstrap_seed;
 } th_eval_data;
 
 /* Flags of th_report_write_eval. */
@@ -152,6 +207,8 @@ typedef struct th_report_info {
     const char *split; /* NULL: not written */
     long n_images;
     long n_patients;   /* < 0: not written */
+    int bootstrap;     /* resamples behind m[].boot; 0: the CIs are DeLong's */
+    uint64_t bootstrap_seed;
 } th_report_info;
 
 /* Probabilities with %.6f; names are CSV-quoted when they need it. */

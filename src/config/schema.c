@@ -280,6 +280,9 @@ static const key_table cam_table = {"eval.cam", cam_keys, N(cam_keys), NULL};
 static const key_def eval_keys[] = {
     {"split", KEY_ENUM_STR, 0, AT(eval.split), .cap = SIZE(eval.split), .names = eval_split_names, .def = 1},
     {"cam", KEY_SECTION, 0, .sub = &cam_table},
+    /* Resamples of patients for the AUC intervals (thorax/eval.h); 2000 is
+     * Efron and Tibshirani's usual count for percentile intervals. */
+    {"bootstrap", KEY_INT, 0, AT(eval.bootstrap), .lo = 0, .hi = 1000000, .def = 2000},
 };
 static const key_table eval_table = {"eval", eval_keys, N(eval_keys), NULL};
 

@@ -135,7 +135,8 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         j++;
     }
     for (int k = 0; k < L; k++) label[k] = e->cfg->data.labels[e->out_col[k]];
-    th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y};
+    th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y,
+                      .bootstrap = e->cfg->eval.bootstrap, .bootstrap_seed = e->cfg->seed};
     th_metrics_macro macro;
     out_dir(e, res->out_dir, sizeof res->out_dir);
     const char *title = e->split_name ? e->split_name : strrchr(res->out_dir, '/') + 1;

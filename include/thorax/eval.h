@@ -232,6 +232,58 @@ int th_report_write_roc_png(const char *path, const char *title, int l, const ch
 int th_report_label_filename(const char *label, char *out, size_t cap);
 
 /* ------------------------------------------------------------------------- */
+/* `thorax compare`: two runs on the same images (DESIGN.md, "compare.json").
+ *
+ * Reads RUN_A/eval/<split>/predictions.csv and RUN_B's (written by thorax
+ * eval; a missing file is an error saying so), pairs the images by name and
+ * compares the labels both files have, by name. Per label, on the paired
+ * images:
+ *   - the AUC of each run and the difference A - B;
+ *   - DeLong's paired test: from the placement values of both runs on the
+ *     same cases, Var(A - B) = Var(A) + Var(B) - 2 Cov(A, B) with
+ *     Cov = S10_AB / m + S01_AB / n (DeLong et al. 1988; Sun and Xu 2014),
+ *     z = (A - B) / SE, two-sided p = erfc(|z| / sqrt 2), and the Wald 95%
+ *     interval of the difference (not clipped). z and p are NaN when the
+ *     variance is 0 (identical rankings);
+ *   - the paired patient bootstrap of the difference (th_auc_bootstrap with
+ *     both runs' scores: the same resampled patients for both), patients as
+ *     in RUN_A's file.
+ * A label without both classes among the paired images is reported with
+ * NaN statistics and a reason. The truth of an image must agree between the
+ * two files, and so must its patient.
+ */
+typedef struct th_compare_opts {
+    const char *run_a, *run_b;
+    const char *split;      /* "val" or "test" (default "test") */
+    const char *data;       /* else: the predictions of thorax eval --data F.h5, eval/<F>/ */
+    const char *out_dir;    /* NULL: RUN_A/compare/<RUN_B's name>_<split or F>/ */
+    int bootstrap;          /* resamples of patients; 0: no bootstrap */
+    uint64_t seed;
+} th_compare_opts;
+
+typedef struct th_compare_label {
+    char label[TH_LABEL_MAX];
+    long n_pos, n_neg;
+    double auc_a, auc_b, diff;
+    double se, z, p, lo, hi;    /* DeLong's paired test and the 95% CI of diff */
+    th_auc_boot boot;           /* the paired bootstrap of diff */
+    const char *reason;         /* NULL, or why the statistics are NaN */
+} th_compare_label;
+
+typedef struct th_compare_result {
+    char pred_a[2100], pred_b[2100];    /* the predictions files read */
+    char out_path[2100];                /* compare.json */
+    int n_a, n_b;                       /* images in each file */
+    int n_matched, n_patients;          /* images in both, and their patients */
+    int n_labels;
+    th_compare_label label[TH_MAX_LABELS];
+    char note[512];                     /* labels of one run only; "" if none */
+} th_compare_result;
+
+/* Serial (no MPI). Writes compare.json atomically and fills *res. */
+int th_compare_run(const th_compare_opts *opts, th_compare_result *res, th_err *err);
+
+/* ------------------------------------------------------------------------- */
 /* Class activation maps: where in the X-ray the network looks.
  *
  * Three attribution maps for one image and one label c, each at the

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stats_impl.h"
+#include "eval_impl.h"
 
 typedef struct ranked {
     float s;

@@ -7,6 +7,7 @@
  * collective, so no rank waits forever.
  */
 #include "thorax/eval.h"
+#include "eval_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,11 +103,19 @@ static void out_dir(const eval *e, char *out, size_t cap)
         snprintf(out, cap, "%s/eval/%s", e->opts->run_dir, e->split_name);
         return;
     }
-    const char *base = strrchr(e->opts->data, '/');
-    base = base ? base + 1 : e->opts->data;
-    size_t len = strlen(base);
-    if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
-    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, (int)len, base);
+    int len;
+    const char *base = eval_file_stem(e->opts->data, &len);
+    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, len, base);
+}
+
+const char *eval_file_stem(const char *path, int *len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 3 && !strcmp(base + n - 3, ".h5")) n -= 3;
+    *len = (int)n;
+    return base;
 }
 
 /* Rank 0: the gathered rows (rank order) back in dataset order, and the files. */

@@ -1,0 +1,20 @@
+/* eval_impl.h - what files of src/eval share (internal to src/eval): cases
+ * ranked by score with their indices kept, which th_scores_rank drops (the
+ * bootstrap and the paired comparison), and the name of an external file's
+ * evaluation directory (thorax eval --data and thorax compare --data).
+ */
+#ifndef THORAX_EVAL_IMPL_H
+#define THORAX_EVAL_IMPL_H
+
+#include "thorax/util.h"
+
+/* order[n] receives the case indices 0..n-1 sorted by decreasing
+ * score[i * stride] (ties by index, so the order is reproducible). Returns -1
+ * naming the case for a NaN score. */
+int stats_rank_desc(int n, const float *score, int stride, int *order, th_err *err);
+
+/* eval/<stem>/ of an external dataset file: its base name without ".h5",
+ * returned as a pointer into path and a length. */
+const char *eval_file_stem(const char *path, int *len);
+
+#endif

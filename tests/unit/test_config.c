@@ -195,6 +195,7 @@ static void test_defaults(void)
     CHECK(cfg.train.loss == TH_LOSS_WEIGHTED_BCE && cfg.train.early_stop_patience == 0);
     CHECK(strcmp(cfg.eval.split, "test") == 0 && strcmp(cfg.eval.cam_method, "gradcam") == 0);
     CHECK(cfg.eval.cam_top_k == 8);
+    CHECK(cfg.eval.bootstrap == 2000);
     CHECK(strcmp(cfg.runtime.out_dir, "runs") == 0 && cfg.runtime.threads_per_rank == 1);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.5f);
     CHECK(cfg.model.n_layers == 4);
@@ -309,6 +310,7 @@ static void test_errors(void)
     EXPECT_ERROR(MINI "train:\n  loss: focal\n", "t.yaml:11: train.loss: must be one of weighted_bce, bce, softmax_ce");
     EXPECT_ERROR(MINI "eval: {split: train}\n", "t.yaml:10: eval.split: must be one of val, test; got 'train'");
     EXPECT_ERROR(MINI "eval: {cam: {method: gradcam, top_k: -1}}\n", "eval.cam.top_k: must be >= 0, got -1");
+    EXPECT_ERROR(MINI "eval: {bootstrap: -5}\n", "eval.bootstrap: must be in [0, 1000000], got -5");
     EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: -1}\n", "runtime.allreduce_bucket_mb: must be >= 0, got -1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: big}\n", "runtime.allreduce_bucket_mb: must be a number");

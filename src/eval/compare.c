@@ -33,13 +33,6 @@ typedef struct preds {
     named *by_name;                     /* [csv.n_rows] rows in image-name order */
 } preds;
 
-static int column(const th_csv *csv, const char *name)
-{
-    for (int c = 0; c < csv->header.n_fields; c++)
-        if (!strcmp(csv->header.fields[c], name)) return c;
-    return -1;
-}
-
 static int by_name(const void *a, const void *b)
 {
     return strcmp(((const named *)a)->name, ((const named *)b)->name);
@@ -50,8 +43,8 @@ static int read_preds(preds *r, const char *path, th_err *err)
     memset(r, 0, sizeof *r);
     if (th_csv_read(&r->csv, path, err)) return -1;
     const th_csv *c = &r->csv;
-    r->image_col = column(c, "image");
-    r->patient_col = column(c, "patient_id");
+    r->image_col = csv_column(c, "image");
+    r->patient_col = csv_column(c, "patient_id");
     if (r->image_col < 0 || r->patient_col < 0)
         return th_errf(err, "%s has no 'image' and 'patient_id' columns: not a predictions.csv of thorax eval", path);
     for (int k = 0; k < c->header.n_fields; k++) {
@@ -59,7 +52,7 @@ static int read_preds(preds *r, const char *path, th_err *err)
         if (strncmp(f, "y_", 2)) continue;
         char p_name[TH_CSV_MAX_FIELD + 2];
         snprintf(p_name, sizeof p_name, "p_%s", f + 2);
-        int p_col = column(c, p_name);
+        int p_col = csv_column(c, p_name);
         if (p_col < 0) return th_errf(err, "%s has the column %s but no %s", path, f, p_name);
         if (r->l == TH_MAX_LABELS) return th_errf(err, "%s has more than %d labels", path, TH_MAX_LABELS);
         r->label[r->l] = f + 2;

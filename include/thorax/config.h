@@ -130,6 +130,7 @@ typedef struct th_config {
         th_threshold_rule threshold_rule;
         double threshold_value;
         th_calibrate calibrate; /* eval.calibrate */
+        int bootstrap;          /* patient-bootstrap resamples of the AUC CI, seeded with seed; 0 = DeLong's CI */
     } eval;
     struct {
         char out_dir[TH_PATH_MAX];

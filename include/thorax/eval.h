@@ -146,6 +146,52 @@ double th_temperature_fit(int n, const float *p, const uint8_t *y, int stride);
 
 /* sigmoid(logit(p)/T), p clamped as above. */
 float th_temperature_apply(float p, double t);
+/* ------------------------------------------------------------------------- */
+/* The patient-clustered bootstrap of the AUC.
+ *
+ * DeLong's variance treats every image as an independent case, but a patient
+ * gives several images whose scores and labels go together, so the interval
+ * is too narrow. The bootstrap resamples the unit that is independent, the
+ * patient: a resample draws n_clusters patients with replacement and keeps
+ * all the images of each (a patient drawn twice counts twice). When every
+ * case is its own cluster (patient-level evaluation) this is the ordinary
+ * bootstrap.
+ *
+ * Resample b (0-based) is draws b*n_clusters .. (b+1)*n_clusters - 1 of
+ * th_rng_below(n_clusters) from one th_rng seeded with (seed,
+ * TH_BOOTSTRAP_STREAM); every label is computed on the same resamples. Its
+ * AUC is the Mann-Whitney statistic with each case weighted by how many
+ * times its cluster was drawn, swept over scores sorted once, O(n) per
+ * resample and label. A resample in which a label lacks a class is skipped
+ * for that label and counted. The 95% interval is the 2.5 and 97.5
+ * percentiles of the used resamples, interpolated linearly between order
+ * statistics (numpy's default percentile, R's type 7). Rank 0 computes it on
+ * the gathered predictions, so it is the same on any number of ranks.
+ */
+#define TH_BOOTSTRAP_STREAM 0xB0075000000ULL
+
+/* The bootstrap of one label's statistic. */
+typedef struct th_auc_boot {
+    double lo, hi;      /* percentile 95% interval; NaN when no resample was used */
+    int used, skipped;  /* resamples with both classes, and without (used + skipped = resamples) */
+} th_auc_boot;
+
+/* Bootstraps the AUC of each of the l labels of p [n, l] against y [n, l],
+ * clustered by cluster_of[n] in [0, n_clusters), into out[l]. With p2 [n, l]
+ * (else NULL) the statistic is the paired difference AUC(p) - AUC(p2) on the
+ * same resamples. samples [resamples, l] (may be NULL) receives every
+ * resample's statistic, NaN where skipped. Returns -1 for a NaN score, a
+ * cluster out of range, resamples < 0 or an allocation failure. */
+int th_auc_bootstrap(int n, int l, const float *p, const float *p2, const uint8_t *y, const int *cluster_of,
+                     int n_clusters, int resamples, uint64_t seed, th_auc_boot *out, double *samples, th_err *err);
+
+/* DeLong's placement values (structural components) of the cases of one
+ * label into v[n] (not strided): for a positive, V10, the share of the
+ * negatives scoring below it; for a negative, V01, the share of the positives
+ * scoring above it; ties count one half. The AUC is the mean of V10 over the
+ * positives and of V01 over the negatives. Both classes must be present.
+ * Returns -1 for a NaN score, a single class or an allocation failure. */
+int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, double *v, th_err *err);
 
 /* Everything reported for one label. When defined is 0 every double is NaN
  * and reason says why ("no positive images", "no negative images", "no
@@ -172,6 +218,9 @@ typedef struct th_label_metrics {
     /* With temperature scaling: T, and ECE and Brier of the raw scores
      * (NaN when not calibrated). */
     double temperature, ece_raw, brier_raw;
+    /* The patient bootstrap of the AUC when one was asked for
+     * (th_report_info.bootstrap > 0); all zero otherwise. */
+    th_auc_boot boot;
 } th_label_metrics;
 
 /* Unweighted means over the defined labels (NaN when there are none). */
@@ -206,8 +255,11 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  *
  *   predictions.csv    image,patient_id,y_<label>...,p_<label>...
  *   metrics.json       per label: auc, auc_ci, n_pos, n_neg, threshold,
- *                      sensitivity, specificity, average_precision; a macro
- *                      mean over the labels where they are defined
+ *                      sensitivity, specificity, average_precision,
+ *                      auc_ci_delong, ci_method (and bootstrap_used,
+ *                      bootstrap_skipped); a macro mean over the labels
+ *                      where they are defined. auc_ci is the patient
+ *                      bootstrap's when d->bootstrap > 0, else DeLong's.
  *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
  *   roc.png            one curve per label, AUC and CI in the legend
  *   calibration.png    reliability diagram per label
@@ -226,6 +278,8 @@ typedef struct th_eval_data {
     /* [n, l] the model's probabilities before temperature scaling, when p
      * is calibrated (predictions.csv's p_raw_<label>); NULL otherwise. */
     const float *p_raw;
+    int bootstrap;                 /* patient-bootstrap resamples of the AUC CI; 0: DeLong's CI */
+    uint64_t bootstrap_seed;
 } th_eval_data;
 
 /* Flags of th_report_write_eval. */
@@ -287,6 +341,8 @@ typedef struct th_report_info {
     const char *split; /* NULL: not written */
     long n_images;
     long n_patients;   /* < 0: not written */
+    int bootstrap;     /* resamples behind m[].boot; 0: the CIs are DeLong's */
+    uint64_t bootstrap_seed;
 } th_report_info;
 
 /* Probabilities with %.6f; names are CSV-quoted when they need it. */
@@ -313,6 +369,58 @@ int th_report_write_roc_png(const char *path, const char *title, int l, const ch
  * ("Pleural Thickening" -> "Pleural_Thickening"), and "" becomes "_".
  * Returns 0, or -1 if it does not fit in cap. */
 int th_report_label_filename(const char *label, char *out, size_t cap);
+
+/* ------------------------------------------------------------------------- */
+/* `thorax compare`: two runs on the same images (DESIGN.md, "compare.json").
+ *
+ * Reads RUN_A/eval/<split>/predictions.csv and RUN_B's (written by thorax
+ * eval; a missing file is an error saying so), pairs the images by name and
+ * compares the labels both files have, by name. Per label, on the paired
+ * images:
+ *   - the AUC of each run and the difference A - B;
+ *   - DeLong's paired test: from the placement values of both runs on the
+ *     same cases, Var(A - B) = Var(A) + Var(B) - 2 Cov(A, B) with
+ *     Cov = S10_AB / m + S01_AB / n (DeLong et al. 1988; Sun and Xu 2014),
+ *     z = (A - B) / SE, two-sided p = erfc(|z| / sqrt 2), and the Wald 95%
+ *     interval of the difference (not clipped). z and p are NaN when the
+ *     variance is 0 (identical rankings);
+ *   - the paired patient bootstrap of the difference (th_auc_bootstrap with
+ *     both runs' scores: the same resampled patients for both), patients as
+ *     in RUN_A's file.
+ * A label without both classes among the paired images is reported with
+ * NaN statistics and a reason. The truth of an image must agree between the
+ * two files, and so must its patient.
+ */
+typedef struct th_compare_opts {
+    const char *run_a, *run_b;
+    const char *split;      /* "val" or "test" (default "test") */
+    const char *data;       /* else: the predictions of thorax eval --data F.h5, eval/<F>/ */
+    const char *out_dir;    /* NULL: RUN_A/compare/<RUN_B's name>_<split or F>/ */
+    int bootstrap;          /* resamples of patients; 0: no bootstrap */
+    uint64_t seed;
+} th_compare_opts;
+
+typedef struct th_compare_label {
+    char label[TH_LABEL_MAX];
+    long n_pos, n_neg;
+    double auc_a, auc_b, diff;
+    double se, z, p, lo, hi;    /* DeLong's paired test and the 95% CI of diff */
+    th_auc_boot boot;           /* the paired bootstrap of diff */
+    const char *reason;         /* NULL, or why the statistics are NaN */
+} th_compare_label;
+
+typedef struct th_compare_result {
+    char pred_a[2100], pred_b[2100];    /* the predictions files read */
+    char out_path[2100];                /* compare.json */
+    int n_a, n_b;                       /* images in each file */
+    int n_matched, n_patients;          /* images in both, and their patients */
+    int n_labels;
+    th_compare_label label[TH_MAX_LABELS];
+    char note[512];                     /* labels of one run only; "" if none */
+} th_compare_result;
+
+/* Serial (no MPI). Writes compare.json atomically and fills *res. */
+int th_compare_run(const th_compare_opts *opts, th_compare_result *res, th_err *err);
 
 /* ------------------------------------------------------------------------- */
 /* Class activation maps: where in the X-ray the network looks.

@@ -331,6 +331,9 @@ static const key_def eval_keys[] = {
     {"threshold", KEY_STR, 0, AT(eval.threshold), .cap = SIZE(eval.threshold), .def_str = "youden",
      .check = check_threshold},
     {"calibrate", KEY_ENUM, 0, AT(eval.calibrate), .names = th_calibrate_names, .def = TH_CALIBRATE_NONE},
+    /* Resamples of patients for the AUC intervals (thorax/eval.h); 2000 is
+     * Efron and Tibshirani's usual count for percentile intervals. */
+    {"bootstrap", KEY_INT, 0, AT(eval.bootstrap), .lo = 0, .hi = 1000000, .def = 2000},
 };
 static const key_table eval_table = {"eval", eval_keys, N(eval_keys), NULL};
 

@@ -7,6 +7,7 @@
  * collective, so no rank waits forever.
  */
 #include "thorax/eval.h"
+#include "eval_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,11 +103,19 @@ static void out_dir(const eval *e, char *out, size_t cap)
         snprintf(out, cap, "%s/eval/%s", e->opts->run_dir, e->split_name);
         return;
     }
-    const char *base = strrchr(e->opts->data, '/');
-    base = base ? base + 1 : e->opts->data;
-    size_t len = strlen(base);
-    if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
-    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, (int)len, base);
+    int len;
+    const char *base = eval_file_stem(e->opts->data, &len);
+    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, len, base);
+}
+
+const char *eval_file_stem(const char *path, int *len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 3 && !strcmp(base + n - 3, ".h5")) n -= 3;
+    *len = (int)n;
+    return base;
 }
 
 static const char *checkpoint_name(const eval *e)
@@ -267,7 +276,8 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         goto out;
     int calibrated = e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;
     th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y,
-                      .p_raw = calibrated ? p_raw : NULL};
+                      .p_raw = calibrated ? p_raw : NULL, .bootstrap = e->cfg->eval.bootstrap,
+                      .bootstrap_seed = e->cfg->seed};
     th_eval_applied ap = {.rule = e->cfg->eval.threshold, .chosen_on = "val", .threshold = t->threshold,
                           .threshold_patient = t->threshold_patient, .temperature = calibrated ? t->temperature : NULL};
     th_metrics_macro macro;

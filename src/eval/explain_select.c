@@ -3,6 +3,7 @@
  * TP, FP and FN of the split's ranked predictions. Runs on rank 0.
  */
 #include "explain_impl.h"
+#include "eval_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,7 +103,7 @@ static int by_p_asc(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-static int csv_column(const th_csv *csv, const char *name)
+int csv_column(const th_csv *csv, const char *name)
 {
     for (int c = 0; c < csv->header.n_fields; c++)
         if (!strcmp(csv->header.fields[c], name)) return c;

@@ -8,6 +8,7 @@
  * exact and readable at once.
  */
 #include "thorax/eval.h"
+#include "report_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -33,7 +34,7 @@ static void shortest(double v, int as_float, char *out, size_t cap)
 }
 
 /* A JSON number, or null where JSON has none (NaN, infinities). */
-static void json_number(th_strbuf *b, double v, int as_float)
+void json_number(th_strbuf *b, double v, int as_float)
 {
     if (!isfinite(v)) {
         th_strbuf_printf(b, "null");
@@ -55,7 +56,20 @@ static int utf8_len(const unsigned char *s)
     return n;
 }
 
-static void json_string(th_strbuf *b, const char *s)
+void json_interval(th_strbuf *b, double lo, double hi)
+{
+    if (!isfinite(lo) || !isfinite(hi)) {
+        th_strbuf_printf(b, "null");
+        return;
+    }
+    th_strbuf_printf(b, "[");
+    json_number(b, lo, 0);
+    th_strbuf_printf(b, ", ");
+    json_number(b, hi, 0);
+    th_strbuf_printf(b, "]");
+}
+
+void json_string(th_strbuf *b, const char *s)
 {
     th_strbuf_printf(b, "\"");
     const unsigned char *u = (const unsigned char *)s;
@@ -105,7 +119,7 @@ static void csv_field(th_strbuf *b, const char *prefix, const char *s)
     th_strbuf_printf(b, "\"");
 }
 
-static int write_buffer(const char *path, th_strbuf *b, th_err *err)
+int write_buffer(const char *path, th_strbuf *b, th_err *err)
 {
     int rc = b->failed ? th_errf(err, "%s: out of memory while formatting", path)
                        : th_write_file_atomic(path, b->data ? b->data : "", b->len, err);
@@ -131,9 +145,7 @@ int th_report_label_filename(const char *label, char *out, size_t cap)
     return 0;
 }
 
-/* Formats a path into out, failing rather than truncating. */
-static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...)
+int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -259,7 +271,12 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
     }
     th_strbuf_printf(&b, ",\n  \"n_images\": %ld", info->n_images);
     if (info->n_patients >= 0) th_strbuf_printf(&b, ",\n  \"n_patients\": %ld", info->n_patients);
-    th_strbuf_printf(&b, ",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95,\n  \"threshold_method\": ");
+    const char *ci_method = info->bootstrap > 0 ? "patient_bootstrap" : "delong";
+    th_strbuf_printf(&b, ",\n  \"ci_method\": \"%s\",\n  \"ci_level\": 0.95", ci_method);
+    if (info->bootstrap > 0)
+        th_strbuf_printf(&b, ",\n  \"bootstrap_resamples\": %d,\n  \"bootstrap_seed\": %llu", info->bootstrap,
+                         (unsigned long long)info->bootstrap_seed);
+    th_strbuf_printf(&b, ",\n  \"threshold_method\": ");
     json_string(&b, l > 0 && m[0].has_op && m[0].op_rule ? m[0].op_rule : "youden");
     th_strbuf_printf(&b, ",\n  \"labels\": {");
     for (int k = 0; k < l; k++) {
@@ -269,15 +286,10 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
         th_strbuf_printf(&b, ": {\n      \"auc\": ");
         json_number(&b, x->auc, 0);
         th_strbuf_printf(&b, ",\n      \"auc_ci\": ");
-        if (isfinite(x->auc_lo) && isfinite(x->auc_hi)) {
-            th_strbuf_printf(&b, "[");
-            json_number(&b, x->auc_lo, 0);
-            th_strbuf_printf(&b, ", ");
-            json_number(&b, x->auc_hi, 0);
-            th_strbuf_printf(&b, "]");
-        } else {
-            th_strbuf_printf(&b, "null");
-        }
+        if (info->bootstrap > 0)
+            json_interval(&b, x->boot.lo, x->boot.hi);
+        else
+            json_interval(&b, x->auc_lo, x->auc_hi);
         th_strbuf_printf(&b, ",\n      \"n_pos\": %ld,\n      \"n_neg\": %ld,\n      \"threshold\": ", x->n_pos,
                          x->n_neg);
         json_number(&b, x->threshold, 1);
@@ -291,6 +303,12 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
             th_strbuf_printf(&b, ",\n      \"reason\": ");
             json_string(&b, x->reason ? x->reason : "undefined");
         }
+        th_strbuf_printf(&b, ",\n      \"auc_ci_delong\": ");
+        json_interval(&b, x->auc_lo, x->auc_hi);
+        th_strbuf_printf(&b, ",\n      \"ci_method\": \"%s\"", ci_method);
+        if (info->bootstrap > 0)
+            th_strbuf_printf(&b, ",\n      \"bootstrap_used\": %d,\n      \"bootstrap_skipped\": %d", x->boot.used,
+                             x->boot.skipped);
         if (x->has_op) write_operating_point(&b, x);
         write_calibration(&b, x);
         th_strbuf_printf(&b, "\n    }");
@@ -353,10 +371,12 @@ int th_report_write_roc_png(const char *path, const char *title, int l, const ch
             th_plot_series(p, 0, NULL, NULL, text, TH_PLOT_NO_LINE);
             continue;
         }
-        /* The AUC and its CI in a column of their own (en dash in UTF-8). */
-        if (isfinite(m[k].auc_lo))
-            snprintf(text, sizeof text, "%.80s\tAUC %.3f (%.3f\xe2\x80\x93%.3f)", label[k], m[k].auc, m[k].auc_lo,
-                     m[k].auc_hi);
+        /* The AUC and its CI in a column of their own (en dash in UTF-8):
+         * the bootstrap's when there is one, as in metrics.json. */
+        int boot = m[k].boot.used > 0;
+        double lo = boot ? m[k].boot.lo : m[k].auc_lo, hi = boot ? m[k].boot.hi : m[k].auc_hi;
+        if (isfinite(lo))
+            snprintf(text, sizeof text, "%.80s\tAUC %.3f (%.3f\xe2\x80\x93%.3f)", label[k], m[k].auc, lo, hi);
         else
             snprintf(text, sizeof text, "%.80s\tAUC %.3f", label[k], m[k].auc);
         th_plot_series(p, roc[k].n, roc[k].fpr, roc[k].tpr, text, TH_PLOT_COLOR(drawn) | (drawn >= 10 ? TH_PLOT_DASHED : 0));
@@ -475,10 +495,12 @@ static int apply_and_calibrate(int n, int l, const float *p, const float *p_raw,
     return 0;
 }
 
-/* metrics.json, roc_<label>.csv, roc.png and calibration.png of one level into dir. */
+/* metrics.json, roc_<label>.csv, roc.png and calibration.png of one level
+ * into dir; the bootstrap (info->bootstrap > 0) resamples the clusters
+ * cluster_of[n] in [0, n_clusters), patients. */
 static int write_level(const char *dir, const th_report_info *info, int n, int l, const char *const *label,
-                       const float *p, const float *p_raw, const uint8_t *y, const th_eval_applied *ap,
-                       const double *threshold, th_metrics_macro *macro, th_err *err)
+                       const float *p, const float *p_raw, const uint8_t *y, const int *cluster_of, int n_clusters,
+                       const th_eval_applied *ap, const double *threshold, th_metrics_macro *macro, th_err *err)
 {
     th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
     th_roc *roc = calloc((size_t)l + 1, sizeof *roc);
@@ -491,6 +513,15 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
     }
     if (label_filenames(l, label, name, err)) goto done;
     if (th_metrics_compute(n, l, p, y, m, macro, err)) goto done;
+    if (info->bootstrap > 0) {
+        th_auc_boot *boot = calloc((size_t)l + 1, sizeof *boot);
+        int brc = boot ? th_auc_bootstrap(n, l, p, NULL, y, cluster_of, n_clusters, info->bootstrap,
+                                          info->bootstrap_seed, boot, NULL, err)
+                       : th_errf(err, "out of memory for the bootstrap of %d labels", l);
+        for (int k = 0; !brc && k < l; k++) m[k].boot = boot[k];
+        free(boot);
+        if (brc) goto done;
+    }
     /* The reasons speak of images; at patient level the cases are patients. */
     if (strcmp(info->level, "patient") == 0)
         for (int k = 0; k < l; k++)
@@ -546,7 +577,8 @@ static int write_patient_level(const char *dir, const char *split, const th_eval
     uint8_t *py = np >= 0 ? malloc(cells) : NULL;
     const char **id = np >= 0 ? calloc((size_t)np + 1, sizeof *id) : NULL;
     int *count = np >= 0 ? calloc((size_t)np + 1, sizeof *count) : NULL;
-    if (!pp || !py || !id || !count || (d->p_raw && !pp_raw)) {
+    int *self = np >= 0 ? malloc(sizeof(int) * ((size_t)np + 1)) : NULL;
+    if (!pp || !py || !id || !count || !self || (d->p_raw && !pp_raw)) {
         th_errf(err, "out of memory grouping %d images by patient", n);
         goto done;
     }
@@ -561,10 +593,13 @@ static int write_patient_level(const char *dir, const char *split, const th_eval
     if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) goto done;
     if (write_predictions(path, np, l, d->label, "patient_id", id, "n_images", NULL, count, pp, pp_raw, py, err))
         goto done;
-    th_report_info info = {.level = "patient", .split = split, .n_images = n, .n_patients = np};
+    th_report_info info = {.level = "patient", .split = split, .n_images = n, .n_patients = np,
+                           .bootstrap = d->bootstrap, .bootstrap_seed = d->bootstrap_seed};
     th_metrics_macro macro;
-    rc = write_level(dir, &info, np, l, d->label, pp, pp_raw, py, ap, ap ? ap->threshold_patient : NULL, &macro,
-                     err);
+    /* Each patient is one case: their own cluster. */
+    for (int q = 0; q < np; q++) self[q] = q;
+    rc = write_level(dir, &info, np, l, d->label, pp, pp_raw, py, self, np, ap, ap ? ap->threshold_patient : NULL,
+                     &macro, err);
 done:
     free(patient_of);
     free(pp);
@@ -572,6 +607,7 @@ done:
     free(py);
     free(id);
     free(count);
+    free(self);
     return rc;
 }
 
@@ -588,16 +624,21 @@ int th_report_write_eval_applied(const char *dir, const char *split, const th_ev
     if (th_mkdirs(dir, err)) return -1;
     if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) return -1;
     if (th_report_write_predictions(path, d, err)) return -1;
-    /* The number of patients behind the images, for metrics.json. */
+    /* The patients behind the images: their number for metrics.json, and
+     * the clusters of the bootstrap. */
     int *patient_of = malloc(sizeof(int) * (size_t)(d->n > 0 ? d->n : 1));
     int n_patients = patient_of ? th_patients_group(d->n, d->patient_id, patient_of) : -1;
-    free(patient_of);
-    if (n_patients < 0) return th_errf(err, "out of memory grouping %d images by patient", d->n);
-    th_report_info info = {.level = "image", .split = split, .n_images = d->n, .n_patients = n_patients};
+    if (n_patients < 0) {
+        free(patient_of);
+        return th_errf(err, "out of memory grouping %d images by patient", d->n);
+    }
+    th_report_info info = {.level = "image", .split = split, .n_images = d->n, .n_patients = n_patients,
+                           .bootstrap = d->bootstrap, .bootstrap_seed = d->bootstrap_seed};
     th_metrics_macro image_macro;
-    if (write_level(dir, &info, d->n, d->l, d->label, d->p, d->p_raw, d->y, ap, ap ? ap->threshold : NULL,
-                    &image_macro, err))
-        return -1;
+    int rc = write_level(dir, &info, d->n, d->l, d->label, d->p, d->p_raw, d->y, patient_of, n_patients, ap,
+                         ap ? ap->threshold : NULL, &image_macro, err);
+    free(patient_of);
+    if (rc) return -1;
     if (macro) *macro = image_macro;
     if (!(flags & TH_REPORT_PATIENT)) return 0;
     if (make_path(path, sizeof path, err, "%s/patient", dir)) return -1;

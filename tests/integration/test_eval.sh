@@ -39,13 +39,27 @@ for np in 1 2 4; do
   mpi $np "$THORAX_BIN" eval runs/e --split val --patient > eval$np.log || { cat eval$np.log; fail "eval on $np ranks"; }
   cp runs/e/eval/val/predictions.csv pred$np.csv
   cp runs/e/eval/val/metrics.json metrics$np.json
+  cp runs/e/eval/val/patient/metrics.json patient_metrics$np.json
 done
 for np in 2 4; do
   cmp pred1.csv pred$np.csv || fail "predictions differ between 1 and $np ranks"
   cmp metrics1.json metrics$np.json || fail "metrics differ between 1 and $np ranks"
+  cmp patient_metrics1.json patient_metrics$np.json || fail "patient-level metrics differ between 1 and $np ranks"
 done
 [ -s runs/e/eval/val/patient/metrics.json ] || fail "no patient-level metrics"
-grep -q '"ci_method": "delong"' metrics1.json || fail "metrics.json lacks the CI method"
+# The AUC intervals are the patient bootstrap's (eval.bootstrap, default 2000),
+# seeded with the run's seed; DeLong's stay beside them.
+/usr/bin/python3 - metrics1.json patient_metrics1.json <<'PY' || fail "metrics.json lacks the bootstrap intervals"
+import json, sys
+for path in sys.argv[1:]:
+    m = json.load(open(path))
+    assert m["ci_method"] == "patient_bootstrap" and m["bootstrap_resamples"] == 2000 and m["bootstrap_seed"] == 42, m
+    for name, x in m["labels"].items():
+        assert x["ci_method"] == "patient_bootstrap", name
+        assert x["bootstrap_used"] + x["bootstrap_skipped"] == 2000, name
+        if x["auc"] is not None:
+            assert x["auc_ci"] and x["auc_ci_delong"] and x["auc_ci"][0] <= x["auc_ci"][1], (name, x)
+PY
 
 mpi 2 "$THORAX_BIN" eval runs/e --data external.h5 --checkpoint last > ext.log || { cat ext.log; fail "external eval"; }
 n_ext=$(tail -n +2 runs/e/eval/external/predictions.csv | wc -l)

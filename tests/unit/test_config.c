@@ -197,6 +197,7 @@ static void test_defaults(void)
     CHECK(cfg.eval.cam_top_k == 8);
     CHECK(strcmp(cfg.eval.threshold, "youden") == 0 && cfg.eval.threshold_rule == TH_THRESHOLD_YOUDEN);
     CHECK(cfg.eval.calibrate == TH_CALIBRATE_NONE);
+    CHECK(cfg.eval.bootstrap == 2000);
     CHECK(strcmp(cfg.runtime.out_dir, "runs") == 0 && cfg.runtime.threads_per_rank == 1);
     CHECK(cfg.runtime.allreduce_bucket_mb == 0.5f);
     CHECK(cfg.model.n_layers == 4);
@@ -315,6 +316,7 @@ static void test_errors(void)
                  "t.yaml:10: eval.threshold: the number after 'sensitivity@' must be in (0, 1), got '1'");
     EXPECT_ERROR(MINI "eval: {threshold: best}\n", "eval.threshold: must be youden, sensitivity@S, specificity@S or fixed:T");
     EXPECT_ERROR(MINI "eval: {calibrate: platt}\n", "eval.calibrate: must be one of none, temperature");
+    EXPECT_ERROR(MINI "eval: {bootstrap: -5}\n", "eval.bootstrap: must be in [0, 1000000], got -5");
     EXPECT_ERROR(MINI "runtime: {threads_per_rank: 0}\n", "runtime.threads_per_rank: must be >= 1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: -1}\n", "runtime.allreduce_bucket_mb: must be >= 0, got -1");
     EXPECT_ERROR(MINI "runtime: {allreduce_bucket_mb: big}\n", "runtime.allreduce_bucket_mb: must be a number");

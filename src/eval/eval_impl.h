@@ -1,0 +1,26 @@
+/* eval_impl.h - what files of src/eval share (internal to src/eval): cases
+ * ranked by score with their indices kept, which th_scores_rank drops (the
+ * bootstrap and the paired comparison), the name of an external file's
+ * evaluation directory (thorax eval --data and thorax compare --data), and
+ * columns of predictions.csv by name.
+ */
+#ifndef THORAX_EVAL_IMPL_H
+#define THORAX_EVAL_IMPL_H
+
+#include "thorax/util.h"
+#include "thorax/data.h"
+
+/* order[n] receives the case indices 0..n-1 sorted by decreasing
+ * score[i * stride] (ties by index, so the order is reproducible). Returns -1
+ * naming the case for a NaN score. */
+int stats_rank_desc(int n, const float *score, int stride, int *order, th_err *err);
+
+/* eval/<stem>/ of an external dataset file: its base name without ".h5",
+ * returned as a pointer into path and a length. */
+const char *eval_file_stem(const char *path, int *len);
+
+/* The index of the header field named name, or -1 (predictions.csv of
+ * thorax cam's top-k and of thorax compare). */
+int csv_column(const th_csv *csv, const char *name);
+
+#endif

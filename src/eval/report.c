@@ -113,23 +113,7 @@ static int write_buffer(const char *path, th_strbuf *b, th_err *err)
     return rc;
 }
 
-int th_report_label_filename(const char *label, char *out, size_t cap)
-{
-    size_t n = strlen(label);
-    if (cap < 2 || n + 1 > cap) return -1;
-    if (n == 0) {
-        strcpy(out, "_");
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = label[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                 c == '-';
-        out[i] = ok ? c : '_';
-    }
-    out[n] = '\0';
-    return 0;
-}
+int th_report_label_filename(const char *label, char *out, size_t cap) { return th_safe_name(label, out, cap); }
 
 /* Formats a path into out, failing rather than truncating. */
 static int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -307,39 +291,20 @@ int th_report_write_roc_png(const char *path, const char *title, int l, const ch
 
 /* ---- everything for one directory ---------------------------------------------------- */
 
-/* Fills name[k] with label k's file-name part, distinct across labels: one
- * that collides with an earlier label's gets "_<k>" appended until free. */
-static int label_filenames(int l, const char *const *label, char (*name)[256], th_err *err)
-{
-    for (int k = 0; k < l; k++) {
-        if (th_report_label_filename(label[k], name[k], sizeof name[k]))
-            return th_errf(err, "label %d is too long for a file name (%zu bytes)", k, strlen(label[k]));
-        for (int clash = 1; clash;) {
-            clash = 0;
-            for (int j = 0; j < k && !clash; j++) clash = strcmp(name[j], name[k]) == 0;
-            if (!clash) break;
-            size_t len = strlen(name[k]);
-            if (snprintf(name[k] + len, sizeof name[k] - len, "_%d", k) >= (int)(sizeof name[k] - len))
-                return th_errf(err, "label %d: cannot make a distinct file name", k);
-        }
-    }
-    return 0;
-}
-
 /* metrics.json, roc_<label>.csv and roc.png of one level into dir. */
 static int write_level(const char *dir, const th_report_info *info, int n, int l, const char *const *label,
                        const float *p, const uint8_t *y, th_metrics_macro *macro, th_err *err)
 {
     th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
     th_roc *roc = calloc((size_t)l + 1, sizeof *roc);
-    char (*name)[256] = calloc((size_t)l + 1, sizeof *name);
+    char (*name)[TH_SAFE_NAME_MAX] = calloc((size_t)l + 1, sizeof *name);
     char path[4096];
     int rc = -1;
     if (!m || !roc || !name) {
         th_errf(err, "out of memory for the metrics of %d labels", l);
         goto done;
     }
-    if (label_filenames(l, label, name, err)) goto done;
+    if (th_safe_names(l, label, name, err)) goto done;
     if (th_metrics_compute(n, l, p, y, m, macro, err)) goto done;
     /* The reasons speak of images; at patient level the cases are patients. */
     if (strcmp(info->level, "patient") == 0)

@@ -19,8 +19,13 @@ for f in config.yaml split.csv metrics.csv checkpoints/last.h5 checkpoints/best.
   [ -s "$run/$f" ] || fail "run directory lacks $f"
 done
 ls "$run" "$run/checkpoints" | grep -q '\.tmp$' && fail "a temporary file was left behind"
-head -1 "$run/metrics.csv" | grep -qx 'epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds' \
-  || fail "metrics.csv header"
+head -1 "$run/metrics.csv" | grep -qx \
+  'epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds,ranks,val_auc_Pneumothorax,val_auc_Cardiomegaly,val_auc_Effusion,val_auc_Nodule' \
+  || fail "metrics.csv header: $(head -1 "$run/metrics.csv")"
+# Every row: 2 ranks, and the macro AUC is the mean of the four label AUCs.
+tail -n +2 "$run/metrics.csv" | awk -F, '$9 != 2 { exit 1 }
+  { m = ($10 + $11 + $12 + $13) / 4; d = m - $6; if (d > 2e-6 || d < -2e-6) exit 1 }' \
+  || fail "metrics.csv: ranks or per-label AUCs do not fit the macro AUC"
 head -1 "$run/split.csv" | grep -qx 'image,patient_id,split' || fail "split.csv header"
 # The resolved config loads again on its own and names every section.
 for k in name: seed: data: model: train: eval: runtime:; do grep -q "^$k" "$run/config.yaml" || fail "config.yaml lacks $k"; done

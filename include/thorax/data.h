@@ -365,6 +365,14 @@ typedef struct th_dataset {
  * missing or malformed dataset; every rank returns the same status. */
 int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err);
 
+/* The SHA-256 of the dataset's index, as 64 hex digits: over, in order,
+ * every /image_name followed by a NUL byte, every /patient_id followed by a
+ * NUL byte (image order), every label name of /labels' `names` followed by a
+ * NUL byte, then /labels' bytes [N, L] row-major. The images are not hashed:
+ * it names the index (which images, whose, which findings), and stays cheap
+ * for a file of any size. */
+void th_dataset_index_sha256(const th_dataset *ds, char hex[65]);
+
 /* Reads images idx[0..count) (any order, any rows) into out [count, H, W]
  * with independent MPI-IO reads of this rank only. */
 int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err);
@@ -390,6 +398,18 @@ int th_dataset_read_masks(th_dataset *ds, int i, uint8_t *out, th_err *err);
 int th_dataset_label_index(const th_dataset *ds, const char *name);
 
 void th_dataset_close(th_dataset *ds);
+
+/* What a split holds, per split (TH_SPLIT_TRAIN, VAL, TEST): patients,
+ * images, and positive images (label value 1; unknown 255 is not counted)
+ * of each of the n_labels columns label_col[] of ds. A patient in two splits
+ * counts in both. pos [3, n_labels]. Returns -1 when memory runs out. */
+typedef struct th_split_tally {
+    long patients[3], images[3];
+    long *pos;
+} th_split_tally;
+int th_split_count(const th_dataset *ds, const int *label_col, int n_labels, const uint8_t *split,
+                   th_split_tally *t, th_err *err);
+void th_split_tally_free(th_split_tally *t);
 
 /* --- Writing (one process) ------------------------------------------------
  * The file is written as `<path>.tmp` and renamed onto path by

@@ -113,6 +113,7 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  *   metrics.json       per label: auc, auc_ci, n_pos, n_neg, threshold,
  *                      sensitivity, specificity, average_precision; a macro
  *                      mean over the labels where they are defined
+ *   metrics.md         the same per label, as a Markdown table (model card)
  *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
  *   roc.png            one curve per label, AUC and CI in the legend
  *
@@ -161,6 +162,16 @@ int th_report_write_predictions(const char *path, const th_eval_data *d, th_err 
  * metrics and a "reason"; NaN is always written as null. */
 int th_report_write_metrics_json(const char *path, const th_report_info *info, int l, const char *const *label,
                                  const th_label_metrics *m, const th_metrics_macro *macro, th_err *err);
+
+/* The same per-label table in Markdown (metrics.md, which the model card
+ * includes): a line with the level, counts and macro AUC, then one row per
+ * label of AUC, DeLong CI, n_pos, n_neg, Youden threshold, sensitivity,
+ * specificity and AP, 4 decimals ("-" where undefined). */
+int th_report_write_metrics_md(const char *path, const th_report_info *info, int l, const char *const *label,
+                               const th_label_metrics *m, const th_metrics_macro *macro, th_err *err);
+/* Just the table, appended to b; first_head heads the name column. */
+void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const char *const *label,
+                             const th_label_metrics *m);
 
 /* An undefined curve (roc->n == 0) is written as the header alone. */
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);
@@ -373,6 +384,22 @@ typedef struct th_eval_result {
 
 /* Collective over comm. The result is filled on every rank. */
 int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err);
+
+/* ------------------------------------------------------------------------- */
+/* MODEL_CARD.md beside config.yaml in a run directory: what was trained on
+ * what, and how well it did. Sections: Data (file name, size in bytes, the
+ * SHA-256 of its index, th_dataset_index_sha256), Split (patients, images and
+ * positives per label per split, the leakage check), Network (config name,
+ * layers, parameter count), Training (epochs, time and ranks from
+ * metrics.csv, the best epoch from best.h5), Evaluation (every
+ * eval/<name>/metrics.md, as th_report_write_metrics_md wrote it from the
+ * metrics eval computed), Known limits (a fixed paragraph, and labels with
+ * fewer than 10 positives in val or test), and the Thorax version.
+ *
+ * Reads the run directory and the dataset file only, so that it can be
+ * rewritten after any evaluation. Rank 0 alone (not collective); written
+ * atomically. */
+int th_model_card_write(const char *run_dir, th_err *err);
 
 /* ------------------------------------------------------------------------- */
 /* `thorax cam`: class activation maps of chosen images of a

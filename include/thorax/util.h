@@ -77,6 +77,23 @@ int th_safe_name(const char *s, char *out, size_t cap);
 #define TH_SAFE_NAME_MAX 256
 int th_safe_names(int n, const char *const *s, char (*out)[TH_SAFE_NAME_MAX], th_err *err);
 
+/* SHA-256 (FIPS 180-4), streamed:
+ *   th_sha256 s; th_sha256_init(&s); th_sha256_update(&s, p, n) ...; th_sha256_final(&s, hex);
+ * hex receives 64 lowercase hex digits and a NUL. */
+typedef struct th_sha256 {
+    uint32_t h[8];
+    uint64_t bytes;
+    uint8_t buf[64];
+    size_t fill;
+} th_sha256;
+void th_sha256_init(th_sha256 *s);
+void th_sha256_update(th_sha256 *s, const void *data, size_t len);
+void th_sha256_final(th_sha256 *s, char hex[65]);
+
+/* The build's version: `git describe --always --dirty` of the source tree
+ * when CMake configured it, "unknown" when it was not a git checkout. */
+const char *th_version(void);
+
 /* A growable text buffer for building CSV and YAML output. */
 typedef struct th_strbuf {
     char *data;

@@ -95,6 +95,11 @@ int cmd_eval(int argc, char **argv)
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {
         cli_print_eval(&res);
+        /* The card reads every evaluation there is, this one included. */
+        if (th_model_card_write(opts.run_dir, &err)) {
+            cli_error("%s", err.msg);
+            status = TH_EXIT_FAIL;
+        }
     }
     MPI_Finalize();
     return status;

@@ -233,6 +233,100 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
     return write_buffer(path, &b, err);
 }
 
+/* ---- metrics.md: metrics.json's per-label table in Markdown ------------------- */
+
+static void md_text(th_strbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') th_strbuf_printf(b, "\\|");
+        else th_strbuf_printf(b, "%c", *s == '\n' ? ' ' : *s);
+    }
+}
+
+static void md_number(th_strbuf *b, double v, int decimals)
+{
+    if (isfinite(v)) th_strbuf_printf(b, "%.*f", decimals, v);
+    else th_strbuf_printf(b, "-");
+}
+
+static void cell_auc(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->auc, 4); }
+static void cell_auc_ci(th_strbuf *b, const th_label_metrics *m)
+{
+    if (!isfinite(m->auc_lo) || !isfinite(m->auc_hi)) {
+        th_strbuf_printf(b, "-");
+        return;
+    }
+    th_strbuf_printf(b, "%.4f-%.4f", m->auc_lo, m->auc_hi);
+}
+static void cell_n_pos(th_strbuf *b, const th_label_metrics *m) { th_strbuf_printf(b, "%ld", m->n_pos); }
+static void cell_n_neg(th_strbuf *b, const th_label_metrics *m) { th_strbuf_printf(b, "%ld", m->n_neg); }
+static void cell_threshold(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->threshold, 4); }
+static void cell_sensitivity(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->sensitivity, 4); }
+static void cell_specificity(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->specificity, 4); }
+static void cell_ap(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->ap, 4); }
+
+/* The table's columns after the label's: a field of th_label_metrics that
+ * should be reported (an operating point, a calibration score, another
+ * interval) is one more entry here, in the model card and by_<column>.md alike. */
+static const struct {
+    const char *head;
+    void (*cell)(th_strbuf *b, const th_label_metrics *m);
+} md_columns[] = {
+    {"AUC", cell_auc},
+    {"95% CI (DeLong)", cell_auc_ci},
+    {"n_pos", cell_n_pos},
+    {"n_neg", cell_n_neg},
+    {"threshold (Youden)", cell_threshold},
+    {"sensitivity", cell_sensitivity},
+    {"specificity", cell_specificity},
+    {"AP", cell_ap},
+};
+
+void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const char *const *label,
+                             const th_label_metrics *m)
+{
+    enum { N_COLUMNS = sizeof md_columns / sizeof md_columns[0] };
+    th_strbuf_printf(b, "| ");
+    md_text(b, first_head);
+    for (int c = 0; c < N_COLUMNS; c++) th_strbuf_printf(b, " | %s", md_columns[c].head);
+    th_strbuf_printf(b, " |\n|---");
+    for (int c = 0; c < N_COLUMNS; c++) th_strbuf_printf(b, "|---:");
+    th_strbuf_printf(b, "|\n");
+    for (int k = 0; k < l; k++) {
+        th_strbuf_printf(b, "| ");
+        md_text(b, label[k]);
+        for (int c = 0; c < N_COLUMNS; c++) {
+            th_strbuf_printf(b, " | ");
+            md_columns[c].cell(b, &m[k]);
+        }
+        th_strbuf_printf(b, " |\n");
+    }
+}
+
+int th_report_write_metrics_md(const char *path, const th_report_info *info, int l, const char *const *label,
+                               const th_label_metrics *m, const th_metrics_macro *macro, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "%s level, %ld images", info->level ? info->level : "image", info->n_images);
+    if (info->n_patients >= 0) th_strbuf_printf(&b, " of %ld patients", info->n_patients);
+    th_strbuf_printf(&b, "; macro AUC ");
+    md_number(&b, macro->auc, 4);
+    th_strbuf_printf(&b, " over %d of %d labels.\n\n", macro->n_defined, l);
+    th_report_metrics_table(&b, "label", l, label, m);
+    for (int k = 0; k < l; k++)
+        if (!m[k].defined) {
+            th_strbuf_printf(&b, "%s", k && !m[k - 1].defined ? "; " : "\nUndefined: ");
+            md_text(&b, label[k]);
+            th_strbuf_printf(&b, " (%s)", m[k].reason ? m[k].reason : "undefined");
+        }
+    for (int k = 0; k < l; k++)
+        if (!m[k].defined) {
+            th_strbuf_printf(&b, ".\n");
+            break;
+        }
+    return write_buffer(path, &b, err);
+}
+
 /* ---- roc_<label>.csv and roc.png ---------------------------------------------------- */
 
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err)
@@ -320,6 +414,8 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
         }
     if (make_path(path, sizeof path, err, "%s/metrics.json", dir)) goto done;
     if (th_report_write_metrics_json(path, info, l, label, m, macro, err)) goto done;
+    if (make_path(path, sizeof path, err, "%s/metrics.md", dir)) goto done;
+    if (th_report_write_metrics_md(path, info, l, label, m, macro, err)) goto done;
     for (int k = 0; k < l; k++) {
         if (make_path(path, sizeof path, err, "%s/roc_%s.csv", dir, name[k])) goto done;
         if (th_report_write_roc_csv(path, &roc[k], err)) goto done;

@@ -35,6 +35,39 @@ leaks=$(tail -n +2 "$run/split.csv" | awk -F, '{print $2","$3}' | sort -u | cut 
 best=$(tail -n +2 "$run/metrics.csv" | cut -d, -f6 | sort -g | tail -1)
 echo "best val macro AUC: $best"
 awk -v a="$best" 'BEGIN { exit !(a > 0.85) }' || fail "best val macro AUC $best is not above 0.85"
+# MODEL_CARD.md: its sections, and numbers that must be those of split.csv and
+# eval/test/metrics.json (the card prints 4 decimals).
+card="$run/MODEL_CARD.md"
+[ -s "$card" ] || fail "run directory lacks MODEL_CARD.md"
+grep -q '^# Model card: quickstart' "$card" || fail "MODEL_CARD.md title"
+for h in '## Data' '## Split' '## Network' '## Training' '## Evaluation' '### test' \
+  '### val' '## Known limits'; do
+  grep -qx -- "$h" "$card" || fail "MODEL_CARD.md lacks the line '$h'"
+done
+grep -q '^Leakage check: passed, 0 patients in more than one split\.$' "$card" || fail "MODEL_CARD.md leakage check"
+grep -q '^- index SHA-256: `[0-9a-f]\{64\}`' "$card" || fail "MODEL_CARD.md index SHA-256"
+grep -q "^- size: $(stat -c %s "$WORK/data/phantom.h5") bytes$" "$card" || fail "MODEL_CARD.md file size"
+grep -q '^- ranks: 2, ' "$card" || fail "MODEL_CARD.md ranks"
+for s in train val test; do
+  col=$((${#s} == 5 ? 3 : ${#s} == 3 ? 4 : 5))   # train, val, test in "| row | train | val | test |"
+  pat=$(awk -F, -v s=$s '$3 == s {print $2}' "$run/split.csv" | sort -u | wc -l)
+  img=$(awk -F, -v s=$s '$3 == s' "$run/split.csv" | wc -l)
+  cell() { awk -F'|' -v row="$1" -v c=$col '$2 == " " row " " {gsub(/ /, "", $c); print $c}' "$card"; }
+  [ "$(cell patients)" = "$pat" ] || fail "MODEL_CARD.md: $s patients $(cell patients), split.csv $pat"
+  [ "$(cell images)" = "$img" ] || fail "MODEL_CARD.md: $s images $(cell images), split.csv $img"
+done
+/usr/bin/python3 - "$card" "$run/eval/test/metrics.json" <<'PY' || fail "MODEL_CARD.md's test metrics differ from metrics.json"
+import json, sys
+card = open(sys.argv[1]).read().split("### test")[1].split("###")[0]
+m = json.load(open(sys.argv[2]))["labels"]
+rows = [r.split(" | ") for r in card.splitlines() if r.startswith("| ") and not r.startswith("| label")]
+assert len(rows) == 4, rows
+for r in rows:
+    x = m[r[0][2:]]
+    assert r[1] == "%.4f" % x["auc"] and r[2] == "%.4f-%.4f" % tuple(x["auc_ci"]), (r, x)
+    assert int(r[3]) == x["n_pos"] and int(r[4]) == x["n_neg"], (r, x)
+    assert r[6] == "%.4f" % x["sensitivity"], (r, x)
+PY
 # A second run into the same directory is refused rather than overwriting it.
 expect_fail 2 "already holds a run" -- "$THORAX_BIN" train "$THORAX_SOURCE_DIR/configs/quickstart.yaml" \
   --set runtime.out_dir="$WORK/runs" --set name=qs

@@ -373,6 +373,13 @@ int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err)
  * for a file of any size. */
 void th_dataset_index_sha256(const th_dataset *ds, char hex[65]);
 
+/* Per-image metadata: /meta/<name> string datasets [N] (extra columns of
+ * an ingested CSV, e.g. NIH's `View Position`). Collective over comm (the
+ * comm ds was opened with): rank 0 reads, every rank receives *values [N]
+ * in image order, one malloc'd block (free(*values) frees all). A missing
+ * name is an error naming it and listing the file's /meta names. */
+int th_dataset_read_meta(const th_dataset *ds, const char *name, th_comm comm, char ***values, th_err *err);
+
 /* Reads images idx[0..count) (any order, any rows) into out [count, H, W]
  * with independent MPI-IO reads of this rank only. */
 int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err);
@@ -430,6 +437,9 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
 int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, const uint8_t *labels,
                           const char *patient_id, const char *image_name,
                           const uint8_t *masks, int split, th_err *err);
+/* /meta/<name>: one string per row (variable-length UTF-8), values [n] in
+ * row order; a '/' in name becomes '_'. Any time before finish. */
+int th_dataset_writer_meta(th_dataset_writer *wr, const char *name, const char *const *values, th_err *err);
 int th_dataset_writer_finish(th_dataset_writer *wr, th_err *err);
 /* Closes and removes the temporary file (after an error). */
 void th_dataset_writer_abort(th_dataset_writer *wr);
@@ -575,6 +585,7 @@ typedef struct th_ingest_summary {
     int has_split;
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
+    int n_meta;                     /* extra CSV columns kept as /meta/<column> */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

@@ -173,6 +173,17 @@ int th_report_write_metrics_md(const char *path, const th_report_info *info, int
 void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const char *const *label,
                              const th_label_metrics *m);
 
+/* Subgroups: the cases of d grouped by value[n] (the /meta/<column> string
+ * of each case), in byte order of the values; per group and label the AUC,
+ * its DeLong 95% CI and n_pos/n_neg into dir/by_<column>.json
+ *   {"column", "split", "level", "ci_method", "ci_level",
+ *    "groups": {"<value>": {"n_images", "macro_auc",
+ *                           "labels": {"<label>": {"auc", "auc_ci", "n_pos", "n_neg"}}}}}
+ * and the metrics.md tables of each group into dir/by_<column>.md, whose
+ * path goes to md_path (<column> made safe as label file names). */
+int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
+                       const char *const *value, char *md_path, size_t md_cap, th_err *err);
+
 /* An undefined curve (roc->n == 0) is written as the header alone. */
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);
 
@@ -372,6 +383,7 @@ typedef struct th_eval_opts {
     const char *checkpoint;     /* "best" (default) or "last" */
     const char *data;           /* another dataset file: evaluate all its images (external validation) */
     int patient_level;          /* also evaluate per patient (max over their images) */
+    const char *by;             /* also per value of /meta/<by> (th_report_write_by); NULL: not */
 } th_eval_opts;
 
 typedef struct th_eval_result {
@@ -380,6 +392,7 @@ typedef struct th_eval_result {
     int n_labels, n_defined;    /* labels evaluated, and those with both classes */
     double macro_auc;           /* NaN when no label is defined */
     char note[512];             /* e.g. labels missing from an external file; "" if none */
+    char by_md[2200];           /* with opts->by: the by_<column>.md written; else "" */
 } th_eval_result;
 
 /* Collective over comm. The result is filled on every rank. */

@@ -141,7 +141,8 @@ static int card_evals(th_strbuf *b, const char *run_dir, th_err *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/eval", run_dir);
-    th_strbuf_printf(b, "## Evaluation\n\nBest checkpoint; per image unless said otherwise.\n\n");
+    th_strbuf_printf(b, "## Evaluation\n\nEach as its last evaluation left it (checkpoints/best.h5 unless "
+                        "`thorax eval --checkpoint last`), per image.\n\n");
     DIR *d = opendir(path);
     char *names[256];
     int n = 0;

@@ -493,3 +493,92 @@ int th_report_write_eval(const char *dir, const char *split, const th_eval_data 
     if (make_path(path, sizeof path, err, "%s/patient", dir)) return -1;
     return write_patient_level(path, split, d, err);
 }
+
+/* ---- by_<column>.json and .md: the metrics per subgroup ------------------------ */
+
+static int by_value(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
+                       const char *const *value, char *md_path, size_t md_cap, th_err *err)
+{
+    int n = d->n, l = d->l, rc = -1, n_groups = 0;
+    const char **groups = malloc(sizeof *groups * (size_t)(n + 1));
+    float *p = malloc(sizeof(float) * (size_t)(n + 1) * (size_t)l);
+    uint8_t *y = malloc((size_t)(n + 1) * (size_t)l);
+    th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
+    char safe[TH_SAFE_NAME_MAX], path[4096];
+    th_strbuf js = {0}, md = {0};
+    if (!groups || !p || !y || !m) {
+        th_errf(err, "out of memory grouping %d images by %s", n, column);
+        goto done;
+    }
+    /* The distinct values, in byte order. */
+    memcpy(groups, value, sizeof *groups * (size_t)n);
+    qsort(groups, (size_t)n, sizeof *groups, by_value);
+    for (int i = 0; i < n; i++)
+        if (i == 0 || strcmp(groups[i], groups[n_groups - 1])) groups[n_groups++] = groups[i];
+    if (th_safe_name(column, safe, sizeof safe)) {
+        th_errf(err, "column name too long for a file name: %.64s...", column);
+        goto done;
+    }
+    th_strbuf_printf(&js, "{\n  \"column\": ");
+    json_string(&js, column);
+    th_strbuf_printf(&js, ",\n  \"split\": ");
+    json_string(&js, split ? split : "");
+    th_strbuf_printf(&js, ",\n  \"level\": \"image\",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95,\n"
+                          "  \"groups\": {");
+    th_strbuf_printf(&md, "Metrics by %s (%s, image level; DeLong 95%% CI)\n", column, split ? split : "");
+    for (int g = 0; g < n_groups; g++) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(value[i], groups[g])) {
+                memcpy(p + (size_t)k * l, d->p + (size_t)i * l, sizeof(float) * (size_t)l);
+                memcpy(y + (size_t)k * l, d->y + (size_t)i * l, (size_t)l);
+                k++;
+            }
+        th_metrics_macro macro;
+        if (th_metrics_compute(k, l, p, y, m, &macro, err)) goto done;
+        th_strbuf_printf(&js, "%s\n    ", g ? "," : "");
+        json_string(&js, groups[g]);
+        th_strbuf_printf(&js, ": {\n      \"n_images\": %d,\n      \"macro_auc\": ", k);
+        json_number(&js, macro.auc, 0);
+        th_strbuf_printf(&js, ",\n      \"labels\": {");
+        for (int c = 0; c < l; c++) {
+            th_strbuf_printf(&js, "%s\n        ", c ? "," : "");
+            json_string(&js, d->label[c]);
+            th_strbuf_printf(&js, ": {\"auc\": ");
+            json_number(&js, m[c].auc, 0);
+            th_strbuf_printf(&js, ", \"auc_ci\": ");
+            if (isfinite(m[c].auc_lo) && isfinite(m[c].auc_hi)) {
+                th_strbuf_printf(&js, "[");
+                json_number(&js, m[c].auc_lo, 0);
+                th_strbuf_printf(&js, ", ");
+                json_number(&js, m[c].auc_hi, 0);
+                th_strbuf_printf(&js, "]");
+            } else {
+                th_strbuf_printf(&js, "null");
+            }
+            th_strbuf_printf(&js, ", \"n_pos\": %ld, \"n_neg\": %ld}", m[c].n_pos, m[c].n_neg);
+        }
+        th_strbuf_printf(&js, "\n      }\n    }");
+        th_strbuf_printf(&md, "\n%s = ", column);
+        md_text(&md, groups[g][0] ? groups[g] : "(empty)");
+        th_strbuf_printf(&md, ": %d images, macro AUC ", k);
+        md_number(&md, macro.auc, 4);
+        th_strbuf_printf(&md, "\n\n");
+        th_report_metrics_table(&md, "label", l, d->label, m);
+    }
+    th_strbuf_printf(&js, "%s}\n}\n", n_groups ? "\n  " : "");
+    if (make_path(path, sizeof path, err, "%s/by_%s.json", dir, safe)) goto done;
+    if (write_buffer(path, &js, err)) goto done;
+    if (make_path(md_path, md_cap, err, "%s/by_%s.md", dir, safe)) goto done;
+    rc = write_buffer(md_path, &md, err);
+done:
+    th_strbuf_free(&js);
+    th_strbuf_free(&md);
+    free(groups);
+    free(p);
+    free(y);
+    free(m);
+    return rc;
+}

@@ -64,10 +64,10 @@ static int card_data(th_strbuf *b, const th_config *cfg, th_strbuf *limits, th_e
             long pos = t.pos[(size_t)s * n_labels + k];
             th_strbuf_printf(b, " %ld |", pos);
             if (s > 0 && pos < CARD_FEW_POSITIVES)
-                th_strbuf_printf(limits, "- %s has %ld positive images in %s (fewer than %d): its %s metrics are "
+                th_strbuf_printf(limits, "- %s has %ld positive image%s in %s (fewer than %d): its %s metrics are "
                                          "uncertain.\n",
-                                 ds.label_names[label_col[k]], pos, split_names[s], CARD_FEW_POSITIVES,
-                                 split_names[s]);
+                                 ds.label_names[label_col[k]], pos, pos == 1 ? "" : "s", split_names[s],
+                                 CARD_FEW_POSITIVES, split_names[s]);
         }
         th_strbuf_printf(b, "\n");
     }

@@ -137,7 +137,7 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 
 /* ## Evaluation: eval/<name>/metrics.md of every evaluation there is, in
  * name order (test, val, and external files). */
-static int card_evals(th_strbuf *b, const char *run_dir, th_err *err)
+static void card_evals(th_strbuf *b, const char *run_dir)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/eval", run_dir);
@@ -163,8 +163,6 @@ static int card_evals(th_strbuf *b, const char *run_dir, th_err *err)
         free(names[i]);
     }
     if (!found) th_strbuf_printf(b, "No evaluation yet (`thorax eval %s`).\n\n", run_dir);
-    (void)err;
-    return 0;
 }
 
 int th_model_card_write(const char *run_dir, th_err *err)
@@ -181,8 +179,8 @@ int th_model_card_write(const char *run_dir, th_err *err)
         rc = card_data(&b, cfg, &limits, err);
     }
     if (!rc) rc = card_training(&b, run_dir, cfg, err);
-    if (!rc) rc = card_evals(&b, run_dir, err);
     if (!rc) {
+        card_evals(&b, run_dir);
         th_strbuf_printf(&b, "## Known limits\n\n"
                              "Trained and evaluated on one dataset file: the metrics describe images like its own "
                              "(its scanners, hospitals, population and labelling), not others; check on an external "

@@ -45,16 +45,18 @@ static int write_split_csv(run *r, th_err *err)
 static int metrics_header(run *r, th_err *err)
 {
     const char *label[TH_MAX_LABELS];
-    static char safe[TH_MAX_LABELS][TH_SAFE_NAME_MAX];
     for (int k = 0; k < r->n_labels; k++) label[k] = r->cfg->data.labels[k];
     if (r->cfg->data.n_labels != r->n_labels)
         return th_errf(err, "metrics.csv: the config names %d labels but the run has %d", r->cfg->data.n_labels,
                        r->n_labels);
-    if (th_safe_names(r->n_labels, label, safe, err)) return -1;
+    char (*safe)[TH_SAFE_NAME_MAX] = malloc(sizeof *safe * (size_t)(r->n_labels + 1));
+    if (!safe) return th_errf(err, "out of memory writing metrics.csv");
+    int rc = th_safe_names(r->n_labels, label, safe, err);
     th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds,ranks");
-    for (int k = 0; k < r->n_labels; k++) th_strbuf_printf(&r->metrics, ",val_auc_%s", safe[k]);
+    for (int k = 0; !rc && k < r->n_labels; k++) th_strbuf_printf(&r->metrics, ",val_auc_%s", safe[k]);
     th_strbuf_printf(&r->metrics, "\n");
-    return 0;
+    free(safe);
+    return rc;
 }
 
 /* metrics.csv as it stood at the checkpoint: the header and the rows of the

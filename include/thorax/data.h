@@ -365,6 +365,21 @@ typedef struct th_dataset {
  * missing or malformed dataset; every rank returns the same status. */
 int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err);
 
+/* The SHA-256 of the dataset's index, as 64 hex digits: over, in order,
+ * every /image_name followed by a NUL byte, every /patient_id followed by a
+ * NUL byte (image order), every label name of /labels' `names` followed by a
+ * NUL byte, then /labels' bytes [N, L] row-major. The images are not hashed:
+ * it names the index (which images, whose, which findings), and stays cheap
+ * for a file of any size. */
+void th_dataset_index_sha256(const th_dataset *ds, char hex[65]);
+
+/* Per-image metadata: /meta/<name> string datasets [N] (extra columns of
+ * an ingested CSV, e.g. NIH's `View Position`). Collective over comm (the
+ * comm ds was opened with): rank 0 reads, every rank receives *values [N]
+ * in image order, one malloc'd block (free(*values) frees all). A missing
+ * name is an error naming it and listing the file's /meta names. */
+int th_dataset_read_meta(const th_dataset *ds, const char *name, th_comm comm, char ***values, th_err *err);
+
 /* Reads images idx[0..count) (any order, any rows) into out [count, H, W]
  * with independent MPI-IO reads of this rank only. */
 int th_dataset_read_images(th_dataset *ds, const int *idx, int count, uint8_t *out, th_err *err);
@@ -391,6 +406,18 @@ int th_dataset_label_index(const th_dataset *ds, const char *name);
 
 void th_dataset_close(th_dataset *ds);
 
+/* What a split holds, per split (TH_SPLIT_TRAIN, VAL, TEST): patients,
+ * images, and positive images (label value 1; unknown 255 is not counted)
+ * of each of the n_labels columns label_col[] of ds. A patient in two splits
+ * counts in both. pos [3, n_labels]. Returns -1 when memory runs out. */
+typedef struct th_split_tally {
+    long patients[3], images[3];
+    long *pos;
+} th_split_tally;
+int th_split_count(const th_dataset *ds, const int *label_col, int n_labels, const uint8_t *split,
+                   th_split_tally *t, th_err *err);
+void th_split_tally_free(th_split_tally *t);
+
 /* --- Writing (one process) ------------------------------------------------
  * The file is written as `<path>.tmp` and renamed onto path by
  * th_dataset_writer_finish, so a killed writer never leaves a half file. */
@@ -410,6 +437,9 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
 int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, const uint8_t *labels,
                           const char *patient_id, const char *image_name,
                           const uint8_t *masks, int split, th_err *err);
+/* /meta/<name>: one string per row (variable-length UTF-8), values [n] in
+ * row order; a '/' in name becomes '_'. Any time before finish. */
+int th_dataset_writer_meta(th_dataset_writer *wr, const char *name, const char *const *values, th_err *err);
 int th_dataset_writer_finish(th_dataset_writer *wr, th_err *err);
 /* Closes and removes the temporary file (after an error). */
 void th_dataset_writer_abort(th_dataset_writer *wr);
@@ -555,6 +585,7 @@ typedef struct th_ingest_summary {
     int has_split;
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
+    int n_meta;                     /* extra CSV columns kept as /meta/<column> */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

@@ -260,6 +260,7 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  *                      bootstrap_skipped); a macro mean over the labels
  *                      where they are defined. auc_ci is the patient
  *                      bootstrap's when d->bootstrap > 0, else DeLong's.
+ *   metrics.md         the same per label, as a Markdown table (model card)
  *   roc_<label>.csv    threshold,fpr,tpr (the first threshold is inf)
  *   roc.png            one curve per label, AUC and CI in the legend
  *   calibration.png    reliability diagram per label
@@ -352,6 +353,27 @@ int th_report_write_predictions(const char *path, const th_eval_data *d, th_err 
  * metrics and a "reason"; NaN is always written as null. */
 int th_report_write_metrics_json(const char *path, const th_report_info *info, int l, const char *const *label,
                                  const th_label_metrics *m, const th_metrics_macro *macro, th_err *err);
+
+/* The same per-label table in Markdown (metrics.md, which the model card
+ * includes): a line with the level, counts and macro AUC, then one row per
+ * label of AUC, DeLong CI, n_pos, n_neg, Youden threshold, sensitivity,
+ * specificity and AP, 4 decimals ("-" where undefined). */
+int th_report_write_metrics_md(const char *path, const th_report_info *info, int l, const char *const *label,
+                               const th_label_metrics *m, const th_metrics_macro *macro, th_err *err);
+/* Just the table, appended to b; first_head heads the name column. */
+void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const char *const *label,
+                             const th_label_metrics *m);
+
+/* Subgroups: the cases of d grouped by value[n] (the /meta/<column> string
+ * of each case), in byte order of the values; per group and label the AUC,
+ * its DeLong 95% CI and n_pos/n_neg into dir/by_<column>.json
+ *   {"column", "split", "level", "ci_method", "ci_level",
+ *    "groups": {"<value>": {"n_images", "macro_auc",
+ *                           "labels": {"<label>": {"auc", "auc_ci", "n_pos", "n_neg"}}}}}
+ * and the metrics.md tables of each group into dir/by_<column>.md, whose
+ * path goes to md_path (<column> made safe as label file names). */
+int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
+                       const char *const *value, char *md_path, size_t md_cap, th_err *err);
 
 /* An undefined curve (roc->n == 0) is written as the header alone. */
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);
@@ -609,6 +631,7 @@ typedef struct th_eval_opts {
     const char *checkpoint;     /* "best" (default) or "last" */
     const char *data;           /* another dataset file: evaluate all its images (external validation) */
     int patient_level;          /* also evaluate per patient (max over their images) */
+    const char *by;             /* also per value of /meta/<by> (th_report_write_by); NULL: not */
 } th_eval_opts;
 
 typedef struct th_eval_result {
@@ -617,10 +640,27 @@ typedef struct th_eval_result {
     int n_labels, n_defined;    /* labels evaluated, and those with both classes */
     double macro_auc;           /* NaN when no label is defined */
     char note[512];             /* e.g. labels missing from an external file; "" if none */
+    char by_md[2200];           /* with opts->by: the by_<column>.md written; else "" */
 } th_eval_result;
 
 /* Collective over comm. The result is filled on every rank. */
 int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err);
+
+/* ------------------------------------------------------------------------- */
+/* MODEL_CARD.md beside config.yaml in a run directory: what was trained on
+ * what, and how well it did. Sections: Data (file name, size in bytes, the
+ * SHA-256 of its index, th_dataset_index_sha256), Split (patients, images and
+ * positives per label per split, the leakage check), Network (config name,
+ * layers, parameter count), Training (epochs, time and ranks from
+ * metrics.csv, the best epoch from best.h5), Evaluation (every
+ * eval/<name>/metrics.md, as th_report_write_metrics_md wrote it from the
+ * metrics eval computed), Known limits (a fixed paragraph, and labels with
+ * fewer than 10 positives in val or test), and the Thorax version.
+ *
+ * Reads the run directory and the dataset file only, so that it can be
+ * rewritten after any evaluation. Rank 0 alone (not collective); written
+ * atomically. */
+int th_model_card_write(const char *run_dir, th_err *err);
 
 /* ------------------------------------------------------------------------- */
 /* `thorax cam`: class activation maps of chosen images of a

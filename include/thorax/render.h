@@ -78,6 +78,9 @@ typedef enum {
  * optional overall title (NULL for none). Returns NULL on bad sizes or
  * allocation failure. */
 th_figure *th_figure_new(int width, int height, int n_cols, const char *title, th_err *err);
+/* The same with n_rows x n_cols panels (small multiples), numbered row by
+ * row from 0 at the top left. */
+th_figure *th_figure_new_grid(int width, int height, int n_rows, int n_cols, const char *title, th_err *err);
 void th_figure_free(th_figure *f);
 
 /* Panel k (0-based) of the figure; NULL when k is out of range. */
@@ -108,6 +111,13 @@ void th_plot_series(th_plot *p, int n, const double *x, const double *y, const c
 void th_plot_diagonal(th_plot *p);
 
 void th_plot_legend(th_plot *p, th_legend_pos pos);
+
+/* Ticks of the x axis at whole numbers only (epochs). */
+void th_plot_integer_x(th_plot *p);
+
+/* A vertical dotted grey line at x (e.g. the best epoch), drawn under the
+ * series; up to four per panel. */
+void th_plot_vline(th_plot *p, double x);
 
 /* The "nice" ticks (steps 1, 2 or 5 times a power of ten) inside [lo, hi],
  * about `target` of them; writes at most cap into ticks and returns how many

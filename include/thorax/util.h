@@ -65,6 +65,35 @@ int th_write_file_atomic(const char *path, const void *data, size_t len, th_err 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 char *th_read_file(const char *path, size_t *len, th_err *err);
 
+/* A name (a label, a CSV column) as a file-name or column-name part: every
+ * byte outside [A-Za-z0-9_.-] becomes '_' ("Pleural Thickening" ->
+ * "Pleural_Thickening"), and "" becomes "_". Returns 0, or -1 if it does not
+ * fit in cap. */
+int th_safe_name(const char *s, char *out, size_t cap);
+
+/* th_safe_name of each of s[n] into out[n], made distinct: one that
+ * collides with an earlier one gets "_<k>" appended until free. Fails,
+ * naming the index, if one does not fit. */
+#define TH_SAFE_NAME_MAX 256
+int th_safe_names(int n, const char *const *s, char (*out)[TH_SAFE_NAME_MAX], th_err *err);
+
+/* SHA-256 (FIPS 180-4), streamed:
+ *   th_sha256 s; th_sha256_init(&s); th_sha256_update(&s, p, n) ...; th_sha256_final(&s, hex);
+ * hex receives 64 lowercase hex digits and a NUL. */
+typedef struct th_sha256 {
+    uint32_t h[8];
+    uint64_t bytes;
+    uint8_t buf[64];
+    size_t fill;
+} th_sha256;
+void th_sha256_init(th_sha256 *s);
+void th_sha256_update(th_sha256 *s, const void *data, size_t len);
+void th_sha256_final(th_sha256 *s, char hex[65]);
+
+/* The build's version: `git describe --always --dirty` of the source tree
+ * when CMake configured it, "unknown" when it was not a git checkout. */
+const char *th_version(void);
+
 /* A growable text buffer for building CSV and YAML output. */
 typedef struct th_strbuf {
     char *data;

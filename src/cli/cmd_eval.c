@@ -2,6 +2,7 @@
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -12,14 +13,16 @@ static void eval_usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N thorax eval RUN_DIR [--split val|test] [--checkpoint best|last]\n"
-            "                                       [--data OTHER.h5] [--patient]\n"
+            "                                       [--data OTHER.h5] [--patient] [--by COLUMN]\n"
             "\n"
             "Predicts a split of the run's dataset (default: the config's eval.split) with\n"
             "a checkpoint of the run, each rank a share of the patients, and writes\n"
             "RUN_DIR/eval/<split>/: predictions.csv, metrics.json (AUC with a 95%% CI from\n"
             "a bootstrap of patients, eval.bootstrap resamples seeded with the run's seed,\n"
             "and DeLong's 95%% CI; the operating point with Wilson 95%% CIs; calibration;\n"
-            "average precision; macro means), roc_<label>.csv, roc.png and calibration.png.\n"
+            "average precision; macro means), metrics.md (the same as a table),\n"
+            "roc_<label>.csv, roc.png and calibration.png; then refreshes\n"
+            "RUN_DIR/MODEL_CARD.md.\n"
             "\n"
             "Each label's threshold is chosen on val by the config's eval.threshold\n"
             "(youden, sensitivity@S, specificity@S or fixed:T) into\n"
@@ -34,6 +37,10 @@ static void eval_usage(FILE *f)
             "                          file, labels matched by name, into eval/<OTHER>/\n"
             "  --patient               also per patient (score = max over the patient's\n"
             "                          images) into eval/<split>/patient/\n"
+            "  --by COLUMN             also per value of the dataset's /meta/COLUMN (an extra\n"
+            "                          CSV column kept by ingest, e.g. \"View Position\"): AUC,\n"
+            "                          DeLong 95%% CI, n_pos, n_neg per label and group into\n"
+            "                          eval/<split>/by_<COLUMN>.json and .md, and printed\n"
             "  -h, --help              this help\n");
 }
 
@@ -65,6 +72,7 @@ int cmd_eval(int argc, char **argv)
         if (!strcmp(argv[i], "--split")) value = &opts.split;
         else if (!strcmp(argv[i], "--checkpoint")) value = &opts.checkpoint;
         else if (!strcmp(argv[i], "--data")) value = &opts.data;
+        else if (!strcmp(argv[i], "--by")) value = &opts.by;
         else if (!strcmp(argv[i], "--patient")) opts.patient_level = 1;
         else if (argv[i][0] == '-' || opts.run_dir) {
             cli_error("eval: unexpected argument '%s' (see thorax eval --help)", argv[i]);
@@ -102,6 +110,17 @@ int cmd_eval(int argc, char **argv)
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {
         cli_print_eval(&res);
+        if (res.by_md[0]) {
+            th_err ignored;
+            char *table = th_read_file(res.by_md, NULL, &ignored);
+            if (table) printf("\n%s\n(%s)\n", table, res.by_md);
+            free(table);
+        }
+        /* The card reads every evaluation there is, this one included. */
+        if (th_model_card_write(opts.run_dir, &err)) {
+            cli_error("%s", err.msg);
+            status = TH_EXIT_FAIL;
+        }
     }
     MPI_Finalize();
     return status;

@@ -40,7 +40,9 @@ static void usage(FILE *f)
             "            patient column patient_id, PatientId or Patient ID; every other\n"
             "            column is a label unless --labels picks some\n"
             "A split column (train/val/valid/validation/test or 0/1/2) becomes the file's\n"
-            "predefined split. Without a patient column the ID comes from the image name:\n"
+            "predefined split. Every other named column that is not a label kept (NIH:\n"
+            "Patient Age, Patient Gender, View Position, ...) is kept as the strings\n"
+            "/meta/<column>, one per image, for `thorax eval --by <column>`. Without a patient column the ID comes from the image name:\n"
             "  00000003_001.png -> 00000003          (NIH)\n"
             "  person100_bacteria_475.png -> person100, IM-0115-0001.png -> IM-0115,\n"
             "  NORMAL2-IM-0095-0001.png -> NORMAL2-IM-0095   (Kermany)\n"
@@ -194,6 +196,7 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
                100.0 * s->positives[k] / s->images);
     if (s->has_split)
         printf("  split: %d train, %d val, %d test\n", s->split_count[0], s->split_count[1], s->split_count[2]);
+    if (s->n_meta) printf("  metadata: %d columns in /meta\n", s->n_meta);
     if (a->o.skip_bad)
         printf("  skipped %d of %d rows%s%s\n", s->skipped, s->rows, s->skipped ? ", listed in " : "",
                s->skipped ? s->report_path : "");

@@ -31,32 +31,13 @@ static void split_usage(FILE *f)
 
 static void report(const th_dataset *ds, const int *label_col, int n_labels, const uint8_t *split)
 {
-    int *patient_of = malloc(sizeof(int) * (size_t)ds->n);
-    int n_pat = patient_of ? th_patients_group(ds->n, (const char *const *)ds->patient_id, patient_of) : -1;
-    /* A patient's split, or -2 once seen in two. */
-    int *pat_split = n_pat > 0 ? malloc(sizeof(int) * (size_t)n_pat) : NULL;
-    long images[3] = {0}, patients[3] = {0};
-    long *pos = calloc((size_t)(n_labels ? n_labels : 1) * 3, sizeof *pos);
-    if (!pat_split || !pos) {
-        cli_error("out of memory");
-        goto out;
+    th_split_tally t;
+    th_err err = {{0}};
+    if (th_split_count(ds, label_col, n_labels, split, &t, &err)) {
+        cli_error("%s", err.msg);
+        return;
     }
-    for (int p = 0; p < n_pat; p++) pat_split[p] = -1;
-    for (int i = 0; i < ds->n; i++) {
-        int s = split[i];
-        if (s > TH_SPLIT_TEST) continue;
-        images[s]++;
-        for (int k = 0; k < n_labels; k++)
-            pos[(size_t)s * n_labels + k] += ds->labels[(size_t)i * ds->n_labels + label_col[k]];
-        int *ps = &pat_split[patient_of[i]];
-        if (*ps == -1) {
-            *ps = s;
-            patients[s]++;
-        } else if (*ps != s) {
-            *ps = -2;
-        }
-    }
-    printf("%-20s %14s %14s %14s\n", "", "train", "val", "test");
+    const long *images = t.images, *patients = t.patients, *pos = t.pos;
     printf("%-20s %14ld %14ld %14ld\n", "patients", patients[0], patients[1], patients[2]);
     printf("%-20s %14ld %14ld %14ld\n", "images", images[0], images[1], images[2]);
     for (int k = 0; k < n_labels; k++) {
@@ -69,10 +50,7 @@ static void report(const th_dataset *ds, const int *label_col, int n_labels, con
         }
         printf("\n");
     }
-out:
-    free(patient_of);
-    free(pat_split);
-    free(pos);
+    th_split_tally_free(&t);
 }
 
 int cmd_split(int argc, char **argv)

@@ -183,15 +183,24 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_FAIL;
         goto done;
     }
-    /* The evaluation phase: the best checkpoint on the config's eval split. */
-    th_eval_opts eo = {.run_dir = run_dir, .split = cfg.eval.split, .checkpoint = "best"};
-    th_eval_result er;
-    if (th_eval_run(&eo, th_comm_world(), &er, &err)) {
-        if (rank == 0) cli_error("evaluation: %s", err.msg);
+    /* The evaluation phase: the best checkpoint on the config's eval split,
+     * and on val too for the model card. */
+    const char *splits[2] = {"val", cfg.eval.split};
+    for (int k = strcmp(cfg.eval.split, "val") ? 0 : 1; k < 2; k++) {
+        th_eval_opts eo = {.run_dir = run_dir, .split = splits[k], .checkpoint = "best"};
+        th_eval_result er;
+        if (th_eval_run(&eo, th_comm_world(), &er, &err)) {
+            if (rank == 0) cli_error("evaluation: %s", err.msg);
+            status = TH_EXIT_FAIL;
+            goto done;
+        }
+        if (rank == 0 && k == 1) cli_print_eval(&er);
+    }
+    if (rank == 0 && th_model_card_write(run_dir, &err)) {
+        cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
         goto done;
     }
-    if (rank == 0) cli_print_eval(&er);
     if (rank == 0) printf("done: %s\n", run_dir);
 done:
     MPI_Finalize();

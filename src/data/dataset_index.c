@@ -393,3 +393,88 @@ int dataset_load_index(int64_t file, const char *path, th_comm comm, th_dataset 
     index_free(&ix);
     return th_dist_agree(comm, rc, err);
 }
+
+/* ------------------------------------------------------------------------
+ * /meta/<name>: per-image strings, read on demand.
+ */
+
+/* Rank 0: the names under /meta, ", "-separated, for an error message. */
+static void meta_names(hid_t f, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "none");
+    hid_t g = H5Lexists(f, "meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "meta", H5P_DEFAULT) : -1;
+    H5G_info_t info;
+    if (g < 0 || H5Gget_info(g, &info) < 0) {
+        if (g >= 0) H5Gclose(g);
+        return;
+    }
+    size_t len = 0;
+    for (hsize_t i = 0; i < info.nlinks && len + 8 < cap; i++) {
+        char name[256];
+        if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) continue;
+        int w = snprintf(buf + len, cap - len, "%s'%s'", len ? ", " : "", name);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    H5Gclose(g);
+}
+
+static int read_meta_rank0(const th_dataset *ds, const char *name, packed_strings *out, th_err *err)
+{
+    hid_t f = (hid_t)ds->file;
+    char path[300];
+    if (snprintf(path, sizeof path, "meta/%s", name) >= (int)sizeof path)
+        return th_errf(err, "%s: metadata name too long: %.64s...", ds->path, name);
+    int there = H5Lexists(f, "meta", H5P_DEFAULT) > 0 && strchr(name, '/') == NULL && name[0] &&
+                H5Lexists(f, path, H5P_DEFAULT) > 0;
+    if (!there) {
+        char names[1024];
+        meta_names(f, names, sizeof names);
+        return th_errf(err, "%s has no metadata column '%s' (/meta: %s)", ds->path, name, names);
+    }
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    hsize_t dims[1];
+    int rc = d < 0 ? th_errf(err, "%s: cannot open /%s", ds->path, path) : check_rank(d, ds->path, path, 1, "[N]", dims, err);
+    if (rc == 0 && (int64_t)dims[0] != ds->n)
+        rc = th_errf(err, "%s: /%s has %llu rows but the file has %d images", ds->path, path,
+                     (unsigned long long)dims[0], ds->n);
+    char what[310];
+    snprintf(what, sizeof what, "/%s", path);
+    if (rc == 0) rc = read_strings(d, 0, ds->path, what, (size_t)ds->n, out, err);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int th_dataset_read_meta(const th_dataset *ds, const char *name, th_comm comm, char ***values, th_err *err)
+{
+    *values = NULL;
+    packed_strings ps = {0};
+    int rc = th_dist_rank(comm) == 0 ? read_meta_rank0(ds, name, &ps, err) : 0;
+    if (th_dist_agree(comm, rc, err)) {
+        free(ps.data);
+        return -1;
+    }
+    int64_t len = (int64_t)ps.len;
+    rc = th_dist_bcast(comm, 0, &len, sizeof len, err);
+    /* One block: the n pointers, then the strings they point into. */
+    char **block = rc ? NULL : malloc(sizeof(char *) * (size_t)ds->n + (size_t)len + 1);
+    if (!rc && !block) rc = th_errf(err, "%s: out of memory for /meta/%s", ds->path, name);
+    if (th_dist_agree(comm, rc, err)) {
+        free(block);
+        free(ps.data);
+        return -1;
+    }
+    char *text = (char *)(block + ds->n);
+    if (th_dist_rank(comm) == 0) memcpy(text, ps.data, (size_t)len);
+    free(ps.data);
+    if (th_dist_bcast(comm, 0, text, (size_t)len, err)) {
+        free(block);
+        return -1;
+    }
+    for (int i = 0; i < ds->n; i++) {
+        block[i] = text;
+        text += strlen(text) + 1;
+    }
+    *values = block;
+    return 0;
+}

@@ -166,3 +166,14 @@ void th_dataset_close(th_dataset *ds)
     memset(ds, 0, sizeof *ds);
     ds->file = ds->images = -1;
 }
+
+void th_dataset_index_sha256(const th_dataset *ds, char hex[65])
+{
+    th_sha256 s;
+    th_sha256_init(&s);
+    for (int i = 0; i < ds->n; i++) th_sha256_update(&s, ds->image_name[i], strlen(ds->image_name[i]) + 1);
+    for (int i = 0; i < ds->n; i++) th_sha256_update(&s, ds->patient_id[i], strlen(ds->patient_id[i]) + 1);
+    for (int k = 0; k < ds->n_labels; k++) th_sha256_update(&s, ds->label_names[k], strlen(ds->label_names[k]) + 1);
+    th_sha256_update(&s, ds->labels, (size_t)ds->n * (size_t)ds->n_labels);
+    th_sha256_final(&s, hex);
+}

@@ -152,6 +152,23 @@ int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, cons
     return 0;
 }
 
+int th_dataset_writer_meta(th_dataset_writer *wr, const char *name, const char *const *values, th_err *err)
+{
+    if (wr->file < 0) return th_errf(err, "dataset writer for %s is not open", wr->path);
+    char safe[256];
+    if (snprintf(safe, sizeof safe, "%s", name) >= (int)sizeof safe || !name[0])
+        return th_errf(err, "%s: metadata column name '%.64s' is empty or too long", wr->path, name);
+    for (char *c = safe; *c; c++)
+        if (*c == '/') *c = '_';
+    hid_t g = H5Lexists(wr->file, "meta", H5P_DEFAULT) > 0 ? H5Gopen2(wr->file, "meta", H5P_DEFAULT)
+                                                           : H5Gcreate2(wr->file, "meta", H5P_DEFAULT, H5P_DEFAULT,
+                                                                        H5P_DEFAULT);
+    int rc = g < 0 || H5Lexists(g, safe, H5P_DEFAULT) > 0 ||
+             th_h5_write_strings(g, safe, 0, (size_t)wr->n, values);
+    if (g >= 0) H5Gclose(g);
+    return rc ? th_errf(err, "%s: cannot write /meta/%s (twice the same name?)", wr->tmp_path, safe) : 0;
+}
+
 int th_dataset_writer_finish(th_dataset_writer *wr, th_err *err)
 {
     if (wr->file < 0) return th_errf(err, "dataset writer for %s is not open", wr->path);

@@ -604,6 +604,36 @@ static int write_report(ingest *g)
     return rc;
 }
 
+/* Whether column k is metadata: a named column that is not the image,
+ * patient, split or findings column and not one of the labels kept. */
+static int is_meta_column(const ingest *g, int k)
+{
+    const th_csv_row *hd = &g->csv.header;
+    if (!hd->fields[k][0] || k == g->image_col || k == g->patient_col || k == g->split_col || k == g->findings_col)
+        return 0;
+    if (g->sum->format == TH_INGEST_NIH) return 1;
+    for (int l = 0; l < g->sum->n_labels; l++)
+        if (g->label_src[l] == k) return 0;
+    return 1;
+}
+
+/* /meta/<column> of every metadata column, the kept rows' values in order. */
+static int write_meta(ingest *g, th_dataset_writer *wr, int n)
+{
+    const char **v = malloc(sizeof *v * (size_t)(n > 0 ? n : 1));
+    if (!v) return th_errf(g->err, "out of memory for the metadata of %d images", n);
+    int rc = 0;
+    for (int k = 0; k < g->csv.header.n_fields && rc == 0; k++) {
+        if (!is_meta_column(g, k)) continue;
+        for (int i = 0, j = 0; i < g->csv.n_rows; i++)
+            if (!g->rows[i].reason) v[j++] = g->csv.rows[i].fields[k];
+        rc = th_dataset_writer_meta(wr, g->csv.header.fields[k], v, g->err);
+        if (rc == 0) g->sum->n_meta++;
+    }
+    free(v);
+    return rc;
+}
+
 static int write_dataset(ingest *g, FILE *scratch, const char *scratch_path, int w, int h)
 {
     const th_ingest_opts *o = g->o;
@@ -618,6 +648,7 @@ static int write_dataset(ingest *g, FILE *scratch, const char *scratch_path, int
         free(px);
         return rc;
     }
+    rc = write_meta(g, &wr, n);
     rewind(scratch);
     for (int i = 0, j = 0; i < g->csv.n_rows && rc == 0; i++) {
         const row_info *r = &g->rows[i];

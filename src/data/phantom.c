@@ -760,7 +760,11 @@ int th_phantom_write(const th_phantom_opts *o, const char *path, th_phantom_prog
         return -1;
     uint8_t *img = malloc(npix), *masks = malloc(TH_PHANTOM_N_LABELS * npix);
     anatomy *A = malloc(sizeof *A);
-    if (!img || !masks || !A) {
+    /* A synthetic /meta/View Position for subgroup evaluation: fixed by
+     * patient and study (no random draw, so the images are unchanged). */
+    const char **view = malloc(sizeof *view * (size_t)(total > 0 ? total : 1));
+    if (!img || !masks || !A || !view) {
+        free(view);
         free(A);
         free(masks);
         free(img);
@@ -779,10 +783,13 @@ int th_phantom_write(const th_phantom_opts *o, const char *path, th_phantom_prog
             if (render(o, A, &st, img, masks))
                 rc = th_errf(err, "%s: out of memory rendering image %s", path, name);
             else
-                rc = th_dataset_writer_put(&wr, row++, img, st.label, pid, name, masks, 0, err);
+                rc = th_dataset_writer_put(&wr, row, img, st.label, pid, name, masks, 0, err);
+            view[row++] = (p + s) % 3 == 0 ? "AP" : "PA";
             if (rc == 0 && progress && (row % step == 0 || row == total)) progress(ctx, row, total);
         }
     }
+    if (rc == 0) rc = th_dataset_writer_meta(&wr, "View Position", view, err);
+    free(view);
     free(A);
     free(masks);
     free(img);

@@ -290,3 +290,39 @@ int th_shard_by_patient(int n, const char *const *patient_id, const uint8_t *spl
     free(patient_of);
     return 0;
 }
+
+int th_split_count(const th_dataset *ds, const int *label_col, int n_labels, const uint8_t *split,
+                   th_split_tally *t, th_err *err)
+{
+    memset(t, 0, sizeof *t);
+    int *patient_of = malloc(sizeof(int) * (size_t)(ds->n > 0 ? ds->n : 1));
+    int n_pat = patient_of ? th_patients_group(ds->n, (const char *const *)ds->patient_id, patient_of) : -1;
+    /* seen[p] has bit s set once patient p was counted in split s. */
+    uint8_t *seen = n_pat >= 0 ? calloc((size_t)n_pat + 1, 1) : NULL;
+    t->pos = calloc((size_t)(n_labels > 0 ? n_labels : 1) * 3, sizeof *t->pos);
+    int rc = 0;
+    if (!seen || !t->pos) {
+        rc = th_errf(err, "out of memory counting the split of %d images", ds->n);
+        th_split_tally_free(t);
+    }
+    for (int i = 0; !rc && i < ds->n; i++) {
+        int s = split[i];
+        if (s > TH_SPLIT_TEST) continue;
+        t->images[s]++;
+        for (int k = 0; k < n_labels; k++)
+            t->pos[(size_t)s * n_labels + k] += ds->labels[(size_t)i * ds->n_labels + label_col[k]] == 1;
+        if (!(seen[patient_of[i]] & (1u << s))) {
+            seen[patient_of[i]] |= (uint8_t)(1u << s);
+            t->patients[s]++;
+        }
+    }
+    free(patient_of);
+    free(seen);
+    return rc;
+}
+
+void th_split_tally_free(th_split_tally *t)
+{
+    free(t->pos);
+    t->pos = NULL;
+}

@@ -36,6 +36,7 @@ typedef struct eval {
     int *owner;                 /* [N] */
     th_shard shard;
     float *x, *p_model, *p_eval;
+    char **meta;                /* [N] /meta/<opts->by>, or NULL */
 } eval;
 
 /* The run's labels against this dataset's columns. For the run's own file
@@ -254,8 +255,9 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
     uint8_t *y = malloc((size_t)(total + 1) * L);
     const char **image = malloc(sizeof(char *) * (size_t)(total + 1));
     const char **patient = malloc(sizeof(char *) * (size_t)(total + 1));
+    const char **group = malloc(sizeof(char *) * (size_t)(total + 1));
     const char *label[TH_MAX_LABELS];
-    if (!order || !pos_of_row || !p || !p_raw || !t || !y || !image || !patient) {
+    if (!order || !pos_of_row || !p || !p_raw || !t || !y || !image || !patient || !group) {
         th_errf(err, "out of memory writing %d predictions", total);
         goto out;
     }
@@ -266,6 +268,7 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         memcpy(p_raw + (size_t)j * L, p_gathered + (size_t)pos_of_row[i] * L, sizeof(float) * (size_t)L);
         for (int k = 0; k < L; k++) y[(size_t)j * L + k] = e->ds.labels[(size_t)i * e->ds.n_labels + e->file_col[k]];
         image[j] = e->ds.image_name[i];
+        if (e->meta) group[j] = e->meta[i];
         patient[j] = e->ds.patient_id[i];
         j++;
     }
@@ -290,6 +293,8 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         thresholds_path(e, path, sizeof path);
         rc = th_thresholds_write(path, t, err);
     }
+    if (!rc && e->meta)
+        rc = th_report_write_by(res->out_dir, e->opts->by, title, &d, group, res->by_md, sizeof res->by_md, err);
     res->n_images = total;
     res->n_labels = L;
     res->n_defined = macro.n_defined;
@@ -306,6 +311,7 @@ out:
     free(y);
     free(image);
     free(patient);
+    free(group);
     return rc;
 }
 
@@ -350,6 +356,7 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
         e.ds_open = rc == 0;
     }
     if (!rc) rc = match_labels(&e, res, err);
+    if (!rc && opts->by) rc = th_dataset_read_meta(&e.ds, opts->by, comm, &e.meta, err);
     if (!rc) {
         e.split = malloc((size_t)e.ds.n);
         e.owner = malloc(sizeof(int) * (size_t)e.ds.n);
@@ -387,6 +394,7 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
     th_predictor_close(&e.run);
     free(e.split);
     free(e.owner);
+    free(e.meta);
     if (e.ds_open) th_dataset_close(&e.ds);
     return rc;
 }

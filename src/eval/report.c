@@ -127,23 +127,7 @@ int write_buffer(const char *path, th_strbuf *b, th_err *err)
     return rc;
 }
 
-int th_report_label_filename(const char *label, char *out, size_t cap)
-{
-    size_t n = strlen(label);
-    if (cap < 2 || n + 1 > cap) return -1;
-    if (n == 0) {
-        strcpy(out, "_");
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = label[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                 c == '-';
-        out[i] = ok ? c : '_';
-    }
-    out[n] = '\0';
-    return 0;
-}
+int th_report_label_filename(const char *label, char *out, size_t cap) { return th_safe_name(label, out, cap); }
 
 int make_path(char *out, size_t cap, th_err *err, const char *fmt, ...)
 {
@@ -332,6 +316,123 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
     return write_buffer(path, &b, err);
 }
 
+/* ---- metrics.md: metrics.json's per-label table in Markdown ------------------- */
+
+static void md_text(th_strbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|') th_strbuf_printf(b, "\\|");
+        else th_strbuf_printf(b, "%c", *s == '\n' ? ' ' : *s);
+    }
+}
+
+static void md_number(th_strbuf *b, double v, int decimals)
+{
+    if (isfinite(v)) th_strbuf_printf(b, "%.*f", decimals, v);
+    else th_strbuf_printf(b, "-");
+}
+
+static void cell_auc(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->auc, 4); }
+/* The interval metrics.json reports as auc_ci: the patient bootstrap's when
+ * one ran, else DeLong's. */
+static void cell_auc_ci(th_strbuf *b, const th_label_metrics *m)
+{
+    double lo = m->boot.used > 0 ? m->boot.lo : m->auc_lo, hi = m->boot.used > 0 ? m->boot.hi : m->auc_hi;
+    if (!isfinite(lo) || !isfinite(hi)) {
+        th_strbuf_printf(b, "-");
+        return;
+    }
+    th_strbuf_printf(b, "%.4f-%.4f", lo, hi);
+}
+static void cell_ci_method(th_strbuf *b, const th_label_metrics *m)
+{
+    th_strbuf_printf(b, "%s", m->boot.used > 0 ? "patient bootstrap" : "DeLong");
+}
+static void cell_n_pos(th_strbuf *b, const th_label_metrics *m) { th_strbuf_printf(b, "%ld", m->n_pos); }
+static void cell_n_neg(th_strbuf *b, const th_label_metrics *m) { th_strbuf_printf(b, "%ld", m->n_neg); }
+/* The threshold applied, and where it was chosen ("val"). */
+static void cell_threshold(th_strbuf *b, const th_label_metrics *m)
+{
+    md_number(b, m->threshold, 4);
+    if (m->has_op && m->op_chosen_on && isfinite(m->threshold)) th_strbuf_printf(b, " (%s)", m->op_chosen_on);
+}
+static void cell_sensitivity(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->sensitivity, 4); }
+static void cell_specificity(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->specificity, 4); }
+static void cell_ap(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->ap, 4); }
+static void cell_ppv(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->has_op ? m->op.ppv.value : NAN, 4); }
+static void cell_npv(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->has_op ? m->op.npv.value : NAN, 4); }
+static void cell_f1(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->has_op ? m->op.f1.value : NAN, 4); }
+static void cell_ece(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->ece, 4); }
+static void cell_brier(th_strbuf *b, const th_label_metrics *m) { md_number(b, m->brier, 4); }
+
+/* The table's columns after the label's: a field of th_label_metrics that
+ * should be reported (an operating point, a calibration score, another
+ * interval) is one more entry here, in the model card and by_<column>.md alike. */
+static const struct {
+    const char *head;
+    void (*cell)(th_strbuf *b, const th_label_metrics *m);
+} md_columns[] = {
+    {"AUC", cell_auc},
+    {"AUC 95% CI", cell_auc_ci},
+    {"CI method", cell_ci_method},
+    {"n_pos", cell_n_pos},
+    {"n_neg", cell_n_neg},
+    {"threshold (chosen on)", cell_threshold},
+    {"sensitivity", cell_sensitivity},
+    {"specificity", cell_specificity},
+    {"PPV", cell_ppv},
+    {"NPV", cell_npv},
+    {"F1", cell_f1},
+    {"AP", cell_ap},
+    {"ECE", cell_ece},
+    {"Brier", cell_brier},
+};
+
+void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const char *const *label,
+                             const th_label_metrics *m)
+{
+    enum { N_COLUMNS = sizeof md_columns / sizeof md_columns[0] };
+    th_strbuf_printf(b, "| ");
+    md_text(b, first_head);
+    for (int c = 0; c < N_COLUMNS; c++) th_strbuf_printf(b, " | %s", md_columns[c].head);
+    th_strbuf_printf(b, " |\n|---");
+    for (int c = 0; c < N_COLUMNS; c++) th_strbuf_printf(b, "|---:");
+    th_strbuf_printf(b, "|\n");
+    for (int k = 0; k < l; k++) {
+        th_strbuf_printf(b, "| ");
+        md_text(b, label[k]);
+        for (int c = 0; c < N_COLUMNS; c++) {
+            th_strbuf_printf(b, " | ");
+            md_columns[c].cell(b, &m[k]);
+        }
+        th_strbuf_printf(b, " |\n");
+    }
+}
+
+int th_report_write_metrics_md(const char *path, const th_report_info *info, int l, const char *const *label,
+                               const th_label_metrics *m, const th_metrics_macro *macro, th_err *err)
+{
+    th_strbuf b = {0};
+    th_strbuf_printf(&b, "%s level, %ld images", info->level ? info->level : "image", info->n_images);
+    if (info->n_patients >= 0) th_strbuf_printf(&b, " of %ld patients", info->n_patients);
+    th_strbuf_printf(&b, "; macro AUC ");
+    md_number(&b, macro->auc, 4);
+    th_strbuf_printf(&b, " over %d of %d labels.\n\n", macro->n_defined, l);
+    th_report_metrics_table(&b, "label", l, label, m);
+    for (int k = 0; k < l; k++)
+        if (!m[k].defined) {
+            th_strbuf_printf(&b, "%s", k && !m[k - 1].defined ? "; " : "\nUndefined: ");
+            md_text(&b, label[k]);
+            th_strbuf_printf(&b, " (%s)", m[k].reason ? m[k].reason : "undefined");
+        }
+    for (int k = 0; k < l; k++)
+        if (!m[k].defined) {
+            th_strbuf_printf(&b, ".\n");
+            break;
+        }
+    return write_buffer(path, &b, err);
+}
+
 /* ---- roc_<label>.csv and roc.png ---------------------------------------------------- */
 
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err)
@@ -446,25 +547,6 @@ int th_thresholds_write(const char *path, const th_thresholds *t, th_err *err)
 
 /* ---- everything for one directory ---------------------------------------------------- */
 
-/* Fills name[k] with label k's file-name part, distinct across labels: one
- * that collides with an earlier label's gets "_<k>" appended until free. */
-static int label_filenames(int l, const char *const *label, char (*name)[256], th_err *err)
-{
-    for (int k = 0; k < l; k++) {
-        if (th_report_label_filename(label[k], name[k], sizeof name[k]))
-            return th_errf(err, "label %d is too long for a file name (%zu bytes)", k, strlen(label[k]));
-        for (int clash = 1; clash;) {
-            clash = 0;
-            for (int j = 0; j < k && !clash; j++) clash = strcmp(name[j], name[k]) == 0;
-            if (!clash) break;
-            size_t len = strlen(name[k]);
-            if (snprintf(name[k] + len, sizeof name[k] - len, "_%d", k) >= (int)(sizeof name[k] - len))
-                return th_errf(err, "label %d: cannot make a distinct file name", k);
-        }
-    }
-    return 0;
-}
-
 /* The operating points into m: ap's thresholds (threshold [l], image or
  * patient level) or, without ap, Youden's on these data. With p_raw, the
  * raw scores' calibration and the temperatures too. */
@@ -504,14 +586,14 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
 {
     th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
     th_roc *roc = calloc((size_t)l + 1, sizeof *roc);
-    char (*name)[256] = calloc((size_t)l + 1, sizeof *name);
+    char (*name)[TH_SAFE_NAME_MAX] = calloc((size_t)l + 1, sizeof *name);
     char path[4096];
     int rc = -1;
     if (!m || !roc || !name) {
         th_errf(err, "out of memory for the metrics of %d labels", l);
         goto done;
     }
-    if (label_filenames(l, label, name, err)) goto done;
+    if (th_safe_names(l, label, name, err)) goto done;
     if (th_metrics_compute(n, l, p, y, m, macro, err)) goto done;
     if (info->bootstrap > 0) {
         th_auc_boot *boot = calloc((size_t)l + 1, sizeof *boot);
@@ -537,6 +619,8 @@ static int write_level(const char *dir, const th_report_info *info, int n, int l
         }
     if (make_path(path, sizeof path, err, "%s/metrics.json", dir)) goto done;
     if (th_report_write_metrics_json(path, info, l, label, m, macro, err)) goto done;
+    if (make_path(path, sizeof path, err, "%s/metrics.md", dir)) goto done;
+    if (th_report_write_metrics_md(path, info, l, label, m, macro, err)) goto done;
     for (int k = 0; k < l; k++) {
         if (make_path(path, sizeof path, err, "%s/roc_%s.csv", dir, name[k])) goto done;
         if (th_report_write_roc_csv(path, &roc[k], err)) goto done;
@@ -643,4 +727,93 @@ int th_report_write_eval_applied(const char *dir, const char *split, const th_ev
     if (!(flags & TH_REPORT_PATIENT)) return 0;
     if (make_path(path, sizeof path, err, "%s/patient", dir)) return -1;
     return write_patient_level(path, split, d, ap, err);
+}
+
+/* ---- by_<column>.json and .md: the metrics per subgroup ------------------------ */
+
+static int by_value(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
+                       const char *const *value, char *md_path, size_t md_cap, th_err *err)
+{
+    int n = d->n, l = d->l, rc = -1, n_groups = 0;
+    const char **groups = malloc(sizeof *groups * (size_t)(n + 1));
+    float *p = malloc(sizeof(float) * (size_t)(n + 1) * (size_t)l);
+    uint8_t *y = malloc((size_t)(n + 1) * (size_t)l);
+    th_label_metrics *m = calloc((size_t)l + 1, sizeof *m);
+    char safe[TH_SAFE_NAME_MAX], path[4096];
+    th_strbuf js = {0}, md = {0};
+    if (!groups || !p || !y || !m) {
+        th_errf(err, "out of memory grouping %d images by %s", n, column);
+        goto done;
+    }
+    /* The distinct values, in byte order. */
+    memcpy(groups, value, sizeof *groups * (size_t)n);
+    qsort(groups, (size_t)n, sizeof *groups, by_value);
+    for (int i = 0; i < n; i++)
+        if (i == 0 || strcmp(groups[i], groups[n_groups - 1])) groups[n_groups++] = groups[i];
+    if (th_safe_name(column, safe, sizeof safe)) {
+        th_errf(err, "column name too long for a file name: %.64s...", column);
+        goto done;
+    }
+    th_strbuf_printf(&js, "{\n  \"column\": ");
+    json_string(&js, column);
+    th_strbuf_printf(&js, ",\n  \"split\": ");
+    json_string(&js, split ? split : "");
+    th_strbuf_printf(&js, ",\n  \"level\": \"image\",\n  \"ci_method\": \"delong\",\n  \"ci_level\": 0.95,\n"
+                          "  \"groups\": {");
+    th_strbuf_printf(&md, "Metrics by %s (%s, image level; DeLong 95%% CI)\n", column, split ? split : "");
+    for (int g = 0; g < n_groups; g++) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(value[i], groups[g])) {
+                memcpy(p + (size_t)k * l, d->p + (size_t)i * l, sizeof(float) * (size_t)l);
+                memcpy(y + (size_t)k * l, d->y + (size_t)i * l, (size_t)l);
+                k++;
+            }
+        th_metrics_macro macro;
+        if (th_metrics_compute(k, l, p, y, m, &macro, err)) goto done;
+        th_strbuf_printf(&js, "%s\n    ", g ? "," : "");
+        json_string(&js, groups[g]);
+        th_strbuf_printf(&js, ": {\n      \"n_images\": %d,\n      \"macro_auc\": ", k);
+        json_number(&js, macro.auc, 0);
+        th_strbuf_printf(&js, ",\n      \"labels\": {");
+        for (int c = 0; c < l; c++) {
+            th_strbuf_printf(&js, "%s\n        ", c ? "," : "");
+            json_string(&js, d->label[c]);
+            th_strbuf_printf(&js, ": {\"auc\": ");
+            json_number(&js, m[c].auc, 0);
+            th_strbuf_printf(&js, ", \"auc_ci\": ");
+            if (isfinite(m[c].auc_lo) && isfinite(m[c].auc_hi)) {
+                th_strbuf_printf(&js, "[");
+                json_number(&js, m[c].auc_lo, 0);
+                th_strbuf_printf(&js, ", ");
+                json_number(&js, m[c].auc_hi, 0);
+                th_strbuf_printf(&js, "]");
+            } else {
+                th_strbuf_printf(&js, "null");
+            }
+            th_strbuf_printf(&js, ", \"n_pos\": %ld, \"n_neg\": %ld}", m[c].n_pos, m[c].n_neg);
+        }
+        th_strbuf_printf(&js, "\n      }\n    }");
+        th_strbuf_printf(&md, "\n%s = ", column);
+        md_text(&md, groups[g][0] ? groups[g] : "(empty)");
+        th_strbuf_printf(&md, ": %d images, macro AUC ", k);
+        md_number(&md, macro.auc, 4);
+        th_strbuf_printf(&md, "\n\n");
+        th_report_metrics_table(&md, "label", l, d->label, m);
+    }
+    th_strbuf_printf(&js, "%s}\n}\n", n_groups ? "\n  " : "");
+    if (make_path(path, sizeof path, err, "%s/by_%s.json", dir, safe)) goto done;
+    if (write_buffer(path, &js, err)) goto done;
+    if (make_path(md_path, md_cap, err, "%s/by_%s.md", dir, safe)) goto done;
+    rc = write_buffer(md_path, &md, err);
+done:
+    th_strbuf_free(&js);
+    th_strbuf_free(&md);
+    free(groups);
+    free(p);
+    free(y);
+    free(m);
+    return rc;
 }

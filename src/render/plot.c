@@ -23,12 +23,18 @@ static char *dup_or_null(const char *s, int *failed)
 
 th_figure *th_figure_new(int width, int height, int n_cols, const char *title, th_err *err)
 {
-    if (width < 64 || height < 64 || n_cols < 1 || width / n_cols < 64 || width > 16384 || height > 16384) {
-        th_errf(err, "cannot make a %dx%d figure of %d panels", width, height, n_cols);
+    return th_figure_new_grid(width, height, 1, n_cols, title, err);
+}
+
+th_figure *th_figure_new_grid(int width, int height, int n_rows, int n_cols, const char *title, th_err *err)
+{
+    if (width < 64 || height < 64 || n_cols < 1 || n_rows < 1 || width / n_cols < 64 || height / n_rows < 64 ||
+        width > 16384 || height > 16384) {
+        th_errf(err, "cannot make a %dx%d figure of %d x %d panels", width, height, n_rows, n_cols);
         return NULL;
     }
     th_figure *f = calloc(1, sizeof *f);
-    th_plot *panels = calloc((size_t)n_cols, sizeof *panels);
+    th_plot *panels = calloc((size_t)n_rows * n_cols, sizeof *panels);
     if (!f || !panels) {
         free(f);
         free(panels);
@@ -37,7 +43,9 @@ th_figure *th_figure_new(int width, int height, int n_cols, const char *title, t
     }
     f->width = width;
     f->height = height;
+    f->n_rows = n_rows;
     f->n_cols = n_cols;
+    f->n_panels = n_rows * n_cols;
     f->panels = panels;
     f->title = dup_or_null(title, &f->failed);
     return f;
@@ -59,7 +67,7 @@ static void plot_clear(th_plot *p)
 void th_figure_free(th_figure *f)
 {
     if (!f) return;
-    for (int k = 0; k < f->n_cols; k++) plot_clear(&f->panels[k]);
+    for (int k = 0; k < f->n_panels; k++) plot_clear(&f->panels[k]);
     free(f->panels);
     free(f->title);
     free(f);
@@ -67,7 +75,7 @@ void th_figure_free(th_figure *f)
 
 th_plot *th_figure_panel(th_figure *f, int k)
 {
-    return f && k >= 0 && k < f->n_cols ? &f->panels[k] : NULL;
+    return f && k >= 0 && k < f->n_panels ? &f->panels[k] : NULL;
 }
 
 void th_plot_labels(th_plot *p, const char *title, const char *xlabel, const char *ylabel)
@@ -98,6 +106,12 @@ void th_plot_yrange(th_plot *p, double lo, double hi)
 
 void th_plot_log_x(th_plot *p) { p->log_x = 1; }
 void th_plot_diagonal(th_plot *p) { p->diagonal = 1; }
+void th_plot_integer_x(th_plot *p) { p->x_integer = 1; }
+
+void th_plot_vline(th_plot *p, double x)
+{
+    if (isfinite(x) && p->n_vlines < (int)(sizeof p->vline / sizeof p->vline[0])) p->vline[p->n_vlines++] = x;
+}
 void th_plot_legend(th_plot *p, th_legend_pos pos) { p->legend = pos; }
 
 void th_plot_series(th_plot *p, int n, const double *x, const double *y, const char *label, int style)
@@ -165,7 +179,7 @@ static cairo_status_t to_strbuf(void *closure, const unsigned char *data, unsign
 int th_figure_write_png(const th_figure *f, const char *path, th_err *err)
 {
     int failed = f->failed;
-    for (int k = 0; k < f->n_cols; k++) failed |= f->panels[k].failed;
+    for (int k = 0; k < f->n_panels; k++) failed |= f->panels[k].failed;
     if (failed) return th_errf(err, "%s: out of memory while building the plot", path);
 
     cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, f->width, f->height);

@@ -9,6 +9,7 @@
 #include "plot_impl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define TH_PI 3.14159265358979323846
@@ -366,6 +367,27 @@ static void draw_legend(const pen *g, const th_plot *p, const frame *fr)
     }
 }
 
+/* Integer ticks only (epochs): the 1-2-5 ticks that fall on whole numbers,
+ * or every whole number in [lo, hi] when the step is below 1. */
+static int integer_ticks(tick *t, int n, double lo, double hi)
+{
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (!t[i].minor && fabs(t[i].at - round(t[i].at)) < 1e-9) {
+            t[kept] = t[i];
+            snprintf(t[kept].text, sizeof t[kept].text, "%.0f", round(t[i].at));
+            kept++;
+        }
+    if (kept >= 2) return kept;
+    kept = 0;
+    for (double v = ceil(lo); v <= hi && kept < MAX_TICKS; v++) {
+        t[kept] = (tick){.at = v};
+        snprintf(t[kept].text, sizeof t[kept].text, "%.0f", v);
+        kept++;
+    }
+    return kept;
+}
+
 static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, double w, double h)
 {
     cairo_t *cr = g->cr;
@@ -396,6 +418,7 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
     /* Decade labels are short: a log axis can carry more of them. */
     int target_x = (int)fmax(3, fmin(p->log_x ? 16 : 10, pw_guess / ((p->log_x ? 60 : 95) * s)));
     int nxt = p->log_x ? plot_log_ticks(fr.x0, fr.x1, target_x, xt) : plot_linear_ticks(fr.x0, fr.x1, target_x, xt);
+    if (p->x_integer) nxt = integer_ticks(xt, nxt, fr.x0, fr.x1);
     double right = pad;
     for (int i = nxt - 1; i >= 0; i--)
         if (!xt[i].minor) {
@@ -437,6 +460,16 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
         cairo_set_dash(cr, dash, 2, 0);
         cairo_move_to(cr, to_px(&fr, lo), to_py(&fr, lo));
         cairo_line_to(cr, to_px(&fr, hi), to_py(&fr, hi));
+        cairo_stroke(cr);
+    }
+    for (int i = 0; i < p->n_vlines; i++) {
+        set_rgb(cr, 0x555555);
+        cairo_set_line_width(cr, 1.3 * s);
+        double dash[] = {2 * s, 3 * s};
+        cairo_set_dash(cr, dash, 2, 0);
+        double x = crisp(to_px(&fr, p->vline[i]), 1);
+        cairo_move_to(cr, x, fr.py);
+        cairo_line_to(cr, x, fr.py + fr.ph);
         cairo_stroke(cr);
     }
     for (int i = 0; i < p->n_series; i++) {
@@ -504,7 +537,7 @@ static void draw_panel(const pen *g, const th_plot *p, double x0, double y0, dou
 void plot_draw_figure(cairo_t *cr, const th_figure *f)
 {
     double panel_w = (double)f->width / f->n_cols;
-    pen g = {cr, fmin(2.5, fmax(0.75, fmin(panel_w, f->height) / 600.0))};
+    pen g = {cr, fmin(2.5, fmax(0.75, fmin(panel_w, (double)f->height / f->n_rows) / 600.0))};
 
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
@@ -516,5 +549,8 @@ void plot_draw_figure(cairo_t *cr, const th_figure *f)
         text_at(&g, f->title, f->width / 2.0, 16 * g.s, 0.5, 0);
         top += 4 * g.s;
     }
-    for (int k = 0; k < f->n_cols; k++) draw_panel(&g, &f->panels[k], k * panel_w, top, panel_w, f->height - top);
+    double panel_h = (f->height - top) / f->n_rows;
+    for (int k = 0; k < f->n_panels; k++)
+        if (f->panels[k].n_series || f->panels[k].title) /* a grid's spare cells stay blank */
+            draw_panel(&g, &f->panels[k], (k % f->n_cols) * panel_w, top + (k / f->n_cols) * panel_h, panel_w, panel_h);
 }

@@ -21,7 +21,9 @@ typedef struct {
 
 struct th_plot {
     char *title, *xlabel, *ylabel;
-    int x_fixed, y_fixed, log_x, diagonal;
+    int x_fixed, y_fixed, log_x, diagonal, x_integer;
+    int n_vlines;
+    double vline[4];            /* x of vertical markers (th_plot_vline) */
     double x_lo, x_hi, y_lo, y_hi;
     th_legend_pos legend;
     plot_series *series;
@@ -30,7 +32,7 @@ struct th_plot {
 };
 
 struct th_figure {
-    int width, height, n_cols;
+    int width, height, n_rows, n_cols, n_panels; /* panels row by row */
     char *title;
     int failed;
     th_plot *panels;

@@ -47,6 +47,7 @@ typedef struct run {
     int n_val_total;                /* validation images over all ranks */
     uint8_t *val_y_all;             /* rank 0: [n_val_total, n_labels] in gather order */
     float *val_p_all;               /* rank 0: gathered probabilities */
+    double val_auc[TH_MAX_LABELS];  /* rank 0: the last validation's AUC per label (NaN: undefined) */
 
     /* Step buffers. */
     int batch;                      /* images per rank per step */

@@ -39,13 +39,33 @@ static int write_split_csv(run *r, th_err *err)
     return rc;
 }
 
+/* metrics.csv's header: the fixed columns, the job's ranks, then the
+ * validation AUC of every label (val_auc_<label>, the label made safe as in
+ * file names). */
+static int metrics_header(run *r, th_err *err)
+{
+    const char *label[TH_MAX_LABELS];
+    for (int k = 0; k < r->n_labels; k++) label[k] = r->cfg->data.labels[k];
+    if (r->cfg->data.n_labels != r->n_labels)
+        return th_errf(err, "metrics.csv: the config names %d labels but the run has %d", r->cfg->data.n_labels,
+                       r->n_labels);
+    char (*safe)[TH_SAFE_NAME_MAX] = malloc(sizeof *safe * (size_t)(r->n_labels + 1));
+    if (!safe) return th_errf(err, "out of memory writing metrics.csv");
+    int rc = th_safe_names(r->n_labels, label, safe, err);
+    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds,ranks");
+    for (int k = 0; !rc && k < r->n_labels; k++) th_strbuf_printf(&r->metrics, ",val_auc_%s", safe[k]);
+    th_strbuf_printf(&r->metrics, "\n");
+    free(safe);
+    return rc;
+}
+
 /* metrics.csv as it stood at the checkpoint: the header and the rows of the
  * epochs it completed (a run stopped after writing later rows loses them). */
-static void restore_metrics(run *r, const char *path)
+static int restore_metrics(run *r, const char *path, th_err *err)
 {
     th_err ignored;
+    if (metrics_header(r, err)) return -1;
     char *old = th_read_file(path, NULL, &ignored);
-    th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
     for (char *line = old ? strchr(old, '\n') : NULL; line && line[1];) {
         char *row = line + 1;
         line = strchr(row, '\n');
@@ -53,6 +73,7 @@ static void restore_metrics(run *r, const char *path)
         if (atoi(row) >= 1 && atoi(row) <= r->st.epoch) th_strbuf_printf(&r->metrics, "%.*s\n", len, row);
     }
     free(old);
+    return 0;
 }
 
 /* Rank 0: the run directory's fixed files. */
@@ -65,9 +86,7 @@ int run_start_dir(run *r, th_err *err)
     if (th_write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), err)) return -1;
     if (write_split_csv(r, err)) return -1;
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
-    if (r->opts->resume_from) restore_metrics(r, path);
-    else th_strbuf_printf(&r->metrics, "epoch,step,lr,train_loss,val_loss,val_auc_macro,img_per_s,seconds\n");
-    return 0;
+    return r->opts->resume_from ? restore_metrics(r, path, err) : metrics_header(r, err);
 }
 
 /* Every rank: the state of the checkpoint to continue from, after checking
@@ -99,30 +118,49 @@ int run_resume(run *r, th_err *err)
 }
 
 /* Rank 0: curves.png, the training curves so far: loss (train, val) against
- * epoch, and val macro AUC against epoch. Read back from metrics.csv's rows
- * so that a resumed run draws its whole history. */
+ * epoch, val macro AUC against epoch, and the val AUC of every label (one
+ * panel with a line per label up to CURVES_OVERLAY_MAX labels, else one
+ * small panel per label); the best epoch (best.h5's) dotted in the AUC
+ * panels. Read back from metrics.csv's rows so that a resumed run draws its
+ * whole history. */
+enum { CURVES_OVERLAY_MAX = 4, CURVES_GRID_COLS = 4 };
+
 static int write_curves(run *r, th_err *err)
 {
-    enum { MAX_EPOCHS = 100000 };
-    int n = 0;
+    enum { MAX_EPOCHS = 100000, FIXED = 9 };  /* epoch .. ranks */
+    int n = 0, L = r->n_labels;
     for (const char *c = r->metrics.data; c && *c; c++) n += *c == '\n';
     n = n > 1 ? n - 1 : 0;
     if (n > MAX_EPOCHS) n = MAX_EPOCHS;
-    double *v = malloc(sizeof(double) * 4 * (size_t)(n + 1));
+    /* v [FIXED + L, n]: column j of row k at v[j * n + k]. */
+    double *v = malloc(sizeof(double) * (size_t)(FIXED + L) * (size_t)(n + 1));
     if (!v) return th_errf(err, "out of memory drawing curves.png");
-    double *ep = v, *tl = v + n, *vl = v + 2 * n, *auc = v + 3 * n;
     const char *line = strchr(r->metrics.data, '\n');
     for (int k = 0; k < n && line; k++) {
-        /* epoch,step,lr,train_loss,val_loss,val_auc_macro,... */
-        long step;
-        double lr;
-        if (sscanf(line + 1, "%lf,%ld,%lf,%lf,%lf,%lf", &ep[k], &step, &lr, &tl[k], &vl[k], &auc[k]) != 6)
-            ep[k] = tl[k] = vl[k] = auc[k] = NAN;
+        const char *c = line + 1;
+        for (int j = 0; j < FIXED + L; j++) {
+            char *end;
+            v[(size_t)j * n + k] = strtod(c, &end);
+            if (end == c || (*end != ',' && j + 1 < FIXED + L)) {
+                for (; j < FIXED + L; j++) v[(size_t)j * n + k] = NAN;
+                break;
+            }
+            c = end + 1;
+        }
         line = strchr(line + 1, '\n');
     }
-    th_figure *f = th_figure_new(1400, 560, 2, r->cfg->name, err);
+    const double *ep = v, *tl = v + 3 * n, *vl = v + 4 * n, *auc = v + 5 * n, *lab = v + (size_t)FIXED * n;
+    int grid = L > CURVES_OVERLAY_MAX;
+    int panels = 2 + (grid ? L : 1), cols = grid ? CURVES_GRID_COLS : panels, rows = (panels + cols - 1) / cols;
+    th_figure *f = th_figure_new_grid(cols * (grid ? 380 : 560), rows * (grid ? 320 : 560), rows, cols, r->cfg->name,
+                                      err);
     int rc = -1;
     if (f) {
+        double best = r->st.best_epoch > 0 ? r->st.best_epoch : NAN;
+        for (int k = 0; k < panels; k++) {
+            th_plot_integer_x(th_figure_panel(f, k));
+            if (k > 0) th_plot_vline(th_figure_panel(f, k), best);
+        }
         th_plot *loss = th_figure_panel(f, 0), *score = th_figure_panel(f, 1);
         th_plot_labels(loss, "Loss", "epoch", r->cfg->train.loss == TH_LOSS_WEIGHTED_BCE ? "weighted BCE" : "loss");
         th_plot_series(loss, n, ep, tl, "train", TH_PLOT_MARKERS);
@@ -130,7 +168,18 @@ static int write_curves(run *r, th_err *err)
         th_plot_legend(loss, TH_LEGEND_AUTO);
         th_plot_labels(score, "Validation macro AUC", "epoch", "AUC");
         th_plot_series(score, n, ep, auc, "val AUC", TH_PLOT_MARKERS | TH_PLOT_COLOR(2));
+        char text[96];
+        snprintf(text, sizeof text, "best epoch %d", r->st.best_epoch);
+        if (r->st.best_epoch > 0) th_plot_series(score, 0, NULL, NULL, text, TH_PLOT_NO_LINE);
         th_plot_legend(score, TH_LEGEND_AUTO);
+        for (int k = 0; k < L; k++) {
+            th_plot *p = th_figure_panel(f, grid ? 2 + k : 2);
+            if (grid) th_plot_labels(p, r->cfg->data.labels[k], "epoch", "val AUC");
+            else if (k == 0) th_plot_labels(p, "Validation AUC per label", "epoch", "AUC");
+            th_plot_series(p, n, ep, lab + (size_t)k * n, grid ? NULL : r->cfg->data.labels[k],
+                           TH_PLOT_MARKERS | (grid ? TH_PLOT_COLOR(0) : 0));
+        }
+        if (!grid) th_plot_legend(th_figure_panel(f, 2), TH_LEGEND_AUTO);
         char path[4096];
         snprintf(path, sizeof path, "%s/curves.png", r->dir);
         rc = th_figure_write_png(f, path, err);
@@ -144,8 +193,10 @@ static int write_curves(run *r, th_err *err)
 int run_end_epoch_files(run *r, const th_epoch_report *e, th_err *err)
 {
     char path[4096];
-    th_strbuf_printf(&r->metrics, "%d,%ld,%.6g,%.6f,%.6f,%.6f,%.1f,%.2f\n", e->epoch, e->step, (double)e->lr,
-                     e->train_loss, e->val_loss, e->val_auc, e->img_per_s, e->seconds);
+    th_strbuf_printf(&r->metrics, "%d,%ld,%.6g,%.6f,%.6f,%.6f,%.1f,%.2f,%d", e->epoch, e->step, (double)e->lr,
+                     e->train_loss, e->val_loss, e->val_auc, e->img_per_s, e->seconds, r->size);
+    for (int k = 0; k < r->n_labels; k++) th_strbuf_printf(&r->metrics, ",%.6f", r->val_auc[k]);
+    th_strbuf_printf(&r->metrics, "\n");
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
     if (r->metrics.failed) return th_errf(err, "out of memory writing %s", path);
     if (th_write_file_atomic(path, r->metrics.data, r->metrics.len, err)) return -1;

@@ -237,7 +237,7 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
     *val_loss = loss_sum / r->n_val_total;
     if (th_dist_gather_rows(r->comm, 0, r->val_p, r->val.n, L, r->val_p_all, err)) return -1;
     double auc = NAN;
-    if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, NULL, NULL);
+    if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, r->val_auc, NULL);
     if (th_dist_bcast(r->comm, 0, &auc, sizeof auc, err)) return -1;
     *val_auc = auc;
     return 0;

@@ -46,6 +46,10 @@ train --set name=b --resume auto --set runtime.allreduce_bucket_mb=0 >b2.log || 
 grep -q "resuming" b2.log || fail "the resumed run does not say so"
 same runs/a/checkpoints/last.h5 runs/b/checkpoints/last.h5 "4 epochs and 2+2 epochs differ"
 [ "$(tail -n +2 runs/b/metrics.csv | wc -l)" -eq 4 ] || fail "metrics.csv of the resumed run has not 4 rows"
+# The same rows but for the timing columns (img_per_s, seconds), per-label AUCs included.
+[ "$(cut -d, -f1-6,9- runs/a/metrics.csv)" = "$(cut -d, -f1-6,9- runs/b/metrics.csv)" ] ||
+  fail "metrics.csv of the resumed run differs from the straight run's"
+head -1 runs/b/metrics.csv | grep -q ',ranks,val_auc_' || fail "metrics.csv header lacks the per-label columns"
 
 expect_fail 1 "cannot resume" "model.layers[0]" -- \
   mpi 2 "$THORAX_BIN" train r.yaml --set name=b --resume auto --set 'model.layers[0].out=4'

@@ -186,8 +186,8 @@ int th_model_card_write(const char *run_dir, th_err *err)
                              "(its scanners, hospitals, population and labelling), not others; check on an external "
                              "set (`thorax eval --data`) and by subgroup (`thorax eval --by`) before any use. Labels "
                              "mined from reports are noisy, a high AUC may rest on shortcuts (markers, devices, view), "
-                             "and the Youden thresholds are fitted on the data they are reported on. Not a medical "
-                             "device.\n\n");
+                             "and operating points chosen on the validation split carry its prevalence: PPV and NPV "
+                             "change with another population's. Not a medical device.\n\n");
         if (limits.len) th_strbuf_printf(&b, "Measured:\n\n%s", limits.data);
         snprintf(path, sizeof path, "%s/MODEL_CARD.md", run_dir);
         rc = b.failed || limits.failed ? th_errf(err, "out of memory writing %s", path)

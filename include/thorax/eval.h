@@ -333,6 +333,11 @@ typedef struct th_thresholds {
 int th_thresholds_write(const char *path, const th_thresholds *t, th_err *err);
 /* Reads a file th_thresholds_write wrote (null numbers read as NaN). */
 int th_thresholds_read(const char *path, th_thresholds *t, th_err *err);
+/* 1 when run_dir/eval/val/thresholds.json exists and was made with this
+ * checkpoint ("best" or "last", at st's epoch and step) and cfg's
+ * eval.threshold and eval.calibrate, with *t filled from it; else 0. */
+int th_thresholds_current(const char *run_dir, const char *checkpoint, const th_train_state *st,
+                          const th_config *cfg, th_thresholds *t);
 
 /* ---- the single writers, for callers that assemble their own ------------ */
 
@@ -610,12 +615,21 @@ typedef struct th_predictor {
     th_model model;
     th_train_state st;
     th_input input;
+    /* Val's operating points and temperatures for this checkpoint
+     * (eval/val/thresholds.json), when thorax eval has chosen them. */
+    int has_op;
+    th_thresholds op;
 } th_predictor;
 
 /* checkpoint: "best" (default when NULL) or "last". max_batch: images per
  * forward (<= 0: the config's batch_per_rank). */
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
 void th_predictor_close(th_predictor *t);
+
+/* The probabilities of one image from its logits [L], calibrated with val's
+ * temperatures when the run calibrates (eval.calibrate: temperature) and has
+ * chosen them; raw otherwise. */
+void th_predictor_probs(const th_predictor *t, const float *logits, float *p);
 
 /* Reads a PNG as ingest prepares training images (luminance, resized to the
  * model's input with the same resampling) into img [H, W]. warn receives ""

@@ -20,7 +20,11 @@ static void predict_usage(FILE *f)
             "read as ingest reads them (PNG 8/16-bit, gray/RGB/RGBA to luminance, resized\n"
             "to the model's input) and normalised with the training set's statistics\n"
             "from the checkpoint. An image unlike the training data (size, bit depth,\n"
-            "colour, intensity statistics) gets a warning on stderr.\n"
+            "colour, intensity statistics) gets a warning on stderr. When the run's\n"
+            "validation split has been evaluated for this checkpoint\n"
+            "(eval/val/thresholds.json), a '*' marks each probability at or above its\n"
+            "label's operating point, and with eval.calibrate: temperature the\n"
+            "probabilities are val's calibrated ones, as in test's predictions.csv.\n"
             "\n"
             "options:\n"
             "  --checkpoint best|last  which checkpoint of RUN_DIR (default best)\n"
@@ -135,15 +139,21 @@ int cmd_predict(int argc, char **argv)
         if (warn[0]) fprintf(stderr, "thorax: warning: %s: %s\n", images[i], warn);
         th_input_make(&t.input, img, NULL, NULL, 1, -1, x);
         const float *logits = th_model_forward(&t.model, x, 1, 0);
-        th_loss_probs(cfg->train.loss, 1, L, logits, p);
+        th_predictor_probs(&t, logits, p);
         printf("%-32s", images[i]);
-        for (int k = 0; k < L; k++) printf(" %14.4f", p[k]);
+        for (int k = 0; k < L; k++)
+            printf(" %13.4f%c", p[k], t.has_op && p[k] >= t.op.threshold[k] ? '*' : ' ');
         printf("\n");
         if (cam_dir && write_cams(&t, cam_dir, images[i], img, x, method, layer, &err)) {
             cli_error("%s", err.msg);
             status = TH_EXIT_FAIL;
         }
     }
+    if (t.has_op)
+        printf("* at or above the label's operating point, chosen on val by %s%s (eval/val/thresholds.json)\n",
+               t.op.rule, cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE ? ", probabilities temperature-scaled" : "");
+    else
+        printf("no operating points for this checkpoint yet: `thorax eval %s --split val` chooses them\n", run_dir);
 done:
     free(img);
     free(x);

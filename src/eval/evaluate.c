@@ -213,18 +213,8 @@ static int read_val_choice(const eval *e, int n, int L, const char *const *label
  * (name, epoch, step), rule and calibration. */
 static int val_choice_current(const eval *e)
 {
-    char path[2100];
-    thresholds_path(e, path, sizeof path);
     th_thresholds *t = malloc(sizeof *t);
-    th_err ignored = {{0}};
-    int ok = t && th_thresholds_read(path, t, &ignored) == 0;
-    th_threshold_rule rule;
-    double value;
-    char msg[160];
-    ok = ok && !strcmp(t->checkpoint, checkpoint_name(e)) && t->epoch == e->run.st.epoch &&
-         t->step == e->run.st.step && !strcmp(t->calibrate, th_calibrate_names[e->cfg->eval.calibrate]) &&
-         th_threshold_rule_parse(t->rule, &rule, &value, msg, sizeof msg) == 0 &&
-         rule == e->cfg->eval.threshold_rule && value == e->cfg->eval.threshold_value;
+    int ok = t && th_thresholds_current(e->opts->run_dir, checkpoint_name(e), &e->run.st, e->cfg, t);
     free(t);
     return ok;
 }

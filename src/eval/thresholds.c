@@ -195,3 +195,19 @@ int th_thresholds_read(const char *path, th_thresholds *t, th_err *err)
     free(text);
     return rc;
 }
+
+int th_thresholds_current(const char *run_dir, const char *checkpoint, const th_train_state *st,
+                          const th_config *cfg, th_thresholds *t)
+{
+    char path[2100];
+    snprintf(path, sizeof path, "%s/eval/val/thresholds.json", run_dir);
+    th_err ignored = {{0}};
+    if (th_thresholds_read(path, t, &ignored)) return 0;
+    th_threshold_rule rule;
+    double value;
+    char msg[160];
+    return !strcmp(t->checkpoint, checkpoint) && t->epoch == st->epoch && t->step == st->step &&
+           !strcmp(t->calibrate, th_calibrate_names[cfg->eval.calibrate]) &&
+           th_threshold_rule_parse(t->rule, &rule, &value, msg, sizeof msg) == 0 && rule == cfg->eval.threshold_rule &&
+           value == cfg->eval.threshold_value;
+}

@@ -73,7 +73,30 @@ first=$(ls previews/*.png | grep -v _masks | head -1)
 "$THORAX_BIN" predict runs/e "$first" pngs/gray16.png pngs/big.png --cam cams >pred.txt 2>pred.err \
   || { cat pred.txt pred.err; fail "thorax predict"; }
 head -1 pred.txt | grep -q "Pneumothorax.*Cardiomegaly.*Effusion.*Nodule" || fail "predict prints no label header"
-[ "$(wc -l < pred.txt)" -eq 4 ] || { cat pred.txt; fail "predict prints not one row per image"; }
+[ "$(wc -l < pred.txt)" -eq 5 ] || { cat pred.txt; fail "predict prints not one row per image and a footer"; }
+# eval/val/thresholds.json is last.h5's now (the external evaluation above
+# chose it for --checkpoint last): best.h5 has no operating point yet.
+tail -1 pred.txt | grep -q "no operating points for this checkpoint" || { cat pred.txt; fail "predict claims val's operating points of another checkpoint"; }
+grep -q '\*' <(sed -n 2,4p pred.txt) && fail "predict marks calls without operating points"
+# Once val is evaluated with best.h5, each '*' marks p >= its label's threshold.
+mpi 2 "$THORAX_BIN" eval runs/e --split val > evalval.log || { cat evalval.log; fail "eval --split val"; }
+"$THORAX_BIN" predict runs/e "$first" pngs/gray16.png pngs/big.png >pred2.txt 2>/dev/null || fail "thorax predict (2)"
+tail -1 pred2.txt | grep -q "operating point, chosen on val by youden" || { cat pred2.txt; fail "predict footer"; }
+/usr/bin/python3 - pred2.txt runs/e/eval/val/thresholds.json <<'PY' || fail "predict's marks do not follow val's thresholds"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+th = json.load(open(sys.argv[2]))
+labels = lines[0].split()[1:]
+for row in lines[1:4]:
+    cells = row.split()[1:]
+    assert len(cells) == len(labels), row
+    for name, c in zip(labels, cells):
+        t = th["labels"][name]["threshold"]
+        p = float(c.rstrip("*"))
+        # The table prints 4 decimals: only a probability within rounding of the threshold is ambiguous.
+        if abs(p - t) > 5e-5:
+            assert c.endswith("*") == (p >= t), (name, c, t)
+PY
 grep -q "gray16.png: 16-bit samples" pred.err || { cat pred.err; fail "no warning for a 16-bit image"; }
 grep -q "big.png: 40x48 resized\|big.png: 48x40 resized" pred.err || { cat pred.err; fail "no warning for another size"; }
 [ "$(ls cams/*__gradcam.png | wc -l)" -eq 12 ] || fail "predict --cam did not write a map per image and label"

@@ -140,12 +140,21 @@ class KinkWatch:
     feeds each ReLU (the batch-norm or biased convolution that ran last
     before it: everything between is additive, as a residual sum is) just
     enough to keep every input MARGIN (of its channel's RMS) away from 0.
-    Both sides then use the nudged weights: the shifts, about 1e-4, only
+    Both sides then use the nudged weights: the shifts, about 1e-3, only
     move the test to a point where the gradient is well defined at float32
     precision. Without `nudge`, it records the smallest distance seen.
+
+    MARGIN must exceed the float32 error of a ReLU input, which grows with
+    depth: at ResNet-50's last block it reaches 4.5e-4 of the channel's RMS,
+    in PyTorch's float32 forward and in Thorax's alike (3e-4 to 4.5e-4 at 4
+    or 8 images, 64x64 to 128x128: more images or pixels do not shrink it).
+    At 1e-4, an input nudged to exactly that distance crossed 0 in Thorax
+    (one value at layer4.2's add + ReLU: -1.6e-4, 1e-4 RMS, in float64,
+    +3.2e-5 in float32) and moved every gradient by 5e-3; 3 of 6 seeds
+    failed so. At 1e-3 all 6 pass, the worst gradient at 1.5e-4.
     """
 
-    MARGIN = 1e-4
+    MARGIN = 1e-3
 
     def __init__(self, model, nudge):
         self.nudge = nudge

@@ -30,7 +30,14 @@ static int by_score_desc(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
-int stats_rank_desc(int n, const float *score, int stride, int *order, th_err *err)
+static int by_score_asc(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->s != y->s) return x->s < y->s ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+int stats_rank(int n, const float *score, int stride, int descending, int *order, th_err *err)
 {
     ranked *r = malloc(sizeof *r * (size_t)(n > 0 ? n : 1));
     if (!r) return th_errf(err, "out of memory ranking %d scores", n);
@@ -41,7 +48,7 @@ int stats_rank_desc(int n, const float *score, int stride, int *order, th_err *e
             return th_errf(err, "case %d has a NaN score", i);
         }
     }
-    qsort(r, (size_t)n, sizeof *r, by_score_desc);
+    qsort(r, (size_t)n, sizeof *r, descending ? by_score_desc : by_score_asc);
     for (int i = 0; i < n; i++) order[i] = r[i].i;
     free(r);
     return 0;
@@ -51,7 +58,7 @@ int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, d
 {
     int *order = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     if (!order) return th_errf(err, "out of memory for %d placement values", n);
-    if (stats_rank_desc(n, score, stride, order, err)) {
+    if (stats_rank(n, score, stride, 1, order, err)) {
         free(order);
         return -1;
     }
@@ -107,7 +114,7 @@ static int sorted_make(int n, const float *score, const uint8_t *y, int stride, 
     s->group_end = malloc(sizeof(int) * cap);
     s->n_groups = 0;
     if (!s->cluster || !s->y || !s->group_end) return th_errf(err, "out of memory sorting %d cases", n);
-    if (stats_rank_desc(n, score, stride, order, err)) return -1;
+    if (stats_rank(n, score, stride, 1, order, err)) return -1;
     for (int j = 0; j < n; j++) {
         int i = order[j];
         s->cluster[j] = cluster_of[i];

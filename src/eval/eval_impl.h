@@ -1,8 +1,8 @@
 /* eval_impl.h - what files of src/eval share (internal to src/eval): cases
  * ranked by score with their indices kept, which th_scores_rank drops (the
- * bootstrap and the paired comparison), the name of an external file's
- * evaluation directory (thorax eval --data and thorax compare --data), and
- * columns of predictions.csv by name.
+ * bootstrap, the paired comparison and the calibration bins), the name of
+ * an external file's evaluation directory (thorax eval --data and thorax
+ * compare --data), and columns of predictions.csv by name.
  */
 #ifndef THORAX_EVAL_IMPL_H
 #define THORAX_EVAL_IMPL_H
@@ -10,10 +10,11 @@
 #include "thorax/util.h"
 #include "thorax/data.h"
 
-/* order[n] receives the case indices 0..n-1 sorted by decreasing
- * score[i * stride] (ties by index, so the order is reproducible). Returns -1
- * naming the case for a NaN score. */
-int stats_rank_desc(int n, const float *score, int stride, int *order, th_err *err);
+/* order[n] receives the case indices 0..n-1 sorted by decreasing (or, with
+ * descending 0, increasing) score[i * stride], ties by increasing index
+ * either way, so the order is reproducible. Returns -1 naming the case for a
+ * NaN score. */
+int stats_rank(int n, const float *score, int stride, int descending, int *order, th_err *err);
 
 /* eval/<stem>/ of an external dataset file: its base name without ".h5",
  * returned as a pointer into path and a length. */

@@ -8,6 +8,8 @@
  */
 #include "thorax/eval.h"
 
+#include "eval_impl.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -121,18 +123,6 @@ int th_threshold_choose(int n, const float *p, const uint8_t *y, int stride, th_
     return 0;
 }
 
-typedef struct ranked {
-    float p;
-    int i;
-} ranked;
-
-static int by_score_then_case(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->p != y->p) return x->p < y->p ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
-}
-
 int th_calibration_error(int n, const float *p, const uint8_t *y, int stride, int bins, double *ece, double *brier,
                          double *bin_p, double *bin_y, th_err *err)
 {
@@ -142,30 +132,33 @@ int th_calibration_error(int n, const float *p, const uint8_t *y, int stride, in
         if (bin_y) bin_y[b] = NAN;
     }
     if (n <= 0 || bins <= 0) return 0;
-    ranked *r = malloc(sizeof *r * (size_t)n);
-    if (!r) return th_errf(err, "out of memory sorting %d scores", n);
+    int *order = malloc(sizeof(int) * (size_t)n);
+    if (!order) return th_errf(err, "out of memory sorting %d scores", n);
+    if (stats_rank(n, p, stride, 0, order, err)) {
+        free(order);
+        return -1;
+    }
     double sq = 0;
     for (int i = 0; i < n; i++) {
-        r[i] = (ranked){p[(size_t)i * stride], i};
-        double d = (double)r[i].p - (y[(size_t)i * stride] != 0);
+        double d = (double)p[(size_t)i * stride] - (y[(size_t)i * stride] != 0);
         sq += d * d;
     }
-    qsort(r, (size_t)n, sizeof *r, by_score_then_case);
     double e = 0;
     for (int b = 0; b < bins; b++) {
         long lo = (long)b * n / bins, hi = (long)(b + 1) * n / bins;
         if (hi <= lo) continue;
         double sp = 0, sy = 0;
         for (long k = lo; k < hi; k++) {
-            sp += r[k].p;
-            sy += y[(size_t)r[k].i * stride] != 0;
+            size_t at = (size_t)order[k] * stride;
+            sp += p[at];
+            sy += y[at] != 0;
         }
         double m = (double)(hi - lo);
         if (bin_p) bin_p[b] = sp / m;
         if (bin_y) bin_y[b] = sy / m;
         e += m / n * fabs(sp / m - sy / m);
     }
-    free(r);
+    free(order);
     *ece = e;
     *brier = sq / n;
     return 0;

@@ -14,6 +14,10 @@
  *   dw  += dy[n] [K, P] * col^T [P, CKK]     db += row sums of dy[n]
  *   dcol = w^T [CKK, K] * dy[n] [K, P]       dx[n] = col2im(dcol)
  *
+ * Where an image's columns are few (7x7 and 14x14 outputs), backward takes a
+ * group of images at once (th_conv_dims.group): their columns side by side,
+ * [CKK, group*P], so that the dw GEMM passes over dw once per group.
+ *
  * The batch's images are split across ws->threads OpenMP threads, each
  * running single-threaded OpenBLAS on its own images with its own slice of
  * the workspace: a block of output rows of col at a time (sized to stay in
@@ -44,6 +48,11 @@ typedef struct th_conv_dims {
     int oh, ow;     /* output height, width: set by th_conv_dims_init */
     int block_rows; /* output rows per block of columns: th_conv_dims_init picks
                      * it for the cache; any value in [1, oh] gives the same result */
+    int group;      /* images per block of the backward GEMMs, 1 or (an image's
+                     * columns being few) several, so that dw's GEMM sums over
+                     * group x OH x OW columns per pass over dw rather than OH x OW;
+                     * th_conv_dims_init picks it; any value >= 1 gives the same
+                     * result up to rounding */
     th_precision precision; /* the im2col GEMMs' (fp32 from th_conv_dims_init); the
                              * direct path for few taps is fp32 either way */
 } th_conv_dims;
@@ -59,10 +68,11 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
 size_t th_conv_workspace_floats(const th_conv_dims *d);
 
 /* im2col of output rows [oy0, oy1) of one image x [C,H,W] into
- * col [CKK, (oy1-oy0)*OW]. Padding reads as zero. */
-void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col);
+ * col [CKK, (oy1-oy0)*OW] with row stride ld >= (oy1-oy0)*OW (several
+ * images' columns side by side). Padding reads as zero. */
+void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld);
 /* The adjoint of th_im2col: adds the columns back into dx [C,H,W]. */
-void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, float *dx);
+void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, size_t ld, float *dx);
 
 /* y = conv(x) + b, then max(y, 0) when relu is set (a ReLU layer fused into
  * the GEMM's output pass). */

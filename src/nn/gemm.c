@@ -59,23 +59,23 @@ __attribute__((target("avx512f,avx512bf16"))) static void convert_row_avx512(th_
 }
 #endif
 
-void th_bf16_convert(th_bf16 *dst, const float *src, size_t lds, size_t rows, size_t cols)
+void th_bf16_convert(th_bf16 *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols)
 {
     for (size_t r = 0; r < rows; r++) {
 #if defined(__x86_64__) && defined(__GNUC__)
         if (th_nn_bf16_supported()) {
-            convert_row_avx512(dst + r * cols, src + r * lds, cols);
+            convert_row_avx512(dst + r * ldd, src + r * lds, cols);
             continue;
         }
 #endif
-        for (size_t i = 0; i < cols; i++) dst[r * cols + i] = bf16_of(src[r * lds + i]);
+        for (size_t i = 0; i < cols; i++) dst[r * ldd + i] = bf16_of(src[r * lds + i]);
     }
 }
 
 const void *th_gemm_operand(th_precision p, const float *src, int *ld, int rows, int cols, th_bf16 *scratch)
 {
     if (p == TH_PRECISION_FP32) return src;
-    th_bf16_convert(scratch, src, (size_t)*ld, (size_t)rows, (size_t)cols);
+    th_bf16_convert(scratch, (size_t)cols, src, (size_t)*ld, (size_t)rows, (size_t)cols);
     *ld = cols;
     return scratch;
 }

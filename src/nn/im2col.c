@@ -25,10 +25,10 @@ static int clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; 
 /* Row r = (ci*KH + ki)*KW + kj of the column block holds, for every output
  * pixel (oy, ox) with oy0 <= oy < oy1, the input x[ci, oy*s - pad + ki,
  * ox*s - pad + kj]. */
-void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col)
+void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld)
 {
-    const int s = d->stride, ow = d->ow, rows = oy1 - oy0;
-    const size_t plane = (size_t)d->h * d->w, ld = (size_t)rows * ow;
+    const int s = d->stride, ow = d->ow;
+    const size_t plane = (size_t)d->h * d->w;
     for (int ci = 0; ci < d->c; ci++) {
         const float *xc = x + ci * plane;
         for (int ki = 0; ki < d->kh; ki++) {
@@ -64,10 +64,10 @@ void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *c
 
 /* Same traversal as th_im2col with the copy reversed into an accumulation:
  * an input pixel covered by several receptive fields receives the sum. */
-void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, float *dx)
+void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, size_t ld, float *dx)
 {
     const int s = d->stride, ow = d->ow;
-    const size_t plane = (size_t)d->h * d->w, ld = (size_t)(oy1 - oy0) * ow;
+    const size_t plane = (size_t)d->h * d->w;
     for (int ci = 0; ci < d->c; ci++) {
         float *dxc = dx + ci * plane;
         for (int ki = 0; ki < d->kh; ki++) {

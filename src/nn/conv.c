@@ -507,19 +507,34 @@ typedef struct conv_io {
 
 /* Output rows [oy0, oy1) of image n: out [K, (oy1-oy0)*OW] (row stride ldo)
  * = w * columns, then bias and ReLU. */
+/* The columns of output rows [oy0, oy1) of image xn in the GEMMs'
+ * precision, [CKK, cp] with row stride *ldc: xn itself (pointwise), or made
+ * by im2col into col (fp32) or its bf16 scratch; a pointwise bf16 operand
+ * is xn's copy in that scratch. */
+static const void *columns(const th_conv_dims *d, const float *xn, int oy0, int oy1, float *col, int *ldc)
+{
+    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const int ckk = d->c * d->kh * d->kw, bf16 = d->precision == TH_PRECISION_BF16;
+    *ldc = (int)cp;
+    if (is_pointwise(d)) {
+        *ldc = (int)p;
+        return th_gemm_operand(d->precision, xn + c0, ldc, ckk, (int)cp, bf16_cols(d, col));
+    }
+    if (bf16) {
+        th_im2col_bf16(d, xn, oy0, oy1, bf16_cols(d, col), cp, col);
+        return bf16_cols(d, col);
+    }
+    th_im2col(d, xn, oy0, oy1, col, cp);
+    return col;
+}
+
 static void gemm_forward_block(const th_conv_dims *d, const float *xn, const void *w, const float *b, int relu,
                                int oy0, int oy1, float *out, size_t ldo, float *col)
 {
-    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const size_t cp = (size_t)(oy1 - oy0) * d->ow;
     const int ckk = d->c * d->kh * d->kw;
-    const float *cols = col;
-    int ldc = (int)cp;
-    if (is_pointwise(d)) {
-        cols = xn + c0, ldc = (int)p;
-    } else {
-        th_im2col(d, xn, oy0, oy1, col, cp);
-    }
-    const void *b_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
+    int ldc;
+    const void *b_op = columns(d, xn, oy0, oy1, col, &ldc);
     /* out [K, cp] = w [K, CKK] * cols [CKK, cp] */
     th_gemm(d->precision, 0, 0, d->k, (int)cp, ckk, w, ckk, b_op, ldc, 0.0f, out, (int)ldo);
     bias_act(out, d->k, ldo, 0, cp, b, relu);
@@ -535,18 +550,15 @@ static float *gemm_block_out(const th_conv_dims *d, float *col)
 }
 
 /* The two GEMMs of a block of cp columns, given its gradient g_op [K, cp]
- * (row stride ldg, already in the GEMM's precision) and, for dw, its
- * columns cols [CKK, cp] (row stride ldc; col's scratch when bf16):
+ * and, for dw, its columns c_op [CKK, cp] (row strides ldg, ldc; both in the
+ * GEMMs' precision):
  *   dw [K, CKK] += g [K, cp] * cols^T [cp, CKK]      (dw may be NULL)
  *   dcol [CKK, cp] = w^T [CKK, K] * g [K, cp]        (dcol may be NULL) */
-static void backward_gemms(const th_conv_dims *d, const void *w, const void *g_op, int ldg, const float *cols,
-                           int ldc, size_t cp, float *dw, float *dcol, int lddcol, float *col)
+static void backward_gemms(const th_conv_dims *d, const void *w, const void *g_op, int ldg, const void *c_op,
+                           int ldc, size_t cp, float *dw, float *dcol, int lddcol)
 {
     const int ckk = d->c * d->kh * d->kw;
-    if (dw) {
-        const void *c_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
-        th_gemm(d->precision, 0, 1, d->k, ckk, (int)cp, g_op, ldg, c_op, ldc, 1.0f, dw, ckk);
-    }
+    if (dw) th_gemm(d->precision, 0, 1, d->k, ckk, (int)cp, g_op, ldg, c_op, ldc, 1.0f, dw, ckk);
     if (dcol) th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg, 0.0f, dcol, lddcol);
 }
 
@@ -555,15 +567,13 @@ static void gemm_backward_block(const th_conv_dims *d, const float *xn, const vo
 {
     const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
     const int pointwise = is_pointwise(d);
-    const float *cols = col;
-    int ldc = (int)cp, ldg_op = (int)ldg;
+    int ldc = 0, ldg_op = (int)ldg;
     const void *g_op = th_gemm_operand(d->precision, g, &ldg_op, d->k, (int)cp, bf16_grad(d, col));
-    if (dw && pointwise) cols = xn + c0, ldc = (int)p;
-    else if (dw) th_im2col(d, xn, oy0, oy1, col, cp);
-    /* pointwise: dx's columns are dxn[:, c0:] itself; otherwise col, which
-     * has served dw, receives them for col2im. */
+    const void *c_op = dw ? columns(d, xn, oy0, oy1, col, &ldc) : NULL;
+    /* pointwise: dx's columns are dxn[:, c0:] itself; otherwise col (fp32:
+     * it has served dw) receives them for col2im. */
     float *dcol = !dxn ? NULL : pointwise ? dxn + c0 : col;
-    backward_gemms(d, w, g_op, ldg_op, cols, ldc, cp, dw, dcol, pointwise ? (int)p : (int)cp, col);
+    backward_gemms(d, w, g_op, ldg_op, c_op, ldc, cp, dw, dcol, pointwise ? (int)p : (int)cp);
     if (dxn && !pointwise) th_col2im(d, col, oy0, oy1, cp, dxn);
 }
 
@@ -577,20 +587,20 @@ static void gemm_backward_group(const th_conv_dims *d, const float *x, const voi
 {
     const size_t p = (size_t)d->oh * d->ow, cp = (size_t)g * p, chw = (size_t)d->c * d->h * d->w;
     const size_t kp = (size_t)d->k * p;
-    if (dw)
-        for (int j = 0; j < g; j++) th_im2col(d, x + j * chw, 0, d->oh, col + j * p, cp);
-    const void *g_op;
+    const void *g_op, *c_op = col;
     if (d->precision == TH_PRECISION_BF16) {
-        th_bf16 *gb = bf16_grad(d, col);
+        th_bf16 *gb = bf16_grad(d, col), *cb = bf16_cols(d, col);
+        for (int j = 0; j < g && dw; j++) th_im2col_bf16(d, x + j * chw, 0, d->oh, cb + j * p, cp, col);
         for (int j = 0; j < g; j++) th_bf16_convert(gb + j * p, cp, dy + j * kp, p, (size_t)d->k, p);
-        g_op = gb;
+        g_op = gb, c_op = cb;
     } else {
+        for (int j = 0; j < g && dw; j++) th_im2col(d, x + j * chw, 0, d->oh, col + j * p, cp);
         float *gf = gemm_block_out(d, col);
         for (int k = 0; k < d->k; k++)
             for (int j = 0; j < g; j++) memcpy(gf + k * cp + j * p, dy + j * kp + k * p, p * sizeof *gf);
         g_op = gf;
     }
-    backward_gemms(d, w, g_op, (int)cp, col, (int)cp, cp, dw, dx ? col : NULL, (int)cp, col);
+    backward_gemms(d, w, g_op, (int)cp, c_op, (int)cp, cp, dw, dx ? col : NULL, (int)cp);
     for (int j = 0; j < g && dx; j++) {
         memset(dx + j * chw, 0, chw * sizeof *dx);
         th_col2im(d, col + j * p, 0, d->oh, cp, dx + j * chw);

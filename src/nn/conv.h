@@ -24,9 +24,10 @@
  * the core's cache), and its own partial weight gradient. A 1x1 convolution
  * with stride 1 and no padding needs no columns: col(x[n]) is x[n] itself.
  *
- * With precision bf16 the GEMMs read bf16 copies of the columns, of dy and
- * of w (made in the workspace, w once per call by the whole team) and sum in
- * fp32 (src/nn/gemm.h); everything else is as in fp32.
+ * With precision bf16 the GEMMs read bf16 columns (im2col writes them
+ * rounded, in one pass) and bf16 copies of dy and of w (made in the
+ * workspace, w once per call by the whole team) and sum in fp32
+ * (src/nn/gemm.h); everything else is as in fp32.
  *
  * The results depend on the number of threads only through the order in
  * which the threads' partial weight gradients are added (fixed for a given
@@ -71,6 +72,9 @@ size_t th_conv_workspace_floats(const th_conv_dims *d);
  * col [CKK, (oy1-oy0)*OW] with row stride ld >= (oy1-oy0)*OW (several
  * images' columns side by side). Padding reads as zero. */
 void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld);
+/* The same columns rounded to bf16 (as th_bf16_convert rounds); tmp:
+ * scratch for KH*KW*(oy1-oy0)*OW floats. */
+void th_im2col_bf16(const th_conv_dims *d, const float *x, int oy0, int oy1, uint16_t *col, size_t ld, float *tmp);
 /* The adjoint of th_im2col: adds the columns back into dx [C,H,W]. */
 void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, size_t ld, float *dx);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "gemm.h"
 
 /* The output positions o in [*lo, *hi) whose input coordinate
  * o*stride - pad + kofs lies inside [0, in). Outside that range the kernel
@@ -22,14 +23,15 @@ static void valid_range(int in, int out, int stride, int pad, int kofs, int *lo,
 
 static int clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* Row r = (ci*KH + ki)*KW + kj of the column block holds, for every output
- * pixel (oy, ox) with oy0 <= oy < oy1, the input x[ci, oy*s - pad + ki,
- * ox*s - pad + kj]. */
-void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld)
+/* Row r = ((ci-c0)*KH + ki)*KW + kj of the column block holds, for every
+ * output pixel (oy, ox) with oy0 <= oy < oy1, the input x[ci, oy*s - pad + ki,
+ * ox*s - pad + kj]: the rows of channels [c0, c1). */
+static void im2col_channels(const th_conv_dims *d, const float *x, int oy0, int oy1, int c0, int c1, float *col,
+                            size_t ld)
 {
     const int s = d->stride, ow = d->ow;
     const size_t plane = (size_t)d->h * d->w;
-    for (int ci = 0; ci < d->c; ci++) {
+    for (int ci = c0; ci < c1; ci++) {
         const float *xc = x + ci * plane;
         for (int ki = 0; ki < d->kh; ki++) {
             int y_lo, y_hi;
@@ -40,7 +42,7 @@ void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *c
                 int x_lo, x_hi;
                 valid_range(d->w, ow, s, d->pad, kj, &x_lo, &x_hi);
                 int rows_hi = x_lo < x_hi ? y_hi : y_lo;  /* no column in range: all padding */
-                size_t r = ((size_t)ci * d->kh + ki) * d->kw + kj;
+                size_t r = ((size_t)(ci - c0) * d->kh + ki) * d->kw + kj;
                 float *dst = col + r * ld - (size_t)oy0 * ow;  /* indexed by absolute oy */
                 int len = x_hi - x_lo;
 
@@ -59,6 +61,23 @@ void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *c
                 memset(dst + (size_t)rows_hi * ow, 0, (size_t)(oy1 - rows_hi) * ow * sizeof *dst);
             }
         }
+    }
+}
+
+void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld)
+{
+    im2col_channels(d, x, oy0, oy1, 0, d->c, col, ld);
+}
+
+/* A channel at a time: its KH*KW rows in fp32 in tmp (a few KB, in L1),
+ * then rounded into col, so the fp32 block never goes through L2 and the
+ * rounding runs over whole rows of the block. */
+void th_im2col_bf16(const th_conv_dims *d, const float *x, int oy0, int oy1, uint16_t *col, size_t ld, float *tmp)
+{
+    const size_t cp = (size_t)(oy1 - oy0) * d->ow, kk = (size_t)d->kh * d->kw;
+    for (int ci = 0; ci < d->c; ci++) {
+        im2col_channels(d, x, oy0, oy1, ci, ci + 1, tmp, cp);
+        th_bf16_convert(col + ci * kk * ld, ld, tmp, cp, kk, cp);
     }
 }
 

@@ -8,6 +8,7 @@
 
 #include "testutil.h"
 #include "conv.h"
+#include "gemm.h"
 
 /* y[n,k,oy,ox] = b[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c,oy*s-p+i,ox*s-p+j], in double. */
 static void naive_conv(const th_conv_dims *d, const float *x, const float *w, const float *b, float *y)
@@ -146,7 +147,8 @@ static void check_backward(int n, int c, int h, int w, int k, int ks, int stride
 }
 
 /* <im2col(x), c> == <x, col2im(c)> for the whole image and for a block of
- * output rows in the middle of it. */
+ * output rows in the middle of it; and th_im2col_bf16 gives the bits of
+ * th_im2col's columns rounded by th_bf16_convert, in a wider row stride. */
 static void check_adjoint(int c, int h, int w, int ks, int stride, int pad)
 {
     th_conv_dims d;
@@ -154,7 +156,7 @@ static void check_adjoint(int c, int h, int w, int ks, int stride, int pad)
     int ranges[2][2] = {{0, d.oh}, {d.oh / 3, d.oh / 3 + (d.oh + 1) / 2}};
     size_t nx = (size_t)c * h * w, ncol = (size_t)c * ks * ks * d.oh * d.ow;
     float *x = malloc(nx * sizeof *x), *col = malloc(ncol * sizeof *col);
-    float *cr = malloc(ncol * sizeof *cr), *xr = malloc(nx * sizeof *xr);
+    float *cr = malloc(2 * ncol * sizeof *cr), *xr = malloc(nx * sizeof *xr);
     th_test_fill(x, nx, -1, 1, 11);
     th_test_fill(cr, ncol, -1, 1, 12);
     for (int r = 0; r < 2; r++) {
@@ -167,6 +169,15 @@ static void check_adjoint(int c, int h, int w, int ks, int stride, int pad)
         for (size_t i = 0; i < nc; i++) lhs += (double)col[i] * cr[i];
         for (size_t i = 0; i < nx; i++) rhs += (double)x[i] * xr[i];
         CHECK_REL(lhs, rhs, 1e-6, 1.0);
+
+        size_t cp = (size_t)(oy1 - oy0) * d.ow, rows = (size_t)c * ks * ks, ld = cp + 3;
+        th_bf16 *want = malloc(rows * ld * sizeof *want), *got = malloc(rows * ld * sizeof *got);
+        memset(want, 0x5a, rows * ld * sizeof *want);
+        memset(got, 0x5a, rows * ld * sizeof *got);
+        th_bf16_convert(want, ld, col, cp, rows, cp);
+        th_im2col_bf16(&d, x, oy0, oy1, got, ld, cr + ncol);
+        CHECK(memcmp(want, got, rows * ld * sizeof *got) == 0);
+        free(want), free(got);
     }
     free(x), free(col), free(cr), free(xr);
 }
@@ -220,6 +231,7 @@ int main(void)
     check_adjoint(2, 9, 11, 5, 2, 2);
     check_adjoint(3, 8, 8, 5, 1, 0);
     check_adjoint(2, 6, 7, 3, 3, 4);
+    check_adjoint(1, 3, 300, 3, 2, 1);  /* strided rows of 150: bf16 in several gathers */
 
     return th_test_summary("test_conv");
 }

@@ -4,6 +4,7 @@
 
 #include "conv.h"
 #include "gemm.h"
+#include "simd.h"
 
 /* The output positions o in [*lo, *hi) whose input coordinate
  * o*stride - pad + kofs lies inside [0, in). Outside that range the kernel
@@ -23,11 +24,30 @@ static void valid_range(int in, int out, int stride, int pad, int kofs, int *lo,
 
 static int clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* dst[i] = src[i * s] for i < len, as inline loops rather than memcpy
+ * calls: im2col's rows are short (56 floats at ResNet's 56x56, 7 at 7x7),
+ * so a call per row cost more than its copy. Stride 2 takes the even
+ * elements of two vectors at a time (vpermt2ps), reading at most src[2*len-2]. */
+TH_INLINE void copy_row(float *dst, const float *src, int len, int s)
+{
+    int i = 0;
+    if (s == 1) {
+        for (; i + 16 <= len; i += 16) *(v16u *)(dst + i) = *(const v16u *)(src + i);
+    } else if (s == 2) {
+        const v16i evens = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+        for (; i + 17 <= len; i += 16) {
+            v16 lo = *(const v16u *)(src + 2 * i), hi = *(const v16u *)(src + 2 * i + 16);
+            *(v16u *)(dst + i) = __builtin_shuffle(lo, hi, evens);
+        }
+    }
+    for (; i < len; i++) dst[i] = src[(size_t)i * s];
+}
+
 /* Row r = ((ci-c0)*KH + ki)*KW + kj of the column block holds, for every
  * output pixel (oy, ox) with oy0 <= oy < oy1, the input x[ci, oy*s - pad + ki,
  * ox*s - pad + kj]: the rows of channels [c0, c1). */
-static void im2col_channels(const th_conv_dims *d, const float *x, int oy0, int oy1, int c0, int c1, float *col,
-                            size_t ld)
+TH_INLINE void im2col_channels_body(const th_conv_dims *d, const float *x, int oy0, int oy1, int c0, int c1,
+                                    float *col, size_t ld)
 {
     const int s = d->stride, ow = d->ow;
     const size_t plane = (size_t)d->h * d->w;
@@ -50,19 +70,19 @@ static void im2col_channels(const th_conv_dims *d, const float *x, int oy0, int 
                 for (int oy = y_lo; oy < rows_hi; oy++) {
                     float *drow = dst + (size_t)oy * ow;
                     const float *src = xc + (size_t)(oy * s - d->pad + ki) * d->w + (x_lo * s - d->pad + kj);
-                    memset(drow, 0, (size_t)x_lo * sizeof *drow);
-                    if (s == 1) {
-                        memcpy(drow + x_lo, src, (size_t)len * sizeof *drow);
-                    } else {
-                        for (int i = 0; i < len; i++) drow[x_lo + i] = src[(size_t)i * s];
-                    }
-                    memset(drow + x_hi, 0, (size_t)(ow - x_hi) * sizeof *drow);
+                    for (int i = 0; i < x_lo; i++) drow[i] = 0.0f;
+                    copy_row(drow + x_lo, src, len, s);
+                    for (int i = x_hi; i < ow; i++) drow[i] = 0.0f;
                 }
                 memset(dst + (size_t)rows_hi * ow, 0, (size_t)(oy1 - rows_hi) * ow * sizeof *dst);
             }
         }
     }
 }
+
+TH_SIMD_DISPATCH(im2col_channels,
+                 (const th_conv_dims *d, const float *x, int oy0, int oy1, int c0, int c1, float *col, size_t ld),
+                 (d, x, oy0, oy1, c0, c1, col, ld))
 
 void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld)
 {

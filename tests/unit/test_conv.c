@@ -218,6 +218,9 @@ int main(void)
     /* Rows of 70: the direct loop's blocks of 4 filters x 32 columns, its
      * tail columns and its leftover filters. */
     check_forward(2, 1, 5, 70, 6, 3, 1, 1, 1);
+    /* Rows of 21 and 35 outputs at stride 2 and 1: im2col's vector copies. */
+    check_forward(2, 3, 5, 41, 4, 3, 2, 1, 1);
+    check_forward(1, 4, 3, 35, 3, 3, 1, 1, 0);
     check_forward(1, 2, 4, 64, 4, 3, 1, 0, 0);
 
     /* Backward groups of whole images: 3x3 with padding, strided, 1x1 strided
@@ -232,6 +235,8 @@ int main(void)
     check_adjoint(3, 8, 8, 5, 1, 0);
     check_adjoint(2, 6, 7, 3, 3, 4);
     check_adjoint(1, 3, 300, 3, 2, 1);  /* strided rows of 150: bf16 in several gathers */
+    check_adjoint(2, 5, 70, 3, 1, 1);   /* rows of 70: im2col's vector copies and their tails */
+    check_adjoint(1, 4, 61, 7, 2, 3);   /* the stem's 7x7/2: even-element vectors, odd tail */
 
     return th_test_summary("test_conv");
 }

@@ -29,14 +29,18 @@
  * (thorax bench): 128K-512K floats are within a few per cent of each other. */
 #define COL_BLOCK_FLOATS (256u * 1024u)
 
-/* Columns of a group of images in backward (th_conv_dims.group), at most
- * GROUP_MAX images. Why group: dw's GEMM reads and writes all of dw [K, CKK]
- * for every block of columns, 2 x 4 bytes per 2 x cp FLOPs of its cp
- * columns; at 7x7 (ResNet-18's layer4, cp = 49, dw 9.4 MB) that traffic, not
- * the FLOPs, set its speed (half the forward's GFLOP/s). 2M floats (8 MB)
- * let 8 images of layer4 and 4 of layer3 share a pass: their backward went
- * from 61 to 29 ms (layer4.1.conv2, 16 images, bf16) and 55 to 42 ms (fp32);
- * the columns leave L2, but the GEMM packs them anyway. */
+/* Backward groups (th_conv_dims.group). Why group: dw's GEMM reads and
+ * writes all of dw [K, CKK] for every block of columns, 2 x 4 bytes per
+ * 2 x cp FLOPs of its cp columns. Where dw is large and an image has few
+ * columns, that traffic, not the FLOPs, sets the speed: ResNet-18's layer4
+ * (dw 9.4 MB, 49 columns per image) ran its backward at half the forward's
+ * GFLOP/s. Grouped 8 images at a time, layer4.1.conv2's backward (16
+ * images) went from 55 to 27 ms in bf16 and 46 to 37 ms in fp32. Where dw
+ * fits in cache the wider GEMMs only cost: layer3 (dw 2.4 MB, 196
+ * columns) and the smaller layers ran 10-40% slower grouped, so only a dw
+ * of more than GROUP_DW_FLOATS is grouped, with up to GROUP_COL_FLOATS
+ * columns' floats (8 MB) and GROUP_MAX images. */
+#define GROUP_DW_FLOATS (1024u * 1024u)
 #define GROUP_COL_FLOATS (2048u * 1024u)
 #define GROUP_MAX 8
 
@@ -78,13 +82,14 @@ static int pick_block_rows(const th_conv_dims *d)
     return rows < d->oh ? rows : d->oh;
 }
 
-/* Images per group in backward, as th_conv_dims_init picks them: whole
- * images while at least two fit in GROUP_COL_FLOATS; the pointwise
- * convolution's columns are the images themselves, not side by side. */
+/* Images per group in backward, as th_conv_dims_init picks them: for a
+ * large dw, whole images while at least two fit in GROUP_COL_FLOATS; the
+ * pointwise convolution's columns are the images themselves, not side by
+ * side. */
 static int pick_group(const th_conv_dims *d)
 {
-    size_t image = (size_t)d->c * d->kh * d->kw * d->oh * d->ow;
-    if (is_direct(d) || is_pointwise(d)) return 1;
+    size_t ckk = (size_t)d->c * d->kh * d->kw, image = ckk * d->oh * d->ow;
+    if (is_direct(d) || is_pointwise(d) || (size_t)d->k * ckk <= GROUP_DW_FLOATS) return 1;
     size_t g = GROUP_COL_FLOATS / image;
     return g < 2 ? 1 : g > GROUP_MAX ? GROUP_MAX : (int)g;
 }

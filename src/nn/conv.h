@@ -14,9 +14,10 @@
  *   dw  += dy[n] [K, P] * col^T [P, CKK]     db += row sums of dy[n]
  *   dcol = w^T [CKK, K] * dy[n] [K, P]       dx[n] = col2im(dcol)
  *
- * Where an image's columns are few (7x7 and 14x14 outputs), backward takes a
- * group of images at once (th_conv_dims.group): their columns side by side,
- * [CKK, group*P], so that the dw GEMM passes over dw once per group.
+ * Where dw is large and an image's columns are few (ResNet's layer4: 9.4 MB
+ * of dw, 7x7 outputs), backward takes a group of images at once
+ * (th_conv_dims.group): their columns side by side, [CKK, group*P], so that
+ * the dw GEMM passes over dw once per group rather than once per image.
  *
  * The batch's images are split across ws->threads OpenMP threads, each
  * running single-threaded OpenBLAS on its own images with its own slice of
@@ -29,9 +30,11 @@
  * workspace, w once per call by the whole team) and sum in fp32
  * (src/nn/gemm.h); everything else is as in fp32.
  *
- * The results depend on the number of threads only through the order in
- * which the threads' partial weight gradients are added (fixed for a given
- * number), so a run is bit-reproducible for a given threads_per_rank.
+ * The forward's results do not depend on the number of threads. Backward's
+ * depend on it through the order in which the threads' partial weight
+ * gradients are added and through how each thread's images fall into
+ * groups (the GEMMs' widths); both are fixed for a given number and batch,
+ * so a run is bit-reproducible for a given threads_per_rank.
  */
 #ifndef THORAX_CONV_H
 #define THORAX_CONV_H

@@ -35,7 +35,7 @@
  * columns, that traffic, not the FLOPs, sets the speed: ResNet-18's layer4
  * (dw 9.4 MB, 49 columns per image) ran its backward at half the forward's
  * GFLOP/s. Grouped 8 images at a time, layer4.1.conv2's backward (16
- * images) went from 55 to 27 ms in bf16 and 46 to 37 ms in fp32. Where dw
+ * images) went from 47-55 to 26-27 ms in bf16 and 45-50 to 36-39 ms in fp32. Where dw
  * fits in cache the wider GEMMs only cost: layer3 (dw 2.4 MB, 196
  * columns) and the smaller layers ran 10-40% slower grouped, so only a dw
  * of more than GROUP_DW_FLOATS is grouped, with up to GROUP_COL_FLOATS

@@ -10,6 +10,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools    # parallel HDF5 (MPI-IO) and h5dump
   libopenblas-dev                   # the GEMM behind every convolution
   libdnnl-dev                       # oneDNN: the bf16 GEMM (runtime.precision: bf16)
+  ocl-icd-opencl-dev                # libdnnl-dev's CMake config asks for OpenCL (a Recommends, which --no-install-recommends skips)
   libxsmm-dev                       # tools/bench/gemm_bench's libxsmm column
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out

@@ -29,6 +29,21 @@
  * (thorax bench): 128K-512K floats are within a few per cent of each other. */
 #define COL_BLOCK_FLOATS (256u * 1024u)
 
+/* Backward groups (th_conv_dims.group). Why group: dw's GEMM reads and
+ * writes all of dw [K, CKK] for every block of columns, 2 x 4 bytes per
+ * 2 x cp FLOPs of its cp columns. Where dw is large and an image has few
+ * columns, that traffic, not the FLOPs, sets the speed: ResNet-18's layer4
+ * (dw 9.4 MB, 49 columns per image) ran its backward at half the forward's
+ * GFLOP/s. Grouped 8 images at a time, layer4.1.conv2's backward (16
+ * images) went from 47-55 to 26-27 ms in bf16 and 45-50 to 36-39 ms in fp32. Where dw
+ * fits in cache the wider GEMMs only cost: layer3 (dw 2.4 MB, 196
+ * columns) and the smaller layers ran 10-40% slower grouped, so only a dw
+ * of more than GROUP_DW_FLOATS is grouped, with up to GROUP_COL_FLOATS
+ * columns' floats (8 MB) and GROUP_MAX images. */
+#define GROUP_DW_FLOATS (1024u * 1024u)
+#define GROUP_COL_FLOATS (2048u * 1024u)
+#define GROUP_MAX 8
+
 /* A 1x1 kernel, stride 1, no padding: the columns are the input itself. */
 static int is_pointwise(const th_conv_dims *d)
 {
@@ -67,6 +82,18 @@ static int pick_block_rows(const th_conv_dims *d)
     return rows < d->oh ? rows : d->oh;
 }
 
+/* Images per group in backward, as th_conv_dims_init picks them: for a
+ * large dw, whole images while at least two fit in GROUP_COL_FLOATS; the
+ * pointwise convolution's columns are the images themselves, not side by
+ * side. */
+static int pick_group(const th_conv_dims *d)
+{
+    size_t ckk = (size_t)d->c * d->kh * d->kw, image = ckk * d->oh * d->ow;
+    if (is_direct(d) || is_pointwise(d) || (size_t)d->k * ckk <= GROUP_DW_FLOATS) return 1;
+    size_t g = GROUP_COL_FLOATS / image;
+    return g < 2 ? 1 : g > GROUP_MAX ? GROUP_MAX : (int)g;
+}
+
 int th_conv_out_len(int in, int k, int stride, int pad)
 {
     /* Guard before dividing: C rounds negative quotients toward zero, which
@@ -92,6 +119,7 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
     if (n < 1 || c < 1 || k < 1 || kh < 1 || kw < 1 || pad < 0) return -1;
     if (d->oh <= 0 || d->ow <= 0) return -1;
     d->block_rows = pick_block_rows(d);
+    d->group = pick_group(d);
     d->precision = TH_PRECISION_FP32;
     return 0;
 }
@@ -108,12 +136,21 @@ static size_t scratch_rows(const th_conv_dims *d)
     return (size_t)(d->block_rows > 2 ? d->block_rows : 2);
 }
 
+/* Columns the GEMM path's scratch is sized for: a block of rows, or a
+ * backward group of whole images. */
+static size_t scratch_cols(const th_conv_dims *d)
+{
+    size_t rows = scratch_rows(d) * d->ow, group = (size_t)(d->group > 1 ? d->group : 1) * d->oh * d->ow;
+    return d->group > 1 && group > rows ? group : rows;
+}
+
 /* The GEMM path's scratch: a block of columns, then (for a fused pool) the
- * block's output [K, rows, OW] and one pooled gradient row [OW/2]. */
+ * block's output [K, rows, OW], or (for a group) its gradient [K, cols],
+ * and one pooled gradient row [OW/2]. */
 static size_t gemm_scratch_floats(const th_conv_dims *d)
 {
-    size_t ckk = (size_t)d->c * d->kh * d->kw, rows = scratch_rows(d);
-    return (is_pointwise(d) ? 0 : ckk * rows * d->ow) + (size_t)d->k * rows * d->ow + (size_t)d->ow / 2 + 1;
+    size_t ckk = (size_t)d->c * d->kh * d->kw, cols = scratch_cols(d);
+    return (is_pointwise(d) ? 0 : ckk * cols) + (size_t)d->k * cols + (size_t)d->ow / 2 + 1;
 }
 
 /* The bf16 path's scratch after it (th_bf16 elements): a block of columns
@@ -121,7 +158,7 @@ static size_t gemm_scratch_floats(const th_conv_dims *d)
  * weights [K, CKK] (slice 0's serve the whole team). */
 static size_t bf16_scratch_floats(const th_conv_dims *d)
 {
-    size_t ckk = (size_t)d->c * d->kh * d->kw, block = scratch_rows(d) * d->ow;
+    size_t ckk = (size_t)d->c * d->kh * d->kw, block = scratch_cols(d);
     if (d->precision != TH_PRECISION_BF16 || is_direct(d)) return 0;
     return th_bf16_floats(ckk * block + (size_t)d->k * block + (size_t)d->k * ckk);
 }
@@ -129,11 +166,11 @@ static size_t bf16_scratch_floats(const th_conv_dims *d)
 static th_bf16 *bf16_cols(const th_conv_dims *d, float *col) { return (th_bf16 *)(col + gemm_scratch_floats(d)); }
 static th_bf16 *bf16_grad(const th_conv_dims *d, float *col)
 {
-    return bf16_cols(d, col) + (size_t)d->c * d->kh * d->kw * scratch_rows(d) * d->ow;
+    return bf16_cols(d, col) + (size_t)d->c * d->kh * d->kw * scratch_cols(d);
 }
 static th_bf16 *bf16_weights(const th_conv_dims *d, float *col)
 {
-    return bf16_grad(d, col) + (size_t)d->k * scratch_rows(d) * d->ow;
+    return bf16_grad(d, col) + (size_t)d->k * scratch_cols(d);
 }
 
 size_t th_conv_workspace_floats(const th_conv_dims *d)
@@ -475,19 +512,34 @@ typedef struct conv_io {
 
 /* Output rows [oy0, oy1) of image n: out [K, (oy1-oy0)*OW] (row stride ldo)
  * = w * columns, then bias and ReLU. */
+/* The columns of output rows [oy0, oy1) of image xn in the GEMMs'
+ * precision, [CKK, cp] with row stride *ldc: xn itself (pointwise), or made
+ * by im2col into col (fp32) or its bf16 scratch; a pointwise bf16 operand
+ * is xn's copy in that scratch. */
+static const void *columns(const th_conv_dims *d, const float *xn, int oy0, int oy1, float *col, int *ldc)
+{
+    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const int ckk = d->c * d->kh * d->kw, bf16 = d->precision == TH_PRECISION_BF16;
+    *ldc = (int)cp;
+    if (is_pointwise(d)) {
+        *ldc = (int)p;
+        return th_gemm_operand(d->precision, xn + c0, ldc, ckk, (int)cp, bf16_cols(d, col));
+    }
+    if (bf16) {
+        th_im2col_bf16(d, xn, oy0, oy1, bf16_cols(d, col), cp, col);
+        return bf16_cols(d, col);
+    }
+    th_im2col(d, xn, oy0, oy1, col, cp);
+    return col;
+}
+
 static void gemm_forward_block(const th_conv_dims *d, const float *xn, const void *w, const float *b, int relu,
                                int oy0, int oy1, float *out, size_t ldo, float *col)
 {
-    const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
+    const size_t cp = (size_t)(oy1 - oy0) * d->ow;
     const int ckk = d->c * d->kh * d->kw;
-    const float *cols = col;
-    int ldc = (int)cp;
-    if (is_pointwise(d)) {
-        cols = xn + c0, ldc = (int)p;
-    } else {
-        th_im2col(d, xn, oy0, oy1, col);
-    }
-    const void *b_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
+    int ldc;
+    const void *b_op = columns(d, xn, oy0, oy1, col, &ldc);
     /* out [K, cp] = w [K, CKK] * cols [CKK, cp] */
     th_gemm(d->precision, 0, 0, d->k, (int)cp, ckk, w, ckk, b_op, ldc, 0.0f, out, (int)ldo);
     bias_act(out, d->k, ldo, 0, cp, b, relu);
@@ -496,39 +548,68 @@ static void gemm_forward_block(const th_conv_dims *d, const float *xn, const voi
 /* The gradients from output rows [oy0, oy1) of image n, whose gradient g is
  * [K, (oy1-oy0)*OW] with row stride ldg: dw += g * columns^T, and dxn (if
  * wanted, zeroed beforehand unless pointwise) += col2im(w^T * g). */
+/* Where the GEMM path's scratch parts start in a workspace slice. */
+static float *gemm_block_out(const th_conv_dims *d, float *col)
+{
+    return col + (is_pointwise(d) ? 0 : (size_t)d->c * d->kh * d->kw * scratch_cols(d));
+}
+
+/* The two GEMMs of a block of cp columns, given its gradient g_op [K, cp]
+ * and, for dw, its columns c_op [CKK, cp] (row strides ldg, ldc; both in the
+ * GEMMs' precision):
+ *   dw [K, CKK] += g [K, cp] * cols^T [cp, CKK]      (dw may be NULL)
+ *   dcol [CKK, cp] = w^T [CKK, K] * g [K, cp]        (dcol may be NULL) */
+static void backward_gemms(const th_conv_dims *d, const void *w, const void *g_op, int ldg, const void *c_op,
+                           int ldc, size_t cp, float *dw, float *dcol, int lddcol)
+{
+    const int ckk = d->c * d->kh * d->kw;
+    if (dw) th_gemm(d->precision, 0, 1, d->k, ckk, (int)cp, g_op, ldg, c_op, ldc, 1.0f, dw, ckk);
+    if (dcol) th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg, 0.0f, dcol, lddcol);
+}
+
 static void gemm_backward_block(const th_conv_dims *d, const float *xn, const void *w, const float *g, size_t ldg,
                                 int oy0, int oy1, float *dxn, float *dw, float *col)
 {
     const size_t p = (size_t)d->oh * d->ow, c0 = (size_t)oy0 * d->ow, cp = (size_t)(oy1 - oy0) * d->ow;
-    const int ckk = d->c * d->kh * d->kw, pointwise = is_pointwise(d);
-    const float *cols = col;
-    int ldc = (int)cp, ldg_op = (int)ldg;
+    const int pointwise = is_pointwise(d);
+    int ldc = 0, ldg_op = (int)ldg;
     const void *g_op = th_gemm_operand(d->precision, g, &ldg_op, d->k, (int)cp, bf16_grad(d, col));
-    if (dw) {
-        if (pointwise) {
-            cols = xn + c0, ldc = (int)p;
-        } else {
-            th_im2col(d, xn, oy0, oy1, col);
-        }
-        const void *c_op = th_gemm_operand(d->precision, cols, &ldc, ckk, (int)cp, bf16_cols(d, col));
-        /* dw [K, CKK] += g [K, cp] * cols^T [cp, CKK] */
-        th_gemm(d->precision, 0, 1, d->k, ckk, (int)cp, g_op, ldg_op, c_op, ldc, 1.0f, dw, ckk);
-    }
-    if (!dxn) return;
-    if (pointwise) {
-        /* dxn[:, c0:] [C, cp] = w^T [C, K] * g [K, cp] */
-        th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg_op, 0.0f, dxn + c0, (int)p);
-    } else {
-        /* col [CKK, cp] = w^T [CKK, K] * g [K, cp]: col has served dw. */
-        th_gemm(d->precision, 1, 0, ckk, (int)cp, d->k, w, ckk, g_op, ldg_op, 0.0f, col, (int)cp);
-        th_col2im(d, col, oy0, oy1, dxn);
-    }
+    const void *c_op = dw ? columns(d, xn, oy0, oy1, col, &ldc) : NULL;
+    /* pointwise: dx's columns are dxn[:, c0:] itself; otherwise col (fp32:
+     * it has served dw) receives them for col2im. */
+    float *dcol = !dxn ? NULL : pointwise ? dxn + c0 : col;
+    backward_gemms(d, w, g_op, ldg_op, c_op, ldc, cp, dw, dcol, pointwise ? (int)p : (int)cp);
+    if (dxn && !pointwise) th_col2im(d, col, oy0, oy1, cp, dxn);
 }
 
-/* Where the GEMM path's scratch parts start in a workspace slice. */
-static float *gemm_block_out(const th_conv_dims *d, float *col)
+/* The gradients from images [0, g) of a group (g <= d->group; not
+ * pointwise): their columns side by side in col [CKK, g*P] and their output
+ * gradients gathered into [K, g*P] (converted to bf16 on the way when
+ * bf16), so that each GEMM makes one pass over g*P columns. x, dy and dx
+ * (may be NULL) point at the group's first image. */
+static void gemm_backward_group(const th_conv_dims *d, const float *x, const void *w, const float *dy, float *dx,
+                                float *dw, int g, float *col)
 {
-    return col + (is_pointwise(d) ? 0 : (size_t)d->c * d->kh * d->kw * scratch_rows(d) * d->ow);
+    const size_t p = (size_t)d->oh * d->ow, cp = (size_t)g * p, chw = (size_t)d->c * d->h * d->w;
+    const size_t kp = (size_t)d->k * p;
+    const void *g_op, *c_op = col;
+    if (d->precision == TH_PRECISION_BF16) {
+        th_bf16 *gb = bf16_grad(d, col), *cb = bf16_cols(d, col);
+        for (int j = 0; j < g && dw; j++) th_im2col_bf16(d, x + j * chw, 0, d->oh, cb + j * p, cp, col);
+        for (int j = 0; j < g; j++) th_bf16_convert(gb + j * p, cp, dy + j * kp, p, (size_t)d->k, p);
+        g_op = gb, c_op = cb;
+    } else {
+        for (int j = 0; j < g && dw; j++) th_im2col(d, x + j * chw, 0, d->oh, col + j * p, cp);
+        float *gf = gemm_block_out(d, col);
+        for (int k = 0; k < d->k; k++)
+            for (int j = 0; j < g; j++) memcpy(gf + k * cp + j * p, dy + j * kp + k * p, p * sizeof *gf);
+        g_op = gf;
+    }
+    backward_gemms(d, w, g_op, (int)cp, c_op, (int)cp, cp, dw, dx ? col : NULL, (int)cp);
+    for (int j = 0; j < g && dx; j++) {
+        memset(dx + j * chw, 0, chw * sizeof *dx);
+        th_col2im(d, col + j * p, 0, d->oh, cp, dx + j * chw);
+    }
 }
 
 static void gemm_forward(const th_conv_dims *d, const float *xn, const void *w, const float *b, float *yn, int relu,
@@ -573,7 +654,7 @@ static void gemm_backward_pool(const th_conv_dims *d, const float *xn, const voi
                                const float *py, const int32_t *argmax, float *dxn, float *dw, float *db, float *col)
 {
     const int ow = d->ow, ph = d->oh / 2, rows = pool_block_rows(d);
-    float *g = gemm_block_out(d, col), *grow = g + (size_t)d->k * scratch_rows(d) * ow;
+    float *g = gemm_block_out(d, col), *grow = g + (size_t)d->k * scratch_cols(d);
     if (dxn && !is_pointwise(d)) memset(dxn, 0, (size_t)d->c * d->h * d->w * sizeof *dxn);
     if (dxn && is_pointwise(d) && (d->oh & 1))  /* the uncovered last row gets no gradient */
         for (int c = 0; c < d->c; c++) memset(dxn + ((size_t)c * d->oh + d->oh - 1) * ow, 0, (size_t)ow * sizeof *dxn);
@@ -635,8 +716,16 @@ static void backward_images(const th_conv_dims *d, const conv_io *io, float *dw,
             for (size_t i = 0; i < p; i++) sum += g[i];
             db[k] += sum;
         }
-        if (is_direct(d)) direct_backward(d, xn, io->w, dyn, dxn, dw, &ds);
-        else gemm_backward(d, xn, io->gemm_w, dyn, dxn, dw, slice);
+        if (is_direct(d)) {
+            direct_backward(d, xn, io->w, dyn, dxn, dw, &ds);
+        } else if (d->group < 2) {
+            gemm_backward(d, xn, io->gemm_w, dyn, dxn, dw, slice);
+        } else if ((n - first) % d->group == d->group - 1 || n == end - 1) {
+            /* the group's last image: its gradient is ready, run the group */
+            int g = (n - first) % d->group + 1, n0 = n + 1 - g;
+            gemm_backward_group(d, io->x + n0 * chw, io->gemm_w, io->dy + n0 * kp, io->dx ? io->dx + n0 * chw : NULL,
+                                dw, g, slice);
+        }
     }
 }
 
@@ -657,7 +746,7 @@ static void convert_weights(const th_conv_dims *d, const conv_io *io, int thread
     const size_t ckk = (size_t)d->c * d->kh * d->kw;
     int k0, k1;
     th_workspace_share(d->k, threads, t, &k0, &k1);
-    th_bf16_convert(io->wb + k0 * ckk, io->w + k0 * ckk, ckk, (size_t)(k1 - k0), ckk);
+    th_bf16_convert(io->wb + k0 * ckk, ckk, io->w + k0 * ckk, ckk, (size_t)(k1 - k0), ckk);
 #pragma omp barrier
 }
 

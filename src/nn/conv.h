@@ -14,19 +14,27 @@
  *   dw  += dy[n] [K, P] * col^T [P, CKK]     db += row sums of dy[n]
  *   dcol = w^T [CKK, K] * dy[n] [K, P]       dx[n] = col2im(dcol)
  *
+ * Where dw is large and an image's columns are few (ResNet's layer4: 9.4 MB
+ * of dw, 7x7 outputs), backward takes a group of images at once
+ * (th_conv_dims.group): their columns side by side, [CKK, group*P], so that
+ * the dw GEMM passes over dw once per group rather than once per image.
+ *
  * The batch's images are split across ws->threads OpenMP threads, each
  * running single-threaded OpenBLAS on its own images with its own slice of
  * the workspace: a block of output rows of col at a time (sized to stay in
  * the core's cache), and its own partial weight gradient. A 1x1 convolution
  * with stride 1 and no padding needs no columns: col(x[n]) is x[n] itself.
  *
- * With precision bf16 the GEMMs read bf16 copies of the columns, of dy and
- * of w (made in the workspace, w once per call by the whole team) and sum in
- * fp32 (src/nn/gemm.h); everything else is as in fp32.
+ * With precision bf16 the GEMMs read bf16 columns (im2col writes them
+ * rounded, in one pass) and bf16 copies of dy and of w (made in the
+ * workspace, w once per call by the whole team) and sum in fp32
+ * (src/nn/gemm.h); everything else is as in fp32.
  *
- * The results depend on the number of threads only through the order in
- * which the threads' partial weight gradients are added (fixed for a given
- * number), so a run is bit-reproducible for a given threads_per_rank.
+ * The forward's results do not depend on the number of threads. Backward's
+ * depend on it through the order in which the threads' partial weight
+ * gradients are added and through how each thread's images fall into
+ * groups (the GEMMs' widths); both are fixed for a given number and batch,
+ * so a run is bit-reproducible for a given threads_per_rank.
  */
 #ifndef THORAX_CONV_H
 #define THORAX_CONV_H
@@ -44,6 +52,11 @@ typedef struct th_conv_dims {
     int oh, ow;     /* output height, width: set by th_conv_dims_init */
     int block_rows; /* output rows per block of columns: th_conv_dims_init picks
                      * it for the cache; any value in [1, oh] gives the same result */
+    int group;      /* images per block of the backward GEMMs, 1 or (an image's
+                     * columns being few) several, so that dw's GEMM sums over
+                     * group x OH x OW columns per pass over dw rather than OH x OW;
+                     * th_conv_dims_init picks it; any value >= 1 gives the same
+                     * result up to rounding */
     th_precision precision; /* the im2col GEMMs' (fp32 from th_conv_dims_init); the
                              * direct path for few taps is fp32 either way */
 } th_conv_dims;
@@ -59,10 +72,14 @@ int th_conv_dims_init(th_conv_dims *d, int n, int c, int h, int w, int k,
 size_t th_conv_workspace_floats(const th_conv_dims *d);
 
 /* im2col of output rows [oy0, oy1) of one image x [C,H,W] into
- * col [CKK, (oy1-oy0)*OW]. Padding reads as zero. */
-void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col);
+ * col [CKK, (oy1-oy0)*OW] with row stride ld >= (oy1-oy0)*OW (several
+ * images' columns side by side). Padding reads as zero. */
+void th_im2col(const th_conv_dims *d, const float *x, int oy0, int oy1, float *col, size_t ld);
+/* The same columns rounded to bf16 (as th_bf16_convert rounds); tmp:
+ * scratch for KH*KW*(oy1-oy0)*OW floats. */
+void th_im2col_bf16(const th_conv_dims *d, const float *x, int oy0, int oy1, uint16_t *col, size_t ld, float *tmp);
 /* The adjoint of th_im2col: adds the columns back into dx [C,H,W]. */
-void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, float *dx);
+void th_col2im(const th_conv_dims *d, const float *col, int oy0, int oy1, size_t ld, float *dx);
 
 /* y = conv(x) + b, then max(y, 0) when relu is set (a ReLU layer fused into
  * the GEMM's output pass). */

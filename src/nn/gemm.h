@@ -27,10 +27,10 @@
 
 typedef uint16_t th_bf16;
 
-/* dst [rows, cols] (row stride cols) = src [rows, cols] (row stride lds)
+/* dst [rows, cols] (row stride ldd) = src [rows, cols] (row stride lds)
  * rounded to bf16, to nearest even (AVX512_BF16 vcvtne2ps2bf16 where the
  * CPU has it). */
-void th_bf16_convert(th_bf16 *dst, const float *src, size_t lds, size_t rows, size_t cols);
+void th_bf16_convert(th_bf16 *dst, size_t ldd, const float *src, size_t lds, size_t rows, size_t cols);
 
 /* The operand th_gemm reads for src [rows, cols] with row stride *ld: src
  * itself for fp32; for bf16 its copy converted into scratch (room for

@@ -23,6 +23,7 @@
 
 #include "conv.h"
 #include "dense.h"
+#include "gemm.h"
 #include "testutil.h"
 #include "thorax/nn.h"
 
@@ -242,6 +243,34 @@ static void check_network(void)
     th_model_free(&b);
 }
 
+/* th_bf16_convert against rounding to nearest even worked on the bits, for
+ * row lengths covering its 32-wide blocks, 16-wide blocks and masked tails,
+ * with a row stride; halfway cases included. */
+static void check_convert(void)
+{
+    enum { ROWS = 2, MAXN = 71, LD = 80 };
+    float src[ROWS * MAXN];
+    for (int i = 0; i < ROWS * MAXN; i++) {
+        uint32_t u = 0x3f800000u + (uint32_t)i * 0x00008000u + (i % 3 == 0 ? 0u : (uint32_t)i * 37u);
+        if (i % 2) u |= 0x80000000u;
+        memcpy(&src[i], &u, sizeof u);
+    }
+    for (int n = 1; n <= MAXN; n++) {
+        uint16_t got[ROWS * LD];
+        memset(got, 0xee, sizeof got);
+        th_bf16_convert(got, LD, src, MAXN, ROWS, (size_t)n);
+        int bad = 0;
+        for (int r = 0; r < ROWS; r++)
+            for (int i = 0; i < LD; i++) {
+                uint32_t u;
+                memcpy(&u, &src[r * MAXN + i < ROWS * MAXN ? r * MAXN + i : 0], sizeof u);
+                uint16_t want = i < n ? (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) : 0xeeee;
+                bad += got[r * LD + i] != want;
+            }
+        if (!CHECK(bad == 0)) fprintf(stderr, "  bf16 convert of rows of %d: %d elements wrong\n", n, bad);
+    }
+}
+
 int main(void)
 {
     if (!th_nn_bf16_supported()) {
@@ -251,6 +280,7 @@ int main(void)
         CHECK(th_model_set_precision(&m, TH_PRECISION_BF16, &err) == -1);
         return th_test_summary("test_bf16");
     }
+    check_convert();
     check_conv(2, 3, 9, 7, 5, 3, 1, 1);    /* odd sizes; 27 taps: direct path, fp32 */
     check_conv(3, 7, 11, 13, 9, 3, 1, 1);  /* GEMM path, several blocks */
     check_conv(2, 5, 10, 9, 6, 3, 2, 1);   /* stride 2 */

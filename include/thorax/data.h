@@ -532,7 +532,12 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  *            patient columns found by name: image, Image, Image Index,
  *            image_name, filename, file, path; patient_id, PatientId,
  *            Patient ID, patient. Every other named column is a label, unless
- *            a label list picks some.
+ *            a label list picks some;
+ *   chexpert CheXpert's CSV (th_ingest_chexpert_patient, _meta below):
+ *            `Path` is the image, its patientNNNNN directory the patient,
+ *            Sex/Age/Frontal/Lateral/AP/PA metadata, the rest labels;
+ *            frontal_only keeps the Frontal rows.
+ * A label cell is 0, 1, blank or -1 (th_ingest_label_value).
  * In every layout a `split` column (train/val/valid/validation/test or
  * 0/1/2) becomes /split. Without a patient column the ID comes from the image
  * name (th_ingest_patient_from_name).
@@ -544,7 +549,7 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * same one.
  *
  * Bad rows - a wrong number of fields, a missing, non-PNG or damaged image,
- * a label that is not 0/1, an unknown finding or split, no patient ID, a
+ * a label that is not 0/1/-1/blank, an unknown finding or split, no patient ID, a
  * duplicate image name - are errors naming the CSV file and line and the
  * image. With skip_bad they are left out instead and listed in the report
  * `<out>.skipped.csv` (`line,image,reason`). Both files are written under a

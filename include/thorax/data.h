@@ -324,7 +324,8 @@ void th_augment_apply(const th_augment *t, const uint8_t *src, int h, int w, flo
  *
  * Layout (DESIGN.md):
  *   /images      uint8 [N, H, W], chunked one image per chunk
- *   /labels      uint8 [N, L], attribute `names` (L strings)
+ *   /labels      uint8 [N, L], attribute `names` (L strings); 0, 1, or
+ *                TH_LABEL_UNKNOWN (255) where the label is not known
  *   /patient_id  string [N]
  *   /image_name  string [N]
  *   /split       uint8 [N] optional (0 train, 1 val, 2 test)
@@ -531,7 +532,12 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  *            patient columns found by name: image, Image, Image Index,
  *            image_name, filename, file, path; patient_id, PatientId,
  *            Patient ID, patient. Every other named column is a label, unless
- *            a label list picks some.
+ *            a label list picks some;
+ *   chexpert CheXpert's CSV (th_ingest_chexpert_patient, _meta below):
+ *            `Path` is the image, its patientNNNNN directory the patient,
+ *            Sex/Age/Frontal/Lateral/AP/PA metadata, the rest labels;
+ *            frontal_only keeps the Frontal rows.
+ * A label cell is 0, 1, blank or -1 (th_ingest_label_value).
  * In every layout a `split` column (train/val/valid/validation/test or
  * 0/1/2) becomes /split. Without a patient column the ID comes from the image
  * name (th_ingest_patient_from_name).
@@ -543,7 +549,7 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * same one.
  *
  * Bad rows - a wrong number of fields, a missing, non-PNG or damaged image,
- * a label that is not 0/1, an unknown finding or split, no patient ID, a
+ * a label that is not 0/1/-1/blank, an unknown finding or split, no patient ID, a
  * duplicate image name - are errors naming the CSV file and line and the
  * image. With skip_bad they are left out instead and listed in the report
  * `<out>.skipped.csv` (`line,image,reason`). Both files are written under a
@@ -561,7 +567,12 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
 
 extern const char *const th_ingest_nih_findings[TH_INGEST_N_NIH];
 
-typedef enum { TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS } th_ingest_format;
+typedef enum { TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS, TH_INGEST_CHEXPERT } th_ingest_format;
+
+/* What a label cell of -1 (CheXpert's "uncertain") becomes: an error naming
+ * --uncertain (the default: no silent choice), 1 (U-Ones), 0 (U-Zeros) or
+ * TH_LABEL_UNKNOWN (U-Ignore), the policies of Irvin et al. 2019. */
+typedef enum { TH_UNCERTAIN_REFUSE, TH_UNCERTAIN_ONES, TH_UNCERTAIN_ZEROS, TH_UNCERTAIN_IGNORE } th_ingest_uncertain;
 
 typedef struct th_ingest_opts {
     const char *csv_path;
@@ -572,6 +583,9 @@ typedef struct th_ingest_opts {
     int n_labels;
     int skip_bad;
     th_ingest_format format;
+    th_ingest_uncertain uncertain;  /* a -1 label cell */
+    int blank_zeros;                /* a blank label cell is 0; default TH_LABEL_UNKNOWN */
+    int frontal_only;               /* chexpert: keep the rows whose Frontal/Lateral is Frontal */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -582,6 +596,7 @@ typedef struct th_ingest_summary {
     int n_labels;
     char label_names[TH_INGEST_MAX_LABELS][TH_INGEST_MAX_NAME];
     int positives[TH_INGEST_MAX_LABELS];
+    int unknown[TH_INGEST_MAX_LABELS];      /* images whose label is TH_LABEL_UNKNOWN */
     int has_split;
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
@@ -595,6 +610,26 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
                   th_err *err);
 
 const char *th_ingest_format_name(th_ingest_format f);
+
+/* "refuse", "ones", "zeros", "ignore"; th_ingest_uncertain_parse returns -1
+ * for any other name. */
+const char *th_ingest_uncertain_name(th_ingest_uncertain u);
+int th_ingest_uncertain_parse(const char *s, th_ingest_uncertain *u);
+
+/* One label cell: "0"/"0.0" -> 0, "1"/"1.0" -> 1, "-1"/"-1.0" by the
+ * uncertain policy, "" -> 0 with blank_zeros else TH_LABEL_UNKNOWN. Writes
+ * *v and returns 0; returns -1 for any other text, and -2 for a -1 under
+ * TH_UNCERTAIN_REFUSE. */
+int th_ingest_label_value(const char *s, th_ingest_uncertain u, int blank_zeros, uint8_t *v);
+
+/* The CheXpert layout: `Path,Sex,Age,Frontal/Lateral,AP/PA,<14 labels>`.
+ * The patient ID is the `patientNNNNN` directory of a path like
+ * CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg; writes it
+ * to out[n] and returns 0, or -1 when the path has none. */
+int th_ingest_chexpert_patient(const char *path, char *out, size_t n);
+/* Whether a header column is one of CheXpert's metadata columns (Sex, Age,
+ * Frontal/Lateral, AP/PA), kept as /meta, never a label. */
+int th_ingest_chexpert_meta(const char *column);
 
 /* The patient ID in an image name (directory and extension ignored):
  *   NIH      `00000003_001.png`            -> `00000003`

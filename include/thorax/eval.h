@@ -202,6 +202,7 @@ int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, d
 typedef struct th_label_metrics {
     double auc, auc_lo, auc_hi, auc_var;
     long n_pos, n_neg;
+    long n_unknown;             /* images left out of every metric: the label is TH_LABEL_UNKNOWN */
     double threshold, sensitivity, specificity;
     double ap;
     int defined;

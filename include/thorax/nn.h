@@ -35,9 +35,19 @@
  *   -( w_pos[l] * y * log(sigmoid(z)) + w_neg[l] * (1 - y) * log(1 - sigmoid(z)) )
  * computed from logits with log-sum-exp so it never takes log(0).
  * Plain BCE is the same with every weight 1.
+ *
+ * Unknown labels: an entry y = TH_LABEL_UNKNOWN (thorax/util.h) adds neither
+ * loss nor gradient (dz = 0) to any loss. The trainer then takes the mean
+ * over the known entries: loss = L * (sum over the known entries of the
+ * global batch) / (their number), which is the sum over images / N above
+ * when every label is known (see th_step_gradients).
  */
-/* Fraction of positive images per label: freq_pos[l] = mean over n of y[n,l]. */
+/* Fraction of positive images per label among the images where it is known:
+ * freq_pos[l] = (images with y[n,l] = 1) / (images with y[n,l] known). */
 void th_label_freq(int n, int l, const uint8_t *y, double *freq_pos);
+
+/* The number of known entries (not TH_LABEL_UNKNOWN) of y [n, l]. */
+long th_label_known(int n, int l, const uint8_t *y);
 
 /* The seeds' class weights: w_pos = freq_neg = 1 - freq_pos, w_neg = freq_pos,
  * so each label's positives and negatives contribute equally to the loss. */
@@ -48,7 +58,7 @@ double th_wbce_logits(int n, int l, const float *z, const uint8_t *y,
                       const float *w_pos, const float *w_neg, float *dz);
 
 /* The seeds' formula on probabilities p [N, L] with an epsilon inside the log:
- * sum over labels of the MEAN over images of
+ * sum over labels of the MEAN over images (those where the label is known) of
  *   -( w_pos * y * log(p + eps) + w_neg * (1 - y) * log(1 - p + eps) ).
  * Kept to reproduce their worked examples; training uses th_wbce_logits. */
 double th_wbce_probs(int n, int l, const float *p, const uint8_t *y,

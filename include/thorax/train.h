@@ -68,12 +68,21 @@ typedef struct th_scored {
     uint8_t y;
 } th_scored;
 
-/* Gathers score[i * stride], y[i * stride] into *out [n] (malloc'd; free it)
+/* Gathers score[i * stride], y[i * stride] of the *n_known cases whose y is
+ * known (TH_LABEL_UNKNOWN left out) into *out [*n_known] (malloc'd; free it)
  * sorted by decreasing score, so that a sweep meets the highest threshold
  * first, as the ROC curve does, and counts the positives into *n_pos.
+ * n_known may point to the caller's n.
  * Returns -1 for a negative n, a NaN score (naming the case) or an
  * allocation failure, with *out NULL. */
-int th_scores_rank(int n, const float *score, const uint8_t *y, int stride, th_scored **out, long *n_pos,
+int th_scores_rank(int n, const float *score, const uint8_t *y, int stride, th_scored **out, int *n_known,
+                   long *n_pos, th_err *err);
+
+/* The cases i < n whose y[i * stride] is known (not TH_LABEL_UNKNOWN), copied
+ * to *p_out and *y_out [*m] (stride 1, malloc'd; free both), so that a metric
+ * over the known cases is the metric of these. When every case is known both
+ * are NULL and *m = n (use the inputs). Returns -1 when memory runs out. */
+int th_known_cases(int n, const float *p, const uint8_t *y, int stride, float **p_out, uint8_t **y_out, int *m,
                    th_err *err);
 
 /* Returns the end of the group of scores tied with s[i] (sorted as above),
@@ -244,6 +253,9 @@ typedef struct th_step {
     th_grad_sync sync;          /* the model's gradient hook while the step lives */
     float *dz;                  /* [batch, n_labels] gradient of the loss */
     double *red;                /* [n_buffers + 3]: the step's small allreduce */
+    int unknowns;               /* set by the caller when labels may be TH_LABEL_UNKNOWN: the
+                                 * loss is then the mean over the known entries, whose count
+                                 * takes one more allreduce (one double) before backward */
 } th_step;
 
 /* What th_step_gradients learnt from every rank. */

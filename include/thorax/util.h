@@ -179,4 +179,10 @@ static inline size_t th_align_up(size_t n)
     return (n + TH_ALIGN - 1) / TH_ALIGN * TH_ALIGN;
 }
 
+/* A label value that is neither 0 nor 1: the label is not known for that image
+ * (a blank or uncertain CSV cell, see `thorax ingest --uncertain`). In /labels
+ * of a dataset file and in every uint8 label array [N, L] passed to the
+ * losses and metrics; those use only the known entries. */
+#define TH_LABEL_UNKNOWN 255
+
 #endif

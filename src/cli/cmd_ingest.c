@@ -39,6 +39,12 @@ static void usage(FILE *f)
             "            image, Image, Image Index, image_name, filename or path, the\n"
             "            patient column patient_id, PatientId or Patient ID; every other\n"
             "            column is a label unless --labels picks some\n"
+            "  chexpert  CheXpert's train.csv/valid.csv: Path, Sex, Age, Frontal/Lateral,\n"
+            "            AP/PA, then the labels (No Finding ... Support Devices); the\n"
+            "            patient is the patientNNNNN directory of Path; Sex, Age,\n"
+            "            Frontal/Lateral and AP/PA go to /meta (auto: a Frontal/Lateral column)\n"
+            "Label cells: 0 or 1; -1 (uncertain) only with --uncertain; a blank cell is\n"
+            "unknown (stored as 255: left out of the loss and of every metric).\n"
             "A split column (train/val/valid/validation/test or 0/1/2) becomes the file's\n"
             "predefined split. Every other named column that is not a label kept (NIH:\n"
             "Patient Age, Patient Gender, View Position, ...) is kept as the strings\n"
@@ -61,11 +67,15 @@ static void usage(FILE *f)
             "                     squashed to the square, not cropped (default: the images'\n"
             "                     own size, if they all share one)\n"
             "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
-            "  --format F         auto, common, nih or columns (default auto)\n"
+            "  --format F         auto, common, nih, columns or chexpert (default auto)\n"
+            "  --uncertain P      what a -1 label becomes: ones (U-Ones), zeros (U-Zeros) or\n"
+            "                     ignore (unknown, U-Ignore); without it a -1 is an error\n"
+            "  --blank B          what a blank label cell becomes: unknown (default) or zeros\n"
+            "  --frontal-only     chexpert: keep only the rows whose Frontal/Lateral is Frontal\n"
             "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
             "                     F.h5.skipped.csv; without it the first bad row is an error\n"
             "                     naming its CSV line. Bad rows: a missing, non-PNG or damaged\n"
-            "                     image, a wrong number of fields, a label that is not 0/1, an\n"
+            "                     image, a wrong number of fields, a label that is not 0/1/-1/blank,\n"
             "                     unknown finding or split, no patient ID, a duplicate image\n"
             "  -h, --help         show this help\n"
             "\n"
@@ -102,7 +112,8 @@ static int parse_labels(const char *s, ingest_args *a)
 
 static int parse_format(const char *s, th_ingest_format *f)
 {
-    static const th_ingest_format all[] = {TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS};
+    static const th_ingest_format all[] = {TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS,
+                                           TH_INGEST_CHEXPERT};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!strcasecmp(s, th_ingest_format_name(all[i]))) {
             *f = all[i];
@@ -114,7 +125,7 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format"};
+    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format", "--uncertain", "--blank"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -132,6 +143,10 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         }
         if (!strcmp(arg, "--skip-bad")) {
             a->o.skip_bad = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--frontal-only")) {
+            a->o.frontal_only = 1;
             continue;
         }
         /* --name value and --name=value are both accepted. */
@@ -173,7 +188,14 @@ static int parse_args(int argc, char **argv, ingest_args *a)
             if (rc != TH_EXIT_OK) return rc;
         } else if (!strcmp(name, "--format")) {
             if (parse_format(value, &a->o.format))
-                return bad_value(name, value, "expected auto, common, nih or columns");
+                return bad_value(name, value, "expected auto, common, nih, columns or chexpert");
+        } else if (!strcmp(name, "--uncertain")) {
+            if (th_ingest_uncertain_parse(value, &a->o.uncertain))
+                return bad_value(name, value, "expected ones, zeros or ignore");
+        } else if (!strcmp(name, "--blank")) {
+            if (strcmp(value, "zeros") && strcmp(value, "unknown"))
+                return bad_value(name, value, "expected zeros or unknown");
+            a->o.blank_zeros = !strcmp(value, "zeros");
         }
     }
     const char *missing = !a->o.csv_path ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
@@ -191,9 +213,12 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
     printf("ingest: wrote %d images of %d patients (%dx%d, %s layout) in %.1fs (%.0f img/s) to %s\n", s->images,
            s->patients, s->w, s->h, th_ingest_format_name(s->format), elapsed, elapsed > 0 ? s->images / elapsed : 0,
            a->o.out_path);
-    for (int k = 0; k < s->n_labels; k++)
-        printf("  %-20s %7d positive (%.1f%%)\n", s->label_names[k], s->positives[k],
+    for (int k = 0; k < s->n_labels; k++) {
+        printf("  %-20s %7d positive (%.1f%%)", s->label_names[k], s->positives[k],
                100.0 * s->positives[k] / s->images);
+        if (s->unknown[k]) printf(", %d unknown", s->unknown[k]);
+        printf("\n");
+    }
     if (s->has_split)
         printf("  split: %d train, %d val, %d test\n", s->split_count[0], s->split_count[1], s->split_count[2]);
     if (s->n_meta) printf("  metadata: %d columns in /meta\n", s->n_meta);

@@ -269,11 +269,11 @@ static int read_index(hid_t f, const char *path, file_index *ix, th_err *err)
     if (rc == 0) rc = read_small_ints(d, path, "labels", cells, ix->labels, err);
     H5Dclose(d);
     for (size_t c = 0; rc == 0 && c < cells; c++) {
-        if (ix->labels[c] <= 1) continue;
+        if (ix->labels[c] <= 1 || ix->labels[c] == TH_LABEL_UNKNOWN) continue;
         int64_t row = (int64_t)(c / (size_t)ix->n_labels), col = (int64_t)(c % (size_t)ix->n_labels);
         const char *name = ix->strings.data;
         for (int64_t k = 0; k < col; k++) name += strlen(name) + 1;
-        rc = th_errf(err, "%s: /labels row %lld, label '%s' is not 0 or 1", path, (long long)row, name);
+        rc = th_errf(err, "%s: /labels row %lld, label '%s' is not 0, 1 or 255 (unknown)", path, (long long)row, name);
     }
     if (rc) return rc;
 

@@ -122,9 +122,9 @@ int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, cons
         return th_errf(err, "%s: row %d: the patient ID or image name is longer than %d bytes", wr->path, i,
                        TH_DATASET_MAX_STRING);
     for (int k = 0; k < wr->n_labels; k++)
-        if (labels[k] > 1)
-            return th_errf(err, "%s: image %s (row %d): label column %d is %d, expected 0 or 1", wr->path, image_name,
-                           i, k, labels[k]);
+        if (labels[k] > 1 && labels[k] != TH_LABEL_UNKNOWN)
+            return th_errf(err, "%s: image %s (row %d): label column %d is %d, expected 0, 1 or 255 (unknown)",
+                           wr->path, image_name, i, k, labels[k]);
     if (wr->with_split && (split < TH_SPLIT_TRAIN || split > TH_SPLIT_TEST) && split != TH_SPLIT_NONE)
         return th_errf(err, "%s: image %s (row %d): split %d is not 0 (train), 1 (val) or 2 (test)", wr->path,
                        image_name, i, split);

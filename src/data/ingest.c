@@ -62,6 +62,7 @@ typedef struct {
     th_err *err;
     th_csv csv;
     int image_col, patient_col, split_col, findings_col;
+    int frontal_col;                        /* chexpert's Frontal/Lateral, or -1 */
     int label_src[TH_INGEST_MAX_LABELS];    /* per label: its CSV column, or its NIH finding */
     row_info *rows;                         /* [csv.n_rows] */
     uint8_t *labels;                        /* [csv.n_rows, n_labels] */
@@ -74,6 +75,7 @@ const char *th_ingest_format_name(th_ingest_format f)
     case TH_INGEST_COMMON: return "common";
     case TH_INGEST_NIH: return "nih";
     case TH_INGEST_COLUMNS: return "columns";
+    case TH_INGEST_CHEXPERT: return "chexpert";
     default: return "auto";
     }
 }
@@ -252,6 +254,7 @@ static int add_label(ingest *g, const char *name, int src)
 
 static int is_label_column(const ingest *g, int k)
 {
+    if (g->sum->format == TH_INGEST_CHEXPERT && th_ingest_chexpert_meta(g->csv.header.fields[k])) return 0;
     return k != g->image_col && k != g->patient_col && k != g->split_col && g->csv.header.fields[k][0];
 }
 
@@ -320,6 +323,10 @@ static int read_layout(ingest *g)
     int common = h->n_fields >= 2 && !strcmp(h->fields[0], "image") && !strcmp(h->fields[1], "patient_id");
 
     th_ingest_format f = o->format;
+    int frontal = -1;
+    for (int k = 0; k < h->n_fields && frontal < 0; k++)
+        if (!strcasecmp(h->fields[k], "Frontal/Lateral")) frontal = k;
+    if (f == TH_INGEST_AUTO && g->findings_col < 0 && frontal >= 0) f = TH_INGEST_CHEXPERT;
     if (f == TH_INGEST_AUTO) f = g->findings_col >= 0 ? TH_INGEST_NIH : common ? TH_INGEST_COMMON : TH_INGEST_COLUMNS;
     g->sum->format = f;
     if (f == TH_INGEST_COMMON && !common)
@@ -327,6 +334,10 @@ static int read_layout(ingest *g)
                        h->line, h->fields[0], h->n_fields > 1 ? h->fields[1] : "(nothing)");
     if (f == TH_INGEST_NIH && g->findings_col < 0)
         return th_errf(g->err, "%s:%d: no 'Finding Labels' column for the NIH layout", o->csv_path, h->line);
+    if (o->frontal_only && (f != TH_INGEST_CHEXPERT || frontal < 0))
+        return th_errf(g->err, "%s:%d: --frontal-only needs the chexpert layout and its Frontal/Lateral column",
+                       o->csv_path, h->line);
+    g->frontal_col = frontal;
     if (g->image_col < 0)
         return th_errf(g->err, "%s:%d: no image column (a header named image, Image Index, filename or path)",
                        o->csv_path, h->line);
@@ -334,14 +345,6 @@ static int read_layout(ingest *g)
      * labels; elsewhere a Finding Labels column is just a column. */
     if (f != TH_INGEST_NIH) g->findings_col = -1;
     return choose_labels(g);
-}
-
-/* "0" or "1" (pandas writes "0.0" and "1.0" when a column had blanks). */
-static int parse_binary(const char *s)
-{
-    if (!strcmp(s, "0") || !strcmp(s, "0.0")) return 0;
-    if (!strcmp(s, "1") || !strcmp(s, "1.0")) return 1;
-    return -1;
 }
 
 static int parse_split(const char *s)
@@ -402,9 +405,13 @@ static int check_row(ingest *g, int i)
     } else {
         for (int k = 0; k < L; k++) {
             const char *v = c->fields[g->label_src[k]];
-            int b = parse_binary(v);
-            if (b < 0) return set_bad(g, r, "label %s is '%s', expected 0 or 1", g->sum->label_names[k], v);
-            labels[k] = (uint8_t)b;
+            int b = th_ingest_label_value(v, g->o->uncertain, g->o->blank_zeros, &labels[k]);
+            if (b == -2)
+                return set_bad(g, r, "label %s is -1 (uncertain): choose --uncertain ones, zeros or ignore",
+                               g->sum->label_names[k]);
+            if (b < 0)
+                return set_bad(g, r, "label %s is '%s', expected 0, 1, -1 (uncertain) or blank (unknown)",
+                               g->sum->label_names[k], v);
         }
     }
     if (r->reason) return 0;
@@ -426,6 +433,9 @@ static int check_row(ingest *g, int i)
             snprintf(derived, sizeof derived, "%0*d%s", (int)(NIH_ID_DIGITS - n), 0, pid);
             pid = derived;
         }
+    } else if (g->sum->format == TH_INGEST_CHEXPERT) {
+        if (th_ingest_chexpert_patient(r->image, derived, sizeof derived))
+            return set_bad(g, r, "no patientNNNNN directory in the CheXpert path");
     } else if (th_ingest_patient_from_name(r->image, derived, sizeof derived)) {
         return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style)");
     }
@@ -689,7 +699,10 @@ static int summarize(ingest *g)
         const row_info *r = &g->rows[i];
         if (r->reason) continue;
         ids[n++] = r->patient;
-        for (int k = 0; k < L; k++) s->positives[k] += g->labels[(size_t)i * L + k];
+        for (int k = 0; k < L; k++) {
+            s->positives[k] += g->labels[(size_t)i * L + k] == 1;
+            s->unknown[k] += g->labels[(size_t)i * L + k] == TH_LABEL_UNKNOWN;
+        }
         if (r->split >= TH_SPLIT_TRAIN && r->split <= TH_SPLIT_TEST) s->split_count[r->split]++;
     }
     s->images = n;
@@ -714,6 +727,22 @@ static int first_bad_error(ingest *g)
     return th_errf(g->err, "%s: no rows", g->o->csv_path);
 }
 
+/* --frontal-only: the rows whose Frontal/Lateral is not Frontal are not
+ * data for this run, so they leave the CSV before any check (a row too short
+ * to have the column stays, to be reported). */
+static int keep_frontal(ingest *g)
+{
+    if (!g->o->frontal_only) return 0;
+    int m = 0;
+    for (int i = 0; i < g->csv.n_rows; i++) {
+        const th_csv_row *c = &g->csv.rows[i];
+        if (c->n_fields > g->frontal_col && strcasecmp(c->fields[g->frontal_col], "Frontal")) continue;
+        g->csv.rows[m++] = *c;
+    }
+    g->csv.n_rows = m;
+    return 0;
+}
+
 static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
 {
     const th_ingest_opts *o = g->o;
@@ -721,7 +750,7 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
     if (th_csv_read(&g->csv, o->csv_path, g->err)) return -1;
     g->sum->rows = g->csv.n_rows;
     trim_all(&g->csv);
-    if (read_layout(g) || check_csv(g) || check_images(g, &w, &h)) return -1;
+    if (read_layout(g) || keep_frontal(g) || check_csv(g) || check_images(g, &w, &h)) return -1;
     if (g->n_bad == g->csv.n_rows) return first_bad_error(g);
 
     /* Unlinked at once: the scratch file never outlives this process. */

@@ -188,7 +188,7 @@ int th_split_by_patient(int n, const char *const *patient_id, const uint8_t *lab
     th_rng_seed(&rng, seed, SPLIT_STREAM);
     th_rng_shuffle(&rng, perm, P);
     for (int i = 0; i < n; i++)
-        for (int l = 0; l < L; l++) pos[(size_t)patient_of[i] * L + l] += labels[(size_t)i * L + l] != 0;
+        for (int l = 0; l < L; l++) pos[(size_t)patient_of[i] * L + l] += labels[(size_t)i * L + l] == 1;
 
     int count[3];
     split_sizes(P, f, count);

@@ -118,7 +118,8 @@ static int sorted_make(int n, const float *score, const uint8_t *y, int stride, 
     for (int j = 0; j < n; j++) {
         int i = order[j];
         s->cluster[j] = cluster_of[i];
-        s->y[j] = y[(size_t)i * stride] != 0;
+        /* 2: unknown, in no class. */
+        s->y[j] = y[(size_t)i * stride] == TH_LABEL_UNKNOWN ? 2 : y[(size_t)i * stride] != 0;
         if (j + 1 == n || score[(size_t)order[j + 1] * stride] != score[(size_t)i * stride])
             s->group_end[s->n_groups++] = j + 1;
     }
@@ -133,8 +134,8 @@ static double weighted_auc(const sorted_label *s, const int *count)
         int64_t p = 0, q = 0;
         for (; j < s->group_end[g]; j++) {
             int64_t w = count[s->cluster[j]];
-            if (s->y[j]) p += w;
-            else q += w;
+            if (s->y[j] == 1) p += w;
+            else if (s->y[j] == 0) q += w;
         }
         twice_right += q * (2 * pos_above + p);
         pos_above += p;

@@ -50,7 +50,10 @@ void th_operating_point_at(int n, const float *p, const uint8_t *y, int stride, 
     op->sensitivity = op->specificity = op->ppv = op->npv = op->accuracy = op->f1 = none;
     if (isnan(threshold)) return;
     th_confusion c = {0};
+    long known = 0;
     for (int i = 0; i < n; i++) {
+        if (y[(size_t)i * stride] == TH_LABEL_UNKNOWN) continue;
+        known++;
         int called = (double)p[(size_t)i * stride] >= threshold, truth = y[(size_t)i * stride] != 0;
         c.tp += called && truth;
         c.fp += called && !truth;
@@ -62,7 +65,7 @@ void th_operating_point_at(int n, const float *p, const uint8_t *y, int stride, 
     op->specificity = rate(c.tn, c.tn + c.fp);
     op->ppv = rate(c.tp, c.tp + c.fp);
     op->npv = rate(c.tn, c.tn + c.fn);
-    op->accuracy = rate(c.tp + c.tn, n);
+    op->accuracy = rate(c.tp + c.tn, known);
     /* F1 = 2J/(1+J), J = tp/(tp+fp+fn): the interval of J, mapped. */
     th_rate j = rate(c.tp, c.tp + c.fp + c.fn);
     if (!isnan(j.value)) {
@@ -83,7 +86,7 @@ int th_threshold_choose(int n, const float *p, const uint8_t *y, int stride, th_
     }
     th_scored *s;
     long n_pos;
-    if (th_scores_rank(n, p, y, stride, &s, &n_pos, err)) return -1;
+    if (th_scores_rank(n, p, y, stride, &s, &n, &n_pos, err)) return -1;
     long n_neg = n - n_pos;
     if (n_pos == 0 || n_neg == 0) {
         free(s);
@@ -132,6 +135,16 @@ int th_calibration_error(int n, const float *p, const uint8_t *y, int stride, in
         if (bin_y) bin_y[b] = NAN;
     }
     if (n <= 0 || bins <= 0) return 0;
+    float *pk;
+    uint8_t *yk;
+    int nk;
+    if (th_known_cases(n, p, y, stride, &pk, &yk, &nk, err)) return -1;
+    if (pk) {
+        int rc = th_calibration_error(nk, pk, yk, 1, bins, ece, brier, bin_p, bin_y, err);
+        free(pk);
+        free(yk);
+        return rc;
+    }
     int *order = malloc(sizeof(int) * (size_t)n);
     if (!order) return th_errf(err, "out of memory sorting %d scores", n);
     if (stats_rank(n, p, stride, 0, order, err)) {
@@ -190,6 +203,16 @@ static double nll(int n, const float *p, const uint8_t *y, int stride, double be
 
 double th_temperature_fit(int n, const float *p, const uint8_t *y, int stride)
 {
+    float *pk;
+    uint8_t *yk;
+    int m;
+    if (th_known_cases(n, p, y, stride, &pk, &yk, &m, NULL)) return NAN;
+    if (pk) {
+        double t = th_temperature_fit(m, pk, yk, 1);
+        free(pk);
+        free(yk);
+        return t;
+    }
     long pos = 0;
     for (int i = 0; i < n; i++) pos += y[(size_t)i * stride] != 0;
     if (pos == 0 || pos == n) return 1;

@@ -170,7 +170,11 @@ static int write_predictions(const char *path, int n, int l, const char *const *
             csv_field(&b, "", c2[i]);
         else
             th_strbuf_printf(&b, "%d", c2_count[i]);
-        for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%d", y[(size_t)i * l + k] ? 1 : 0);
+        /* An unknown label is an empty cell. */
+        for (int k = 0; k < l; k++) {
+            uint8_t v = y[(size_t)i * l + k];
+            th_strbuf_printf(&b, v == TH_LABEL_UNKNOWN ? "," : ",%d", v ? 1 : 0);
+        }
         for (int k = 0; k < l; k++) th_strbuf_printf(&b, ",%.6f", (double)p[(size_t)i * l + k]);
         for (int k = 0; p_raw && k < l; k++) th_strbuf_printf(&b, ",%.6f", (double)p_raw[(size_t)i * l + k]);
         th_strbuf_printf(&b, "\n");
@@ -274,8 +278,8 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
             json_interval(&b, x->boot.lo, x->boot.hi);
         else
             json_interval(&b, x->auc_lo, x->auc_hi);
-        th_strbuf_printf(&b, ",\n      \"n_pos\": %ld,\n      \"n_neg\": %ld,\n      \"threshold\": ", x->n_pos,
-                         x->n_neg);
+        th_strbuf_printf(&b, ",\n      \"n_pos\": %ld,\n      \"n_neg\": %ld,\n      \"n_unknown\": %ld,\n      \"threshold\": ",
+                         x->n_pos, x->n_neg, x->n_unknown);
         json_number(&b, x->threshold, 1);
         th_strbuf_printf(&b, ",\n      \"sensitivity\": ");
         json_number(&b, x->sensitivity, 0);

@@ -52,7 +52,7 @@ int th_auc_delong(int n, const float *score, const uint8_t *y, int stride, doubl
     if (var) *var = NAN;
     th_scored *s;
     long n_pos;
-    if (th_scores_rank(n, score, y, stride, &s, &n_pos, err)) return -1;
+    if (th_scores_rank(n, score, y, stride, &s, &n, &n_pos, err)) return -1;
     long n_neg = n - n_pos;
     if (n_pos > 0 && n_neg > 0) delong_sorted(s, n, n_pos, n_neg, auc, var);
     free(s);
@@ -64,7 +64,7 @@ int th_roc_curve(int n, const float *score, const uint8_t *y, int stride, th_roc
     *roc = (th_roc){0};
     th_scored *s;
     long n_pos;
-    if (th_scores_rank(n, score, y, stride, &s, &n_pos, err)) return -1;
+    if (th_scores_rank(n, score, y, stride, &s, &n, &n_pos, err)) return -1;
     roc->n_pos = n_pos;
     roc->n_neg = n - n_pos;
     if (n_pos == 0 || roc->n_neg == 0) {
@@ -165,11 +165,13 @@ int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_
             return th_err_prefix(err, "metrics of label %d: ", k);
         th_scored *s;
         long n_pos;
-        if (th_scores_rank(n, p + k, y + k, l, &s, &n_pos, err))
+        int nk;
+        if (th_scores_rank(n, p + k, y + k, l, &s, &nk, &n_pos, err))
             return th_err_prefix(err, "metrics of label %d: ", k);
         m->n_pos = n_pos;
-        m->n_neg = n - n_pos;
-        if (n == 0) {
+        m->n_neg = nk - n_pos;
+        m->n_unknown = n - nk;
+        if (nk == 0) {
             m->reason = "no images";
         } else if (m->n_pos == 0) {
             m->reason = "no positive images";
@@ -177,7 +179,7 @@ int th_metrics_compute(int n, int l, const float *p, const uint8_t *y, th_label_
             m->reason = "no negative images";
         } else {
             m->defined = 1;
-            label_metrics_sorted(s, n, m->n_pos, m->n_neg, m);
+            label_metrics_sorted(s, nk, m->n_pos, m->n_neg, m);
             sum.auc += m->auc;
             sum.ap += m->ap;
             sum.sensitivity += m->sensitivity;
@@ -241,12 +243,15 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
             uint8_t *pos = &y_out[(size_t)q * l + k];
             if (!seen[q]) {
                 *best = v;
-                *pos = 0;
             } else if (!isnan(*best) && (isnan(v) || v > *best)) {
                 /* NaN is kept once met so that it is reported, not hidden by max. */
                 *best = v;
             }
-            if (y[(size_t)i * l + k]) *pos = 1;
+            /* A patient is positive with one positive image, negative with
+             * one negative and none positive, else unknown. */
+            uint8_t yv = y[(size_t)i * l + k];
+            if (!seen[q]) *pos = yv;
+            else if (yv == 1 || (yv == 0 && *pos == TH_LABEL_UNKNOWN)) *pos = yv;
         }
         seen[q] = 1;
     }

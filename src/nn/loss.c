@@ -8,6 +8,7 @@
  *   log(1 - sigmoid(z)) = -softplus(z)
  * with softplus(t) = max(t, 0) + log1p(exp(-|t|)), which is finite for any z.
  * Sums are accumulated in double; losses return the sum over images.
+ * A label TH_LABEL_UNKNOWN adds neither loss nor gradient (dz = 0).
  */
 #include "thorax/nn.h"
 
@@ -17,10 +18,21 @@
 void th_label_freq(int n, int l, const uint8_t *y, double *freq_pos)
 {
     for (int j = 0; j < l; j++) {
-        long pos = 0;
-        for (int i = 0; i < n; i++) pos += y[(size_t)i * l + j] != 0;
-        freq_pos[j] = n > 0 ? (double)pos / n : 0.0;
+        long pos = 0, known = 0;
+        for (int i = 0; i < n; i++) {
+            uint8_t v = y[(size_t)i * l + j];
+            pos += v == 1;
+            known += v != TH_LABEL_UNKNOWN;
+        }
+        freq_pos[j] = known > 0 ? (double)pos / known : 0.0;
     }
+}
+
+long th_label_known(int n, int l, const uint8_t *y)
+{
+    long known = 0;
+    for (size_t i = 0; i < (size_t)n * (size_t)l; i++) known += y[i] != TH_LABEL_UNKNOWN;
+    return known;
 }
 
 void th_class_weights(int l, const double *freq_pos, float *w_pos, float *w_neg)
@@ -51,7 +63,9 @@ static double bce_logits(int n, int l, const float *z, const uint8_t *y,
             size_t idx = (size_t)i * l + j;
             double wp = w_pos ? w_pos[j] : 1.0, wn = w_neg ? w_neg[j] : 1.0;
             double zi = z[idx];
-            if (y[idx]) {
+            if (y[idx] == TH_LABEL_UNKNOWN) {
+                if (dz) dz[idx] = 0.0f;
+            } else if (y[idx]) {
                 total += wp * softplus(-zi);
                 if (dz) dz[idx] = (float)(wp * (sigmoid(zi) - 1.0));
             } else {
@@ -75,30 +89,36 @@ double th_wbce_probs(int n, int l, const float *p, const uint8_t *y,
     double total = 0.0;
     for (int j = 0; j < l; j++) {
         double sum = 0.0;
+        int known = 0;
         for (int i = 0; i < n; i++) {
             size_t idx = (size_t)i * l + j;
+            if (y[idx] == TH_LABEL_UNKNOWN) continue;
             double yi = y[idx] ? 1.0 : 0.0;
             double pi = p[idx];
             sum += -(w_pos[j] * yi * log(pi + eps) + w_neg[j] * (1.0 - yi) * log(1.0 - pi + eps));
+            known++;
         }
-        total += sum / n;
+        if (known) total += sum / known;
     }
     return total;
 }
 
 /* Per image: loss = logsumexp(z) - z[class], dz = softmax(z) - onehot(class).
  * An image with no 1 in its row has no class: it contributes neither loss
- * nor gradient. */
+ * nor gradient; nor does one with an unknown label (the trainer refuses
+ * unknowns for this loss before it starts). */
 double th_softmax_ce(int n, int l, const float *z, const uint8_t *y, float *dz)
 {
     double total = 0.0;
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * l;
         const uint8_t *yi = y + (size_t)i * l;
-        int cls = -1;
-        for (int j = 0; j < l && cls < 0; j++) {
-            if (yi[j]) cls = j;
+        int cls = -1, unknown = 0;
+        for (int j = 0; j < l; j++) {
+            if (yi[j] == 1 && cls < 0) cls = j;
+            unknown |= yi[j] == TH_LABEL_UNKNOWN;
         }
+        if (unknown) cls = -1;
 
         double zmax = zi[0];
         for (int j = 1; j < l; j++) zmax = fmax(zmax, zi[j]);

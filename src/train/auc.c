@@ -11,25 +11,54 @@ static int by_score_desc(const void *a, const void *b)
     return (x < z) - (x > z);
 }
 
-int th_scores_rank(int n, const float *score, const uint8_t *y, int stride, th_scored **out, long *n_pos,
-                   th_err *err)
+int th_scores_rank(int n, const float *score, const uint8_t *y, int stride, th_scored **out, int *n_known,
+                   long *n_pos, th_err *err)
 {
     *out = NULL;
     *n_pos = 0;
     if (n < 0) return th_errf(err, "negative number of cases (%d)", n);
     th_scored *s = malloc(sizeof *s * (size_t)(n > 0 ? n : 1));
     if (!s) return th_errf(err, "out of memory sorting %d scores", n);
+    int m = 0;
     for (int i = 0; i < n; i++) {
-        s[i].score = score[(size_t)i * (size_t)stride];
-        s[i].y = y[(size_t)i * (size_t)stride] ? 1 : 0;
-        if (isnan(s[i].score)) {
+        uint8_t yi = y[(size_t)i * (size_t)stride];
+        if (yi == TH_LABEL_UNKNOWN) continue;
+        s[m].score = score[(size_t)i * (size_t)stride];
+        s[m].y = yi ? 1 : 0;
+        if (isnan(s[m].score)) {
             free(s);
             return th_errf(err, "the score of case %d is NaN", i);
         }
-        *n_pos += s[i].y;
+        *n_pos += s[m++].y;
     }
-    qsort(s, (size_t)n, sizeof *s, by_score_desc);
+    qsort(s, (size_t)m, sizeof *s, by_score_desc);
     *out = s;
+    *n_known = m;
+    return 0;
+}
+
+int th_known_cases(int n, const float *p, const uint8_t *y, int stride, float **p_out, uint8_t **y_out, int *m,
+                   th_err *err)
+{
+    *p_out = NULL;
+    *y_out = NULL;
+    *m = 0;
+    for (int i = 0; i < n; i++) *m += y[(size_t)i * stride] != TH_LABEL_UNKNOWN;
+    if (*m == n) return 0;
+    *p_out = malloc(sizeof **p_out * (size_t)(*m + 1));
+    *y_out = malloc((size_t)*m + 1);
+    if (!*p_out || !*y_out) {
+        free(*p_out);
+        free(*y_out);
+        *p_out = NULL;
+        *y_out = NULL;
+        return th_errf(err, "out of memory for the %d cases with a known label", *m);
+    }
+    for (int i = 0, j = 0; i < n; i++) {
+        if (y[(size_t)i * stride] == TH_LABEL_UNKNOWN) continue;
+        (*p_out)[j] = p[(size_t)i * stride];
+        (*y_out)[j++] = y[(size_t)i * stride];
+    }
     return 0;
 }
 
@@ -55,7 +84,7 @@ double th_auc(int n, const float *score, const uint8_t *y, int stride)
 {
     th_scored *s;
     long n_pos;
-    if (th_scores_rank(n, score, y, stride, &s, &n_pos, NULL)) return NAN;
+    if (th_scores_rank(n, score, y, stride, &s, &n, &n_pos, NULL)) return NAN;
     long n_neg = n - n_pos;
     double auc = n_pos > 0 && n_neg > 0 ? th_auc_sorted(s, n, n_pos, n_neg) : NAN;
     free(s);

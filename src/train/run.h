@@ -55,6 +55,7 @@ typedef struct run {
     float *x;                       /* [batch, 1, H, W] validation input */
     float *val_p;                   /* [val.n, n_labels] */
     float w_pos[TH_MAX_LABELS], w_neg[TH_MAX_LABELS];
+    int unknown_labels;             /* some training label is TH_LABEL_UNKNOWN (th_step.unknowns) */
     th_prefetch prefetch;           /* fills the next training batch while a step computes */
     int streaming;                  /* training images read per batch, not held in memory */
     th_image_reader reader;         /* the prefetch thread's own handle when streaming */

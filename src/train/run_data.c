@@ -147,19 +147,30 @@ static int class_weights(run *r, th_err *err)
 {
     int L = r->n_labels;
     long n_train = 0;
-    long pos[TH_MAX_LABELS] = {0};
+    /* Per label, the training images where it is known, and its positives. */
+    long pos[TH_MAX_LABELS] = {0}, known[TH_MAX_LABELS] = {0};
     for (int i = 0; i < r->ds.n; i++) {
         if (r->split[i] != TH_SPLIT_TRAIN) continue;
         n_train++;
-        for (int k = 0; k < L; k++) pos[k] += r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+        for (int k = 0; k < L; k++) {
+            uint8_t v = r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+            pos[k] += v == 1;
+            known[k] += v != TH_LABEL_UNKNOWN;
+        }
     }
     double freq[TH_MAX_LABELS];
     for (int k = 0; k < L; k++) {
-        if (r->cfg->train.loss != TH_LOSS_SOFTMAX_CE && (pos[k] == 0 || pos[k] == n_train))
-            return th_errf(err, "label '%s' has %s in the training split (%ld images): it cannot be learned",
-                           r->ds.label_names[r->label_col[k]], pos[k] ? "only positive images" : "no positive image",
-                           n_train);
-        freq[k] = (double)pos[k] / (double)n_train;
+        const char *name = r->ds.label_names[r->label_col[k]];
+        if (known[k] < n_train && r->cfg->train.loss == TH_LOSS_SOFTMAX_CE)
+            return th_errf(err, "label '%s' is unknown for %ld of the %ld training images: softmax_ce needs every "
+                           "label known (use bce or weighted_bce, or ingest with --blank zeros / --uncertain "
+                           "ones|zeros)", name, n_train - known[k], n_train);
+        if (known[k] < n_train) r->unknown_labels = 1;
+        if (r->cfg->train.loss != TH_LOSS_SOFTMAX_CE && (pos[k] == 0 || pos[k] == known[k]))
+            return th_errf(err, "label '%s' has %s in the training split (%ld images, %ld with the label known): "
+                           "it cannot be learned", name, pos[k] ? "only positive images" : "no positive image",
+                           n_train, known[k]);
+        freq[k] = (double)pos[k] / (double)known[k];
     }
     if (r->cfg->train.loss == TH_LOSS_WEIGHTED_BCE) {
         th_class_weights(L, freq, r->w_pos, r->w_neg);
@@ -177,14 +188,19 @@ static int val_auc_defined(run *r, th_err *err)
 {
     int L = r->n_labels;
     long n_val = 0;
-    long pos[TH_MAX_LABELS] = {0};
+    /* Only the images where a label is known count for its AUC. */
+    long pos[TH_MAX_LABELS] = {0}, known[TH_MAX_LABELS] = {0};
     for (int i = 0; i < r->ds.n; i++) {
         if (r->split[i] != TH_SPLIT_VAL) continue;
         n_val++;
-        for (int k = 0; k < L; k++) pos[k] += r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+        for (int k = 0; k < L; k++) {
+            uint8_t v = r->ds.labels[(size_t)i * r->ds.n_labels + r->label_col[k]];
+            pos[k] += v == 1;
+            known[k] += v != TH_LABEL_UNKNOWN;
+        }
     }
     for (int k = 0; k < L; k++)
-        if (pos[k] > 0 && pos[k] < n_val) return 0;
+        if (pos[k] > 0 && pos[k] < known[k]) return 0;
     return th_errf(err,
                    "no label has both positive and negative images in the validation split of %s (%ld image%s; "
                    "'%s' has %s): the validation AUC that chooses checkpoints/best.h5 is undefined; raise "
@@ -266,6 +282,7 @@ static int alloc_step_buffers(run *r, th_err *err)
         rc = th_step_init(&r->step, r->comm, &r->model, &r->opt, r->cfg->train.loss, L, r->w_pos, r->w_neg, r->batch,
                           th_grad_sync_bucket_floats(r->cfg->runtime.allreduce_bucket_mb), err);
     if (rc) return -1;
+    r->step.unknowns = r->unknown_labels;
     r->order = malloc(sizeof(int) * (size_t)(r->train.n + 1));
     r->x = malloc(sizeof(float) * (size_t)r->batch * r->hw);
     r->val_p = malloc(sizeof(float) * (size_t)(r->val.n + 1) * L);

@@ -88,6 +88,16 @@ int th_step_gradients(th_step *s, const float *x, const uint8_t *y, int n, long 
     th_rng_seed(&m->rng, seed, 0xD0000000000ULL + (uint64_t)step * 4096 + (uint64_t)s->rank);
     const float *logits = th_model_forward(m, x, n, 1);
     double loss = n ? th_loss(s->loss, n, s->n_labels, logits, y, s->w_pos, s->w_neg, s->dz) : 0.0;
+    if (s->unknowns) {
+        /* The mean over the known entries of the global batch (thorax/nn.h):
+         * the sync divides by global_n, so the gradient is scaled by
+         * global_n * L / known first, the same factor on every rank. */
+        double known = n ? (double)th_label_known(n, s->n_labels, y) : 0.0;
+        th_dist_sum(s->comm, &known, 1);
+        double scale = known > 0 ? (double)global_n * s->n_labels / known : 0.0;
+        for (size_t i = 0; i < (size_t)n * (size_t)s->n_labels; i++) s->dz[i] = (float)(s->dz[i] * scale);
+        loss *= scale;
+    }
     /* Starts the gradient buckets as their layers finish (the hook). */
     th_model_backward(m, x, s->dz, n);
     /* From here the step only waits for communication. */

@@ -233,8 +233,12 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
     int L = r->n_labels;
     double loss_sum = th_predict(&r->model, &r->input, cfg->train.loss, r->val.img, r->val.y, r->val.n, r->w_pos,
                                  r->w_neg, r->x, r->val_p);
-    th_dist_sum(r->comm, &loss_sum, 1);
-    *val_loss = loss_sum / r->n_val_total;
+    /* The mean over the known entries, as in training (thorax/nn.h); with
+     * every label known, the sum over images / images as before. */
+    double red[2] = {loss_sum, (double)th_label_known(r->val.n, L, r->val.y)};
+    th_dist_sum(r->comm, red, 2);
+    double all = (double)r->n_val_total * L;
+    *val_loss = red[1] == all ? red[0] / r->n_val_total : red[0] * L / red[1];
     if (th_dist_gather_rows(r->comm, 0, r->val_p, r->val.n, L, r->val_p_all, err)) return -1;
     double auc = NAN;
     if (r->rank == 0) auc = th_auc_macro(r->n_val_total, L, r->val_p_all, r->val_y_all, r->val_auc, NULL);

@@ -1,7 +1,9 @@
 /* test_loss.c - the seeds' worked examples for label frequencies, class
  * weights and the weighted loss on probabilities; agreement of the logit form
  * with the probability form; stability at huge logits; softmax
- * cross-entropy by hand; the th_loss dispatch and th_loss_probs. */
+ * cross-entropy by hand; the th_loss dispatch and th_loss_probs; unknown
+ * labels (TH_LABEL_UNKNOWN) left out of the loss, its gradient, the mean and
+ * the class frequencies, checked by hand and by finite differences. */
 #include <stdint.h>
 #include <string.h>
 
@@ -155,6 +157,89 @@ static void test_dispatch_and_probs(void)
     }
 }
 
+/* -log(sigmoid(z)) and -log(1 - sigmoid(z)), written out directly. */
+static double nlog_sig(double z) { return log(1.0 + exp(-z)); }
+static double nlog_one_minus_sig(double z) { return log(1.0 + exp(z)); }
+
+/* The trainer's mean over known entries (thorax/nn.h): L * sum / known. */
+static double masked_mean(int n, int l, const float *z, const uint8_t *y, const float *w_pos, const float *w_neg,
+                          float *dz)
+{
+    double scale = (double)l / (double)th_label_known(n, l, y);
+    double sum = th_wbce_logits(n, l, z, y, w_pos, w_neg, dz);
+    for (int i = 0; dz && i < n * l; i++) dz[i] = (float)(dz[i] * scale);
+    return sum * scale;
+}
+
+static void test_unknown_labels(void)
+{
+    enum { N = 3, L = 2 };
+    const uint8_t U = TH_LABEL_UNKNOWN;
+    const uint8_t y[N * L] = {1, U,
+                              0, 1,
+                              U, 0};
+    const float z[N * L] = {0.5f, 3.0f, -1.0f, 2.0f, -4.0f, 0.25f};
+    const float w_pos[L] = {0.6f, 0.3f}, w_neg[L] = {0.4f, 0.7f};
+
+    CHECK(th_label_known(N, L, y) == 4);
+    /* Frequencies over the known images: label 0 has 1 positive of 2 known,
+     * label 1 has 1 of 2. */
+    double freq[L];
+    th_label_freq(N, L, y, freq);
+    CHECK_NEAR(freq[0], 0.5, 1e-12);
+    CHECK_NEAR(freq[1], 0.5, 1e-12);
+
+    /* The sum over the 4 known entries, by hand; the unknowns' dz is 0. */
+    float dz[N * L];
+    memset(dz, 0x7f, sizeof dz);
+    double sum = th_wbce_logits(N, L, z, y, w_pos, w_neg, dz);
+    double want = 0.6 * nlog_sig(0.5) + 0.4 * nlog_one_minus_sig(-1.0) + 0.3 * nlog_sig(2.0) +
+                  0.7 * nlog_one_minus_sig(0.25);
+    CHECK_NEAR(sum, want, 1e-6);
+    CHECK(dz[1] == 0.0f && dz[4] == 0.0f);
+    CHECK_NEAR(dz[0], 0.6 * (1 / (1 + exp(-0.5)) - 1), 1e-6);
+    CHECK_NEAR(dz[2], 0.4 / (1 + exp(1.0)), 1e-6);
+    CHECK_NEAR(dz[3], 0.3 * (1 / (1 + exp(-2.0)) - 1), 1e-6);
+    CHECK_NEAR(dz[5], 0.7 / (1 + exp(-0.25)), 1e-6);
+
+    /* The mean over known entries, and its gradient by central differences
+     * (the unknown entries' logits do not move the loss at all). */
+    double mean = masked_mean(N, L, z, y, w_pos, w_neg, dz);
+    CHECK_NEAR(mean, want * L / 4.0, 1e-6);
+    for (int i = 0; i < N * L; i++) {
+        float zp[N * L], zm[N * L];
+        memcpy(zp, z, sizeof zp);
+        memcpy(zm, z, sizeof zm);
+        const float h = 1e-2f;
+        zp[i] += h;
+        zm[i] -= h;
+        double fd = (masked_mean(N, L, zp, y, w_pos, w_neg, NULL) - masked_mean(N, L, zm, y, w_pos, w_neg, NULL)) /
+                    (2.0 * h);
+        CHECK_NEAR(dz[i], fd, 1e-4);
+    }
+    /* With every label known the mean is today's sum over images / N. */
+    const uint8_t y_all[N * L] = {1, 0, 0, 1, 1, 0};
+    CHECK_NEAR(masked_mean(N, L, z, y_all, w_pos, w_neg, NULL),
+               th_wbce_logits(N, L, z, y_all, w_pos, w_neg, NULL) / N, 1e-12);
+
+    /* The probability form averages each label over its known images. */
+    float p[N * L];
+    th_loss_probs(TH_LOSS_BCE, N, L, z, p);
+    const float ones[L] = {1, 1};
+    double probs = th_wbce_probs(N, L, p, y, ones, ones, 0.0f);
+    double want_probs = (nlog_sig(0.5) + nlog_one_minus_sig(-1.0)) / 2 + (nlog_sig(2.0) + nlog_one_minus_sig(0.25)) / 2;
+    CHECK_NEAR(probs, want_probs, 1e-5);
+
+    /* Softmax CE: a row with an unknown label adds nothing. */
+    const uint8_t ys[2 * 3] = {0, 1, 0, 1, U, 0};
+    const float zs[2 * 3] = {0.1f, 0.2f, 0.3f, 1.0f, 2.0f, 3.0f};
+    float dzs[2 * 3];
+    double ce = th_softmax_ce(2, 3, zs, ys, dzs);
+    double lse = log(exp(0.1) + exp(0.2) + exp(0.3));
+    CHECK_NEAR(ce, lse - 0.2, 1e-6);
+    for (int j = 3; j < 6; j++) CHECK(dzs[j] == 0.0f);
+}
+
 int main(void)
 {
     test_seed_weights();
@@ -163,5 +248,6 @@ int main(void)
     test_huge_logits();
     test_softmax_ce_hand();
     test_dispatch_and_probs();
+    test_unknown_labels();
     return th_test_summary("test_loss");
 }

@@ -256,7 +256,7 @@ static void test_image_level(const char *dir)
     CHECK_NEAR(json_field(json, "\"Effusion\"", "auc_ci"), 0.75 - TH_AUC_CI_Z * sqrt(0.125), 1e-12);
     check_contains(json, "\"Pleural Thickening\": {\n      \"auc\": 1,\n      \"auc_ci\": [1, 1]");
     check_contains(json, "\"No \\\"finding\\\"\\\\x\": {\n      \"auc\": null,\n      \"auc_ci\": null,\n"
-                         "      \"n_pos\": 0,\n      \"n_neg\": 4,\n      \"threshold\": null");
+                         "      \"n_pos\": 0,\n      \"n_neg\": 4,\n      \"n_unknown\": 0,\n      \"threshold\": null");
     check_contains(json, "\"average_precision\": null,\n      \"reason\": \"no positive images\"");
     check_contains(json, "\"macro\": {\n    \"auc\": 0.875,");
     check_contains(json, "\"n_labels\": 2,\n    \"excluded\": [\"No \\\"finding\\\"\\\\x\"]");

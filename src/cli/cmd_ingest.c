@@ -160,7 +160,8 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         memcpy(name, arg, len);
         name[len] = '\0';
         if (!is_option(name)) {
-            if (!strcmp(name, "--skip-bad")) cli_error("ingest: --skip-bad takes no value");
+            if (!strcmp(name, "--skip-bad") || !strcmp(name, "--compress"))
+                cli_error("ingest: %s takes no value", name);
             else cli_error("ingest: unknown option '%s' (see thorax ingest --help)", name);
             return TH_EXIT_USAGE;
         }

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+/* Both entry types start with their stem, which cmp_stem and first_of read. */
 typedef struct {
     char stem[256];
     int label;              /* index into the kept labels */
@@ -215,7 +216,7 @@ static int add_mask(const uint8_t *src, int ow, int oh, int h, int w, uint8_t *s
     return 0;
 }
 
-/* The PNG mask path (if the file exists) into m; 0 when it does not exist. */
+/* The path of a PNG mask into path[n]: 1 when that file exists, else 0. */
 static int mask_png(const th_lesions *l, const char *stem, const char *label, char *path, size_t n)
 {
     int len = label ? snprintf(path, n, "%s/%s__%s.png", l->masks_dir, stem, label)
@@ -278,8 +279,8 @@ int th_lesions_draw(const th_lesions *l, const char *image, int ow, int oh, cons
     int rc = 0;
     if (l->masks_dir || l->n_rles) {
         scratch = malloc(hw);
-        full = malloc((size_t)ow * oh);
-        if (!scratch || !full) rc = th_errf(err, "out of memory for the masks of %s", image);
+        full = l->n_rles ? malloc((size_t)ow * oh) : NULL;
+        if (!scratch || (l->n_rles && !full)) rc = th_errf(err, "out of memory for the masks of %s", image);
     }
     char path[4096];
     for (int k = 0; rc == 0 && l->masks_dir && k < l->n_labels; k++)

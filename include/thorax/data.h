@@ -428,8 +428,14 @@ typedef struct th_dataset_writer {
     int n, h, w, n_labels, with_masks, with_split;
     char **patient_id, **image_name;  /* copies, written at finish */
     uint8_t *split;
+    double images_ratio;    /* set by finish: /images' raw bytes over its bytes on disk */
 } th_dataset_writer;
 
+/* with_masks: 0, or TH_DATASET_MASKS (1) to write /masks, or-ed with
+ * TH_DATASET_COMPRESS to store /images with shuffle + gzip level 4 in its
+ * per-image chunks (HDF5 decompresses on reading; readers do not change). */
+#define TH_DATASET_MASKS 1
+#define TH_DATASET_COMPRESS 2
 int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int h, int w,
                              int n_labels, const char *const *label_names,
                              int with_masks, int with_split, th_err *err);
@@ -586,6 +592,9 @@ typedef struct th_ingest_opts {
     th_ingest_uncertain uncertain;  /* a -1 label cell */
     int blank_zeros;                /* a blank label cell is 0; default TH_LABEL_UNKNOWN */
     int frontal_only;               /* chexpert: keep the rows whose Frontal/Lateral is Frontal */
+    /* Lesion locations into /masks (th_lesions_load); NULL for none. */
+    const char *boxes_path, *masks_dir, *rle_path;
+    int compress;                   /* TH_DATASET_COMPRESS on /images */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -601,6 +610,8 @@ typedef struct th_ingest_summary {
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
     int n_meta;                     /* extra CSV columns kept as /meta/<column> */
+    int with_lesions;               /* images with a lesion in /masks (boxes, masks, RLE) */
+    double images_ratio;            /* /images raw over stored bytes (1 uncompressed) */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */
@@ -640,6 +651,50 @@ int th_ingest_chexpert_meta(const char *column);
  * Writes it to out[n] and returns 0, or returns -1 for any other name (no
  * guessing: a wrong ID would merge or split patients silently). */
 int th_ingest_patient_from_name(const char *name, char *out, size_t n);
+
+/* ------------------------------------------------------------------------- */
+/* Lesion locations of real images, drawn into the dataset's /masks
+ * [N, L, H, W] (0/1, the layout of the phantom's masks), so that `thorax cam`
+ * plays the pointing game on them. Three sources, any together (a pixel is a
+ * lesion when any source says so):
+ *   boxes  NIH `BBox_List_2017.csv`: columns Image Index, Finding Label,
+ *          x, y, w, h (the header `Image Index,Finding Label,Bbox [x,y,w,h]`;
+ *          fields after the sixth ignored), the box in pixels of the original
+ *          image, x right and y down from its top-left corner. Scaled to the
+ *          stored size: pixel (col, row) is in the box when its centre
+ *          (col + 0.5, row + 0.5) * original / stored lies in [x, x + w) x
+ *          [y, y + h); clipped to the image. `Infiltrate` (the BBox file's
+ *          spelling) is Infiltration. Boxes of labels not kept are ignored;
+ *   masks  a folder of PNG masks named like the image (`<stem>` = the image
+ *          name without folders and extension): `<stem>__<label>.png` is that
+ *          label's mask, `<stem>.png` the mask of every label the image is
+ *          positive for. The same size as the image; nonzero is lesion;
+ *          resized like the image (area averaging) and kept where >= 128;
+ *   rle    SIIM-ACR pneumothorax `train-rle.csv`: ImageId (the image's stem),
+ *          EncodedPixels, one row per lesion, `-1` for none. The masks belong
+ *          to the label Pneumothorax. EncodedPixels is SIIM's relative
+ *          run-length code: pairs `start length` over the original image's
+ *          pixels numbered column-major (p = col * height + row, 0-based);
+ *          each start counts from the end of the previous run (the first from
+ *          pixel 0). Decoded at the original size, then resized as a mask.
+ * Image names are matched on their stem (boxes: the Image Index's). */
+typedef struct th_lesions th_lesions;
+
+/* Reads the sources (each NULL for none) for the labels label_names [L].
+ * Errors name the file and line: a malformed row, a number that is not one,
+ * a run-length code that is not pairs of integers; an RLE file without a
+ * Pneumothorax label kept. *out is malloc'd; free with th_lesions_free. */
+int th_lesions_load(th_lesions **out, const char *boxes_path, const char *masks_dir, const char *rle_path,
+                    int n_labels, const char *const *label_names, th_err *err);
+
+/* The masks of image `image` (a name of the label CSV) of original size
+ * ow x oh, positive for labels [L] (0/1), into out [L, h, w] 0/1. Returns the
+ * number of labels with a lesion drawn, or -1 with an error naming the file
+ * (a damaged mask PNG, a mask of another size, a run past the last pixel). */
+int th_lesions_draw(const th_lesions *l, const char *image, int ow, int oh, const uint8_t *labels, int h, int w,
+                    uint8_t *out, th_err *err);
+
+void th_lesions_free(th_lesions *l);
 
 /* ------------------------------------------------------------------------- */
 /* Synthetic chest radiographs with known findings and lesion masks.

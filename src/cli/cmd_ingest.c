@@ -77,6 +77,19 @@ static void usage(FILE *f)
             "                     naming its CSV line. Bad rows: a missing, non-PNG or damaged\n"
             "                     image, a wrong number of fields, a label that is not 0/1/-1/blank,\n"
             "                     unknown finding or split, no patient ID, a duplicate image\n"
+            "                     (and a damaged or wrong-size mask, or a run past the image)\n"
+            "  --boxes FILE       lesion boxes into /masks: NIH BBox_List_2017.csv (Image Index,\n"
+            "                     Finding Label, x, y, w, h in the original image's pixels,\n"
+            "                     scaled to the stored size; Infiltrate = Infiltration)\n"
+            "  --masks DIR        lesion masks into /masks: DIR/<stem>__<label>.png for one\n"
+            "                     label, DIR/<stem>.png for every label the image is positive\n"
+            "                     for (<stem>: the image name without folder and extension);\n"
+            "                     the image's size, nonzero = lesion\n"
+            "  --rle FILE         SIIM-ACR train-rle.csv (ImageId, EncodedPixels: relative\n"
+            "                     start/length pairs, column-major, -1 = none) into the\n"
+            "                     Pneumothorax masks\n"
+            "  --compress         store /images with shuffle + gzip level 4, one chunk per\n"
+            "                     image (reading is unchanged; prints the compression ratio)\n"
             "  -h, --help         show this help\n"
             "\n"
             "example:\n"
@@ -125,7 +138,8 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format", "--uncertain", "--blank"};
+    static const char *const names[] = {"--csv",  "--images",    "--out",   "--size",  "--labels", "--format",
+                                        "--boxes", "--masks", "--rle", "--uncertain", "--blank"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -149,6 +163,10 @@ static int parse_args(int argc, char **argv, ingest_args *a)
             a->o.frontal_only = 1;
             continue;
         }
+        if (!strcmp(arg, "--compress")) {
+            a->o.compress = 1;
+            continue;
+        }
         /* --name value and --name=value are both accepted. */
         char name[64];
         const char *value, *eq = strchr(arg, '=');
@@ -157,7 +175,8 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         memcpy(name, arg, len);
         name[len] = '\0';
         if (!is_option(name)) {
-            if (!strcmp(name, "--skip-bad")) cli_error("ingest: --skip-bad takes no value");
+            if (!strcmp(name, "--skip-bad") || !strcmp(name, "--compress") || !strcmp(name, "--frontal-only"))
+                cli_error("ingest: %s takes no value", name);
             else cli_error("ingest: unknown option '%s' (see thorax ingest --help)", name);
             return TH_EXIT_USAGE;
         }
@@ -186,6 +205,9 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         } else if (!strcmp(name, "--labels")) {
             int rc = parse_labels(value, a);
             if (rc != TH_EXIT_OK) return rc;
+        } else if (!strcmp(name, "--boxes") || !strcmp(name, "--masks") || !strcmp(name, "--rle")) {
+            if (!*value) return bad_value(name, value, "empty file name");
+            *(name[2] == 'b' ? &a->o.boxes_path : name[2] == 'm' ? &a->o.masks_dir : &a->o.rle_path) = value;
         } else if (!strcmp(name, "--format")) {
             if (parse_format(value, &a->o.format))
                 return bad_value(name, value, "expected auto, common, nih, columns or chexpert");
@@ -222,6 +244,9 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
     if (s->has_split)
         printf("  split: %d train, %d val, %d test\n", s->split_count[0], s->split_count[1], s->split_count[2]);
     if (s->n_meta) printf("  metadata: %d columns in /meta\n", s->n_meta);
+    if (a->o.boxes_path || a->o.masks_dir || a->o.rle_path)
+        printf("  lesions: %d images with a lesion in /masks\n", s->with_lesions);
+    if (a->o.compress) printf("  compressed /images: ratio %.2f\n", s->images_ratio);
     if (a->o.skip_bad)
         printf("  skipped %d of %d rows%s%s\n", s->skipped, s->rows, s->skipped ? ", listed in " : "",
                s->skipped ? s->report_path : "");

@@ -67,6 +67,8 @@ typedef struct {
     row_info *rows;                         /* [csv.n_rows] */
     uint8_t *labels;                        /* [csv.n_rows, n_labels] */
     int n_bad;
+    th_lesions *lesions;                    /* NULL without --boxes, --masks or --rle */
+    const char *label_ptr[TH_INGEST_MAX_LABELS]; /* sum->label_names as pointers */
 } ingest;
 
 const char *th_ingest_format_name(th_ingest_format f)
@@ -545,6 +547,20 @@ static int check_images(ingest *g, int *out_w, int *out_h)
  * Pass 3: decoding into the scratch file.
  */
 
+/* Draws row r's masks once to find bad mask files now, while a bad row can
+ * still be left out (the masks are drawn again when written). */
+static int check_lesions(ingest *g, row_info *r, int w, int h)
+{
+    int L = g->sum->n_labels;
+    uint8_t *m = malloc((size_t)L * w * h);
+    if (!m) return th_errf(g->err, "out of memory for the masks of a %dx%d image", w, h);
+    th_err e;
+    int rc = th_lesions_draw(g->lesions, r->image, r->w, r->h, g->labels + (size_t)(r - g->rows) * L, h, w, m, &e);
+    free(m);
+    if (rc >= 0) return 0;
+    return g->o->skip_bad ? set_bad(g, r, "%s", e.msg) : row_error(g, r, e.msg, "");
+}
+
 static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w, int h, th_ingest_progress_fn progress,
                       void *ctx)
 {
@@ -570,6 +586,11 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
                          r->line, r->image, img.w, img.h, w, h);
         else rc = th_image_resize(img.px, img.w, img.h, px, w, h, g->err);
         th_image_free(&img);
+        if (rc == 0 && g->lesions && check_lesions(g, r, w, h)) rc = -1;
+        if (r->reason) {
+            total--;
+            continue;
+        }
         if (rc == 0 && fwrite(px, 1, (size_t)w * (size_t)h, scratch) != (size_t)w * (size_t)h)
             rc = th_errf(g->err, "cannot write the scratch file %s: %s", scratch_path, strerror(errno));
         done++;
@@ -653,8 +674,13 @@ static int write_dataset(ingest *g, FILE *scratch, const char *scratch_path, int
     uint8_t *px = malloc((size_t)w * (size_t)h);
     if (!px) return th_errf(g->err, "out of memory for a %dx%d image", w, h);
     th_dataset_writer wr;
-    int rc = th_dataset_writer_create(&wr, o->out_path, n, h, w, L, names, 0, g->split_col >= 0, g->err);
+    uint8_t *masks = g->lesions ? malloc((size_t)L * w * h) : NULL;
+    int flags = (g->lesions ? TH_DATASET_MASKS : 0) | (o->compress ? TH_DATASET_COMPRESS : 0);
+    int rc = g->lesions && !masks ? th_errf(g->err, "out of memory for the masks of a %dx%d image", w, h)
+                                  : th_dataset_writer_create(&wr, o->out_path, n, h, w, L, names, flags,
+                                                             g->split_col >= 0, g->err);
     if (rc) {
+        free(masks);
         free(px);
         return rc;
     }
@@ -663,11 +689,17 @@ static int write_dataset(ingest *g, FILE *scratch, const char *scratch_path, int
     for (int i = 0, j = 0; i < g->csv.n_rows && rc == 0; i++) {
         const row_info *r = &g->rows[i];
         if (r->reason) continue;
+        int drawn = 0;
         if (fread(px, 1, (size_t)w * (size_t)h, scratch) != (size_t)w * (size_t)h)
             rc = th_errf(g->err, "cannot read back the scratch file %s", scratch_path);
-        else rc = th_dataset_writer_put(&wr, j++, px, g->labels + (size_t)i * L, r->patient, r->image, NULL,
+        else if (masks && (drawn = th_lesions_draw(g->lesions, r->image, r->w, r->h, g->labels + (size_t)i * L, h, w,
+                                                   masks, g->err)) < 0)
+            rc = -1;
+        else rc = th_dataset_writer_put(&wr, j++, px, g->labels + (size_t)i * L, r->patient, r->image, masks,
                                         r->split, g->err);
+        g->sum->with_lesions += drawn > 0;
     }
+    free(masks);
     free(px);
     if (rc == 0 && o->skip_bad) rc = write_report(g);
     if (rc) {
@@ -678,6 +710,7 @@ static int write_dataset(ingest *g, FILE *scratch, const char *scratch_path, int
         if (o->skip_bad) unlink(g->sum->report_path);
         return -1;
     }
+    g->sum->images_ratio = wr.images_ratio;
     /* A report left by an earlier --skip-bad run would describe another file. */
     if (!o->skip_bad) unlink(g->sum->report_path);
     return 0;
@@ -750,7 +783,12 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
     if (th_csv_read(&g->csv, o->csv_path, g->err)) return -1;
     g->sum->rows = g->csv.n_rows;
     trim_all(&g->csv);
-    if (read_layout(g) || keep_frontal(g) || check_csv(g) || check_images(g, &w, &h)) return -1;
+    if (read_layout(g) || keep_frontal(g)) return -1;
+    for (int k = 0; k < g->sum->n_labels; k++) g->label_ptr[k] = g->sum->label_names[k];
+    if ((o->boxes_path || o->masks_dir || o->rle_path) &&
+        th_lesions_load(&g->lesions, o->boxes_path, o->masks_dir, o->rle_path, g->sum->n_labels, g->label_ptr, g->err))
+        return -1;
+    if (check_csv(g) || check_images(g, &w, &h)) return -1;
     if (g->n_bad == g->csv.n_rows) return first_bad_error(g);
 
     /* Unlinked at once: the scratch file never outlives this process. */
@@ -792,6 +830,7 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
     }
     free(g.rows);
     free(g.labels);
+    th_lesions_free(g.lesions);
     th_csv_free(&g.csv);
     if (!o->skip_bad) sum->report_path[0] = '\0';
     return rc;

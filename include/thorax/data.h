@@ -143,6 +143,26 @@ int th_image_decode_png(const void *data, size_t len, const char *name, th_image
 
 void th_image_free(th_image *img);
 
+/* Any supported image file, told apart by its first bytes, not its name:
+ * PNG (above) or JPEG (below). Other files are errors naming the file ("not
+ * a PNG or JPEG file", "empty file"). th_image_size reads the header alone
+ * for PNG; th_image_read decodes; th_image_decode takes the bytes. */
+int th_image_size(const char *path, int *w, int *h, th_err *err);
+int th_image_read(const char *path, th_image *img, th_err *err);
+int th_image_decode(const void *data, size_t len, const char *name, th_image *img, th_err *err);
+
+/* JPEG (libjpeg-turbo): baseline, progressive or arithmetic-coded, 8-bit,
+ * gray or colour (YCbCr or RGB) at any subsampling. Gray keeps its samples;
+ * colour is decoded to RGB (libjpeg's default accurate integer IDCT and
+ * smooth chroma upsampling, as PIL decodes) and becomes luminance exactly as
+ * PNG colour does. Refused by name: "x.jpg: CMYK JPEG is not supported"
+ * (also YCCK), "x.jpg: 12-bit JPEG is not supported". A truncated file or
+ * corrupt data is "x.jpg: damaged JPEG: <libjpeg's message>": libjpeg's
+ * warnings are errors, since it would fill the rest with grey. depth is 8
+ * and channels 1 (gray) or 3 (colour). */
+int th_image_decode_jpeg(const void *data, size_t len, const char *name, th_image *img, th_err *err);
+int th_image_jpeg_size_mem(const void *data, size_t len, const char *name, int *w, int *h, th_err *err);
+
 /* Resizes src [sh, sw] into dst [dh, dw], each axis on its own:
  *   - shrinking: area averaging, the exact mean of the source area under each
  *     output pixel, partly covered source pixels weighted by their coverage;

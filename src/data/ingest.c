@@ -505,7 +505,7 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         th_err e;
         if (image_path(g, r, path, sizeof path)) {
             if (set_bad(g, r, "the image path is too long")) return -1;
-        } else if (th_image_png_size(path, &r->w, &r->h, &e)) {
+        } else if (th_image_size(path, &r->w, &r->h, &e)) {
             if (set_bad(g, r, "%s", e.msg)) return -1;
         }
     }
@@ -549,7 +549,7 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
         th_image img;
         th_err e;
         image_path(g, r, path, sizeof path);
-        if (th_image_read_png(path, &img, &e)) {
+        if (th_image_read(path, &img, &e)) {
             rc = g->o->skip_bad ? set_bad(g, r, "%s", e.msg) : row_error(g, r, e.msg, "");
             total--;
             if (progress && rc == 0) progress(ctx, done, total);

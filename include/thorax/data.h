@@ -554,7 +554,20 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  *            a label list picks some.
  * In every layout a `split` column (train/val/valid/validation/test or
  * 0/1/2) becomes /split. Without a patient column the ID comes from the image
- * name (th_ingest_patient_from_name).
+ * name (th_ingest_patient_from_name); with patient_from_file a name without
+ * one is its own patient (the image's name, as given).
+ *
+ * The folders layout has no CSV (csv_path NULL): images_dir holds
+ *   [train|val|test/]CLASS/image
+ * Every class folder name is a label (byte order), except a normal folder
+ * (NORMAL, No Finding, No_Finding, any case), whose images are negative for
+ * every label; an image is positive for its own folder's label only. When
+ * every top-level folder is a split name, they are that level and give
+ * /split. Image names are the paths under images_dir (train/NORMAL/x.jpeg),
+ * listed in byte order; errors and the skipped report give a listing line
+ * (line 2 is the first image) with images_dir in the place of the CSV file.
+ * Hidden entries (.DS_Store) are ignored; a file beside the class folders or
+ * a folder inside one is an error naming it.
  *
  * Images are resolved under images_dir, decoded to 8-bit luminance
  * (thorax/data.h) and resized to size x size (area averaging when
@@ -581,7 +594,7 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
 
 extern const char *const th_ingest_nih_findings[TH_INGEST_N_NIH];
 
-typedef enum { TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS } th_ingest_format;
+typedef enum { TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS, TH_INGEST_FOLDERS } th_ingest_format;
 
 typedef struct th_ingest_opts {
     const char *csv_path;
@@ -592,6 +605,7 @@ typedef struct th_ingest_opts {
     int n_labels;
     int skip_bad;
     th_ingest_format format;
+    int patient_from_file;          /* an image name without a patient ID: the image is its own patient */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -606,6 +620,7 @@ typedef struct th_ingest_summary {
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
     int n_meta;                     /* extra CSV columns kept as /meta/<column> */
+    int patients_from_file;         /* rows whose patient is their image (patient_from_file) */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

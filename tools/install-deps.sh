@@ -14,6 +14,7 @@ packages=(
   libxsmm-dev                       # tools/bench/gemm_bench's libxsmm column
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out
+  libturbojpeg0-dev                 # JPEG images in (TurboJPEG API)
   libcairo2-dev fonts-dejavu-core   # plots (roc.png, curves.png) and their text
 )
 

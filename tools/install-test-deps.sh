@@ -16,6 +16,7 @@ packages=(
   iproute2                                  # ip netns, veth pairs
   clang libclang-rt-14-dev libomp-14-dev    # tools/fuzz.sh: clang 14, libFuzzer + sanitizer runtimes, OpenMP
   python3-torch python3-torchvision python3-h5py  # tests/torch: PyTorch equivalence of imported weights
+  libjpeg-turbo-progs python3-pil           # cjpeg/djpeg and PIL: JPEG test inputs made at test time
 )
 
 # shellcheck source=tools/apt-install.sh

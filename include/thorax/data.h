@@ -143,6 +143,26 @@ int th_image_decode_png(const void *data, size_t len, const char *name, th_image
 
 void th_image_free(th_image *img);
 
+/* Any supported image file, told apart by its first bytes, not its name:
+ * PNG (above) or JPEG (below). Other files are errors naming the file ("not
+ * a PNG or JPEG file", "empty file"). th_image_size reads the header alone
+ * for PNG; th_image_read decodes; th_image_decode takes the bytes. */
+int th_image_size(const char *path, int *w, int *h, th_err *err);
+int th_image_read(const char *path, th_image *img, th_err *err);
+int th_image_decode(const void *data, size_t len, const char *name, th_image *img, th_err *err);
+
+/* JPEG (libjpeg-turbo): baseline, progressive or arithmetic-coded, 8-bit,
+ * gray or colour (YCbCr or RGB) at any subsampling. Gray keeps its samples;
+ * colour is decoded to RGB (libjpeg's default accurate integer IDCT and
+ * smooth chroma upsampling, as PIL decodes) and becomes luminance exactly as
+ * PNG colour does. Refused by name: "x.jpg: CMYK JPEG is not supported"
+ * (also YCCK), "x.jpg: 12-bit JPEG is not supported". A truncated file or
+ * corrupt data is "x.jpg: damaged JPEG: <libjpeg's message>": libjpeg's
+ * warnings are errors, since it would fill the rest with grey. depth is 8
+ * and channels 1 (gray) or 3 (colour). */
+int th_image_decode_jpeg(const void *data, size_t len, const char *name, th_image *img, th_err *err);
+int th_image_jpeg_size_mem(const void *data, size_t len, const char *name, int *w, int *h, th_err *err);
+
 /* Resizes src [sh, sw] into dst [dh, dw], each axis on its own:
  *   - shrinking: area averaging, the exact mean of the source area under each
  *     output pixel, partly covered source pixels weighted by their coverage;
@@ -546,7 +566,20 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * A label cell is 0, 1, blank or -1 (th_ingest_label_value).
  * In every layout a `split` column (train/val/valid/validation/test or
  * 0/1/2) becomes /split. Without a patient column the ID comes from the image
- * name (th_ingest_patient_from_name).
+ * name (th_ingest_patient_from_name); with patient_from_file a name without
+ * one is its own patient (the image's name, as given).
+ *
+ * The folders layout has no CSV (csv_path NULL): images_dir holds
+ *   [train|val|test/]CLASS/image
+ * Every class folder name is a label (byte order), except a normal folder
+ * (NORMAL, No Finding, No_Finding, any case), whose images are negative for
+ * every label; an image is positive for its own folder's label only. When
+ * every top-level folder is a split name, they are that level and give
+ * /split. Image names are the paths under images_dir (train/NORMAL/x.jpeg),
+ * listed in byte order; errors and the skipped report give a listing line
+ * (line 2 is the first image) with images_dir in the place of the CSV file.
+ * Hidden entries (.DS_Store) are ignored; a file beside the class folders or
+ * a folder inside one is an error naming it.
  *
  * Images are resolved under images_dir, decoded to 8-bit luminance
  * (thorax/data.h) and resized to size x size (area averaging when
@@ -573,7 +606,14 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
 
 extern const char *const th_ingest_nih_findings[TH_INGEST_N_NIH];
 
-typedef enum { TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS, TH_INGEST_CHEXPERT } th_ingest_format;
+typedef enum {
+    TH_INGEST_AUTO,
+    TH_INGEST_COMMON,
+    TH_INGEST_NIH,
+    TH_INGEST_COLUMNS,
+    TH_INGEST_CHEXPERT,
+    TH_INGEST_FOLDERS
+} th_ingest_format;
 
 /* What a label cell of -1 (CheXpert's "uncertain") becomes: an error naming
  * --uncertain (the default: no silent choice), 1 (U-Ones), 0 (U-Zeros) or
@@ -595,6 +635,7 @@ typedef struct th_ingest_opts {
     /* Lesion locations into /masks (th_lesions_load); NULL for none. */
     const char *boxes_path, *masks_dir, *rle_path;
     int compress;                   /* TH_DATASET_COMPRESS on /images */
+    int patient_from_file;          /* an image name without a patient ID: the image is its own patient */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -612,6 +653,7 @@ typedef struct th_ingest_summary {
     int n_meta;                     /* extra CSV columns kept as /meta/<column> */
     int with_lesions;               /* images with a lesion in /masks (boxes, masks, RLE) */
     double images_ratio;            /* /images raw over stored bytes (1 uncompressed) */
+    int patients_from_file;         /* rows whose patient is their image (patient_from_file) */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

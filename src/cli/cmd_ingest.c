@@ -1,4 +1,5 @@
-/* cmd_ingest.c - `thorax ingest`: a label CSV and PNG images into a dataset file.
+/* cmd_ingest.c - `thorax ingest`: a label CSV and PNG/JPEG images, or class
+ * folders, into a dataset file.
  *
  * Parses the options, runs th_ingest_run with a progress line on stderr, and
  * prints what was written: images, patients, positives per label, the split
@@ -25,8 +26,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: thorax ingest --csv LABELS.csv --images DIR --out F.h5 [options]\n"
+            "       thorax ingest --images DIR --format folders --out F.h5 [options]\n"
             "\n"
-            "Converts a label CSV and a folder of PNG images into one dataset file.\n"
+            "Converts a label CSV and a folder of PNG or JPEG images, or a folder of\n"
+            "class folders, into one dataset file.\n"
             "\n"
             "CSV layouts (--format auto tells them apart by the header):\n"
             "  common    image,patient_id,<label>...[,split]: one 0/1 column per label\n"
@@ -43,6 +46,11 @@ static void usage(FILE *f)
             "            AP/PA, then the labels (No Finding ... Support Devices); the\n"
             "            patient is the patientNNNNN directory of Path; Sex, Age,\n"
             "            Frontal/Lateral and AP/PA go to /meta (auto: a Frontal/Lateral column)\n"
+            "  folders   no CSV: DIR/[train|val|test/]CLASS/image. Each class folder name\n"
+            "            is a label, positive for the images in it; NORMAL or No Finding\n"
+            "            (any case) means negative for every label. Split folders above\n"
+            "            the classes give the split. Image names are paths under DIR\n"
+            "            (train/NORMAL/IM-0115-0001.jpeg), patients come from them\n"
             "Label cells: 0 or 1; -1 (uncertain) only with --uncertain; a blank cell is\n"
             "unknown (stored as 255: left out of the loss and of every metric).\n"
             "A split column (train/val/valid/validation/test or 0/1/2) becomes the file's\n"
@@ -53,12 +61,14 @@ static void usage(FILE *f)
             "  person100_bacteria_475.png -> person100, IM-0115-0001.png -> IM-0115,\n"
             "  NORMAL2-IM-0095-0001.png -> NORMAL2-IM-0095   (Kermany)\n"
             "\n"
-            "Images: PNG, 8- or 16-bit, gray, RGB, RGBA or palette. Colour becomes\n"
-            "luminance (0.299 R + 0.587 G + 0.114 B), alpha is ignored, 16-bit values are\n"
-            "scaled to 8 bits (v * 255 / 65535), all rounded to nearest.\n"
+            "Images: PNG, 8- or 16-bit, gray, RGB, RGBA or palette; JPEG, 8-bit, gray or\n"
+            "colour, baseline or progressive (not CMYK, not 12-bit), told apart by their\n"
+            "first bytes, not their names. Colour becomes luminance (0.299 R + 0.587 G +\n"
+            "0.114 B), alpha is ignored, 16-bit values are scaled to 8 bits\n"
+            "(v * 255 / 65535), all rounded to nearest.\n"
             "\n"
             "options:\n"
-            "  --csv FILE         the label CSV (required)\n"
+            "  --csv FILE         the label CSV (required, except with --format folders)\n"
             "  --images DIR       the folder the image names are relative to (required)\n"
             "  --out F.h5         the dataset file to write (required); it is written as\n"
             "                     F.h5.tmp and renamed when complete\n"
@@ -67,17 +77,23 @@ static void usage(FILE *f)
             "                     squashed to the square, not cropped (default: the images'\n"
             "                     own size, if they all share one)\n"
             "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
-            "  --format F         auto, common, nih, columns or chexpert (default auto)\n"
+            "  --format F         auto, common, nih, columns, chexpert or folders (default auto)\n"
+            "  --patient-from R   name (default): the patient ID comes from the patient\n"
+            "                     column or the image name, and a name without one is a\n"
+            "                     bad row; file: such an image is its own patient (with a\n"
+            "                     warning: a patient's images may then land in two splits)\n"
             "  --uncertain P      what a -1 label becomes: ones (U-Ones), zeros (U-Zeros) or\n"
             "                     ignore (unknown, U-Ignore); without it a -1 is an error\n"
             "  --blank B          what a blank label cell becomes: unknown (default) or zeros\n"
             "  --frontal-only     chexpert: keep only the rows whose Frontal/Lateral is Frontal\n"
             "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
             "                     F.h5.skipped.csv; without it the first bad row is an error\n"
-            "                     naming its CSV line. Bad rows: a missing, non-PNG or damaged\n"
-            "                     image, a wrong number of fields, a label that is not 0/1/-1/blank,\n"
-            "                     unknown finding or split, no patient ID, a duplicate image\n"
-            "                     (and a damaged or wrong-size mask, or a run past the image)\n"
+            "                     naming its CSV line. Bad rows: a missing, damaged or\n"
+            "                     unreadable image (PNG, JPEG), a wrong number of fields, a\n"
+            "                     label that is not 0/1/-1/blank, an unknown finding or split,\n"
+            "                     no patient ID, a duplicate image (and a damaged or\n"
+            "                     wrong-size mask, or a run past the image). With folders the\n"
+            "                     line is the image's row in the listing\n"
             "  --boxes FILE       lesion boxes into /masks: NIH BBox_List_2017.csv (Image Index,\n"
             "                     Finding Label, x, y, w, h in the original image's pixels,\n"
             "                     scaled to the stored size; Infiltrate = Infiltration)\n"
@@ -94,7 +110,8 @@ static void usage(FILE *f)
             "\n"
             "example:\n"
             "  thorax ingest --csv ../shared/data/kermany224/labels.csv \\\n"
-            "                --images ../shared/data/kermany224/images --out data/kermany224.h5\n",
+            "                --images ../shared/data/kermany224/images --out data/kermany224.h5\n"
+            "  thorax ingest --images chest_xray --format folders --out data/kermany.h5 --size 224\n",
             MIN_SIZE, MAX_SIZE);
 }
 
@@ -126,7 +143,7 @@ static int parse_labels(const char *s, ingest_args *a)
 static int parse_format(const char *s, th_ingest_format *f)
 {
     static const th_ingest_format all[] = {TH_INGEST_AUTO, TH_INGEST_COMMON, TH_INGEST_NIH, TH_INGEST_COLUMNS,
-                                           TH_INGEST_CHEXPERT};
+                                           TH_INGEST_CHEXPERT, TH_INGEST_FOLDERS};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!strcasecmp(s, th_ingest_format_name(all[i]))) {
             *f = all[i];
@@ -138,8 +155,8 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv",  "--images",    "--out",   "--size",  "--labels", "--format",
-                                        "--boxes", "--masks", "--rle", "--uncertain", "--blank"};
+    static const char *const names[] = {"--csv",   "--images", "--out", "--size",      "--labels", "--format",
+                                        "--boxes", "--masks",  "--rle", "--uncertain", "--blank",  "--patient-from"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -210,7 +227,7 @@ static int parse_args(int argc, char **argv, ingest_args *a)
             *(name[2] == 'b' ? &a->o.boxes_path : name[2] == 'm' ? &a->o.masks_dir : &a->o.rle_path) = value;
         } else if (!strcmp(name, "--format")) {
             if (parse_format(value, &a->o.format))
-                return bad_value(name, value, "expected auto, common, nih, columns or chexpert");
+                return bad_value(name, value, "expected auto, common, nih, columns, chexpert or folders");
         } else if (!strcmp(name, "--uncertain")) {
             if (th_ingest_uncertain_parse(value, &a->o.uncertain))
                 return bad_value(name, value, "expected ones, zeros or ignore");
@@ -218,9 +235,17 @@ static int parse_args(int argc, char **argv, ingest_args *a)
             if (strcmp(value, "zeros") && strcmp(value, "unknown"))
                 return bad_value(name, value, "expected zeros or unknown");
             a->o.blank_zeros = !strcmp(value, "zeros");
+        } else if (!strcmp(name, "--patient-from")) {
+            if (strcmp(value, "name") && strcmp(value, "file")) return bad_value(name, value, "expected name or file");
+            a->o.patient_from_file = !strcmp(value, "file");
         }
     }
-    const char *missing = !a->o.csv_path ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
+    int folders = a->o.format == TH_INGEST_FOLDERS;
+    if (folders && a->o.csv_path) {
+        cli_error("ingest: --format folders takes its labels from the folders, not --csv %s", a->o.csv_path);
+        return TH_EXIT_USAGE;
+    }
+    const char *missing = !a->o.csv_path && !folders ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
                                                               : !a->o.out_path   ? "--out F.h5"
                                                                                  : NULL;
     if (missing) {
@@ -276,6 +301,10 @@ int cmd_ingest(int argc, char **argv)
         free(s);
         return TH_EXIT_FAIL;
     }
+    if (s->patients_from_file)
+        cli_error("ingest: warning: %d images have no patient ID in their name and are each their own patient "
+                  "(--patient-from file): one patient's images may land in two splits",
+                  s->patients_from_file);
     print_summary(&a, s, cli_progress_seconds(&p));
     free(s);
     return TH_EXIT_OK;

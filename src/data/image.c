@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_impl.h"
+
 /* ------------------------------------------------------------------------
  * Decoding.
  */
@@ -148,6 +150,12 @@ static void row_to_luminance(const uint8_t *row, const png_layout *lay, uint8_t 
         uint64_t num = color ? 299u * c[0] + 587u * c[1] + 114u * c[2] : 1000u * c[0];
         out[x] = (uint8_t)(bytes == 2 ? (num * 255 + 32767500) / 65535000 : (num + 500) / 1000);
     }
+}
+
+void th_image_luminance_row(const uint8_t *row, int w, int channels, int depth, uint8_t *out)
+{
+    png_layout lay = {.w = w, .channels = channels, .depth = depth};
+    row_to_luminance(row, &lay, out);
 }
 
 /* Decodes the rows into px [h, w]. A plain image is read a row at a time

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "folders.h"
 #include "thorax/util.h"
 
 /* The limits of what ingest writes are those of what a dataset file may
@@ -78,6 +79,7 @@ const char *th_ingest_format_name(th_ingest_format f)
     case TH_INGEST_NIH: return "nih";
     case TH_INGEST_COLUMNS: return "columns";
     case TH_INGEST_CHEXPERT: return "chexpert";
+    case TH_INGEST_FOLDERS: return "folders";
     default: return "auto";
     }
 }
@@ -362,6 +364,8 @@ static int parse_split(const char *s)
     return -1;
 }
 
+int th_ingest_split_of(const char *s) { return parse_split(s); }
+
 /* `Finding Labels` into the row's labels: 0 and r->reason unset, or a reason. */
 static int parse_findings(ingest *g, row_info *r, const char *field, uint8_t *labels)
 {
@@ -439,7 +443,11 @@ static int check_row(ingest *g, int i)
         if (th_ingest_chexpert_patient(r->image, derived, sizeof derived))
             return set_bad(g, r, "no patientNNNNN directory in the CheXpert path");
     } else if (th_ingest_patient_from_name(r->image, derived, sizeof derived)) {
-        return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style)");
+        if (!g->o->patient_from_file)
+            return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style; "
+                                 "--patient-from file makes each such image its own patient)");
+        snprintf(derived, sizeof derived, "%s", r->image);
+        g->sum->patients_from_file++;
     }
     r->patient = strdup(pid);
     if (!r->patient) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
@@ -517,7 +525,7 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         th_err e;
         if (image_path(g, r, path, sizeof path)) {
             if (set_bad(g, r, "the image path is too long")) return -1;
-        } else if (th_image_png_size(path, &r->w, &r->h, &e)) {
+        } else if (th_image_size(path, &r->w, &r->h, &e)) {
             if (set_bad(g, r, "%s", e.msg)) return -1;
         }
     }
@@ -575,7 +583,7 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
         th_image img;
         th_err e;
         image_path(g, r, path, sizeof path);
-        if (th_image_read_png(path, &img, &e)) {
+        if (th_image_read(path, &img, &e)) {
             rc = g->o->skip_bad ? set_bad(g, r, "%s", e.msg) : row_error(g, r, e.msg, "");
             total--;
             if (progress && rc == 0) progress(ctx, done, total);
@@ -615,6 +623,8 @@ static void put_field(th_strbuf *b, const char *s)
     for (; *s; s++) th_strbuf_printf(b, *s == '"' ? "\"\"" : "%c", *s);
     th_strbuf_printf(b, "\"");
 }
+
+void th_ingest_csv_field(th_strbuf *b, const char *s) { put_field(b, s); }
 
 static int write_report(ingest *g)
 {
@@ -780,7 +790,15 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
 {
     const th_ingest_opts *o = g->o;
     int w = 0, h = 0;
-    if (th_csv_read(&g->csv, o->csv_path, g->err)) return -1;
+    if (o->format == TH_INGEST_FOLDERS) {
+        char *text;
+        size_t len;
+        if (th_ingest_folders_csv(o->images_dir, &text, &len, g->err) ||
+            th_csv_parse(&g->csv, o->csv_path, text, len, g->err))
+            return -1;
+    } else if (th_csv_read(&g->csv, o->csv_path, g->err)) {
+        return -1;
+    }
     g->sum->rows = g->csv.n_rows;
     trim_all(&g->csv);
     if (read_layout(g) || keep_frontal(g)) return -1;
@@ -815,6 +833,16 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
                   th_err *err)
 {
     memset(sum, 0, sizeof *sum);
+    /* The folder layout is read as a CSV listing named after the folder,
+     * so that errors say "DIR:LINE: image CLASS/x.jpg: ...". */
+    th_ingest_opts folders;
+    if (o->format == TH_INGEST_FOLDERS) {
+        if (!o->images_dir || !*o->images_dir || (o->csv_path && *o->csv_path))
+            return th_errf(err, "the folders layout needs an image folder and no CSV file");
+        folders = *o;
+        folders.csv_path = o->images_dir;
+        o = &folders;
+    }
     if (!o->csv_path || !*o->csv_path || !o->out_path || !*o->out_path)
         return th_errf(err, "ingest needs a CSV file and an output file");
     if (o->size < 0 || o->size > TH_IMAGE_MAX_SIDE)

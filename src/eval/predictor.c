@@ -63,7 +63,7 @@ int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img,
 {
     int H = t->cfg->model.h, W = t->cfg->model.w;
     th_image src;
-    if (th_image_read_png(path, &src, err)) return -1;
+    if (th_image_read(path, &src, err)) return -1;
     int rc = th_image_resize(src.px, src.w, src.h, img, W, H, err);
     size_t used = 0;
     warn[0] = '\0';

@@ -79,7 +79,7 @@ grep -qE "ingest: 4/4 images \(100%\), [0-9]+ img/s" "$WORK/out/good.stderr" && 
 
 # The report of the run with every kind of bad row: one line each, with the reason.
 report="$WORK/out/everything/x.h5.skipped.csv"
-for want in '^3,truncated.png,.*truncated' '^4,text.png,.*not a PNG file' '^5,nothere.png,.*No such file' \
+for want in '^3,truncated.png,.*truncated' '^4,text.png,.*not a PNG or JPEG file' '^5,nothere.png,.*No such file' \
             "^8,b.png,\"label Effusion is '2'" '^9,c.png,"3 fields, but the header has 4"' \
             '^10,a.png,duplicate image name \(also on line 2\)' '^11,d.png,no patient ID'; do
   if grep -qE -- "$want" "$report" 2>/dev/null; then passed=$((passed + 1)); else bad "report line $want"; fi

@@ -13,6 +13,7 @@ packages=(
   libxsmm-dev                       # tools/bench/gemm_bench's libxsmm column
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out
+  libdcmtk-dev                      # DICOM images in (src/data/dicom.cc)
   libcairo2-dev fonts-dejavu-core   # plots (roc.png, curves.png) and their text
 )
 

@@ -554,7 +554,15 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * is decoded once and its pixels go to a scratch file next to the output
  * (unlinked as soon as it is open, so it never outlives the process); then
  * the dataset, whose row count is only known now, is written from it.
+ *
+ * DICOM files (the DICM magic, or a .dcm name) are read through DCMTK
+ * (src/data/dicom.h): modality LUT, then the window dicom_window, MONOCHROME1
+ * inverted, to 8-bit grey. Without a patient column a DICOM file's patient is
+ * its PatientID; its PatientSex, PatientAge, ViewPosition and Manufacturer
+ * become /meta/<tag> ("" for the rows that are not DICOM) unless the CSV has
+ * a column of that name.
  */
+#define TH_INGEST_DICOM_WINDOW_NONE (-1)    /* dicom_window: min-max over each image */
 #define TH_INGEST_MAX_LABELS 256
 #define TH_INGEST_MAX_NAME 64       /* label name length, with the NUL */
 #define TH_INGEST_N_NIH 14
@@ -572,6 +580,7 @@ typedef struct th_ingest_opts {
     int n_labels;
     int skip_bad;
     th_ingest_format format;
+    int dicom_window;               /* DICOM VOI window: 0 the first, k the (k+1)-th, or TH_INGEST_DICOM_WINDOW_NONE */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {

@@ -26,7 +26,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: thorax ingest --csv LABELS.csv --images DIR --out F.h5 [options]\n"
             "\n"
-            "Converts a label CSV and a folder of PNG images into one dataset file.\n"
+            "Converts a label CSV and a folder of PNG or DICOM images into one dataset file.\n"
             "\n"
             "CSV layouts (--format auto tells them apart by the header):\n"
             "  common    image,patient_id,<label>...[,split]: one 0/1 column per label\n"
@@ -50,6 +50,13 @@ static void usage(FILE *f)
             "Images: PNG, 8- or 16-bit, gray, RGB, RGBA or palette. Colour becomes\n"
             "luminance (0.299 R + 0.587 G + 0.114 B), alpha is ignored, 16-bit values are\n"
             "scaled to 8 bits (v * 255 / 65535), all rounded to nearest.\n"
+            "DICOM (files with the DICM magic, or named *.dcm), through DCMTK: single-frame\n"
+            "MONOCHROME1/2, 8-16 bits stored, uncompressed, RLE, JPEG (baseline, extended,\n"
+            "lossless) or JPEG-LS. The stored values go through RescaleSlope/Intercept,\n"
+            "then the file's window (--window) onto 0-255; MONOCHROME1 is inverted so that\n"
+            "bone is bright. Without a patient column the patient is the PatientID tag;\n"
+            "PatientSex, PatientAge, ViewPosition and Manufacturer become /meta/<tag>.\n"
+            "Multi-frame, colour (RGB/YBR) and image-less objects are bad rows.\n"
             "\n"
             "options:\n"
             "  --csv FILE         the label CSV (required)\n"
@@ -62,6 +69,9 @@ static void usage(FILE *f)
             "                     own size, if they all share one)\n"
             "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
             "  --format F         auto, common, nih or columns (default auto)\n"
+            "  --window N|none    DICOM: apply the file's N-th WindowCenter/WindowWidth\n"
+            "                     (default 1, the first; min-max when the file has none);\n"
+            "                     none: min-max over each image\n"
             "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
             "                     F.h5.skipped.csv; without it the first bad row is an error\n"
             "                     naming its CSV line. Bad rows: a missing, non-PNG or damaged\n"
@@ -114,7 +124,7 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format"};
+    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format", "--window"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -171,6 +181,10 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         } else if (!strcmp(name, "--labels")) {
             int rc = parse_labels(value, a);
             if (rc != TH_EXIT_OK) return rc;
+        } else if (!strcmp(name, "--window")) {
+            if (!strcmp(value, "none")) a->o.dicom_window = TH_INGEST_DICOM_WINDOW_NONE;
+            else if (cli_parse_int(value, 1, 1000, &k)) return bad_value(name, value, "expected 1 to 1000, or none");
+            else a->o.dicom_window = (int)k - 1;
         } else if (!strcmp(name, "--format")) {
             if (parse_format(value, &a->o.format))
                 return bad_value(name, value, "expected auto, common, nih or columns");

@@ -27,6 +27,8 @@
 
 #include "thorax/util.h"
 
+#include "dicom.h"
+
 /* The limits of what ingest writes are those of what a dataset file may
  * hold: a file ingest wrote always opens. */
 _Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
@@ -54,6 +56,7 @@ typedef struct {
     int split;              /* TH_SPLIT_*, or TH_SPLIT_NONE without a split column */
     int w, h;               /* from the PNG header */
     char *reason;           /* malloc'd why the row is left out; NULL for a good row */
+    th_dicom_info *dicom;   /* malloc'd size and tags of a DICOM image; NULL for a PNG */
 } row_info;
 
 typedef struct {
@@ -427,7 +430,7 @@ static int check_row(ingest *g, int i)
             pid = derived;
         }
     } else if (th_ingest_patient_from_name(r->image, derived, sizeof derived)) {
-        return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style)");
+        return 0;   /* a DICOM file's PatientID, or bad: pass 2 (check_patient) */
     }
     r->patient = strdup(pid);
     if (!r->patient) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
@@ -495,6 +498,29 @@ static int image_path(const ingest *g, const row_info *r, char *buf, size_t n)
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
+/* A DICOM image's header: its size, its tags, and, without a patient
+ * column, its PatientID as the patient (before an ID from the name). */
+static int dicom_header(ingest *g, row_info *r, const char *path)
+{
+    th_err e;
+    r->dicom = malloc(sizeof *r->dicom);
+    if (!r->dicom) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
+    if (th_dicom_read_info(path, r->dicom, &e)) return set_bad(g, r, "%s", e.msg);
+    r->w = r->dicom->w;
+    r->h = r->dicom->h;
+    if (g->patient_col >= 0 || !r->dicom->patient_id[0]) return 0;
+    free(r->patient);
+    r->patient = strdup(r->dicom->patient_id);
+    return r->patient ? 0 : th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
+}
+
+static int check_patient(ingest *g, row_info *r)
+{
+    if (r->reason || r->patient) return 0;
+    return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style)%s",
+                   r->dicom ? " or in the DICOM PatientID" : "");
+}
+
 static int check_images(ingest *g, int *out_w, int *out_h)
 {
     const row_info *first = NULL;
@@ -505,9 +531,12 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         th_err e;
         if (image_path(g, r, path, sizeof path)) {
             if (set_bad(g, r, "the image path is too long")) return -1;
+        } else if (th_dicom_is_dicom(path)) {
+            if (dicom_header(g, r, path)) return -1;
         } else if (th_image_png_size(path, &r->w, &r->h, &e)) {
             if (set_bad(g, r, "%s", e.msg)) return -1;
         }
+        if (check_patient(g, r)) return -1;
     }
     if (stop_on_bad(g)) return -1;
     if (g->o->size > 0) {
@@ -549,7 +578,7 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
         th_image img;
         th_err e;
         image_path(g, r, path, sizeof path);
-        if (th_image_read_png(path, &img, &e)) {
+        if (r->dicom ? th_dicom_read(path, g->o->dicom_window, &img, &e) : th_image_read_png(path, &img, &e)) {
             rc = g->o->skip_bad ? set_bad(g, r, "%s", e.msg) : row_error(g, r, e.msg, "");
             total--;
             if (progress && rc == 0) progress(ctx, done, total);
@@ -617,6 +646,27 @@ static int is_meta_column(const ingest *g, int k)
     return 1;
 }
 
+/* /meta/<tag> of DICOM tag t (th_dicom_meta_names) when any kept row is a
+ * DICOM image and the CSV has no column of that name (the CSV's wins). v:
+ * room for every kept row. */
+static int write_dicom_meta(ingest *g, th_dataset_writer *wr, int t, const char **v)
+{
+    const char *name = th_dicom_meta_names[t];
+    int any = 0, j = 0;
+    for (int k = 0; k < g->csv.header.n_fields; k++)
+        if (!strcmp(g->csv.header.fields[k], name)) return 0;
+    for (int i = 0; i < g->csv.n_rows; i++) {
+        const row_info *r = &g->rows[i];
+        if (r->reason) continue;
+        v[j++] = r->dicom ? r->dicom->meta[t] : "";
+        any |= r->dicom != NULL;
+    }
+    if (!any) return 0;
+    int rc = th_dataset_writer_meta(wr, name, v, g->err);
+    if (rc == 0) g->sum->n_meta++;
+    return rc;
+}
+
 /* /meta/<column> of every metadata column, the kept rows' values in order. */
 static int write_meta(ingest *g, th_dataset_writer *wr, int n)
 {
@@ -630,6 +680,8 @@ static int write_meta(ingest *g, th_dataset_writer *wr, int n)
         rc = th_dataset_writer_meta(wr, g->csv.header.fields[k], v, g->err);
         if (rc == 0) g->sum->n_meta++;
     }
+    for (int t = 0; t < TH_DICOM_N_META && rc == 0; t++)
+        rc = write_dicom_meta(g, wr, t, v);
     free(v);
     return rc;
 }
@@ -760,6 +812,7 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
     for (int i = 0; g.rows && i < g.csv.n_rows; i++) {
         free(g.rows[i].patient);
         free(g.rows[i].reason);
+        free(g.rows[i].dicom);
     }
     free(g.rows);
     free(g.labels);

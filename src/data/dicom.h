@@ -72,9 +72,6 @@ int th_dicom_read_info(const char *path, th_dicom_info *info, th_err *err);
  * On failure img is left empty. */
 int th_dicom_read(const char *path, int window, th_image *img, th_err *err);
 
-/* The same from a DICOM file's bytes data[0..len); name only names it in errors. */
-int th_dicom_decode(const void *data, size_t len, const char *name, int window, th_image *img, th_err *err);
-
 #ifdef __cplusplus
 }
 #endif

@@ -139,7 +139,7 @@ def make(png_dir, out):
     with open(f"{out}/compressed.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "patient_id", "Effusion"])
-        for kind in ("rle", "jpegls", "jpegll"):
+        for kind in ("rle", "jpegls", "jpegll", "implicit", "bigend"):
             for i, (name, pid) in enumerate(rows):
                 w.writerow([f"{kind}/{name}", pid, i % 2])
     for bad in ("truncated", "nopixel", "rgb", "multiframe"):

@@ -7,7 +7,8 @@
 #     MONOCHROME1 inverted): 8-bit MONOCHROME2, 12 bits in 16 rescaled with
 #     two windows (--window 1, 2, none), MONOCHROME1, signed 12-bit, no
 #     window; and the 8-bit and MONOCHROME1 files give the PNG itself;
-#   - the same for RLE, JPEG-LS and JPEG lossless (process 14 SV1) copies;
+#   - the same for RLE, JPEG-LS and JPEG lossless (process 14 SV1) copies,
+#     and for implicit VR and explicit big endian ones (dcmconv);
 #   - patients from PatientID without a patient column, the tags in /meta;
 #   - truncated, image-less, RGB and multi-frame objects are errors naming
 #     the file and the problem, leave nothing behind, and --skip-bad lists them.
@@ -24,12 +25,14 @@ fi
 [ -d "$SRC" ] || { echo "ingest_dicom skipped: no $SRC"; exit 77; }
 
 D="$WORK/dcm"
-mkdir -p "$D/rle" "$D/jpegls" "$D/jpegll" "$WORK/out"
+mkdir -p "$D/rle" "$D/jpegls" "$D/jpegll" "$D/implicit" "$D/bigend" "$WORK/out"
 "$PY" "$FIX" make "$SRC" "$D" || fail "making the DICOM fixtures"
 for f in mono2_8 ct12 mono1 signed12 nowindow; do
   dcmcrle "$D/$f.dcm" "$D/rle/$f.dcm" || fail "dcmcrle $f"
   dcmcjpls --encode-lossless "$D/$f.dcm" "$D/jpegls/$f.dcm" || fail "dcmcjpls $f"
   dcmcjpeg --encode-lossless-sv1 "$D/$f.dcm" "$D/jpegll/$f.dcm" || fail "dcmcjpeg $f"
+  dcmconv +ti "$D/$f.dcm" "$D/implicit/$f.dcm" || fail "dcmconv +ti $f"
+  dcmconv +tb "$D/$f.dcm" "$D/bigend/$f.dcm" || fail "dcmconv +tb $f"
 done
 O="$WORK/out"
 
@@ -52,7 +55,7 @@ expect_fail 1 "labels.csv:2" "mono2_8.dcm" "no window 2 (the file has 1 window)"
 expect_fail 2 "--window" "expected 1 to 1000, or none" -- \
   "$THORAX_BIN" ingest --csv "$D/labels.csv" --images "$D" --out "$O/nope.h5" --window 0
 
-# Compressed transfer syntaxes, lossless: the same pixels.
+# Compressed transfer syntaxes, lossless, and implicit VR and big endian: the same pixels.
 "$THORAX_BIN" ingest --csv "$D/compressed.csv" --images "$D" --out "$O/c.h5" >/dev/null 2>&1 ||
   fail "ingest of RLE, JPEG-LS and JPEG lossless files"
 "$PY" "$FIX" check "$D" "$O/c.h5" 1 || fail "pixels of the compressed files"

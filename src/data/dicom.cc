@@ -18,6 +18,7 @@
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +254,10 @@ int render(DcmFileFormat &ff, const char *name, int window, th_image *img, th_er
 
 int load_file(DcmFileFormat &ff, const char *path, Uint32 max_read, th_err *err)
 {
+    /* DCMTK would call a missing file "not readable DICOM" too. */
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return th_errf(err, "cannot open %s: %s", path, strerror(errno));
+    fclose(fp);
     setup_dcmtk();
     OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, max_read, ERM_autoDetect);
     if (cond.bad()) return th_errf(err, "%s: not a readable DICOM file (truncated or damaged): %s", path, cond.text());

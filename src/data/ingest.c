@@ -54,7 +54,7 @@ typedef struct {
     const char *image;      /* the CSV field */
     char *patient;          /* malloc'd; NULL while unknown */
     int split;              /* TH_SPLIT_*, or TH_SPLIT_NONE without a split column */
-    int w, h;               /* from the PNG header */
+    int w, h;               /* from the PNG or DICOM header */
     char *reason;           /* malloc'd why the row is left out; NULL for a good row */
     th_dicom_info *dicom;   /* malloc'd size and tags of a DICOM image; NULL for a PNG */
 } row_info;

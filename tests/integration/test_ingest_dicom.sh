@@ -85,4 +85,9 @@ for bad in truncated:"truncated or damaged" nopixel:"no pixel data" rgb:"photome
   grep -qF "skipped 1 of 2 rows" "$O/$name.txt" || { cat "$O/$name.txt"; fail "$name: not skipped"; }
   grep -qF "$words" "$O/$name/x.h5.skipped.csv" || { cat "$O/$name/x.h5.skipped.csv"; fail "$name: report"; }
 done
+printf 'image,patient_id,Effusion\nmono2_8.dcm,P1,0\nmissing.dcm,P9,1\n' >"$D/missing.csv"
+mkdir -p "$O/missing"
+expect_fail 1 "missing.csv:3" "cannot open" "missing.dcm: No such file" -- \
+  "$THORAX_BIN" ingest --csv "$D/missing.csv" --images "$D" --out "$O/missing/x.h5"
+[ -z "$(ls -A "$O/missing")" ] || fail "missing: a failed run left $(ls -A "$O/missing")"
 echo "ingest_dicom: all checks passed"

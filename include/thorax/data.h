@@ -560,7 +560,10 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * inverted, to 8-bit grey. Without a patient column a DICOM file's patient is
  * its PatientID; its PatientSex, PatientAge, ViewPosition and Manufacturer
  * become /meta/<tag> ("" for the rows that are not DICOM) unless the CSV has
- * a column of that name.
+ * a column of that name. With dicom_dir, the tree is walked for DICOM files
+ * and each row names one by its base name, with or without .dcm
+ * (src/data/dicom_dir.h); a file no row names is unlabelled: an error, or
+ * with skip_bad left out and listed in the report (its line field empty).
  */
 #define TH_INGEST_DICOM_WINDOW_NONE (-1)    /* dicom_window: min-max over each image */
 #define TH_INGEST_MAX_LABELS 256
@@ -581,6 +584,7 @@ typedef struct th_ingest_opts {
     int skip_bad;
     th_ingest_format format;
     int dicom_window;               /* DICOM VOI window: 0 the first, k the (k+1)-th, or TH_INGEST_DICOM_WINDOW_NONE */
+    const char *dicom_dir;          /* instead of images_dir: rows name DICOM files anywhere in this tree */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -595,6 +599,7 @@ typedef struct th_ingest_summary {
     int split_count[3];             /* train, val, test */
     char report_path[1040];         /* `<out>.skipped.csv` when skip_bad, else "" */
     int n_meta;                     /* extra CSV columns kept as /meta/<column> */
+    int unlabeled;                  /* DICOM files under dicom_dir no row names (left out) */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

@@ -69,6 +69,11 @@ static void usage(FILE *f)
             "                     own size, if they all share one)\n"
             "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
             "  --format F         auto, common, nih or columns (default auto)\n"
+            "  --dicom-dir DIR    instead of --images: walk DIR for DICOM files (DICM magic\n"
+            "                     or .dcm), and find each row's file by its base name with\n"
+            "                     or without .dcm (X.dcm, a/X.dcm and X name DIR/.../X.dcm);\n"
+            "                     a file no row names is an error (unlabelled), or left out\n"
+            "                     and listed in the report with --skip-bad\n"
             "  --window N|none    DICOM: apply the file's N-th WindowCenter/WindowWidth\n"
             "                     (default 1, the first; min-max when the file has none);\n"
             "                     none: min-max over each image\n"
@@ -124,7 +129,8 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format", "--window"};
+    static const char *const names[] = {"--csv", "--images", "--out", "--size", "--labels", "--format", "--window",
+                                        "--dicom-dir"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -181,6 +187,9 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         } else if (!strcmp(name, "--labels")) {
             int rc = parse_labels(value, a);
             if (rc != TH_EXIT_OK) return rc;
+        } else if (!strcmp(name, "--dicom-dir")) {
+            if (!*value) return bad_value(name, value, "empty directory name");
+            a->o.dicom_dir = value;
         } else if (!strcmp(name, "--window")) {
             if (!strcmp(value, "none")) a->o.dicom_window = TH_INGEST_DICOM_WINDOW_NONE;
             else if (cli_parse_int(value, 1, 1000, &k)) return bad_value(name, value, "expected 1 to 1000, or none");
@@ -190,9 +199,14 @@ static int parse_args(int argc, char **argv, ingest_args *a)
                 return bad_value(name, value, "expected auto, common, nih or columns");
         }
     }
-    const char *missing = !a->o.csv_path ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
-                                                              : !a->o.out_path   ? "--out F.h5"
-                                                                                 : NULL;
+    if (a->o.images_dir && a->o.dicom_dir) {
+        cli_error("ingest: give --images DIR or --dicom-dir DIR, not both");
+        return TH_EXIT_USAGE;
+    }
+    const char *missing = !a->o.csv_path                        ? "--csv LABELS.csv"
+                          : !a->o.images_dir && !a->o.dicom_dir ? "--images DIR"
+                          : !a->o.out_path                      ? "--out F.h5"
+                                                                : NULL;
     if (missing) {
         cli_error("ingest: %s is required (see thorax ingest --help)", missing);
         return TH_EXIT_USAGE;
@@ -211,6 +225,7 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
     if (s->has_split)
         printf("  split: %d train, %d val, %d test\n", s->split_count[0], s->split_count[1], s->split_count[2]);
     if (s->n_meta) printf("  metadata: %d columns in /meta\n", s->n_meta);
+    if (s->unlabeled) printf("  left out %d unlabelled DICOM files, listed in %s\n", s->unlabeled, s->report_path);
     if (a->o.skip_bad)
         printf("  skipped %d of %d rows%s%s\n", s->skipped, s->rows, s->skipped ? ", listed in " : "",
                s->skipped ? s->report_path : "");

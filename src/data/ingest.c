@@ -28,6 +28,7 @@
 #include "thorax/util.h"
 
 #include "dicom.h"
+#include "dicom_dir.h"
 
 /* The limits of what ingest writes are those of what a dataset file may
  * hold: a file ingest wrote always opens. */
@@ -69,6 +70,7 @@ typedef struct {
     row_info *rows;                         /* [csv.n_rows] */
     uint8_t *labels;                        /* [csv.n_rows, n_labels] */
     int n_bad;
+    th_dicom_dir dir;                       /* the DICOM files under o->dicom_dir */
 } ingest;
 
 const char *th_ingest_format_name(th_ingest_format f)
@@ -490,8 +492,17 @@ static int check_csv(ingest *g)
  * Pass 2: image headers.
  */
 
+/* 0, -1 when the path is too long, -2 when no file under dicom_dir has the
+ * row's name. */
 static int image_path(const ingest *g, const row_info *r, char *buf, size_t n)
 {
+    if (g->o->dicom_dir) {
+        th_dicom_dir_file *f = th_dicom_dir_find(&g->dir, r->image);
+        if (!f) return -2;
+        f->used = 1;
+        int w = snprintf(buf, n, "%s", f->path);
+        return w < 0 || (size_t)w >= n ? -1 : 0;
+    }
     const char *dir = g->o->images_dir;
     int joined = dir && *dir && r->image[0] != '/';
     int w = joined ? snprintf(buf, n, "%s/%s", dir, r->image) : snprintf(buf, n, "%s", r->image);
@@ -529,7 +540,10 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         if (r->reason) continue;
         char path[4096];
         th_err e;
-        if (image_path(g, r, path, sizeof path)) {
+        int where = image_path(g, r, path, sizeof path);
+        if (where == -2) {
+            if (set_bad(g, r, "no DICOM file of this name under %s", g->o->dicom_dir)) return -1;
+        } else if (where) {
             if (set_bad(g, r, "the image path is too long")) return -1;
         } else if (th_dicom_is_dicom(path)) {
             if (dicom_header(g, r, path)) return -1;
@@ -614,6 +628,24 @@ static void put_field(th_strbuf *b, const char *s)
     th_strbuf_printf(b, "\"");
 }
 
+/* The DICOM files under dicom_dir that no row names: unlabelled, never
+ * ingested; an error unless skip_bad (then the report lists them). */
+static int check_unlabeled(ingest *g)
+{
+    const th_dicom_dir_file *first = NULL;
+    for (int i = 0; i < g->dir.n; i++)
+        if (!g->dir.files[i].used) {
+            if (!first) first = &g->dir.files[i];
+            g->sum->unlabeled++;
+        }
+    if (!first || g->o->skip_bad) return 0;
+    return th_errf(g->err,
+                   "%s: %d DICOM file%s under %s %s no row (e.g. %s): unlabelled images are not ingested; add "
+                   "them to the CSV, or --skip-bad to leave them out",
+                   g->o->csv_path, g->sum->unlabeled, g->sum->unlabeled == 1 ? "" : "s", g->o->dicom_dir,
+                   g->sum->unlabeled == 1 ? "has" : "have", first->path);
+}
+
 static int write_report(ingest *g)
 {
     th_strbuf b = {0};
@@ -626,6 +658,12 @@ static int write_report(ingest *g)
         th_strbuf_printf(&b, ",");
         put_field(&b, r->reason);
         th_strbuf_printf(&b, "\n");
+    }
+    for (int i = 0; i < g->dir.n; i++) {
+        if (g->dir.files[i].used) continue;
+        th_strbuf_printf(&b, ",");
+        put_field(&b, g->dir.files[i].path);
+        th_strbuf_printf(&b, ",DICOM file with no row in the CSV (unlabelled)\n");
     }
     int rc = b.failed ? th_errf(g->err, "%s: out of memory", g->sum->report_path)
                       : th_write_file_atomic(g->sum->report_path, b.data, b.len, g->err);
@@ -773,7 +811,8 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
     if (th_csv_read(&g->csv, o->csv_path, g->err)) return -1;
     g->sum->rows = g->csv.n_rows;
     trim_all(&g->csv);
-    if (read_layout(g) || check_csv(g) || check_images(g, &w, &h)) return -1;
+    if (o->dicom_dir && th_dicom_dir_open(&g->dir, o->dicom_dir, g->err)) return -1;
+    if (read_layout(g) || check_csv(g) || check_images(g, &w, &h) || check_unlabeled(g)) return -1;
     if (g->n_bad == g->csv.n_rows) return first_bad_error(g);
 
     /* Unlinked at once: the scratch file never outlives this process. */
@@ -817,6 +856,7 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
     free(g.rows);
     free(g.labels);
     th_csv_free(&g.csv);
+    th_dicom_dir_free(&g.dir);
     if (!o->skip_bad) sum->report_path[0] = '\0';
     return rc;
 }

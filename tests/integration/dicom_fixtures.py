@@ -158,8 +158,10 @@ def check(out, h5, window):
     images = f["images"][:]
     bad = 0
     for i, name in enumerate(names):
-        # Compressed copies (rle/x.dcm, ...) are lossless: the original x.dcm says what they hold.
-        ds = pydicom.dcmread(os.path.join(out, os.path.basename(name)))
+        # Compressed copies (rle/x.dcm, ...) are lossless: the original x.dcm says what
+        # they hold; --dicom-dir rows may name x without .dcm.
+        base = os.path.basename(name)
+        ds = pydicom.dcmread(os.path.join(out, base if base.endswith(".dcm") else base + ".dcm"))
         want = expected(ds, window)
         got = images[i].reshape(want.shape)
         diff = int(np.count_nonzero(got != want))

@@ -90,4 +90,32 @@ mkdir -p "$O/missing"
 expect_fail 1 "missing.csv:3" "cannot open" "missing.dcm: No such file" -- \
   "$THORAX_BIN" ingest --csv "$D/missing.csv" --images "$D" --out "$O/missing/x.h5"
 [ -z "$(ls -A "$O/missing")" ] || fail "missing: a failed run left $(ls -A "$O/missing")"
+# --dicom-dir: a nested tree, rows naming files by base name (with or without
+# .dcm); a file no row names is an error, or left out with --skip-bad.
+T="$WORK/tree"
+mkdir -p "$T/study1/series1" "$T/study2/series9" "$T/.hidden"
+cp "$D/mono2_8.dcm" "$D/mono1.dcm" "$T/study1/series1/"
+cp "$D/ct12.dcm" "$T/study2/series9/"
+cp "$D/nowindow.dcm" "$T/study2/series9/stray.dcm"
+cp "$D/signed12.dcm" "$T/.hidden/"
+printf 'image,Effusion\nmono2_8,0\nstudy2/ct12.dcm,1\nmono1.dcm,1\n' >"$D/tree.csv"
+mkdir -p "$O/tree"
+expect_fail 1 "tree.csv" "1 DICOM file under" "stray.dcm" "--skip-bad" -- \
+  "$THORAX_BIN" ingest --csv "$D/tree.csv" --dicom-dir "$T" --out "$O/tree/x.h5"
+[ -z "$(ls -A "$O/tree")" ] || fail "tree: a failed run left $(ls -A "$O/tree")"
+"$THORAX_BIN" ingest --csv "$D/tree.csv" --dicom-dir "$T" --out "$O/tree/x.h5" --skip-bad >"$O/tree.txt" 2>&1 ||
+  { cat "$O/tree.txt"; fail "ingest --dicom-dir --skip-bad"; }
+grep -qF "wrote 3 images of 3 patients" "$O/tree.txt" || { cat "$O/tree.txt"; fail "tree: images"; }
+grep -qF "left out 1 unlabelled DICOM files" "$O/tree.txt" || { cat "$O/tree.txt"; fail "tree: unlabelled"; }
+grep -qF "stray.dcm,DICOM file with no row in the CSV" "$O/tree/x.h5.skipped.csv" ||
+  { cat "$O/tree/x.h5.skipped.csv"; fail "tree: report"; }
+"$PY" "$FIX" check "$D" "$O/tree/x.h5" 1 || fail "tree: pixels"
+printf 'image,Effusion\nmono2_8,0\nnothere,1\n' >"$D/tree_missing.csv"
+expect_fail 1 "tree_missing.csv:3" "nothere" "no DICOM file of this name under" -- \
+  "$THORAX_BIN" ingest --csv "$D/tree_missing.csv" --dicom-dir "$T" --out "$O/tree/y.h5"
+cp "$D/mono2_8.dcm" "$T/study2/"
+expect_fail 1 "two DICOM files named mono2_8" -- \
+  "$THORAX_BIN" ingest --csv "$D/tree.csv" --dicom-dir "$T" --out "$O/tree/y.h5"
+expect_fail 2 "--images DIR or --dicom-dir DIR, not both" -- \
+  "$THORAX_BIN" ingest --csv "$D/tree.csv" --dicom-dir "$T" --images "$D" --out "$O/tree/y.h5"
 echo "ingest_dicom: all checks passed"

@@ -3,7 +3,7 @@
 # build-fuzz/ and runs each for SECONDS (default 60) on a scratch copy of its
 # seed corpus, after replaying every regression input once. The repository is
 # never written to: corpora grow in a scratch directory under /tmp.
-#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     targets: config csv png jpeg dataset lesions
+#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     targets: config csv png jpeg dataset lesions dicom
 # Fails if any target crashes, leaks, or times out, printing where the crash
 # input was saved. To keep it: copy it into tests/fuzz/regressions/<target>/
 # (as NAME.hex, `xxd -p`, if it is binary: the repository commits no binary
@@ -14,12 +14,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config csv png jpeg dataset lesions)
+[ ${#targets[@]} -gt 0 ] || targets=(config csv png jpeg dataset lesions dicom)
 build=${THORAX_FUZZ_BUILD_DIR:-$root/build-fuzz}
 
-cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DTHORAX_FUZZ=ON -DBUILD_TESTING=OFF \
+cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DTHORAX_FUZZ=ON -DBUILD_TESTING=OFF \
   -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
+  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
   >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz_seeds "${targets[@]/#/fuzz_}"
 

@@ -15,6 +15,7 @@ packages=(
   libyaml-dev                       # experiment configs
   libpng-dev                        # images in and out
   libturbojpeg0-dev                 # JPEG images in (TurboJPEG API)
+  libdcmtk-dev                      # DICOM images in (src/data/dicom.cc)
   libcairo2-dev fonts-dejavu-core   # plots (roc.png, curves.png) and their text
 )
 

@@ -599,7 +599,18 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  * is decoded once and its pixels go to a scratch file next to the output
  * (unlinked as soon as it is open, so it never outlives the process); then
  * the dataset, whose row count is only known now, is written from it.
+ *
+ * DICOM files (the DICM magic, or a .dcm name) are read through DCMTK
+ * (src/data/dicom.h): modality LUT, then the window dicom_window, MONOCHROME1
+ * inverted, to 8-bit grey. Without a patient column a DICOM file's patient is
+ * its PatientID; its PatientSex, PatientAge, ViewPosition and Manufacturer
+ * become /meta/<tag> ("" for the rows that are not DICOM) unless the CSV has
+ * a column of that name. With dicom_dir, the tree is walked for DICOM files
+ * and each row names one by its base name, with or without .dcm
+ * (src/data/dicom_dir.h); a file no row names is unlabelled: an error, or
+ * with skip_bad left out and listed in the report (its line field empty).
  */
+#define TH_INGEST_DICOM_WINDOW_NONE (-1)    /* dicom_window: min-max over each image */
 #define TH_INGEST_MAX_LABELS 256
 #define TH_INGEST_MAX_NAME 64       /* label name length, with the NUL */
 #define TH_INGEST_N_NIH 14
@@ -636,6 +647,8 @@ typedef struct th_ingest_opts {
     const char *boxes_path, *masks_dir, *rle_path;
     int compress;                   /* TH_DATASET_COMPRESS on /images */
     int patient_from_file;          /* an image name without a patient ID: the image is its own patient */
+    int dicom_window;               /* DICOM VOI window: 0 the first, k the (k+1)-th, or TH_INGEST_DICOM_WINDOW_NONE */
+    const char *dicom_dir;          /* instead of images_dir: rows name DICOM files anywhere in this tree */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -654,6 +667,7 @@ typedef struct th_ingest_summary {
     int with_lesions;               /* images with a lesion in /masks (boxes, masks, RLE) */
     double images_ratio;            /* /images raw over stored bytes (1 uncompressed) */
     int patients_from_file;         /* rows whose patient is their image (patient_from_file) */
+    int unlabeled;                  /* DICOM files under dicom_dir no row names (left out) */
 } th_ingest_summary;
 
 /* Called after each decoded image: done of total. */

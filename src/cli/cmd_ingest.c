@@ -28,8 +28,8 @@ static void usage(FILE *f)
             "usage: thorax ingest --csv LABELS.csv --images DIR --out F.h5 [options]\n"
             "       thorax ingest --images DIR --format folders --out F.h5 [options]\n"
             "\n"
-            "Converts a label CSV and a folder of PNG or JPEG images, or a folder of\n"
-            "class folders, into one dataset file.\n"
+            "Converts a label CSV and a folder of PNG, JPEG or DICOM images, or a folder\n"
+            "of class folders, into one dataset file.\n"
             "\n"
             "CSV layouts (--format auto tells them apart by the header):\n"
             "  common    image,patient_id,<label>...[,split]: one 0/1 column per label\n"
@@ -66,6 +66,13 @@ static void usage(FILE *f)
             "first bytes, not their names. Colour becomes luminance (0.299 R + 0.587 G +\n"
             "0.114 B), alpha is ignored, 16-bit values are scaled to 8 bits\n"
             "(v * 255 / 65535), all rounded to nearest.\n"
+            "DICOM (files with the DICM magic, or named *.dcm), through DCMTK: single-frame\n"
+            "MONOCHROME1/2, 8-16 bits stored, uncompressed, RLE, JPEG (baseline, extended,\n"
+            "lossless) or JPEG-LS. The stored values go through RescaleSlope/Intercept,\n"
+            "then the file's window (--window) onto 0-255; MONOCHROME1 is inverted so that\n"
+            "bone is bright. Without a patient column the patient is the PatientID tag;\n"
+            "PatientSex, PatientAge, ViewPosition and Manufacturer become /meta/<tag>.\n"
+            "Multi-frame, colour (RGB/YBR) and image-less objects are bad rows.\n"
             "\n"
             "options:\n"
             "  --csv FILE         the label CSV (required, except with --format folders)\n"
@@ -79,13 +86,22 @@ static void usage(FILE *f)
             "  --labels A,B,...   keep these labels, in this order (default: every label)\n"
             "  --format F         auto, common, nih, columns, chexpert or folders (default auto)\n"
             "  --patient-from R   name (default): the patient ID comes from the patient\n"
-            "                     column or the image name, and a name without one is a\n"
-            "                     bad row; file: such an image is its own patient (with a\n"
-            "                     warning: a patient's images may then land in two splits)\n"
+            "                     column, the image name or the DICOM PatientID, and an\n"
+            "                     image without one is a bad row; file: such an image is its\n"
+            "                     own patient (with a warning: a patient's images may then\n"
+            "                     land in two splits)\n"
             "  --uncertain P      what a -1 label becomes: ones (U-Ones), zeros (U-Zeros) or\n"
             "                     ignore (unknown, U-Ignore); without it a -1 is an error\n"
             "  --blank B          what a blank label cell becomes: unknown (default) or zeros\n"
             "  --frontal-only     chexpert: keep only the rows whose Frontal/Lateral is Frontal\n"
+            "  --dicom-dir DIR    instead of --images: walk DIR for DICOM files (DICM magic\n"
+            "                     or .dcm), and find each row's file by its base name with\n"
+            "                     or without .dcm (X.dcm, a/X.dcm and X name DIR/.../X.dcm);\n"
+            "                     a file no row names is an error (unlabelled), or left out\n"
+            "                     and listed in the report with --skip-bad\n"
+            "  --window N|none    DICOM: apply the file's N-th WindowCenter/WindowWidth\n"
+            "                     (default 1, the first; min-max when the file has none);\n"
+            "                     none: min-max over each image\n"
             "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
             "                     F.h5.skipped.csv; without it the first bad row is an error\n"
             "                     naming its CSV line. Bad rows: a missing, damaged or\n"
@@ -155,8 +171,9 @@ static int parse_format(const char *s, th_ingest_format *f)
 /* The options that take a value. */
 static int is_option(const char *name)
 {
-    static const char *const names[] = {"--csv",   "--images", "--out", "--size",      "--labels", "--format",
-                                        "--boxes", "--masks",  "--rle", "--uncertain", "--blank",  "--patient-from"};
+    static const char *const names[] = {"--csv",   "--images", "--out",     "--size",      "--labels",
+                                        "--format", "--boxes", "--masks",   "--rle",       "--uncertain",
+                                        "--blank",  "--window", "--dicom-dir", "--patient-from"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -225,6 +242,13 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         } else if (!strcmp(name, "--boxes") || !strcmp(name, "--masks") || !strcmp(name, "--rle")) {
             if (!*value) return bad_value(name, value, "empty file name");
             *(name[2] == 'b' ? &a->o.boxes_path : name[2] == 'm' ? &a->o.masks_dir : &a->o.rle_path) = value;
+        } else if (!strcmp(name, "--dicom-dir")) {
+            if (!*value) return bad_value(name, value, "empty directory name");
+            a->o.dicom_dir = value;
+        } else if (!strcmp(name, "--window")) {
+            if (!strcmp(value, "none")) a->o.dicom_window = TH_INGEST_DICOM_WINDOW_NONE;
+            else if (cli_parse_int(value, 1, 1000, &k)) return bad_value(name, value, "expected 1 to 1000, or none");
+            else a->o.dicom_window = (int)k - 1;
         } else if (!strcmp(name, "--format")) {
             if (parse_format(value, &a->o.format))
                 return bad_value(name, value, "expected auto, common, nih, columns, chexpert or folders");
@@ -245,9 +269,14 @@ static int parse_args(int argc, char **argv, ingest_args *a)
         cli_error("ingest: --format folders takes its labels from the folders, not --csv %s", a->o.csv_path);
         return TH_EXIT_USAGE;
     }
-    const char *missing = !a->o.csv_path && !folders ? "--csv LABELS.csv" : !a->o.images_dir ? "--images DIR"
-                                                              : !a->o.out_path   ? "--out F.h5"
-                                                                                 : NULL;
+    if (a->o.images_dir && a->o.dicom_dir) {
+        cli_error("ingest: give --images DIR or --dicom-dir DIR, not both");
+        return TH_EXIT_USAGE;
+    }
+    const char *missing = !a->o.csv_path && !folders                ? "--csv LABELS.csv"
+                          : !a->o.images_dir && !a->o.dicom_dir ? "--images DIR"
+                          : !a->o.out_path                      ? "--out F.h5"
+                                                                : NULL;
     if (missing) {
         cli_error("ingest: %s is required (see thorax ingest --help)", missing);
         return TH_EXIT_USAGE;
@@ -272,6 +301,7 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
     if (a->o.boxes_path || a->o.masks_dir || a->o.rle_path)
         printf("  lesions: %d images with a lesion in /masks\n", s->with_lesions);
     if (a->o.compress) printf("  compressed /images: ratio %.2f\n", s->images_ratio);
+    if (s->unlabeled) printf("  left out %d unlabelled DICOM files, listed in %s\n", s->unlabeled, s->report_path);
     if (a->o.skip_bad)
         printf("  skipped %d of %d rows%s%s\n", s->skipped, s->rows, s->skipped ? ", listed in " : "",
                s->skipped ? s->report_path : "");

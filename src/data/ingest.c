@@ -28,6 +28,9 @@
 #include "folders.h"
 #include "thorax/util.h"
 
+#include "dicom.h"
+#include "dicom_dir.h"
+
 /* The limits of what ingest writes are those of what a dataset file may
  * hold: a file ingest wrote always opens. */
 _Static_assert(TH_INGEST_MAX_LABELS == TH_DATASET_MAX_LABELS, "ingest must not write a file that cannot be opened");
@@ -53,8 +56,9 @@ typedef struct {
     const char *image;      /* the CSV field */
     char *patient;          /* malloc'd; NULL while unknown */
     int split;              /* TH_SPLIT_*, or TH_SPLIT_NONE without a split column */
-    int w, h;               /* from the PNG header */
+    int w, h;               /* from the PNG or DICOM header */
     char *reason;           /* malloc'd why the row is left out; NULL for a good row */
+    th_dicom_info *dicom;   /* malloc'd size and tags of a DICOM image; NULL for a PNG */
 } row_info;
 
 typedef struct {
@@ -70,6 +74,7 @@ typedef struct {
     int n_bad;
     th_lesions *lesions;                    /* NULL without --boxes, --masks or --rle */
     const char *label_ptr[TH_INGEST_MAX_LABELS]; /* sum->label_names as pointers */
+    th_dicom_dir dir;                       /* the DICOM files under o->dicom_dir */
 } ingest;
 
 const char *th_ingest_format_name(th_ingest_format f)
@@ -443,11 +448,7 @@ static int check_row(ingest *g, int i)
         if (th_ingest_chexpert_patient(r->image, derived, sizeof derived))
             return set_bad(g, r, "no patientNNNNN directory in the CheXpert path");
     } else if (th_ingest_patient_from_name(r->image, derived, sizeof derived)) {
-        if (!g->o->patient_from_file)
-            return set_bad(g, r, "no patient column, and no patient ID in the image name (NIH or Kermany style; "
-                                 "--patient-from file makes each such image its own patient)");
-        snprintf(derived, sizeof derived, "%s", r->image);
-        g->sum->patients_from_file++;
+        return 0;   /* a DICOM file's PatientID, the file itself, or bad: pass 2 (check_patient) */
     }
     r->patient = strdup(pid);
     if (!r->patient) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
@@ -507,12 +508,53 @@ static int check_csv(ingest *g)
  * Pass 2: image headers.
  */
 
+/* 0, -1 when the path is too long, -2 when no file under dicom_dir has the
+ * row's name. */
 static int image_path(const ingest *g, const row_info *r, char *buf, size_t n)
 {
+    if (g->o->dicom_dir) {
+        th_dicom_dir_file *f = th_dicom_dir_find(&g->dir, r->image);
+        if (!f) return -2;
+        f->used = 1;
+        int w = snprintf(buf, n, "%s", f->path);
+        return w < 0 || (size_t)w >= n ? -1 : 0;
+    }
     const char *dir = g->o->images_dir;
     int joined = dir && *dir && r->image[0] != '/';
     int w = joined ? snprintf(buf, n, "%s/%s", dir, r->image) : snprintf(buf, n, "%s", r->image);
     return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* A DICOM image's header: its size, its tags, and, without a patient
+ * column, its PatientID as the patient (before an ID from the name). */
+static int dicom_header(ingest *g, row_info *r, const char *path)
+{
+    th_err e;
+    r->dicom = malloc(sizeof *r->dicom);
+    if (!r->dicom) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
+    if (th_dicom_read_info(path, r->dicom, &e)) return set_bad(g, r, "%s", e.msg);
+    r->w = r->dicom->w;
+    r->h = r->dicom->h;
+    if (g->patient_col >= 0 || !r->dicom->patient_id[0]) return 0;
+    free(r->patient);
+    r->patient = strdup(r->dicom->patient_id);
+    return r->patient ? 0 : th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
+}
+
+/* A row with no patient yet (no column, no ID in its name, no DICOM
+ * PatientID): its own patient with --patient-from file, else bad. */
+static int check_patient(ingest *g, row_info *r)
+{
+    if (r->reason || r->patient) return 0;
+    if (!g->o->patient_from_file)
+        return set_bad(g, r,
+                       "no patient column, and no patient ID in the image name (NIH or Kermany style)%s; "
+                       "--patient-from file makes each such image its own patient",
+                       r->dicom ? " or in the DICOM PatientID" : "");
+    r->patient = strdup(r->image);
+    if (!r->patient) return th_errf(g->err, "%s:%d: out of memory", g->o->csv_path, r->line);
+    g->sum->patients_from_file++;
+    return 0;
 }
 
 static int check_images(ingest *g, int *out_w, int *out_h)
@@ -523,11 +565,17 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         if (r->reason) continue;
         char path[4096];
         th_err e;
-        if (image_path(g, r, path, sizeof path)) {
+        int where = image_path(g, r, path, sizeof path);
+        if (where == -2) {
+            if (set_bad(g, r, "no DICOM file of this name under %s", g->o->dicom_dir)) return -1;
+        } else if (where) {
             if (set_bad(g, r, "the image path is too long")) return -1;
+        } else if (th_dicom_is_dicom(path)) {
+            if (dicom_header(g, r, path)) return -1;
         } else if (th_image_size(path, &r->w, &r->h, &e)) {
             if (set_bad(g, r, "%s", e.msg)) return -1;
         }
+        if (check_patient(g, r)) return -1;
     }
     if (stop_on_bad(g)) return -1;
     if (g->o->size > 0) {
@@ -583,7 +631,7 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
         th_image img;
         th_err e;
         image_path(g, r, path, sizeof path);
-        if (th_image_read(path, &img, &e)) {
+        if (r->dicom ? th_dicom_read(path, g->o->dicom_window, &img, &e) : th_image_read(path, &img, &e)) {
             rc = g->o->skip_bad ? set_bad(g, r, "%s", e.msg) : row_error(g, r, e.msg, "");
             total--;
             if (progress && rc == 0) progress(ctx, done, total);
@@ -625,6 +673,23 @@ static void put_field(th_strbuf *b, const char *s)
 }
 
 void th_ingest_csv_field(th_strbuf *b, const char *s) { put_field(b, s); }
+/* The DICOM files under dicom_dir that no row names: unlabelled, never
+ * ingested; an error unless skip_bad (then the report lists them). */
+static int check_unlabeled(ingest *g)
+{
+    const th_dicom_dir_file *first = NULL;
+    for (int i = 0; i < g->dir.n; i++)
+        if (!g->dir.files[i].used) {
+            if (!first) first = &g->dir.files[i];
+            g->sum->unlabeled++;
+        }
+    if (!first || g->o->skip_bad) return 0;
+    return th_errf(g->err,
+                   "%s: %d DICOM file%s under %s %s no row (e.g. %s): unlabelled images are not ingested; add "
+                   "them to the CSV, or --skip-bad to leave them out",
+                   g->o->csv_path, g->sum->unlabeled, g->sum->unlabeled == 1 ? "" : "s", g->o->dicom_dir,
+                   g->sum->unlabeled == 1 ? "has" : "have", first->path);
+}
 
 static int write_report(ingest *g)
 {
@@ -638,6 +703,12 @@ static int write_report(ingest *g)
         th_strbuf_printf(&b, ",");
         put_field(&b, r->reason);
         th_strbuf_printf(&b, "\n");
+    }
+    for (int i = 0; i < g->dir.n; i++) {
+        if (g->dir.files[i].used) continue;
+        th_strbuf_printf(&b, ",");
+        put_field(&b, g->dir.files[i].path);
+        th_strbuf_printf(&b, ",DICOM file with no row in the CSV (unlabelled)\n");
     }
     int rc = b.failed ? th_errf(g->err, "%s: out of memory", g->sum->report_path)
                       : th_write_file_atomic(g->sum->report_path, b.data, b.len, g->err);
@@ -658,6 +729,27 @@ static int is_meta_column(const ingest *g, int k)
     return 1;
 }
 
+/* /meta/<tag> of DICOM tag t (th_dicom_meta_names) when any kept row is a
+ * DICOM image and the CSV has no column of that name (the CSV's wins). v:
+ * room for every kept row. */
+static int write_dicom_meta(ingest *g, th_dataset_writer *wr, int t, const char **v)
+{
+    const char *name = th_dicom_meta_names[t];
+    int any = 0, j = 0;
+    for (int k = 0; k < g->csv.header.n_fields; k++)
+        if (!strcmp(g->csv.header.fields[k], name)) return 0;
+    for (int i = 0; i < g->csv.n_rows; i++) {
+        const row_info *r = &g->rows[i];
+        if (r->reason) continue;
+        v[j++] = r->dicom ? r->dicom->meta[t] : "";
+        any |= r->dicom != NULL;
+    }
+    if (!any) return 0;
+    int rc = th_dataset_writer_meta(wr, name, v, g->err);
+    if (rc == 0) g->sum->n_meta++;
+    return rc;
+}
+
 /* /meta/<column> of every metadata column, the kept rows' values in order. */
 static int write_meta(ingest *g, th_dataset_writer *wr, int n)
 {
@@ -671,6 +763,8 @@ static int write_meta(ingest *g, th_dataset_writer *wr, int n)
         rc = th_dataset_writer_meta(wr, g->csv.header.fields[k], v, g->err);
         if (rc == 0) g->sum->n_meta++;
     }
+    for (int t = 0; t < TH_DICOM_N_META && rc == 0; t++)
+        rc = write_dicom_meta(g, wr, t, v);
     free(v);
     return rc;
 }
@@ -801,12 +895,13 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
     }
     g->sum->rows = g->csv.n_rows;
     trim_all(&g->csv);
+    if (o->dicom_dir && th_dicom_dir_open(&g->dir, o->dicom_dir, g->err)) return -1;
     if (read_layout(g) || keep_frontal(g)) return -1;
     for (int k = 0; k < g->sum->n_labels; k++) g->label_ptr[k] = g->sum->label_names[k];
     if ((o->boxes_path || o->masks_dir || o->rle_path) &&
         th_lesions_load(&g->lesions, o->boxes_path, o->masks_dir, o->rle_path, g->sum->n_labels, g->label_ptr, g->err))
         return -1;
-    if (check_csv(g) || check_images(g, &w, &h)) return -1;
+    if (check_csv(g) || check_images(g, &w, &h) || check_unlabeled(g)) return -1;
     if (g->n_bad == g->csv.n_rows) return first_bad_error(g);
 
     /* Unlinked at once: the scratch file never outlives this process. */
@@ -855,11 +950,13 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
     for (int i = 0; g.rows && i < g.csv.n_rows; i++) {
         free(g.rows[i].patient);
         free(g.rows[i].reason);
+        free(g.rows[i].dicom);
     }
     free(g.rows);
     free(g.labels);
     th_lesions_free(g.lesions);
     th_csv_free(&g.csv);
+    th_dicom_dir_free(&g.dir);
     if (!o->skip_bad) sum->report_path[0] = '\0';
     return rc;
 }

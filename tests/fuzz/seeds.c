@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     }
     /* A directory for every target, even those without generated seeds,
      * so that callers can name OUTDIR/<target> for any target. */
-    static const char *const targets[] = {"config", "csv", "png", "jpeg", "dataset", "lesions"};
+    static const char *const targets[] = {"config", "csv", "png", "jpeg", "dataset", "lesions", "dicom"};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         char sub[4096];
         snprintf(sub, sizeof sub, "%s/%s", argv[1], targets[i]);

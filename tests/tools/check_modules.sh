@@ -60,7 +60,7 @@ for dir in "$src"/src/*/; do
     bad=$((bad + 1))
     continue
   fi
-  for f in "$dir"*.c "$dir"*.h; do
+  for f in "$dir"*.c "$dir"*.cc "$dir"*.h; do
     [ -e "$f" ] && check_file "$f" "$mod"
   done
 done

@@ -190,7 +190,8 @@ int th_auc_bootstrap(int n, int l, const float *p, const float *p2, const uint8_
  * negatives scoring below it; for a negative, V01, the share of the positives
  * scoring above it; ties count one half. The AUC is the mean of V10 over the
  * positives and of V01 over the negatives. Both classes must be present.
- * Returns -1 for a NaN score, a single class or an allocation failure. */
+ * A case whose label is unknown (TH_LABEL_UNKNOWN) takes no part: its v is
+ * NaN. Returns -1 for a NaN score, a single class or an allocation failure. */
 int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, double *v, th_err *err);
 
 /* Everything reported for one label. When defined is 0 every double is NaN

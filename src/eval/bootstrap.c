@@ -62,9 +62,12 @@ int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, d
         free(order);
         return -1;
     }
-    long n_pos = 0;
-    for (int i = 0; i < n; i++) n_pos += y[(size_t)i * stride] != 0;
-    long n_neg = n - n_pos;
+    long n_pos = 0, n_neg = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t c = y[(size_t)i * stride];
+        n_pos += c == 1;
+        n_neg += c == 0;
+    }
     if (n_pos == 0 || n_neg == 0) {
         free(order);
         return th_errf(err, "placement values need both classes (%ld positive, %ld negative cases)", n_pos, n_neg);
@@ -75,13 +78,17 @@ int th_auc_placements(int n, const float *score, const uint8_t *y, int stride, d
         long dpos = 0, dneg = 0;
         int j = i;
         for (; j < n && score[(size_t)order[j] * stride] == s; j++) {
-            if (y[(size_t)order[j] * stride]) dpos++;
-            else dneg++;
+            uint8_t c = y[(size_t)order[j] * stride];
+            dpos += c == 1;
+            dneg += c == 0;
         }
         long neg_below = n_neg - neg_above - dneg;
         double v10 = ((double)neg_below + 0.5 * (double)dneg) / (double)n_neg;
         double v01 = ((double)pos_above + 0.5 * (double)dpos) / (double)n_pos;
-        for (; i < j; i++) v[order[i]] = y[(size_t)order[i] * stride] ? v10 : v01;
+        for (; i < j; i++) {
+            uint8_t c = y[(size_t)order[i] * stride];
+            v[order[i]] = c == 1 ? v10 : c == 0 ? v01 : NAN;
+        }
         pos_above += dpos;
         neg_above += dneg;
     }

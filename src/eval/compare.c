@@ -96,9 +96,10 @@ static int parse_p(const preds *r, const th_csv_row *row, int k, float *out, th_
 static int parse_y(const preds *r, const th_csv_row *row, int k, uint8_t *out, th_err *err)
 {
     const char *s = row->fields[r->y_col[k]];
-    if (strcmp(s, "0") && strcmp(s, "1"))
-        return th_errf(err, "%s:%d: y_%s is '%s', not 0 or 1", r->csv.path, row->line, r->label[k], s);
-    *out = s[0] == '1';
+    if (strcmp(s, "0") && strcmp(s, "1") && *s)
+        return th_errf(err, "%s:%d: y_%s is '%s', not 0, 1 or empty (unknown)", r->csv.path, row->line, r->label[k],
+                       s);
+    *out = !*s ? TH_LABEL_UNKNOWN : s[0] == '1';
     return 0;
 }
 
@@ -189,7 +190,7 @@ static int delong_paired(const paired *d, int k, th_compare_label *out, double *
     double m = (double)out->n_pos, q = (double)out->n_neg;
     double ma = 0, mb = 0;
     for (int i = 0; i < n; i++)
-        if (d->y[(size_t)i * l + k]) {
+        if (d->y[(size_t)i * l + k] == 1) {
             ma += va[i];
             mb += vb[i];
         }
@@ -204,8 +205,10 @@ static int delong_paired(const paired *d, int k, th_compare_label *out, double *
      * negatives (01) apart; V01's mean is the AUC too. */
     double s10[3] = {0}, s01[3] = {0};
     for (int i = 0; i < n; i++) {
+        uint8_t y = d->y[(size_t)i * l + k];
+        if (y == TH_LABEL_UNKNOWN) continue;
         double x = va[i] - out->auc_a, z = vb[i] - out->auc_b;
-        double *s = d->y[(size_t)i * l + k] ? s10 : s01;
+        double *s = y ? s10 : s01;
         s[0] += x * x;
         s[1] += z * z;
         s[2] += x * z;
@@ -319,8 +322,12 @@ static int compute(const th_compare_opts *o, const paired *d, th_compare_result 
         th_compare_label *c = &res->label[k];
         c->auc_a = c->auc_b = c->diff = c->se = c->z = c->p = c->lo = c->hi = NAN;
         c->boot = boot[k];
-        for (int i = 0; i < n; i++) c->n_pos += d->y[(size_t)i * l + k];
-        c->n_neg = n - c->n_pos;
+        /* Images whose label is unknown take no part in that label's test. */
+        for (int i = 0; i < n; i++) {
+            uint8_t y = d->y[(size_t)i * l + k];
+            c->n_pos += y == 1;
+            c->n_neg += y == 0;
+        }
         if (c->n_pos == 0 || c->n_neg == 0)
             c->reason = c->n_pos ? "no negative images" : "no positive images";
         else if (delong_paired(d, k, c, va, vb, err))

@@ -167,8 +167,11 @@ static void caption(const explain *e, const int *it, float prob, char *buf, size
 {
     const char *label = e->cfg->data.labels[it[IT_LABEL]];
     int y = truth(e, it[IT_ROW], it[IT_LABEL]);
-    if (it[IT_KIND] == TH_EXPLAIN_NAMED) snprintf(buf, cap, "%s\np=%.2f y=%d", label, prob, y);
-    else snprintf(buf, cap, "%s %s\np=%.2f y=%d", label, th_explain_kind_name(it[IT_KIND]), prob, y);
+    char ys[8];
+    if (y < 0) snprintf(ys, sizeof ys, "?");
+    else snprintf(ys, sizeof ys, "%d", y);
+    if (it[IT_KIND] == TH_EXPLAIN_NAMED) snprintf(buf, cap, "%s\np=%.2f y=%s", label, prob, ys);
+    else snprintf(buf, cap, "%s %s\np=%.2f y=%s", label, th_explain_kind_name(it[IT_KIND]), prob, ys);
 }
 
 /* One item's map into out [width] (map, feature map, prob, hit, energy) and
@@ -261,7 +264,7 @@ static void score_labels(const explain *e, const float *all, const int *pos, th_
         double energy = 0.0;
         for (int i = 0; i < e->n_items; i++) {
             const int *it = e->items + (size_t)i * IT_INTS;
-            int scored = it[IT_KIND] == TH_EXPLAIN_TP || (it[IT_KIND] == TH_EXPLAIN_NAMED && truth(e, it[IT_ROW], k));
+            int scored = it[IT_KIND] == TH_EXPLAIN_TP || (it[IT_KIND] == TH_EXPLAIN_NAMED && truth(e, it[IT_ROW], k) == 1);
             const float *tail = all + (size_t)pos[i] * e->width + e->hw + e->fhw;
             if (it[IT_LABEL] != k || !scored || tail[TAIL_HIT] < 0.0f) continue;
             s->n++;

@@ -39,10 +39,13 @@ typedef struct explain {
 /* Is run label k one to map (--label)? */
 static inline int wanted_label(const explain *e, int k) { return e->only_label < 0 || e->only_label == k; }
 
-/* The file's truth for image row and run label k. */
-static inline uint8_t truth(const explain *e, int row, int k)
+/* The file's truth for image row and run label k: 1, 0, or -1 where the
+ * file does not know it (TH_LABEL_UNKNOWN), which is neither a positive nor
+ * a negative to rank or score. */
+static inline int truth(const explain *e, int row, int k)
 {
-    return e->ds.labels[(size_t)row * e->ds.n_labels + e->label_col[k]];
+    uint8_t y = e->ds.labels[(size_t)row * e->ds.n_labels + e->label_col[k]];
+    return y == TH_LABEL_UNKNOWN ? -1 : y != 0;
 }
 
 /* Rank 0, after the split and the labels are known: fills e->items (owners

@@ -145,8 +145,9 @@ static int select_label(explain *e, const th_csv *csv, const int *rows, int p_co
             return th_errf(err, "%s:%d: %s is '%s', not a probability", csv->path, csv->rows[r].line,
                            csv->header.fields[p_col], s);
         ranked c = {p, rows[r]};
-        if (truth(e, rows[r], k)) pos[n_pos++] = c;
-        else neg[n_neg++] = c;
+        int y = truth(e, rows[r], k);
+        if (y == 1) pos[n_pos++] = c;
+        else if (y == 0) neg[n_neg++] = c;
     }
     int K = e->top_k;
     qsort(pos, (size_t)n_pos, sizeof *pos, by_p_desc);

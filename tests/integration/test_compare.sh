@@ -136,4 +136,43 @@ expect_fail 2 "unexpected argument" -- "$THORAX_BIN" compare runs/a runs/b runs/
 mkdir -p runs/c/eval/test
 awk -F, -v OFS=, '$1 == "img000.png" { $3 = 1 - $3 } 1' runs/a/eval/test/predictions.csv > runs/c/eval/test/predictions.csv
 expect_fail 1 "img000.png" "different labels" -- "$THORAX_BIN" compare runs/a runs/c
+# Unknown labels (an empty y_ cell, as thorax eval writes for 255): such an
+# image takes no part in that label's test, in both the paired DeLong test
+# and the counts; the reference is the same numpy test on the known rows.
+$PY - <<'PY'
+import csv, os
+for run in ("a", "b"):
+    rows = list(csv.reader(open("runs/%s/eval/test/predictions.csv" % run)))
+    col = rows[0].index("y_Effusion")
+    for r in rows[1:]:
+        if int(r[0][3:6]) % 4 == 1:
+            r[col] = ""
+    os.makedirs("runs/u%s/eval/test" % run, exist_ok=True)
+    csv.writer(open("runs/u%s/eval/test/predictions.csv" % run, "w"), lineterminator="\n").writerows(rows)
+PY
+"$THORAX_BIN" compare runs/ua runs/ub --bootstrap 200 > unk.txt || { cat unk.txt; fail "compare with unknown labels"; }
+$PY - runs/ua/compare/ub_test/compare.json <<'PY' || fail "compare with unknown labels disagrees with the known rows' reference"
+import csv, json, math, sys
+import numpy as np
+res = json.load(open(sys.argv[1]))["labels"]["Effusion"]
+a = {r["image"]: r for r in csv.DictReader(open("runs/ua/eval/test/predictions.csv"))}
+b = {r["image"]: r for r in csv.DictReader(open("runs/ub/eval/test/predictions.csv"))}
+names = sorted(n for n in set(a) & set(b) if a[n]["y_Effusion"] != "")
+assert len(names) < 55
+y = np.array([int(a[n]["y_Effusion"]) for n in names])
+assert res["n_pos"] == int(y.sum()) and res["n_neg"] == int((1 - y).sum()), res
+sa = np.array([float(a[n]["p_Effusion"]) for n in names])
+sb = np.array([float(b[n]["p_Effusion"]) for n in names])
+pos, neg = y == 1, y == 0
+v = []
+for s in (sa, sb):
+    d = s[pos][:, None] - s[neg][None, :]
+    psi = (d > 0) + 0.5 * (d == 0)
+    v.append((psi.mean(), psi.mean(axis=1), psi.mean(axis=0)))
+S = np.cov(np.array([v[0][1], v[1][1]])) / pos.sum() + np.cov(np.array([v[0][2], v[1][2]])) / neg.sum()
+se = math.sqrt(np.array([1, -1]) @ S @ np.array([1, -1]))
+assert abs(res["auc_a"] - v[0][0]) <= 1e-9 and abs(res["auc_b"] - v[1][0]) <= 1e-9, res
+assert abs(res["delong"]["se"] - se) <= 1e-9, (res["delong"]["se"], se)
+print("unknown labels: %d of 55 images known for Effusion, SE %.5f as the reference" % (len(names), se))
+PY
 echo "compare: 1 passed, 0 failed"

@@ -166,4 +166,19 @@ for k, name in enumerate(names):
         assert abs(got["auc"] - auc) < 1e-9, (name, got["auc"], auc)
 assert found > 0, "no unknown label in the test split"
 PY
+
+# thorax cam's top-k ranks only the images whose label is known: no TP, FP
+# or FN item has an unknown truth (maps.h5's /truth would say -1).
+mpi 2 "$THORAX_BIN" cam runs/p --top-k 3 --method cam >cam.log || { cat cam.log; fail "cam with unknown labels"; }
+"$PY" - <<'PY' || fail "cam chose an image whose label is unknown"
+import h5py
+f = h5py.File("runs/p/cam/maps.h5", "r")
+kind = [k.decode() if isinstance(k, bytes) else k for k in f["kind"][()]]
+truth = f["truth"][()]
+assert len(kind) > 0
+for k, t in zip(kind, truth):
+    assert t in (0, 1), (k, t)
+    assert (k in ("TP", "FN")) == (t == 1), (k, t)
+print("cam: %d top-k maps, every truth known" % len(kind))
+PY
 echo "uncertain: ok"

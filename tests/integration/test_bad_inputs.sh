@@ -129,15 +129,15 @@ for dir in "$CORPUS"/*/; do
 done
 
 # --help everywhere: on stdout, status 0.
-for c in ingest phantom split train eval cam predict bench; do
-  if "$THORAX_BIN" $c --help 2>/dev/null | grep -q "usage: .*thorax $c"; then
+for c in ingest phantom split train eval cam predict bench lr-find compare; do
+  if "$THORAX_BIN" $c --help 2>/dev/null | grep "usage: .*thorax $c" >/dev/null; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
     failures+=("$c --help")
   fi
 done
-if "$THORAX_BIN" --help | grep -q "commands:"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("--help"); fi
+if "$THORAX_BIN" --help | grep "commands:" >/dev/null; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("--help"); fi
 
 echo "bad_inputs: $passed passed, $failed failed in $((SECONDS - t_start)) s"
 [ "$failed" = 0 ] || fail "cases: ${failures[*]}"

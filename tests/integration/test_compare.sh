@@ -44,7 +44,7 @@ idx_b = list(range(5, 65)); rng.shuffle(idx_b)
 write("runs/b/eval/test/predictions.csv", idx_b, ["Mass", "Pleural Thickening", "Effusion"], pb)
 PY
 
-"$THORAX_BIN" compare --help | grep -q "usage: thorax compare" || fail "compare --help"
+"$THORAX_BIN" compare --help | grep "usage: thorax compare" >/dev/null || fail "compare --help"
 "$THORAX_BIN" compare runs/a runs/b > cmp.txt || { cat cmp.txt; fail "thorax compare"; }
 cat cmp.txt
 out=runs/a/compare/b_test/compare.json

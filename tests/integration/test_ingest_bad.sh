@@ -74,7 +74,7 @@ while IFS='|' read -r name args want words; do
 done <"$CORPUS/cases.txt"
 
 # --help, and the progress line with its rate.
-"$THORAX_BIN" ingest --help | grep -q "usage: thorax ingest" && passed=$((passed + 1)) || bad "thorax ingest --help"
+"$THORAX_BIN" ingest --help | grep "usage: thorax ingest" >/dev/null && passed=$((passed + 1)) || bad "thorax ingest --help"
 grep -qE "ingest: 4/4 images \(100%\), [0-9]+ img/s" "$WORK/out/good.stderr" && passed=$((passed + 1)) || bad "no progress line"
 
 # The report of the run with every kind of bad row: one line each, with the reason.

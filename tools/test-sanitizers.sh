@@ -9,8 +9,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${THORAX_ASAN_BUILD_DIR:-$root/build-asan}
 "$root/tools/install-deps.sh"
+# The C++ of src/data/dicom.cc makes g++ the linker of every executable
+# using thorax_data, so the C++ flags carry the sanitizers too (else the
+# ASan runtime would not come first).
+san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTHORAX_WERROR=ON \
-  -DCMAKE_C_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" >/dev/null
+  -DCMAKE_C_FLAGS="$san" -DCMAKE_CXX_FLAGS="$san" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 # allocator_may_return_null: unit.test_arena asks for more memory than any

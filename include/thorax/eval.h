@@ -551,6 +551,12 @@ double th_cam_mask_energy(const float *map, const uint8_t *mask, int h, int w);
  * in [0, 1); -1 for an empty mask or an out-of-range quantile. */
 double th_cam_iou_at(const float *map, const uint8_t *mask, int h, int w, double quantile);
 
+/* The IoU of the map thresholded at the lesion's own area: the map's
+ * brightest pixels, as many as the mask has (th_cam_iou_at with quantile
+ * 1 - area / (h w)), against the mask; for a box, the map's box-sized
+ * region against the box. -1 for an empty mask or one covering the image. */
+double th_cam_iou_lesion(const float *map, const uint8_t *mask, int h, int w);
+
 /* The overlay's file name under cam/: "<image>__<label>__<method>.png", with
  * the image name's extension dropped and any '/' made '_'. Returns -1 with
  * err if it does not fit in size bytes. */
@@ -710,7 +716,8 @@ int th_model_card_write(const char *run_dir, th_err *err);
  * pointing game (is the map's maximum in the mask?) and the share of the
  * map's positive mass inside the mask; per label over the TP items (named
  * mode: the images positive for the label) they go to cam/pointing.csv
- * (label,n,hits,rate,mean_energy) and to the result.
+ * (label,n,hits,rate,mean_energy,mean_iou; the IoU of the map's
+ * lesion-sized brightest region with the undilated mask) and to the result.
  */
 /* Why an (image, label) pair was chosen. */
 typedef enum th_explain_kind { TH_EXPLAIN_NAMED = 0, TH_EXPLAIN_TP, TH_EXPLAIN_FP, TH_EXPLAIN_FN } th_explain_kind;
@@ -736,6 +743,7 @@ typedef struct th_explain_score {
     int n, hits;                /* scored maps (non-empty mask) and those whose maximum is in the mask */
     double rate;                /* hits / n; NaN when n is 0 */
     double mean_energy;         /* mean share of positive map mass in the mask; NaN when n is 0 */
+    double mean_iou;            /* mean th_cam_iou_lesion (against the undilated mask); NaN when n is 0 */
 } th_explain_score;
 
 typedef struct th_explain_result {

@@ -22,15 +22,17 @@ static void cam_usage(FILE *f)
             "               /maps_feature/<method> [M,fh,fw] at the layer's resolution, and per\n"
             "               row /index (row in the dataset file), /image_name, /label, /prob,\n"
             "               /kind (TP, FP, FN or named), /truth, /split; with lesion masks also\n"
-            "               /pointing_hit (-1: not scored) and /mask_energy\n"
+            "               /pointing_hit (-1: not scored), /mask_energy and /lesion_iou\n"
             "  <image>__<label>__<method>.png\n"
             "               the heat map (turbo, over the grey X-ray, with a colour bar) and a\n"
             "               caption: label, kind, probability p and truth y\n"
             "  pointing.csv (dataset files with /masks, e.g. phantom data) per label\n"
-            "               label,n,hits,rate,mean_energy: the pointing game over the TP maps\n"
+            "               label,n,hits,rate,mean_energy,mean_iou: the pointing game over the TP maps\n"
             "               (with --images: the images positive for the label): a hit when the\n"
             "               map's maximum lies in the lesion mask dilated by D pixels;\n"
-            "               mean_energy is the mean share of positive map mass inside it\n"
+            "               mean_energy is the mean share of positive map mass inside it;\n"
+            "               mean_iou the mean IoU of the map's brightest pixels, as many as\n"
+            "               the lesion has, with the (undilated) lesion mask or box\n"
             "Each run rewrites maps.h5 and pointing.csv. Each rank maps the images of its\n"
             "own patients; the files do not depend on N.\n"
             "\n"
@@ -80,8 +82,9 @@ static void print_result(const th_explain_result *r, const char *checkpoint, int
     printf("cam: pointing game (masks dilated by %d px) -> %s/pointing.csv\n", dilate, r->out_dir);
     for (int k = 0; k < r->n_scores; k++) {
         const th_explain_score *s = &r->score[k];
-        if (s->n) printf("  %-20s %2d/%-2d hits  rate %.2f  mask energy %.2f\n", s->label, s->hits, s->n, s->rate,
-                         s->mean_energy);
+        if (s->n)
+            printf("  %-20s %2d/%-2d hits  rate %.2f  mask energy %.2f  IoU %.2f\n", s->label, s->hits, s->n, s->rate,
+                   s->mean_energy, s->mean_iou);
         else printf("  %-20s no scored maps\n", s->label);
     }
     fflush(stdout);

@@ -97,3 +97,10 @@ double th_cam_iou_at(const float *map, const uint8_t *mask, int h, int w, double
     }
     return (double)inter / (double)uni;
 }
+
+double th_cam_iou_lesion(const float *map, const uint8_t *mask, int h, int w)
+{
+    size_t n = (size_t)h * w, area = mask_count(mask, n);
+    if (area == 0 || area >= n) return -1.0;
+    return th_cam_iou_at(map, mask, h, w, 1.0 - (double)area / (double)n);
+}

@@ -28,7 +28,7 @@
 
 /* A gathered map row is width floats: the map at image resolution [H*W],
  * at feature resolution [fh*fw], then these three. */
-enum { TAIL_PROB = 0, TAIL_HIT, TAIL_ENERGY, TAIL_FLOATS };
+enum { TAIL_PROB = 0, TAIL_HIT, TAIL_ENERGY, TAIL_IOU, TAIL_FLOATS };
 
 static const char *const kind_names[] = {"named", "TP", "FP", "FN"};
 
@@ -174,7 +174,7 @@ static void caption(const explain *e, const int *it, float prob, char *buf, size
     else snprintf(buf, cap, "%s %s\np=%.2f y=%s", label, th_explain_kind_name(it[IT_KIND]), prob, ys);
 }
 
-/* One item's map into out [width] (map, feature map, prob, hit, energy) and
+/* One item's map into out [width] (map, feature map, prob, hit, energy, IoU) and
  * its overlay PNG. masks: the image's lesion masks [file labels, H, W] or NULL. */
 static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t *masks, float *x, uint8_t *dilated,
                     float *out, const char *dir, th_err *err)
@@ -187,12 +187,16 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
     tail[TAIL_PROB] = prob;
     tail[TAIL_HIT] = -1.0f;
     tail[TAIL_ENERGY] = NAN;
+    tail[TAIL_IOU] = NAN;
     if (masks) {
-        th_cam_mask_dilate(masks + (size_t)e->label_col[k] * e->hw, e->cfg->model.h, e->cfg->model.w,
-                           e->opts->dilate, dilated);
+        const uint8_t *mask = masks + (size_t)e->label_col[k] * e->hw;
+        th_cam_mask_dilate(mask, e->cfg->model.h, e->cfg->model.w, e->opts->dilate, dilated);
         int hit = th_cam_pointing_hit(out, dilated, e->cfg->model.h, e->cfg->model.w);
         tail[TAIL_HIT] = (float)hit;
-        if (hit >= 0) tail[TAIL_ENERGY] = (float)th_cam_mask_energy(out, dilated, e->cfg->model.h, e->cfg->model.w);
+        if (hit >= 0) {
+            tail[TAIL_ENERGY] = (float)th_cam_mask_energy(out, dilated, e->cfg->model.h, e->cfg->model.w);
+            tail[TAIL_IOU] = (float)th_cam_iou_lesion(out, mask, e->cfg->model.h, e->cfg->model.w);
+        }
     }
     char label[TH_LABEL_MAX + 8], name[1024], path[3200], text[TH_LABEL_MAX + 64];
     const char *image = e->ds.image_name[it[IT_ROW]];
@@ -261,7 +265,7 @@ static void score_labels(const explain *e, const float *all, const int *pos, th_
         if (!wanted_label(e, k)) continue;
         th_explain_score *s = &res->score[res->n_scores++];
         snprintf(s->label, sizeof s->label, "%s", e->cfg->data.labels[k]);
-        double energy = 0.0;
+        double energy = 0.0, iou = 0.0;
         for (int i = 0; i < e->n_items; i++) {
             const int *it = e->items + (size_t)i * IT_INTS;
             int scored = it[IT_KIND] == TH_EXPLAIN_TP || (it[IT_KIND] == TH_EXPLAIN_NAMED && truth(e, it[IT_ROW], k) == 1);
@@ -270,21 +274,25 @@ static void score_labels(const explain *e, const float *all, const int *pos, th_
             s->n++;
             s->hits += tail[TAIL_HIT] > 0.0f;
             energy += tail[TAIL_ENERGY];
+            iou += tail[TAIL_IOU];
         }
         s->rate = s->n ? (double)s->hits / s->n : NAN;
         s->mean_energy = s->n ? energy / s->n : NAN;
+        s->mean_iou = s->n ? iou / s->n : NAN;
     }
 }
 
 static int write_pointing_csv(const th_explain_result *res, th_err *err)
 {
     th_strbuf b = {0};
-    th_strbuf_printf(&b, "label,n,hits,rate,mean_energy\n");
+    th_strbuf_printf(&b, "label,n,hits,rate,mean_energy,mean_iou\n");
     for (int k = 0; k < res->n_scores; k++) {
         const th_explain_score *s = &res->score[k];
         /* An unscored label has no rate: empty fields, not NaN. */
-        if (s->n) th_strbuf_printf(&b, "%s,%d,%d,%.4f,%.4f\n", s->label, s->n, s->hits, s->rate, s->mean_energy);
-        else th_strbuf_printf(&b, "%s,0,0,,\n", s->label);
+        if (s->n)
+            th_strbuf_printf(&b, "%s,%d,%d,%.4f,%.4f,%.4f\n", s->label, s->n, s->hits, s->rate, s->mean_energy,
+                             s->mean_iou);
+        else th_strbuf_printf(&b, "%s,0,0,,,\n", s->label);
     }
     char path[2100];
     snprintf(path, sizeof path, "%s/pointing.csv", res->out_dir);
@@ -300,8 +308,8 @@ static int write_columns(const explain *e, th_cam_writer *wr, const float *all, 
     int M = e->n_items, rc = 0;
     const char **kind = malloc(sizeof(char *) * (size_t)M), **split = malloc(sizeof(char *) * (size_t)M);
     int8_t *y = malloc((size_t)M), *hit = malloc((size_t)M);
-    float *energy = malloc(sizeof(float) * (size_t)M);
-    if (!kind || !split || !y || !hit || !energy) rc = th_errf(err, "out of memory writing %d rows", M);
+    float *energy = malloc(sizeof(float) * (size_t)M), *iou = malloc(sizeof(float) * (size_t)M);
+    if (!kind || !split || !y || !hit || !energy || !iou) rc = th_errf(err, "out of memory writing %d rows", M);
     for (int i = 0; i < M && !rc; i++) {
         const int *it = e->items + (size_t)i * IT_INTS;
         const float *tail = all + (size_t)pos[i] * e->width + e->hw + e->fhw;
@@ -310,17 +318,20 @@ static int write_columns(const explain *e, th_cam_writer *wr, const float *all, 
         y[i] = (int8_t)truth(e, it[IT_ROW], it[IT_LABEL]);
         hit[i] = (int8_t)tail[TAIL_HIT];
         energy[i] = tail[TAIL_ENERGY];
+        iou[i] = tail[TAIL_IOU];
     }
     if (!rc) rc = th_cam_writer_column(wr, "kind", TH_CAM_COLUMN_STRING, kind, err);
     if (!rc) rc = th_cam_writer_column(wr, "truth", TH_CAM_COLUMN_INT8, y, err);
     if (!rc) rc = th_cam_writer_column(wr, "split", TH_CAM_COLUMN_STRING, split, err);
     if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "pointing_hit", TH_CAM_COLUMN_INT8, hit, err);
     if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "mask_energy", TH_CAM_COLUMN_FLOAT32, energy, err);
+    if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "lesion_iou", TH_CAM_COLUMN_FLOAT32, iou, err);
     free(kind);
     free(split);
     free(y);
     free(hit);
     free(energy);
+    free(iou);
     return rc;
 }
 

@@ -26,7 +26,7 @@ m=$(sed -n 's|^/index  *Dataset {\([0-9]*\)}$|\1|p' ls.txt)
 [ -n "$m" ] && [ "$m" -ge 80 ] || { cat ls.txt; fail "maps.h5 has ${m:-no} rows; expected TP and FP of 10 each for 4 labels"; }
 grep -q "^/maps/gradcam  *Dataset {$m, 64, 64}$" ls.txt || { cat ls.txt; fail "/maps/gradcam is not [$m,64,64]"; }
 grep -q "^/maps_feature/gradcam  *Dataset {$m, 16, 16}$" ls.txt || { cat ls.txt; fail "/maps_feature/gradcam is not [$m,16,16]"; }
-for d in image_name label prob kind truth split pointing_hit mask_energy; do
+for d in image_name label prob kind truth split pointing_hit mask_energy lesion_iou; do
   grep -q "^/$d  *Dataset {$m}$" ls.txt || { cat ls.txt; fail "maps.h5 lacks /$d [$m]"; }
 done
 n_png=$(ls "$run"/cam/*__gradcam.png | wc -l)
@@ -35,11 +35,39 @@ ls "$run"/cam/P*_*__Nodule__gradcam.png > /dev/null || fail "no overlay named <i
 
 # The pointing game over the 10 top true positives.
 cat "$run/cam/pointing.csv"
-head -1 "$run/cam/pointing.csv" | grep -qx "label,n,hits,rate,mean_energy" || fail "pointing.csv header"
+head -1 "$run/cam/pointing.csv" | grep -qx "label,n,hits,rate,mean_energy,mean_iou" || fail "pointing.csv header"
 for label in Pneumothorax Nodule; do
   awk -F, -v l=$label '$1 == l { ok = $2 == 10 && $4 >= 0.8 } END { exit !ok }' \
     "$run/cam/pointing.csv" || fail "pointing game of $label TPs below 0.8 (or not 10 maps)"
 done
+
+# /lesion_iou recomputed from the maps and the file's masks: the map's
+# brightest pixels, as many as the lesion has (ties at the threshold all
+# count), against the undilated mask.
+if /usr/bin/python3 -c "import h5py, numpy" 2>/dev/null; then
+  /usr/bin/python3 - "$run/cam/maps.h5" p.h5 <<'PY' || fail "maps.h5's lesion_iou disagrees with a recomputation"
+import sys
+import h5py, numpy as np
+m, d = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = [n.decode() if isinstance(n, bytes) else n for n in d["labels"].attrs["names"]]
+maps, idx, iou, hit = m["maps/gradcam"][()], m["index"][()], m["lesion_iou"][()], m["pointing_hit"][()]
+labels = [l.decode() if isinstance(l, bytes) else l for l in m["label"][()]]
+checked = 0
+for i in range(len(idx)):
+    if hit[i] < 0:
+        assert np.isnan(iou[i]), (i, iou[i])
+        continue
+    mask = d["masks"][idx[i], names.index(labels[i])] != 0
+    a = mask.sum()
+    t = np.sort(maps[i].ravel())[::-1][a - 1]
+    sel = maps[i] >= t
+    want = (sel & mask).sum() / (sel | mask).sum()
+    assert abs(iou[i] - want) < 1e-6, (i, iou[i], want)
+    checked += 1
+assert checked > 0
+print("lesion_iou: %d maps as recomputed, mean %.3f" % (checked, np.nanmean(iou[hit >= 0])))
+PY
+fi
 
 # The same maps on 1 rank, bit for bit.
 dump() { for d in /maps/gradcam /maps_feature/gradcam /index /prob; do

@@ -444,6 +444,15 @@ static void test_scores(void)
     CHECK_NEAR(th_cam_iou_at(flat, mask, 4, 4, 0.9), 0.25, 1e-12);
     CHECK(th_cam_iou_at(ramp, mask, 4, 4, 1.0) == -1.0);
     CHECK(th_cam_iou_at(ramp, empty, 4, 4, 0.5) == -1.0);
+    /* At the lesion's own area (4 of 16 pixels): the ramp's top 4 are the
+     * lesion; a flat map selects everything (4 of 16); no lesion, or a
+     * lesion everywhere, has no such region. */
+    uint8_t full[16];
+    memset(full, 1, sizeof full);
+    CHECK_NEAR(th_cam_iou_lesion(ramp, mask, 4, 4), 1.0, 1e-12);
+    CHECK_NEAR(th_cam_iou_lesion(flat, mask, 4, 4), 0.25, 1e-12);
+    CHECK(th_cam_iou_lesion(ramp, empty, 4, 4) == -1.0);
+    CHECK(th_cam_iou_lesion(ramp, full, 4, 4) == -1.0);
 }
 
 static void test_dilate(void)

@@ -41,22 +41,13 @@ PY
 
 # A run on the phantom, evaluated by view on 1, 2 and 4 ranks.
 "$THORAX_BIN" phantom --out s.h5 --patients 90 --size 32 --seed 5 >/dev/null
-cat > s.yaml <<YAML
+{ cat <<YAML
 name: s
 data: {path: $WORK/s.h5}
-model:
-  input: [1, 32, 32]
-  layers:
-    - {type: conv, out: 8, k: 3, pad: 1}
-    - {type: relu}
-    - {type: maxpool, k: 2}
-    - {type: conv, out: 16, k: 3, pad: 1}
-    - {type: relu}
-    - {type: gap}
-    - {type: dense, out: labels}
 train: {epochs: 2, batch_per_rank: 8}
 runtime: {out_dir: $WORK/runs}
 YAML
+  cat "$THORAX_SOURCE_DIR/tests/configs/small_net.yaml"; } > s.yaml
 mpi 2 "$THORAX_BIN" train s.yaml >train.log || { cat train.log; fail "training"; }
 for np in 1 2 4; do
   mpi $np "$THORAX_BIN" eval runs/s --by "View Position" >by$np.log || { cat by$np.log; fail "eval --by on $np ranks"; }

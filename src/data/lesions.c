@@ -201,10 +201,11 @@ static int first_of(const void *base, int n, size_t sz, const char *stem)
  * scale (original / stored), lie in [a, b). */
 static void box_span(double a, double b, double scale, int n, int *lo, int *hi)
 {
-    *lo = (int)ceil(a / scale - 0.5);
-    *hi = (int)ceil(b / scale - 0.5);
-    if (*lo < 0) *lo = 0;
-    if (*hi > n) *hi = n;
+    /* Clamped while still double: a box far outside the image (a CSV may
+     * say x = 777777777718) has no int value. */
+    double l = ceil(a / scale - 0.5), h = ceil(b / scale - 0.5);
+    *lo = l <= 0 ? 0 : l >= n ? n : (int)l;
+    *hi = h <= 0 ? 0 : h >= n ? n : (int)h;
 }
 
 /* A 0/255 mask src [oh, ow] resized to [h, w] and or-ed into out [h, w] as

@@ -10,6 +10,8 @@
 #include "cli.h"
 #include "thorax/dist.h"
 #include "thorax/nn.h"
+#include "thorax/config.h"
+#include "thorax/util.h"
 
 typedef struct {
     const char *name;
@@ -40,7 +42,9 @@ static void usage(FILE *f)
             "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'thorax <command> --help' describes each command.\n");
+    fprintf(f,
+            "\n'thorax <command> --help' (or 'thorax help <command>') describes each command.\n"
+            "'thorax --version' prints the version and the build's git revision.\n");
 }
 
 void cli_error(const char *fmt, ...)
@@ -122,20 +126,33 @@ int main(int argc, char **argv)
         usage(stderr);
         return TH_EXIT_USAGE;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    /* 'thorax help CMD' is 'thorax CMD --help'. */
+    char *help_argv[4] = {argv[0], NULL, "--help", NULL};
+    if (!strcmp(argv[1], "help") && argc > 2) {
+        help_argv[1] = argv[2];
+        argc = 3;
+        argv = help_argv;
+    } else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return TH_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("thorax 0.1.0\n");
+        printf("thorax 0.1.0 (%s)\n", th_version());
         return TH_EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+    const char *names[N_COMMANDS + 1];
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        names[i] = commands[i].name;
         if (!strcmp(argv[1], commands[i].name)) {
             th_workspace_serial_blas();
             return commands[i].run(argc - 1, argv + 1);
         }
-    cli_error("unknown command '%s'", argv[1]);
+    }
+    names[N_COMMANDS] = NULL;
+    const char *near = th_config_nearest(argv[1], names);
+    if (near) cli_error("unknown command '%s' (did you mean '%s'?)", argv[1], near);
+    else cli_error("unknown command '%s'", argv[1]);
     usage(stderr);
     return TH_EXIT_USAGE;
 }

@@ -136,7 +136,19 @@ for c in ingest phantom split train eval cam predict bench lr-find compare; do
     failed=$((failed + 1))
     failures+=("$c --help")
   fi
+  # 'thorax help CMD' is the same text.
+  if cmp -s <("$THORAX_BIN" $c --help 2>&1) <("$THORAX_BIN" help $c 2>&1); then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("help $c")
+  fi
 done
+if "$THORAX_BIN" --version | grep -E "^thorax [0-9]+\.[0-9]+\.[0-9]+ \(.+\)$" >/dev/null; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); failures+=("--version")
+fi
 if "$THORAX_BIN" --help | grep "commands:" >/dev/null; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("--help"); fi
 
 echo "bad_inputs: $passed passed, $failed failed in $((SECONDS - t_start)) s"

@@ -378,9 +378,12 @@ void th_report_metrics_table(th_strbuf *b, const char *first_head, int l, const 
  *    "groups": {"<value>": {"n_images", "macro_auc",
  *                           "labels": {"<label>": {"auc", "auc_ci", "n_pos", "n_neg"}}}}}
  * and the metrics.md tables of each group into dir/by_<column>.md, whose
- * path goes to md_path (<column> made safe as label file names). */
+ * path goes to md_path (<column> made safe as label file names). The
+ * tables' operating points are ap's (val's choice) applied to each group;
+ * with ap NULL, Youden's fitted on the group itself. */
 int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
-                       const char *const *value, char *md_path, size_t md_cap, th_err *err);
+                       const char *const *value, const th_eval_applied *ap, char *md_path, size_t md_cap,
+                       th_err *err);
 
 /* An undefined curve (roc->n == 0) is written as the header alone. */
 int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err);

@@ -284,7 +284,8 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
         rc = th_thresholds_write(path, t, err);
     }
     if (!rc && e->meta)
-        rc = th_report_write_by(res->out_dir, e->opts->by, title, &d, group, res->by_md, sizeof res->by_md, err);
+        rc = th_report_write_by(res->out_dir, e->opts->by, title, &d, group, &ap, res->by_md, sizeof res->by_md,
+                                err);
     res->n_images = total;
     res->n_labels = L;
     res->n_defined = macro.n_defined;

@@ -738,7 +738,8 @@ int th_report_write_eval_applied(const char *dir, const char *split, const th_ev
 static int by_value(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int th_report_write_by(const char *dir, const char *column, const char *split, const th_eval_data *d,
-                       const char *const *value, char *md_path, size_t md_cap, th_err *err)
+                       const char *const *value, const th_eval_applied *ap, char *md_path, size_t md_cap,
+                       th_err *err)
 {
     int n = d->n, l = d->l, rc = -1, n_groups = 0;
     const char **groups = malloc(sizeof *groups * (size_t)(n + 1));
@@ -777,6 +778,9 @@ int th_report_write_by(const char *dir, const char *column, const char *split, c
             }
         th_metrics_macro macro;
         if (th_metrics_compute(k, l, p, y, m, &macro, err)) goto done;
+        /* A group's operating points are val's, as for the whole split:
+         * a threshold fitted on the group would flatter it. */
+        if (ap) th_metrics_apply(k, l, p, y, ap->threshold, ap->rule, ap->chosen_on, m, &macro);
         th_strbuf_printf(&js, "%s\n    ", g ? "," : "");
         json_string(&js, groups[g]);
         th_strbuf_printf(&js, ": {\n      \"n_images\": %d,\n      \"macro_auc\": ", k);
@@ -788,15 +792,7 @@ int th_report_write_by(const char *dir, const char *column, const char *split, c
             th_strbuf_printf(&js, ": {\"auc\": ");
             json_number(&js, m[c].auc, 0);
             th_strbuf_printf(&js, ", \"auc_ci\": ");
-            if (isfinite(m[c].auc_lo) && isfinite(m[c].auc_hi)) {
-                th_strbuf_printf(&js, "[");
-                json_number(&js, m[c].auc_lo, 0);
-                th_strbuf_printf(&js, ", ");
-                json_number(&js, m[c].auc_hi, 0);
-                th_strbuf_printf(&js, "]");
-            } else {
-                th_strbuf_printf(&js, "null");
-            }
+            json_interval(&js, m[c].auc_lo, m[c].auc_hi);
             th_strbuf_printf(&js, ", \"n_pos\": %ld, \"n_neg\": %ld}", m[c].n_pos, m[c].n_neg);
         }
         th_strbuf_printf(&js, "\n      }\n    }");

@@ -57,6 +57,19 @@ cmp by1.json by2.json || fail "by_View_Position.json differs between 1 and 2 ran
 cmp by1.json by4.json || fail "by_View_Position.json differs between 1 and 4 ranks"
 grep -q "^View Position = AP: " by2.log || { cat by2.log; fail "eval --by prints no table"; }
 [ -s runs/s/eval/test/by_View_Position.md ] || fail "no by_View_Position.md"
+# Each group's thresholds are val's, as in test's metrics.json, not refitted.
+/usr/bin/python3 - runs/s <<'PY' || fail "by_View_Position.md does not apply val's thresholds"
+import json, sys
+run = sys.argv[1]
+th = json.load(open(run + "/eval/val/thresholds.json"))["labels"]
+lines = [r for r in open(run + "/eval/test/by_View_Position.md").read().splitlines() if r.startswith("| ")]
+head = [h.strip() for h in lines[0].strip("| ").split(" | ")]
+rows = [dict(zip(head, [c.strip() for c in r.strip("| ").split(" | ")])) for r in lines if not r.startswith("| label")]
+assert rows
+for r in rows:
+    t = th[r["label"]]["threshold"]
+    assert r["threshold (chosen on)"] == "%.4f (val)" % t, (r, t)
+PY
 
 "$PY" - runs/s <<'PY' || fail "by_View_Position.json against sklearn"
 import csv, hashlib, h5py, json, re, sys

@@ -65,6 +65,16 @@ int th_write_file_atomic(const char *path, const void *data, size_t len, th_err 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 char *th_read_file(const char *path, size_t *len, th_err *err);
 
+/* Calls fn(ctx, path, name, st, err) for each entry of dir except the
+ * hidden ones (a name starting with '.': ".", "..", .DS_Store, .git), in
+ * readdir order, path being dir/name and st its stat (links followed).
+ * Stops at the first non-zero return of fn and returns it; returns -1 with
+ * err naming the culprit when dir cannot be opened, a path does not fit or
+ * an entry cannot be read. */
+struct stat;
+typedef int (*th_dir_fn)(void *ctx, const char *path, const char *name, const struct stat *st, th_err *err);
+int th_dir_each(const char *dir, th_dir_fn fn, void *ctx, th_err *err);
+
 /* A name (a label, a CSV column) as a file-name or column-name part: every
  * byte outside [A-Za-z0-9_.-] becomes '_' ("Pleural Thickening" ->
  * "Pleural_Thickening"), and "" becomes "_". Returns 0, or -1 if it does not

@@ -3,8 +3,6 @@
  */
 #include "dicom_dir.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,25 +42,26 @@ static int add_file(th_dicom_dir *d, const char *path, th_err *err)
     return 0;
 }
 
+static int walk(th_dicom_dir *d, const char *dir, int depth, th_err *err);
+
+typedef struct walker {
+    th_dicom_dir *d;
+    int depth;
+} walker;
+
+static int walk_entry(void *ctx, const char *path, const char *name, const struct stat *st, th_err *err)
+{
+    (void)name;
+    walker *w = ctx;
+    if (S_ISDIR(st->st_mode)) return walk(w->d, path, w->depth + 1, err);
+    return S_ISREG(st->st_mode) && th_dicom_is_dicom(path) ? add_file(w->d, path, err) : 0;
+}
+
 static int walk(th_dicom_dir *d, const char *dir, int depth, th_err *err)
 {
     if (depth > MAX_DEPTH) return th_errf(err, "%s: directories nested deeper than %d (a loop?)", dir, MAX_DEPTH);
-    DIR *dp = opendir(dir);
-    if (!dp) return th_errf(err, "cannot open the directory %s: %s", dir, strerror(errno));
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(dp))) {
-        if (e->d_name[0] == '.') continue;  /* ., .., and hidden files (.DS_Store) */
-        char path[4096];
-        struct stat st;
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
-            rc = th_errf(err, "%s/%s: path too long", dir, e->d_name);
-        else if (stat(path, &st)) rc = th_errf(err, "cannot read %s: %s", path, strerror(errno));
-        else if (S_ISDIR(st.st_mode)) rc = walk(d, path, depth + 1, err);
-        else if (S_ISREG(st.st_mode) && th_dicom_is_dicom(path)) rc = add_file(d, path, err);
-    }
-    closedir(dp);
-    return rc;
+    walker w = {d, depth};
+    return th_dir_each(dir, walk_entry, &w, err);
 }
 
 static int cmp_key(const void *a, const void *b)

@@ -11,8 +11,6 @@
  * labels, patients from names, bad images and --skip-bad work as they do
  * for a CSV.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,27 +60,26 @@ static int is_normal(const char *name)
     return !strcasecmp(name, "normal") || !strcasecmp(name, "no finding") || !strcasecmp(name, "no_finding");
 }
 
+typedef struct listing {
+    name_list *dirs, *files;
+    const char *expect;
+} listing;
+
+static int list_entry(void *ctx, const char *path, const char *name, const struct stat *st, th_err *err)
+{
+    listing *l = ctx;
+    name_list *into = S_ISDIR(st->st_mode) ? l->dirs : l->files;
+    if (!into) return th_errf(err, "%s: a %s where %s", path, S_ISDIR(st->st_mode) ? "folder" : "file", l->expect);
+    return list_add(into, name) ? th_errf(err, "out of memory listing %s", path) : 0;
+}
+
 /* The entries of path, hidden ones (.DS_Store, .git) left out, sorted:
  * folders into dirs, other files into files (either may be NULL, and then
  * such an entry is an error saying what belongs there). */
 static int list_dir(const char *path, name_list *dirs, name_list *files, const char *expect, th_err *err)
 {
-    DIR *d = opendir(path);
-    if (!d) return th_errf(err, "cannot open the folder %s: %s", path, strerror(errno));
-    int rc = 0;
-    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char full[4096];
-        struct stat st;
-        if (snprintf(full, sizeof full, "%s/%s", path, e->d_name) >= (int)sizeof full)
-            rc = th_errf(err, "%s/%s: path too long", path, e->d_name);
-        else if (stat(full, &st)) rc = th_errf(err, "cannot read %s: %s", full, strerror(errno));
-        else if (S_ISDIR(st.st_mode) ? !dirs : !files)
-            rc = th_errf(err, "%s: a %s where %s", full, S_ISDIR(st.st_mode) ? "folder" : "file", expect);
-        else if (list_add(S_ISDIR(st.st_mode) ? dirs : files, e->d_name))
-            rc = th_errf(err, "out of memory listing %s", path);
-    }
-    closedir(d);
+    listing l = {dirs, files, expect};
+    int rc = th_dir_each(path, list_entry, &l, err);
     if (dirs) qsort(dirs->v, (size_t)dirs->n, sizeof *dirs->v, cmp_str);
     if (files) qsort(files->v, (size_t)files->n, sizeof *files->v, cmp_str);
     return rc;

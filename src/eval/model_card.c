@@ -9,7 +9,6 @@
  */
 #include "thorax/eval.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +134,20 @@ static int card_training(th_strbuf *b, const char *run_dir, const th_config *cfg
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The first 256 names under eval/ (more evaluations than a card lists). */
+typedef struct eval_names {
+    char *v[256];
+    int n;
+} eval_names;
+
+static int add_eval_name(void *ctx, const char *path, const char *name, const struct stat *st, th_err *err)
+{
+    (void)path, (void)st, (void)err;
+    eval_names *en = ctx;
+    if (en->n < 256 && (en->v[en->n] = strdup(name))) en->n++;
+    return 0;
+}
+
 /* ## Evaluation: eval/<name>/metrics.md of every evaluation there is, in
  * name order (test, val, and external files). */
 static void card_evals(th_strbuf *b, const char *run_dir)
@@ -143,17 +156,15 @@ static void card_evals(th_strbuf *b, const char *run_dir)
     snprintf(path, sizeof path, "%s/eval", run_dir);
     th_strbuf_printf(b, "## Evaluation\n\nEach as its last evaluation left it (checkpoints/best.h5 unless "
                         "`thorax eval --checkpoint last`), per image.\n\n");
-    DIR *d = opendir(path);
-    char *names[256];
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d)) && n < 256;)
-        if (e->d_name[0] != '.' && (names[n] = strdup(e->d_name))) n++;
-    if (d) closedir(d);
+    eval_names en = {.n = 0};
+    th_err ignored;
+    th_dir_each(path, add_eval_name, &en, &ignored); /* no eval/ yet: no evaluation */
+    char **names = en.v;
+    int n = en.n;
     qsort(names, (size_t)n, sizeof names[0], by_name);
     int found = 0;
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/eval/%s/metrics.md", run_dir, names[i]);
-        th_err ignored;
         char *md = th_read_file(path, NULL, &ignored);
         if (md) {
             th_strbuf_printf(b, "### %s\n\n%s\n", names[i], md);

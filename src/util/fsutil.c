@@ -7,8 +7,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+int th_dir_each(const char *dir, th_dir_fn fn, void *ctx, th_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return th_errf(err, "cannot open the directory %s: %s", dir, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        struct stat st;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            rc = th_errf(err, "%s/%s: path too long", dir, e->d_name);
+        else if (stat(path, &st)) rc = th_errf(err, "cannot read %s: %s", path, strerror(errno));
+        else rc = fn(ctx, path, e->d_name, &st, err);
+    }
+    closedir(d);
+    return rc;
+}
 
 int th_mkdirs(const char *path, th_err *err)
 {

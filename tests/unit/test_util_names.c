@@ -2,9 +2,15 @@
  *
  * SHA-256 against the FIPS 180-4 examples ("", "abc", the two-block message,
  * a million 'a' fed in uneven pieces: every padding branch and the block
- * boundary); th_safe_name(s) against names worked by hand.
+ * boundary); th_safe_name(s) against names worked by hand; th_dir_each
+ * skips hidden entries, stats the rest, stops at fn's first non-zero return
+ * and names a directory it cannot open.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "thorax/util.h"
@@ -56,9 +62,59 @@ static void test_safe_names(void)
     CHECK(!strcmp(safe[0], "View_Position") && !strcmp(safe[1], "View_Position_1") && !strcmp(safe[2], "Age"));
 }
 
+typedef struct seen {
+    int files, dirs, stop_at;
+} seen;
+
+static int count_entry(void *ctx, const char *path, const char *name, const struct stat *st, th_err *err)
+{
+    seen *s = ctx;
+    CHECK(name[0] != '.' && strstr(path, name) != NULL);
+    if (S_ISDIR(st->st_mode)) s->dirs++;
+    else s->files++;
+    if (s->stop_at && s->files + s->dirs == s->stop_at) return th_errf(err, "stopped at %s", name);
+    return 0;
+}
+
+static void test_dir_each(void)
+{
+    char dir[] = "/tmp/thorax-dir-XXXXXX", path[128];
+    if (!CHECK(mkdtemp(dir) != NULL)) return;
+    const char *files[] = {"a.png", "b.dcm", ".DS_Store"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "w");
+        if (f) fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/sub", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/.git", dir);
+    mkdir(path, 0700);
+    th_err err = {{0}};
+    seen s = {0};
+    CHECK(th_dir_each(dir, count_entry, &s, &err) == 0);
+    CHECK(s.files == 2 && s.dirs == 1);
+    seen once = {.stop_at = 1};
+    CHECK(th_dir_each(dir, count_entry, &once, &err) == -1 && strstr(err.msg, "stopped at"));
+    CHECK(once.files + once.dirs == 1);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    CHECK(th_dir_each(path, count_entry, &s, &err) == -1 && strstr(err.msg, "cannot open the directory") &&
+          strstr(err.msg, "missing"));
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/sub", dir);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/.git", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_sha256();
     test_safe_names();
+    test_dir_each();
     return th_test_summary("util_names");
 }

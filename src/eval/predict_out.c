@@ -97,7 +97,7 @@ void th_predict_json(th_strbuf *b, const th_predict_table *r)
     }
     th_strbuf_printf(b, "],\n  \"operating_points\": ");
     if (t->has_op) {
-        by_label(b, r, 0, threshold, 0);
+        by_label(b, r, 0, threshold, 1); /* float-valued, written as thresholds.json does */
         th_strbuf_printf(b, ",\n  \"rule\": ");
         json_string(b, t->op.rule);
     } else {

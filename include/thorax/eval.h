@@ -649,14 +649,15 @@ void th_predictor_probs(const th_predictor *t, const float *logits, float *p);
  * size, 16-bit or colour samples, or intensity statistics far from the
  * training set's (mean more than 1.5 training standard deviations away, or
  * a contrast below 0.3x or above 2.5x the training set's). */
-int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
+int th_predictor_load_image(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap,
+                            th_err *err);
 
 /* `thorax predict`'s results as CSV or JSON text (the CLI writes them to a
  * file atomically or to stdout). Rows are the images that loaded, in order. */
 typedef struct th_predict_table {
     int n, l;
     const char *const *image;   /* [n] the paths as given */
-    const char *const *warning; /* [n] "" or th_predictor_load_png's warning */
+    const char *const *warning; /* [n] "" or th_predictor_load_image's warning */
     const float *p;             /* [n, l] probabilities (th_predictor_probs) */
     const th_predictor *t;      /* labels, checkpoint, and val's operating points when t->has_op */
     int n_skipped;              /* images that did not load (--skip-bad) */

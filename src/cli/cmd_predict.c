@@ -270,7 +270,8 @@ static int emit(const char *path, th_strbuf *b, th_err *err)
     int rc = 0;
     if (b->failed) rc = th_errf(err, "%s: out of memory while formatting", path);
     else if (!strcmp(path, "-"))
-        rc = fwrite(b->data, 1, b->len, stdout) == b->len && !fflush(stdout) ? 0 : th_errf(err, "cannot write to stdout");
+        rc = fwrite(b->data, 1, b->len, stdout) == b->len && !fflush(stdout) ? 0
+                                                                             : th_errf(err, "cannot write to stdout");
     else rc = th_write_file_atomic(path, b->data ? b->data : "", b->len, err);
     th_strbuf_free(b);
     return rc;
@@ -424,7 +425,7 @@ int cmd_predict(int argc, char **argv)
         int nb = 0;
         for (; nb < B && i < in.n; i++) {
             char warn[512];
-            if (th_predictor_load_png(&t, in.v[i], img + (size_t)nb * HW, warn, sizeof warn, &err)) {
+            if (th_predictor_load_image(&t, in.v[i], img + (size_t)nb * HW, warn, sizeof warn, &err)) {
                 note_progress(&pr);
                 if (!a.skip_bad) {
                     cli_error("%s (--skip-bad goes on past unreadable images)", err.msg);

@@ -68,7 +68,7 @@ static double threshold(const th_predict_table *r, int i, int k)
     return r->t->op.threshold[k];
 }
 
-/* The warning sentence as a list: th_predictor_load_png joins its parts
+/* The warning sentence as a list: th_predictor_load_image joins its parts
  * with "; ". */
 static void warnings(th_strbuf *b, const char *w)
 {

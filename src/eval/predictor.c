@@ -60,7 +60,8 @@ void th_predictor_close(th_predictor *t)
     memset(t, 0, sizeof *t);
 }
 
-int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err)
+int th_predictor_load_image(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap,
+                            th_err *err)
 {
     int H = t->cfg->model.h, W = t->cfg->model.w;
     th_image src;

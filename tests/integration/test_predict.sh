@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # thorax predict on the quick start's network (2 epochs on a phantom file, 2
-# ranks), with 70 of the file's images written out as PNGs (one pair also as
-# JPEG-free DICOM), some in a subdirectory, one named with a comma, quotes
-# and a space:
+# ranks), with 73 of the file's images written out as PNGs (one as JPEG, one
+# without a name extension), some in a subdirectory, one named with a comma,
+# quotes and a space, and one more as a PNG and a DICOM file of the same
+# pixels:
 #  - --csv and --json parse (python3 csv/json), hold one row per image with
 #    every label, agree with each other to the CSV's 6 decimals, with the
 #    table's 4 decimals and '*' marks, and with val's thresholds.json
@@ -37,6 +38,8 @@ os.makedirs("imgs/sub", exist_ok=True)
 for i in range(70):
     Image.fromarray(im[i]).save(f"{'imgs/sub' if i % 2 else 'imgs'}/img{i:03d}.png")
 Image.fromarray(im[70]).save('imgs/odd, "name".png')
+Image.fromarray(im[73]).save("imgs/sub/photo.jpg", quality=95)
+Image.fromarray(im[74]).save("imgs/magic", format="PNG")   # an image by its first bytes alone
 open("imgs/notes.txt", "w").write("not an image\n")       # left out of the walk
 Image.fromarray(im[71]).save("imgs/.hidden.png")          # hidden: left out
 # The same pixels as PNG and DICOM; a 0 and a 255 make DICOM's min-max window the identity.
@@ -46,7 +49,7 @@ a[0, 0], a[0, 1] = 0, 255
 Image.fromarray(a).save("dcm/scan.png")
 save(dx(a, 8), "dcm/scan.dcm")
 PY
-n_img=71
+n_img=73
 
 # ---- the table, CSV and JSON of one run -------------------------------------
 "$THORAX_BIN" predict $run imgs --csv out.csv --json out.json >table.txt 2>table.err \
@@ -69,7 +72,8 @@ assert head == ["image"] + ["p_" + k for k in labels] + ["pred_" + k for k in la
 assert len(rows) == n, len(rows)
 names = [r["image"] for r in rows]
 assert names == sorted(names) and len(set(names)) == n, names
-assert 'imgs/odd, "name".png' in names and "imgs/sub/img001.png" in names, names
+for x in ['imgs/odd, "name".png', "imgs/sub/img001.png", "imgs/sub/photo.jpg", "imgs/magic"]:
+    assert x in names, (x, names)
 assert not any("hidden" in x or x.endswith(".txt") for x in names), names
 js = json.load(open("out.json"))
 assert js["labels"] == labels and js["rule"] == th["rule"] and js["skipped"] == [], js.keys()
@@ -99,8 +103,8 @@ PY
 
 # ---- the same images named as a directory, as globs and one by one ----------
 "$THORAX_BIN" predict $run imgs/ --csv dir.csv >/dev/null 2>&1 || fail "predict DIR/"
-"$THORAX_BIN" predict $run 'imgs/*.png' 'imgs/sub/*' --csv glob.csv >/dev/null 2>&1 || fail "predict GLOB"
-"$THORAX_BIN" predict $run imgs/sub/*.png imgs/*.png imgs/img000.png --csv files.csv >/dev/null 2>&1 \
+"$THORAX_BIN" predict $run 'imgs/*' 'imgs/sub/*' --csv glob.csv >/dev/null 2>&1 || fail "predict GLOB"
+"$THORAX_BIN" predict $run imgs/sub/* imgs/*.png imgs/magic imgs/img000.png --csv files.csv >/dev/null 2>&1 \
   || fail "predict FILE..."
 for f in dir glob files; do cmp -s out.csv $f.csv || { diff out.csv $f.csv | head; fail "$f.csv differs from out.csv"; }; done
 expect_fail 1 "no file matches" "nothere/*.png" -- "$THORAX_BIN" predict $run 'nothere/*.png'

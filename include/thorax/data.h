@@ -151,6 +151,19 @@ int th_image_size(const char *path, int *w, int *h, th_err *err);
 int th_image_read(const char *path, th_image *img, th_err *err);
 int th_image_decode(const void *data, size_t len, const char *name, th_image *img, th_err *err);
 
+/* th_image_read, and DICOM too (the DICM magic or a .dcm name), read as
+ * ingest reads it: window dicom_window (0 the file's first window, as
+ * ingest's default; TH_INGEST_DICOM_WINDOW_NONE min-max), MONOCHROME1
+ * inverted, 8-bit grey. For files outside a dataset (thorax predict). */
+int th_image_read_any(const char *path, int dicom_window, th_image *img, th_err *err);
+
+/* 1 when path looks like an image th_image_read_any takes, by its first
+ * bytes (PNG, JPEG, DICOM magic) or its name (.png, .jpg, .jpeg, .dcm, any
+ * case), else 0: which files of a directory are images. A damaged file with
+ * an image's name counts, so that reading it reports the damage rather than
+ * leaving it out silently. */
+int th_image_is_image_file(const char *path);
+
 /* JPEG (libjpeg-turbo): baseline, progressive or arithmetic-coded, 8-bit,
  * gray or colour (YCbCr or RGB) at any subsampling. Gray keeps its samples;
  * colour is decoded to RGB (libjpeg's default accurate integer IDCT and

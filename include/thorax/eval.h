@@ -642,13 +642,39 @@ void th_predictor_close(th_predictor *t);
  * chosen them; raw otherwise. */
 void th_predictor_probs(const th_predictor *t, const float *logits, float *p);
 
-/* Reads a PNG as ingest prepares training images (luminance, resized to the
+/* Reads an image as ingest prepares training images (PNG, JPEG or DICOM,
+ * th_image_read_any with DICOM's first window; luminance, resized to the
  * model's input with the same resampling) into img [H, W]. warn receives ""
  * or a sentence on how the image differs from the training data: another
  * size, 16-bit or colour samples, or intensity statistics far from the
  * training set's (mean more than 1.5 training standard deviations away, or
  * a contrast below 0.3x or above 2.5x the training set's). */
-int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err);
+int th_predictor_load_image(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap,
+                            th_err *err);
+
+/* `thorax predict`'s results as CSV or JSON text (the CLI writes them to a
+ * file atomically or to stdout). Rows are the images that loaded, in order. */
+typedef struct th_predict_table {
+    int n, l;
+    const char *const *image;   /* [n] the paths as given */
+    const char *const *warning; /* [n] "" or th_predictor_load_image's warning */
+    const float *p;             /* [n, l] probabilities (th_predictor_probs) */
+    const th_predictor *t;      /* labels, checkpoint, and val's operating points when t->has_op */
+    int n_skipped;              /* images that did not load (--skip-bad) */
+    const char *const *skipped; /* [n_skipped] their paths */
+    const char *const *error;   /* [n_skipped] why each did not load */
+} th_predict_table;
+
+/* Header `image,p_<label>...`, then `pred_<label>...` (1 when p is at or
+ * above the label's operating point) when t->has_op; one row per image,
+ * probabilities with 6 decimals, fields quoted as RFC 4180 wants. */
+void th_predict_csv(th_strbuf *b, const th_predict_table *r);
+
+/* One object: checkpoint, labels, operating_points (label -> threshold, or
+ * null), calibrated, images (each image, p and pred by label, warnings) and
+ * skipped (image, error). Probabilities are the shortest decimals that read
+ * back to the same float. */
+void th_predict_json(th_strbuf *b, const th_predict_table *r);
 
 typedef struct th_eval_opts {
     const char *run_dir;        /* the training run: config.yaml and checkpoints/ */

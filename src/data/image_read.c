@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "thorax/util.h"
+#include "dicom.h"
 
 typedef enum { FMT_PNG, FMT_JPEG, FMT_OTHER } image_format;
 
@@ -80,4 +82,28 @@ int th_image_decode(const void *data, size_t len, const char *name, th_image *im
     case FMT_JPEG: return th_image_decode_jpeg(data, len, name, img, err);
     default: return unknown_format(name, len, err);
     }
+}
+
+int th_image_read_any(const char *path, int dicom_window, th_image *img, th_err *err)
+{
+    if (th_dicom_is_dicom(path)) return th_dicom_read(path, dicom_window, img, err);
+    return th_image_read(path, img, err);
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcasecmp(s + n - k, suffix);
+}
+
+int th_image_is_image_file(const char *path)
+{
+    if (has_suffix(path, ".png") || has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") || th_dicom_is_dicom(path))
+        return 1;
+    uint8_t b[8];
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    size_t n = fread(b, 1, sizeof b, fp);
+    fclose(fp);
+    return format_of(b, n) != FMT_OTHER;
 }

@@ -1,6 +1,7 @@
 /* predictor.c - a trained run opened for inference, and a new image read as
  * training read its own (see thorax/eval.h). Used by the evaluation
- * phase, `thorax cam` and `thorax predict`.
+ * phase, `thorax cam` and `thorax predict` (whose CSV and JSON are
+ * predict_out.c's).
  */
 #include "thorax/eval.h"
 
@@ -59,11 +60,12 @@ void th_predictor_close(th_predictor *t)
     memset(t, 0, sizeof *t);
 }
 
-int th_predictor_load_png(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap, th_err *err)
+int th_predictor_load_image(const th_predictor *t, const char *path, uint8_t *img, char *warn, size_t warn_cap,
+                            th_err *err)
 {
     int H = t->cfg->model.h, W = t->cfg->model.w;
     th_image src;
-    if (th_image_read(path, &src, err)) return -1;
+    if (th_image_read_any(path, 0, &src, err)) return -1;
     int rc = th_image_resize(src.px, src.w, src.h, img, W, H, err);
     size_t used = 0;
     warn[0] = '\0';

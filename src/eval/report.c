@@ -101,9 +101,7 @@ void json_string(th_strbuf *b, const char *s)
     th_strbuf_printf(b, "\"");
 }
 
-/* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
- * separator, a quote or a line break; prefix is prepended inside the field. */
-static void csv_field(th_strbuf *b, const char *prefix, const char *s)
+void csv_field(th_strbuf *b, const char *prefix, const char *s)
 {
     if (!strpbrk(s, ",\"\r\n")) {
         th_strbuf_printf(b, "%s%s", prefix, s);

@@ -1,5 +1,5 @@
 /* report_impl.h - the text writers of report.c that the other result files
- * of src/eval (compare.json) share (internal to src/eval).
+ * of src/eval (compare.json, thorax predict's CSV and JSON) share (internal to src/eval).
  */
 #ifndef THORAX_REPORT_IMPL_H
 #define THORAX_REPORT_IMPL_H
@@ -14,6 +14,9 @@ void json_number(th_strbuf *b, double v, int as_float);
 void json_interval(th_strbuf *b, double lo, double hi);
 /* A JSON string, escaped, invalid UTF-8 replaced by U+FFFD. */
 void json_string(th_strbuf *b, const char *s);
+/* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
+ * separator, a quote or a line break; prefix is prepended inside the field. */
+void csv_field(th_strbuf *b, const char *prefix, const char *s);
 /* Writes b's text to path atomically and frees b. */
 int write_buffer(const char *path, th_strbuf *b, th_err *err);
 /* Formats a path into out, failing rather than truncating. */

@@ -80,6 +80,24 @@ int th_write_file_atomic(const char *path, const void *data, size_t len, th_err 
     return 0;
 }
 
+int th_output_not_input(const char *out, int n, const char *const *inputs, th_err *err)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) return th_errf(err, "path too long: %s", out);
+    struct stat o[2];
+    int has[2] = {!stat(out, &o[0]), !stat(tmp, &o[1])};
+    for (int i = 0; (has[0] || has[1]) && i < n; i++) {
+        struct stat st;
+        if (stat(inputs[i], &st)) continue;
+        for (int j = 0; j < 2; j++)
+            if (has[j] && o[j].st_dev == st.st_dev && o[j].st_ino == st.st_ino)
+                return j ? th_errf(err, "refusing to write %s: its temporary file %s is the input %s", out, tmp,
+                                   inputs[i])
+                         : th_errf(err, "refusing to write %s: it is the input %s", out, inputs[i]);
+    }
+    return 0;
+}
+
 char *th_read_file(const char *path, size_t *len, th_err *err)
 {
     FILE *f = fopen(path, "rb");

@@ -810,7 +810,7 @@ typedef struct th_export_result {
 int th_export_format_parse(const char *s, th_export_format *f);
 
 /* Not collective. Fails naming the culprit (a missing checkpoint, an
- * output that is an input, a layer that has no exported form). */
+ * output that is an input of the run, a file that cannot be written). */
 int th_export_run(const th_export_opts *opts, th_export_result *res, th_err *err);
 
 #endif

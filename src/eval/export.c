@@ -1,6 +1,5 @@
 /* export.c - `thorax export`: a trained run opened as predict opens it,
- * checked for layers without an exported form, described, and handed to the
- * ONNX or PyTorch writer (see thorax/eval.h). */
+ * described, and handed to the ONNX or PyTorch writer (see thorax/eval.h). */
 #include "export_impl.h"
 
 #include <stdio.h>
@@ -58,23 +57,6 @@ static int guard_output(const char *run_dir, const th_config *cfg, const char *o
     for (int k = 0; k < 4; k++)
         if (in[k][0] && same_file(out, in[k]))
             return th_errf(err, "--out %s is %s, an input of the run: choose another name", out, in[k]);
-    return 0;
-}
-
-/* Layers whose computation the export cannot state: an average pool with
- * padding (the kernel, th_avgpool_forward, reads no padding, so the trained
- * network's numbers are not PyTorch's or ONNX's padded average). */
-static int check_layers(const th_model *m, th_err *err)
-{
-    for (int i = 0; i < m->n_layers; i++) {
-        const th_layer *L = &m->layers[i];
-        if (L->spec.type == TH_LAYER_AVGPOOL && L->spec.pad > 0)
-            return th_errf(err, "layer %s: an average pool with padding (pad %d) has no exported form", L->name,
-                           L->spec.pad);
-        if (L->spec.type == TH_LAYER_DENSE && (L->in_h != 1 || L->in_w != 1))
-            return th_errf(err, "layer %s: a dense layer on a %dx%d map has no exported form", L->name, L->in_h,
-                           L->in_w);
-    }
     return 0;
 }
 
@@ -148,7 +130,6 @@ int th_export_run(const th_export_opts *opts, th_export_result *res, th_err *err
     int rc = th_predictor_open(&t, opts->run_dir, x.checkpoint, 1, err);
     x.t = &t;
     for (int k = 0; !rc && k < res->n_files; k++) rc = guard_output(opts->run_dir, t.cfg, res->files[k], err);
-    if (!rc) rc = check_layers(&t.model, err);
     if (!rc) {
         x.softmax = t.cfg->train.loss == TH_LOSS_SOFTMAX_CE;
         x.temperature = t.has_op && t.cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;

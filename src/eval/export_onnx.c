@@ -296,7 +296,8 @@ static void layer_nodes(pb *g, th_model *m, int i, const char *const *in)
     }
     case TH_LAYER_MAXPOOL:
     case TH_LAYER_AVGPOOL: {
-        /* MaxPool pads with -inf, so padding never wins a window, as in the kernel. */
+        /* MaxPool pads with -inf, so padding never wins a window, as in the
+         * kernel; the config gives an average pool no pad (0 here). */
         pb nd = begin_node(s->type == TH_LAYER_MAXPOOL ? "MaxPool" : "AveragePool", L->name, in, 1, L->name);
         window_attrs(&nd, s->k, export_stride(s), s->pad);
         end_node(g, &nd);

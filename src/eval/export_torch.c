@@ -125,7 +125,11 @@ static void write_py(th_strbuf *b, const export_info *x, const char *bin_base)
         py_string(b, x->value[k].data ? x->value[k].data : "");
         th_strbuf_printf(b, ",\n");
     }
-    th_strbuf_printf(b, "}\nLABELS = %s\n", x->value[0].data ? x->value[0].data : "[]");
+    /* thorax.labels is a JSON array of strings, which is a Python list too. */
+    const char *labels = "[]";
+    for (int k = 0; k < x->n_meta; k++)
+        if (!strcmp(x->key[k], "thorax.labels") && x->value[k].data) labels = x->value[k].data;
+    th_strbuf_printf(b, "}\nLABELS = %s\n", labels);
     th_strbuf_printf(b, "INPUT_SHAPE = (1, %d, %d)\n", cfg->model.h, cfg->model.w);
     switch (t->input.normalize) {
     case TH_INPUT_NORM_TRAINSET:

@@ -127,9 +127,15 @@ int th_export_run(const th_export_opts *opts, th_export_result *res, th_err *err
         snprintf(res->files[1], sizeof res->files[1], "%s.bin", stem);
         res->n_files = 2;
     }
+    /* The directory of --out, made as predict --cam makes its own. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", stem);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) *slash = '\0';
     int rc = th_predictor_open(&t, opts->run_dir, x.checkpoint, 1, err);
-    x.t = &t;
     for (int k = 0; !rc && k < res->n_files; k++) rc = guard_output(opts->run_dir, t.cfg, res->files[k], err);
+    if (!rc && slash && slash != dir) rc = th_mkdirs(dir, err);
+    x.t = &t;
     if (!rc) {
         x.softmax = t.cfg->train.loss == TH_LOSS_SOFTMAX_CE;
         x.temperature = t.has_op && t.cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;

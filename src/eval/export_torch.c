@@ -87,7 +87,7 @@ static void forward_line(th_strbuf *b, const th_model *m, int i)
     th_strbuf_printf(b, "\n");
 }
 
-static void write_py(th_strbuf *b, const export_info *x, const char *bin_base)
+static void write_py(th_strbuf *b, const export_info *x, const char *py_base, const char *bin_base)
 {
     const th_predictor *t = x->t;
     const th_model *m = &t->model;
@@ -101,7 +101,7 @@ static void write_py(th_strbuf *b, const export_info *x, const char *bin_base)
                      "The normalisation, batch-norm in eval form and the output link are inside.\n"
                      "\n"
                      "    import importlib.util, torch\n"
-                     "    spec = importlib.util.spec_from_file_location('exported', 'THIS_FILE.py')\n"
+                     "    spec = importlib.util.spec_from_file_location('exported', '%s')\n"
                      "    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
                      "    model = mod.load()                  # eval mode, weights from the .bin beside this file\n"
                      "    prob = model(torch.rand(2, 1, %d, %d))\n"
@@ -114,7 +114,7 @@ static void write_py(th_strbuf *b, const export_info *x, const char *bin_base)
                      "import torch\n"
                      "import torch.nn as nn\n"
                      "import torch.nn.functional as F\n\n",
-                     cfg->model.h, cfg->model.w, cfg->data.n_labels, cfg->model.h, cfg->model.w, bin_base);
+                     cfg->model.h, cfg->model.w, cfg->data.n_labels, py_base, cfg->model.h, cfg->model.w, bin_base);
     th_strbuf_printf(b, "WEIGHTS = ");
     py_string(b, bin_base);
     th_strbuf_printf(b, "\nMETADATA = {\n");
@@ -193,8 +193,8 @@ static void write_py(th_strbuf *b, const export_info *x, const char *bin_base)
     if (x->temperature)
         th_strbuf_printf(b, "        # val's temperatures, as thorax predict applies them\n"
                             "        p = torch.clamp(p, 1e-7, 1 - 1e-7)\n"
-                            "        t = torch.tensor(TEMPERATURE, dtype=p.dtype, device=p.device)\n"
-                            "        p = torch.sigmoid(torch.log(p / (1 - p)) / t)\n");
+                            "        temperature = torch.tensor(TEMPERATURE, dtype=p.dtype, device=p.device)\n"
+                            "        p = torch.sigmoid(torch.log(p / (1 - p)) / temperature)\n");
     th_strbuf_printf(b, "        return p\n\n\n"
                         "def load(weights=None):\n"
                         "    \"\"\"The model in eval mode with its weights (default: WEIGHTS beside this file).\"\"\"\n"
@@ -227,8 +227,9 @@ int export_torch(const export_info *x, const char *py, const char *bin, th_err *
         off += m->tensors[k].count;
     }
     const char *bin_base = strrchr(bin, '/') ? strrchr(bin, '/') + 1 : bin;
+    const char *py_base = strrchr(py, '/') ? strrchr(py, '/') + 1 : py;
     th_strbuf b = {0};
-    write_py(&b, x, bin_base);
+    write_py(&b, x, py_base, bin_base);
     int rc = b.failed ? th_errf(err, "out of memory writing %s", py) : 0;
     /* The weights first: the .py, the file a user opens, never names a missing .bin. */
     if (!rc) rc = th_write_file_atomic(bin, flat, sizeof(float) * total, err);

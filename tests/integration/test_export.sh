@@ -130,6 +130,9 @@ grep -q '"thorax.temperature"' all.py || fail "all.py does not carry the tempera
 # --checkpoint last: the metadata names it.
 "$THORAX_BIN" export runs/qs --checkpoint last --format torch --out last >/dev/null || fail "export --checkpoint last"
 grep -q '"thorax.checkpoint": "last"' last.py || fail "last.py's metadata does not name the last checkpoint"
+# --out in a directory that does not exist yet: made.
+"$THORAX_BIN" export runs/qs --format onnx --out new/dir/qs.onnx >/dev/null || fail "export into a new directory"
+cmp -s new/dir/qs.onnx qs.onnx || fail "new/dir/qs.onnx differs from qs.onnx"
 
 # Refusals: nothing written over an input of the run.
 cp runs/qs/config.yaml config.before

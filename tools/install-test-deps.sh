@@ -6,6 +6,10 @@
 # tools/fuzz.sh (tests/fuzz). CI runs it before tools/test.sh; without
 # these packages those tests are skipped, saying why.
 #   tools/install-test-deps.sh
+# test_export also needs node and npm (onnxruntime-node comes from the npm
+# registry at test time): not installed here, since this machine's node is
+# NodeSource's package (with npm inside), which Debian's nodejs and npm
+# packages would replace; on a bare Debian 12, `apt-get install nodejs npm`.
 # Needs root (or sudo) for apt-get. The Debian packages would start system
 # daemons where systemd runs; the tests never use those.
 set -euo pipefail
@@ -16,6 +20,7 @@ packages=(
   iproute2                                  # ip netns, veth pairs
   clang libclang-rt-14-dev libomp-14-dev    # tools/fuzz.sh: clang 14, libFuzzer + sanitizer runtimes, OpenMP
   python3-torch python3-torchvision python3-h5py  # tests/torch: PyTorch equivalence of imported weights
+  python3-onnx                              # test_export: the ONNX checker (and python3-torch: the exported module)
   libjpeg-turbo-progs python3-pil           # cjpeg/djpeg and PIL: JPEG test inputs made at test time
   python3-pydicom dcmtk                     # test_ingest_dicom: DICOM fixtures, RLE/JPEG-LS/JPEG lossless copies
 )

@@ -793,4 +793,50 @@ typedef struct th_explain_result {
  * every rank returns -1 with the same message (the lowest failing rank's). */
 int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result *res, th_err *err);
 
+/* ------------------------------------------------------------------------- */
+/* `thorax export`: a trained run as a model other tools run, with the
+ * contract of `thorax predict` (docs/export.md):
+ *   input   `image`, float32 [N, 1, H, W]: pixel / 255 of images read as
+ *           predict reads them (luminance, resized to the model's H x W);
+ *   inside  the run's normalisation (training-set mean and std from the
+ *           checkpoint, per image, or none), the network in eval form
+ *           (batch-norm on running statistics, dropout the identity), the
+ *           loss's link (sigmoid, or softmax for softmax-CE) and, when
+ *           predict applies them, val's temperatures;
+ *   output  `prob`, float32 [N, L], L = the run's labels in config order.
+ *
+ * ONNX (opset 13): one file, the labels, Thorax version, run name,
+ * checkpoint, epoch, step and normalisation in metadata_props (keys
+ * "thorax.*"). PyTorch: OUT.py, a self-contained torch.nn.Module, and
+ * OUT.bin beside it, the tensors as raw little-endian float32 whose names,
+ * shapes and offsets the .py lists (it reads them with numpy).
+ *
+ * Every file is written as <path>.tmp and renamed; an output that is an
+ * input of the run (its config, a checkpoint, its dataset file) is refused.
+ */
+typedef enum th_export_format { TH_EXPORT_ONNX = 0, TH_EXPORT_TORCH } th_export_format;
+
+typedef struct th_export_opts {
+    const char *run_dir;        /* the training run: config.yaml and checkpoints/ */
+    const char *checkpoint;     /* "best" (default) or "last" */
+    th_export_format format;
+    const char *out;            /* ONNX: the file; torch: OUT.py and OUT.bin (a trailing ".py" is dropped) */
+} th_export_opts;
+
+typedef struct th_export_result {
+    char files[2][4200];        /* what was written: the model, then (torch) the weights */
+    int n_files;
+    int epoch;                  /* the checkpoint's epochs completed and optimiser steps */
+    long step;
+    int n_layers;               /* layers of the expanded network */
+    size_t n_params;            /* floats written (parameters and batch-norm statistics) */
+} th_export_result;
+
+/* "onnx" or "torch" -> *f; -1 for anything else. */
+int th_export_format_parse(const char *s, th_export_format *f);
+
+/* Not collective. Fails naming the culprit (a missing checkpoint, an
+ * output that is an input of the run, a file that cannot be written). */
+int th_export_run(const th_export_opts *opts, th_export_result *res, th_err *err);
+
 #endif

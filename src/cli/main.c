@@ -27,6 +27,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "evaluate a run: predictions, ROC/AUC with CIs, plots (under mpirun)"},
     {"cam", cmd_cam, "class activation maps of chosen images of a run, PNG overlays (under mpirun)"},
     {"predict", cmd_predict, "probabilities (and heat maps) for new PNG images"},
+    {"export", cmd_export, "a run as an ONNX model or a PyTorch module, with predict's input and output"},
     {"compare", cmd_compare, "two runs' AUCs on the same images: DeLong's paired test, paired patient bootstrap"},
     {"bench", cmd_bench, "images/s of training and inference steps on random data (under mpirun)"},
     {"lr-find", cmd_lrfind, "the learning-rate range test: loss against a growing rate, a suggested rate (under mpirun)"},

@@ -7,9 +7,8 @@
 # these packages those tests are skipped, saying why.
 #   tools/install-test-deps.sh
 # test_export also needs node and npm (onnxruntime-node comes from the npm
-# registry at test time): not installed here, since this machine's node is
-# NodeSource's package (with npm inside), which Debian's nodejs and npm
-# packages would replace; on a bare Debian 12, `apt-get install nodejs npm`.
+# registry at test time): Debian's nodejs and npm are installed only where
+# there is no npm yet, since a NodeSource node (npm inside) would be replaced.
 # Needs root (or sudo) for apt-get. The Debian packages would start system
 # daemons where systemd runs; the tests never use those.
 set -euo pipefail
@@ -24,6 +23,8 @@ packages=(
   libjpeg-turbo-progs python3-pil           # cjpeg/djpeg and PIL: JPEG test inputs made at test time
   python3-pydicom dcmtk                     # test_ingest_dicom: DICOM fixtures, RLE/JPEG-LS/JPEG lossless copies
 )
+
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 # shellcheck source=tools/apt-install.sh
 source "$(dirname "$0")/apt-install.sh"

@@ -29,6 +29,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "probabilities (and heat maps) for new PNG images"},
     {"compare", cmd_compare, "two runs' AUCs on the same images: DeLong's paired test, paired patient bootstrap"},
     {"bench", cmd_bench, "images/s of training and inference steps on random data (under mpirun)"},
+    {"config", cmd_config, "document the experiment file's keys: defaults, one key explained, the reference"},
     {"lr-find", cmd_lrfind, "the learning-rate range test: loss against a growing rate, a suggested rate (under mpirun)"},
 };
 

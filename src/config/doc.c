@@ -97,7 +97,7 @@ static void default_text(const key_table *t, const key_def *k, char *buf, size_t
     }
     /* A key required in its mapping may still have a default for when the
      * whole mapping is left out (data.split's fractions). */
-    int has_default = v[0] && !(k->kind == KEY_STR && !k->def_str[0]) && (k->def != 0 || !(k->flags & KEY_REQUIRED));
+    int has_default = v[0] && (k->def != 0 || !(k->flags & KEY_REQUIRED));
     if (k->flags & KEY_REQUIRED) {
         *literal = 0;
         if (has_default)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the figures the README shows (tools/figures/*.png): a clean run
+# Regenerates the figures docs/evaluation.md shows (tools/figures/*.png): a clean run
 # of configs/phantom_cam.yaml (ROC curves, training curves, Grad-CAMs of true
 # positives) next to the shortcut demo of configs/shortcut.yaml (Grad-CAMs of
-# a network that learned a corner marker), and prints the AUCs the README
+# a network that learned a corner marker), and prints the AUCs docs/evaluation.md
 # quotes. Takes a few minutes on 2 cores.
 #   tools/figures.sh [WORK_DIR]
 set -euo pipefail

@@ -187,4 +187,23 @@ const char *th_config_nearest(const char *s, const char *const *words);
  * now {...}". */
 int th_config_compare(const th_config *was, const th_config *now, const char *const *sections, th_err *err);
 
+/* The documentation of the keys, generated from the schema's own tables
+ * (thorax config). Each returns a malloc'd string, or NULL with err set.
+ *   th_config_reference       the Markdown reference of every key, grouped
+ *                             by mapping (docs/configuration.md);
+ *   th_config_explain         one key ("train.optimizer.lr",
+ *                             "model.layers[].k"): its doc, type, default and
+ *                             range or choices; an unknown key fails with a
+ *                             "did you mean";
+ *   th_config_defaults_yaml   every key at its default as YAML, each with its
+ *                             doc as a comment above it (placeholders for the
+ *                             keys without one: data.path, model.input and
+ *                             model.layers); it loads as a config. */
+char *th_config_reference(th_err *err);
+char *th_config_explain(const char *key, th_err *err);
+char *th_config_defaults_yaml(th_err *err);
+/* Fails naming the first key, mapping, enum spelling or layer type of the
+ * schema without its doc string (th_config_reference checks it too). */
+int th_config_docs_check(th_err *err);
+
 #endif

@@ -26,6 +26,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_lrfind(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 
 struct th_eval_result;
 /* The one-line summary of an evaluation. */

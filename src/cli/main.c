@@ -30,6 +30,7 @@ static const command commands[] = {
     {"export", cmd_export, "a run as an ONNX model or a PyTorch module, with predict's input and output"},
     {"compare", cmd_compare, "two runs' AUCs on the same images: DeLong's paired test, paired patient bootstrap"},
     {"bench", cmd_bench, "images/s of training and inference steps on random data (under mpirun)"},
+    {"config", cmd_config, "document the experiment file's keys: defaults, one key explained, the reference"},
     {"lr-find", cmd_lrfind, "the learning-rate range test: loss against a growing rate, a suggested rate (under mpirun)"},
 };
 

@@ -110,6 +110,15 @@ struct key_def {
     void (*emit)(sbuf *b, const key_def *k, const void *base, const char *lead);
     key_check_fn check;
     const char *null_note;          /* KEY_STR: "" is written as null with this comment */
+    /* The documentation (doc.c: thorax config --reference, --explain,
+     * --defaults), each one line: what the key does; for every spelling of
+     * names, what it means; the default in words where it is not a constant
+     * (def_of, KEY_SPECIAL, KEY_RUN_NAME); the shape of a KEY_SPECIAL value.
+     * th_config_docs_check fails on any of them missing. */
+    const char *doc;
+    const char *const *name_docs;   /* KEY_ENUM, KEY_ENUM_STR: parallel to names */
+    const char *def_doc;
+    const char *type_doc;
 };
 
 struct key_table {
@@ -117,6 +126,7 @@ struct key_table {
     const key_def *keys;
     int n;
     key_check_fn check;
+    const char *doc;                /* one line: what the mapping is for (doc.c) */
 };
 
 extern const key_table cfg_root_table;
@@ -127,6 +137,8 @@ enum { CFG_LK_TYPE, CFG_LK_NAME, CFG_LK_FROM };
 extern const key_table cfg_layer_table;
 /* The keys of a layer type, as indices into cfg_layer_table.keys, -1 after the last. */
 extern const signed char cfg_layer_type_keys[TH_LAYER_TYPE_COUNT][10];
+/* What each layer type is, one line each, in th_layer_type order. */
+extern const char *const cfg_layer_type_docs[TH_LAYER_TYPE_COUNT];
 
 /* The table of the mapping at a dotted path ("[]" for any item of a list,
  * "" for the top level), or NULL when the schema has no mapping there. */
@@ -146,6 +158,8 @@ int cfg_fail(const ctx *c, const yt_node *at, const char *path, const char *key,
     __attribute__((format(printf, 5, 6)));
 /* "path.key", "path[3]" or just one of them. */
 void cfg_join_key(char *buf, size_t cap, const char *path, const char *key);
+/* A range as messages and the reference state it: ">= 0", "in (0, 1]". */
+void cfg_bounds_text(bounds b, char *buf, size_t cap);
 /* Walks the tree from its root mapping into cfg. */
 int cfg_read(const ctx *c, const yt_node *root, th_config *cfg);
 
@@ -159,6 +173,11 @@ int cfg_read_from(const ctx *c, const yt_node *m, const char *path, const key_de
 int cfg_read_freeze(const ctx *c, const yt_node *m, const char *path, const key_def *k, void *base);
 
 /* ---- emit.c ---- */
+
+/* The resolved YAML (th_config_to_yaml), with each key's doc as a comment
+ * line above it when docs is set (th_config_defaults_yaml). NULL when out
+ * of memory. */
+char *cfg_to_yaml(const th_config *cfg, int docs);
 
 void cfg_emit_labels(sbuf *b, const key_def *k, const void *base, const char *lead);
 void cfg_emit_split(sbuf *b, const key_def *k, const void *base, const char *lead);

@@ -118,7 +118,7 @@ static float get_float(const void *base, size_t off)
     return f;
 }
 
-static void emit_table(sbuf *b, const key_table *t, const void *base, int indent);
+static void emit_table(sbuf *b, const key_table *t, const void *base, int indent, int docs);
 static void emit_flow(sbuf *b, const key_table *t, const void *base);
 
 /* The value of a key that is not KEY_SPECIAL or a block section. */
@@ -183,18 +183,28 @@ static void emit_flow(sbuf *b, const key_table *t, const void *base)
     put(b, "}");
 }
 
+/* "# doc (a | b)" above a key, at its indentation: comment lines, so the
+ * documented YAML reads back as the same config. */
+static void emit_doc(sbuf *b, const key_def *k, const char *lead)
+{
+    put(b, "%s# %s", lead, k->doc ? k->doc : "");
+    for (int i = 0; k->names && k->names[i]; i++) put(b, "%s%s", i ? " | " : " (", k->names[i]);
+    put(b, "%s\n", k->names ? ")" : "");
+}
+
 /* One key a line, sections as blocks indented under their key. */
-static void emit_table(sbuf *b, const key_table *t, const void *base, int indent)
+static void emit_table(sbuf *b, const key_table *t, const void *base, int indent, int docs)
 {
     char lead[16];
     snprintf(lead, sizeof lead, "%*s", indent, "");
     for (int i = 0; i < t->n; i++) {
         const key_def *k = &t->keys[i];
+        if (docs) emit_doc(b, k, lead);
         if (k->kind == KEY_SPECIAL) {
             k->emit(b, k, base, lead);
         } else if (k->kind == KEY_SECTION && !(k->flags & KEY_FLOW)) {
             put(b, "%s%s:\n", lead, k->name);
-            emit_table(b, k->sub, base, indent + 2);
+            emit_table(b, k->sub, base, indent + 2, docs);
             continue;
         } else {
             put(b, "%s%s: ", lead, k->name);
@@ -285,14 +295,20 @@ void cfg_emit_layers(sbuf *b, const key_def *k, const void *base, const char *le
     }
 }
 
-char *th_config_to_yaml(const th_config *cfg)
+char *cfg_to_yaml(const th_config *cfg, int docs)
 {
     sbuf b = {0};
-    put(&b, "# Resolved configuration: every default filled in.\n");
-    emit_table(&b, &cfg_root_table, cfg, 0);
+    /* th_config_defaults_yaml writes its own header. */
+    if (!docs) put(&b, "# Resolved configuration: every default filled in.\n");
+    emit_table(&b, &cfg_root_table, cfg, 0, docs);
     if (b.failed) {
         free(b.p);
         return NULL;
     }
     return b.p;
+}
+
+char *th_config_to_yaml(const th_config *cfg)
+{
+    return cfg_to_yaml(cfg, 0);
 }

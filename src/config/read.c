@@ -50,7 +50,7 @@ static int in_bounds(bounds b, double x)
     return (b.lo_open ? x > b.lo : x >= b.lo) && (b.hi_open ? x < b.hi : x <= b.hi);
 }
 
-static void bounds_text(bounds b, char *buf, size_t cap)
+void cfg_bounds_text(bounds b, char *buf, size_t cap)
 {
     if (isinf(b.hi))
         snprintf(buf, cap, "%s %g", b.lo_open ? ">" : ">=", b.lo);
@@ -117,7 +117,7 @@ static int node_num(const ctx *c, const yt_node *v, const char *path, const char
         *out = f;
     }
     if (in_bounds(b, *out)) return 0;
-    bounds_text(b, r, sizeof r);
+    cfg_bounds_text(b, r, sizeof r);
     return cfg_fail(c, v, path, key, "must be %s, got %s", r, v->str);
 }
 

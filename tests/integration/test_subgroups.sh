@@ -6,7 +6,7 @@
 #    by_View_Position.json, identical on 1, 2 and 4 ranks, whose per-group AUC
 #    and n_pos/n_neg are sklearn's roc_auc_score on predictions.csv restricted
 #    to that group's images; a missing column names itself and the ones there are;
-#  - MODEL_CARD.md's index SHA-256 is that of the index as README defines it.
+#  - MODEL_CARD.md's index SHA-256 is that of the index as docs/file-formats.md defines it.
 # Needs /usr/bin/python3 with sklearn and h5py (tools/install-test-deps.sh).
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -97,7 +97,7 @@ for g, group in by["groups"].items():
                 assert lo <= m["auc"] <= hi, (g, label, m)
             checked += 1
 assert checked >= 4, checked
-# MODEL_CARD.md: the SHA-256 of the index as README defines it.
+# MODEL_CARD.md: the SHA-256 of the index as docs/file-formats.md defines it.
 h = hashlib.sha256()
 for name in ("image_name", "patient_id"):
     for v in dec(f[name]):

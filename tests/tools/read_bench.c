@@ -1,5 +1,5 @@
 /* read_bench.c - how fast the dataset reader delivers images, for comparing
- * a compressed /images with a plain one (README "Compressed images").
+ * a compressed /images with a plain one (docs/tutorial-own-data.md, "Compressed images").
  *
  *   mpirun -np N read_bench F.h5 [PASSES]
  *

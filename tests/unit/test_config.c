@@ -804,8 +804,56 @@ static void test_limits(void)
     free(text);
 }
 
+/* The documentation generated from the schema (thorax config): every key
+ * documented, one key explained with its default and range, a typo answered
+ * with the key meant, and the documented defaults loading as the same config
+ * as a file that writes no optional key at all. */
+static void test_docs(void)
+{
+    th_err err = {{0}};
+    if (!CHECK(th_config_docs_check(&err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+
+    char *text = th_config_explain("train.optimizer.lr", &err);
+    CHECK(text && strstr(text, "default:  0.01 with sgd, 0.001 with adam") && strstr(text, "range:    > 0"));
+    free(text);
+    text = th_config_explain("model.layers[3].stride", &err);
+    CHECK(text && strstr(text, "model.layers[].stride:") &&
+          strstr(text, "layers:   conv, maxpool, avgpool, resblock, bottleneck"));
+    free(text);
+    text = th_config_explain("data.split.train", &err);
+    CHECK(text && strstr(text, "default:  0.7 (required when data.split is written)") && strstr(text, "(0, 1]"));
+    free(text);
+    text = th_config_explain("train.schedule.type", &err);
+    CHECK(text && strstr(text, "    plateau ") && strstr(text, "default:  constant"));
+    free(text);
+    CHECK(th_config_explain("train.optimzer.lr", &err) == NULL &&
+          strstr(err.msg, "did you mean 'train.optimizer.lr'"));
+    CHECK(th_config_explain("lr", &err) == NULL &&
+          strstr(err.msg, "'train.optimizer.lr' or 'train.unfreeze.lr'"));
+    CHECK(th_config_explain("seed.x", &err) == NULL && strstr(err.msg, "seed has no keys of its own"));
+
+    text = th_config_reference(&err);
+    CHECK(text && strstr(text, "\n## train.optimizer\n") && strstr(text, "| `lr` | number | 0.01 with sgd"));
+    free(text);
+
+    /* The defaults, read back, are a file with only the required keys. */
+    static th_config from_defaults, from_mini;
+    const char *const all[] = {"name", "seed", "data", "model", "train", "eval", "runtime", NULL};
+    text = th_config_defaults_yaml(&err);
+    CHECK(text && strstr(text, "\n    # learning rate") && strstr(text, "\n    lr: 0.01\n"));
+    CHECK(text && th_config_load_string(&from_defaults, text, "experiment.yaml", NULL, 0, &err) == 0);
+    free(text);
+    const char *mini = "data: {path: data/dataset.h5}\n"
+                       "model:\n  input: [1, 64, 64]\n  layers:\n    - {type: conv, out: 8, k: 3, pad: 1}\n"
+                       "    - {type: relu}\n    - {type: gap}\n    - {type: dense, out: labels}\n";
+    CHECK(th_config_load_string(&from_mini, mini, "experiment.yaml", NULL, 0, &err) == 0);
+    if (!CHECK(th_config_compare(&from_mini, &from_defaults, all, &err) == 0)) fprintf(stderr, "    %s\n", err.msg);
+    CHECK(from_defaults.seed == 42 && from_defaults.train.epochs == 10 && from_defaults.eval.bootstrap == 2000);
+}
+
 int main(void)
 {
+    test_docs();
     test_limits();
     test_shipped_configs();
     test_defaults();

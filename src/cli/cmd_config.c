@@ -1,0 +1,71 @@
+/* cmd_config.c - `thorax config`: the configuration's documentation, from
+ * the schema's own tables (thorax/config.h): every default as commented
+ * YAML, one key explained, or the Markdown reference of docs/configuration.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "thorax/config.h"
+
+static void config_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: thorax config --defaults | --explain KEY | --reference\n"
+            "\n"
+            "Documents the experiment file's keys, from the tables the reader checks\n"
+            "configs against (so it cannot drift from what is accepted):\n"
+            "\n"
+            "  --defaults      every key at its default, as YAML with each key's doc as a\n"
+            "                  comment; data.path, model.input and model.layers have no\n"
+            "                  default and get placeholders. A starting point:\n"
+            "                    thorax config --defaults > configs/mine.yaml\n"
+            "  --explain KEY   one key: what it does, its type, default and range or\n"
+            "                  choices; KEY is dotted (train.optimizer.lr), a layer's key\n"
+            "                  model.layers[].k; a mapping (train.schedule) lists its keys\n"
+            "  --reference     the Markdown reference of every key, grouped by mapping\n"
+            "                  (docs/configuration.md is this output)\n"
+            "  -h, --help      this help\n"
+            "\n"
+            "Exits 2 for an unknown KEY, with the nearest key it knows.\n");
+}
+
+int cmd_config(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        config_usage(stdout);
+        return TH_EXIT_OK;
+    }
+    th_err err = {{0}};
+    char *text = NULL;
+    if (argc == 2 && !strcmp(argv[1], "--defaults")) {
+        text = th_config_defaults_yaml(&err);
+    } else if (argc == 2 && !strcmp(argv[1], "--reference")) {
+        text = th_config_reference(&err);
+    } else if (argc == 3 && !strcmp(argv[1], "--explain")) {
+        text = th_config_explain(argv[2], &err);
+        if (!text) {
+            cli_error("config --explain: %s", err.msg);
+            return TH_EXIT_USAGE;
+        }
+    } else {
+        if (argc >= 2 && !strcmp(argv[1], "--explain"))
+            cli_error("config: --explain needs one KEY, e.g. train.optimizer.lr");
+        else if (argc >= 2)
+            cli_error("config: unexpected argument '%s' (see thorax config --help)", argv[1]);
+        config_usage(stderr);
+        return TH_EXIT_USAGE;
+    }
+    if (!text) {
+        cli_error("config: %s", err.msg);
+        return TH_EXIT_FAIL;
+    }
+    fputs(text, stdout);
+    free(text);
+    if (fflush(stdout) || ferror(stdout)) {
+        cli_error("config: cannot write the output");
+        return TH_EXIT_FAIL;
+    }
+    return TH_EXIT_OK;
+}

@@ -26,7 +26,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a network (under mpirun for several ranks)"},
     {"eval", cmd_eval, "evaluate a run: predictions, ROC/AUC with CIs, plots (under mpirun)"},
     {"cam", cmd_cam, "class activation maps of chosen images of a run, PNG overlays (under mpirun)"},
-    {"predict", cmd_predict, "probabilities (and heat maps) for new PNG images"},
+    {"predict", cmd_predict, "probabilities (and heat maps) for new images: PNG, JPEG, DICOM files, directories, globs; CSV/JSON"},
     {"export", cmd_export, "a run as an ONNX model or a PyTorch module, with predict's input and output"},
     {"compare", cmd_compare, "two runs' AUCs on the same images: DeLong's paired test, paired patient bootstrap"},
     {"bench", cmd_bench, "images/s of training and inference steps on random data (under mpirun)"},

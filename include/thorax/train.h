@@ -378,6 +378,10 @@ typedef struct th_train_opts {
     long nan_at_step;
     long stop_at_step;
     int val_sleep_ms;
+    /* The command's arguments (from the command name on, e.g. train x.yaml
+     * --resume auto), recorded in run.json; argc 0: none. */
+    int argc;
+    char *const *argv;
 } th_train_opts;
 
 /* th_train_run returns this when a stop request ended the run early. */

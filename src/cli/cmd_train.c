@@ -166,7 +166,8 @@ int cmd_train(int argc, char **argv)
     }
     const char *run_dir = place.dir, *last = place.last;
     int have_last = place.resuming;
-    th_train_opts opts = {.resume_from = have_last ? last : NULL, .stop = &stop_requested};
+    th_train_opts opts = {
+        .resume_from = have_last ? last : NULL, .stop = &stop_requested, .argc = argc, .argv = argv};
     const char *nan_step = getenv("THORAX_TEST_NAN_STEP"), *stop_step = getenv("THORAX_TEST_STOP_STEP");
     if (nan_step) opts.nan_at_step = atol(nan_step);
     if (stop_step) opts.stop_at_step = atol(stop_step);

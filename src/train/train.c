@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -350,6 +351,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
                  const th_train_callbacks *cb, th_err *err)
 {
     run r;
+    time_t started = time(NULL);
     int rc = run_setup(&r, cfg, opts, comm, cb, err);
     r.dir = run_dir;
     if (!rc) {
@@ -358,6 +360,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
         if (!local && r.rank == 0) local = run_start_dir(&r, err);
         rc = th_dist_agree(comm, local, err);
     }
+    if (!rc) rc = run_write_provenance(&r, started, err);
     if (!rc) {
         run_describe_data(&r);
         rc = train_loop(&r, err);

@@ -210,7 +210,9 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             r->cb->on_step(r->cb->ctx, &rep);
         }
         /* On an epoch's last step the request waits for the end of the epoch
-         * (train_loop), whose checkpoint is the one to resume from. */
+         * (train_loop), whose checkpoint is the one to resume from; a signal's
+         * flag, still set, stops the validation in between at its first
+         * batch, and the checkpoint is then the one before validation. */
         if (o.stop && s + 1 == steps) r->stop_agreed = 1;
         if (o.stop && s + 1 < steps) {
             /* The worker may be reading the next batch: HDF5 is not thread-safe. */

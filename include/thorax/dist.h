@@ -184,6 +184,11 @@ int th_dist_min_cpus(th_comm comm);
 int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, int width,
                         float *out, th_err *err);
 
+/* Gathers bytes [bytes] of every rank onto root in rank order, into out
+ * [size * bytes] (only written on root): fixed-size records such as host
+ * names in char buffers. */
+int th_dist_gather_bytes(th_comm comm, int root, const void *mine, int bytes, void *out, th_err *err);
+
 /* Makes a failure on any rank a failure on all: returns 0 if every rank's
  * status is 0; otherwise copies the message of the lowest failing rank into
  * err on every rank (prefixed "rank N: " when N is not 0) and returns -1.

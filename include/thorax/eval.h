@@ -683,6 +683,7 @@ typedef struct th_eval_opts {
     const char *data;           /* another dataset file: evaluate all its images (external validation) */
     int patient_level;          /* also evaluate per patient (max over their images) */
     const char *by;             /* also per value of /meta/<by> (th_report_write_by); NULL: not */
+    th_stop_poll stop;          /* polled between prediction batches; zero: never */
 } th_eval_opts;
 
 typedef struct th_eval_result {
@@ -694,7 +695,9 @@ typedef struct th_eval_result {
     char by_md[2200];           /* with opts->by: the by_<column>.md written; else "" */
 } th_eval_result;
 
-/* Collective over comm. The result is filled on every rank. */
+/* Collective over comm. The result is filled on every rank. Returns 0, -1,
+ * or TH_TRAIN_STOPPED when opts->stop asked the ranks to stop during
+ * prediction (nothing of this evaluation written). */
 int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err);
 
 /* ------------------------------------------------------------------------- */

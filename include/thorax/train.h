@@ -137,6 +137,27 @@ void th_plan_input(const th_config *cfg, th_input_params *p);
 double th_predict(th_model *m, const th_input *in, th_loss_type loss, const uint8_t *img, const uint8_t *y, int n,
                   const float *w_pos, const float *w_neg, float *x, float *p);
 
+/* A stop request as the long collective phases poll it: validation, the
+ * evaluation phase at the end of a run. */
+typedef struct th_stop_poll {
+    /* Set (by a signal handler) to ask the ranks to stop; NULL: never. */
+    const volatile sig_atomic_t *flag;
+    /* Test hook: sleep this many milliseconds after each batch (0: none), so
+     * that a test can land a signal mid-phase deterministically. */
+    int batch_sleep_ms;
+} th_stop_poll;
+
+/* th_predict of this rank's share of a split (n may differ between ranks),
+ * polling a stop request between batches. With poll and poll->flag set it is
+ * collective over comm: every rank runs as many batches as the rank with the
+ * most (the others idle through the rest) and after each but the last the
+ * ranks agree whether the flag is set on any of them, so that all stop at
+ * the same batch. Otherwise it is th_predict alone. The summed loss goes to
+ * *loss_sum (may be NULL). Returns 0, or TH_TRAIN_STOPPED with p incomplete. */
+int th_predict_share(th_model *m, const th_input *in, th_loss_type loss, const uint8_t *img, const uint8_t *y, int n,
+                     const float *w_pos, const float *w_neg, float *x, float *p, th_comm comm,
+                     const th_stop_poll *poll, double *loss_sum);
+
 /* ------------------------------------------------------------------------- */
 /* Training state in one HDF5 file, written atomically.
  *
@@ -346,12 +367,21 @@ typedef struct th_train_opts {
      * the checkpoint's; train (e.g. more epochs) may differ. */
     const char *resume_from;
     /* Set (by a signal handler) to ask the ranks to stop after the current
-     * step: they agree, write last.h5 and return TH_TRAIN_STOPPED. */
+     * step, or the current batch of validation: they agree, write last.h5
+     * and return TH_TRAIN_STOPPED. A validation cut short is run again, whole,
+     * on resume (last.h5 then holds the epoch's trained state before its
+     * validation). */
     const volatile sig_atomic_t *stop;
     /* Test hooks, global steps 1-based (0 = never): poison rank 0's input at
-     * nan_at_step; behave as if a stop request arrived during stop_at_step. */
+     * nan_at_step; behave as if a stop request arrived during stop_at_step;
+     * sleep val_sleep_ms after each validation batch (th_stop_poll). */
     long nan_at_step;
     long stop_at_step;
+    int val_sleep_ms;
+    /* The command's arguments (from the command name on, e.g. train x.yaml
+     * --resume auto), recorded in run.json; argc 0: none. */
+    int argc;
+    char *const *argv;
 } th_train_opts;
 
 /* th_train_run returns this when a stop request ended the run early. */

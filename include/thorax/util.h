@@ -121,6 +121,10 @@ typedef struct th_strbuf {
 void th_strbuf_printf(th_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void th_strbuf_free(th_strbuf *b);
 
+/* Appends s to b as a JSON string: quoted, '"', '\\' and control characters
+ * escaped, invalid UTF-8 replaced by U+FFFD so that the file stays valid. */
+void th_json_string(th_strbuf *b, const char *s);
+
 /* ------------------------------------------------------------------------- */
 /* Wall-clock seconds for timing and progress.
  *

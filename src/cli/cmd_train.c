@@ -38,8 +38,10 @@ static void train_usage(FILE *f)
             "trains every layer from that epoch on (see the README).\n"
             "\n"
             "SIGTERM or SIGUSR1 (SLURM sends one before the time limit with --signal)\n"
-            "stops every rank after the current step, writes last.h5, and exits with\n"
-            "status 75; --resume auto goes on from there.\n"
+            "stops every rank after the current step (or the current batch of a\n"
+            "validation or of the final evaluation), writes last.h5, and exits with\n"
+            "status 75; --resume auto goes on from there, bit-identical to a run never\n"
+            "stopped (an interrupted validation or evaluation is redone).\n"
             "\n"
             "exit status: 0 done, 1 failed (data, I/O, NaN loss), 2 usage or config\n"
             "error, 75 stopped by a signal with a checkpoint to resume from.\n");
@@ -86,7 +88,8 @@ static void on_epoch(void *ctx, const th_epoch_report *e)
 }
 
 /* The one piece of process-wide state: a signal can only reach the training
- * loop through a flag. The loop polls it once per step. */
+ * loop through a flag. The loop polls it once per step and once per batch of
+ * validation and of the evaluation phase. */
 static volatile sig_atomic_t stop_requested;
 
 static void on_stop_signal(int sig)
@@ -163,10 +166,14 @@ int cmd_train(int argc, char **argv)
     }
     const char *run_dir = place.dir, *last = place.last;
     int have_last = place.resuming;
-    th_train_opts opts = {.resume_from = have_last ? last : NULL, .stop = &stop_requested};
+    th_train_opts opts = {
+        .resume_from = have_last ? last : NULL, .stop = &stop_requested, .argc = argc, .argv = argv};
     const char *nan_step = getenv("THORAX_TEST_NAN_STEP"), *stop_step = getenv("THORAX_TEST_STOP_STEP");
     if (nan_step) opts.nan_at_step = atol(nan_step);
     if (stop_step) opts.stop_at_step = atol(stop_step);
+    /* Test hook: a slow validation and evaluation, to signal mid-way. */
+    const char *val_sleep = getenv("THORAX_TEST_VAL_SLEEP_MS");
+    if (val_sleep) opts.val_sleep_ms = atoi(val_sleep);
     catch_stop_signals();
     if (rank == 0) printf("run %s -> %s%s\n", cfg.name, run_dir, have_last ? " (resuming)" : "");
 
@@ -187,9 +194,20 @@ int cmd_train(int argc, char **argv)
      * and on val too for the model card. */
     const char *splits[2] = {"val", cfg.eval.split};
     for (int k = strcmp(cfg.eval.split, "val") ? 0 : 1; k < 2; k++) {
-        th_eval_opts eo = {.run_dir = run_dir, .split = splits[k], .checkpoint = "best"};
+        th_eval_opts eo = {.run_dir = run_dir,
+                           .split = splits[k],
+                           .checkpoint = "best",
+                           .stop = {.flag = &stop_requested, .batch_sleep_ms = opts.val_sleep_ms}};
         th_eval_result er;
-        if (th_eval_run(&eo, th_comm_world(), &er, &err)) {
+        int erc = th_eval_run(&eo, th_comm_world(), &er, &err);
+        if (erc == TH_TRAIN_STOPPED) {
+            if (rank == 0)
+                printf("stopped during the evaluation phase: training is complete in %s; --resume auto evaluates "
+                       "again\n", last);
+            status = TH_EXIT_PREEMPTED;
+            goto done;
+        }
+        if (erc) {
             if (rank == 0) cli_error("evaluation: %s", err.msg);
             status = TH_EXIT_FAIL;
             goto done;

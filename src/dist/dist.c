@@ -298,6 +298,13 @@ int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, 
     return 0;
 }
 
+int th_dist_gather_bytes(th_comm comm, int root, const void *mine, int bytes, void *out, th_err *err)
+{
+    int rc = MPI_Gather(mine, bytes, MPI_BYTE, out, bytes, MPI_BYTE, root, comm);
+    if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Gather of %d-byte records failed (code %d)", bytes, rc);
+    return 0;
+}
+
 int th_dist_agree(th_comm comm, int status, th_err *err)
 {
     int rank, size;

@@ -227,10 +227,12 @@ static int ensure_val_choice(eval *e, th_err *err)
     int missing = e->rank == 0 && !val_choice_current(e);
     if (th_dist_bcast(e->comm, 0, &missing, sizeof missing, err)) return -1;
     if (!missing) return 0;
-    th_eval_opts vo = {.run_dir = e->opts->run_dir, .split = "val", .checkpoint = e->opts->checkpoint};
+    th_eval_opts vo = {
+        .run_dir = e->opts->run_dir, .split = "val", .checkpoint = e->opts->checkpoint, .stop = e->opts->stop};
     th_eval_result vr;
-    if (th_eval_run(&vo, e->comm, &vr, err)) return th_err_prefix(err, "choosing the operating points on val: ");
-    return 0;
+    int rc = th_eval_run(&vo, e->comm, &vr, err);
+    if (rc < 0) return th_err_prefix(err, "choosing the operating points on val: ");
+    return rc;
 }
 
 /* Rank 0: the gathered rows (rank order) back in dataset order, and the files. */
@@ -306,7 +308,8 @@ out:
     return rc;
 }
 
-static int predict_share(eval *e, int which, th_err *err)
+/* This rank's share of the split in memory and the buffers to predict it. */
+static int load_share(eval *e, int which, th_err *err)
 {
     const th_config *cfg = e->cfg;
     th_model *m = &e->run.model;
@@ -321,7 +324,18 @@ static int predict_share(eval *e, int which, th_err *err)
     e->p_model = malloc(sizeof(float) * (size_t)(n + 1) * L_model);
     e->p_eval = malloc(sizeof(float) * (size_t)(n + 1) * e->n_eval);
     if (!e->x || !e->p_model || !e->p_eval) return th_errf(err, "out of memory predicting %d images", n);
-    th_predict(m, &e->run.input, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x, e->p_model);
+    return 0;
+}
+
+/* Collective: predicts the share (load_share's) polling opts->stop, and keeps
+ * the columns evaluated. Returns 0 or TH_TRAIN_STOPPED. */
+static int predict_share(eval *e)
+{
+    const th_config *cfg = e->cfg;
+    int n = e->shard.n, L_model = cfg->data.n_labels;
+    if (th_predict_share(&e->run.model, &e->run.input, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x,
+                         e->p_model, e->comm, &e->opts->stop, NULL))
+        return TH_TRAIN_STOPPED;
     for (int j = 0; j < n; j++)
         for (int k = 0; k < e->n_eval; k++)
             e->p_eval[(size_t)j * e->n_eval + k] = e->p_model[(size_t)j * L_model + e->out_col[k]];
@@ -362,7 +376,8 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
         for (int i = 0; !rc && i < e.ds.n; i++) total += e.split[i] == which;
         if (!rc && total == 0) rc = th_errf(err, "the %s split of %s is empty", e.split_name ? e.split_name : "", e.ds.path);
     }
-    if (!rc) rc = th_dist_agree(comm, predict_share(&e, which, err), err);
+    if (!rc) rc = th_dist_agree(comm, load_share(&e, which, err), err);
+    if (!rc) rc = predict_share(&e);
     float *p_all = NULL;
     if (!rc) {
         int total = 0;

@@ -12,7 +12,7 @@
 void json_number(th_strbuf *b, double v, int as_float);
 /* [lo, hi], or null when either end is not finite. */
 void json_interval(th_strbuf *b, double lo, double hi);
-/* A JSON string, escaped, invalid UTF-8 replaced by U+FFFD. */
+/* th_json_string (thorax/util.h), under the name the writers here use. */
 void json_string(th_strbuf *b, const char *s);
 /* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
  * separator, a quote or a line break; prefix is prepended inside the field. */

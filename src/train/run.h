@@ -6,12 +6,14 @@
  * stages.c   train.freeze and train.unfreeze: which layers train when, and
  *            each stage's learning-rate schedule;
  * rundir.c   the run directory: split.csv, metrics.csv, curves.png,
- *            config.yaml, the checkpoints, and resuming from them.
+ *            config.yaml, the checkpoints, and resuming from them;
+ * provenance.c run.json: the sessions of the run, where and how each ran.
  */
 #ifndef THORAX_TRAIN_RUN_H
 #define THORAX_TRAIN_RUN_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "thorax/train.h"
 #include "thorax/data.h"
@@ -99,5 +101,9 @@ int run_save_midepoch(run *r, th_err *err);
 int run_start_dir(run *r, th_err *err);
 int run_resume(run *r, th_err *err);
 int run_end_epoch_files(run *r, const th_epoch_report *e, th_err *err);
+
+/* provenance.c. Collective: gathers the ranks' host names; rank 0 appends
+ * this session (started then) to run.json. */
+int run_write_provenance(run *r, time_t started, th_err *err);
 
 #endif

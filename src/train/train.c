@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -161,15 +162,18 @@ static int step_gradients(run *r, int s, int steps, step_out *o, double *t_wait,
 }
 
 /* One epoch of training steps, from step `first` (not 0 when resuming a run
- * stopped mid-epoch). Returns 0, TH_TRAIN_STOPPED after a stop request (with
- * last.h5 written), or -1. The mean training loss goes to *loss. */
+ * stopped mid-epoch; `steps` when it stopped in the epoch's validation, which
+ * leaves no step to take). Returns 0, TH_TRAIN_STOPPED after a stop request
+ * (with last.h5 written), or -1. The mean training loss goes to *loss; the
+ * epoch's sums stay in r->st until its validation is done (train_loop), so
+ * that a checkpoint written during validation keeps them. */
 static int train_epoch(run *r, int epoch, int first, int steps, double t_start, double *loss, double *img_per_s,
                        th_err *err)
 {
     const th_config *cfg = r->cfg;
     double epoch_t0 = th_now(), t_wait = 0, t_comm = 0;
     long images_now = 0;
-    begin_epoch(r, epoch, first);
+    if (first < steps) begin_epoch(r, epoch, first);
     for (int s = first; s < steps; s++) {
         step_out o;
         if (step_gradients(r, s, steps, &o, &t_wait, &t_comm, err)) return -1;
@@ -206,7 +210,9 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
             r->cb->on_step(r->cb->ctx, &rep);
         }
         /* On an epoch's last step the request waits for the end of the epoch
-         * (train_loop), whose checkpoint is the one to resume from. */
+         * (train_loop), whose checkpoint is the one to resume from; a signal's
+         * flag, still set, stops the validation in between at its first
+         * batch, and the checkpoint is then the one before validation. */
         if (o.stop && s + 1 == steps) r->stop_agreed = 1;
         if (o.stop && s + 1 < steps) {
             /* The worker may be reading the next batch: HDF5 is not thread-safe. */
@@ -221,18 +227,21 @@ static int train_epoch(run *r, int epoch, int first, int steps, double t_start, 
     *img_per_s = (double)images_now / elapsed;
     r->data_wait_share = t_wait / elapsed;
     r->allreduce_share = t_comm / elapsed;
-    r->st.epoch_loss_sum = 0;
-    r->st.epoch_images = 0;
     return 0;
 }
 
-/* Predicts this rank's validation share; rank 0 gathers and scores it. */
+/* Predicts this rank's validation share; rank 0 gathers and scores it.
+ * Returns 0, -1, or TH_TRAIN_STOPPED when a stop request came between two
+ * batches (every rank stops at the same batch). */
 static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
 {
     const th_config *cfg = r->cfg;
     int L = r->n_labels;
-    double loss_sum = th_predict(&r->model, &r->input, cfg->train.loss, r->val.img, r->val.y, r->val.n, r->w_pos,
-                                 r->w_neg, r->x, r->val_p);
+    double loss_sum = 0;
+    th_stop_poll poll = {.flag = r->opts->stop, .batch_sleep_ms = r->opts->val_sleep_ms};
+    if (th_predict_share(&r->model, &r->input, cfg->train.loss, r->val.img, r->val.y, r->val.n, r->w_pos, r->w_neg,
+                         r->x, r->val_p, r->comm, &poll, &loss_sum))
+        return TH_TRAIN_STOPPED;
     /* The mean over the known entries, as in training (thorax/nn.h); with
      * every label known, the sum over images / images as before. */
     double red[2] = {loss_sum, (double)th_label_known(r->val.n, L, r->val.y)};
@@ -253,7 +262,7 @@ static int train_loop(run *r, th_err *err)
     const th_config *cfg = r->cfg;
     int steps = steps_per_epoch(r);
     long first = r->st.step - (long)r->st.epoch * steps;
-    if (first < 0 || first >= steps)
+    if (first < 0 || first > steps)
         return th_errf(err, "the checkpoint stopped at global step %ld of epoch %d, which does not fit %d steps per "
                             "epoch: resume with the ranks and batch_per_rank it was written with",
                        r->st.step, r->st.epoch + 1, steps);
@@ -262,14 +271,38 @@ static int train_loop(run *r, th_err *err)
     run_info(r, "training %d epochs of %d steps: %d ranks x %d images per step, %zu parameters, %.3f GFLOP forward per "
             "image",
          cfg->train.epochs, steps, r->size, r->batch, r->model.n_params, th_model_flops(&r->model) / 1e9);
-    if (r->st.step > 0) run_info(r, "resuming at epoch %d, step %ld of %d", r->st.epoch + 1, first + 1, steps);
+    if (r->st.step > 0 && first == steps)
+        run_info(r, "resuming at epoch %d, its validation (stopped during it)", r->st.epoch + 1);
+    else if (r->st.step > 0)
+        run_info(r, "resuming at epoch %d, step %ld of %d", r->st.epoch + 1, first + 1, steps);
+    /* A run that early stopping ended stays ended when it runs again (its
+     * evaluation phase stopped and requeued): the same test as
+     * th_schedule_after_epoch's on the checkpoint's counters, so that the
+     * rerun's parameters are those of a run never stopped. */
+    int first_stage = cfg->train.unfreeze.epoch > 0 && r->st.epoch <= cfg->train.unfreeze.epoch;
+    if (first == 0 && r->st.epoch > 0 && r->st.epoch < cfg->train.epochs && cfg->train.early_stop_patience > 0 &&
+        r->st.bad_epochs >= cfg->train.early_stop_patience && !first_stage) {
+        run_info(r, "early stop: the run ended at epoch %d (no gain in val AUC for %d epochs)", r->st.epoch,
+                 r->st.bad_epochs);
+        return 0;
+    }
 
     for (int epoch = r->st.epoch; epoch < cfg->train.epochs; epoch++) {
         double t0 = th_now(), train_loss = 0, img_per_s = 0, val_loss = 0, val_auc = 0;
         int rc = train_epoch(r, epoch, (int)first, steps, t_start, &train_loss, &img_per_s, err);
         first = 0;
         if (rc) return rc;
-        if (validate(r, &val_loss, &val_auc, err)) return -1;
+        rc = validate(r, &val_loss, &val_auc, err);
+        if (rc == TH_TRAIN_STOPPED) {
+            /* last.h5 at the end of the epoch's steps, before its validation:
+             * the resumed run takes no step and validates this epoch again. */
+            run_info(r, "stop requested during validation: checkpoint after the steps of epoch %d (global step %ld); "
+                     "its validation runs again on resume", epoch + 1, r->st.step);
+            return run_save_midepoch(r, err) ? -1 : TH_TRAIN_STOPPED;
+        }
+        if (rc) return -1;
+        r->st.epoch_loss_sum = 0;
+        r->st.epoch_images = 0;
         r->st.epoch = epoch + 1;
         th_epoch_report e = {
             .epoch = epoch + 1,
@@ -302,8 +335,9 @@ static int train_loop(run *r, th_err *err)
                  r->st.best_score, r->st.best_epoch);
             break;
         }
-        /* A request that came during validation or checkpointing: last.h5 is
-         * already this epoch's, so stopping here loses nothing. */
+        /* A request that came during the last validation batch or
+         * checkpointing: last.h5 is already this epoch's, so stopping here
+         * loses nothing. */
         int stop = r->stop_agreed || (r->opts->stop && *r->opts->stop);
         stop = th_dist_any(r->comm, stop);
         if (stop && epoch + 1 < cfg->train.epochs) {
@@ -319,6 +353,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
                  const th_train_callbacks *cb, th_err *err)
 {
     run r;
+    time_t started = time(NULL);
     int rc = run_setup(&r, cfg, opts, comm, cb, err);
     r.dir = run_dir;
     if (!rc) {
@@ -327,6 +362,7 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
         if (!local && r.rank == 0) local = run_start_dir(&r, err);
         rc = th_dist_agree(comm, local, err);
     }
+    if (!rc) rc = run_write_provenance(&r, started, err);
     if (!rc) {
         run_describe_data(&r);
         rc = train_loop(&r, err);

@@ -64,7 +64,7 @@ THORAX_SLURM_CPUS=${THORAX_SLURM_CPUS:-4} "$THORAX_SOURCE_DIR/tools/slurm/up.sh"
 export OMPI_MCA_mpi_yield_when_idle=1 OMPI_MCA_hwloc_base_binding_policy=none
 export SLURM_CONF=$SLURM_DIR/slurm.conf
 # The jobs run the thorax under test (sbatch passes the environment on).
-export THORAX=$THORAX_BIN
+export THORAX_BIN
 cd "$WORK"
 
 # submit SBATCH_ARGS...: sbatch --parsable, prints the job id.

@@ -114,6 +114,15 @@ typedef struct th_strbuf {
 void th_strbuf_printf(th_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void th_strbuf_free(th_strbuf *b);
 
+/* JSON text into b. A number as the shortest decimal that reads back to v
+ * (as a float when as_float), null for NaN and infinities; a string quoted
+ * and escaped, invalid UTF-8 replaced by U+FFFD. */
+void th_json_number(th_strbuf *b, double v, int as_float);
+/* The shortest %g rendering of v that parses back to v (to the float nearest
+ * v when as_float), for JSON and CSV; non-finite values are the caller's. */
+void th_shortest_g(double v, int as_float, char *out, size_t cap);
+void th_json_string(th_strbuf *b, const char *s);
+
 /* ------------------------------------------------------------------------- */
 /* Wall-clock seconds for timing and progress.
  *

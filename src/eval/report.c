@@ -22,40 +22,6 @@
 
 /* ---- formatting ------------------------------------------------------------ */
 
-/* Shortest %g rendering of v that parses back to v (to the float nearest v
- * when as_float). Non-finite values are the caller's business. */
-static void shortest(double v, int as_float, char *out, size_t cap)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, v);
-        double back = strtod(out, NULL);
-        if (as_float ? (float)back == (float)v : back == v) return;
-    }
-}
-
-/* A JSON number, or null where JSON has none (NaN, infinities). */
-void json_number(th_strbuf *b, double v, int as_float)
-{
-    if (!isfinite(v)) {
-        th_strbuf_printf(b, "null");
-        return;
-    }
-    char num[40];
-    shortest(v, as_float, num, sizeof num);
-    th_strbuf_printf(b, "%s", num);
-}
-
-/* Length of the valid UTF-8 sequence at s, or 0 if the bytes there are not
- * one (then the writer substitutes U+FFFD, keeping the JSON valid). */
-static int utf8_len(const unsigned char *s)
-{
-    int n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 0x6 ? 2 : (s[0] >> 4) == 0xe ? 3 : (s[0] >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || (n == 2 && s[0] < 0xc2)) return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return n;
-}
-
 void json_interval(th_strbuf *b, double lo, double hi)
 {
     if (!isfinite(lo) || !isfinite(hi)) {
@@ -63,42 +29,10 @@ void json_interval(th_strbuf *b, double lo, double hi)
         return;
     }
     th_strbuf_printf(b, "[");
-    json_number(b, lo, 0);
+    th_json_number(b, lo, 0);
     th_strbuf_printf(b, ", ");
-    json_number(b, hi, 0);
+    th_json_number(b, hi, 0);
     th_strbuf_printf(b, "]");
-}
-
-void json_string(th_strbuf *b, const char *s)
-{
-    th_strbuf_printf(b, "\"");
-    const unsigned char *u = (const unsigned char *)s;
-    while (*u) {
-        unsigned char c = *u;
-        if (c == '"' || c == '\\') {
-            th_strbuf_printf(b, "\\%c", c);
-            u++;
-        } else if (c < 0x20) {
-            /* Control characters have no literal form in JSON strings. */
-            if (c == '\n')
-                th_strbuf_printf(b, "\\n");
-            else if (c == '\t')
-                th_strbuf_printf(b, "\\t");
-            else
-                th_strbuf_printf(b, "\\u%04x", c);
-            u++;
-        } else {
-            int n = utf8_len(u);
-            if (n == 0) {
-                th_strbuf_printf(b, "\\ufffd");
-                u++;
-            } else {
-                th_strbuf_printf(b, "%.*s", n, (const char *)u);
-                u += n;
-            }
-        }
-    }
-    th_strbuf_printf(b, "\"");
 }
 
 /* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
@@ -448,9 +382,9 @@ int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err)
         if (isinf(roc->threshold[i]))
             snprintf(t, sizeof t, "%s", roc->threshold[i] > 0 ? "inf" : "-inf");
         else
-            shortest(roc->threshold[i], 1, t, sizeof t);
-        shortest(roc->fpr[i], 0, f, sizeof f);
-        shortest(roc->tpr[i], 0, r, sizeof r);
+            th_shortest_g(roc->threshold[i], 1, t, sizeof t);
+        th_shortest_g(roc->fpr[i], 0, f, sizeof f);
+        th_shortest_g(roc->tpr[i], 0, r, sizeof r);
         th_strbuf_printf(&b, "%s,%s,%s\n", t, f, r);
     }
     return write_buffer(path, &b, err);

@@ -7,13 +7,11 @@
 #include <stddef.h>
 #include "thorax/util.h"
 
-/* The shortest decimal that reads back to v (as a float when as_float);
- * null for NaN and infinities. */
-void json_number(th_strbuf *b, double v, int as_float);
+/* The JSON writers of thorax/util.h under their short names here. */
+static inline void json_number(th_strbuf *b, double v, int as_float) { th_json_number(b, v, as_float); }
+static inline void json_string(th_strbuf *b, const char *s) { th_json_string(b, s); }
 /* [lo, hi], or null when either end is not finite. */
 void json_interval(th_strbuf *b, double lo, double hi);
-/* A JSON string, escaped, invalid UTF-8 replaced by U+FFFD. */
-void json_string(th_strbuf *b, const char *s);
 /* Writes b's text to path atomically and frees b. */
 int write_buffer(const char *path, th_strbuf *b, th_err *err);
 /* Formats a path into out, failing rather than truncating. */

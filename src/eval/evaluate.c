@@ -321,7 +321,16 @@ static int predict_share(eval *e, int which, th_err *err)
     e->p_model = malloc(sizeof(float) * (size_t)(n + 1) * L_model);
     e->p_eval = malloc(sizeof(float) * (size_t)(n + 1) * e->n_eval);
     if (!e->x || !e->p_model || !e->p_eval) return th_errf(err, "out of memory predicting %d images", n);
-    th_predict(m, &e->run.input, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x, e->p_model);
+    /* Batch by batch, so that the caller can show progress. */
+    const th_eval_opts *o = e->opts;
+    size_t hw = (size_t)cfg->model.h * cfg->model.w;
+    if (o->on_progress) o->on_progress(o->progress_ctx, 0, n);
+    for (int off = 0; off < n; off += m->max_batch) {
+        int b = n - off < m->max_batch ? n - off : m->max_batch;
+        th_predict(m, &e->run.input, cfg->train.loss, e->shard.img + off * hw, NULL, b, NULL, NULL, e->x,
+                   e->p_model + (size_t)off * L_model);
+        if (o->on_progress) o->on_progress(o->progress_ctx, off + b, n);
+    }
     for (int j = 0; j < n; j++)
         for (int k = 0; k < e->n_eval; k++)
             e->p_eval[(size_t)j * e->n_eval + k] = e->p_model[(size_t)j * L_model + e->out_col[k]];

@@ -54,6 +54,7 @@ static void bench_usage(FILE *f)
             "  --no-layers          skip the per-layer table (quicker)\n"
             "  --set key=value      override a config key, e.g. --set train.batch_per_rank=16\n"
             "                       --set runtime.threads_per_rank=2 (repeatable)\n"
+            "  --log-format F       plain or json log lines (see thorax --help)\n"
             "  -h, --help           this help\n"
             "\n"
             "Give each rank as many cores as threads: mpirun binds a rank to one core when\n"

@@ -30,6 +30,7 @@ static void compare_usage(FILE *f)
             "                     RUN_A/compare/<RUN_B's name>_<split or F>/)\n"
             "  --bootstrap N      resamples of patients (default 2000; 0: DeLong only)\n"
             "  --seed K           the bootstrap's seed (default 42)\n"
+            "  --log-format F     plain or json log lines (see thorax --help)\n"
             "  -h, --help         this help\n");
 }
 

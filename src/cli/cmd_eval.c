@@ -41,6 +41,7 @@ static void eval_usage(FILE *f)
             "                          CSV column kept by ingest, e.g. \"View Position\"): AUC,\n"
             "                          DeLong 95%% CI, n_pos, n_neg per label and group into\n"
             "                          eval/<split>/by_<COLUMN>.json and .md, and printed\n"
+            "  --log-format F          plain or json log lines (see thorax --help)\n"
             "  -h, --help              this help\n");
 }
 

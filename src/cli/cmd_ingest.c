@@ -122,6 +122,7 @@ static void usage(FILE *f)
             "                     Pneumothorax masks\n"
             "  --compress         store /images with shuffle + gzip level 4, one chunk per\n"
             "                     image (reading is unchanged; prints the compression ratio)\n"
+            "  --log-format F     plain or json log lines (see thorax --help)\n"
             "  -h, --help         show this help\n"
             "\n"
             "example:\n"

@@ -36,6 +36,7 @@ static void lrfind_usage(FILE *f)
             "  --end-lr B        last rate (default 10)\n"
             "  --out DIR         where the files go (default <runtime.out_dir>/<name>/lr_find)\n"
             "  --set key=value   override a config key (repeatable), as for train\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n"
             "\n"
             "The last line is machine-readable:\n"

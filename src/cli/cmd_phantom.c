@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "                      positive studies of --marker (default Pneumothorax)\n"
             "  --preview DIR       also write the first %d images and their mask overlays\n"
             "                      as PNG files into DIR\n"
+            "  --log-format F      plain or json log lines (see thorax --help)\n"
             "  -h, --help          show this help\n"
             "\n"
             "labels: %s, %s, %s, %s\n",

@@ -26,6 +26,7 @@ static void split_usage(FILE *f)
             "\n"
             "options:\n"
             "  --set key=value   override a config key (repeatable)\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n");
 }
 

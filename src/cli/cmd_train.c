@@ -29,6 +29,7 @@ static void train_usage(FILE *f)
             "  --resume auto     continue the run directory's checkpoints/last.h5 if there\n"
             "                    is one, else start afresh (for requeued batch jobs)\n"
             "  --resume DIR      continue the run in DIR (its checkpoints/last.h5)\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n"
             "\n"
             "A resumed run must keep the seed, data and model sections and train.freeze\n"

@@ -18,10 +18,10 @@ cd "$work"
 "$thorax" phantom --out data/phantom_clean.h5 --size 64 --seed 2 >/dev/null
 run() { mpirun -np 2 "$thorax" "$@"; }
 
-run train "$root/configs/phantom_cam.yaml" --set runtime.out_dir=runs | grep '^eval:'
+run train "$root/configs/phantom_cam.yaml" --set runtime.out_dir=runs | grep ' rank0 eval:'
 run cam runs/phantom_cam --top-k 10 | tail -n 3
-run train "$root/configs/shortcut.yaml" --set runtime.out_dir=runs | grep '^eval:'
-run eval runs/shortcut --data data/phantom_clean.h5 | grep '^eval:'
+run train "$root/configs/shortcut.yaml" --set runtime.out_dir=runs | grep ' rank0 eval:'
+run eval runs/shortcut --data data/phantom_clean.h5 | grep ' rank0 eval:'
 run cam runs/shortcut --label Pneumothorax --top-k 10 | tail -n 3
 
 auc() { grep -A1 "\"$2\"" "$1" | grep -o '"auc": [0-9.]*' | head -1; }

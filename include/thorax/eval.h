@@ -684,6 +684,10 @@ typedef struct th_eval_opts {
     int patient_level;          /* also evaluate per patient (max over their images) */
     const char *by;             /* also per value of /meta/<by> (th_report_write_by); NULL: not */
     th_stop_poll stop;          /* polled between prediction batches; zero: never */
+    /* Called on each rank as it predicts its share of the images: done of
+     * total (this rank's), after each batch and once at 0. May be NULL. */
+    void (*on_progress)(void *ctx, int done, int total);
+    void *progress_ctx;
 } th_eval_opts;
 
 typedef struct th_eval_result {

@@ -137,14 +137,19 @@ void th_plan_input(const th_config *cfg, th_input_params *p);
 double th_predict(th_model *m, const th_input *in, th_loss_type loss, const uint8_t *img, const uint8_t *y, int n,
                   const float *w_pos, const float *w_neg, float *x, float *p);
 
-/* A stop request as the long collective phases poll it: validation, the
- * evaluation phase at the end of a run. */
+/* What the long collective phases (validation, the evaluation phase at the
+ * end of a run) do between prediction batches: poll a stop request, report
+ * progress. */
 typedef struct th_stop_poll {
     /* Set (by a signal handler) to ask the ranks to stop; NULL: never. */
     const volatile sig_atomic_t *flag;
     /* Test hook: sleep this many milliseconds after each batch (0: none), so
      * that a test can land a signal mid-phase deterministically. */
     int batch_sleep_ms;
+    /* Called with this rank's done of n images, once at 0 and after each
+     * batch; NULL: not. */
+    void (*on_progress)(void *ctx, int done, int total);
+    void *progress_ctx;
 } th_stop_poll;
 
 /* th_predict of this rank's share of a split (n may differ between ranks),

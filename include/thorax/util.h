@@ -62,13 +62,6 @@ int th_mkdirs(const char *path, th_err *err);
 /* Writes len bytes to path atomically (temp file, fsync, rename). */
 int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err);
 
-/* Refuses, with an error naming both, to write out when it or its temporary
- * name (out.tmp, as th_write_file_atomic uses) is one of the n files
- * inputs[]: the same file by device and inode, however spelt (./x, a link).
- * An output that does not exist yet is no input; so is an input that cannot
- * be stat'ed (reading it reports that). */
-int th_output_not_input(const char *out, int n, const char *const *inputs, th_err *err);
-
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 char *th_read_file(const char *path, size_t *len, th_err *err);
 
@@ -121,8 +114,13 @@ typedef struct th_strbuf {
 void th_strbuf_printf(th_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void th_strbuf_free(th_strbuf *b);
 
-/* Appends s to b as a JSON string: quoted, '"', '\\' and control characters
- * escaped, invalid UTF-8 replaced by U+FFFD so that the file stays valid. */
+/* JSON text into b. A number as the shortest decimal that reads back to v
+ * (as a float when as_float), null for NaN and infinities; a string quoted
+ * and escaped, invalid UTF-8 replaced by U+FFFD. */
+void th_json_number(th_strbuf *b, double v, int as_float);
+/* The shortest %g rendering of v that parses back to v (to the float nearest
+ * v when as_float), for JSON and CSV; non-finite values are the caller's. */
+void th_shortest_g(double v, int as_float, char *out, size_t cap);
 void th_json_string(th_strbuf *b, const char *s);
 
 /* ------------------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 #ifndef THORAX_CLI_H
 #define THORAX_CLI_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -37,8 +38,38 @@ void cli_print_eval(const struct th_eval_result *r);
  * caller chooses (rank 0 prints the agreed error). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* True if argv has -h or --help. */
-int cli_wants_help(int argc, char **argv);
+/* ---- Options: one parser for every command (opts.c) ----------------------
+ *
+ *   static const cli_opt opts[] = {{OPT_SPLIT, "split", "a value"}, {OPT_PATIENT, "patient", NULL}, {0}};
+ *   cli_parser p;
+ *   cli_parser_init(&p, "eval", argc, argv, opts);
+ *   for (int id; (id = cli_next(&p, &v)) != CLI_END;)
+ *       switch (id) { case CLI_HELP: ...; case CLI_BAD: return TH_EXIT_USAGE; case CLI_ARG: operand v; ... }
+ *
+ * --name value and --name=value are alike, `--` ends the options, a missing
+ * value, a value given to a flag and an unknown option (with a did-you-mean)
+ * are errors said by the parser (CLI_BAD), -h/--help anywhere is CLI_HELP
+ * first, and --log-format is taken by the parser for every command. */
+typedef struct cli_opt {
+    int id;            /* what cli_next returns for it, > 0 */
+    const char *name;  /* without the dashes: "checkpoint" */
+    const char *needs; /* NULL for a flag; else what its value is, for "--NAME needs <needs>" */
+} cli_opt;
+
+enum { CLI_END = 0, CLI_ARG = -1, CLI_HELP = -2, CLI_BAD = -3, CLI_LOG_FORMAT = -4 };
+
+typedef struct cli_parser {
+    const char *cmd;           /* "eval", for messages */
+    int argc;
+    char **argv;
+    const cli_opt *opts;       /* ended by an entry whose name is NULL */
+    int i, operands_only, help;
+} cli_parser;
+
+void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv, const cli_opt *opts);
+/* The next option's id with *value its value (NULL for a flag), CLI_ARG with
+ * *value an operand, CLI_HELP, CLI_BAD after saying why, or CLI_END. */
+int cli_next(cli_parser *p, const char **value);
 
 /* The --set options of commands that read a config. */
 #define CLI_MAX_SETS 64
@@ -47,14 +78,46 @@ typedef struct {
     int n;
 } cli_sets;
 
-/* If argv[*i] is `--set key=value` or `--set=key=value`, records it, advances
- * *i past it and returns 1; returns 0 for any other argument and -1 (after
- * printing why) for a malformed or excess --set. */
+/* Records one --set value; -1 (after saying why) when it is not key=value
+ * or one too many. */
+int cli_sets_add(cli_sets *sets, const char *value);
+
+/* The old per-command helpers, for the commands not yet on cli_parser (cam,
+ * predict): true if argv has -h or --help; and if argv[*i] is `--set
+ * key=value` or `--set=key=value`, records it, advances *i past it and
+ * returns 1; returns 0 for any other argument and -1 (after printing why)
+ * for a malformed or excess --set. */
+int cli_wants_help(int argc, char **argv);
 int cli_take_set(int argc, char **argv, int *i, cli_sets *sets);
 
-/* The progress line of a long serial command on stderr. */
+/* ---- Log lines (log.c) ----------------------------------------------------
+ * Progress and information lines of the commands, each prefixed with the UTC
+ * time and the rank ("2026-12-07T23:10:04Z rank0 ...") or, with
+ * --log-format json, one JSON object per line: time, level, rank, msg and
+ * the line's fields (epoch, step, loss, img_per_s, eta_s ...). Results meant
+ * to be read as tables or RESULT lines are printed as they are. */
+typedef enum { CLI_LOG_PLAIN, CLI_LOG_JSON } cli_log_format;
+/* "plain" or "json"; -1 for anything else. */
+int cli_log_set_format(const char *name);
+cli_log_format cli_log_get_format(void);
+
+typedef struct {
+    const char *key;
+    double value;   /* NaN is written as null */
+} cli_field;
+
+/* level: "info", "progress", "warning". */
+void cli_log_at(FILE *f, const char *level, const cli_field *fields, int n_fields, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void cli_vlog_at(FILE *f, const char *level, const cli_field *fields, int n_fields, const char *fmt, va_list ap);
+/* An info line on stdout. */
+void cli_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The progress line of a long command, on stderr unless f is set after
+ * cli_progress_start (set tty to 0 under mpirun, whose ranks may get a pty). */
 typedef struct cli_progress {
     const char *what;           /* "ingest", "phantom" */
+    FILE *f;
     struct timespec t0;
     double last;
     int tty, next_pct, shown;

@@ -54,6 +54,7 @@ static void bench_usage(FILE *f)
             "  --no-layers          skip the per-layer table (quicker)\n"
             "  --set key=value      override a config key, e.g. --set train.batch_per_rank=16\n"
             "                       --set runtime.threads_per_rank=2 (repeatable)\n"
+            "  --log-format F       plain or json log lines (see thorax --help)\n"
             "  -h, --help           this help\n"
             "\n"
             "Give each rank as many cores as threads: mpirun binds a rank to one core when\n"
@@ -133,40 +134,34 @@ static void print_result(const th_bench_result *r, th_bench_mode mode, int threa
            openblas_get_corename());
 }
 
-/* Parses the options into opts; returns 0, or an exit status after saying why. */
+enum { OPT_SET = 1, OPT_STEPS, OPT_WARMUP, OPT_MODE, OPT_LABELS, OPT_NO_LAYERS };
+
+static const cli_opt bench_opts[] = {{OPT_SET, "set", "key=value"},
+                                     {OPT_STEPS, "steps", "a value (a whole number)"},
+                                     {OPT_WARMUP, "warmup", "a value (a whole number)"},
+                                     {OPT_MODE, "mode", "a value (train, infer or both)"},
+                                     {OPT_LABELS, "labels", "a value (a whole number)"},
+                                     {OPT_NO_LAYERS, "no-layers", NULL},
+                                     {0, NULL, NULL}};
+
+/* Parses the options into opts; returns 0, -1 for --help (printed), or an
+ * exit status after saying why. */
 static int parse_args(int argc, char **argv, const char **config_path, th_bench_opts *opts, int *labels_given,
                       cli_sets *sets)
 {
-    for (int i = 1; i < argc; i++) {
-        int took = cli_take_set(argc, argv, &i, sets);
-        if (took < 0) return TH_EXIT_USAGE;
-        if (took) continue;
-        const char *opt = argv[i];
-        if (!strcmp(opt, "--no-layers")) {
-            opts->layers = 0;
-            continue;
-        }
-        int is_value_opt = !strcmp(opt, "--steps") || !strcmp(opt, "--warmup") || !strcmp(opt, "--mode") ||
-                           !strcmp(opt, "--labels");
-        if (!is_value_opt && opt[0] == '-') {
-            cli_error("bench: unknown option '%s' (see thorax bench --help)", opt);
-            return TH_EXIT_USAGE;
-        }
-        if (!is_value_opt) {
-            if (*config_path) {
-                cli_error("bench: one config file only, got '%s' and '%s'", *config_path, opt);
-                return TH_EXIT_USAGE;
-            }
-            *config_path = opt;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            cli_error("bench: %s needs a value", opt);
-            return TH_EXIT_USAGE;
-        }
-        const char *val = argv[++i];
-        long v = 0;
-        if (!strcmp(opt, "--mode")) {
+    cli_parser p;
+    cli_parser_init(&p, "bench", argc, argv, bench_opts);
+    const char *val;
+    long v;
+    for (int id; (id = cli_next(&p, &val)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: bench_usage(stdout); return -1;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SET:
+            if (cli_sets_add(sets, val)) return TH_EXIT_USAGE;
+            break;
+        case OPT_NO_LAYERS: opts->layers = 0; break;
+        case OPT_MODE:
             if (!strcmp(val, "train")) opts->mode = TH_BENCH_TRAIN;
             else if (!strcmp(val, "infer")) opts->mode = TH_BENCH_INFER;
             else if (!strcmp(val, "both")) opts->mode = TH_BENCH_BOTH;
@@ -174,25 +169,36 @@ static int parse_args(int argc, char **argv, const char **config_path, th_bench_
                 cli_error("bench: --mode must be train, infer or both, got '%s'", val);
                 return TH_EXIT_USAGE;
             }
-        } else if (!strcmp(opt, "--steps")) {
+            break;
+        case OPT_STEPS:
             if (cli_parse_int(val, 1, 100000, &v)) {
                 cli_error("bench: --steps must be a whole number from 1 to 100000, got '%s'", val);
                 return TH_EXIT_USAGE;
             }
             opts->steps = (int)v;
-        } else if (!strcmp(opt, "--warmup")) {
+            break;
+        case OPT_WARMUP:
             if (cli_parse_int(val, 0, 100000, &v)) {
                 cli_error("bench: --warmup must be a whole number from 0 to 100000, got '%s'", val);
                 return TH_EXIT_USAGE;
             }
             opts->warmup = (int)v;
-        } else {
+            break;
+        case OPT_LABELS:
             if (cli_parse_int(val, 1, TH_MAX_LABELS, &v)) {
                 cli_error("bench: --labels must be a whole number from 1 to %d, got '%s'", TH_MAX_LABELS, val);
                 return TH_EXIT_USAGE;
             }
             opts->n_labels = (int)v;
             *labels_given = 1;
+            break;
+        case CLI_ARG:
+            if (*config_path) {
+                cli_error("bench: one config file only, got '%s' and '%s'", *config_path, val);
+                return TH_EXIT_USAGE;
+            }
+            *config_path = val;
+            break;
         }
     }
     return 0;
@@ -200,16 +206,12 @@ static int parse_args(int argc, char **argv, const char **config_path, th_bench_
 
 int cmd_bench(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        bench_usage(stdout);
-        return TH_EXIT_OK;
-    }
     const char *config_path = NULL;
     th_bench_opts opts = {.steps = 10, .warmup = 3, .mode = TH_BENCH_BOTH, .n_labels = 14, .layers = 1};
     int labels_given = 0;
     cli_sets sets = {.n = 0};
     int status = parse_args(argc, argv, &config_path, &opts, &labels_given, &sets);
-    if (status) return status;
+    if (status) return status < 0 ? TH_EXIT_OK : status;
     if (!config_path) {
         bench_usage(stderr);
         return TH_EXIT_USAGE;
@@ -249,12 +251,13 @@ int cmd_bench(int argc, char **argv)
     }
     if (rank == 0) {
         const char *coretype = getenv("OPENBLAS_CORETYPE");
-        printf("bench %s: %d rank%s x %d thread%s, %d images per rank, input %dx%dx%d, %d labels, "
-               "%zu parameters\n",
+        cli_log("info",
+                "bench %s: %d rank%s x %d thread%s, %d images per rank, input %dx%dx%d, %d labels, %zu parameters",
                config_path, res->ranks, res->ranks == 1 ? "" : "s", threads, threads == 1 ? "" : "s", res->batch,
                res->c, res->h, res->w, res->n_labels, res->n_params);
-        printf("%.3f GFLOP forward per image, %.3f per training image; OpenBLAS core %s (OPENBLAS_CORETYPE %s); "
-               "%d timed steps after %d warm-up\n",
+        cli_log("info",
+                "%.3f GFLOP forward per image, %.3f per training image; OpenBLAS core %s (OPENBLAS_CORETYPE %s); "
+                "%d timed steps after %d warm-up",
                res->gflop_fwd_per_img, 3 * res->gflop_fwd_per_img, openblas_get_corename(),
                coretype && *coretype ? coretype : "unset", opts.steps, opts.warmup);
         if (threads > res->cpus_per_rank)

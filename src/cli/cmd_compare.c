@@ -30,6 +30,7 @@ static void compare_usage(FILE *f)
             "                     RUN_A/compare/<RUN_B's name>_<split or F>/)\n"
             "  --bootstrap N      resamples of patients (default 2000; 0: DeLong only)\n"
             "  --seed K           the bootstrap's seed (default 42)\n"
+            "  --log-format F     plain or json log lines (see thorax --help)\n"
             "  -h, --help         this help\n");
 }
 
@@ -64,35 +65,38 @@ static void print_result(const th_compare_opts *o, const th_compare_result *r)
     printf("compare: -> %s\n", r->out_path);
 }
 
+enum { OPT_SPLIT = 1, OPT_DATA, OPT_OUT, OPT_BOOTSTRAP, OPT_SEED };
+
+static const cli_opt compare_opts[] = {{OPT_SPLIT, "split", "a value (val or test)"},
+                                       {OPT_DATA, "data", "a value (a dataset file)"},
+                                       {OPT_OUT, "out", "a value (a directory)"},
+                                       {OPT_BOOTSTRAP, "bootstrap", "a value (resamples)"},
+                                       {OPT_SEED, "seed", "a value"},
+                                       {0, NULL, NULL}};
+
 int cmd_compare(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        compare_usage(stdout);
-        return TH_EXIT_OK;
-    }
     th_compare_opts o = {.bootstrap = 2000, .seed = 42};
     const char *boot = NULL, *seed = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char **value = NULL;
-        if (!strcmp(argv[i], "--split")) value = &o.split;
-        else if (!strcmp(argv[i], "--data")) value = &o.data;
-        else if (!strcmp(argv[i], "--out")) value = &o.out_dir;
-        else if (!strcmp(argv[i], "--bootstrap")) value = &boot;
-        else if (!strcmp(argv[i], "--seed")) value = &seed;
-        else if (argv[i][0] == '-' || o.run_b) {
-            cli_error("compare: unexpected argument '%s' (see thorax compare --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else if (!o.run_a) {
-            o.run_a = argv[i];
-        } else {
-            o.run_b = argv[i];
-        }
-        if (value) {
-            if (i + 1 >= argc) {
-                cli_error("compare: %s needs a value", argv[i]);
+    cli_parser p;
+    cli_parser_init(&p, "compare", argc, argv, compare_opts);
+    const char *v;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: compare_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SPLIT: o.split = v; break;
+        case OPT_DATA: o.data = v; break;
+        case OPT_OUT: o.out_dir = v; break;
+        case OPT_BOOTSTRAP: boot = v; break;
+        case OPT_SEED: seed = v; break;
+        case CLI_ARG:
+            if (o.run_b) {
+                cli_error("compare: unexpected argument '%s' (see thorax compare --help)", v);
                 return TH_EXIT_USAGE;
             }
-            *value = argv[++i];
+            *(o.run_a ? &o.run_b : &o.run_a) = v;
+            break;
         }
     }
     if (!o.run_b) {
@@ -107,20 +111,20 @@ int cmd_compare(int argc, char **argv)
         cli_error("compare: --split must be val or test, got '%s'", o.split);
         return TH_EXIT_USAGE;
     }
-    long v;
+    long num;
     if (boot) {
-        if (cli_parse_int(boot, 0, 1000000, &v)) {
+        if (cli_parse_int(boot, 0, 1000000, &num)) {
             cli_error("compare: --bootstrap must be an integer in [0, 1000000], got '%s'", boot);
             return TH_EXIT_USAGE;
         }
-        o.bootstrap = (int)v;
+        o.bootstrap = (int)num;
     }
     if (seed) {
-        if (cli_parse_int(seed, 0, LONG_MAX, &v)) {
+        if (cli_parse_int(seed, 0, LONG_MAX, &num)) {
             cli_error("compare: --seed must be a non-negative integer, got '%s'", seed);
             return TH_EXIT_USAGE;
         }
-        o.seed = (uint64_t)v;
+        o.seed = (uint64_t)num;
     }
     th_err err = {{0}};
     th_compare_result *res = malloc(sizeof *res);

@@ -41,51 +41,60 @@ static void eval_usage(FILE *f)
             "                          CSV column kept by ingest, e.g. \"View Position\"): AUC,\n"
             "                          DeLong 95%% CI, n_pos, n_neg per label and group into\n"
             "                          eval/<split>/by_<COLUMN>.json and .md, and printed\n"
+            "  --log-format F          plain or json log lines (see thorax --help)\n"
             "  -h, --help              this help\n");
 }
 
-/* Prints the one-line summary of an evaluation (rank 0). */
+/* Logs the one-line summary of an evaluation (rank 0). */
 void cli_print_eval(const th_eval_result *r)
 {
+    cli_field f[] = {{"images", r->n_images},   {"patients", r->n_patients},     {"labels", r->n_labels},
+                     {"defined", r->n_defined}, {"macro_auc", r->macro_auc}};
+    int n = (int)(sizeof f / sizeof f[0]);
     /* An AUC needs positives and negatives: with no label scorable the
      * macro mean is undefined, which "nan" would not explain. */
     if (r->n_defined == 0)
-        printf("eval: %d images of %d patients, %d labels: macro AUC undefined, no label has both positive and "
-               "negative images (metrics.json gives each label's reason) -> %s\n",
-               r->n_images, r->n_patients, r->n_labels, r->out_dir);
+        cli_log_at(stdout, "info", f, n,
+                   "eval: %d images of %d patients, %d labels: macro AUC undefined, no label has both positive and "
+                   "negative images (metrics.json gives each label's reason) -> %s",
+                   r->n_images, r->n_patients, r->n_labels, r->out_dir);
     else
-        printf("eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s\n",
-               r->n_images, r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
-    if (r->note[0]) printf("eval: %s\n", r->note);
-    fflush(stdout);
+        cli_log_at(stdout, "info", f, n, "eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s",
+                   r->n_images, r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
+    if (r->note[0]) cli_log("info", "eval: %s", r->note);
 }
+
+enum { OPT_SPLIT = 1, OPT_CHECKPOINT, OPT_DATA, OPT_BY, OPT_PATIENT };
+
+static const cli_opt eval_opts[] = {{OPT_SPLIT, "split", "a value (val or test)"},
+                                    {OPT_CHECKPOINT, "checkpoint", "a value (best or last)"},
+                                    {OPT_DATA, "data", "a value (a dataset file)"},
+                                    {OPT_BY, "by", "a value (a /meta column)"},
+                                    {OPT_PATIENT, "patient", NULL},
+                                    {0, NULL, NULL}};
 
 int cmd_eval(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        eval_usage(stdout);
-        return TH_EXIT_OK;
-    }
     th_eval_opts opts = {0};
-    for (int i = 1; i < argc; i++) {
-        const char **value = NULL;
-        if (!strcmp(argv[i], "--split")) value = &opts.split;
-        else if (!strcmp(argv[i], "--checkpoint")) value = &opts.checkpoint;
-        else if (!strcmp(argv[i], "--data")) value = &opts.data;
-        else if (!strcmp(argv[i], "--by")) value = &opts.by;
-        else if (!strcmp(argv[i], "--patient")) opts.patient_level = 1;
-        else if (argv[i][0] == '-' || opts.run_dir) {
-            cli_error("eval: unexpected argument '%s' (see thorax eval --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else {
-            opts.run_dir = argv[i];
-        }
-        if (value) {
-            if (i + 1 >= argc) {
-                cli_error("eval: %s needs a value", argv[i]);
+    cli_parser p;
+    cli_parser_init(&p, "eval", argc, argv, eval_opts);
+    const char *v;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: eval_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SPLIT: opts.split = v; break;
+        case OPT_CHECKPOINT: opts.checkpoint = v; break;
+        case OPT_DATA: opts.data = v; break;
+        case OPT_BY: opts.by = v; break;
+        case OPT_PATIENT: opts.patient_level = 1; break;
+        case CLI_ARG:
+            if (opts.run_dir) {
+                cli_error("eval: unexpected argument '%s' (see thorax eval --help)", v);
                 return TH_EXIT_USAGE;
             }
-            *value = argv[++i];
+            opts.run_dir = v;
+            break;
         }
     }
     if (!opts.run_dir) {
@@ -102,6 +111,15 @@ int cmd_eval(int argc, char **argv)
     }
     MPI_Init(&argc, &argv);
     int rank = th_dist_rank(th_comm_world());
+    /* Rank 0's share stands for the whole: the ranks predict alike. */
+    cli_progress prog;
+    cli_progress_start(&prog, "eval, rank 0's share");
+    prog.f = stdout;
+    prog.tty = 0;
+    if (rank == 0) {
+        opts.on_progress = cli_progress_update;
+        opts.progress_ctx = &prog;
+    }
     th_err err = {{0}};
     th_eval_result res;
     int status = TH_EXIT_OK;

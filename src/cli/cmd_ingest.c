@@ -122,6 +122,7 @@ static void usage(FILE *f)
             "                     Pneumothorax masks\n"
             "  --compress         store /images with shuffle + gzip level 4, one chunk per\n"
             "                     image (reading is unchanged; prints the compression ratio)\n"
+            "  --log-format F     plain or json log lines (see thorax --help)\n"
             "  -h, --help         show this help\n"
             "\n"
             "example:\n"
@@ -168,101 +169,109 @@ static int parse_format(const char *s, th_ingest_format *f)
     return -1;
 }
 
-/* The options that take a value. */
-static int is_option(const char *name)
+enum {
+    OPT_CSV = 1, OPT_IMAGES, OPT_OUT, OPT_SIZE, OPT_LABELS, OPT_FORMAT, OPT_BOXES, OPT_MASKS, OPT_RLE, OPT_UNCERTAIN,
+    OPT_BLANK, OPT_WINDOW, OPT_DICOM_DIR, OPT_PATIENT_FROM, OPT_SKIP_BAD, OPT_FRONTAL_ONLY, OPT_COMPRESS
+};
+
+static const cli_opt ingest_opts[] = {{OPT_CSV, "csv", "a value (a CSV file)"},
+                                      {OPT_IMAGES, "images", "a value (a directory)"},
+                                      {OPT_OUT, "out", "a value (the dataset file to write)"},
+                                      {OPT_SIZE, "size", "a value (a side in pixels)"},
+                                      {OPT_LABELS, "labels", "a value (A,B,...)"},
+                                      {OPT_FORMAT, "format", "a value"},
+                                      {OPT_BOXES, "boxes", "a value (a CSV file)"},
+                                      {OPT_MASKS, "masks", "a value (a directory)"},
+                                      {OPT_RLE, "rle", "a value (a CSV file)"},
+                                      {OPT_UNCERTAIN, "uncertain", "a value (ones, zeros or ignore)"},
+                                      {OPT_BLANK, "blank", "a value (unknown or zeros)"},
+                                      {OPT_WINDOW, "window", "a value (N or none)"},
+                                      {OPT_DICOM_DIR, "dicom-dir", "a value (a directory)"},
+                                      {OPT_PATIENT_FROM, "patient-from", "a value (name or file)"},
+                                      {OPT_SKIP_BAD, "skip-bad", NULL},
+                                      {OPT_FRONTAL_ONLY, "frontal-only", NULL},
+                                      {OPT_COMPRESS, "compress", NULL},
+                                      {0, NULL, NULL}};
+
+/* One option's value into a; TH_EXIT_OK, or TH_EXIT_USAGE after saying why. */
+static int take_option(int id, const char *value, ingest_args *a)
 {
-    static const char *const names[] = {"--csv",   "--images", "--out",     "--size",      "--labels",
-                                        "--format", "--boxes", "--masks",   "--rle",       "--uncertain",
-                                        "--blank",  "--window", "--dicom-dir", "--patient-from"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(name, names[i])) return 1;
-    return 0;
+    char name[32];
+    for (const cli_opt *o = ingest_opts; o->name; o++)
+        if (o->id == id) snprintf(name, sizeof name, "--%s", o->name);
+    long k;
+    switch (id) {
+    case OPT_SKIP_BAD: a->o.skip_bad = 1; break;
+    case OPT_FRONTAL_ONLY: a->o.frontal_only = 1; break;
+    case OPT_COMPRESS: a->o.compress = 1; break;
+    case OPT_CSV:
+    case OPT_OUT:
+    case OPT_BOXES:
+    case OPT_MASKS:
+    case OPT_RLE:
+        if (!*value) return bad_value(name, value, id == OPT_MASKS ? "empty directory name" : "empty file name");
+        *(id == OPT_CSV     ? &a->o.csv_path
+          : id == OPT_OUT   ? &a->o.out_path
+          : id == OPT_BOXES ? &a->o.boxes_path
+          : id == OPT_MASKS ? &a->o.masks_dir
+                            : &a->o.rle_path) = value;
+        break;
+    case OPT_IMAGES:
+    case OPT_DICOM_DIR:
+        if (!*value) return bad_value(name, value, "empty directory name");
+        *(id == OPT_IMAGES ? &a->o.images_dir : &a->o.dicom_dir) = value;
+        break;
+    case OPT_SIZE:
+        if (cli_parse_int(value, MIN_SIZE, MAX_SIZE, &k))
+            return bad_value(name, value, "expected an integer from 8 to 4096");
+        a->o.size = (int)k;
+        break;
+    case OPT_LABELS: return parse_labels(value, a);
+    case OPT_WINDOW:
+        if (!strcmp(value, "none")) a->o.dicom_window = TH_INGEST_DICOM_WINDOW_NONE;
+        else if (cli_parse_int(value, 1, 1000, &k)) return bad_value(name, value, "expected 1 to 1000, or none");
+        else a->o.dicom_window = (int)k - 1;
+        break;
+    case OPT_FORMAT:
+        if (parse_format(value, &a->o.format))
+            return bad_value(name, value, "expected auto, common, nih, columns, chexpert or folders");
+        break;
+    case OPT_UNCERTAIN:
+        if (th_ingest_uncertain_parse(value, &a->o.uncertain))
+            return bad_value(name, value, "expected ones, zeros or ignore");
+        break;
+    case OPT_BLANK:
+        if (strcmp(value, "zeros") && strcmp(value, "unknown")) return bad_value(name, value, "expected zeros or unknown");
+        a->o.blank_zeros = !strcmp(value, "zeros");
+        break;
+    case OPT_PATIENT_FROM:
+        if (strcmp(value, "name") && strcmp(value, "file")) return bad_value(name, value, "expected name or file");
+        a->o.patient_from_file = !strcmp(value, "file");
+        break;
+    }
+    return TH_EXIT_OK;
 }
 
+/* TH_EXIT_OK, -1 when --help was printed, or TH_EXIT_USAGE after saying why. */
 static int parse_args(int argc, char **argv, ingest_args *a)
 {
     memset(a, 0, sizeof *a);
     a->o.format = TH_INGEST_AUTO;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strncmp(arg, "--", 2)) {
-            cli_error("ingest: unexpected argument '%s' (see thorax ingest --help)", arg);
+    cli_parser p;
+    cli_parser_init(&p, "ingest", argc, argv, ingest_opts);
+    const char *value;
+    for (int id; (id = cli_next(&p, &value)) != CLI_END;) {
+        if (id == CLI_HELP) {
+            usage(stdout);
+            return -1;
+        }
+        if (id == CLI_BAD) return TH_EXIT_USAGE;
+        if (id == CLI_ARG) {
+            cli_error("ingest: unexpected argument '%s' (see thorax ingest --help)", value);
             return TH_EXIT_USAGE;
         }
-        if (!strcmp(arg, "--skip-bad")) {
-            a->o.skip_bad = 1;
-            continue;
-        }
-        if (!strcmp(arg, "--frontal-only")) {
-            a->o.frontal_only = 1;
-            continue;
-        }
-        if (!strcmp(arg, "--compress")) {
-            a->o.compress = 1;
-            continue;
-        }
-        /* --name value and --name=value are both accepted. */
-        char name[64];
-        const char *value, *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (len >= sizeof name) len = sizeof name - 1;
-        memcpy(name, arg, len);
-        name[len] = '\0';
-        if (!is_option(name)) {
-            if (!strcmp(name, "--skip-bad") || !strcmp(name, "--compress") || !strcmp(name, "--frontal-only"))
-                cli_error("ingest: %s takes no value", name);
-            else cli_error("ingest: unknown option '%s' (see thorax ingest --help)", name);
-            return TH_EXIT_USAGE;
-        }
-        if (eq) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[++i];
-        } else {
-            cli_error("ingest: %s needs a value", name);
-            return TH_EXIT_USAGE;
-        }
-        long k;
-        if (!strcmp(name, "--csv")) {
-            if (!*value) return bad_value(name, value, "empty file name");
-            a->o.csv_path = value;
-        } else if (!strcmp(name, "--images")) {
-            if (!*value) return bad_value(name, value, "empty directory name");
-            a->o.images_dir = value;
-        } else if (!strcmp(name, "--out")) {
-            if (!*value) return bad_value(name, value, "empty file name");
-            a->o.out_path = value;
-        } else if (!strcmp(name, "--size")) {
-            if (cli_parse_int(value, MIN_SIZE, MAX_SIZE, &k))
-                return bad_value(name, value, "expected an integer from 8 to 4096");
-            a->o.size = (int)k;
-        } else if (!strcmp(name, "--labels")) {
-            int rc = parse_labels(value, a);
-            if (rc != TH_EXIT_OK) return rc;
-        } else if (!strcmp(name, "--boxes") || !strcmp(name, "--masks") || !strcmp(name, "--rle")) {
-            if (!*value) return bad_value(name, value, "empty file name");
-            *(name[2] == 'b' ? &a->o.boxes_path : name[2] == 'm' ? &a->o.masks_dir : &a->o.rle_path) = value;
-        } else if (!strcmp(name, "--dicom-dir")) {
-            if (!*value) return bad_value(name, value, "empty directory name");
-            a->o.dicom_dir = value;
-        } else if (!strcmp(name, "--window")) {
-            if (!strcmp(value, "none")) a->o.dicom_window = TH_INGEST_DICOM_WINDOW_NONE;
-            else if (cli_parse_int(value, 1, 1000, &k)) return bad_value(name, value, "expected 1 to 1000, or none");
-            else a->o.dicom_window = (int)k - 1;
-        } else if (!strcmp(name, "--format")) {
-            if (parse_format(value, &a->o.format))
-                return bad_value(name, value, "expected auto, common, nih, columns, chexpert or folders");
-        } else if (!strcmp(name, "--uncertain")) {
-            if (th_ingest_uncertain_parse(value, &a->o.uncertain))
-                return bad_value(name, value, "expected ones, zeros or ignore");
-        } else if (!strcmp(name, "--blank")) {
-            if (strcmp(value, "zeros") && strcmp(value, "unknown"))
-                return bad_value(name, value, "expected zeros or unknown");
-            a->o.blank_zeros = !strcmp(value, "zeros");
-        } else if (!strcmp(name, "--patient-from")) {
-            if (strcmp(value, "name") && strcmp(value, "file")) return bad_value(name, value, "expected name or file");
-            a->o.patient_from_file = !strcmp(value, "file");
-        }
+        int rc = take_option(id, value, a);
+        if (rc != TH_EXIT_OK) return rc;
     }
     int folders = a->o.format == TH_INGEST_FOLDERS;
     if (folders && a->o.csv_path) {
@@ -309,13 +318,9 @@ static void print_summary(const ingest_args *a, const th_ingest_summary *s, doub
 
 int cmd_ingest(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return TH_EXIT_OK;
-    }
     ingest_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc != TH_EXIT_OK) return rc;
+    if (rc != TH_EXIT_OK) return rc < 0 ? TH_EXIT_OK : rc;
 
     cli_progress p;
     cli_progress_start(&p, "ingest");

@@ -36,6 +36,7 @@ static void lrfind_usage(FILE *f)
             "  --end-lr B        last rate (default 10)\n"
             "  --out DIR         where the files go (default <runtime.out_dir>/<name>/lr_find)\n"
             "  --set key=value   override a config key (repeatable), as for train\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n"
             "\n"
             "The last line is machine-readable:\n"
@@ -52,8 +53,7 @@ typedef struct {
 static void on_info(void *ctx, const char *msg)
 {
     (void)ctx;
-    printf("%s\n", msg);
-    fflush(stdout);
+    cli_log("info", "%s", msg);
 }
 
 static void on_step(void *ctx, int step, int steps, double lr, double loss, double smoothed)
@@ -62,71 +62,70 @@ static void on_step(void *ctx, int step, int steps, double lr, double loss, doub
     double now = th_now();
     if (step != 1 && step != steps && now - p->last_print < 2.0) return;
     p->last_print = now;
-    printf("step %d/%d  lr %.3g  loss %.4f  smoothed %.4f\n", step, steps, lr, loss, smoothed);
-    fflush(stdout);
+    cli_field f[] = {{"step", step}, {"steps", steps}, {"lr", lr}, {"loss", loss}, {"smoothed", smoothed}};
+    cli_log_at(stdout, "progress", f, 5, "step %d/%d  lr %.3g  loss %.4f  smoothed %.4f", step, steps, lr, loss,
+               smoothed);
 }
 
-/* `--name VALUE` or `--name=VALUE`: the value, or NULL when argv[*i] is not it. */
-static const char *take_value(int argc, char **argv, int *i, const char *name, int *missing)
-{
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len)) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len]) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
+enum { OPT_SET = 1, OPT_STEPS, OPT_START_LR, OPT_END_LR, OPT_OUT };
+
+static const cli_opt lrfind_opts[] = {{OPT_SET, "set", "key=value"},
+                                      {OPT_STEPS, "steps", "a value (a whole number of steps)"},
+                                      {OPT_START_LR, "start-lr", "a value (a positive rate)"},
+                                      {OPT_END_LR, "end-lr", "a value (a positive rate)"},
+                                      {OPT_OUT, "out", "a value (a directory)"},
+                                      {0, NULL, NULL}};
 
 int cmd_lrfind(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        lrfind_usage(stdout);
-        return TH_EXIT_OK;
-    }
     const char *config_path = NULL, *out = NULL;
     cli_sets sets = {.n = 0};
     th_lrfind_opts o;
     th_lrfind_defaults(&o);
-    for (int i = 1; i < argc; i++) {
-        int took = cli_take_set(argc, argv, &i, &sets);
-        if (took < 0) return TH_EXIT_USAGE;
-        if (took) continue;
-        int missing = 0;
-        const char *v;
-        if ((v = take_value(argc, argv, &i, "--steps", &missing)) || missing) {
-            long n;
-            if (!v || cli_parse_int(v, 3, 1000000, &n)) {
-                cli_error("lr-find: --steps takes a whole number of steps from 3 to 1000000");
+    cli_parser p;
+    cli_parser_init(&p, "lr-find", argc, argv, lrfind_opts);
+    const char *v;
+    long n;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: lrfind_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SET:
+            if (cli_sets_add(&sets, v)) return TH_EXIT_USAGE;
+            break;
+        case OPT_STEPS:
+            if (cli_parse_int(v, 3, 1000000, &n)) {
+                cli_error("lr-find: --steps takes a whole number of steps from 3 to 1000000, got '%s'", v);
                 return TH_EXIT_USAGE;
             }
             o.steps = (int)n;
-        } else if ((v = take_value(argc, argv, &i, "--start-lr", &missing)) || missing) {
-            if (!v || cli_parse_double(v, &o.start_lr) || !(o.start_lr > 0)) {
-                cli_error("lr-find: --start-lr takes a positive rate, e.g. 1e-7");
+            break;
+        case OPT_START_LR:
+            if (cli_parse_double(v, &o.start_lr) || !(o.start_lr > 0)) {
+                cli_error("lr-find: --start-lr takes a positive rate, e.g. 1e-7, got '%s'", v);
                 return TH_EXIT_USAGE;
             }
-        } else if ((v = take_value(argc, argv, &i, "--end-lr", &missing)) || missing) {
-            if (!v || cli_parse_double(v, &o.end_lr) || !(o.end_lr > 0)) {
-                cli_error("lr-find: --end-lr takes a positive rate, e.g. 10");
+            break;
+        case OPT_END_LR:
+            if (cli_parse_double(v, &o.end_lr) || !(o.end_lr > 0)) {
+                cli_error("lr-find: --end-lr takes a positive rate, e.g. 10, got '%s'", v);
                 return TH_EXIT_USAGE;
             }
-        } else if ((v = take_value(argc, argv, &i, "--out", &missing)) || missing) {
-            if (!v || !*v) {
-                cli_error("lr-find: --out takes a directory");
+            break;
+        case OPT_OUT:
+            if (!*v) {
+                cli_error("lr-find: --out takes a directory, got ''");
                 return TH_EXIT_USAGE;
             }
             out = v;
-        } else if (argv[i][0] == '-') {
-            cli_error("lr-find: unknown option '%s' (see thorax lr-find --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else if (!config_path) {
-            config_path = argv[i];
-        } else {
-            cli_error("lr-find: one config file only, got '%s' and '%s'", config_path, argv[i]);
-            return TH_EXIT_USAGE;
+            break;
+        case CLI_ARG:
+            if (config_path) {
+                cli_error("lr-find: one config file only, got '%s' and '%s'", config_path, v);
+                return TH_EXIT_USAGE;
+            }
+            config_path = v;
+            break;
         }
     }
     if (!config_path) {
@@ -154,7 +153,8 @@ int cmd_lrfind(int argc, char **argv)
     if (out) snprintf(dir, sizeof dir, "%s", out);
     else snprintf(dir, sizeof dir, "%s/%s/lr_find", cfg.runtime.out_dir, cfg.name);
     if (rank == 0)
-        printf("lr-find %s: up to %d steps, lr %.3g to %.3g -> %s\n", cfg.name, o.steps, o.start_lr, o.end_lr, dir);
+        cli_log("info", "lr-find %s: up to %d steps, lr %.3g to %.3g -> %s", cfg.name, o.steps, o.start_lr, o.end_lr,
+                dir);
 
     /* Where the results go must take them before the steps are spent. */
     int made = rank == 0 ? th_mkdirs(dir, &err) : 0;

@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "                      positive studies of --marker (default Pneumothorax)\n"
             "  --preview DIR       also write the first %d images and their mask overlays\n"
             "                      as PNG files into DIR\n"
+            "  --log-format F      plain or json log lines (see thorax --help)\n"
             "  -h, --help          show this help\n"
             "\n"
             "labels: %s, %s, %s, %s\n",
@@ -111,70 +112,80 @@ static int parse_marker(const char *s, int *label)
     return -1;
 }
 
+enum { OPT_OUT = 1, OPT_PREVIEW, OPT_PATIENTS, OPT_SIZE, OPT_SEED, OPT_STUDIES, OPT_PREVALENCE, OPT_MARKER,
+       OPT_MARKER_RATE, OPT_SHORTCUT_MARKER };
+
+static const cli_opt phantom_opts[] = {{OPT_OUT, "out", "a value (the dataset file to write)"},
+                                       {OPT_PREVIEW, "preview", "a value (a directory)"},
+                                       {OPT_PATIENTS, "patients", "a value (a number of patients)"},
+                                       {OPT_SIZE, "size", "a value (a side in pixels)"},
+                                       {OPT_SEED, "seed", "a value"},
+                                       {OPT_STUDIES, "studies", "a value (MIN-MAX or N)"},
+                                       {OPT_PREVALENCE, "prevalence", "a value (0 to 1)"},
+                                       {OPT_MARKER, "marker", "a value (a label)"},
+                                       {OPT_MARKER_RATE, "marker-rate", "a value (0 to 1)"},
+                                       {OPT_SHORTCUT_MARKER, "shortcut-marker", "a value (0 to 1)"},
+                                       {0, NULL, NULL}};
+
+/* TH_EXIT_OK, -1 when --help was printed, or TH_EXIT_USAGE after saying why. */
 static int parse_args(int argc, char **argv, phantom_args *a)
 {
     th_phantom_defaults(&a->o);
     a->out = a->preview = NULL;
     int shortcut = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strncmp(arg, "--", 2)) {
-            cli_error("phantom: unexpected argument '%s' (see thorax phantom --help)", arg);
-            return TH_EXIT_USAGE;
-        }
-        /* --name value and --name=value are both accepted. */
-        char name[64];
-        const char *value, *eq = strchr(arg, '=');
-        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (len >= sizeof name) len = sizeof name - 1;
-        memcpy(name, arg, len);
-        name[len] = '\0';
-        if (eq) {
-            value = eq + 1;
-        } else if (i + 1 < argc) {
-            value = argv[++i];
-        } else {
-            cli_error("phantom: %s needs a value", name);
-            return TH_EXIT_USAGE;
-        }
+    cli_parser p;
+    cli_parser_init(&p, "phantom", argc, argv, phantom_opts);
+    const char *value;
+    for (int id; (id = cli_next(&p, &value)) != CLI_END;) {
         long k;
         double x;
-        if (!strcmp(name, "--out")) {
-            if (!*value) return bad_value(name, value, "empty file name");
-            a->out = value;
-        } else if (!strcmp(name, "--preview")) {
-            if (!*value) return bad_value(name, value, "empty directory name");
-            a->preview = value;
-        } else if (!strcmp(name, "--patients")) {
+        char name[32] = "";
+        for (const cli_opt *o = phantom_opts; o->name; o++)
+            if (o->id == id) snprintf(name, sizeof name, "--%s", o->name);
+        switch (id) {
+        case CLI_HELP: usage(stdout); return -1;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case CLI_ARG:
+            cli_error("phantom: unexpected argument '%s' (see thorax phantom --help)", value);
+            return TH_EXIT_USAGE;
+        case OPT_OUT:
+        case OPT_PREVIEW:
+            if (!*value) return bad_value(name, value, id == OPT_OUT ? "empty file name" : "empty directory name");
+            *(id == OPT_OUT ? &a->out : &a->preview) = value;
+            break;
+        case OPT_PATIENTS:
             if (cli_parse_int(value, 1, MAX_PATIENTS, &k))
                 return bad_value(name, value, "expected an integer from 1 to 10000000");
             a->o.patients = (int)k;
-        } else if (!strcmp(name, "--size")) {
-            if (cli_parse_int(value, 16, 1024, &k))
-                return bad_value(name, value, "expected an integer from 16 to 1024");
+            break;
+        case OPT_SIZE:
+            if (cli_parse_int(value, 16, 1024, &k)) return bad_value(name, value, "expected an integer from 16 to 1024");
             a->o.size = (int)k;
-        } else if (!strcmp(name, "--seed")) {
-            if (cli_parse_int(value, 0, LONG_MAX, &k))
-                return bad_value(name, value, "expected a non-negative integer");
+            break;
+        case OPT_SEED:
+            if (cli_parse_int(value, 0, LONG_MAX, &k)) return bad_value(name, value, "expected a non-negative integer");
             a->o.seed = (uint64_t)k;
-        } else if (!strcmp(name, "--studies")) {
+            break;
+        case OPT_STUDIES:
             if (parse_studies(value, &a->o))
                 return bad_value(name, value, "expected MIN-MAX or N with 1 <= MIN <= MAX <= 1000");
-        } else if (!strcmp(name, "--prevalence")) {
+            break;
+        case OPT_PREVALENCE:
             if (cli_parse_double(value, &x) || x < 0 || x > 1)
                 return bad_value(name, value, "expected a number from 0 to 1");
             a->o.prevalence = (float)x;
-        } else if (!strcmp(name, "--marker")) {
+            break;
+        case OPT_MARKER:
             if (parse_marker(value, &a->o.marker_label))
                 return bad_value(name, value, "expected a label name, an index 0-3, or none");
-        } else if (!strcmp(name, "--marker-rate") || !strcmp(name, "--shortcut-marker")) {
+            break;
+        case OPT_MARKER_RATE:
+        case OPT_SHORTCUT_MARKER:
             if (cli_parse_double(value, &x) || x < 0 || x > 1)
                 return bad_value(name, value, "expected a number from 0 to 1");
             a->o.marker_rate = (float)x;
-            shortcut |= !strcmp(name, "--shortcut-marker");
-        } else {
-            cli_error("phantom: unknown option '%s' (see thorax phantom --help)", name);
-            return TH_EXIT_USAGE;
+            shortcut |= id == OPT_SHORTCUT_MARKER;
+            break;
         }
     }
     /* --shortcut-marker without --marker: the tag follows the first finding. */
@@ -251,13 +262,9 @@ static int summarize(const phantom_args *a, const th_phantom_summary *s, double 
 
 int cmd_phantom(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return TH_EXIT_OK;
-    }
     phantom_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc != TH_EXIT_OK) return rc;
+    if (rc != TH_EXIT_OK) return rc < 0 ? TH_EXIT_OK : rc;
 
     cli_progress p;
     cli_progress_start(&p, "phantom");

@@ -26,6 +26,7 @@ static void split_usage(FILE *f)
             "\n"
             "options:\n"
             "  --set key=value   override a config key (repeatable)\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n");
 }
 
@@ -53,23 +54,31 @@ static void report(const th_dataset *ds, const int *label_col, int n_labels, con
     th_split_tally_free(&t);
 }
 
+enum { OPT_SET = 1 };
+
+static const cli_opt split_opts[] = {{OPT_SET, "set", "key=value"}, {0, NULL, NULL}};
+
 int cmd_split(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        split_usage(stdout);
-        return TH_EXIT_OK;
-    }
     const char *config_path = NULL;
     cli_sets sets = {.n = 0};
-    for (int i = 1; i < argc; i++) {
-        int took = cli_take_set(argc, argv, &i, &sets);
-        if (took < 0) return TH_EXIT_USAGE;
-        if (took) continue;
-        if (argv[i][0] == '-' || config_path) {
-            cli_error("split: unexpected argument '%s' (see thorax split --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else {
-            config_path = argv[i];
+    cli_parser p;
+    cli_parser_init(&p, "split", argc, argv, split_opts);
+    const char *v;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: split_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SET:
+            if (cli_sets_add(&sets, v)) return TH_EXIT_USAGE;
+            break;
+        case CLI_ARG:
+            if (config_path) {
+                cli_error("split: unexpected argument '%s' (see thorax split --help)", v);
+                return TH_EXIT_USAGE;
+            }
+            config_path = v;
+            break;
         }
     }
     if (!config_path) {

@@ -29,6 +29,7 @@ static void train_usage(FILE *f)
             "  --resume auto     continue the run directory's checkpoints/last.h5 if there\n"
             "                    is one, else start afresh (for requeued batch jobs)\n"
             "  --resume DIR      continue the run in DIR (its checkpoints/last.h5)\n"
+            "  --log-format F    plain or json log lines (see thorax --help)\n"
             "  -h, --help        this help\n"
             "\n"
             "A resumed run must keep the seed, data and model sections and train.freeze\n"
@@ -57,8 +58,7 @@ typedef struct {
 static void on_info(void *ctx, const char *msg)
 {
     (void)ctx;
-    printf("%s\n", msg);
-    fflush(stdout);
+    cli_log("info", "%s", msg);
 }
 
 static void on_step(void *ctx, const th_step_report *r)
@@ -70,21 +70,43 @@ static void on_step(void *ctx, const th_step_report *r)
     p->last_print = now;
     char eta[32];
     cli_format_duration(r->eta_s, eta, sizeof eta);
-    printf("epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  data wait %.0f%%  allreduce %.0f%%  ETA %s\n", r->epoch,
-           r->epochs, r->step_in_epoch, r->steps_per_epoch, r->loss, r->img_per_s, 100 * r->data_wait_share,
-           100 * r->allreduce_share, eta);
-    fflush(stdout);
+    cli_field f[] = {{"epoch", r->epoch},
+                     {"epochs", r->epochs},
+                     {"step", r->step_in_epoch},
+                     {"steps", r->steps_per_epoch},
+                     {"global_step", (double)r->step},
+                     {"loss", r->loss},
+                     {"img_per_s", r->img_per_s},
+                     {"data_wait_share", r->data_wait_share},
+                     {"allreduce_share", r->allreduce_share},
+                     {"eta_s", r->eta_s}};
+    cli_log_at(stdout, "progress", f, (int)(sizeof f / sizeof f[0]),
+               "epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  data wait %.0f%%  allreduce %.0f%%  ETA %s", r->epoch,
+               r->epochs, r->step_in_epoch, r->steps_per_epoch, r->loss, r->img_per_s, 100 * r->data_wait_share,
+               100 * r->allreduce_share, eta);
 }
 
 static void on_epoch(void *ctx, const th_epoch_report *e)
 {
     progress *p = ctx;
     p->last_print = th_now();
-    printf("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %.4f%s  lr %.3g  %.1f img/s  data wait %.0f%%  "
-           "allreduce %.0f%%  %.1fs\n",
-           e->epoch, e->epochs, e->train_loss, e->val_loss, e->val_auc, e->is_best ? " (best)" : "       ",
-           (double)e->lr, e->img_per_s, 100 * e->data_wait_share, 100 * e->allreduce_share, e->seconds);
-    fflush(stdout);
+    cli_field f[] = {{"epoch", e->epoch},
+                     {"epochs", e->epochs},
+                     {"global_step", (double)e->step},
+                     {"train_loss", e->train_loss},
+                     {"val_loss", e->val_loss},
+                     {"val_auc", e->val_auc},
+                     {"best", e->is_best},
+                     {"lr", e->lr},
+                     {"img_per_s", e->img_per_s},
+                     {"data_wait_share", e->data_wait_share},
+                     {"allreduce_share", e->allreduce_share},
+                     {"seconds", e->seconds}};
+    cli_log_at(stdout, "info", f, (int)(sizeof f / sizeof f[0]),
+               "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %.4f%s  lr %.3g  %.1f img/s  data wait %.0f%%  "
+               "allreduce %.0f%%  %.1fs",
+               e->epoch, e->epochs, e->train_loss, e->val_loss, e->val_auc, e->is_best ? " (best)" : "       ",
+               (double)e->lr, e->img_per_s, 100 * e->data_wait_share, 100 * e->allreduce_share, e->seconds);
 }
 
 /* The one piece of process-wide state: a signal can only reach the training
@@ -108,32 +130,40 @@ static void catch_stop_signals(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+enum { OPT_SET = 1, OPT_RESUME };
+
+static const cli_opt train_opts[] = {{OPT_SET, "set", "key=value"},
+                                     {OPT_RESUME, "resume", "a value: 'auto' or a run directory"},
+                                     {0, NULL, NULL}};
+
 int cmd_train(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        train_usage(stdout);
-        return TH_EXIT_OK;
-    }
     const char *config_path = NULL, *resume = NULL;
     cli_sets sets = {.n = 0};
-    for (int i = 1; i < argc; i++) {
-        int took = cli_take_set(argc, argv, &i, &sets);
-        if (took < 0) return TH_EXIT_USAGE;
-        if (took) continue;
-        if (!strcmp(argv[i], "--resume") || !strncmp(argv[i], "--resume=", 9)) {
-            resume = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!resume || !*resume) {
-                cli_error("train: --resume takes 'auto' or a run directory");
+    cli_parser p;
+    cli_parser_init(&p, "train", argc, argv, train_opts);
+    const char *v;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: train_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_SET:
+            if (cli_sets_add(&sets, v)) return TH_EXIT_USAGE;
+            break;
+        case OPT_RESUME:
+            if (!*v) {
+                cli_error("train: --resume takes 'auto' or a run directory, got ''");
                 return TH_EXIT_USAGE;
             }
-        } else if (argv[i][0] == '-') {
-            cli_error("train: unknown option '%s' (see thorax train --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else if (!config_path) {
-            config_path = argv[i];
-        } else {
-            cli_error("train: one config file only, got '%s' and '%s'", config_path, argv[i]);
-            return TH_EXIT_USAGE;
+            resume = v;
+            break;
+        case CLI_ARG:
+            if (config_path) {
+                cli_error("train: one config file only, got '%s' and '%s'", config_path, v);
+                return TH_EXIT_USAGE;
+            }
+            config_path = v;
+            break;
         }
     }
     if (!config_path) {
@@ -175,13 +205,13 @@ int cmd_train(int argc, char **argv)
     const char *val_sleep = getenv("THORAX_TEST_VAL_SLEEP_MS");
     if (val_sleep) opts.val_sleep_ms = atoi(val_sleep);
     catch_stop_signals();
-    if (rank == 0) printf("run %s -> %s%s\n", cfg.name, run_dir, have_last ? " (resuming)" : "");
+    if (rank == 0) cli_log("info", "run %s -> %s%s", cfg.name, run_dir, have_last ? " (resuming)" : "");
 
     progress prog = {.last_print = th_now()};
     th_train_callbacks cb = {.on_info = on_info, .on_step = on_step, .on_epoch = on_epoch, .ctx = &prog};
     int rc = th_train_run(&cfg, run_dir, &opts, th_comm_world(), &cb, &err);
     if (rc == TH_TRAIN_STOPPED) {
-        if (rank == 0) printf("stopped: %s holds the checkpoint; continue with --resume auto\n", last);
+        if (rank == 0) cli_log("info", "stopped: %s holds the checkpoint; continue with --resume auto", last);
         status = TH_EXIT_PREEMPTED;
         goto done;
     }
@@ -194,9 +224,17 @@ int cmd_train(int argc, char **argv)
      * and on val too for the model card. */
     const char *splits[2] = {"val", cfg.eval.split};
     for (int k = strcmp(cfg.eval.split, "val") ? 0 : 1; k < 2; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "eval %s, rank 0's share", splits[k]);
+        cli_progress prog_eval;
+        cli_progress_start(&prog_eval, what);
+        prog_eval.f = stdout;
+        prog_eval.tty = 0;
         th_eval_opts eo = {.run_dir = run_dir,
                            .split = splits[k],
                            .checkpoint = "best",
+                           .on_progress = rank == 0 ? cli_progress_update : NULL,
+                           .progress_ctx = &prog_eval,
                            .stop = {.flag = &stop_requested, .batch_sleep_ms = opts.val_sleep_ms}};
         th_eval_result er;
         int erc = th_eval_run(&eo, th_comm_world(), &er, &err);
@@ -219,7 +257,7 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_FAIL;
         goto done;
     }
-    if (rank == 0) printf("done: %s\n", run_dir);
+    if (rank == 0) cli_log("info", "done: %s", run_dir);
 done:
     MPI_Finalize();
     return status;

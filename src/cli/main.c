@@ -46,7 +46,18 @@ static void usage(FILE *f)
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\n'thorax <command> --help' (or 'thorax help <command>') describes each command.\n"
-            "'thorax --version' prints the version and the build's git revision.\n");
+            "'thorax --version' prints the version and the build's git revision.\n"
+            "\n"
+            "options of every command (before or after it):\n"
+            "  --log-format plain|json  progress and information lines as text stamped\n"
+            "                           '2026-12-07T23:10:04Z rank0 ...' (plain, the default)\n"
+            "                           or one JSON object per line: time, level, rank, msg\n"
+            "                           and the line's numbers (epoch, step, loss, img_per_s,\n"
+            "                           eta_s ...); the environment's THORAX_LOG_FORMAT sets\n"
+            "                           it too, the option wins\n"
+            "  -h, --help               the command's help\n"
+            "Options take their value as --opt value or --opt=value; -- ends the options\n"
+            "(thorax train -- --odd-name.yaml).\n");
 }
 
 void cli_error(const char *fmt, ...)
@@ -54,43 +65,17 @@ void cli_error(const char *fmt, ...)
     if (!th_dist_started() && th_dist_launcher_rank() > 0) return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("thorax: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-int cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
-    return 0;
-}
-
-int cli_take_set(int argc, char **argv, int *i, cli_sets *sets)
-{
-    const char *a = argv[*i], *value;
-    if (!strcmp(a, "--set")) {
-        if (*i + 1 >= argc) {
-            cli_error("--set needs key=value");
-            return -1;
-        }
-        value = argv[++*i];
-    } else if (!strncmp(a, "--set=", 6)) {
-        value = a + 6;
+    if (cli_log_get_format() == CLI_LOG_JSON) {
+        /* Even the errors parse as JSON in a JSON log. */
+        char msg[2048];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        cli_log_at(stderr, "error", NULL, 0, "thorax: %s", msg);
     } else {
-        return 0;
+        fputs("thorax: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
     }
-    if (!strchr(value, '=')) {
-        cli_error("--set %s: expected key=value", value);
-        return -1;
-    }
-    if (sets->n == CLI_MAX_SETS) {
-        cli_error("at most %d --set options", CLI_MAX_SETS);
-        return -1;
-    }
-    sets->v[sets->n++] = value;
-    return 1;
+    va_end(ap);
 }
 
 int cli_parse_int(const char *s, long lo, long hi, long *out)
@@ -122,8 +107,36 @@ void cli_format_duration(double s, char *buf, size_t n)
     else snprintf(buf, n, "%lds", t);
 }
 
+/* --log-format before the command: taken out of argv (THORAX_LOG_FORMAT
+ * first, so that the option wins). Returns -1 after saying why. */
+static int take_log_format(int *argc, char **argv)
+{
+    const char *env = getenv("THORAX_LOG_FORMAT");
+    if (env && *env && cli_log_set_format(env)) {
+        cli_error("THORAX_LOG_FORMAT='%s': expected plain or json", env);
+        return -1;
+    }
+    while (*argc > 1 && !strncmp(argv[1], "--log-format", 12) && (argv[1][12] == '=' || !argv[1][12])) {
+        int eq = argv[1][12] == '=';
+        if (!eq && *argc < 3) {
+            cli_error("--log-format needs a value (plain or json)");
+            return -1;
+        }
+        const char *v = eq ? argv[1] + 13 : argv[2];
+        if (cli_log_set_format(v)) {
+            cli_error("--log-format '%s': expected plain or json", v);
+            return -1;
+        }
+        int used = eq ? 1 : 2;
+        memmove(argv + 1, argv + 1 + used, sizeof *argv * (size_t)(*argc - used));
+        *argc -= used;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (take_log_format(&argc, argv)) return TH_EXIT_USAGE;
     if (argc < 2) {
         usage(stderr);
         return TH_EXIT_USAGE;

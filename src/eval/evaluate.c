@@ -333,8 +333,11 @@ static int predict_share(eval *e)
 {
     const th_config *cfg = e->cfg;
     int n = e->shard.n, L_model = cfg->data.n_labels;
+    th_stop_poll poll = e->opts->stop;
+    poll.on_progress = e->opts->on_progress;
+    poll.progress_ctx = e->opts->progress_ctx;
     if (th_predict_share(&e->run.model, &e->run.input, cfg->train.loss, e->shard.img, NULL, n, NULL, NULL, e->x,
-                         e->p_model, e->comm, &e->opts->stop, NULL))
+                         e->p_model, e->comm, &poll, NULL))
         return TH_TRAIN_STOPPED;
     for (int j = 0; j < n; j++)
         for (int k = 0; k < e->n_eval; k++)

@@ -22,29 +22,6 @@
 
 /* ---- formatting ------------------------------------------------------------ */
 
-/* Shortest %g rendering of v that parses back to v (to the float nearest v
- * when as_float). Non-finite values are the caller's business. */
-static void shortest(double v, int as_float, char *out, size_t cap)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, v);
-        double back = strtod(out, NULL);
-        if (as_float ? (float)back == (float)v : back == v) return;
-    }
-}
-
-/* A JSON number, or null where JSON has none (NaN, infinities). */
-void json_number(th_strbuf *b, double v, int as_float)
-{
-    if (!isfinite(v)) {
-        th_strbuf_printf(b, "null");
-        return;
-    }
-    char num[40];
-    shortest(v, as_float, num, sizeof num);
-    th_strbuf_printf(b, "%s", num);
-}
-
 void json_interval(th_strbuf *b, double lo, double hi)
 {
     if (!isfinite(lo) || !isfinite(hi)) {
@@ -52,13 +29,11 @@ void json_interval(th_strbuf *b, double lo, double hi)
         return;
     }
     th_strbuf_printf(b, "[");
-    json_number(b, lo, 0);
+    th_json_number(b, lo, 0);
     th_strbuf_printf(b, ", ");
-    json_number(b, hi, 0);
+    th_json_number(b, hi, 0);
     th_strbuf_printf(b, "]");
 }
-
-void json_string(th_strbuf *b, const char *s) { th_json_string(b, s); }
 
 void csv_field(th_strbuf *b, const char *prefix, const char *s)
 {
@@ -405,9 +380,9 @@ int th_report_write_roc_csv(const char *path, const th_roc *roc, th_err *err)
         if (isinf(roc->threshold[i]))
             snprintf(t, sizeof t, "%s", roc->threshold[i] > 0 ? "inf" : "-inf");
         else
-            shortest(roc->threshold[i], 1, t, sizeof t);
-        shortest(roc->fpr[i], 0, f, sizeof f);
-        shortest(roc->tpr[i], 0, r, sizeof r);
+            th_shortest_g(roc->threshold[i], 1, t, sizeof t);
+        th_shortest_g(roc->fpr[i], 0, f, sizeof f);
+        th_shortest_g(roc->tpr[i], 0, r, sizeof r);
         th_strbuf_printf(&b, "%s,%s,%s\n", t, f, r);
     }
     return write_buffer(path, &b, err);

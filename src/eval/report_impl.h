@@ -7,13 +7,11 @@
 #include <stddef.h>
 #include "thorax/util.h"
 
-/* The shortest decimal that reads back to v (as a float when as_float);
- * null for NaN and infinities. */
-void json_number(th_strbuf *b, double v, int as_float);
+/* The JSON writers of thorax/util.h under their short names here. */
+static inline void json_number(th_strbuf *b, double v, int as_float) { th_json_number(b, v, as_float); }
+static inline void json_string(th_strbuf *b, const char *s) { th_json_string(b, s); }
 /* [lo, hi], or null when either end is not finite. */
 void json_interval(th_strbuf *b, double lo, double hi);
-/* th_json_string (thorax/util.h), under the name the writers here use. */
-void json_string(th_strbuf *b, const char *s);
 /* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
  * separator, a quote or a line break; prefix is prepended inside the field. */
 void csv_field(th_strbuf *b, const char *prefix, const char *s);

@@ -29,12 +29,14 @@ int th_predict_share(th_model *m, const th_input *in, th_loss_type loss, const u
     /* One th_predict per batch adds the batches' losses in th_predict's own
      * order, so the sum is the same bits as one call over the share. */
     double sum = 0;
+    if (poll && poll->on_progress) poll->on_progress(poll->progress_ctx, 0, n);
     for (int k = 0; k < (int)batches; k++) {
         int off = k * m->max_batch;
         if (off < n) {
             int b = n - off < m->max_batch ? n - off : m->max_batch;
             sum += th_predict(m, in, loss, img + (size_t)off * hw, y ? y + (size_t)off * L : NULL, b, w_pos, w_neg, x,
                               p + (size_t)off * L);
+            if (poll && poll->on_progress) poll->on_progress(poll->progress_ctx, off + b, n);
         }
         if (poll && poll->batch_sleep_ms > 0) {
             struct timespec ts = {poll->batch_sleep_ms / 1000, (long)(poll->batch_sleep_ms % 1000) * 1000000L};

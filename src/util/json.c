@@ -1,6 +1,32 @@
-/* json.c - JSON strings (see thorax/util.h): the one escaper of every JSON
- * file Thorax writes (metrics.json, compare.json, run.json ...). */
+/* json.c - JSON text: numbers and strings, for the result files of src/eval
+ * and the JSON log lines of the CLI (one writer, so every JSON thorax writes
+ * escapes alike). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "thorax/util.h"
+
+void th_shortest_g(double v, int as_float, char *out, size_t cap)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        double back = strtod(out, NULL);
+        if (as_float ? (float)back == (float)v : back == v) return;
+    }
+}
+
+/* A JSON number, or null where JSON has none (NaN, infinities). */
+void th_json_number(th_strbuf *b, double v, int as_float)
+{
+    if (!isfinite(v)) {
+        th_strbuf_printf(b, "null");
+        return;
+    }
+    char num[40];
+    th_shortest_g(v, as_float, num, sizeof num);
+    th_strbuf_printf(b, "%s", num);
+}
 
 /* Length of the valid UTF-8 sequence at s, or 0 if the bytes there are not
  * one (then the writer substitutes U+FFFD, keeping the JSON valid). */

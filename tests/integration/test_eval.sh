@@ -27,7 +27,7 @@ eval: {split: test}
 runtime: {out_dir: $WORK/runs}
 YAML
 mpi 2 "$THORAX_BIN" train e.yaml > train.log || { cat train.log; fail "training"; }
-grep -q "^eval: .* macro AUC" train.log || { cat train.log; fail "no evaluation at the end of training"; }
+grep -q " rank0 eval: .* macro AUC" train.log || { cat train.log; fail "no evaluation at the end of training"; }
 for f in predictions.csv metrics.json roc.png; do [ -s runs/e/eval/test/$f ] || fail "eval/test lacks $f"; done
 n_test=$(grep -c ',test$' runs/e/split.csv)
 [ "$(tail -n +2 runs/e/eval/test/predictions.csv | wc -l)" -eq "$n_test" ] || fail "predictions.csv does not have the $n_test test images"

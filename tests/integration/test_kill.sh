@@ -109,5 +109,5 @@ resume_check resume.log "$killed_at"
 [ "$(tail -n +2 runs/k/metrics.csv | cut -d, -f1 | tr '\n' ' ')" = "$(seq -s ' ' 1 $EPOCHS) " ] ||
   fail "metrics.csv does not hold epochs 1..$EPOCHS once each"
 ls "$CK" | grep -q '\.tmp' && fail "a temporary checkpoint was left behind after the resumed run"
-grep -q "^done:" resume.log || { cat resume.log; fail "the resumed run did not finish"; }
+grep -q " rank0 done:" resume.log || { cat resume.log; fail "the resumed run did not finish"; }
 echo "kill: 1 passed, 0 failed"

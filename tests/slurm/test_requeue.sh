@@ -55,9 +55,9 @@ resumed() {
   local log=thorax-train-$2.out
   job "$2" | grep -q 'Restarts=1 ' || fail "job $1 was not restarted exactly once"
   grep -q "(restart 0)" "$log" && grep -q "(restart 1)" "$log" || fail "$log does not hold both runs of job $1"
-  grep -q "^run $1 -> .* (resuming)\$" "$log" || fail "$log: the rerun of job $1 did not resume"
+  grep -q " rank0 run $1 -> .* (resuming)\$" "$log" || fail "$log: the rerun of job $1 did not resume"
   local from
-  from=$(sed -n 's/^resuming at epoch \([0-9]*\),.*/\1/p' "$log")
+  from=$(sed -n 's/.* rank0 resuming at epoch \([0-9]*\),.*/\1/p' "$log")
   [ -n "$from" ] && [ "$from" -ge 2 ] && [ "$from" -le "$epochs" ] ||
     fail "$log: job $1 resumed at epoch '${from}', not mid-training"
   [ "$(tail -n +2 "runs/$1/metrics.csv" | wc -l)" -eq "$epochs" ] || fail "runs/$1/metrics.csv has not $epochs rows"
@@ -67,7 +67,7 @@ resumed b "$b"
 # Which way job b stopped depends on a race that SLURM sets up: the ranks and
 # srun get SIGTERM together, and srun answers with SIGKILL. Either way the
 # rerun must continue from a checkpoint; say which one it was.
-if grep -q "^stop requested" "thorax-train-$b.out"; then
+if grep -q " rank0 stop requested" "thorax-train-$b.out"; then
   echo "job b: the ranks stopped with a checkpoint at SIGTERM"
 else
   echo "job b: the ranks were killed at SIGTERM; resumed from the epoch's checkpoint"

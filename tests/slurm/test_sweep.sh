@@ -45,7 +45,7 @@ completed "$folds"
 for k in 0 1 2; do
   log=thorax-sweep-${seeds}_$k.out
   [ -s "$log" ] || fail "no log $log"
-  grep -q "^done: $WORK/runs/tiny_seed$k\$" "$log" || fail "$log: run tiny_seed$k did not finish"
+  grep -q " rank0 done: $WORK/runs/tiny_seed$k\$" "$log" || fail "$log: run tiny_seed$k did not finish"
   grep -qx "seed: $k" "runs/tiny_seed$k/config.yaml" || fail "run tiny_seed$k was not trained with seed $k"
   [ -s "runs/tiny_seed$k/eval/test/metrics.json" ] || fail "run tiny_seed$k was not evaluated"
 done

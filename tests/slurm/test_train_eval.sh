@@ -21,7 +21,7 @@ completed "$evaluate"
 log=thorax-train-$train.out
 [ -s "$log" ] || fail "no log $log"
 grep -q "2 ranks x 2 threads, srun" "$log" || fail "$log: not 2 ranks x 2 threads launched by srun"
-grep -q "^done: $WORK/runs/t\$" "$log" || fail "$log: training did not finish"
+grep -q " rank0 done: $WORK/runs/t\$" "$log" || fail "$log: training did not finish"
 grep -q "threads_per_rank: 2" runs/t/config.yaml || fail "config.yaml does not record 2 threads per rank"
 for f in config.yaml split.csv metrics.csv curves.png checkpoints/last.h5 checkpoints/best.h5 \
   eval/test/metrics.json eval/test/predictions.csv eval/test/roc.png; do

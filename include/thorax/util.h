@@ -62,6 +62,13 @@ int th_mkdirs(const char *path, th_err *err);
 /* Writes len bytes to path atomically (temp file, fsync, rename). */
 int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err);
 
+/* Refuses, with an error naming both, to write out when it or its temporary
+ * name (out.tmp, as th_write_file_atomic uses) is one of the n files
+ * inputs[]: the same file by device and inode, however spelt (./x, a link).
+ * An output that does not exist yet is no input; so is an input that cannot
+ * be stat'ed (reading it reports that). */
+int th_output_not_input(const char *out, int n, const char *const *inputs, th_err *err);
+
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 char *th_read_file(const char *path, size_t *len, th_err *err);
 

@@ -2,7 +2,7 @@
  * `thorax predict` makes them (tests/integration/test_export.sh).
  *
  *   export_inputs RUN_DIR best|last IMAGES.bin PROBS.txt IMAGE.png ...
- * reads each image as predict does (th_predictor_load_png) and writes
+ * reads each image as predict does (th_predictor_load_image) and writes
  *   IMAGES.bin  float32 [N, 1, H, W] little-endian: pixel / 255, the
  *               exported model's `image`
  *   PROBS.txt   one line per image, the L probabilities predict computes
@@ -40,7 +40,7 @@ int main(int argc, char **argv)
     }
     for (int i = 5; i < argc && !rc; i++) {
         char warn[512];
-        if (th_predictor_load_png(&t, argv[i], img, warn, sizeof warn, &err)) {
+        if (th_predictor_load_image(&t, argv[i], img, warn, sizeof warn, &err)) {
             fprintf(stderr, "export_inputs: %s\n", err.msg);
             rc = 1;
             break;

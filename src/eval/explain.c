@@ -212,8 +212,8 @@ static void caption(const explain *e, const int *it, float p_out, const char *ou
     char ys[16], chosen[64] = "", source[96];
     snprintf(ys, sizeof ys, y < 0 ? "unknown" : "y=%d", y);
     if (it[IT_KIND] != TH_EXPLAIN_NAMED)
-        snprintf(chosen, sizeof chosen, "; chosen as one of the top %d %s by rank", e->top_k,
-                 th_explain_kind_name(it[IT_KIND]));
+        snprintf(chosen, sizeof chosen, "; picked by rank as %s (%d per kind)", th_explain_kind_name(it[IT_KIND]),
+                 e->top_k);
     if (e->run.has_op && isfinite(e->run.op.threshold[k]))
         snprintf(source, sizeof source, "val's operating point, %s", e->run.op.rule);
     else snprintf(source, sizeof source, "no operating point for this checkpoint");

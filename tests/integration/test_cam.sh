@@ -146,6 +146,18 @@ for n in ${names//,/ }; do
 done
 dump "$out/maps.h5" np3
 for d in _maps_gradcam _index; do cmp np1$d.bin np3$d.bin || fail "the CAM run changed the Grad-CAM maps.h5 ($d)"; done
+# thorax predict --cam draws the same overlays (no truth: no outcome in the name).
+"$THORAX_BIN" phantom --out q.h5 --patients 1 --size 64 --seed 3 --preview prev >/dev/null
+img=$(ls prev/*.png | grep -v _masks | head -n 1)
+"$THORAX_BIN" predict "$run" "$img" --cam pcam > predict.log || { cat predict.log; fail "thorax predict --cam"; }
+$PY - pcam <<'PY' || fail "predict --cam overlays"
+import os, struct, sys
+names = sorted(os.listdir(sys.argv[1]))
+assert len(names) == 4 and all(n.endswith("__gradcam.png") for n in names), names
+for n in names:
+    w, h = struct.unpack(">II", open(os.path.join(sys.argv[1], n), "rb").read(24)[16:24])
+    assert w >= 2 * 512 and h >= 512, (n, w, h)
+PY
 # An unknown name is an error naming it.
 expect_fail 1 "no image named 'nope.png'" -- mpi 2 "$THORAX_BIN" cam "$run" --images "${names%%,*},nope.png"
 expect_fail 2 "--top-k" -- "$THORAX_BIN" cam "$run" --top-k 0

@@ -308,7 +308,7 @@ static int plan_layout(cairo_t *cr, int h, int w, const char *caption, layout *L
         cairo_set_font_size(cr, px);
         wrap_caption(cr, caption, room, &L->lines);
         L->caption_px = px;
-        if (L->lines.failed || L->lines.n <= CAPTION_LINES) break;
+        if (!L->lines.failed && L->lines.n <= CAPTION_LINES) break;
     }
     if (L->lines.failed)
         return th_errf(err, "overlay caption too long: more than %d lines of %d px", MAX_WRAPPED, (int)room);

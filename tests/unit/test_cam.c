@@ -824,6 +824,25 @@ static void test_overlay(void)
     check_overlay(36, 47, 36, 47, 393, 512); /* ceil(36 * 512 / 47) */
     check_overlay(600, 520, 19, 16, 600, 520); /* large enough: never downsampled */
 
+    /* A long caption of many words: the smallest font, as many lines as it
+     * needs, still inside the image. */
+    {
+        uint8_t x[64 * 64] = {0};
+        float mp[16] = {1};
+        char *words = malloc(3001);
+        for (int i = 0; i < 3000; i++) words[i] = i % 6 == 5 ? ' ' : (char)('a' + i % 26);
+        words[3000] = '\0';
+        th_overlay lo = {.xray = x, .h = 64, .w = 64, .map = mp, .mh = 4, .mw = 4, .caption = words};
+        uint8_t *rgb = NULL;
+        th_overlay_layout L;
+        th_err e;
+        CHECK(th_overlay_render(&lo, &rgb, &L, &e) == 0);
+        CHECK(L.caption_px == 9.0 && L.caption_lines > 7);
+        CHECK(L.caption_x0 >= L.margin && L.caption_x1 <= L.width - L.margin && L.caption_y1 <= L.height - L.margin);
+        free(rgb);
+        free(words);
+    }
+
     /* A caption that cannot be laid out is an error naming the file, and
      * nothing is written. */
     uint8_t xray[4] = {0, 50, 100, 150};

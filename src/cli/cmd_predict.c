@@ -63,8 +63,8 @@ static int write_cams(th_predictor *t, const char *dir, const char *path, const 
         if (rc) break;
         snprintf(out, sizeof out, "%s/%s", dir, name);
         if (t->has_op)
-            snprintf(op, sizeof op, "%s at val's operating point %.3f (%s)", p[k] >= t->op.threshold[k] ? "positive" : "negative",
-                     t->op.threshold[k], t->op.rule);
+            snprintf(op, sizeof op, "%s at val's operating point %.3f (%s)",
+                     p[k] >= t->op.threshold[k] ? "positive" : "negative", t->op.threshold[k], t->op.rule);
         else snprintf(op, sizeof op, "no operating point for this checkpoint");
         snprintf(text, sizeof text, "image %s\n%s: p=%.3f, truth unknown: %s\n%s at layer %s, checkpoint %s (epoch %d)",
                  path, cfg->data.labels[k], p[k], op, th_cam_method_name(method), layer_name,

@@ -218,9 +218,10 @@ static void caption(const explain *e, const int *it, float p_out, const char *ou
         snprintf(source, sizeof source, "val's operating point, %s", e->run.op.rule);
     else snprintf(source, sizeof source, "no operating point for this checkpoint");
     int calibrated = e->run.has_op && e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;
-    snprintf(buf, cap, "image %s\n%s: p=%.3f%s, truth %s: %s at threshold %.3f (%s)%s\n%s at layer %s, checkpoint %s "
-             "(epoch %d)", e->ds.image_name[it[IT_ROW]], e->cfg->data.labels[k], p_out, calibrated ? " (calibrated)" : "",
-             ys, outcome, op_threshold(e, k), source, chosen, th_cam_method_name(e->method), e->layer_name,
+    snprintf(buf, cap,
+             "image %s\n%s: p=%.3f%s, truth %s: %s at threshold %.3f (%s)%s\n%s at layer %s, checkpoint %s (epoch %d)",
+             e->ds.image_name[it[IT_ROW]], e->cfg->data.labels[k], p_out, calibrated ? " (calibrated)" : "", ys,
+             outcome, op_threshold(e, k), source, chosen, th_cam_method_name(e->method), e->layer_name,
              e->checkpoint, e->run.st.epoch);
 }
 

@@ -30,12 +30,13 @@ echo "shortcut run, Pneumothorax: internal test $(auc runs/shortcut/eval/test/me
 
 cp runs/phantom_cam/eval/test/roc.png "$out/roc.png"
 cp runs/phantom_cam/curves.png "$out/curves.png"
-# cam/maps.h5 lists a label's true positives first, the most confident first:
-# the overlay of its k-th row. Run the label's selection last so maps.h5 is its.
+# cam/best/gradcam/maps_<label>.h5 (a run with --label) lists the label's
+# true positives first, the most confident first: the overlay of its k-th row
+# (named with its outcome at the operating point, hence the glob).
 overlay() { # RUN LABEL K
-  local name
-  name=$(h5dump -d /image_name "$1/cam/maps.h5" | grep '^ *(' | grep -o '"[^"]*"' | sed -n "$3p" | tr -d '"')
-  echo "$1/cam/${name%.png}__$2__gradcam.png"
+  local dir=$1/cam/best/gradcam name f
+  name=$(h5dump -d /image_name "$dir/maps_$2.h5" | grep '^ *(' | grep -o '"[^"]*"' | sed -n "$3p" | tr -d '"')
+  for f in "$dir/${name%.png}__$2__gradcam_"*.png; do echo "$f"; return; done
 }
 run cam runs/phantom_cam --label Pneumothorax --top-k 1 >/dev/null
 cp "$(overlay runs/phantom_cam Pneumothorax 1)" "$out/clean_1.png"

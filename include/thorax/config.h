@@ -121,7 +121,7 @@ typedef struct th_config {
     } train;
     struct {
         char split[16];         /* val or test */
-        char cam_method[16];    /* cam or gradcam */
+        char cam_method[16];    /* cam, gradcam or saliency */
         int cam_top_k;
         /* eval.threshold as written ("youden", "sensitivity@0.9",
          * "specificity@0.9", "fixed:0.5"), and parsed by

@@ -461,7 +461,9 @@ int th_compare_run(const th_compare_opts *opts, th_compare_result *res, th_err *
  * resolution of the layer it is read from ("feature" resolution) and
  * upsampled bilinearly to the image:
  *
- *   CAM       (Zhou et al. 2016) needs a network ending in gap -> dense:
+ *   CAM       (Zhou et al. 2016) needs a network ending in gap -> dense,
+ *             or gap -> dropout -> dense (any layer that is the identity at
+ *             evaluation between them, dropout or flatten of the pooled vector):
  *             m_c(x,y) = sum_k w[c,k] f_k(x,y), f = the layer feeding gap and
  *             w the dense weights. No ReLU and no bias: the map is signed and
  *             its spatial mean plus bias[c] is the logit.
@@ -501,7 +503,8 @@ int th_cam_method_parse(const char *s, th_cam_method *method);
 int th_cam_layer_index(const th_model *m, const char *name, th_err *err);
 
 /* The layer CAM weighs: the one feeding gap in a network ending in
- * gap -> dense; -1 for another head. */
+ * gap -> dense (identity-at-evaluation layers such as dropout allowed
+ * between gap and dense); -1 for another head. */
 int th_cam_feature_layer(const th_model *m);
 
 /* Feature-resolution shape of a method's map: CAM reads the layer feeding
@@ -523,12 +526,6 @@ int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int
  * output gradient); CAM allocates nothing. Returns 0 or -1. */
 int th_cam_compute(th_model *m, const float *x, int label, th_cam_method method, int layer, int softmax,
                    float *map_feat, int *fh, int *fw, float *map_img, float *prob, th_err *err);
-
-/* Bilinear resampling src [sh, sw] -> dst [dh, dw] with half-pixel centres
- * (PyTorch's interpolate(mode="bilinear", align_corners=False)): dst pixel
- * centre (i + 0.5) maps to source (i + 0.5) * sh/dh - 0.5, clamped to the
- * border. A constant map stays constant. */
-void th_cam_upsample(const float *src, int sh, int sw, float *dst, int dh, int dw);
 
 /* Scores against a lesion mask [H, W] (nonzero = lesion), the map at image
  * resolution. Both return -1 when the mask is empty: there is nothing to
@@ -560,13 +557,20 @@ double th_cam_iou_at(const float *map, const uint8_t *mask, int h, int w, double
  * region against the box. -1 for an empty mask or one covering the image. */
 double th_cam_iou_lesion(const float *map, const uint8_t *mask, int h, int w);
 
-/* The overlay's file name under cam/: "<image>__<label>__<method>.png", with
- * the image name's extension dropped and any '/' made '_'. Returns -1 with
- * err if it does not fit in size bytes. */
+/* An overlay's file name: "<image>__<label>__<method>_<outcome>.png"
+ * (outcome "TP", "FP", "FN", "TN" or "unknown" at the operating point), or
+ * "<image>__<label>__<method>.png" when outcome is NULL (thorax predict, which
+ * knows no truth), with the image name's extension dropped and any '/' made
+ * '_'. Returns -1 with err if it does not fit in size bytes. */
 int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
-                    th_err *err);
+                    const char *outcome, th_err *err);
 
-/* Writer of cam/maps.h5 (serial HDF5; written as <path>.tmp and renamed on
+/* The outcome of probability p against threshold t for truth y (1, 0, or
+ * < 0 unknown): "TP", "FP", "FN", "TN" or "unknown". p >= t is positive, as
+ * everywhere an operating point is applied. */
+const char *th_cam_outcome(double p, double t, int y);
+
+/* Writer of the maps file, cam/<checkpoint>/<method>/maps.h5 (serial HDF5; written as <path>.tmp and renamed on
  * close, so a killed job leaves no half-written file):
  *   /maps/<method>          float32 [M, H, W]     at image resolution
  *   /maps_feature/<method>  float32 [M, fh, fw]   at the method's feature resolution
@@ -636,6 +640,9 @@ typedef struct th_predictor {
  * forward (<= 0: the config's batch_per_rank). */
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
 void th_predictor_close(th_predictor *t);
+/* (Re)reads val's operating points into t->op and t->has_op, e.g. after an
+ * evaluation made them while t was open. */
+void th_predictor_read_op(th_predictor *t, const char *run_dir, const char *checkpoint);
 
 /* The probabilities of one image from its logits [L], calibrated with val's
  * temperatures when the run calibrates (eval.calibrate: temperature) and has
@@ -722,8 +729,12 @@ int th_model_card_write(const char *run_dir, th_err *err);
 
 /* ------------------------------------------------------------------------- */
 /* `thorax cam`: class activation maps of chosen images of a
- * trained run, as heat-map overlays and one maps file (DESIGN.md, "Run
- * directory": cam/maps.h5 and cam/<image>__<label>__<method>.png).
+ * trained run, as heat-map overlays and one maps file per checkpoint,
+ * method and label choice, so that runs with another method or checkpoint
+ * keep each other's files: RUN_DIR/cam/<checkpoint>/<method>/ holds
+ * maps.h5 (every label of the run) or maps_<label>.h5 (opts->label), the
+ * pointing game's pointing.csv (pointing_<label>.csv) and the overlays
+ * <image>__<label>__<method>_<outcome>.png (th_cam_png_name).
  *
  * Which (image, label) pairs get a map, decided on rank 0:
  *   named  opts->images, a comma-separated list of image names of the
@@ -738,12 +749,19 @@ int th_model_card_write(const char *run_dir, th_err *err);
  *          "TP" of a label with few confident positives may have p < 0.5.
  *          Ties go to the lower dataset row.
  *
+ * Every map's outcome at the run's operating point names its PNG and is
+ * written to maps.h5's /outcome: TP, FP, FN or TN from the probability (as
+ * in predictions.csv: calibrated when the run calibrates) against val's
+ * threshold for the label (eval/val/thresholds.json, when it was made for
+ * this checkpoint: th_thresholds_current), else against 0.5; "unknown" where
+ * the file does not know the truth. The caption says which threshold.
+ *
  * The selected images are dealt to ranks by whole patients
  * (th_shard_by_patient over the selected rows, balanced by image count), so
  * every rank computes the maps of its own images: it reads them with
  * parallel HDF5, runs the model in eval mode on a batch of one per map
  * (normalised as in training, never augmented), writes their PNG overlays
- * and sends the maps to rank 0, which writes cam/maps.h5. A map depends only
+ * and sends the maps to rank 0, which writes the maps file. A map depends only
  * on the image, the label and the checkpoint: the files are the same on any
  * number of ranks.
  *
@@ -751,7 +769,7 @@ int th_model_card_write(const char *run_dir, th_err *err);
  * scored against the label's mask dilated by opts->dilate pixels: the
  * pointing game (is the map's maximum in the mask?) and the share of the
  * map's positive mass inside the mask; per label over the TP items (named
- * mode: the images positive for the label) they go to cam/pointing.csv
+ * mode: the images positive for the label) they go to pointing.csv
  * (label,n,hits,rate,mean_energy,mean_iou; the IoU of the map's
  * lesion-sized brightest region with the undilated mask) and to the result.
  */
@@ -771,6 +789,11 @@ typedef struct th_explain_opts {
     const char *checkpoint;     /* "best" (default) or "last" */
     const char *label;          /* only this label (NULL: every label of the run) */
     int dilate;                 /* pixels of tolerance around lesion masks (>= 0) */
+    /* Called on rank 0 after each of its images (all its labels mapped),
+     * with the number done and rank 0's total; NULL: none. The other ranks
+     * map about as many images at the same time. */
+    void (*progress)(void *ctx, int done, int total);
+    void *progress_ctx;
 } th_explain_opts;
 
 /* The pointing game of one label. */
@@ -783,7 +806,10 @@ typedef struct th_explain_score {
 } th_explain_score;
 
 typedef struct th_explain_result {
-    char out_dir[2048];         /* RUN_DIR/cam */
+    char out_dir[2048];         /* RUN_DIR/cam/<checkpoint>/<method> */
+    char maps[2400];            /* out_dir/maps.h5 or out_dir/maps_<label>.h5 */
+    char pointing[2400];        /* out_dir/pointing.csv or pointing_<label>.csv (with masks) */
+    char threshold_source[96];  /* what the outcomes were decided against */
     char method[16];            /* the method used */
     char layer[64];             /* the layer read ("input" for saliency) */
     char split[16];             /* top-k: the split ranked; named: "" */

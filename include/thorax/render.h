@@ -126,36 +126,73 @@ void th_plot_vline(th_plot *p, double x);
 int th_plot_nice_ticks(double lo, double hi, int target, double *ticks, int cap, double *step);
 
 /* ------------------------------------------------------------------------- */
-/* A heat map drawn over a grey image (the CAM overlays under cam/).
+/* A heat map drawn over a grey image (the CAM overlays of `thorax cam` and
+ * `thorax predict --cam`).
  *
- * Knows pixels only: the map is any float image of the grey image's size, at
- * that resolution (upsampled by the caller), and the result is RGB or a PNG.
+ * Knows pixels and text only: the map is any float image (at the layer's
+ * resolution, or the image's), upsampled bilinearly here, and the caption is
+ * the caller's text.
  */
-/* Width of an overlay image for an X-ray w pixels wide: the image, a gap and
- * a vertical colour bar. */
-int th_overlay_width(int w);
 
-/* Heat map over the X-ray. xray [H, W] grey, map [H, W] at image resolution;
- * rgb [H, th_overlay_width(W), 3]. The map is shown as max(m, 0) / max(m)
- * (CAM's negative evidence is not drawn) through the turbo colour map,
- * alpha-blended over the grey image with an opacity that grows with the
- * value (0 at 0, TH_OVERLAY_ALPHA_MAX at the maximum), so low values leave the
- * anatomy visible. The bar on the right runs from 0 (bottom) to the maximum
- * (top), fully opaque. */
-#define TH_OVERLAY_ALPHA_MAX 0.6f
-void th_overlay_rgb(const uint8_t *xray, const float *map, int h, int w, uint8_t *rgb);
+/* Bilinear resampling of src [sh, sw] to dst [dh, dw] with pixel centres
+ * aligned (PyTorch's interpolate(mode="bilinear", align_corners=False)),
+ * clamped at the borders: the map upsampling of CAM and of the overlays. */
+void th_upsample_bilinear(const float *src, int sh, int sw, float *dst, int dh, int dw);
 
 /* The turbo colour of a normalised value t in [0, 1] (clamped; 256 levels), rgb[3]. */
 void th_overlay_colormap(float t, uint8_t *rgb);
 
-/* th_overlay_rgb written as a PNG (atomic: <path>.tmp renamed). */
-int th_overlay_write(const char *path, const uint8_t *xray, const float *map, int h, int w, th_err *err);
+/* Heat map over the X-ray at one resolution: xray [H, W] grey, map [H, W],
+ * rgb [H, W, 3]. The map is shown as min(max(m, 0) / scale, 1) (CAM's
+ * negative evidence is not drawn; scale <= 0 draws nothing) through the
+ * turbo colour map, alpha-blended over the grey image with an opacity that
+ * grows with the value (0 at 0, TH_OVERLAY_ALPHA_MAX from half the scale
+ * up), so low values leave the anatomy visible. */
+#define TH_OVERLAY_ALPHA_MAX 0.6f
+void th_overlay_rgb(const uint8_t *xray, const float *map, int h, int w, float scale, uint8_t *rgb);
 
-/* The same with a caption strip under the overlay: caption (lines separated
- * by '\n', e.g. "Nodule TP\np=0.93 y=1") in white on black, drawn with cairo
- * at the largest size up to 14 px that fits the overlay's width. NULL or ""
- * draws no strip, as th_overlay_write. */
-int th_overlay_write_captioned(const char *path, const uint8_t *xray, const float *map, int h, int w,
-                               const char *caption, th_err *err);
+/* Each panel's long side is at least this many pixels. */
+#define TH_OVERLAY_MIN_PX 512
+
+typedef struct th_overlay {
+    const uint8_t *xray; /* [h, w] grey, the image the model saw */
+    int h, w;
+    const float *map;    /* [mh, mw], any resolution */
+    int mh, mw;
+    const char *caption; /* lines separated by '\n' (NULL: none), e.g. the
+                            image, label, probability, truth, method */
+} th_overlay;
+
+/* Where things went, for callers and tests. */
+typedef struct th_overlay_layout {
+    int width, height;      /* the whole image */
+    int panel_h, panel_w;   /* each of the two panels */
+    /* The caption's ink, [x0, x1) x [y0, y1), inside the image and outside
+     * the margin band. */
+    int caption_x0, caption_y0, caption_x1, caption_y1;
+    int caption_lines;      /* after wrapping */
+    double caption_px;      /* font size */
+    int margin;             /* the band along every edge that nothing is drawn in */
+    float scale;            /* the map value shown as 1 (its maximum); 0 when none is positive */
+} th_overlay_layout;
+
+/* The overlay image: a title row; the X-ray and the map over it (as
+ * th_overlay_rgb with scale = the map's maximum), both upsampled bilinearly
+ * so that the long side is at least TH_OVERLAY_MIN_PX (never downsampled);
+ * a colour bar from 0 (bottom) to 1 (top) with tick values; under them the
+ * caption and a last line giving the scale ("colour: map / its maximum
+ * 0.0321 ..."), in white on black, wrapped at spaces (a word too long for a
+ * line is broken) at the largest size from 18 px down to 9 px that keeps it
+ * to 7 lines, and as many lines as it needs at 9 px otherwise: the image
+ * grows to hold the text, which is never cut. The drawn caption's extents
+ * are measured with cairo and checked to lie inside the image; a caption
+ * that cannot be laid out (over 64 lines, or 4000 bytes) is an error.
+ * *rgb [height, width, 3] is malloc'd (the caller frees it); layout may be
+ * NULL. */
+int th_overlay_render(const th_overlay *o, uint8_t **rgb, th_overlay_layout *layout, th_err *err);
+
+/* th_overlay_render written as a PNG (atomic: <path>.tmp renamed); errors
+ * name path. layout may be NULL. */
+int th_overlay_write(const char *path, const th_overlay *o, th_overlay_layout *layout, th_err *err);
 
 #endif

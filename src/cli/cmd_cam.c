@@ -17,24 +17,38 @@ static void cam_usage(FILE *f)
             "\n"
             "Where the network looked: attribution maps of chosen images for chosen labels,\n"
             "computed with a checkpoint of the run (eval mode, the training normalisation, no\n"
-            "augmentation), upsampled bilinearly to the image, and written to RUN_DIR/cam/:\n"
-            "  maps.h5      /maps/<method> float32 [M,H,W] at image resolution,\n"
-            "               /maps_feature/<method> [M,fh,fw] at the layer's resolution, and per\n"
-            "               row /index (row in the dataset file), /image_name, /label, /prob,\n"
-            "               /kind (TP, FP, FN or named), /truth, /split; with lesion masks also\n"
-            "               /pointing_hit (-1: not scored), /mask_energy and /lesion_iou\n"
-            "  <image>__<label>__<method>.png\n"
-            "               the heat map (turbo, over the grey X-ray, with a colour bar) and a\n"
-            "               caption: label, kind, probability p and truth y\n"
-            "  pointing.csv (dataset files with /masks, e.g. phantom data) per label\n"
-            "               label,n,hits,rate,mean_energy,mean_iou: the pointing game over the TP maps\n"
-            "               (with --images: the images positive for the label): a hit when the\n"
-            "               map's maximum lies in the lesion mask dilated by D pixels;\n"
-            "               mean_energy is the mean share of positive map mass inside it;\n"
-            "               mean_iou the mean IoU of the map's brightest pixels, as many as\n"
-            "               the lesion has, with the (undilated) lesion mask or box\n"
-            "Each run rewrites maps.h5 and pointing.csv. Each rank maps the images of its\n"
-            "own patients; the files do not depend on N.\n"
+            "augmentation), upsampled bilinearly to the image, and written to\n"
+            "RUN_DIR/cam/<checkpoint>/<method>/ (e.g. cam/best/gradcam/), so that runs with\n"
+            "another method or checkpoint keep each other's files:\n"
+            "  maps.h5      (maps_<label>.h5 with --label) /maps/<method> float32 [M,H,W] at\n"
+            "               image resolution, /maps_feature/<method> [M,fh,fw] at the layer's\n"
+            "               resolution, and per row /index (row in the dataset file),\n"
+            "               /image_name, /label, /prob, /kind (TP, FP, FN by rank, or named),\n"
+            "               /truth, /split, /outcome (TP, FP, FN, TN or unknown at the\n"
+            "               operating point), /threshold and /p_operating (the probability\n"
+            "               compared with it); with lesion masks also /pointing_hit\n"
+            "               (-1: not scored), /mask_energy and /lesion_iou\n"
+            "  <image>__<label>__<method>_<outcome>.png\n"
+            "               two panels at least 512 px on the long side: the X-ray and the\n"
+            "               heat map over it (turbo; the map divided by its maximum, so 0..1,\n"
+            "               values <= 0 uncoloured), a colour bar with its values, and a\n"
+            "               caption: image, label, probability, truth, outcome, threshold,\n"
+            "               why chosen, method, layer, checkpoint and the map's maximum\n"
+            "  pointing.csv (pointing_<label>.csv; dataset files with /masks, e.g. phantom\n"
+            "               data) per label label,n,hits,rate,mean_energy,mean_iou: the\n"
+            "               pointing game over the TP maps (with --images: the images\n"
+            "               positive for the label): a hit when the map's maximum lies in\n"
+            "               the lesion mask dilated by D pixels; mean_energy is the mean\n"
+            "               share of positive map mass inside it; mean_iou the mean IoU of\n"
+            "               the map's brightest pixels, as many as the lesion has, with the\n"
+            "               (undilated) lesion mask or box\n"
+            "The outcome is the probability (as in predictions.csv: calibrated when the run\n"
+            "calibrates) against val's operating point for the label when thorax eval has\n"
+            "chosen one for this checkpoint (eval/val/thresholds.json), else against 0.5;\n"
+            "the caption says which. A rerun with the same checkpoint, method and label\n"
+            "choice replaces its files (each written under a temporary name and renamed).\n"
+            "Each rank maps the images of its own patients; the files do not depend on N.\n"
+            "Progress (rank 0's share of the images, with an ETA) goes to stderr.\n"
             "\n"
             "Which maps (one per image and label):\n"
             "  --top-k K (default: the config's eval.cam.top_k), per label: the K positives\n"
@@ -71,15 +85,16 @@ static void print_result(const th_explain_result *r, const char *checkpoint, int
     char shape[64];
     if (r->fh == r->h && r->fw == r->w) snprintf(shape, sizeof shape, "%dx%d", r->h, r->w);
     else snprintf(shape, sizeof shape, "%dx%d upsampled to %dx%d", r->fh, r->fw, r->h, r->w);
-    printf("cam: %d %s map%s of %d image%s (%s, %s, checkpoint %s) -> %s/maps.h5 and PNG overlays\n", r->n_maps,
+    printf("cam: %d %s map%s of %d image%s (%s, %s, checkpoint %s) -> %s and PNG overlays in %s/\n", r->n_maps,
            r->method, r->n_maps == 1 ? "" : "s", r->n_images, r->n_images == 1 ? "" : "s", r->layer, shape,
-           checkpoint ? checkpoint : "best", r->out_dir);
+           checkpoint ? checkpoint : "best", r->maps, r->out_dir);
+    printf("cam: outcomes (file names, /outcome) against %s\n", r->threshold_source);
     if (r->split[0]) printf("cam: top-k of the %s split, ranked from %s\n", r->split, r->predictions);
     if (!r->has_masks) {
         fflush(stdout);
         return;
     }
-    printf("cam: pointing game (masks dilated by %d px) -> %s/pointing.csv\n", dilate, r->out_dir);
+    printf("cam: pointing game (masks dilated by %d px) -> %s\n", dilate, r->pointing);
     for (int k = 0; k < r->n_scores; k++) {
         const th_explain_score *s = &r->score[k];
         if (s->n)
@@ -162,11 +177,18 @@ int cmd_cam(int argc, char **argv)
         return TH_EXIT_USAGE;
     }
     MPI_Init(&argc, &argv);
-    int rank = th_dist_rank(th_comm_world());
+    int rank = th_dist_rank(th_comm_world()), size = th_dist_size(th_comm_world());
+    cli_progress progress;
+    cli_progress_start(&progress, size > 1 ? "cam (rank 0's share)" : "cam");
+    if (rank == 0) {
+        opts.progress = cli_progress_update;
+        opts.progress_ctx = &progress;
+    }
     th_err err = {{0}};
     th_explain_result res;
     int status = TH_EXIT_OK;
     if (th_explain_run(&opts, th_comm_world(), &res, &err)) {
+        if (rank == 0) cli_progress_abort(&progress);
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {

@@ -62,8 +62,12 @@ static void predict_usage(FILE *f)
             "  --checkpoint best|last  which checkpoint of RUN_DIR (default best)\n"
             "  --batch N               images per forward pass (default %d; the results do\n"
             "                          not depend on it)\n"
-            "  --cam DIR               also write DIR/<image>__<label>__<method>.png, a heat\n"
-            "                          map over the image for every label\n"
+            "  --cam DIR               also write DIR/<image>__<label>__<method>.png for every\n"
+            "                          label: the image and the heat map over it (at least\n"
+            "                          512 px on the long side), a colour bar with its values\n"
+            "                          and a caption (image, label, probability, operating\n"
+            "                          point, method, layer, checkpoint), as thorax cam draws\n"
+            "                          them (see thorax cam --help)\n"
             "  --method M              cam, gradcam or saliency (default: the config's\n"
             "                          eval.cam.method)\n"
             "  --layer NAME            the Grad-CAM layer (default: the last conv block)\n"
@@ -73,26 +77,39 @@ static void predict_usage(FILE *f)
             PREDICT_BATCH, PREDICT_PROGRESS_MIN);
 }
 
-/* The maps of one image for every label into dir. */
+/* The maps of one image for every label into dir, captioned like thorax
+ * cam's but without a truth: the probability and, when val has chosen
+ * them, the label's operating point. p: the image's probabilities [labels]. */
 static int write_cams(th_predictor *t, const char *dir, const char *path, const uint8_t *img, const float *x,
-                      th_cam_method method, int layer, th_err *err)
+                      const float *p, th_cam_method method, int layer, th_err *err)
 {
     const th_config *cfg = t->cfg;
     int H = cfg->model.h, W = cfg->model.w, fh, fw;
     if (th_cam_feature_shape(&t->model, method, layer, &fh, &fw, err)) return -1;
-    float *feat = malloc(sizeof(float) * (size_t)fh * fw), *map = malloc(sizeof(float) * (size_t)H * W);
-    int rc = feat && map ? 0 : th_errf(err, "out of memory");
+    float *feat = malloc(sizeof(float) * (size_t)fh * fw);
+    int rc = feat ? 0 : th_errf(err, "out of memory");
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *layer_name = method == TH_CAM_SALIENCY ? "input"
+                             : method == TH_CAM_CAM    ? t->model.layers[th_cam_feature_layer(&t->model)].name
+                                                       : t->model.layers[layer].name;
     for (int k = 0; !rc && k < cfg->data.n_labels; k++) {
-        char name[1024], out[3072];
-        rc = th_cam_compute(&t->model, x, k, method, layer, cfg->train.loss == TH_LOSS_SOFTMAX_CE, feat, &fh, &fw, map,
+        char name[1024], out[3072], op[96], text[2048];
+        rc = th_cam_compute(&t->model, x, k, method, layer, cfg->train.loss == TH_LOSS_SOFTMAX_CE, feat, &fh, &fw, NULL,
                             NULL, err);
-        if (!rc) rc = th_cam_png_name(name, sizeof name, base, cfg->data.labels[k], method, err);
-        if (!rc) snprintf(out, sizeof out, "%s/%s", dir, name);
-        if (!rc) rc = th_overlay_write(out, img, map, H, W, err);
+        if (!rc) rc = th_cam_png_name(name, sizeof name, base, cfg->data.labels[k], method, NULL, err);
+        if (rc) break;
+        snprintf(out, sizeof out, "%s/%s", dir, name);
+        if (t->has_op)
+            snprintf(op, sizeof op, "%s at val's operating point %.3f (%s)",
+                     p[k] >= t->op.threshold[k] ? "positive" : "negative", t->op.threshold[k], t->op.rule);
+        else snprintf(op, sizeof op, "no operating point for this checkpoint");
+        snprintf(text, sizeof text, "image %s\n%s: p=%.3f, truth unknown: %s\n%s at layer %s, checkpoint %s (epoch %d)",
+                 path, cfg->data.labels[k], p[k], op, th_cam_method_name(method), layer_name,
+                 strstr(t->ckpt, "last.h5") ? "last" : "best", t->st.epoch);
+        th_overlay ov = {.xray = img, .h = H, .w = W, .map = feat, .mh = fh, .mw = fw, .caption = text};
+        rc = th_overlay_write(out, &ov, NULL, err);
     }
     free(feat);
-    free(map);
     return rc;
 }
 
@@ -460,8 +477,8 @@ int cmd_predict(int argc, char **argv)
             o.n += nb;
             /* After the probabilities: the maps overwrite the model's activations, logits among them. */
             for (int j = 0; a.cam_dir && j < nb; j++)
-                if (write_cams(&t, a.cam_dir, in.v[row[j]], img + (size_t)j * HW, x + (size_t)j * HW, method, layer,
-                               &err))
+                if (write_cams(&t, a.cam_dir, in.v[row[j]], img + (size_t)j * HW, x + (size_t)j * HW,
+                               o.p + (size_t)(o.n - nb + j) * L, method, layer, &err))
                     goto fail;
         }
         if (in.n >= PREDICT_PROGRESS_MIN) cli_progress_update(&pr, i, in.n);

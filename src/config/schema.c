@@ -20,7 +20,7 @@ static const char *const on_leak_names[] = {"error", "drop_from_eval", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 static const char *const eval_split_names[] = {"val", "test", NULL};
-static const char *const cam_method_names[] = {"cam", "gradcam", NULL};
+static const char *const cam_method_names[] = {"cam", "gradcam", "saliency", NULL};
 const char *const th_calibrate_names[] = {"none", "temperature", NULL};
 
 /* KEY_ENUM keeps an enum through an int. */

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "thorax/render.h"
+
 static const char *const method_names[TH_CAM_METHOD_COUNT] = {"cam", "gradcam", "saliency"};
 
 const char *th_cam_method_name(th_cam_method method)
@@ -76,14 +78,26 @@ int th_cam_layer_index(const th_model *m, const char *name, th_err *err)
     return th_errf(err, "CAM: the model has no layer with a spatial output before its first gap or dense layer");
 }
 
+/* Is layer L the identity at evaluation on a pooled [C, 1, 1] vector?
+ * Dropout is (it scales at training time only), and so is flatten of a
+ * 1x1 map. */
+static int identity_at_eval(const th_layer *L)
+{
+    if (L->spec.type == TH_LAYER_DROPOUT) return 1;
+    return L->spec.type == TH_LAYER_FLATTEN && L->in_h == 1 && L->in_w == 1;
+}
+
 /* The gap layer of a network ending in (a spatial layer ->) gap -> dense,
- * or -1. */
+ * with any identity-at-eval layers (dropout) between gap and dense, or -1:
+ * at evaluation the dense layer then sees gap's output unchanged, which is
+ * what CAM's weighting of the feature maps assumes. */
 static int cam_gap_layer(const th_model *m)
 {
     const th_layer *fc = &m->layers[m->n_layers - 1];
     if (fc->spec.type != TH_LAYER_DENSE || fc->in[0] < 0) return -1;
     int g = fc->in[0];
-    if (m->layers[g].spec.type != TH_LAYER_GAP || m->layers[g].in[0] < 0) return -1;
+    while (g >= 0 && identity_at_eval(&m->layers[g])) g = m->layers[g].in[0];
+    if (g < 0 || m->layers[g].spec.type != TH_LAYER_GAP || m->layers[g].in[0] < 0) return -1;
     return g;
 }
 
@@ -100,7 +114,8 @@ int th_cam_feature_shape(const th_model *m, th_cam_method method, int layer, int
         int g = cam_gap_layer(m);
         if (g < 0) {
             int n = m->n_layers;
-            return th_errf(err, "CAM needs a network ending in gap -> dense; this one ends in %s -> %s (use gradcam)",
+            return th_errf(err, "CAM needs a network ending in gap -> dense (dropout between them is fine); this one "
+                           "ends in %s -> %s (use gradcam)",
                            n > 1 ? th_layer_type_name(m->layers[n - 2].spec.type) : "input",
                            th_layer_type_name(m->layers[n - 1].spec.type));
         }
@@ -195,38 +210,6 @@ int th_cam_compute(th_model *m, const float *x, int label, th_cam_method method,
         }
         free(dz);
     }
-    if (map_img) th_cam_upsample(map_feat, *fh, *fw, map_img, m->spec.h, m->spec.w);
+    if (map_img) th_upsample_bilinear(map_feat, *fh, *fw, map_img, m->spec.h, m->spec.w);
     return 0;
-}
-
-/* Source coordinate of destination pixel i along one axis: the lower
- * neighbour, the upper one (the same at the border) and the weight of the
- * upper one. */
-static void source_axis(int i, int src_len, int dst_len, int *lo, int *hi, float *frac)
-{
-    float s = ((float)i + 0.5f) * (float)src_len / (float)dst_len - 0.5f;
-    if (s < 0.0f) s = 0.0f;
-    int a = (int)s;
-    if (a > src_len - 1) a = src_len - 1;
-    *lo = a;
-    *hi = a + 1 < src_len ? a + 1 : a;
-    *frac = *hi > a ? s - (float)a : 0.0f;
-}
-
-void th_cam_upsample(const float *src, int sh, int sw, float *dst, int dh, int dw)
-{
-    for (int i = 0; i < dh; i++) {
-        int y0, y1;
-        float fy;
-        source_axis(i, sh, dh, &y0, &y1, &fy);
-        const float *r0 = src + (size_t)y0 * sw, *r1 = src + (size_t)y1 * sw;
-        for (int j = 0; j < dw; j++) {
-            int x0, x1;
-            float fx;
-            source_axis(j, sw, dw, &x0, &x1, &fx);
-            float top = r0[x0] + fx * (r0[x1] - r0[x0]);
-            float bottom = r1[x0] + fx * (r1[x1] - r1[x0]);
-            dst[(size_t)i * dw + j] = top + fy * (bottom - top);
-        }
-    }
 }

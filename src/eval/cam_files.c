@@ -1,5 +1,5 @@
-/* cam_files.c - the files under cam/: the overlay PNGs' names and the
- * cam/maps.h5 writer (see thorax/eval.h).
+/* cam_files.c - the files under cam/: the overlay PNGs' names (with the
+ * outcome at the operating point) and the maps.h5 writer (see thorax/eval.h).
  */
 #include "thorax/eval.h"
 
@@ -10,15 +10,23 @@
 
 #include "thorax/data.h"
 
+const char *th_cam_outcome(double p, double t, int y)
+{
+    if (y < 0) return "unknown";
+    int positive = p >= t;
+    return y ? (positive ? "TP" : "FN") : (positive ? "FP" : "TN");
+}
+
 int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
-                    th_err *err)
+                    const char *outcome, th_err *err)
 {
     /* The stem: up to the last '.' of the last path component, if any. */
     const char *base = strrchr(image_name, '/');
     base = base ? base + 1 : image_name;
     const char *dot = strrchr(base, '.');
     int stem = (int)(dot && dot > base ? (size_t)(dot - image_name) : strlen(image_name));
-    int len = snprintf(buf, size, "%.*s__%s__%s.png", stem, image_name, label, th_cam_method_name(method));
+    int len = snprintf(buf, size, "%.*s__%s__%s%s%s.png", stem, image_name, label, th_cam_method_name(method),
+                       outcome ? "_" : "", outcome ? outcome : "");
     if (len < 0 || (size_t)len >= size)
         return th_errf(err, "CAM file name for image '%s', label '%s' is too long", image_name, label);
     for (int i = 0; i < stem; i++)
@@ -26,7 +34,7 @@ int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *
     return 0;
 }
 
-/* ---- cam/maps.h5 ---------------------------------------------------------- */
+/* ---- maps.h5 ------------------------------------------------------------- */
 
 /* A dataset [rows, h, w] (rank 3) or [rows] (rank 1), chunked by row so
  * that writing one row touches one chunk. */

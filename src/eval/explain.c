@@ -4,8 +4,8 @@
  * Every rank: the run (config, checkpoint, input transform), the dataset
  * index, the list of (image, label) items broadcast by rank 0, and the maps
  * and PNG overlays of the items whose image it owns. Rank 0: the selection
- * (explain_select.c), the gathered maps put back in item order, cam/maps.h5
- * and cam/pointing.csv.
+ * (explain_select.c), the gathered maps put back in item order, the maps
+ * file and pointing.csv under cam/<checkpoint>/<method>/.
  * As in evaluate.c, a failure on any rank is agreed on before the next
  * collective, so no rank waits forever.
  */
@@ -27,8 +27,10 @@
 #include "thorax/train.h"
 
 /* A gathered map row is width floats: the map at image resolution [H*W],
- * at feature resolution [fh*fw], then these three. */
-enum { TAIL_PROB = 0, TAIL_HIT, TAIL_ENERGY, TAIL_IOU, TAIL_FLOATS };
+ * at feature resolution [fh*fw], then these: the model's probability, the
+ * one compared with the operating point (calibrated when the run
+ * calibrates, as in predictions.csv), and the mask scores. */
+enum { TAIL_PROB = 0, TAIL_POUT, TAIL_HIT, TAIL_ENERGY, TAIL_IOU, TAIL_FLOATS };
 
 static const char *const kind_names[] = {"named", "TP", "FP", "FN"};
 
@@ -38,6 +40,39 @@ const char *th_explain_kind_name(th_explain_kind kind)
 }
 
 /* ---- setup (every rank) --------------------------------------------------- */
+
+/* Label k's threshold for the outcomes: val's operating point when thorax
+ * eval chose one for this checkpoint, else 0.5. */
+static double op_threshold(const explain *e, int k)
+{
+    return e->run.has_op && isfinite(e->run.op.threshold[k]) ? e->run.op.threshold[k] : 0.5;
+}
+
+static void describe_threshold(const explain *e, th_explain_result *res)
+{
+    if (e->run.has_op)
+        snprintf(res->threshold_source, sizeof res->threshold_source, "val's operating point, %s", e->run.op.rule);
+    else
+        snprintf(res->threshold_source, sizeof res->threshold_source,
+                 "no eval/val/thresholds.json for this checkpoint: 0.5");
+}
+
+/* RUN_DIR/cam/<checkpoint>/<method>/ and the maps and pointing files in it,
+ * one pair per label choice, so that no run overwrites another's. */
+static int output_paths(const explain *e, th_explain_result *res, th_err *err)
+{
+    const th_explain_opts *o = e->opts;
+    char safe[TH_LABEL_MAX + 8] = "";
+    if (o->label && th_report_label_filename(o->label, safe, sizeof safe))
+        return th_errf(err, "--label '%s' is too long for a file name", o->label);
+    const char *sep = o->label ? "_" : "";
+    if (snprintf(res->out_dir, sizeof res->out_dir, "%s/cam/%s/%s", o->run_dir, e->checkpoint, res->method) >=
+        (int)sizeof res->out_dir)
+        return th_errf(err, "run directory path too long: %s", o->run_dir);
+    snprintf(res->maps, sizeof res->maps, "%s/maps%s%s.h5", res->out_dir, sep, safe);
+    snprintf(res->pointing, sizeof res->pointing, "%s/pointing%s%s.csv", res->out_dir, sep, safe);
+    return 0;
+}
 
 static int setup(explain *e, th_explain_result *res, th_err *err)
 {
@@ -64,6 +99,10 @@ static int setup(explain *e, th_explain_result *res, th_err *err)
                              : e->method == TH_CAM_CAM    ? m->layers[th_cam_feature_layer(m)].name
                                                           : m->layers[e->layer].name;
     snprintf(res->layer, sizeof res->layer, "%s", layer_name);
+    snprintf(e->layer_name, sizeof e->layer_name, "%s", layer_name);
+    e->checkpoint = o->checkpoint ? o->checkpoint : "best";
+    if (output_paths(e, res, err)) return -1;
+    describe_threshold(e, res);
     res->h = e->cfg->model.h;
     res->w = e->cfg->model.w;
     e->hw = res->h * res->w;
@@ -96,6 +135,9 @@ static int ensure_predictions(explain *e, th_explain_result *res, th_err *err)
     th_eval_result er;
     res->ran_eval = 1;
     if (th_eval_run(&eo, e->comm, &er, err)) return th_err_prefix(err, "making %s: ", res->predictions);
+    /* Evaluating val may just have chosen the operating points. */
+    th_predictor_read_op(&e->run, e->opts->run_dir, e->checkpoint);
+    describe_threshold(e, res);
     return 0;
 }
 
@@ -162,29 +204,40 @@ static int by_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The caption under an overlay, e.g. "Nodule TP\np=0.93 y=1". */
-static void caption(const explain *e, const int *it, float prob, char *buf, size_t cap)
+/* The caption under an overlay: which image, label, probability, truth and
+ * outcome at which threshold, why it was chosen, and how it was mapped. */
+static void caption(const explain *e, const int *it, float p_out, const char *outcome, char *buf, size_t cap)
 {
-    const char *label = e->cfg->data.labels[it[IT_LABEL]];
-    int y = truth(e, it[IT_ROW], it[IT_LABEL]);
-    char ys[8];
-    if (y < 0) snprintf(ys, sizeof ys, "?");
-    else snprintf(ys, sizeof ys, "%d", y);
-    if (it[IT_KIND] == TH_EXPLAIN_NAMED) snprintf(buf, cap, "%s\np=%.2f y=%s", label, prob, ys);
-    else snprintf(buf, cap, "%s %s\np=%.2f y=%s", label, th_explain_kind_name(it[IT_KIND]), prob, ys);
+    int k = it[IT_LABEL], y = truth(e, it[IT_ROW], k);
+    char ys[16], chosen[64] = "", source[96];
+    snprintf(ys, sizeof ys, y < 0 ? "unknown" : "y=%d", y);
+    if (it[IT_KIND] != TH_EXPLAIN_NAMED)
+        snprintf(chosen, sizeof chosen, "; picked by rank as %s (%d per kind)", th_explain_kind_name(it[IT_KIND]),
+                 e->top_k);
+    if (e->run.has_op && isfinite(e->run.op.threshold[k]))
+        snprintf(source, sizeof source, "val's operating point, %s", e->run.op.rule);
+    else snprintf(source, sizeof source, "no operating point for this checkpoint");
+    int calibrated = e->run.has_op && e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;
+    snprintf(buf, cap,
+             "image %s\n%s: p=%.3f%s, truth %s: %s at threshold %.3f (%s)%s\n%s at layer %s, checkpoint %s (epoch %d)",
+             e->ds.image_name[it[IT_ROW]], e->cfg->data.labels[k], p_out, calibrated ? " (calibrated)" : "", ys,
+             outcome, op_threshold(e, k), source, chosen, th_cam_method_name(e->method), e->layer_name,
+             e->checkpoint, e->run.st.epoch);
 }
 
-/* One item's map into out [width] (map, feature map, prob, hit, energy, IoU) and
- * its overlay PNG. masks: the image's lesion masks [file labels, H, W] or NULL. */
-static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t *masks, float *x, uint8_t *dilated,
-                    float *out, const char *dir, th_err *err)
+/* One item's map into out [width] (map, feature map, the tail) and its
+ * overlay PNG. x: the image's model input; p_out: its probabilities as
+ * compared with the operating points [labels]; masks: the image's lesion
+ * masks [file labels, H, W] or NULL. */
+static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t *masks, const float *x,
+                    const float *p_out, uint8_t *dilated, float *out, const char *dir, th_err *err)
 {
     th_model *m = &e->run.model;
     int k = it[IT_LABEL], fh, fw, softmax = e->cfg->train.loss == TH_LOSS_SOFTMAX_CE;
     float prob = 0.0f, *tail = out + e->hw + e->fhw;
-    th_input_make(&e->run.input, img, NULL, NULL, 1, -1, x);
     if (th_cam_compute(m, x, k, e->method, e->layer, softmax, out + e->hw, &fh, &fw, out, &prob, err)) return -1;
     tail[TAIL_PROB] = prob;
+    tail[TAIL_POUT] = p_out[k];
     tail[TAIL_HIT] = -1.0f;
     tail[TAIL_ENERGY] = NAN;
     tail[TAIL_IOU] = NAN;
@@ -198,14 +251,18 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
             tail[TAIL_IOU] = (float)th_cam_iou_lesion(out, mask, e->cfg->model.h, e->cfg->model.w);
         }
     }
-    char label[TH_LABEL_MAX + 8], name[1024], path[3200], text[TH_LABEL_MAX + 64];
+    char label[TH_LABEL_MAX + 8], name[1024], path[3200], text[2048];
     const char *image = e->ds.image_name[it[IT_ROW]];
+    const char *outcome = th_cam_outcome(p_out[k], op_threshold(e, k), truth(e, it[IT_ROW], k));
     if (th_report_label_filename(e->cfg->data.labels[k], label, sizeof label))
         return th_errf(err, "label '%s' is too long for a file name", e->cfg->data.labels[k]);
-    if (th_cam_png_name(name, sizeof name, image, label, e->method, err)) return -1;
+    if (th_cam_png_name(name, sizeof name, image, label, e->method, outcome, err)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    caption(e, it, prob, text, sizeof text);
-    return th_overlay_write_captioned(path, img, out, e->cfg->model.h, e->cfg->model.w, text, err);
+    caption(e, it, p_out[k], outcome, text, sizeof text);
+    /* The feature-resolution map, upsampled once, straight to the display size. */
+    th_overlay ov = {.xray = img, .h = e->cfg->model.h, .w = e->cfg->model.w, .map = out + e->hw, .mh = fh, .mw = fw,
+                     .caption = text};
+    return th_overlay_write(path, &ov, NULL, err);
 }
 
 static int compute_share(explain *e, const char *dir, th_err *err)
@@ -216,7 +273,7 @@ static int compute_share(explain *e, const char *dir, th_err *err)
     int *slot = malloc(sizeof(int) * (size_t)(e->n_items + 1));
     e->mine = malloc(sizeof(float) * (size_t)e->width * (size_t)(e->n_mine + 1));
     uint8_t *img = malloc((size_t)e->hw * (size_t)(e->n_mine + 1));
-    float *x = malloc(sizeof(float) * (size_t)e->hw);
+    float *x = malloc(sizeof(float) * (size_t)e->hw), p_out[TH_MAX_LABELS];
     uint8_t *masks = e->ds.has_masks ? malloc((size_t)e->ds.n_labels * e->hw) : NULL;
     uint8_t *dilated = malloc((size_t)e->hw);
     if (!rows || !slot || !e->mine || !img || !x || (e->ds.has_masks && !masks) || !dilated)
@@ -238,12 +295,15 @@ static int compute_share(explain *e, const char *dir, th_err *err)
     /* Image by image, so that its masks are read once for all its labels. */
     for (int j = 0; j < n_rows && !rc; j++) {
         if (masks) rc = th_dataset_read_masks(&e->ds, rows[j], masks, err);
+        const uint8_t *im = img + (size_t)j * e->hw;
+        th_input_make(&e->run.input, im, NULL, NULL, 1, -1, x);
+        th_predictor_probs(&e->run, th_model_forward(&e->run.model, x, 1, 0), p_out);
         for (int i = 0; i < e->n_items && !rc; i++) {
             const int *it = e->items + (size_t)i * IT_INTS;
             if (slot[i] < 0 || it[IT_ROW] != rows[j]) continue;
-            rc = map_item(e, it, img + (size_t)j * e->hw, masks, x, dilated, e->mine + (size_t)slot[i] * e->width, dir,
-                          err);
+            rc = map_item(e, it, im, masks, x, p_out, dilated, e->mine + (size_t)slot[i] * e->width, dir, err);
         }
+        if (!rc && e->rank == 0 && e->opts->progress) e->opts->progress(e->opts->progress_ctx, j + 1, n_rows);
     }
     free(rows);
     free(slot);
@@ -294,22 +354,26 @@ static int write_pointing_csv(const th_explain_result *res, th_err *err)
                              s->mean_iou);
         else th_strbuf_printf(&b, "%s,0,0,,,\n", s->label);
     }
-    char path[2100];
-    snprintf(path, sizeof path, "%s/pointing.csv", res->out_dir);
+    const char *path = res->pointing;
     int rc = b.failed ? th_errf(err, "%s: out of memory", path) : th_write_file_atomic(path, b.data, b.len, err);
     th_strbuf_free(&b);
     return rc;
 }
 
 /* The columns beyond the writer's own: why each row was chosen, its truth,
- * the split of its image, and with masks its pointing-game scores. */
+ * the split of its image, its outcome at the operating point and the
+ * threshold and probability that decided it, and with masks its
+ * pointing-game scores. */
 static int write_columns(const explain *e, th_cam_writer *wr, const float *all, const int *pos, th_err *err)
 {
     int M = e->n_items, rc = 0;
     const char **kind = malloc(sizeof(char *) * (size_t)M), **split = malloc(sizeof(char *) * (size_t)M);
+    const char **outcome = malloc(sizeof(char *) * (size_t)M);
     int8_t *y = malloc((size_t)M), *hit = malloc((size_t)M);
     float *energy = malloc(sizeof(float) * (size_t)M), *iou = malloc(sizeof(float) * (size_t)M);
-    if (!kind || !split || !y || !hit || !energy || !iou) rc = th_errf(err, "out of memory writing %d rows", M);
+    float *thr = malloc(sizeof(float) * (size_t)M), *p_out = malloc(sizeof(float) * (size_t)M);
+    if (!kind || !split || !outcome || !y || !hit || !energy || !iou || !thr || !p_out)
+        rc = th_errf(err, "out of memory writing %d rows", M);
     for (int i = 0; i < M && !rc; i++) {
         const int *it = e->items + (size_t)i * IT_INTS;
         const float *tail = all + (size_t)pos[i] * e->width + e->hw + e->fhw;
@@ -319,15 +383,24 @@ static int write_columns(const explain *e, th_cam_writer *wr, const float *all, 
         hit[i] = (int8_t)tail[TAIL_HIT];
         energy[i] = tail[TAIL_ENERGY];
         iou[i] = tail[TAIL_IOU];
+        thr[i] = (float)op_threshold(e, it[IT_LABEL]);
+        p_out[i] = tail[TAIL_POUT];
+        outcome[i] = th_cam_outcome(tail[TAIL_POUT], op_threshold(e, it[IT_LABEL]), y[i]);
     }
     if (!rc) rc = th_cam_writer_column(wr, "kind", TH_CAM_COLUMN_STRING, kind, err);
     if (!rc) rc = th_cam_writer_column(wr, "truth", TH_CAM_COLUMN_INT8, y, err);
     if (!rc) rc = th_cam_writer_column(wr, "split", TH_CAM_COLUMN_STRING, split, err);
+    if (!rc) rc = th_cam_writer_column(wr, "outcome", TH_CAM_COLUMN_STRING, outcome, err);
+    if (!rc) rc = th_cam_writer_column(wr, "threshold", TH_CAM_COLUMN_FLOAT32, thr, err);
+    if (!rc) rc = th_cam_writer_column(wr, "p_operating", TH_CAM_COLUMN_FLOAT32, p_out, err);
     if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "pointing_hit", TH_CAM_COLUMN_INT8, hit, err);
     if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "mask_energy", TH_CAM_COLUMN_FLOAT32, energy, err);
     if (!rc && e->ds.has_masks) rc = th_cam_writer_column(wr, "lesion_iou", TH_CAM_COLUMN_FLOAT32, iou, err);
     free(kind);
     free(split);
+    free(outcome);
+    free(thr);
+    free(p_out);
     free(y);
     free(hit);
     free(energy);
@@ -349,10 +422,8 @@ static int write_results(explain *e, const float *all, th_explain_result *res, t
     for (int r = 0, k = 0; r < e->size; r++)
         for (int i = 0; i < M; i++)
             if (e->items[(size_t)i * IT_INTS + IT_OWNER] == r) pos[i] = k++;
-    char path[2100];
-    snprintf(path, sizeof path, "%s/maps.h5", res->out_dir);
     th_cam_writer wr;
-    int rc = th_cam_writer_open(&wr, path, M, res->h, res->w, 1, &e->method, &res->fh, &res->fw, err);
+    int rc = th_cam_writer_open(&wr, res->maps, M, res->h, res->w, 1, &e->method, &res->fh, &res->fw, err);
     for (int i = 0; i < M && !rc; i++) {
         const int *it = e->items + (size_t)i * IT_INTS;
         const float *r = all + (size_t)pos[i] * e->width;
@@ -384,8 +455,6 @@ int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result 
     e.comm = comm;
     e.rank = th_dist_rank(comm);
     e.size = th_dist_size(comm);
-    snprintf(res->out_dir, sizeof res->out_dir, "%s/cam", opts->run_dir);
-
     int rc = th_dist_agree(comm, setup(&e, res, err), err);
     if (!rc && !opts->images) rc = ensure_predictions(&e, res, err);
     if (!rc) {

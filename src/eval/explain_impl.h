@@ -22,6 +22,8 @@ typedef struct explain {
     th_config *cfg;             /* run.cfg */
     th_cam_method method;
     int layer;                  /* the layer Grad-CAM reads; -1 for saliency */
+    char layer_name[64];        /* the layer the maps are read at ("input" for saliency) */
+    const char *checkpoint;     /* "best" or "last" */
     int top_k, which;           /* top-k mode: K and the split ranked */
     th_dataset ds;
     int ds_open;

@@ -39,10 +39,17 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
     th_input_params in;
     th_plan_input(cfg, &in);
     th_input_init(&t->input, &in, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);
-    /* Only a choice made for these very labels, in this order, applies. */
-    t->has_op = th_thresholds_current(run_dir, ck, &t->st, cfg, &t->op) && t->op.l == cfg->data.n_labels;
-    for (int k = 0; t->has_op && k < t->op.l; k++) t->has_op = !strcmp(t->op.label[k], cfg->data.labels[k]);
+    th_predictor_read_op(t, run_dir, ck);
     return 0;
+}
+
+void th_predictor_read_op(th_predictor *t, const char *run_dir, const char *checkpoint)
+{
+    const th_config *cfg = t->cfg;
+    /* Only a choice made for these very labels, in this order, applies. */
+    t->has_op = th_thresholds_current(run_dir, checkpoint ? checkpoint : "best", &t->st, cfg, &t->op) &&
+                t->op.l == cfg->data.n_labels;
+    for (int k = 0; t->has_op && k < t->op.l; k++) t->has_op = !strcmp(t->op.label[k], cfg->data.labels[k]);
 }
 
 void th_predictor_probs(const th_predictor *t, const float *logits, float *p)

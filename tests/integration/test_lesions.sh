@@ -94,8 +94,8 @@ run=runs/phantom_cam
 for f in p masks boxes; do
   ln -sf $f.h5 d.h5
   mpi 2 "$THORAX_BIN" cam "$run" --top-k 8 --dilate 0 > cam_$f.log || { cat cam_$f.log; fail "thorax cam on $f.h5"; }
-  cp "$run/cam/maps.h5" maps_$f.h5
-  cp "$run/cam/pointing.csv" pointing_$f.csv
+  cp "$run/cam/best/gradcam/maps.h5" maps_$f.h5
+  cp "$run/cam/best/gradcam/pointing.csv" pointing_$f.csv
 done
 cat pointing_p.csv
 cmp pointing_p.csv pointing_masks.csv || fail "pointing.csv with --masks differs from the phantom's own masks"

@@ -163,7 +163,7 @@ PY
 mpi 2 "$THORAX_BIN" cam runs/p --top-k 3 --method cam >cam.log || { cat cam.log; fail "cam with unknown labels"; }
 "$PY" - <<'PY' || fail "cam chose an image whose label is unknown"
 import h5py
-f = h5py.File("runs/p/cam/maps.h5", "r")
+f = h5py.File("runs/p/cam/best/cam/maps.h5", "r")
 kind = [k.decode() if isinstance(k, bytes) else k for k in f["kind"][()]]
 truth = f["truth"][()]
 assert len(kind) > 0

@@ -1,8 +1,9 @@
 /* test_cam.c - attribution maps: th_model_grad_at against finite
  * differences (train and eval mode, at the input and at inner layers),
  * Grad-CAM against CAM, bilinear upsampling, the pointing game and mask
- * scores, mask dilation, the cam/maps.h5 writer and its extra columns, and
- * the heat-map overlay with and without a caption. */
+ * scores, mask dilation, the maps.h5 writer and its extra columns, CAM
+ * through dropout, file names with outcomes, and the heat-map overlay: the
+ * blend, the panels' size and the caption's box inside the image. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -350,6 +351,61 @@ static void test_gradcam_equals_cam(void)
 /* The quickstart's conv-bn-relu-gap ending: the default layer is relu (the
  * rectified block output, which feeds gap), where Grad-CAM and CAM agree
  * through an eval-mode batch-norm. */
+/* gap -> dropout -> dense: dropout is the identity at evaluation, so CAM
+ * reads through it and equals CAM of the same network without the dropout
+ * (the same weights, copied by name). */
+static void test_cam_through_dropout(void)
+{
+    th_model_spec s = {.c = 1, .h = 16, .w = 16};
+    s.layers[s.n_layers++] = layer(TH_LAYER_CONV, "conv1", 4, 3, 2, 1);
+    s.layers[s.n_layers++] = layer(TH_LAYER_RELU, "relu1", 0, 0, 0, 0);
+    s.layers[s.n_layers++] = layer(TH_LAYER_CONV, "conv2", 5, 3, 1, 1);
+    s.layers[s.n_layers++] = layer(TH_LAYER_GAP, "gap", 0, 0, 0, 0);
+    th_model_spec d = s;
+    d.layers[d.n_layers] = layer(TH_LAYER_DROPOUT, "drop", 0, 0, 0, 0);
+    d.layers[d.n_layers++].p = 0.5f;
+    s.layers[s.n_layers++] = layer(TH_LAYER_DENSE, "fc", TH_OUT_LABELS, 0, 0, 0);
+    d.layers[d.n_layers++] = layer(TH_LAYER_DENSE, "fc", TH_OUT_LABELS, 0, 0, 0);
+    th_model plain, drop;
+    th_err err;
+    CHECK(th_model_create(&plain, &s, L, 1, &err) == 0);
+    CHECK(th_model_create(&drop, &d, L, 1, &err) == 0);
+    th_model_init_params(&plain, 4);
+    th_model_init_params(&drop, 9);
+    int copied = 0;
+    for (int t = 0; t < plain.n_tensors; t++) {
+        int u = th_model_find_tensor(&drop, plain.tensors[t].name);
+        CHECK(u >= 0 && drop.tensors[u].count == plain.tensors[t].count);
+        if (u < 0) continue;
+        memcpy(th_model_tensor_data(&drop, u), th_model_tensor_data(&plain, t), sizeof(float) * plain.tensors[t].count);
+        copied++;
+    }
+    CHECK(copied == plain.n_tensors && copied >= 4);
+    CHECK(th_cam_feature_layer(&drop) == 2);
+    float x[16 * 16];
+    th_test_fill(x, 256, -1, 1, 17);
+    for (int label = 0; label < L; label++) {
+        float a[64], b[64], ia[256], ib[256], pa, pb;
+        int fh, fw, gh, gw;
+        CHECK(th_cam_compute(&plain, x, label, TH_CAM_CAM, -1, 0, a, &fh, &fw, ia, &pa, &err) == 0);
+        CHECK(th_cam_compute(&drop, x, label, TH_CAM_CAM, -1, 0, b, &gh, &gw, ib, &pb, &err) == 0);
+        CHECK(fh == 8 && fw == 8 && gh == 8 && gw == 8);
+        CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(ia, ib, sizeof ia) == 0);
+        CHECK(pa == pb);
+    }
+    th_model_free(&plain);
+    th_model_free(&drop);
+
+    /* A layer that is not the identity between gap and dense still fails. */
+    th_model_spec r = d;
+    r.layers[r.n_layers - 2] = layer(TH_LAYER_RELU, "relu9", 0, 0, 0, 0);
+    th_model m;
+    CHECK(th_model_create(&m, &r, L, 1, &err) == 0);
+    int fh, fw;
+    CHECK(th_cam_feature_shape(&m, TH_CAM_CAM, -1, &fh, &fw, &err) == -1 && strstr(err.msg, "gap -> dense"));
+    th_model_free(&m);
+}
+
 static void test_default_layer_bn(void)
 {
     th_model_spec s = {.c = 1, .h = 12, .w = 12};
@@ -385,7 +441,7 @@ static void test_upsample(void)
 {
     float src[15], dst[77];
     for (int i = 0; i < 15; i++) src[i] = 2.5f;
-    th_cam_upsample(src, 3, 5, dst, 7, 11);
+    th_upsample_bilinear(src, 3, 5, dst, 7, 11);
     int constant = 1;
     for (int i = 0; i < 77; i++) constant &= fabsf(dst[i] - 2.5f) < 1e-6f;
     CHECK(constant);
@@ -395,16 +451,41 @@ static void test_upsample(void)
     const float want[16] = {0, 0.25f, 0.75f, 1, 0.5f, 0.75f, 1.25f, 1.5f,
                             1.5f, 1.75f, 2.25f, 2.5f, 2, 2.25f, 2.75f, 3};
     float got[16];
-    th_cam_upsample(two, 2, 2, got, 4, 4);
+    th_upsample_bilinear(two, 2, 2, got, 4, 4);
     for (int i = 0; i < 16; i++) CHECK_NEAR(got[i], want[i], 1e-6);
 
     /* The same size is the identity; 1x1 fills. */
     float id[4];
-    th_cam_upsample(two, 2, 2, id, 2, 2);
+    th_upsample_bilinear(two, 2, 2, id, 2, 2);
     CHECK(memcmp(id, two, sizeof id) == 0);
     float one = 7.0f, fill[6];
-    th_cam_upsample(&one, 1, 1, fill, 2, 3);
+    th_upsample_bilinear(&one, 1, 1, fill, 2, 3);
     for (int i = 0; i < 6; i++) CHECK(fill[i] == 7.0f);
+
+    /* Against a naive loop in double, written from the definition: output
+     * pixel (i, j) samples the source at ((i + .5) sh/dh - .5, (j + .5) sw/dw
+     * - .5), clamped to [0, s - 1], as a weighted sum of the four
+     * neighbours. Non-integer ratios both ways (7x5 -> 512x403, the overlay
+     * sizes of a non-square map). */
+    enum { SH = 7, SW = 5, DH = 512, DW = 403 };
+    float in[SH * SW];
+    th_test_fill(in, SH * SW, -2, 3, 77);
+    float *out = malloc(sizeof(float) * DH * DW);
+    th_upsample_bilinear(in, SH, SW, out, DH, DW);
+    double worst = 0.0;
+    for (int i = 0; i < DH; i++)
+        for (int j = 0; j < DW; j++) {
+            double sy = fmin(fmax((i + 0.5) * SH / DH - 0.5, 0.0), SH - 1);
+            double sx = fmin(fmax((j + 0.5) * SW / DW - 0.5, 0.0), SW - 1);
+            int y0 = (int)floor(sy), x0 = (int)floor(sx);
+            int y1 = y0 + 1 < SH ? y0 + 1 : y0, x1 = x0 + 1 < SW ? x0 + 1 : x0;
+            double fy = sy - y0, fx = sx - x0;
+            double want = (1 - fy) * ((1 - fx) * in[y0 * SW + x0] + fx * in[y0 * SW + x1]) +
+                          fy * ((1 - fx) * in[y1 * SW + x0] + fx * in[y1 * SW + x1]);
+            worst = fmax(worst, fabs(out[(size_t)i * DW + j] - want));
+        }
+    CHECK(worst < 1e-5);
+    free(out);
 }
 
 static void test_scores(void)
@@ -605,15 +686,20 @@ static void test_writer(void)
     CHECK(strstr(err.msg, "/nonexistent/maps.h5") != NULL);
 
     char name[64];
-    CHECK(th_cam_png_name(name, sizeof name, "P00042_003.png", "Nodule", TH_CAM_GRADCAM, &err) == 0);
+    CHECK(th_cam_png_name(name, sizeof name, "P00042_003.png", "Nodule", TH_CAM_GRADCAM, NULL, &err) == 0);
     CHECK(!strcmp(name, "P00042_003__Nodule__gradcam.png"));
-    CHECK(th_cam_png_name(name, sizeof name, "images/a.b/x", "Mass", TH_CAM_CAM, &err) == 0);
-    CHECK(!strcmp(name, "images_a.b_x__Mass__cam.png"));
-    CHECK(th_cam_png_name(name, 8, "P00042_003.png", "Nodule", TH_CAM_CAM, &err) == -1);
+    CHECK(th_cam_png_name(name, sizeof name, "images/a.b/x", "Mass", TH_CAM_CAM, "FN", &err) == 0);
+    CHECK(!strcmp(name, "images_a.b_x__Mass__cam_FN.png"));
+    CHECK(th_cam_png_name(name, 8, "P00042_003.png", "Nodule", TH_CAM_CAM, NULL, &err) == -1);
+
+    /* Outcomes at an operating point: p >= t is positive. */
+    CHECK(!strcmp(th_cam_outcome(0.7, 0.7, 1), "TP") && !strcmp(th_cam_outcome(0.69, 0.7, 1), "FN"));
+    CHECK(!strcmp(th_cam_outcome(0.7, 0.7, 0), "FP") && !strcmp(th_cam_outcome(0.2, 0.7, 0), "TN"));
+    CHECK(!strcmp(th_cam_outcome(0.9, 0.5, -1), "unknown"));
     rmdir(dir);
 }
 
-static void test_overlay(void)
+static void test_overlay_blend(void)
 {
     enum { OH = 32, OW = 40 };
     uint8_t xray[OH * OW];
@@ -625,63 +711,151 @@ static void test_overlay(void)
     map[5 * OW + 7] = 2.0f;   /* the maximum */
     map[6 * OW + 7] = 0.5f;   /* a quarter: opacity half of the maximum's */
     map[20 * OW + 3] = -1.0f; /* negative evidence: not drawn */
-    int ow = th_overlay_width(OW);
-    CHECK(ow > OW + 6);
-    uint8_t *rgb = malloc((size_t)OH * ow * 3);
-    th_overlay_rgb(xray, map, OH, OW, rgb);
+    uint8_t *rgb = malloc((size_t)OH * OW * 3);
+    th_overlay_rgb(xray, map, OH, OW, 2.0f, rgb);
     uint8_t hot[3], cold[3], quarter[3];
     th_overlay_colormap(1.0f, hot);
     th_overlay_colormap(0.0f, cold);
     th_overlay_colormap(64.0f / 255.0f, quarter);
     CHECK(hot[0] > 100 && hot[1] < 60 && hot[2] < 60);    /* turbo ends dark red */
     CHECK(cold[2] > cold[0] && cold[2] > cold[1]);         /* and starts dark blue */
-    const uint8_t *px = rgb + ((size_t)5 * ow + 7) * 3;
+    const uint8_t *px = rgb + ((size_t)5 * OW + 7) * 3;
     float g = xray[5 * OW + 7];
     for (int k = 0; k < 3; k++)
         CHECK_NEAR(px[k], (1 - TH_OVERLAY_ALPHA_MAX) * g + TH_OVERLAY_ALPHA_MAX * hot[k], 0.51);
-    px = rgb + ((size_t)6 * ow + 7) * 3;
+    px = rgb + ((size_t)6 * OW + 7) * 3;
     g = xray[6 * OW + 7];
     for (int k = 0; k < 3; k++)
         CHECK_NEAR(px[k], (1 - 0.5f * TH_OVERLAY_ALPHA_MAX) * g + 0.5f * TH_OVERLAY_ALPHA_MAX * quarter[k], 0.51);
     const int grey[2] = {20 * OW + 3, 30 * OW + 30};
     for (int j = 0; j < 2; j++) {
-        px = rgb + ((size_t)(grey[j] / OW) * ow + grey[j] % OW) * 3;
+        px = rgb + (size_t)grey[j] * 3;
         CHECK(px[0] == xray[grey[j]] && px[1] == xray[grey[j]] && px[2] == xray[grey[j]]);
     }
-    /* The bar: the maximum's colour on top, zero's at the bottom. */
-    CHECK(memcmp(rgb + (size_t)(ow - 1) * 3, hot, 3) == 0);
-    CHECK(memcmp(rgb + ((size_t)(OH - 1) * ow + ow - 1) * 3, cold, 3) == 0);
-
-    /* An all-zero map leaves the X-ray untouched. */
-    for (int i = 0; i < OH * OW; i++) map[i] = 0.0f;
-    th_overlay_rgb(xray, map, OH, OW, rgb);
+    /* Scale 0 (no positive value) leaves the X-ray untouched. */
+    th_overlay_rgb(xray, map, OH, OW, 0.0f, rgb);
     int untouched = 1;
-    for (int y = 0; y < OH; y++)
-        for (int x = 0; x < OW; x++) untouched &= rgb[((size_t)y * ow + x) * 3 + 1] == xray[y * OW + x];
+    for (int i = 0; i < OH * OW; i++) untouched &= rgb[3 * i + 1] == xray[i];
     CHECK(untouched);
+    free(rgb);
+}
 
+static int is_black(const uint8_t *rgb, int width, int x, int y)
+{
+    const uint8_t *p = rgb + ((size_t)y * width + x) * 3;
+    return !p[0] && !p[1] && !p[2];
+}
+
+/* The overlay of a small model's image: panels of at least 512 px, and a
+ * caption far too long for one line (a long path and many words) that is
+ * wrapped, drawn inside its box, the box inside the image, and nothing in
+ * the margin band. */
+static void check_overlay(int h, int w, int mh, int mw, int want_ph, int want_pw)
+{
+    uint8_t *xray = malloc((size_t)h * w);
+    float *map = malloc(sizeof(float) * (size_t)mh * mw);
+    for (int i = 0; i < h * w; i++) xray[i] = (uint8_t)(i * 7 % 256);
+    for (int i = 0; i < mh * mw; i++) map[i] = (float)(i % 5) - 1.0f;
+    char caption[1400];
+    int n = snprintf(caption, sizeof caption, "image ");
+    for (int i = 0; i < 30; i++) n += snprintf(caption + n, sizeof caption - (size_t)n, "dir%02d/", i);
+    snprintf(caption + n, sizeof caption - (size_t)n,
+             "P00042_003.png\nPneumothorax: p=0.934, truth y=1: TP at threshold 0.412 (val's operating point, "
+             "youden); chosen as one of the top 10 TP by rank\ngradcam at layer relu4, checkpoint best (epoch 12)");
+    th_overlay o = {.xray = xray, .h = h, .w = w, .map = map, .mh = mh, .mw = mw, .caption = caption};
+    uint8_t *rgb = NULL;
+    th_overlay_layout L;
+    th_err err;
+    CHECK(th_overlay_render(&o, &rgb, &L, &err) == 0);
+    if (!rgb) {
+        free(xray);
+        free(map);
+        return;
+    }
+    CHECK(L.panel_h == want_ph && L.panel_w == want_pw);
+    CHECK((L.panel_h > L.panel_w ? L.panel_h : L.panel_w) >= TH_OVERLAY_MIN_PX);
+    CHECK(L.width > 2 * L.panel_w && L.height > L.panel_h);
+    CHECK(L.caption_lines >= 4); /* the path alone needs two lines at any size */
+    CHECK(L.scale == 3.0f);
+    CHECK(L.margin >= 4);
+    /* The box inside the image, clear of the margin band, under the panels. */
+    CHECK(L.caption_x0 >= L.margin && L.caption_x1 <= L.width - L.margin);
+    CHECK(L.caption_y0 >= L.panel_h && L.caption_y1 <= L.height - L.margin);
+    CHECK(L.caption_x1 - L.caption_x0 > L.width / 2);
+    /* Pixels: the band is untouched, and every lit pixel below the panels
+     * (the caption's rows) lies in the caption's box. */
+    int band_clear = 1, outside = 0, lit = 0;
+    for (int y = 0; y < L.height; y++)
+        for (int x = 0; x < L.width; x++) {
+            int edge = x < L.margin || y < L.margin || x >= L.width - L.margin || y >= L.height - L.margin;
+            if (edge) band_clear &= is_black(rgb, L.width, x, y);
+            if (y < L.caption_y0 || is_black(rgb, L.width, x, y)) continue;
+            lit++;
+            outside += x < L.caption_x0 || x >= L.caption_x1 || y >= L.caption_y1;
+        }
+    CHECK(band_clear);
+    CHECK(lit > 500);
+    CHECK(outside == 0);
+    free(rgb);
+
+    /* Written as a PNG of the layout's size. */
     char path[] = "/tmp/thorax-test-overlay-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     close(fd);
-    th_err err;
-    CHECK(th_overlay_write(path, xray, map, OH, OW, &err) == 0);
-    FILE *fp = fopen(path, "rb");
-    unsigned char sig[8] = {0};
-    CHECK(fp && fread(sig, 1, 8, fp) == 8 && sig[1] == 'P' && sig[2] == 'N' && sig[3] == 'G');
-    if (fp) fclose(fp);
-
-    /* A caption adds a strip under the overlay: the PNG grows taller, not wider. */
+    th_overlay_layout W;
+    CHECK(th_overlay_write(path, &o, &W, &err) == 0);
     unsigned char head[24] = {0};
-    CHECK(th_overlay_write_captioned(path, xray, map, OH, OW, "Nodule TP\np=0.93 y=1", &err) == 0);
-    fp = fopen(path, "rb");
+    FILE *fp = fopen(path, "rb");
     CHECK(fp && fread(head, 1, 24, fp) == 24);
     if (fp) fclose(fp);
+    CHECK(head[1] == 'P' && head[2] == 'N' && head[3] == 'G');
     unsigned png_w = (unsigned)head[16] << 24 | (unsigned)head[17] << 16 | (unsigned)head[18] << 8 | head[19];
     unsigned png_h = (unsigned)head[20] << 24 | (unsigned)head[21] << 16 | (unsigned)head[22] << 8 | head[23];
-    CHECK(png_w == (unsigned)ow && png_h > OH + 8);
+    CHECK(png_w == (unsigned)W.width && png_h == (unsigned)W.height && W.width == L.width);
     unlink(path);
-    free(rgb);
+    free(xray);
+    free(map);
+}
+
+static void test_overlay(void)
+{
+    check_overlay(28, 28, 7, 7, 512, 512);
+    check_overlay(36, 47, 36, 47, 393, 512); /* ceil(36 * 512 / 47) */
+    check_overlay(600, 520, 19, 16, 600, 520); /* large enough: never downsampled */
+
+    /* A long caption of many words: the smallest font, as many lines as it
+     * needs, still inside the image. */
+    {
+        uint8_t x[64 * 64] = {0};
+        float mp[16] = {1};
+        char *words = malloc(3001);
+        for (int i = 0; i < 3000; i++) words[i] = i % 6 == 5 ? ' ' : (char)('a' + i % 26);
+        words[3000] = '\0';
+        th_overlay lo = {.xray = x, .h = 64, .w = 64, .map = mp, .mh = 4, .mw = 4, .caption = words};
+        uint8_t *rgb = NULL;
+        th_overlay_layout L;
+        th_err e;
+        CHECK(th_overlay_render(&lo, &rgb, &L, &e) == 0);
+        CHECK(L.caption_px == 9.0 && L.caption_lines > 7);
+        CHECK(L.caption_x0 >= L.margin && L.caption_x1 <= L.width - L.margin && L.caption_y1 <= L.height - L.margin);
+        free(rgb);
+        free(words);
+    }
+
+    /* A caption that cannot be laid out is an error naming the file, and
+     * nothing is written. */
+    uint8_t xray[4] = {0, 50, 100, 150};
+    float map[4] = {0, 1, 2, 3};
+    char *huge = malloc(6000);
+    memset(huge, 'x', 5999);
+    huge[5999] = '\0';
+    th_overlay o = {.xray = xray, .h = 2, .w = 2, .map = map, .mh = 2, .mw = 2, .caption = huge};
+    th_err err;
+    CHECK(th_overlay_write("/tmp/thorax-test-huge-caption.png", &o, NULL, &err) == -1);
+    CHECK(strstr(err.msg, "thorax-test-huge-caption.png") && strstr(err.msg, "caption"));
+    CHECK(access("/tmp/thorax-test-huge-caption.png", F_OK) != 0);
+    free(huge);
 }
 
 int main(void)
@@ -691,11 +865,13 @@ int main(void)
     test_grad_at_inner();
     test_backward_eval_bn();
     test_gradcam_equals_cam();
+    test_cam_through_dropout();
     test_default_layer_bn();
     test_upsample();
     test_scores();
     test_dilate();
     test_writer();
+    test_overlay_blend();
     test_overlay();
     return th_test_summary("test_cam");
 }

@@ -312,6 +312,13 @@ static void test_errors(void)
     EXPECT_ERROR(MINI "train:\n  loss: focal\n", "t.yaml:11: train.loss: must be one of weighted_bce, bce, softmax_ce");
     EXPECT_ERROR(MINI "eval: {split: train}\n", "t.yaml:10: eval.split: must be one of val, test; got 'train'");
     EXPECT_ERROR(MINI "eval: {cam: {method: gradcam, top_k: -1}}\n", "eval.cam.top_k: must be >= 0, got -1");
+    /* Every method thorax cam knows, and the list in the error. */
+    EXPECT_ERROR(MINI "eval: {cam: {method: lime}}\n", "eval.cam.method: must be one of cam, gradcam, saliency");
+    {
+        static th_config c;
+        th_err e;
+        CHECK(load(&c, MINI "eval: {cam: {method: saliency}}\n", &e) == 0 && !strcmp(c.eval.cam_method, "saliency"));
+    }
     EXPECT_ERROR(MINI "eval: {threshold: sensitivity@1}\n",
                  "t.yaml:10: eval.threshold: the number after 'sensitivity@' must be in (0, 1), got '1'");
     EXPECT_ERROR(MINI "eval: {threshold: best}\n", "eval.threshold: must be youden, sensitivity@S, specificity@S or fixed:T");

@@ -20,6 +20,7 @@ packages=(
   clang libclang-rt-14-dev libomp-14-dev    # tools/fuzz.sh: clang 14, libFuzzer + sanitizer runtimes, OpenMP
   python3-torch python3-torchvision python3-h5py  # tests/torch: PyTorch equivalence of imported weights
   python3-onnx                              # test_export: the ONNX checker (and python3-torch: the exported module)
+  python3-sklearn                           # test_oppoint, test_calibration, test_subgroups, test_uncertain: metrics recomputed by scikit-learn
   libjpeg-turbo-progs python3-pil           # cjpeg/djpeg and PIL: JPEG test inputs made at test time
   python3-pydicom dcmtk                     # test_ingest_dicom: DICOM fixtures, RLE/JPEG-LS/JPEG lossless copies
 )

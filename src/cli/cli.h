@@ -82,14 +82,6 @@ typedef struct {
  * or one too many. */
 int cli_sets_add(cli_sets *sets, const char *value);
 
-/* The old per-command helpers, for the commands not yet on cli_parser (cam,
- * predict): true if argv has -h or --help; and if argv[*i] is `--set
- * key=value` or `--set=key=value`, records it, advances *i past it and
- * returns 1; returns 0 for any other argument and -1 (after printing why)
- * for a malformed or excess --set. */
-int cli_wants_help(int argc, char **argv);
-int cli_take_set(int argc, char **argv, int *i, cli_sets *sets);
-
 /* ---- Log lines (log.c) ----------------------------------------------------
  * Progress and information lines of the commands, each prefixed with the UTC
  * time and the rank ("2026-12-07T23:10:04Z rank0 ...") or, with

@@ -75,6 +75,7 @@ static void cam_usage(FILE *f)
             "  --label NAME            only this label of the run\n"
             "  --dilate D              pointing-game tolerance: masks grown by D pixels\n"
             "                          (default 3)\n"
+            "  --log-format F          plain or json log lines (see thorax --help)\n"
             "  -h, --help              this help\n");
 }
 
@@ -105,56 +106,63 @@ static void print_result(const th_explain_result *r, const char *checkpoint, int
     fflush(stdout);
 }
 
+enum { OPT_METHOD = 1, OPT_LAYER, OPT_IMAGES, OPT_TOP_K, OPT_SPLIT, OPT_CHECKPOINT, OPT_LABEL, OPT_DILATE };
+
+static const cli_opt cam_opts[] = {{OPT_METHOD, "method", "a value (cam, gradcam or saliency)"},
+                                   {OPT_LAYER, "layer", "a value (a layer name)"},
+                                   {OPT_IMAGES, "images", "a value (image names, comma-separated)"},
+                                   {OPT_TOP_K, "top-k", "a value (a whole number)"},
+                                   {OPT_SPLIT, "split", "a value (val or test)"},
+                                   {OPT_CHECKPOINT, "checkpoint", "a value (best or last)"},
+                                   {OPT_LABEL, "label", "a value (a label name)"},
+                                   {OPT_DILATE, "dilate", "a value (pixels)"},
+                                   {0, NULL, NULL}};
+
 int cmd_cam(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        cam_usage(stdout);
-        return TH_EXIT_OK;
-    }
     th_explain_opts opts = {.top_k = -1, .dilate = 3};
-    const char *top_k = NULL, *dilate = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char **value = NULL;
-        if (!strcmp(argv[i], "--method")) value = &opts.method;
-        else if (!strcmp(argv[i], "--layer")) value = &opts.layer;
-        else if (!strcmp(argv[i], "--images")) value = &opts.images;
-        else if (!strcmp(argv[i], "--top-k")) value = &top_k;
-        else if (!strcmp(argv[i], "--split")) value = &opts.split;
-        else if (!strcmp(argv[i], "--checkpoint")) value = &opts.checkpoint;
-        else if (!strcmp(argv[i], "--label")) value = &opts.label;
-        else if (!strcmp(argv[i], "--dilate")) value = &dilate;
-        else if (argv[i][0] == '-' || opts.run_dir) {
-            cli_error("cam: unexpected argument '%s' (see thorax cam --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else {
-            opts.run_dir = argv[i];
-        }
-        if (value) {
-            if (i + 1 >= argc) {
-                cli_error("cam: %s needs a value", argv[i]);
+    const char *top_k = NULL, *dilate = NULL, *v;
+    cli_parser p;
+    cli_parser_init(&p, "cam", argc, argv, cam_opts);
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: cam_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_METHOD: opts.method = v; break;
+        case OPT_LAYER: opts.layer = v; break;
+        case OPT_IMAGES: opts.images = v; break;
+        case OPT_TOP_K: top_k = v; break;
+        case OPT_SPLIT: opts.split = v; break;
+        case OPT_CHECKPOINT: opts.checkpoint = v; break;
+        case OPT_LABEL: opts.label = v; break;
+        case OPT_DILATE: dilate = v; break;
+        case CLI_ARG:
+            if (opts.run_dir) {
+                cli_error("cam: unexpected argument '%s' (see thorax cam --help)", v);
                 return TH_EXIT_USAGE;
             }
-            *value = argv[++i];
+            opts.run_dir = v;
+            break;
         }
     }
     if (!opts.run_dir) {
         cam_usage(stderr);
         return TH_EXIT_USAGE;
     }
-    long v;
+    long num;
     if (top_k) {
-        if (cli_parse_int(top_k, 1, 100000, &v)) {
+        if (cli_parse_int(top_k, 1, 100000, &num)) {
             cli_error("cam: --top-k must be a whole number from 1 to 100000, got '%s'", top_k);
             return TH_EXIT_USAGE;
         }
-        opts.top_k = (int)v;
+        opts.top_k = (int)num;
     }
     if (dilate) {
-        if (cli_parse_int(dilate, 0, 1000, &v)) {
+        if (cli_parse_int(dilate, 0, 1000, &num)) {
             cli_error("cam: --dilate must be a whole number of pixels from 0 to 1000, got '%s'", dilate);
             return TH_EXIT_USAGE;
         }
-        opts.dilate = (int)v;
+        opts.dilate = (int)num;
     }
     if (top_k && opts.images) {
         cli_error("cam: --images and --top-k choose the maps in two different ways: give one");

@@ -26,36 +26,56 @@ static void config_usage(FILE *f)
             "                  model.layers[].k; a mapping (train.schedule) lists its keys\n"
             "  --reference     the Markdown reference of every key, grouped by mapping\n"
             "                  (docs/configuration.md is this output)\n"
+            "  --log-format F  plain or json log lines (see thorax --help)\n"
             "  -h, --help      this help\n"
             "\n"
             "Exits 2 for an unknown KEY, with the nearest key it knows.\n");
 }
 
+enum { OPT_DEFAULTS = 1, OPT_REFERENCE, OPT_EXPLAIN };
+
+static const cli_opt config_opts[] = {{OPT_DEFAULTS, "defaults", NULL},
+                                      {OPT_REFERENCE, "reference", NULL},
+                                      {OPT_EXPLAIN, "explain", "one KEY, e.g. train.optimizer.lr"},
+                                      {0, NULL, NULL}};
+
 int cmd_config(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        config_usage(stdout);
-        return TH_EXIT_OK;
+    int mode = 0, modes = 0;
+    const char *key = NULL, *v;
+    cli_parser p;
+    cli_parser_init(&p, "config", argc, argv, config_opts);
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: config_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case CLI_ARG:
+            cli_error("config: unexpected argument '%s' (see thorax config --help)", v);
+            return TH_EXIT_USAGE;
+        default:
+            mode = id;
+            modes++;
+            if (id == OPT_EXPLAIN) key = v;
+            break;
+        }
+    }
+    if (modes != 1) {
+        if (modes > 1) cli_error("config: give one of --defaults, --explain KEY and --reference");
+        config_usage(stderr);
+        return TH_EXIT_USAGE;
     }
     th_err err = {{0}};
     char *text = NULL;
-    if (argc == 2 && !strcmp(argv[1], "--defaults")) {
+    if (mode == OPT_DEFAULTS) {
         text = th_config_defaults_yaml(&err);
-    } else if (argc == 2 && !strcmp(argv[1], "--reference")) {
+    } else if (mode == OPT_REFERENCE) {
         text = th_config_reference(&err);
-    } else if (argc == 3 && !strcmp(argv[1], "--explain")) {
-        text = th_config_explain(argv[2], &err);
+    } else {
+        text = th_config_explain(key, &err);
         if (!text) {
             cli_error("config --explain: %s", err.msg);
             return TH_EXIT_USAGE;
         }
-    } else {
-        if (argc >= 2 && !strcmp(argv[1], "--explain"))
-            cli_error("config: --explain needs one KEY, e.g. train.optimizer.lr");
-        else if (argc >= 2)
-            cli_error("config: unexpected argument '%s' (see thorax config --help)", argv[1]);
-        config_usage(stderr);
-        return TH_EXIT_USAGE;
     }
     if (!text) {
         cli_error("config: %s", err.msg);

@@ -39,36 +39,37 @@ static void export_usage(FILE *f)
             "  --format onnx|torch     what to write (required)\n"
             "  --checkpoint best|last  which checkpoint of RUN_DIR (default best)\n"
             "  --out F                 where (required)\n"
+            "  --log-format F          plain or json log lines (see thorax --help)\n"
             "  -h, --help              this help\n");
 }
 
+enum { OPT_FORMAT = 1, OPT_CHECKPOINT, OPT_OUT };
+
+static const cli_opt export_opts[] = {{OPT_FORMAT, "format", "a value (onnx or torch)"},
+                                      {OPT_CHECKPOINT, "checkpoint", "a value (best or last)"},
+                                      {OPT_OUT, "out", "a value (the output file)"},
+                                      {0, NULL, NULL}};
+
 int cmd_export(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        export_usage(stdout);
-        return TH_EXIT_OK;
-    }
     th_export_opts o = {0};
-    const char *format = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char **value = NULL;
-        if (!strcmp(argv[i], "--format")) value = &format;
-        else if (!strcmp(argv[i], "--checkpoint")) value = &o.checkpoint;
-        else if (!strcmp(argv[i], "--out")) value = &o.out;
-        else if (argv[i][0] == '-') {
-            cli_error("export: unknown option '%s' (see thorax export --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else if (!o.run_dir) o.run_dir = argv[i];
-        else {
-            cli_error("export: one run directory, got '%s' and '%s'", o.run_dir, argv[i]);
-            return TH_EXIT_USAGE;
-        }
-        if (value) {
-            if (i + 1 >= argc) {
-                cli_error("export: %s needs a value", argv[i]);
+    const char *format = NULL, *v;
+    cli_parser p;
+    cli_parser_init(&p, "export", argc, argv, export_opts);
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: export_usage(stdout); return TH_EXIT_OK;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_FORMAT: format = v; break;
+        case OPT_CHECKPOINT: o.checkpoint = v; break;
+        case OPT_OUT: o.out = v; break;
+        case CLI_ARG:
+            if (o.run_dir) {
+                cli_error("export: one run directory, got '%s' and '%s'", o.run_dir, v);
                 return TH_EXIT_USAGE;
             }
-            *value = argv[++i];
+            o.run_dir = v;
+            break;
         }
     }
     if (!o.run_dir || !format || !o.out) {

@@ -71,6 +71,7 @@ static void predict_usage(FILE *f)
             "  --method M              cam, gradcam or saliency (default: the config's\n"
             "                          eval.cam.method)\n"
             "  --layer NAME            the Grad-CAM layer (default: the last conv block)\n"
+            "  --log-format F          plain or json log lines (see thorax --help)\n"
             "  -h, --help              this help\n"
             "\n"
             "A progress line with images/s and ETA goes to stderr from %d images on.\n",
@@ -302,35 +303,47 @@ typedef struct predict_args {
     long batch;
 } predict_args;
 
+enum { OPT_CHECKPOINT = 1, OPT_CAM, OPT_METHOD, OPT_LAYER, OPT_CSV, OPT_JSON, OPT_BATCH, OPT_SKIP_BAD };
+
+static const cli_opt predict_opts[] = {{OPT_CHECKPOINT, "checkpoint", "a value (best or last)"},
+                                       {OPT_CAM, "cam", "a value (a directory)"},
+                                       {OPT_METHOD, "method", "a value (cam, gradcam or saliency)"},
+                                       {OPT_LAYER, "layer", "a value (a layer name)"},
+                                       {OPT_CSV, "csv", "a file name ('-' for stdout)"},
+                                       {OPT_JSON, "json", "a file name ('-' for stdout)"},
+                                       {OPT_BATCH, "batch", "a value (images per forward pass)"},
+                                       {OPT_SKIP_BAD, "skip-bad", NULL},
+                                       {0, NULL, NULL}};
+
+/* TH_EXIT_OK, TH_EXIT_USAGE, or -1 when the help was asked for and printed. */
 static int parse_args(int argc, char **argv, predict_args *a, const char **rest, int *n_rest)
 {
     *a = (predict_args){.batch = PREDICT_BATCH};
     *n_rest = 0;
-    for (int i = 1; i < argc; i++) {
-        const char **value = NULL, *batch = NULL;
-        if (!strcmp(argv[i], "--checkpoint")) value = &a->checkpoint;
-        else if (!strcmp(argv[i], "--cam")) value = &a->cam_dir;
-        else if (!strcmp(argv[i], "--method")) value = &a->method_name;
-        else if (!strcmp(argv[i], "--layer")) value = &a->layer_name;
-        else if (!strcmp(argv[i], "--csv")) value = &a->csv;
-        else if (!strcmp(argv[i], "--json")) value = &a->json;
-        else if (!strcmp(argv[i], "--batch")) value = &batch;
-        else if (!strcmp(argv[i], "--skip-bad")) a->skip_bad = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("predict: unknown option '%s' (see thorax predict --help)", argv[i]);
-            return TH_EXIT_USAGE;
-        } else if (!a->run_dir) a->run_dir = argv[i];
-        else rest[(*n_rest)++] = argv[i];
-        if (value) {
-            if (i + 1 >= argc) {
-                cli_error("predict: %s needs a value", argv[i]);
+    cli_parser p;
+    cli_parser_init(&p, "predict", argc, argv, predict_opts);
+    const char *v;
+    for (int id; (id = cli_next(&p, &v)) != CLI_END;) {
+        switch (id) {
+        case CLI_HELP: predict_usage(stdout); return -1;
+        case CLI_BAD: return TH_EXIT_USAGE;
+        case OPT_CHECKPOINT: a->checkpoint = v; break;
+        case OPT_CAM: a->cam_dir = v; break;
+        case OPT_METHOD: a->method_name = v; break;
+        case OPT_LAYER: a->layer_name = v; break;
+        case OPT_CSV: a->csv = v; break;
+        case OPT_JSON: a->json = v; break;
+        case OPT_SKIP_BAD: a->skip_bad = 1; break;
+        case OPT_BATCH:
+            if (cli_parse_int(v, 1, 4096, &a->batch)) {
+                cli_error("predict: --batch must be a whole number from 1 to 4096, got '%s'", v);
                 return TH_EXIT_USAGE;
             }
-            *value = argv[++i];
-        }
-        if (batch && cli_parse_int(batch, 1, 4096, &a->batch)) {
-            cli_error("predict: --batch must be a whole number from 1 to 4096, got '%s'", batch);
-            return TH_EXIT_USAGE;
+            break;
+        case CLI_ARG:
+            if (!a->run_dir) a->run_dir = v;
+            else rest[(*n_rest)++] = v;
+            break;
         }
     }
     if (!a->run_dir || *n_rest == 0) {
@@ -378,10 +391,6 @@ static void note_progress(cli_progress *pr)
 
 int cmd_predict(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        predict_usage(stdout);
-        return TH_EXIT_OK;
-    }
     const char **args = malloc(sizeof(char *) * (size_t)argc);
     if (!args) {
         cli_error("out of memory");
@@ -391,7 +400,7 @@ int cmd_predict(int argc, char **argv)
     int n_args, status = parse_args(argc, argv, &a, args, &n_args);
     if (status != TH_EXIT_OK) {
         free(args);
-        return status;
+        return status < 0 ? TH_EXIT_OK : status;
     }
     th_err err = {{0}};
     th_predictor t = {0};

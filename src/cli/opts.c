@@ -143,27 +143,3 @@ int cli_sets_add(cli_sets *sets, const char *value)
     sets->v[sets->n++] = value;
     return 0;
 }
-
-int cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (is_help(argv[i])) return 1;
-    return 0;
-}
-
-int cli_take_set(int argc, char **argv, int *i, cli_sets *sets)
-{
-    const char *a = argv[*i], *value;
-    if (!strcmp(a, "--set")) {
-        if (*i + 1 >= argc) {
-            cli_error("--set needs key=value");
-            return -1;
-        }
-        value = argv[++*i];
-    } else if (!strncmp(a, "--set=", 6)) {
-        value = a + 6;
-    } else {
-        return 0;
-    }
-    return cli_sets_add(sets, value) ? -1 : 1;
-}

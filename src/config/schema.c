@@ -208,7 +208,8 @@ static const char *const schedule_docs[] = {
     "lr x factor once the validation AUC has not improved for more than patience epochs (floor min_lr)", NULL};
 static const char *const eval_split_docs[] = {"the validation patients", "the test patients", NULL};
 static const char *const cam_method_docs[] = {"class activation maps: the feature maps weighted by the dense head",
-                                              "Grad-CAM: the feature maps weighted by their mean gradient", NULL};
+                                              "Grad-CAM: the feature maps weighted by their mean gradient",
+                                              "saliency: |d logit / d pixel|, at the image's resolution", NULL};
 static const char *const calibrate_docs[] = {"probabilities as the network gives them",
                                              "one temperature per label, fitted on val, divides the logits", NULL};
 static const char *const optim_docs[] = {

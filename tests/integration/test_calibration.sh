@@ -3,9 +3,12 @@
 # trained with plain BCE at a constant high rate, without weight decay or
 # augmentation, on 40% of a 300-patient phantom, so that its validation loss
 # swings far above its training loss (probabilities pushed to 0 and 1). The
-# temperatures fitted on val must lower test's mean ECE and Brier score, and
-# leave every AUC unchanged (recomputed with sklearn from predictions.csv's
-# calibrated and raw columns).
+# temperatures fitted on val must lower the mean log loss (what they
+# minimise) on val, and on test the log loss and the Brier score, recomputed
+# here from predictions.csv's calibrated and raw columns, and leave every AUC
+# unchanged (recomputed with sklearn). ECE is printed, not asserted: with 15
+# bins over ~90 test images it moves by chance (it rose on one machine while
+# both proper scores fell).
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 $PY -c "import sklearn, numpy" 2>/dev/null || { echo "skip: /usr/bin/python3 lacks sklearn"; exit 77; }
@@ -30,7 +33,19 @@ brier = np.mean([x["calibration"]["brier"] for x in m.values()])
 brier_raw = np.mean([x["calibration"]["brier_raw"] for x in m.values()])
 print(f"test mean ECE {ece_raw:.4f} -> {ece:.4f}, mean Brier {brier_raw:.4f} -> {brier:.4f}")
 print("temperatures:", {k: round(x["calibration"]["temperature"], 3) for k, x in m.items()})
-assert ece < ece_raw and brier < brier_raw
+def nll(split, prefix):
+    rs = list(csv.DictReader(open(f"{run}/eval/{split}/predictions.csv")))
+    tot = []
+    for k in m:
+        y = np.array([int(r["y_" + k]) for r in rs])
+        p = np.clip(np.array([float(r[prefix + k]) for r in rs]), 1e-6, 1 - 1e-6)
+        tot.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return np.mean(tot)
+for split in ("val", "test"):
+    raw, cal = nll(split, "p_raw_"), nll(split, "p_")
+    print(f"{split} mean log loss {raw:.4f} -> {cal:.4f}")
+    assert cal < raw, split
+assert brier < brier_raw
 for k, x in m.items():
     y = [int(r["y_" + k]) for r in rows]
     a = roc_auc_score(y, [float(r["p_" + k]) for r in rows])

@@ -69,6 +69,9 @@ declare -A options=(
   [compare]="split data out bootstrap seed"
   [bench]="steps warmup mode labels no-layers set"
   [lr-find]="steps start-lr end-lr out set"
+  [cam]="method layer images top-k split checkpoint label dilate"
+  [predict]="csv json skip-bad checkpoint batch cam method layer"
+  [export]="format checkpoint out"
 )
 for c in "${!options[@]}"; do
   for h in --help -h; do
@@ -87,6 +90,14 @@ for c in "${!options[@]}"; do
   # --log-format after the command is every command's.
   "$THORAX_BIN" "$c" --log-format json --help >/dev/null || fail "$c does not take --log-format"
 done
+
+# config's options are whole requests: each alone does its work.
+"$THORAX_BIN" config --help | grep -- "--explain" >/dev/null || fail "config --help does not list --explain"
+"$THORAX_BIN" config --explain=train.optimizer.lr --log-format json | grep "default:" >/dev/null ||
+  fail "config --explain=KEY"
+expect_fail 2 "did you mean '--reference'?" -- "$THORAX_BIN" config --refrence
+expect_fail 2 "give one of" -- "$THORAX_BIN" config --defaults --reference
+expect_fail 2 "unexpected argument 'x'" -- "$THORAX_BIN" config -- x
 
 # Plain log lines: ISO-8601 UTC time and the rank before the old text.
 iso='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z rank0 '

@@ -65,6 +65,6 @@ grep "^patients" split.txt >/dev/null || fail "thorax split on --defaults: $(cat
 expect_fail 2 "train.optimzer.lr" "did you mean 'train.optimizer.lr'" -- "$THORAX_BIN" config --explain train.optimzer.lr
 expect_fail 2 "'train.optimizer.lr' or 'train.unfreeze.lr'" -- "$THORAX_BIN" config --explain lr
 expect_fail 2 "--explain needs one KEY" -- "$THORAX_BIN" config --explain
-expect_fail 2 "unexpected argument '--bogus'" -- "$THORAX_BIN" config --bogus
+expect_fail 2 "unknown option '--bogus'" -- "$THORAX_BIN" config --bogus
 expect_fail 2 "usage: thorax config" -- "$THORAX_BIN" config
 echo "ok: reference up to date, $(wc -l < keys.txt) keys documented"

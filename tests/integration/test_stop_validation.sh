@@ -80,8 +80,8 @@ for np in 1 2; do
 
   mpi "$np" "$THORAX_BIN" train v.yaml --set name=$run --resume auto >$run-3.log 2>&1 ||
     { cat $run-3.log; fail "$run ($np ranks): resuming the evaluation phase"; }
-  grep -q "^done: " $run-3.log || { cat $run-3.log; fail "$run ($np ranks) did not finish"; }
-  grep -q "^epoch [0-9]" $run-3.log && { cat $run-3.log; fail "$run ($np ranks) trained again after its last epoch"; }
+  grep " rank0 done: " $run-3.log >/dev/null || { cat $run-3.log; fail "$run ($np ranks) did not finish"; }
+  grep " rank0 epoch [0-9]" $run-3.log >/dev/null && { cat $run-3.log; fail "$run ($np ranks) trained again after its last epoch"; }
   [ -s runs/$run/eval/test/metrics.json ] || fail "$run ($np ranks): no eval/test/metrics.json after resuming"
 
   "$TOOLS/ckpt_compare" runs/$ref/checkpoints/last.h5 runs/$run/checkpoints/last.h5 0 >cmp.txt ||

@@ -397,13 +397,13 @@ int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, th_comm c
         r->st.lr = cfg->train.optimizer.lr;
         r->st.best_score = -INFINITY;
         if (r->opts->resume_from) rc = th_dist_agree(comm, run_resume(r, err), err);
+        else if (cfg->model_init[0]) rc = init_from_file(r, err);
         /* A file replaced at the same path would resume with the old
          * normalisation and split: the checkpoint's fingerprint says. */
         if (!rc && r->opts->resume_from &&
             th_plan_pin_match(r->st.data_fingerprint, r->opts->resume_from, &r->ds, &fp, err))
             rc = th_err_prefix(err, "cannot resume from ");
         if (!rc) th_fingerprint_text(&fp, r->st.data_fingerprint, sizeof r->st.data_fingerprint);
-        else if (cfg->model_init[0]) rc = init_from_file(r, err);
         if (!rc && r->staged && !r->opts->resume_from) rc = th_dist_agree(comm, run_set_stage(r, 0, err), err);
         if (!rc && r->staged && !r->thawed) run_describe_freeze(r);
         /* After a resume: the checkpoint's statistics, which are the same numbers. */

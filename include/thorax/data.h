@@ -407,6 +407,43 @@ int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err)
  * for a file of any size. */
 void th_dataset_index_sha256(const th_dataset *ds, char hex[65]);
 
+/* The data fingerprint: what pins a run to its data. Digests (SHA-256, 64
+ * hex digits) of each part of the file, so that a mismatch can say which
+ * part changed:
+ *   names     every /image_name followed by a NUL byte, in row order;
+ *   patients  every /patient_id the same way;
+ *   labels    every label name followed by a NUL byte, then /labels [N, L];
+ *   pixels    the per-image digests [N, TH_IMAGE_DIGEST] in row order, each
+ *             the SHA-256 of that image's pixels [H, W].
+ * Recorded in every checkpoint (th_train_state.data_fingerprint) and run.json;
+ * checked when a run resumes and when eval and cam read the run's file.
+ * Every pixel is read: see fingerprint.c for the cost. */
+#define TH_IMAGE_DIGEST 32
+#define TH_FINGERPRINT_TEXT 320
+typedef struct th_data_fingerprint {
+    long images;
+    char names[65], patients[65], labels[65], pixels[65];
+} th_data_fingerprint;
+
+/* Collective over comm (the comm ds was opened with): each rank reads and
+ * hashes a contiguous share of the rows; every rank gets fp. image_digest
+ * (may be NULL; read on rank 0 only) receives the per-image digests
+ * [N, TH_IMAGE_DIGEST] in row order on rank 0. */
+int th_dataset_fingerprint(th_dataset *ds, th_comm comm, th_data_fingerprint *fp, uint8_t *image_digest,
+                           th_err *err);
+
+/* fp as one line "images=N names=<hex> patients=<hex> labels=<hex>
+ * pixels=<hex>" (under TH_FINGERPRINT_TEXT bytes), and back: parse returns
+ * -1 for anything else. */
+void th_fingerprint_text(const th_data_fingerprint *fp, char *out, size_t cap);
+int th_fingerprint_parse(const char *text, th_data_fingerprint *fp);
+
+/* 0 when now is was; otherwise an error naming path and what changed: the
+ * image count ("it holds 118 images, the run's file held 120"), or which of
+ * image names, patient IDs, labels and pixels differ. */
+int th_fingerprint_match(const th_data_fingerprint *was, const th_data_fingerprint *now, const char *path,
+                         th_err *err);
+
 /* Per-image metadata: /meta/<name> string datasets [N] (extra columns of
  * an ingested CSV, e.g. NIH's `View Position`). Collective over comm (the
  * comm ds was opened with): rank 0 reads, every rank receives *values [N]

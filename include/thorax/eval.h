@@ -271,6 +271,13 @@ int th_metrics_by_patient(int n, int l, const float *p, const uint8_t *y, const 
  * rank 0 after the predictions are gathered.
  */
 /* The gathered predictions of one split: n cases, l labels. */
+/* What an external file (eval --data) shares with the run's training split:
+ * patients by ID, images by the digest of their pixels (identical images,
+ * whatever their names). */
+typedef struct th_overlap {
+    long patients, images;
+} th_overlap;
+
 typedef struct th_eval_data {
     int n, l;
     const char *const *label;      /* [l] label names */
@@ -283,6 +290,10 @@ typedef struct th_eval_data {
     const float *p_raw;
     int bootstrap;                 /* patient-bootstrap resamples of the AUC CI; 0: DeLong's CI */
     uint64_t bootstrap_seed;
+    /* External data (eval --data): its patients and images that are also in
+     * the run's training split, for metrics.json's overlap_with_training;
+     * NULL for a split of the run's own file. */
+    const th_overlap *overlap;
 } th_eval_data;
 
 /* Flags of th_report_write_eval. */
@@ -345,6 +356,7 @@ int th_thresholds_current(const char *run_dir, const char *checkpoint, const th_
 
 /* What metrics.json says about the data the metrics come from. */
 typedef struct th_report_info {
+    const th_overlap *overlap; /* NULL: no overlap_with_training written */
     const char *level; /* "image" or "patient" */
     const char *split; /* NULL: not written */
     long n_images;
@@ -639,6 +651,10 @@ typedef struct th_predictor {
 /* checkpoint: "best" (default when NULL) or "last". max_batch: images per
  * forward (<= 0: the config's batch_per_rank). */
 int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoint, int max_batch, th_err *err);
+/* Sizes the model for max_batch images per forward, keeping its parameters:
+ * the evaluation opens the predictor for one image and sizes it with
+ * th_plan_batch once it knows the ranks' shares, as training does. */
+int th_predictor_set_batch(th_predictor *t, int max_batch, th_err *err);
 void th_predictor_close(th_predictor *t);
 /* (Re)reads val's operating points into t->op and t->has_op, e.g. after an
  * evaluation made them while t was open. */
@@ -704,6 +720,8 @@ typedef struct th_eval_result {
     double macro_auc;           /* NaN when no label is defined */
     char note[512];             /* e.g. labels missing from an external file; "" if none */
     char by_md[2200];           /* with opts->by: the by_<column>.md written; else "" */
+    int external;               /* opts->data: overlap below was measured */
+    th_overlap overlap;         /* opts->data's patients and images in the run's training split */
 } th_eval_result;
 
 /* Collective over comm. The result is filled on every rank. Returns 0, -1,

@@ -127,6 +127,37 @@ int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_c
  * and prediction all go through here, so they normalise alike. */
 void th_plan_input(const th_config *cfg, th_input_params *p);
 
+/* The up-front validation of a config against its dataset that every phase
+ * shares (train and lr-find before the first step, split, eval, cam), so that
+ * what one phase would refuse, all refuse alike with the same message:
+ * th_plan_labels, then th_plan_check_input, then the model against the run's
+ * labels (th_model_spec_check). Predict and bench read no dataset: they have
+ * th_run_config_check and th_plan_batch alone. */
+int th_plan_check(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err);
+
+/* The model's input [1, H, W] against ds's images: refused naming
+ * model.input, the file and both sizes. Also for eval --data's file. */
+int th_plan_check_input(const th_config *cfg, const th_dataset *ds, th_err *err);
+
+/* The images per rank per forward pass, the same rule for training,
+ * evaluation and the learning-rate finder: train.batch_per_rank, but no more
+ * than `images`, the most that one rank holds (a larger batch would only size
+ * buffers that stay empty; training clamps, so evaluation must too), and at
+ * least 1. */
+int th_plan_batch(const th_config *cfg, long images);
+
+/* Pins a phase to the data its run trained on: th_dataset_fingerprint of ds
+ * (collective over comm) into *now, then th_plan_pin_match. */
+int th_plan_pin(th_dataset *ds, const char *recorded, const char *recorded_in, th_comm comm,
+                th_data_fingerprint *now, th_err *err);
+
+/* Not collective: 0 when recorded (a checkpoint's
+ * th_train_state.data_fingerprint, read from recorded_in) is "" (an older
+ * run: nothing to compare) or matches now; otherwise "<recorded_in>: <file>
+ * has changed since the run trained on it: <what>". */
+int th_plan_pin_match(const char *recorded, const char *recorded_in, const th_dataset *ds,
+                      const th_data_fingerprint *now, th_err *err);
+
 /* ------------------------------------------------------------------------- */
 /* Batched inference over images held in memory. */
 /* Predicts n images img [n, H, W] in batches of at most m->max_batch (eval
@@ -175,7 +206,8 @@ int th_predict_share(th_model *m, const th_input *in, th_loss_type loss, const u
  *   /state                 attributes: normalisation, best score, learning rate, optimiser step t
  *   /rng/dropout           the dropout RNG state (uint64 [4]); the data order is
  *                          derived from (seed, epoch) and needs no state
- *   root attributes        epoch, step, config (the resolved YAML text)
+ *   root attributes        epoch, step, config (the resolved YAML text), data_fingerprint
+ *                          (the data the run trains on, th_dataset_fingerprint)
  *   crc32 attributes       every dataset's CRC-32 over its stored bytes, and the
  *                          root's over the whole content (see checkpoint.c)
  * The file is written to `<path>.tmp` and renamed into place, so a killed job
@@ -196,6 +228,9 @@ typedef struct th_train_state {
     float norm_mean, norm_std; /* input normalisation (trainset), in units of pixel/255 */
     double epoch_loss_sum;  /* training loss summed over the current epoch's images so far */
     long epoch_images;      /* images of the current epoch so far (0 at an epoch boundary) */
+    /* th_fingerprint_text of the data the run trains on (root attribute
+     * data_fingerprint); "" in checkpoints older than it. */
+    char data_fingerprint[TH_FINGERPRINT_TEXT];
 } th_train_state;
 
 int th_checkpoint_save(const char *path, const th_model *m, const th_optim *o,

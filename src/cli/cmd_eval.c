@@ -62,6 +62,14 @@ void cli_print_eval(const th_eval_result *r)
         cli_log_at(stdout, "info", f, n, "eval: %d images of %d patients, %d labels (%d with both classes): macro AUC %.4f -> %s",
                    r->n_images, r->n_patients, r->n_labels, r->n_defined, r->macro_auc, r->out_dir);
     if (r->note[0]) cli_log("info", "eval: %s", r->note);
+    if (r->external && (r->overlap.patients || r->overlap.images)) {
+        cli_field o[] = {{"overlap_patients", (double)r->overlap.patients},
+                         {"overlap_images", (double)r->overlap.images}};
+        cli_log_at(stdout, "warning", o, 2,
+                   "eval: %ld patients and %ld identical images of this file are in the run's training split: "
+                   "this is not independent external validation (metrics.json: overlap_with_training)",
+                   r->overlap.patients, r->overlap.images);
+    }
 }
 
 enum { OPT_SPLIT = 1, OPT_CHECKPOINT, OPT_DATA, OPT_BY, OPT_PATIENT };

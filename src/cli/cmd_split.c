@@ -106,7 +106,7 @@ int cmd_split(int argc, char **argv)
     if (!split) {
         cli_error("out of memory");
         status = TH_EXIT_FAIL;
-    } else if (th_plan_labels(&cfg, &ds, label_col, &n_labels, &err) ||
+    } else if (th_plan_check(&cfg, &ds, label_col, &n_labels, &err) ||
                th_plan_split(&cfg, &ds, label_col, n_labels, split, &dropped, &err)) {
         cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;

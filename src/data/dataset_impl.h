@@ -18,4 +18,10 @@
  * not free. */
 int dataset_load_index(int64_t file, const char *path, th_comm comm, th_dataset *ds, th_err *err);
 
+/* Refuses a label name given twice among names [n], naming path, the name
+ * and both columns. A file whose columns share a name would train (every
+ * column is a label) and then stop the evaluation, whose config names each
+ * label once: the writer refuses to make one and the reader to open one. */
+int dataset_label_names_distinct(const char *path, int n, const char *const *names, th_err *err);
+
 #endif

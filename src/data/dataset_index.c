@@ -264,6 +264,12 @@ static int read_index(hid_t f, const char *path, file_index *ix, th_err *err)
             if (a >= 0) H5Aclose(a);
         }
     }
+    if (rc == 0) {
+        const char *names[TH_DATASET_MAX_LABELS];
+        const char *name = ix->strings.data;
+        for (int64_t k = 0; k < ix->n_labels; k++, name += strlen(name) + 1) names[k] = name;
+        rc = dataset_label_names_distinct(path, (int)ix->n_labels, names, err);
+    }
     size_t cells = (size_t)ix->n * (size_t)ix->n_labels;
     if (rc == 0 && !(ix->labels = malloc(cells))) rc = th_errf(err, "%s: out of memory for /labels", path);
     if (rc == 0) rc = read_small_ints(d, path, "labels", cells, ix->labels, err);
@@ -377,6 +383,16 @@ static int adopt_index(th_dataset *ds, file_index *ix)
     if (!ix->has_split) free(ix->split);
     free(ix->strings.data);
     memset(ix, 0, sizeof *ix);
+    return 0;
+}
+
+int dataset_label_names_distinct(const char *path, int n, const char *const *names, th_err *err)
+{
+    for (int k = 1; k < n; k++)
+        for (int j = 0; j < k; j++)
+            if (!strcmp(names[j], names[k]))
+                return th_errf(err, "%s: label '%s' is named twice (columns %d and %d of /labels): every label needs "
+                               "its own name", path, names[k], j, k);
     return 0;
 }
 

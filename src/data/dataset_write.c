@@ -6,6 +6,7 @@
  * it is complete.
  */
 #include "thorax/data.h"
+#include "dataset_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
         if (strlen(label_names[k]) > TH_DATASET_MAX_STRING)
             return th_errf(err, "%s: the name of label %d is longer than %d bytes", path, k, TH_DATASET_MAX_STRING);
     }
+    if (dataset_label_names_distinct(path, n_labels, label_names, err)) return -1;
     if (snprintf(wr->path, sizeof wr->path, "%s", path) >= (int)sizeof wr->path ||
         snprintf(wr->tmp_path, sizeof wr->tmp_path, "%s.tmp", path) >= (int)sizeof wr->tmp_path) {
         wr->path[0] = wr->tmp_path[0] = '\0';

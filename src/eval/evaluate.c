@@ -47,7 +47,8 @@ static int match_labels(eval *e, th_eval_result *res, th_err *err)
     const th_config *cfg = e->cfg;
     if (!e->opts->data) {
         int n;
-        if (th_plan_labels(cfg, &e->ds, e->file_col, &n, err)) return -1;
+        /* The run's own file: the checks training made before its first step. */
+        if (th_plan_check(cfg, &e->ds, e->file_col, &n, err)) return -1;
         e->n_eval = n;
         for (int k = 0; k < n; k++) e->out_col[k] = k;
         return 0;
@@ -87,7 +88,8 @@ static int plan(eval *e, int which, th_err *err)
 static int setup(eval *e, int *which, th_err *err)
 {
     const th_eval_opts *o = e->opts;
-    if (th_predictor_open(&e->run, o->run_dir, o->checkpoint, 0, err)) return -1;
+    /* One image per forward until the shares are known (th_plan_batch). */
+    if (th_predictor_open(&e->run, o->run_dir, o->checkpoint, 1, err)) return -1;
     e->cfg = e->run.cfg;
     e->split_name = o->data ? NULL : o->split ? o->split : e->cfg->eval.split;
     *which = TH_SPLIT_TEST;
@@ -272,7 +274,7 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
     int calibrated = e->cfg->eval.calibrate == TH_CALIBRATE_TEMPERATURE;
     th_eval_data d = {.n = total, .l = L, .label = label, .image = image, .patient_id = patient, .p = p, .y = y,
                       .p_raw = calibrated ? p_raw : NULL, .bootstrap = e->cfg->eval.bootstrap,
-                      .bootstrap_seed = e->cfg->seed};
+                      .bootstrap_seed = e->cfg->seed, .overlap = res->external ? &res->overlap : NULL};
     th_eval_applied ap = {.rule = e->cfg->eval.threshold, .chosen_on = "val", .threshold = t->threshold,
                           .threshold_patient = t->threshold_patient, .temperature = calibrated ? t->temperature : NULL};
     th_metrics_macro macro;
@@ -314,9 +316,6 @@ static int load_share(eval *e, int which, th_err *err)
     const th_config *cfg = e->cfg;
     th_model *m = &e->run.model;
     int L_model = cfg->data.n_labels;
-    if (e->ds.h != cfg->model.h || e->ds.w != cfg->model.w)
-        return th_errf(err, "%s holds %dx%d images but the model takes %dx%d (ingest it with --size %d)", e->ds.path,
-                       e->ds.h, e->ds.w, cfg->model.h, cfg->model.w, cfg->model.h);
     if (th_shard_load(&e->shard, &e->ds, e->split, e->owner, which, e->rank, e->file_col, e->n_eval, 1, err))
         return -1;
     int n = e->shard.n;
@@ -345,6 +344,121 @@ static int predict_share(eval *e)
     return 0;
 }
 
+static int cmp_digest(const void *a, const void *b)
+{
+    return memcmp(a, b, TH_IMAGE_DIGEST);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Rank 0: the patients and images of ext (digests ext_dig [ext->n, D]) that
+ * are in the training split of train (split [train->n], digests train_dig).
+ * Patients by ID, images by pixel digest: a copy under another name counts. */
+static int count_overlap(const th_dataset *ext, const uint8_t *ext_dig, const th_dataset *train,
+                         const uint8_t *split, const uint8_t *train_dig, th_overlap *o, th_err *err)
+{
+    int m = 0;
+    const char **pat = malloc(sizeof(char *) * (size_t)(train->n + 1));
+    const char **mine = malloc(sizeof(char *) * (size_t)(ext->n + 1));
+    uint8_t *dig = malloc((size_t)(train->n + 1) * TH_IMAGE_DIGEST);
+    if (!pat || !mine || !dig) {
+        free(pat);
+        free(mine);
+        free(dig);
+        return th_errf(err, "out of memory comparing %s with the training data", ext->path);
+    }
+    for (int i = 0; i < train->n; i++)
+        if (split[i] == TH_SPLIT_TRAIN) {
+            pat[m] = train->patient_id[i];
+            memcpy(dig + (size_t)m * TH_IMAGE_DIGEST, train_dig + (size_t)i * TH_IMAGE_DIGEST, TH_IMAGE_DIGEST);
+            m++;
+        }
+    qsort(pat, (size_t)m, sizeof *pat, cmp_str);
+    qsort(dig, (size_t)m, TH_IMAGE_DIGEST, cmp_digest);
+    for (int i = 0; i < ext->n; i++) mine[i] = ext->patient_id[i];
+    qsort(mine, (size_t)ext->n, sizeof *mine, cmp_str);
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < ext->n; i++) {
+        int first = i == 0 || strcmp(mine[i], mine[i - 1]);
+        if (first && bsearch(&mine[i], pat, (size_t)m, sizeof *pat, cmp_str)) o->patients++;
+        if (bsearch(ext_dig + (size_t)i * TH_IMAGE_DIGEST, dig, (size_t)m, TH_IMAGE_DIGEST, cmp_digest))
+            o->images++;
+    }
+    free(pat);
+    free(mine);
+    free(dig);
+    return 0;
+}
+
+/* Collective, for eval --data: what the external file shares with the run's
+ * training split. The run's own data file is opened, pinned to the
+ * checkpoint's fingerprint (without it the training split is unknown) and
+ * hashed whole, as the external file is: each file read once more. An
+ * external file holding exactly the run's images is refused: that is the
+ * run's own data, whose held-out images are evaluated with --split. */
+static int measure_overlap(eval *e, th_eval_result *res, th_err *err)
+{
+    const th_config *cfg = e->cfg;
+    th_dataset train;
+    th_data_fingerprint fp_ext, fp_train;
+    int open = 0;
+    uint8_t *ext_dig = NULL, *train_dig = NULL, *split = NULL;
+    int rc = -1;
+    ext_dig = e->rank == 0 ? malloc((size_t)(e->ds.n + 1) * TH_IMAGE_DIGEST) : NULL;
+    if (th_dist_agree(e->comm, e->rank == 0 && !ext_dig ? th_errf(err, "out of memory") : 0, err)) goto out;
+    if (th_dataset_fingerprint(&e->ds, e->comm, &fp_ext, ext_dig, err)) goto out;
+    if (th_dataset_open(&train, cfg->data.path, e->comm, err)) {
+        th_err_prefix(err, "measuring what %s shares with the training data: ", e->ds.path);
+        goto out;
+    }
+    open = 1;
+    train_dig = e->rank == 0 ? malloc((size_t)(train.n + 1) * TH_IMAGE_DIGEST) : NULL;
+    split = e->rank == 0 ? malloc((size_t)train.n + 1) : NULL;
+    if (th_dist_agree(e->comm, e->rank == 0 && (!train_dig || !split) ? th_errf(err, "out of memory") : 0, err))
+        goto out;
+    if (th_dataset_fingerprint(&train, e->comm, &fp_train, train_dig, err)) goto out;
+    if (th_plan_pin_match(e->run.st.data_fingerprint, e->run.ckpt, &train, &fp_train, err)) goto out;
+    if (fp_ext.images == fp_train.images && !strcmp(fp_ext.pixels, fp_train.pixels)) {
+        th_errf(err, "%s holds the very images the run %s was trained and validated on (%s: the same %ld images, "
+                "pixel for pixel): that is not external validation; evaluate the run's held-out images with "
+                "--split test or --split val", e->ds.path, e->opts->run_dir, train.path, fp_ext.images);
+        goto out;
+    }
+    int local = 0;
+    if (e->rank == 0) {
+        int col[TH_MAX_LABELS], L;
+        local = th_plan_labels(cfg, &train, col, &L, err);
+        if (!local) local = th_plan_split(cfg, &train, col, L, split, NULL, err);
+        if (!local) local = count_overlap(&e->ds, ext_dig, &train, split, train_dig, &res->overlap, err);
+    }
+    if (th_dist_agree(e->comm, local, err)) goto out;
+    if (th_dist_bcast(e->comm, 0, &res->overlap, sizeof res->overlap, err)) goto out;
+    res->external = 1;
+    rc = 0;
+out:
+    if (open) th_dataset_close(&train);
+    free(ext_dig);
+    free(train_dig);
+    free(split);
+    return rc;
+}
+
+/* The largest share any rank predicts: the batch th_plan_batch clamps to. */
+static int largest_share(const eval *e, int which)
+{
+    int *count = calloc((size_t)e->size, sizeof *count), most = 0;
+    if (!count) return 1;
+    for (int i = 0; i < e->ds.n; i++)
+        if (e->split[i] == which && e->owner[i] >= 0) count[e->owner[i]]++;
+    for (int k = 0; k < e->size; k++)
+        if (count[k] > most) most = count[k];
+    free(count);
+    return most;
+}
+
 int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_err *err)
 {
     eval e;
@@ -363,6 +477,12 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
         rc = th_dataset_open(&e.ds, opts->data ? opts->data : e.cfg->data.path, comm, err);
         e.ds_open = rc == 0;
     }
+    /* The run's own file must be the one it trained on; another file is
+     * measured against it. */
+    th_data_fingerprint fp;
+    if (!rc && !opts->data) rc = th_plan_pin(&e.ds, e.run.st.data_fingerprint, e.run.ckpt, comm, &fp, err);
+    if (!rc && opts->data) rc = th_plan_check_input(e.cfg, &e.ds, err);
+    if (!rc && opts->data) rc = measure_overlap(&e, res, err);
     if (!rc) rc = match_labels(&e, res, err);
     if (!rc && opts->by) rc = th_dataset_read_meta(&e.ds, opts->by, comm, &e.meta, err);
     if (!rc) {
@@ -378,6 +498,11 @@ int th_eval_run(const th_eval_opts *opts, th_comm comm, th_eval_result *res, th_
         int total = 0;
         for (int i = 0; !rc && i < e.ds.n; i++) total += e.split[i] == which;
         if (!rc && total == 0) rc = th_errf(err, "the %s split of %s is empty", e.split_name ? e.split_name : "", e.ds.path);
+    }
+    /* As training sized its model: no larger than the largest share. */
+    if (!rc) {
+        int batch = th_plan_batch(e.cfg, largest_share(&e, which));
+        rc = th_dist_agree(comm, th_predictor_set_batch(&e.run, batch, err), err);
     }
     if (!rc) rc = th_dist_agree(comm, load_share(&e, which, err), err);
     if (!rc) rc = predict_share(&e);

@@ -145,10 +145,8 @@ static int ensure_predictions(explain *e, th_explain_result *res, th_err *err)
 static int resolve_labels(explain *e, th_err *err)
 {
     const th_config *cfg = e->cfg;
-    if (e->ds.h != cfg->model.h || e->ds.w != cfg->model.w)
-        return th_errf(err, "%s holds %dx%d images but the model takes %dx%d", e->ds.path, e->ds.h, e->ds.w,
-                       cfg->model.h, cfg->model.w);
-    if (th_plan_labels(cfg, &e->ds, e->label_col, &e->n_labels, err)) return -1;
+    /* The checks training made before its first step. */
+    if (th_plan_check(cfg, &e->ds, e->label_col, &e->n_labels, err)) return -1;
     e->only_label = -1;
     const char *want = e->opts->label;
     if (!want) return 0;
@@ -462,6 +460,9 @@ int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result 
         e.ds_open = rc == 0;
     }
     if (!rc) rc = th_dist_agree(comm, resolve_labels(&e, err), err);
+    /* The maps and the pointing game are of the images the run trained on. */
+    th_data_fingerprint fp;
+    if (!rc) rc = th_plan_pin(&e.ds, e.run.st.data_fingerprint, e.run.ckpt, comm, &fp, err);
     if (!rc) rc = th_dist_agree(comm, e.rank == 0 ? plan(&e, res, err) : 0, err);
     if (!rc) {
         rc = th_dist_bcast(comm, 0, &e.n_items, sizeof e.n_items, err);

@@ -43,6 +43,26 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
     return 0;
 }
 
+int th_predictor_set_batch(th_predictor *t, int max_batch, th_err *err)
+{
+    th_model *m = &t->model;
+    if (max_batch == m->max_batch) return 0;
+    size_t np = m->n_params, nb = m->n_buffers;
+    float *keep = malloc(sizeof(float) * (np + nb + 1));
+    if (!keep) return th_errf(err, "out of memory resizing the model to %d images", max_batch);
+    memcpy(keep, m->params, sizeof(float) * np);
+    memcpy(keep + np, m->buffers, sizeof(float) * nb);
+    th_model_free(m);
+    int rc = th_model_create(m, &t->cfg->model, t->cfg->data.n_labels, max_batch, err);
+    if (!rc) rc = th_model_set_threads(m, t->cfg->runtime.threads_per_rank, err);
+    if (!rc) {
+        memcpy(m->params, keep, sizeof(float) * np);
+        memcpy(m->buffers, keep + np, sizeof(float) * nb);
+    }
+    free(keep);
+    return rc;
+}
+
 void th_predictor_read_op(th_predictor *t, const char *run_dir, const char *checkpoint)
 {
     const th_config *cfg = t->cfg;

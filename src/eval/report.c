@@ -191,6 +191,9 @@ int th_report_write_metrics_json(const char *path, const th_report_info *info, i
     }
     th_strbuf_printf(&b, ",\n  \"n_images\": %ld", info->n_images);
     if (info->n_patients >= 0) th_strbuf_printf(&b, ",\n  \"n_patients\": %ld", info->n_patients);
+    if (info->overlap)
+        th_strbuf_printf(&b, ",\n  \"overlap_with_training\": {\"patients\": %ld, \"images\": %ld}",
+                         info->overlap->patients, info->overlap->images);
     const char *ci_method = info->bootstrap > 0 ? "patient_bootstrap" : "delong";
     th_strbuf_printf(&b, ",\n  \"ci_method\": \"%s\",\n  \"ci_level\": 0.95", ci_method);
     if (info->bootstrap > 0)
@@ -613,7 +616,7 @@ static int write_patient_level(const char *dir, const char *split, const th_eval
     if (make_path(path, sizeof path, err, "%s/predictions.csv", dir)) goto done;
     if (write_predictions(path, np, l, d->label, "patient_id", id, "n_images", NULL, count, pp, pp_raw, py, err))
         goto done;
-    th_report_info info = {.level = "patient", .split = split, .n_images = n, .n_patients = np,
+    th_report_info info = {.overlap = d->overlap, .level = "patient", .split = split, .n_images = n, .n_patients = np,
                            .bootstrap = d->bootstrap, .bootstrap_seed = d->bootstrap_seed};
     th_metrics_macro macro;
     /* Each patient is one case: their own cluster. */
@@ -652,8 +655,8 @@ int th_report_write_eval_applied(const char *dir, const char *split, const th_ev
         free(patient_of);
         return th_errf(err, "out of memory grouping %d images by patient", d->n);
     }
-    th_report_info info = {.level = "image", .split = split, .n_images = d->n, .n_patients = n_patients,
-                           .bootstrap = d->bootstrap, .bootstrap_seed = d->bootstrap_seed};
+    th_report_info info = {.overlap = d->overlap, .level = "image", .split = split, .n_images = d->n,
+                           .n_patients = n_patients, .bootstrap = d->bootstrap, .bootstrap_seed = d->bootstrap_seed};
     th_metrics_macro image_macro;
     int rc = write_level(dir, &info, d->n, d->l, d->label, d->p, d->p_raw, d->y, patient_of, n_patients, ap,
                          ap ? ap->threshold : NULL, &image_macro, err);

@@ -114,6 +114,7 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
         long long step = s->step;
         rc |= th_h5_write_attr(f, "epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->epoch);
         rc |= th_h5_write_attr(f, "step", H5T_STD_I64LE, H5T_NATIVE_LLONG, &step);
+        if (s->data_fingerprint[0]) rc |= th_h5_write_attr_string(f, "data_fingerprint", s->data_fingerprint);
     }
     if (config_yaml) rc |= th_h5_write_attr_string(f, "config", config_yaml);
     return rc ? -1 : 0;
@@ -473,6 +474,17 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
         rc |= th_h5_read_attr(f, "step", H5T_NATIVE_LLONG, &step);
         s->step = (long)step;
         if (rc) return th_errf(err, "%s: damaged training state", path);
+        /* Checkpoints from before the fingerprint have none: "" pins nothing. */
+        s->data_fingerprint[0] = '\0';
+        if (H5Aexists(f, "data_fingerprint") > 0) {
+            char *value = NULL;
+            hid_t t = th_h5_utf8();
+            rc = t >= 0 && th_h5_read_attr(f, "data_fingerprint", t, &value) == 0 && value ? 0 : -1;
+            if (!rc) snprintf(s->data_fingerprint, sizeof s->data_fingerprint, "%s", value);
+            if (value) H5free_memory(value);
+            if (t >= 0) H5Tclose(t);
+            if (rc) return th_errf(err, "%s: damaged attribute data_fingerprint", path);
+        }
     }
     return 0;
 }

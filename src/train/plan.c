@@ -122,3 +122,48 @@ int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_c
     return rc;
 }
 
+
+int th_plan_batch(const th_config *cfg, long images)
+{
+    long b = cfg->train.batch_per_rank;
+    if (b > images) b = images;
+    return b < 1 ? 1 : (int)b;
+}
+
+int th_plan_check_input(const th_config *cfg, const th_dataset *ds, th_err *err)
+{
+    const th_model_spec *m = &cfg->model;
+    if (m->c != 1)
+        return th_errf(err, "model.input: X-rays are read as 1 channel, so the input must be [1, H, W], got [%d, %d, %d]",
+                       m->c, m->h, m->w);
+    if (m->h != ds->h || m->w != ds->w)
+        return th_errf(err, "model.input is [1, %d, %d] but %s holds %dx%d images, not %dx%d (ingest at --size %d, or "
+                            "change model.input)",
+                       m->h, m->w, ds->path, ds->h, ds->w, m->h, m->w, m->h);
+    return 0;
+}
+
+int th_plan_check(const th_config *cfg, const th_dataset *ds, int *label_col, int *n_labels, th_err *err)
+{
+    if (th_plan_labels(cfg, ds, label_col, n_labels, err)) return -1;
+    if (th_plan_check_input(cfg, ds, err)) return -1;
+    return th_model_spec_check(&cfg->model, *n_labels, err);
+}
+
+int th_plan_pin_match(const char *recorded, const char *recorded_in, const th_dataset *ds,
+                      const th_data_fingerprint *now, th_err *err)
+{
+    if (!recorded || !recorded[0]) return 0;
+    th_data_fingerprint was;
+    if (th_fingerprint_parse(recorded, &was))
+        return th_errf(err, "%s: damaged data_fingerprint '%.80s'", recorded_in, recorded);
+    if (th_fingerprint_match(&was, now, ds->path, err)) return th_err_prefix(err, "%s: ", recorded_in);
+    return 0;
+}
+
+int th_plan_pin(th_dataset *ds, const char *recorded, const char *recorded_in, th_comm comm,
+                th_data_fingerprint *now, th_err *err)
+{
+    if (th_dataset_fingerprint(ds, comm, now, NULL, err)) return -1;
+    return th_plan_pin_match(recorded, recorded_in, ds, now, err);
+}

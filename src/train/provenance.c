@@ -8,7 +8,8 @@
  *       {"started": "2026-01-31T12:00:00Z", "version": "<git describe>",
  *        "args": ["train", "x.yaml", "--resume", "auto"], "cwd": "/home/u/thorax",
  *        "ranks": 2, "threads_per_rank": 4, "hosts": ["n01", "n02"],
- *        "resumed_at": null or {"epoch": <epochs done>, "step": <global step>}},
+ *        "resumed_at": null or {"epoch": <epochs done>, "step": <global step>},
+ *        "data_fingerprint": "images=N names=<sha256> ... pixels=<sha256>"},
  *       ...
  *     ]
  *   }
@@ -58,6 +59,10 @@ static void session_json(const run *r, const char *hosts, const char *started, t
     th_strbuf_printf(b, "],\n      \"resumed_at\": ");
     if (o->resume_from) th_strbuf_printf(b, "{\"epoch\": %d, \"step\": %ld}", r->st.epoch, r->st.step);
     else th_strbuf_printf(b, "null");
+    /* The data this session trained on (th_fingerprint_text): one per
+     * session, since a resume refuses any other. */
+    th_strbuf_printf(b, ",\n      \"data_fingerprint\": ");
+    th_json_string(b, r->st.data_fingerprint);
     th_strbuf_printf(b, "\n    }");
 }
 

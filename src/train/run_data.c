@@ -271,8 +271,7 @@ static int alloc_step_buffers(run *r, th_err *err)
     for (int k = 0; k < r->size; k++)
         if (r->shard_size[k] > max_shard) max_shard = r->shard_size[k];
     /* A batch larger than every shard takes whole shards: size for what is used. */
-    r->batch = r->cfg->train.batch_per_rank < max_shard ? r->cfg->train.batch_per_rank : max_shard;
-    if (r->batch < 1) r->batch = 1;
+    r->batch = th_plan_batch(r->cfg, max_shard);
     int rc = th_model_create(&r->model, &r->cfg->model, L, r->batch, err);
     if (!rc) rc = th_model_set_threads(&r->model, r->cfg->runtime.threads_per_rank, err);
     if (!rc && th_model_set_precision(&r->model, r->cfg->runtime.precision, err))
@@ -349,19 +348,6 @@ void run_free(run *r)
     free(r->resolved);
 }
 
-static int check_input_shape(run *r, th_err *err)
-{
-    const th_model_spec *m = &r->cfg->model;
-    if (m->c != 1)
-        return th_errf(err, "model.input: X-rays are read as 1 channel, so the input must be [1, H, W], got [%d, %d, %d]",
-                       m->c, m->h, m->w);
-    if (m->h != r->ds.h || m->w != r->ds.w)
-        return th_errf(err, "model.input is [1, %d, %d] but %s holds %dx%d images (ingest at --size %d, or change "
-                            "model.input)",
-                       m->h, m->w, r->ds.path, r->ds.h, r->ds.w, m->h);
-    return 0;
-}
-
 /* Everything before the first step, collective: the dataset, split, shards,
  * this rank's data, class weights, normalisation, the model initialised from
  * the seed (or the checkpoint of opts->resume_from) and the optimiser. Writes
@@ -388,11 +374,12 @@ int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, th_comm c
     if (th_dataset_open(&r->ds, cfg->data.path, comm, err)) return -1;
     r->ds_open = 1;
     r->hw = r->ds.h * r->ds.w;
-    int rc = th_plan_labels(cfg, &r->ds, r->label_col, &r->n_labels, err);
+    /* What evaluation will check, checked before the first step. */
+    int rc = th_plan_check(cfg, &r->ds, r->label_col, &r->n_labels, err);
     if (!rc) rc = th_config_name_labels(resolved, (const char *const *)r->ds.label_names, r->label_col, r->n_labels, err);
-    if (!rc) rc = check_input_shape(r, err);
-    if (!rc) rc = th_model_spec_check(&cfg->model, r->n_labels, err);
     /* Every rank holds the same index and config, so these checks agree. */
+    th_data_fingerprint fp;
+    if (!rc) rc = th_dataset_fingerprint(&r->ds, comm, &fp, NULL, err);
     if (!rc) rc = load_data(r, err);
     if (!rc) rc = class_weights(r, err);
     if (!rc) rc = val_auc_defined(r, err);
@@ -411,6 +398,12 @@ int run_setup(run *r, const th_config *cfg, const th_train_opts *opts, th_comm c
         r->st.best_score = -INFINITY;
         if (r->opts->resume_from) rc = th_dist_agree(comm, run_resume(r, err), err);
         else if (cfg->model_init[0]) rc = init_from_file(r, err);
+        /* A file replaced at the same path would resume with the old
+         * normalisation and split: the checkpoint's fingerprint says. */
+        if (!rc && r->opts->resume_from &&
+            th_plan_pin_match(r->st.data_fingerprint, r->opts->resume_from, &r->ds, &fp, err))
+            rc = th_err_prefix(err, "cannot resume from ");
+        if (!rc) th_fingerprint_text(&fp, r->st.data_fingerprint, sizeof r->st.data_fingerprint);
         if (!rc && r->staged && !r->opts->resume_from) rc = th_dist_agree(comm, run_set_stage(r, 0, err), err);
         if (!rc && r->staged && !r->thawed) run_describe_freeze(r);
         /* After a resume: the checkpoint's statistics, which are the same numbers. */

@@ -210,7 +210,7 @@ static th_eval_data tiny_case(void)
     static const char *const patients[N] = {"P1", "P1", "P2", "P3"};
     static const float probs[N * L] = {0.1f, 0.9f, 0.5f, 0.4f, 0.2f, 0.25f, 0.35f, 0.3f, 0.125f, 0.8f, 0.6f, 1.0f};
     static const uint8_t truth[N * L] = {0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0};
-    return (th_eval_data){N, L, labels, images, patients, probs, truth, NULL, 0, 0};
+    return (th_eval_data){N, L, labels, images, patients, probs, truth, NULL, 0, 0, NULL};
 }
 
 static void test_image_level(const char *dir)
@@ -303,7 +303,7 @@ static void test_file_names(const char *dir)
     static const char *const img[2] = {"x.png", "y.png"};
     float p[4] = {0.2f, 0.7f, 0.9f, 0.1f};
     uint8_t y[4] = {0, 1, 1, 0};
-    th_eval_data d = {2, 2, two, img, img, p, y, NULL, 0, 0};
+    th_eval_data d = {2, 2, two, img, img, p, y, NULL, 0, 0, NULL};
     char sub[512];
     snprintf(sub, sizeof sub, "%s/clash", dir);
     th_err err = {{0}};

@@ -84,14 +84,7 @@ static int setup(explain *e, th_explain_result *res, th_err *err)
     if (th_cam_method_parse(method, &e->method))
         return th_errf(err, "--method must be cam, gradcam or saliency, got '%s'", method);
     snprintf(res->method, sizeof res->method, "%s", th_cam_method_name(e->method));
-    int named_layer = o->layer && o->layer[0];
-    if (named_layer && e->method != TH_CAM_GRADCAM)
-        return th_errf(err, "--layer %s: only gradcam reads a chosen layer (cam reads the layer feeding gap, "
-                       "saliency the input)", o->layer);
-    e->layer = e->method == TH_CAM_GRADCAM ? th_cam_layer_index(m, o->layer, err) : -1;
-    if (e->method == TH_CAM_GRADCAM && e->layer < 0) return -1;
-    /* Grad-CAM weighs the layer's own output, which a fused ReLU would overwrite. */
-    if (e->method == TH_CAM_GRADCAM && th_model_keep_output(m, e->layer, err)) return -1;
+    if (th_cam_layer_prepare(m, e->method, o->layer, &e->layer, err)) return -1;
     if (th_cam_feature_shape(m, e->method, e->layer, &res->fh, &res->fw, err))
         return th_err_prefix(err, "%s/config.yaml: ", o->run_dir);
     /* CAM reads the layer feeding gap -> dense, which the check above found. */

@@ -154,6 +154,17 @@ static void catch_stop_signals(int rank)
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* runtime.hang_timeout ran out in a collective (th_dist_watch): one rank
+ * says which ranks are silent, and the job ends. The others wait a moment
+ * so that their MPI_Abort does not kill the speaker before its message. */
+static void on_hang(void *ctx, const char *msg, int speak)
+{
+    (void)ctx;
+    if (speak) cli_error("train: %s", msg);
+    else sleep(2);
+    MPI_Abort(th_comm_world(), TH_EXIT_FAIL);
+}
+
 enum { OPT_SET = 1, OPT_RESUME };
 
 static const cli_opt train_opts[] = {{OPT_SET, "set", "key=value"},
@@ -204,6 +215,11 @@ int cmd_train(int argc, char **argv)
     if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
+        goto done;
+    }
+    if (th_dist_watch(th_comm_world(), cfg.runtime.hang_timeout, on_hang, NULL, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
         goto done;
     }
     int cpus = th_dist_min_cpus(th_comm_world());
@@ -283,6 +299,7 @@ int cmd_train(int argc, char **argv)
     }
     if (rank == 0) cli_log("info", "done: %s", run_dir);
 done:
+    th_dist_unwatch(th_comm_world());
     MPI_Finalize();
     return status;
 }

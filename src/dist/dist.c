@@ -39,6 +39,7 @@ typedef struct dist_watch {
     th_dist_hang_fn on_hang;
     void *ctx;
     int seq;                    /* hang checks so far: a late answer to an old one is dropped */
+    int *pong;                  /* [size]: the answer to each rank, alive while its send is in flight */
 } dist_watch;
 
 static int watch_key = MPI_KEYVAL_INVALID;
@@ -68,7 +69,8 @@ static void answer_pings(dist_watch *w)
         if (!there) return;
         MPI_Recv(&seq, 1, MPI_INT, st.MPI_SOURCE, TAG_PING, w->ping, MPI_STATUS_IGNORE);
         MPI_Request r;
-        MPI_Isend(&seq, 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, w->ping, &r);
+        w->pong[st.MPI_SOURCE] = seq;
+        MPI_Isend(&w->pong[st.MPI_SOURCE], 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, w->ping, &r);
         MPI_Request_free(&r);
     }
 }
@@ -89,7 +91,7 @@ static int hang_check(dist_watch *w, int n, MPI_Request *reqs, const char *what,
     for (int r = 0; r < size; r++) {
         if (r == rank) continue;
         MPI_Request q;
-        MPI_Isend(&seq, 1, MPI_INT, r, TAG_PING, w->ping, &q);
+        MPI_Isend(&w->seq, 1, MPI_INT, r, TAG_PING, w->ping, &q);
         MPI_Request_free(&q);
     }
     double t0 = MPI_Wtime();
@@ -197,6 +199,7 @@ static int watch_delete(MPI_Comm comm, int key, void *value, void *extra)
     (void)comm, (void)key, (void)extra;
     dist_watch *w = value;
     MPI_Comm_free(&w->ping);
+    free(w->pong);
     free(w);
     return MPI_SUCCESS;
 }
@@ -209,17 +212,19 @@ int th_dist_watch(th_comm comm, double timeout_s, th_dist_hang_fn on_hang, void 
         MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, watch_delete, &watch_key, NULL) != MPI_SUCCESS)
         return th_errf(err, "cannot set up the hang watch (MPI_Comm_create_keyval failed)");
     dist_watch *w = calloc(1, sizeof *w);
-    int ok = w != NULL;
+    int *pong = calloc((size_t)th_dist_size(comm), sizeof *pong);
+    int ok = w && pong;
     /* Collective: every rank duplicates, even one that could not allocate. */
     MPI_Comm ping = MPI_COMM_NULL;
     MPI_Comm_dup(comm, &ping);
     if (th_dist_agree(comm, ok ? 0 : th_errf(err, "out of memory for the hang watch"), err)) {
         free(w);
+        free(pong);
         MPI_Comm_free(&ping);
         return -1;
     }
     th_dist_unwatch(comm);
-    *w = (dist_watch){.ping = ping, .timeout_s = timeout_s, .on_hang = on_hang, .ctx = ctx};
+    *w = (dist_watch){.ping = ping, .timeout_s = timeout_s, .on_hang = on_hang, .ctx = ctx, .pong = pong};
     MPI_Comm_set_attr(comm, watch_key, w);
     return 0;
 }

@@ -26,7 +26,7 @@ cd "$WORK"
 CK=runs/s/checkpoints
 ckpt_epoch() { "$TOOLS/ckpt_verify" "$1" | awk '{print $2}'; }
 openmpi=0
-"$MPIEXEC" --version 2>&1 | grep "Open MPI" >/dev/null && openmpi=1
+"$MPIEXEC" --version 2>&1 | grep -E "Open MPI|OpenRTE" >/dev/null && openmpi=1
 
 # The PID of rank $2 among the children of launcher $1.
 rank_pid() {

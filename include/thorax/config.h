@@ -137,6 +137,7 @@ typedef struct th_config {
         int threads_per_rank;
         float allreduce_bucket_mb; /* gradient buckets overlapping backward; 0 = one allreduce after */
         th_precision precision;    /* the conv and dense GEMMs': fp32, or bf16 (needs AVX512_BF16) */
+        double hang_timeout;       /* seconds a collective may wait before the job ends naming the silent ranks; 0 = never */
     } runtime;
     char source[TH_PATH_MAX];   /* the file it came from, for messages */
     /* Where the keys were written that only the network can check

@@ -86,9 +86,11 @@ int th_h5_read_attr(hid_t obj, const char *name, hid_t mem_type, void *value);
  * when complete: a killed writer never leaves a half file under the real
  * name. */
 
-/* Creates (truncating) tmp_path with the default driver. Fails naming the
- * system's reason (HDF5 would only say "unable to create file"), leaving no
- * file of its own behind. */
+/* Creates (truncating) tmp_path with Thorax's write driver (h5write.c:
+ * POSIX I/O that keeps a failed write from HDF5, which does not survive one,
+ * and remembers its errno for th_h5_flush). Fails naming the system's reason
+ * (HDF5 would only say "unable to create file"), leaving no file of its own
+ * behind. */
 hid_t th_h5_create_tmp(const char *tmp_path, th_err *err);
 
 /* Flushes and closes file (always: file is closed on return), syncs
@@ -96,6 +98,18 @@ hid_t th_h5_create_tmp(const char *tmp_path, th_err *err);
  * rename cannot leave a complete-looking but empty file. On failure tmp_path
  * is left for the caller to remove. */
 int th_h5_commit(hid_t file, const char *tmp_path, const char *path, th_err *err);
+
+/* Writes out everything file holds, its open datasets' chunks included, so
+ * that closing them writes nothing more; fails naming tmp_path and the
+ * system's reason (No space left on device) if any write to the file has
+ * failed. th_h5_commit starts with it; a writer calls it before closing its
+ * datasets. */
+int th_h5_flush(hid_t file, const char *tmp_path, th_err *err);
+
+/* The file access list of that driver (the caller closes it), and the errno
+ * of the first write that failed on file (0: none, or another driver). */
+hid_t th_h5_write_fapl(void);
+int th_h5_write_error(hid_t file);
 
 /* ------------------------------------------------------------------------- */
 /* Reading X-ray images from PNG files and resizing them.

@@ -53,6 +53,25 @@ typedef struct th_span {
     size_t off, count;
 } th_span;
 
+/* The hang watchdog. A rank stopped (SIGSTOP), hung outside MPI or on a
+ * lost node leaves the others waiting in their next collective for ever.
+ * With a watch on comm, every collective of this layer over comm is waited
+ * for in a test loop that sleeps between tests; one that has not completed
+ * after timeout_s seconds asks every rank whether it is there (ranks waiting
+ * in a collective answer at once) and calls on_hang(ctx, msg, speak) on each
+ * waiting rank, msg naming the silent ranks ("rank 1 silent: ..."), speak set
+ * on one of them only (the lowest that answered): the callback reports and
+ * ends the job (MPI_Abort); if it returns, the job is aborted anyway, as no
+ * collective can complete. Collective (duplicates comm, for the questions);
+ * timeout_s <= 0 watches nothing. The watch stays with comm (an MPI
+ * attribute) until th_dist_unwatch. Collectives outside this layer (MPI-IO
+ * inside HDF5) are not watched. */
+typedef void (*th_dist_hang_fn)(void *ctx, const char *msg, int speak);
+int th_dist_watch(th_comm comm, double timeout_s, th_dist_hang_fn on_hang, void *ctx, th_err *err);
+
+/* Ends comm's watch, if any. Collective (frees the duplicate). */
+void th_dist_unwatch(th_comm comm);
+
 /* Copies root's buf [bytes] to every rank, in pieces of at most INT_MAX
  * bytes (MPI counts are ints), so a dataset index or a model of any size
  * travels in one call. */

@@ -514,6 +514,14 @@ int th_cam_method_parse(const char *s, th_cam_method *method);
  * naming the layer. */
 int th_cam_layer_index(const th_model *m, const char *name, th_err *err);
 
+/* The layer a method reads, ready to be read: for gradcam the layer named
+ * name (NULL or "": th_cam_layer_index's default) with its output kept apart
+ * from a fused group (th_model_keep_output: a conv fused with its ReLU
+ * overwrites its own output, a fused pool never stores the ReLU's), into
+ * *layer; for cam and saliency *layer = -1 and a named layer is an error.
+ * One entry for thorax cam and thorax predict --cam. */
+int th_cam_layer_prepare(th_model *m, th_cam_method method, const char *name, int *layer, th_err *err);
+
 /* The layer CAM weighs: the one feeding gap in a network ending in
  * gap -> dense (identity-at-evaluation layers such as dropout allowed
  * between gap and dense); -1 for another head. */

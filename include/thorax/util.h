@@ -62,6 +62,29 @@ int th_mkdirs(const char *path, th_err *err);
 /* Writes len bytes to path atomically (temp file, fsync, rename). */
 int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err);
 
+/* A set of results written together (an evaluation's files, a CAM run's
+ * maps and overlays) goes through a staging directory: written there, and
+ * moved into place only once every file is written, so a failure midway
+ * leaves no partial set that looks complete, and the previous set whole.
+ *
+ *   char stage[4096];
+ *   th_stage_path(dir, stage, sizeof stage, err);  // dir/../.<name of dir>.tmp
+ *   th_stage_begin(stage, err);                    // fresh: a killed run's is removed
+ *   ... write the files into stage ...
+ *   ok ? th_stage_commit(stage, dir, err) : th_stage_discard(stage);
+ *
+ * The name starts with a dot, so listings (th_dir_each) skip a stage that
+ * a killed job left. th_stage_path takes an optional suffix (a label) so
+ * that runs writing different sets into one dir do not share a stage. */
+int th_stage_path(const char *dir, const char *suffix, char *stage, size_t cap, th_err *err);
+int th_stage_begin(const char *stage, th_err *err);
+/* Moves every entry of stage into dir (created if missing), replacing files
+ * of the same name and merging subdirectories, then removes stage. Only
+ * renames: a crash can cut it short between two files, not within one. */
+int th_stage_commit(const char *stage, const char *dir, th_err *err);
+/* Removes stage and everything in it (links are removed, never followed). */
+void th_stage_discard(const char *stage);
+
 /* Refuses, with an error naming both, to write out when it or its temporary
  * name (out.tmp, as th_write_file_atomic uses) is one of the n files
  * inputs[]: the same file by device and inode, however spelt (./x, a link).

@@ -426,8 +426,8 @@ int cmd_predict(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
-    int layer = 0;
-    if (a.cam_dir && ((layer = th_cam_layer_index(&t.model, a.layer_name, &err)) < 0 || th_mkdirs(a.cam_dir, &err)))
+    int layer = -1;
+    if (a.cam_dir && (th_cam_layer_prepare(&t.model, method, a.layer_name, &layer, &err) || th_mkdirs(a.cam_dir, &err)))
         goto fail;
     int H = cfg->model.h, W = cfg->model.w, L = cfg->data.n_labels;
     size_t HW = (size_t)H * W;

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "thorax/util.h"
@@ -38,11 +39,16 @@ static void train_usage(FILE *f)
             "file, train.freeze keeps layers from training, train.unfreeze {epoch, lr}\n"
             "trains every layer from that epoch on (see the README).\n"
             "\n"
-            "SIGTERM or SIGUSR1 (SLURM sends one before the time limit with --signal)\n"
-            "stops every rank after the current step (or the current batch of a\n"
-            "validation or of the final evaluation), writes last.h5, and exits with\n"
-            "status 75; --resume auto goes on from there, bit-identical to a run never\n"
-            "stopped (an interrupted validation or evaluation is redone).\n"
+            "SIGTERM, SIGUSR1 (SLURM sends one before the time limit with --signal) or\n"
+            "Ctrl-C (SIGINT; a second one aborts at once) stops every rank after the\n"
+            "current step (or the current batch of a validation or of the final\n"
+            "evaluation), writes last.h5, and exits with status 75; --resume auto goes\n"
+            "on from there, bit-identical to a run never stopped (an interrupted\n"
+            "validation or evaluation is redone). Open MPI's mpirun forwards SIGUSR1 to\n"
+            "the ranks, but answers SIGTERM and SIGINT itself: it stops the ranks (which\n"
+            "still write last.h5) and exits 1 whatever they return; send mpirun SIGUSR1.\n"
+            "A rank silent in a collective for runtime.hang_timeout seconds (stopped,\n"
+            "hung, its node lost) ends the job with status 1, naming it.\n"
             "\n"
             "exit status: 0 done, 1 failed (data, I/O, NaN loss), 2 usage or config\n"
             "error, 75 stopped by a signal with a checkpoint to resume from.\n");
@@ -113,21 +119,50 @@ static void on_epoch(void *ctx, const th_epoch_report *e)
  * loop through a flag. The loop polls it once per step and once per batch of
  * validation and of the evaluation phase. */
 static volatile sig_atomic_t stop_requested;
+/* Ctrl-C: the first is a stop request as SIGTERM is; the second ends the
+ * process at once (the epoch under way is lost, last.h5 stays). Rank 0 says
+ * so when the first arrives: a terminal user otherwise sees nothing until
+ * the step ends. */
+static volatile sig_atomic_t interrupts, announce_interrupt;
 
 static void on_stop_signal(int sig)
 {
-    (void)sig;
     stop_requested = 1;
+    if (sig != SIGINT) return;
+    if (interrupts++) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+        return;
+    }
+    if (announce_interrupt) {
+        static const char msg[] = "\nthorax: interrupted: stopping after the current step to write last.h5 (Ctrl-C "
+                                  "again aborts at once)\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+    }
 }
 
-static void catch_stop_signals(void)
+static void catch_stop_signals(int rank)
 {
+    announce_interrupt = rank == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* runtime.hang_timeout ran out in a collective (th_dist_watch): one rank
+ * says which ranks are silent, and the job ends. The others wait a moment
+ * so that their MPI_Abort does not kill the speaker before its message. */
+static void on_hang(void *ctx, const char *msg, int speak)
+{
+    (void)ctx;
+    if (speak) cli_error("train: %s", msg);
+    else sleep(2);
+    MPI_Abort(th_comm_world(), TH_EXIT_FAIL);
 }
 
 enum { OPT_SET = 1, OPT_RESUME };
@@ -182,6 +217,11 @@ int cmd_train(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
+    if (th_dist_watch(th_comm_world(), cfg.runtime.hang_timeout, on_hang, NULL, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
     int cpus = th_dist_min_cpus(th_comm_world());
     if (rank == 0 && cfg.runtime.threads_per_rank > cpus)
         cli_error("train: warning: %d threads per rank, but a rank may run on %d CPU%s only; give each rank its "
@@ -204,7 +244,7 @@ int cmd_train(int argc, char **argv)
     /* Test hook: a slow validation and evaluation, to signal mid-way. */
     const char *val_sleep = getenv("THORAX_TEST_VAL_SLEEP_MS");
     if (val_sleep) opts.val_sleep_ms = atoi(val_sleep);
-    catch_stop_signals();
+    catch_stop_signals(rank);
     if (rank == 0) cli_log("info", "run %s -> %s%s", cfg.name, run_dir, have_last ? " (resuming)" : "");
 
     progress prog = {.last_print = th_now()};
@@ -259,6 +299,7 @@ int cmd_train(int argc, char **argv)
     }
     if (rank == 0) cli_log("info", "done: %s", run_dir);
 done:
+    th_dist_unwatch(th_comm_world());
     MPI_Finalize();
     return status;
 }

@@ -492,6 +492,11 @@ static const key_def runtime_keys[] = {
      * a config is checked where it is written, not only where it runs. */
     {"precision", KEY_ENUM, 0, AT(runtime.precision), .names = th_precision_names, .def = TH_PRECISION_FP32,
      .doc = "the arithmetic of the conv and dense GEMMs", .name_docs = precision_docs},
+    /* Generous: a collective waits for the slowest rank's whole step, and
+     * a first epoch may wait on a cold file system. */
+    {"hang_timeout", KEY_DOUBLE, 0, AT(runtime.hang_timeout), .b = AT_LEAST(0), .def = 1800,
+     .doc = "seconds a rank may wait in a collective for the others before the job ends (exit 1) naming the "
+            "silent ranks (stopped, hung, node lost); 0 = wait for ever"},
 };
 static const key_table runtime_table = {"runtime", runtime_keys, N(runtime_keys), NULL,
                                         "where outputs go and how each rank computes"};

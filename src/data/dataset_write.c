@@ -144,6 +144,9 @@ int th_dataset_writer_put(th_dataset_writer *wr, int i, const uint8_t *img, cons
      * masks simply has none drawn. */
     if (wr->with_masks && masks && th_h5_write_row(wr->masks, H5T_NATIVE_UINT8, row, masks))
         return th_errf(err, "%s: cannot write /masks row %d", wr->tmp_path, i);
+    /* A full disk shows here (the driver drops the writes), not at the end. */
+    int e = th_h5_write_error(wr->file);
+    if (e) return th_errf(err, "cannot write %s (row %d): %s", wr->tmp_path, i, strerror(e));
     char *pid = strdup(patient_id), *name = strdup(image_name);
     if (!pid || !name) {
         free(pid);
@@ -197,6 +200,10 @@ int th_dataset_writer_finish(th_dataset_writer *wr, th_err *err)
         what = "/split";
     if (what) {
         th_errf(err, "%s: cannot write %s", wr->tmp_path, what);
+        th_dataset_writer_abort(wr);
+        return -1;
+    }
+    if (th_h5_flush(wr->file, wr->tmp_path, err)) {
         th_dataset_writer_abort(wr);
         return -1;
     }

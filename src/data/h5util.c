@@ -166,7 +166,9 @@ hid_t th_h5_create_tmp(const char *tmp_path, th_err *err)
     }
     close(fd);
     th_h5_quiet();
-    hid_t f = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = th_h5_write_fapl();
+    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (f < 0) {
         unlink(tmp_path);
         th_errf(err, "cannot create %s as an HDF5 file", tmp_path);
@@ -174,11 +176,22 @@ hid_t th_h5_create_tmp(const char *tmp_path, th_err *err)
     return f;
 }
 
-int th_h5_commit(hid_t file, const char *tmp_path, const char *path, th_err *err)
+int th_h5_flush(hid_t file, const char *tmp_path, th_err *err)
 {
     herr_t rc = H5Fflush(file, H5F_SCOPE_GLOBAL);
-    if (H5Fclose(file) < 0) rc = -1;
-    if (rc < 0) return th_errf(err, "%s: cannot flush and close the file (disk full?)", tmp_path);
+    int e = th_h5_write_error(file);
+    if (e) return th_errf(err, "cannot write %s: %s", tmp_path, strerror(e));
+    if (rc < 0) return th_errf(err, "cannot write %s: HDF5 could not flush it", tmp_path);
+    return 0;
+}
+
+int th_h5_commit(hid_t file, const char *tmp_path, const char *path, th_err *err)
+{
+    if (th_h5_flush(file, tmp_path, err)) {
+        H5Fclose(file);
+        return -1;
+    }
+    if (H5Fclose(file) < 0) return th_errf(err, "%s: cannot close the file (disk full?)", tmp_path);
     int fd = open(tmp_path, O_RDONLY);
     if (fd < 0 || fsync(fd)) {
         int e = errno;

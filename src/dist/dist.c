@@ -4,6 +4,7 @@
 #include "thorax/dist.h"
 
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 #include <limits.h>
 #include <math.h>
@@ -20,12 +21,227 @@ static void divide_sums(float *grads, size_t n, long total)
     for (size_t i = 0; i < n; i++) grads[i] *= scale;
 }
 
+/* ---- The hang watchdog (th_dist_watch) -------------------------------------
+ *
+ * A watched communicator carries its watch as an MPI attribute, so that every
+ * collective here finds it from the comm it is given. Its collectives are
+ * started non-blocking and waited for in a test loop that sleeps between
+ * tests (backing off to 2 ms: no core burnt while a rank is late). Past the
+ * timeout, the waiting rank asks every other rank, on a duplicate of comm,
+ * whether it is there: a rank waiting in one of these loops answers at once;
+ * one stopped, hung outside MPI or on a lost node does not. The watch's
+ * callback gets the silent ranks' names. */
+enum { TAG_PING = 1, TAG_PONG = 2, PING_GRACE_S = 3 };
+
+typedef struct dist_watch {
+    MPI_Comm ping;              /* a duplicate of the watched comm: pings never match its collectives */
+    double timeout_s;
+    th_dist_hang_fn on_hang;
+    void *ctx;
+    int seq;                    /* hang checks so far: a late answer to an old one is dropped */
+    int *pong;                  /* [size]: the answer to each rank, alive while its send is in flight */
+} dist_watch;
+
+static int watch_key = MPI_KEYVAL_INVALID;
+
+static dist_watch *watch_of(MPI_Comm comm)
+{
+    if (watch_key == MPI_KEYVAL_INVALID) return NULL;
+    dist_watch *w = NULL;
+    int found = 0;
+    MPI_Comm_get_attr(comm, watch_key, &w, &found);
+    return found ? w : NULL;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec t = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&t, NULL);
+}
+
+/* Answers every ping that has arrived: the asking rank waits for this rank. */
+static void answer_pings(dist_watch *w)
+{
+    for (;;) {
+        int there = 0, seq;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, w->ping, &there, &st);
+        if (!there) return;
+        MPI_Recv(&seq, 1, MPI_INT, st.MPI_SOURCE, TAG_PING, w->ping, MPI_STATUS_IGNORE);
+        MPI_Request r;
+        w->pong[st.MPI_SOURCE] = seq;
+        MPI_Isend(&w->pong[st.MPI_SOURCE], 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, w->ping, &r);
+        MPI_Request_free(&r);
+    }
+}
+
+/* The collective (reqs [n]) has waited past the timeout: pings every other
+ * rank and waits up to PING_GRACE_S for the answers, still testing reqs and
+ * answering pings. Returns 1 if the collective completed meanwhile; else
+ * hands the callback the silent ranks and does not return. */
+static int hang_check(dist_watch *w, int n, MPI_Request *reqs, const char *what, double waited)
+{
+    int rank, size;
+    MPI_Comm_rank(w->ping, &rank);
+    MPI_Comm_size(w->ping, &size);
+    char *answered = calloc((size_t)size, 1);
+    if (!answered) MPI_Abort(w->ping, 1);
+    answered[rank] = 1;
+    int seq = ++w->seq, missing = size - 1, done = 0;
+    for (int r = 0; r < size; r++) {
+        if (r == rank) continue;
+        MPI_Request q;
+        MPI_Isend(&w->seq, 1, MPI_INT, r, TAG_PING, w->ping, &q);
+        MPI_Request_free(&q);
+    }
+    double t0 = MPI_Wtime();
+    while (missing > 0 && MPI_Wtime() - t0 < PING_GRACE_S) {
+        MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+        if (done) {
+            free(answered);
+            return 1;
+        }
+        answer_pings(w);
+        int there = 0, got;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_PONG, w->ping, &there, &st);
+        if (!there) {
+            sleep_us(1000);
+            continue;
+        }
+        MPI_Recv(&got, 1, MPI_INT, st.MPI_SOURCE, TAG_PONG, w->ping, MPI_STATUS_IGNORE);
+        if (got == seq && !answered[st.MPI_SOURCE]) {
+            answered[st.MPI_SOURCE] = 1;
+            missing--;
+        }
+    }
+    MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+    if (done) {
+        free(answered);
+        return 1;
+    }
+    /* The lowest rank that answered speaks; every waiting rank gets here. */
+    char msg[sizeof ((th_err *)0)->msg], list[512] = "";
+    size_t used = 0;
+    int first_alive = -1, n_silent = 0;
+    for (int r = 0; r < size; r++) {
+        if (answered[r]) {
+            if (first_alive < 0) first_alive = r;
+            continue;
+        }
+        n_silent++;
+        if (used < sizeof list - 16)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", n_silent > 1 ? ", " : "", r);
+    }
+    free(answered);
+    if (n_silent)
+        snprintf(msg, sizeof msg,
+                 "rank%s %s silent: the %s has waited %.0f s for %s (runtime.hang_timeout %.0f s): stopped, hung or "
+                 "on a lost node; ending the job (--resume auto continues from the last checkpoint)",
+                 n_silent > 1 ? "s" : "", list, what, waited, n_silent > 1 ? "them" : "it", w->timeout_s);
+    else
+        snprintf(msg, sizeof msg,
+                 "the %s has waited %.0f s (runtime.hang_timeout %.0f s) although every rank answers: the ranks wait "
+                 "in different collectives; ending the job",
+                 what, waited, w->timeout_s);
+    w->on_hang(w->ctx, msg, rank == first_alive);
+    /* The callback is to end the job; if it returns, end it here. */
+    MPI_Abort(w->ping, 1);
+    return 0;
+}
+
+/* Waits for reqs [n], collectives started on comm: MPI_Waitall, or with a
+ * watch on comm, the watched loop. what names the collective in a message. */
+static int dist_wait(MPI_Comm comm, int n, MPI_Request *reqs, const char *what)
+{
+    dist_watch *w = watch_of(comm);
+    if (!w) return MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+    double t0 = MPI_Wtime();
+    long pause = 1;
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS || done) return rc;
+        answer_pings(w);
+        double waited = MPI_Wtime() - t0;
+        if (waited > w->timeout_s && hang_check(w, n, reqs, what, waited)) return MPI_SUCCESS;
+        sleep_us(pause);
+        if (pause < 2000) pause *= 2;
+    }
+}
+
+/* The collectives of this file, started non-blocking and waited for by
+ * dist_wait (watched or not). */
+static int dist_allreduce(MPI_Comm comm, const void *in, void *out, int n, MPI_Datatype t, MPI_Op op,
+                          const char *what)
+{
+    MPI_Request r;
+    int rc = MPI_Iallreduce(in, out, n, t, op, comm, &r);
+    return rc == MPI_SUCCESS ? dist_wait(comm, 1, &r, what) : rc;
+}
+
+static int dist_bcast(MPI_Comm comm, void *buf, int n, MPI_Datatype t, int root, const char *what)
+{
+    MPI_Request r;
+    int rc = MPI_Ibcast(buf, n, t, root, comm, &r);
+    return rc == MPI_SUCCESS ? dist_wait(comm, 1, &r, what) : rc;
+}
+
+static int dist_gather(MPI_Comm comm, const void *in, int n, MPI_Datatype t, void *out, int root, const char *what)
+{
+    MPI_Request r;
+    int rc = MPI_Igather(in, n, t, out, n, t, root, comm, &r);
+    return rc == MPI_SUCCESS ? dist_wait(comm, 1, &r, what) : rc;
+}
+
+static int watch_delete(MPI_Comm comm, int key, void *value, void *extra)
+{
+    (void)comm, (void)key, (void)extra;
+    dist_watch *w = value;
+    MPI_Comm_free(&w->ping);
+    free(w->pong);
+    free(w);
+    return MPI_SUCCESS;
+}
+
+int th_dist_watch(th_comm comm, double timeout_s, th_dist_hang_fn on_hang, void *ctx, th_err *err)
+{
+    if (!(timeout_s > 0)) return 0;
+    if (!on_hang) return th_errf(err, "a hang watch needs a callback");
+    if (watch_key == MPI_KEYVAL_INVALID &&
+        MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, watch_delete, &watch_key, NULL) != MPI_SUCCESS)
+        return th_errf(err, "cannot set up the hang watch (MPI_Comm_create_keyval failed)");
+    dist_watch *w = calloc(1, sizeof *w);
+    int *pong = calloc((size_t)th_dist_size(comm), sizeof *pong);
+    int ok = w && pong;
+    /* Collective: every rank duplicates, even one that could not allocate. */
+    MPI_Comm ping = MPI_COMM_NULL;
+    MPI_Comm_dup(comm, &ping);
+    if (th_dist_agree(comm, ok ? 0 : th_errf(err, "out of memory for the hang watch"), err)) {
+        free(w);
+        free(pong);
+        MPI_Comm_free(&ping);
+        return -1;
+    }
+    th_dist_unwatch(comm);
+    *w = (dist_watch){.ping = ping, .timeout_s = timeout_s, .on_hang = on_hang, .ctx = ctx, .pong = pong};
+    MPI_Comm_set_attr(comm, watch_key, w);
+    return 0;
+}
+
+void th_dist_unwatch(th_comm comm)
+{
+    if (watch_of(comm)) MPI_Comm_delete_attr(comm, watch_key);
+}
+
 int th_dist_allreduce_mean(th_comm comm, float *grads, size_t n, long total, th_err *err)
 {
     /* MPI counts are ints: move very large buffers in pieces. */
     for (size_t off = 0; off < n;) {
         size_t chunk = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, grads + off, (int)chunk, MPI_FLOAT, MPI_SUM, comm);
+        MPI_Request r;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, grads + off, (int)chunk, MPI_FLOAT, MPI_SUM, comm, &r);
+        if (rc == MPI_SUCCESS) rc = dist_wait(comm, 1, &r, "gradient allreduce");
         if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Allreduce of %zu gradients failed (code %d)", n, rc);
         off += chunk;
     }
@@ -237,7 +453,7 @@ int th_grad_sync_finish(th_grad_sync *s, long total, th_err *err)
     }
     s->started_early = s->started;
     while (s->started < s->n_buckets) start_bucket(s, s->started++);
-    int rc = MPI_Waitall(s->n_buckets, s->req, MPI_STATUSES_IGNORE);
+    int rc = dist_wait(s->comm, s->n_buckets, s->req, "gradient allreduce");
     int start_rc = s->mpi_rc, b = s->failed_bucket;
     grad_sync_rearm(s);
     if (start_rc != MPI_SUCCESS)
@@ -283,7 +499,7 @@ int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, 
         free(displs);
         return -1;
     }
-    MPI_Gather(&my_count, 1, MPI_INT, counts, 1, MPI_INT, root, comm);
+    dist_gather(comm, &my_count, 1, MPI_INT, counts, root, "gather of row counts");
     if (rank == root) {
         int off = 0;
         for (int r = 0; r < size; r++) {
@@ -291,7 +507,9 @@ int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, 
             off += counts[r];
         }
     }
-    int rc = MPI_Gatherv(rows, my_count, MPI_FLOAT, out, counts, displs, MPI_FLOAT, root, comm);
+    MPI_Request r;
+    int rc = MPI_Igatherv(rows, my_count, MPI_FLOAT, out, counts, displs, MPI_FLOAT, root, comm, &r);
+    if (rc == MPI_SUCCESS) rc = dist_wait(comm, 1, &r, "gather of predictions");
     free(counts);
     free(displs);
     if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Gatherv of predictions failed (code %d)", rc);
@@ -300,7 +518,7 @@ int th_dist_gather_rows(th_comm comm, int root, const float *rows, int my_rows, 
 
 int th_dist_gather_bytes(th_comm comm, int root, const void *mine, int bytes, void *out, th_err *err)
 {
-    int rc = MPI_Gather(mine, bytes, MPI_BYTE, out, bytes, MPI_BYTE, root, comm);
+    int rc = dist_gather(comm, mine, bytes, MPI_BYTE, out, root, "gather of records");
     if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Gather of %d-byte records failed (code %d)", bytes, rc);
     return 0;
 }
@@ -312,14 +530,14 @@ int th_dist_agree(th_comm comm, int status, th_err *err)
     MPI_Comm_size(comm, &size);
     /* The lowest failing rank, or size if none failed. */
     int mine = status ? rank : size, first;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    dist_allreduce(comm, &mine, &first, 1, MPI_INT, MPI_MIN, "agreement on errors");
     if (first == size) return 0;
     char msg[sizeof err->msg];
     if (rank == first) {
         if (first == 0) snprintf(msg, sizeof msg, "%s", err ? err->msg : "failed");
         else snprintf(msg, sizeof msg, "rank %d: %.1000s", first, err ? err->msg : "failed");
     }
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm);
+    dist_bcast(comm, msg, (int)sizeof msg, MPI_CHAR, first, "broadcast of an error");
     if (err) memcpy(err->msg, msg, sizeof msg);
     return -1;
 }
@@ -328,7 +546,7 @@ int th_dist_min_cpus(th_comm comm)
 {
     cpu_set_t set;
     int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, comm);
+    dist_allreduce(comm, MPI_IN_PLACE, &n, 1, MPI_INT, MPI_MIN, "CPU count");
     return n;
 }
 
@@ -372,24 +590,34 @@ int th_dist_bcast(th_comm comm, int root, void *buf, size_t bytes, th_err *err)
 {
     for (size_t off = 0; off < bytes;) {
         size_t piece = bytes - off < (size_t)INT_MAX ? bytes - off : (size_t)INT_MAX;
-        int rc = MPI_Bcast((char *)buf + off, (int)piece, MPI_BYTE, root, comm);
+        int rc = dist_bcast(comm, (char *)buf + off, (int)piece, MPI_BYTE, root, "broadcast");
         if (rc != MPI_SUCCESS) return th_errf(err, "MPI_Bcast of %zu bytes from rank %d failed (code %d)", bytes, root, rc);
         off += piece;
     }
     return 0;
 }
 
-void th_dist_sum(th_comm comm, double *x, int n) { MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, comm); }
-void th_dist_max(th_comm comm, double *x, int n) { MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_MAX, comm); }
+void th_dist_sum(th_comm comm, double *x, int n)
+{
+    dist_allreduce(comm, MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, "allreduce (sum)");
+}
+void th_dist_max(th_comm comm, double *x, int n)
+{
+    dist_allreduce(comm, MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_MAX, "allreduce (max)");
+}
 
 int th_dist_any(th_comm comm, int flag)
 {
     int any = flag != 0;
-    MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm);
+    dist_allreduce(comm, MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, "allreduce (flags)");
     return any;
 }
 
-void th_dist_barrier(th_comm comm) { MPI_Barrier(comm); }
+void th_dist_barrier(th_comm comm)
+{
+    MPI_Request r;
+    if (MPI_Ibarrier(comm, &r) == MPI_SUCCESS) dist_wait(comm, 1, &r, "barrier");
+}
 
 int th_dist_node_size(th_comm comm)
 {

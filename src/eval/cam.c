@@ -101,6 +101,22 @@ static int cam_gap_layer(const th_model *m)
     return g;
 }
 
+int th_cam_layer_prepare(th_model *m, th_cam_method method, const char *name, int *layer, th_err *err)
+{
+    *layer = -1;
+    if (method != TH_CAM_GRADCAM) {
+        if (name && name[0])
+            return th_errf(err, "--layer %s: only gradcam reads a chosen layer (cam reads the layer feeding gap, "
+                           "saliency the input)", name);
+        return 0;
+    }
+    int i = th_cam_layer_index(m, name, err);
+    /* Grad-CAM weighs the layer's own output, which a fused group does not keep. */
+    if (i < 0 || th_model_keep_output(m, i, err)) return -1;
+    *layer = i;
+    return 0;
+}
+
 int th_cam_feature_layer(const th_model *m)
 {
     int g = cam_gap_layer(m);

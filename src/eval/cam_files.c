@@ -193,6 +193,10 @@ int th_cam_writer_close(th_cam_writer *wr, th_err *err)
             th_cam_writer_abort(wr);
             return -1;
         }
+    if (th_h5_flush(wr->file, wr->tmp_path, err)) {
+        th_cam_writer_abort(wr);
+        return -1;
+    }
     close_ids(wr);
     hid_t file = wr->file;
     wr->file = -1;

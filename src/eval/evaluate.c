@@ -277,19 +277,29 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
                       .bootstrap_seed = e->cfg->seed, .overlap = res->external ? &res->overlap : NULL};
     th_eval_applied ap = {.rule = e->cfg->eval.threshold, .chosen_on = "val", .threshold = t->threshold,
                           .threshold_patient = t->threshold_patient, .temperature = calibrated ? t->temperature : NULL};
-    th_metrics_macro macro;
+    th_metrics_macro macro = {0};
     out_dir(e, res->out_dir, sizeof res->out_dir);
     const char *title = e->split_name ? e->split_name : strrchr(res->out_dir, '/') + 1;
-    rc = th_report_write_eval_applied(res->out_dir, title, &d, e->opts->patient_level ? TH_REPORT_PATIENT : 0, &ap,
-                                      &macro, err);
+    /* Every file goes to a stage that replaces eval/<name>/'s files only
+     * once all are written: an evaluation that fails midway leaves the
+     * previous one whole, not new predictions beside old metrics. */
+    char stage[sizeof res->out_dir + 16] = "", path[sizeof stage + 32];
+    rc = th_stage_path(res->out_dir, NULL, stage, sizeof stage, err);
+    if (!rc) rc = th_stage_begin(stage, err);
+    if (!rc)
+        rc = th_report_write_eval_applied(stage, title, &d, e->opts->patient_level ? TH_REPORT_PATIENT : 0, &ap,
+                                          &macro, err);
     if (!rc && on_val) {
-        char path[2100];
-        thresholds_path(e, path, sizeof path);
+        /* thresholds_path's file: val's directory is res->out_dir. */
+        snprintf(path, sizeof path, "%s/thresholds.json", stage);
         rc = th_thresholds_write(path, t, err);
     }
-    if (!rc && e->meta)
-        rc = th_report_write_by(res->out_dir, e->opts->by, title, &d, group, &ap, res->by_md, sizeof res->by_md,
-                                err);
+    if (!rc && e->meta) {
+        rc = th_report_write_by(stage, e->opts->by, title, &d, group, &ap, path, sizeof path, err);
+        snprintf(res->by_md, sizeof res->by_md, "%s%s", res->out_dir, path + strlen(stage));
+    }
+    if (!rc) rc = th_stage_commit(stage, res->out_dir, err);
+    else th_stage_discard(stage);
     res->n_images = total;
     res->n_labels = L;
     res->n_defined = macro.n_defined;

@@ -59,7 +59,7 @@ static void describe_threshold(const explain *e, th_explain_result *res)
 
 /* RUN_DIR/cam/<checkpoint>/<method>/ and the maps and pointing files in it,
  * one pair per label choice, so that no run overwrites another's. */
-static int output_paths(const explain *e, th_explain_result *res, th_err *err)
+static int output_paths(explain *e, th_explain_result *res, th_err *err)
 {
     const th_explain_opts *o = e->opts;
     char safe[TH_LABEL_MAX + 8] = "";
@@ -71,7 +71,9 @@ static int output_paths(const explain *e, th_explain_result *res, th_err *err)
         return th_errf(err, "run directory path too long: %s", o->run_dir);
     snprintf(res->maps, sizeof res->maps, "%s/maps%s%s.h5", res->out_dir, sep, safe);
     snprintf(res->pointing, sizeof res->pointing, "%s/pointing%s%s.csv", res->out_dir, sep, safe);
-    return 0;
+    /* One stage per label choice, as the files are: runs for two labels may
+     * write into one out_dir at once. */
+    return th_stage_path(res->out_dir, safe, e->stage, sizeof e->stage, err);
 }
 
 static int setup(explain *e, th_explain_result *res, th_err *err)
@@ -84,14 +86,7 @@ static int setup(explain *e, th_explain_result *res, th_err *err)
     if (th_cam_method_parse(method, &e->method))
         return th_errf(err, "--method must be cam, gradcam or saliency, got '%s'", method);
     snprintf(res->method, sizeof res->method, "%s", th_cam_method_name(e->method));
-    int named_layer = o->layer && o->layer[0];
-    if (named_layer && e->method != TH_CAM_GRADCAM)
-        return th_errf(err, "--layer %s: only gradcam reads a chosen layer (cam reads the layer feeding gap, "
-                       "saliency the input)", o->layer);
-    e->layer = e->method == TH_CAM_GRADCAM ? th_cam_layer_index(m, o->layer, err) : -1;
-    if (e->method == TH_CAM_GRADCAM && e->layer < 0) return -1;
-    /* Grad-CAM weighs the layer's own output, which a fused ReLU would overwrite. */
-    if (e->method == TH_CAM_GRADCAM && th_model_keep_output(m, e->layer, err)) return -1;
+    if (th_cam_layer_prepare(m, e->method, o->layer, &e->layer, err)) return -1;
     if (th_cam_feature_shape(m, e->method, e->layer, &res->fh, &res->fw, err))
         return th_err_prefix(err, "%s/config.yaml: ", o->run_dir);
     /* CAM reads the layer feeding gap -> dense, which the check above found. */
@@ -190,7 +185,8 @@ static int plan(explain *e, th_explain_result *res, th_err *err)
         rc = th_errf(err, "%d maps of %dx%d are too many to gather at once: map fewer images or a smaller top-k",
                      e->n_items, res->h, res->w);
     if (!rc) rc = deal(e, err);
-    if (!rc) rc = th_mkdirs(res->out_dir, err);
+    if (!rc) rc = th_stage_begin(e->stage, err);
+    e->staged = rc == 0;
     return rc;
 }
 
@@ -249,7 +245,7 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
             tail[TAIL_IOU] = (float)th_cam_iou_lesion(out, mask, e->cfg->model.h, e->cfg->model.w);
         }
     }
-    char label[TH_LABEL_MAX + 8], name[1024], path[3200], text[2048];
+    char label[TH_LABEL_MAX + 8], name[1024], path[3400], text[2048];
     const char *image = e->ds.image_name[it[IT_ROW]];
     const char *outcome = th_cam_outcome(p_out[k], op_threshold(e, k), truth(e, it[IT_ROW], k));
     if (th_report_label_filename(e->cfg->data.labels[k], label, sizeof label))
@@ -340,7 +336,7 @@ static void score_labels(const explain *e, const float *all, const int *pos, th_
     }
 }
 
-static int write_pointing_csv(const th_explain_result *res, th_err *err)
+static int write_pointing_csv(const th_explain_result *res, const char *path, th_err *err)
 {
     th_strbuf b = {0};
     th_strbuf_printf(&b, "label,n,hits,rate,mean_energy,mean_iou\n");
@@ -352,7 +348,6 @@ static int write_pointing_csv(const th_explain_result *res, th_err *err)
                              s->mean_iou);
         else th_strbuf_printf(&b, "%s,0,0,,,\n", s->label);
     }
-    const char *path = res->pointing;
     int rc = b.failed ? th_errf(err, "%s: out of memory", path) : th_write_file_atomic(path, b.data, b.len, err);
     th_strbuf_free(&b);
     return rc;
@@ -420,8 +415,12 @@ static int write_results(explain *e, const float *all, th_explain_result *res, t
     for (int r = 0, k = 0; r < e->size; r++)
         for (int i = 0; i < M; i++)
             if (e->items[(size_t)i * IT_INTS + IT_OWNER] == r) pos[i] = k++;
+    /* The files' names in out_dir, written in the stage. */
+    char maps[sizeof e->stage + 256], pointing[sizeof maps];
+    snprintf(maps, sizeof maps, "%s%s", e->stage, strrchr(res->maps, '/'));
+    snprintf(pointing, sizeof pointing, "%s%s", e->stage, strrchr(res->pointing, '/'));
     th_cam_writer wr;
-    int rc = th_cam_writer_open(&wr, res->maps, M, res->h, res->w, 1, &e->method, &res->fh, &res->fw, err);
+    int rc = th_cam_writer_open(&wr, maps, M, res->h, res->w, 1, &e->method, &res->fh, &res->fw, err);
     for (int i = 0; i < M && !rc; i++) {
         const int *it = e->items + (size_t)i * IT_INTS;
         const float *r = all + (size_t)pos[i] * e->width;
@@ -437,7 +436,11 @@ static int write_results(explain *e, const float *all, th_explain_result *res, t
     res->has_masks = e->ds.has_masks;
     if (!rc && e->ds.has_masks) {
         score_labels(e, all, pos, res);
-        rc = write_pointing_csv(res, err);
+        rc = write_pointing_csv(res, pointing, err);
+    }
+    if (!rc) {
+        rc = th_stage_commit(e->stage, res->out_dir, err);
+        e->staged = 0;
     }
     free(pos);
     free(seen);
@@ -471,7 +474,7 @@ int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result 
     }
     if (!rc) {
         rc = th_dist_bcast(comm, 0, e.items, sizeof(int) * IT_INTS * (size_t)e.n_items, err);
-        if (!rc) rc = th_dist_agree(comm, compute_share(&e, res->out_dir, err), err);
+        if (!rc) rc = th_dist_agree(comm, compute_share(&e, e.stage, err), err);
     }
     float *all = NULL;
     if (!rc) {
@@ -484,6 +487,9 @@ int th_explain_run(const th_explain_opts *opts, th_comm comm, th_explain_result 
         /* Rank 0's result for every rank, whether or not it could write it. */
         if (th_dist_bcast(comm, 0, res, sizeof *res, rc ? NULL : err)) rc = -1;
     }
+    /* Every rank is done writing into the stage: a failure anywhere leaves
+     * nothing of this run. */
+    if (e.staged) th_stage_discard(e.stage);
     free(all);
     free(e.mine);
     free(e.items);

@@ -36,6 +36,11 @@ typedef struct explain {
     int hw, fhw, width;         /* map sizes; floats per gathered row */
     int n_mine;
     float *mine;                /* [n_mine, width]: this rank's maps, in item order */
+    /* Where every rank writes its overlays and rank 0 the maps and scores,
+     * moved into out_dir once all are written (th_stage_*); staged: rank 0
+     * has made it and not yet moved or removed it. */
+    char stage[2200];
+    int staged;
 } explain;
 
 /* Is run label k one to map (--label)? */

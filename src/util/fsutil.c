@@ -29,6 +29,79 @@ int th_dir_each(const char *dir, th_dir_fn fn, void *ctx, th_err *err)
     return rc;
 }
 
+/* ---- Staging directories (th_stage_*) ---------------------------------------- */
+
+int th_stage_path(const char *dir, const char *suffix, char *stage, size_t cap, th_err *err)
+{
+    const char *slash = strrchr(dir, '/');
+    int head = slash ? (int)(slash - dir + 1) : 0;
+    const char *name = dir + head;
+    if (!*name) return th_errf(err, "%s: no directory name to stage", dir);
+    if (snprintf(stage, cap, "%.*s.%s%s%s.tmp", head, dir, name, suffix && *suffix ? "_" : "", suffix ? suffix : "") >=
+        (int)cap)
+        return th_errf(err, "path too long: %s", dir);
+    return 0;
+}
+
+/* Removes path: a directory with what it holds (lstat: a link is removed,
+ * not followed), or a file. */
+static void remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st)) return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    DIR *d = opendir(path);
+    if (d) {
+        for (struct dirent *e; (e = readdir(d));) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[4096];
+            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub) remove_tree(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+void th_stage_discard(const char *stage) { remove_tree(stage); }
+
+int th_stage_begin(const char *stage, th_err *err)
+{
+    remove_tree(stage);
+    return th_mkdirs(stage, err);
+}
+
+/* Moves the entries of from into to, subdirectories merged. */
+static int move_entries(const char *from, const char *to, th_err *err)
+{
+    if (th_mkdirs(to, err)) return -1;
+    DIR *d = opendir(from);
+    if (!d) return th_errf(err, "cannot open the directory %s: %s", from, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char src[4096], dst[4096];
+        struct stat s, t;
+        if (snprintf(src, sizeof src, "%s/%s", from, e->d_name) >= (int)sizeof src ||
+            snprintf(dst, sizeof dst, "%s/%s", to, e->d_name) >= (int)sizeof dst)
+            rc = th_errf(err, "%s/%s: path too long", to, e->d_name);
+        else if (lstat(src, &s)) rc = th_errf(err, "cannot read %s: %s", src, strerror(errno));
+        else if (S_ISDIR(s.st_mode) && !lstat(dst, &t) && S_ISDIR(t.st_mode)) rc = move_entries(src, dst, err);
+        else if (rename(src, dst)) rc = th_errf(err, "cannot move %s to %s: %s", src, dst, strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+int th_stage_commit(const char *stage, const char *dir, th_err *err)
+{
+    int rc = move_entries(stage, dir, err);
+    remove_tree(stage);
+    return rc;
+}
+
 int th_mkdirs(const char *path, th_err *err)
 {
     char buf[4096];

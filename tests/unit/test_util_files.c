@@ -2,7 +2,9 @@
  * refused when it, or the temporary name th_write_file_atomic would use, is
  * one of the inputs however spelt (another path, a symbolic link); an output
  * that does not exist yet, or another file, is allowed; the error names the
- * output and the input.
+ * output and the input. th_stage_*: a stage's files replace those of the
+ * same name in the final directory, subdirectories merge, other files stay;
+ * a discarded stage goes with what it holds, a link's target untouched.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,87 @@ static void touch(const char *path)
 {
     FILE *f = fopen(path, "w");
     if (f) fclose(f);
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* The file's first line, or "" if it cannot be read. */
+static const char *get(const char *dir, const char *name)
+{
+    static char line[64];
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    line[0] = '\0';
+    if (f) {
+        if (!fgets(line, sizeof line, f)) line[0] = '\0';
+        fclose(f);
+    }
+    return line;
+}
+
+static void test_stage(const char *top)
+{
+    char res[256], stage[300], sub[300], stage_sub[320], outside[300], link[340];
+    th_err err = {{0}};
+    snprintf(res, sizeof res, "%s/res", top);
+    CHECK(th_stage_path(res, NULL, stage, sizeof stage, &err) == 0);
+    snprintf(sub, sizeof sub, "%s/.res.tmp", top);
+    CHECK(strcmp(stage, sub) == 0);
+    CHECK(th_stage_path(res, "Effusion", stage, sizeof stage, &err) == 0);
+    snprintf(sub, sizeof sub, "%s/.res_Effusion.tmp", top);
+    CHECK(strcmp(stage, sub) == 0);
+    CHECK(th_stage_path(res, NULL, stage, sizeof stage, &err) == 0);
+
+    /* The previous set: a.txt, keep.txt and sub/x. */
+    snprintf(sub, sizeof sub, "%s/sub", res);
+    CHECK(th_mkdirs(sub, &err) == 0);
+    put(res, "a.txt", "old");
+    put(res, "keep.txt", "kept");
+    put(sub, "x", "old");
+    /* A stage a killed run left is cleared by the next. */
+    CHECK(th_mkdirs(stage, &err) == 0);
+    put(stage, "stale.txt", "stale");
+    CHECK(th_stage_begin(stage, &err) == 0);
+    CHECK(strcmp(get(stage, "stale.txt"), "") == 0);
+    snprintf(stage_sub, sizeof stage_sub, "%s/sub", stage);
+    CHECK(th_mkdirs(stage_sub, &err) == 0);
+    put(stage, "a.txt", "new");
+    put(stage_sub, "x", "new");
+    put(stage_sub, "y", "new");
+    /* Nothing of the new set shows before the commit. */
+    CHECK(strcmp(get(res, "a.txt"), "old") == 0);
+    CHECK(th_stage_commit(stage, res, &err) == 0);
+    CHECK(strcmp(get(res, "a.txt"), "new") == 0);
+    CHECK(strcmp(get(res, "keep.txt"), "kept") == 0);
+    CHECK(strcmp(get(sub, "x"), "new") == 0);
+    CHECK(strcmp(get(sub, "y"), "new") == 0);
+    CHECK(access(stage, F_OK) != 0);
+
+    /* Discarded: the stage and its files go, a link's target stays. */
+    snprintf(outside, sizeof outside, "%s/outside.txt", top);
+    put(top, "outside.txt", "mine");
+    CHECK(th_stage_begin(stage, &err) == 0);
+    put(stage, "a.txt", "newer");
+    snprintf(link, sizeof link, "%s/link", stage);
+    CHECK(symlink(outside, link) == 0);
+    th_stage_discard(stage);
+    CHECK(access(stage, F_OK) != 0);
+    CHECK(strcmp(get(top, "outside.txt"), "mine") == 0);
+    CHECK(strcmp(get(res, "a.txt"), "new") == 0);
+
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/res' '%s'", top, outside);
+    CHECK(system(cmd) == 0);
 }
 
 int main(void)
@@ -51,6 +134,7 @@ int main(void)
     unlink(a);
     unlink(b);
     unlink(other);
+    test_stage(dir);
     rmdir(dir);
     return th_test_summary("util_files");
 }

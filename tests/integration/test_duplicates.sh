@@ -9,8 +9,8 @@
 #   - drop keeps each group in its earliest split: split.csv says "none" for
 #     every later copy, and duplicates.csv lists each group's images with
 #     their split before the policy and whether they were kept;
-#   - the reported phash of two copies differs in few bits (recomputed here
-#     from duplicates.csv).
+#   - duplicates.csv's hashes are those of a reference computed here from
+#     the pixels written, and the copies' are within 4 bits of the original's.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 command -v python3 >/dev/null || { echo "skip: python3 is needed to write the crafted PNGs"; exit 77; }
@@ -49,11 +49,30 @@ for i in range(40):
     rows.append(f"orig_{i}.png,P{i},{i % 2},{names[0 if i < 28 else 1 if i < 34 else 2]}")
 base = blobs(1003)
 noise = random.Random(7)
+noisy = [max(0, min(255, v + noise.randint(-6, 6))) for v in base]
 png("imgs/copy_exact.png", base, W, H)
-png("imgs/copy_noise.png", [max(0, min(255, v + noise.randint(-6, 6))) for v in base], W, H)
+png("imgs/copy_noise.png", noisy, W, H)
 png("imgs/copy_bright.png", [min(255, v + 12) for v in base], W, H)
 rows += ["copy_exact.png,Q1,1,val", "copy_noise.png,Q2,1,test", "copy_bright.png,Q3,1,val"]
 open("labels.csv", "w").write("\n".join(rows) + "\n")
+
+# The reference hash, computed here from the pixels written: 2x2 means
+# (the area average of 64 -> 32, rounded half up), the DCT-II basis of
+# frequencies 1..8 on each axis, bit v*8+u set where coefficient (u, v) is
+# above the median of the 64.
+def phash(px):
+    small = [[math.floor((px[2 * y * W + 2 * x] + px[2 * y * W + 2 * x + 1] + px[(2 * y + 1) * W + 2 * x]
+                          + px[(2 * y + 1) * W + 2 * x + 1]) / 4 + 0.5) for x in range(32)] for y in range(32)]
+    cosv = [[math.cos((2 * i + 1) * (f + 1) * math.pi / 64) for i in range(32)] for f in range(8)]
+    c = [sum(cosv[v][y] * sum(cosv[u][x] * small[y][x] for x in range(32)) for y in range(32))
+         for v in range(8) for u in range(8)]
+    m = sorted(c)
+    med = (m[31] + m[32]) / 2
+    return sum(1 << i for i in range(64) if c[i] > med)
+
+with open("expected_phash.txt", "w") as f:
+    f.write("orig_3.png %016x\n" % phash(base))
+    f.write("copy_noise.png %016x\n" % phash(noisy))
 PY
 "$THORAX_BIN" ingest --csv labels.csv --images imgs --out d.h5 >ingest.log 2>&1 || { cat ingest.log; fail "ingest"; }
 cat > d.yaml <<YAML
@@ -106,5 +125,10 @@ assert [r["kept"] for r in rows] == ["1", "0", "0", "0"], rows
 h = [int(r["phash"], 16) for r in rows]
 assert h[0] == h[1], "an exact copy has the same hash"
 assert all(bin(h[0] ^ x).count("1") <= 4 for x in h), [bin(h[0] ^ x).count("1") for x in h]
+# Thorax's hashes are the reference's.
+want = dict(line.split() for line in open("expected_phash.txt"))
+got = {r["image"]: r["phash"] for r in rows}
+for name, hx in want.items():
+    assert got[name] == hx, (name, got[name], hx)
 PY
 echo "duplicates: 1 passed, 0 failed"

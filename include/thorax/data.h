@@ -477,9 +477,6 @@ typedef struct th_dups {
 int th_dups_find(const th_dataset *ds, int max_distance, th_dups *d, th_err *err);
 void th_dups_free(th_dups *d);
 
-/* The perceptual hash of one image px [h, w] (above). */
-int th_image_phash(const uint8_t *px, int h, int w, uint64_t *hash, th_err *err);
-
 /* --- Writing (one process) ------------------------------------------------
  * The file is written as `<path>.tmp` and renamed onto path by
  * th_dataset_writer_finish, so a killed writer never leaves a half file. */

@@ -38,13 +38,10 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static uint64_t phash_with(const double t[PH_K][PH_SIDE], const uint8_t *px, int h, int w, th_err *err, int *rc)
+static int phash_with(const double t[PH_K][PH_SIDE], const uint8_t *px, int h, int w, uint64_t *hash, th_err *err)
 {
     uint8_t small[PH_SIDE * PH_SIDE];
-    if (th_image_resize(px, w, h, small, PH_SIDE, PH_SIDE, err)) {
-        *rc = -1;
-        return 0;
-    }
+    if (th_image_resize(px, w, h, small, PH_SIDE, PH_SIDE, err)) return -1;
     /* Separable 2-D DCT: rows first (tmp [PH_SIDE rows, PH_K]), then columns. */
     double tmp[PH_SIDE][PH_K], c[PH_K * PH_K], sorted[PH_K * PH_K];
     for (int y = 0; y < PH_SIDE; y++)
@@ -65,16 +62,8 @@ static uint64_t phash_with(const double t[PH_K][PH_SIDE], const uint8_t *px, int
     uint64_t bits = 0;
     for (int i = 0; i < PH_K * PH_K; i++)
         if (c[i] > median) bits |= 1ull << i;
-    return bits;
-}
-
-int th_image_phash(const uint8_t *px, int h, int w, uint64_t *hash, th_err *err)
-{
-    double t[PH_K][PH_SIDE];
-    int rc = 0;
-    dct_table(t);
-    *hash = phash_with(t, px, h, w, err, &rc);
-    return rc;
+    *hash = bits;
+    return 0;
 }
 
 /* Union-find with path halving; the smaller root wins, so a group's root is
@@ -139,7 +128,7 @@ static int hash_all(const th_dataset *ds, digest_row *dg, uint64_t *ph, th_err *
             const uint8_t *img = px + (size_t)j * hw;
             dg[first + j].row = first + j;
             sha_hex(img, hw, dg[first + j].sha);
-            ph[first + j] = phash_with(t, img, ds->h, ds->w, err, &rc);
+            rc = phash_with(t, img, ds->h, ds->w, &ph[first + j], err);
         }
     }
     th_image_reader_close(&rd);

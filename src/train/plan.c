@@ -146,8 +146,9 @@ static void name_groups(const th_dataset *ds, const th_plan_dups *p, int groups,
         used += (size_t)snprintf(out + used, cap - used, "%s", named ? "; " : "");
         for (int i = 0; i < ds->n && used < cap; i++) {
             if (p->found.group[i] != g || p->split_before[i] == TH_SPLIT_NONE) continue;
-            used += (size_t)snprintf(out + used, cap - used, "%s%s (%s)", members++ ? (p->found.exact[g] ? " = " : " ~ ") : "",
-                                     ds->image_name[i], th_split_name(p->split_before[i]));
+            const char *sep = members++ == 0 ? "" : p->found.exact[g] ? " = " : " ~ ";
+            used += (size_t)snprintf(out + used, cap - used, "%s%s (%s)", sep, ds->image_name[i],
+                                     th_split_name(p->split_before[i]));
         }
         named++;
     }

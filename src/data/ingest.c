@@ -629,10 +629,12 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         char path[4096];
         th_err e;
         int where = image_path(g, r, path, sizeof path);
-        const char *escape = g->o->dicom_dir || g->o->allow_outside_images ? NULL : outside_images(r->image);
+        /* Without an images folder (a library caller's choice) names are paths as they are. */
+        const char *escape =
+            !g->o->images_dir || g->o->dicom_dir || g->o->allow_outside_images ? NULL : outside_images(r->image);
         if (escape) {
             if (set_bad(g, r, "%s leads outside --images %s; --allow-outside-images reads it", escape,
-                        g->o->images_dir ? g->o->images_dir : "."))
+                        g->o->images_dir))
                 return -1;
         } else if (where == -2) {
             if (set_bad(g, r, "no DICOM file of this name under %s", g->o->dicom_dir)) return -1;

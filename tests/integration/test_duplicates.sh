@@ -7,8 +7,9 @@
 #   - with duplicate_bits 4 the noised and brighter copies join their
 #     original's group, and no two distinct images are grouped;
 #   - drop keeps each group in its earliest split: split.csv says "none" for
-#     every later copy, and duplicates.csv lists each group's images with
-#     their split before the policy and whether they were kept;
+#     every later copy, duplicates.csv lists each group's images with their
+#     split before the policy and whether they were kept, and the model card
+#     says how many were left out;
 #   - duplicates.csv's hashes are those of a reference computed here from
 #     the pixels written, and the copies' are within 4 bits of the original's.
 source "$(dirname "$0")/lib.sh"
@@ -115,6 +116,8 @@ for c in copy_exact copy_noise copy_bright; do
   grep "^$c.png,Q[0-9],none\$" runs/d/split.csv >/dev/null || fail "$c is still in a split after drop"
 done
 grep "^orig_3.png,P3,train\$" runs/d/split.csv >/dev/null || fail "the original left train"
+grep -F "Duplicate check: 1 groups of the same picture (4 images) across splits; 3 copies left out" \
+  runs/d/MODEL_CARD.md >/dev/null || fail "MODEL_CARD.md's duplicate check"
 python3 - runs/d/duplicates.csv <<'PY' || fail "duplicates.csv"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

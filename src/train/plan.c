@@ -165,10 +165,10 @@ static int apply_duplicates(const th_config *cfg, const th_dataset *ds, uint8_t 
     if (!p->split_before || !p->first || !p->cross) return th_errf(err, "out of memory grouping duplicate images");
     memcpy(p->split_before, split, (size_t)n);
     group_splits(&p->found, split, p->first, p->cross);
-    for (int g = 0; g < G; g++) {
-        if (!p->cross[g]) continue;
-        p->n_cross++;
-        for (int i = 0; i < n; i++) p->cross_images += p->found.group[i] == g && split[i] != TH_SPLIT_NONE;
+    for (int g = 0; g < G; g++) p->n_cross += p->cross[g];
+    for (int i = 0; i < n; i++) {
+        int g = p->found.group[i];
+        p->cross_images += g >= 0 && p->cross[g] && split[i] != TH_SPLIT_NONE;
     }
     if (p->n_cross == 0 || cfg->data.on_duplicate == TH_ON_DUP_KEEP) return 0;
     if (cfg->data.on_duplicate == TH_ON_DUP_REFUSE) {
@@ -227,17 +227,31 @@ void th_plan_dups_free(th_plan_dups *p)
 
 int th_plan_dups_csv(const th_dataset *ds, const th_plan_dups *p, const uint8_t *split, th_strbuf *b)
 {
+    int G = p->found.n_groups, n = p->found.n;
+    /* Rows by group, then by image: a counting sort, one pass over the images. */
+    int *start = calloc((size_t)G + 1, sizeof *start), *order = malloc(sizeof *order * ((size_t)n + 1));
+    if (!start || !order) {
+        free(start);
+        free(order);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (p->found.group[i] >= 0) start[p->found.group[i] + 1]++;
+    for (int g = 0; g < G; g++) start[g + 1] += start[g];
+    for (int i = 0; i < n; i++)
+        if (p->found.group[i] >= 0) order[start[p->found.group[i]]++] = i;
     th_strbuf_printf(b, "group,kind,across_splits,image,patient_id,split,kept,phash\n");
-    for (int g = 0; g < p->found.n_groups; g++)
-        for (int i = 0; i < ds->n; i++) {
-            if (p->found.group[i] != g) continue;
-            th_strbuf_printf(b, "%d,%s,%d,", g + 1, p->found.exact[g] ? "identical" : "near", p->cross[g]);
-            th_ingest_csv_field(b, ds->image_name[i]);
-            th_strbuf_printf(b, ",");
-            th_ingest_csv_field(b, ds->patient_id[i]);
-            th_strbuf_printf(b, ",%s,%d,%016llx\n", th_split_name(p->split_before[i]),
-                             split[i] != TH_SPLIT_NONE, (unsigned long long)p->found.phash[i]);
-        }
+    for (int k = 0; k < (G ? start[G - 1] : 0); k++) {
+        int i = order[k], g = p->found.group[i];
+        th_strbuf_printf(b, "%d,%s,%d,", g + 1, p->found.exact[g] ? "identical" : "near", p->cross[g]);
+        th_ingest_csv_field(b, ds->image_name[i]);
+        th_strbuf_printf(b, ",");
+        th_ingest_csv_field(b, ds->patient_id[i]);
+        th_strbuf_printf(b, ",%s,%d,%016llx\n", th_split_name(p->split_before[i]), split[i] != TH_SPLIT_NONE,
+                         (unsigned long long)p->found.phash[i]);
+    }
+    free(start);
+    free(order);
     return b->failed ? -1 : 0;
 }
 

@@ -43,6 +43,10 @@ typedef enum th_split_mode { TH_SPLIT_MODE_RANDOM = 0, TH_SPLIT_MODE_PREDEFINED 
  * the file by the prefetch thread, or in memory when they fit (auto). */
 typedef enum th_cache { TH_CACHE_AUTO = 0, TH_CACHE_MEMORY, TH_CACHE_STREAM } th_cache;
 typedef enum th_on_leak { TH_ON_LEAK_ERROR = 0, TH_ON_LEAK_DROP_FROM_EVAL } th_on_leak;
+/* What the same picture in two splits (identical or near-identical pixels,
+ * th_dups_find) does: refuse the split, drop the copies outside the earliest
+ * split (train < val < test), or keep them (reported only). */
+typedef enum th_on_duplicate { TH_ON_DUP_REFUSE = 0, TH_ON_DUP_DROP, TH_ON_DUP_KEEP } th_on_duplicate;
 
 /* How each label's operating point is chosen on the validation split
  * (eval.threshold; th_eval_run applies it to every other split):
@@ -76,6 +80,8 @@ typedef struct th_config {
         th_split_mode split_mode;
         double train, val, test;                 /* patient fractions, sum to 1 */
         th_on_leak on_leak;                      /* predefined splits only */
+        th_on_duplicate on_duplicate;
+        int duplicate_bits;                      /* near-duplicate Hamming distance; -1 identical only */
         th_normalize normalize;
         th_cache cache;
         struct th_augment_config {

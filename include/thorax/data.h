@@ -503,6 +503,31 @@ int th_split_count(const th_dataset *ds, const int *label_col, int n_labels, con
                    th_split_tally *t, th_err *err);
 void th_split_tally_free(th_split_tally *t);
 
+/* The same picture twice: images of a dataset whose pixels are identical
+ * (the SHA-256 of the stored image) or nearly so (a perceptual hash within
+ * max_distance bits), whatever their names and patients. Two names of one
+ * radiograph in two splits are a leak no patient ID shows (PneumoniaMNIST's
+ * official train and val share 8 such groups).
+ *
+ * The perceptual hash is 64 bits: the image resized to 32x32 (th_image_resize),
+ * its 2-D DCT-II, the coefficients (u, v) in [1, 8] x [1, 8] (the lowest
+ * frequencies without the mean), each bit set where its coefficient is above
+ * their median. Resizing, re-encoding and mild noise change a few bits;
+ * distinct radiographs differ in about half. Groups are the connected
+ * components of "identical or within max_distance" (so a chain of near
+ * copies is one group); max_distance < 0 finds identical images only.
+ * Every pair is compared: about a second per 50,000 images, after reading
+ * them once through a serial handle (th_image_reader: one rank alone). */
+typedef struct th_dups {
+    int n;              /* images of the dataset */
+    int n_groups;       /* groups of two or more images */
+    int *group;         /* [n] the group of each image, numbered by its earliest row; -1 alone */
+    uint8_t *exact;     /* [n_groups] 1 when every member has the same pixels */
+    uint64_t *phash;    /* [n] each image's perceptual hash */
+} th_dups;
+int th_dups_find(const th_dataset *ds, int max_distance, th_dups *d, th_err *err);
+void th_dups_free(th_dups *d);
+
 /* --- Writing (one process) ------------------------------------------------
  * The file is written as `<path>.tmp` and renamed onto path by
  * th_dataset_writer_finish, so a killed writer never leaves a half file. */
@@ -653,7 +678,10 @@ void th_input_make(const th_input *in, const uint8_t *img, const int *rows, cons
  *
  * Bad rows - a wrong number of fields, a missing, non-PNG or damaged image,
  * a label that is not 0/1/-1/blank, an unknown finding or split, no patient ID, a
- * duplicate image name - are errors naming the CSV file and line and the
+ * duplicate image name, a file another row names already under another
+ * spelling (a.png, ./a.png, a link: the same device and inode), an image name
+ * that is absolute or climbs out of images_dir with '..' (unless
+ * allow_outside_images) - are errors naming the CSV file and line and the
  * image. With skip_bad they are left out instead and listed in the report
  * `<out>.skipped.csv` (`line,image,reason`). Both files are written under a
  * temporary name and renamed when complete; on failure neither is left.
@@ -713,6 +741,7 @@ typedef struct th_ingest_opts {
     int patient_from_file;          /* an image name without a patient ID: the image is its own patient */
     int dicom_window;               /* DICOM VOI window: 0 the first, k the (k+1)-th, or TH_INGEST_DICOM_WINDOW_NONE */
     const char *dicom_dir;          /* instead of images_dir: rows name DICOM files anywhere in this tree */
+    int allow_outside_images;       /* take image names that are absolute or climb out with '..' */
 } th_ingest_opts;
 
 typedef struct th_ingest_summary {
@@ -741,6 +770,10 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
                   th_err *err);
 
 const char *th_ingest_format_name(th_ingest_format f);
+
+/* One CSV field into b: s, quoted (RFC 4180) when it has a comma, a quote or
+ * a line break; what ingest's reports and the duplicate lists write. */
+void th_ingest_csv_field(th_strbuf *b, const char *s);
 
 /* "refuse", "ones", "zeros", "ignore"; th_ingest_uncertain_parse returns -1
  * for any other name. */

@@ -122,6 +122,31 @@ int th_plan_labels(const th_config *cfg, const th_dataset *ds, int *label_col, i
 int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
                    int *dropped, th_err *err);
 
+/* th_plan_split, and what it found and did about the same picture in two
+ * splits (data.on_duplicate, data.duplicate_bits; th_dups_find). Unless
+ * on_duplicate is keep, th_plan_split itself hashes every image of ds and
+ * applies the policy after the patient split: refuse is an error naming the
+ * first groups; drop leaves each crossing group's images outside its
+ * earliest split (train < val < test) as TH_SPLIT_NONE. Here the groups are
+ * found whatever the policy, and kept in *dups (also when refuse fails, so
+ * that `thorax split` can list them); free with th_plan_dups_free. */
+typedef struct th_plan_dups {
+    th_dups found;          /* every group of the file, within a split or across */
+    uint8_t *split_before;  /* [n] each image's split before the policy */
+    uint8_t *first;         /* [n_groups] each group's earliest split */
+    uint8_t *cross;         /* [n_groups] 1 when the group has images in two splits */
+    int n_cross;            /* groups across splits */
+    int cross_images;       /* their images */
+    int dropped;            /* images left out by drop */
+} th_plan_dups;
+int th_plan_split_dups(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels,
+                       uint8_t *split, int *dropped, th_plan_dups *dups, th_err *err);
+void th_plan_dups_free(th_plan_dups *p);
+/* duplicates.csv: group,kind (identical or near),across_splits (0/1),image,
+ * patient_id,split (before the policy),kept (0/1: in a split afterwards,
+ * split [n]),phash (16 hex digits), one row per image of every group. */
+int th_plan_dups_csv(const th_dataset *ds, const th_plan_dups *p, const uint8_t *split, th_strbuf *b);
+
 /* How the run turns stored images into inputs: cfg's data.normalize,
  * data.augment and seed, as th_input_init takes them. Training, evaluation
  * and prediction all go through here, so they normalise alike. */

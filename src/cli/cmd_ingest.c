@@ -102,14 +102,17 @@ static void usage(FILE *f)
             "  --window N|none    DICOM: apply the file's N-th WindowCenter/WindowWidth\n"
             "                     (default 1, the first; min-max when the file has none);\n"
             "                     none: min-max over each image\n"
+            "  --allow-outside-images  read image names that are absolute paths or climb out\n"
+            "                     of --images with '..' (refused without it)\n"
             "  --skip-bad         leave bad rows out and list them (line, image, reason) in\n"
             "                     F.h5.skipped.csv; without it the first bad row is an error\n"
             "                     naming its CSV line. Bad rows: a missing, damaged or\n"
             "                     unreadable image (PNG, JPEG), a wrong number of fields, a\n"
             "                     label that is not 0/1/-1/blank, an unknown finding or split,\n"
-            "                     no patient ID, a duplicate image (and a damaged or\n"
-            "                     wrong-size mask, or a run past the image). With folders the\n"
-            "                     line is the image's row in the listing\n"
+            "                     no patient ID, a duplicate image, one file under two\n"
+            "                     names (./a.png, a link), a name outside --images (and a\n"
+            "                     damaged or wrong-size mask, or a run past the image).\n"
+            "                     With folders the line is the image's row in the listing\n"
             "  --boxes FILE       lesion boxes into /masks: NIH BBox_List_2017.csv (Image Index,\n"
             "                     Finding Label, x, y, w, h in the original image's pixels,\n"
             "                     scaled to the stored size; Infiltrate = Infiltration)\n"
@@ -171,7 +174,8 @@ static int parse_format(const char *s, th_ingest_format *f)
 
 enum {
     OPT_CSV = 1, OPT_IMAGES, OPT_OUT, OPT_SIZE, OPT_LABELS, OPT_FORMAT, OPT_BOXES, OPT_MASKS, OPT_RLE, OPT_UNCERTAIN,
-    OPT_BLANK, OPT_WINDOW, OPT_DICOM_DIR, OPT_PATIENT_FROM, OPT_SKIP_BAD, OPT_FRONTAL_ONLY, OPT_COMPRESS
+    OPT_BLANK, OPT_WINDOW, OPT_DICOM_DIR, OPT_PATIENT_FROM, OPT_SKIP_BAD, OPT_FRONTAL_ONLY, OPT_COMPRESS,
+    OPT_ALLOW_OUTSIDE
 };
 
 static const cli_opt ingest_opts[] = {{OPT_CSV, "csv", "a value (a CSV file)"},
@@ -191,6 +195,7 @@ static const cli_opt ingest_opts[] = {{OPT_CSV, "csv", "a value (a CSV file)"},
                                       {OPT_SKIP_BAD, "skip-bad", NULL},
                                       {OPT_FRONTAL_ONLY, "frontal-only", NULL},
                                       {OPT_COMPRESS, "compress", NULL},
+                                      {OPT_ALLOW_OUTSIDE, "allow-outside-images", NULL},
                                       {0, NULL, NULL}};
 
 /* One option's value into a; TH_EXIT_OK, or TH_EXIT_USAGE after saying why. */
@@ -204,6 +209,7 @@ static int take_option(int id, const char *value, ingest_args *a)
     case OPT_SKIP_BAD: a->o.skip_bad = 1; break;
     case OPT_FRONTAL_ONLY: a->o.frontal_only = 1; break;
     case OPT_COMPRESS: a->o.compress = 1; break;
+    case OPT_ALLOW_OUTSIDE: a->o.allow_outside_images = 1; break;
     case OPT_CSV:
     case OPT_OUT:
     case OPT_BOXES:

@@ -21,8 +21,12 @@ static void split_usage(FILE *f)
             "\n"
             "Prints the patient-level split that `thorax train CONFIG.yaml` would use:\n"
             "patients, images and positives per label in train/val/test, and the leakage\n"
-            "check (patients with images in more than one split; must be 0).\n"
-            "Exits 1 if the split leaks.\n"
+            "check (patients with images in more than one split; must be 0), and the\n"
+            "duplicate check: pictures with identical or nearly identical pixels\n"
+            "(data.duplicate_bits) in more than one split, and what data.on_duplicate\n"
+            "does about them (the first groups are listed; a run writes them all to\n"
+            "duplicates.csv). Exits 1 if the split leaks, or if such pictures remain\n"
+            "with data.on_duplicate: refuse.\n"
             "\n"
             "options:\n"
             "  --set key=value   override a config key (repeatable)\n"
@@ -52,6 +56,37 @@ static void report(const th_dataset *ds, const int *label_col, int n_labels, con
         printf("\n");
     }
     th_split_tally_free(&t);
+}
+
+/* The duplicate check's summary: the groups across splits, what the policy
+ * did, and the first few groups image by image. */
+static void report_dups(const th_config *cfg, const th_dataset *ds, const th_plan_dups *d)
+{
+    enum { SHOWN = 10 };
+    static const char *const policy[] = {"refuse", "drop", "keep"};
+    int exact = 0, within = d->found.n_groups - d->n_cross;
+    for (int g = 0; g < d->found.n_groups; g++) exact += d->cross[g] && d->found.exact[g];
+    if (d->n_cross == 0) {
+        printf("duplicate check: passed, no picture in more than one split (%d groups within a split)\n", within);
+        return;
+    }
+    printf("duplicate check: %d groups (%d images) in more than one split: %d identical, %d near", d->n_cross,
+           d->cross_images, exact, d->n_cross - exact);
+    if (cfg->data.duplicate_bits >= 0) printf(" (<= %d bits apart)", cfg->data.duplicate_bits);
+    printf("; %d groups within a split\n", within);
+    for (int g = 0, shown = 0; g < d->found.n_groups && shown < SHOWN; g++) {
+        if (!d->cross[g]) continue;
+        printf("  group %d (%s):", g + 1, d->found.exact[g] ? "identical" : "near");
+        for (int i = 0; i < ds->n; i++)
+            if (d->found.group[i] == g && d->split_before[i] != TH_SPLIT_NONE)
+                printf(" %s (%s)", ds->image_name[i], th_split_name(d->split_before[i]));
+        printf("\n");
+        shown++;
+    }
+    if (d->n_cross > SHOWN) printf("  ... and %d more groups\n", d->n_cross - SHOWN);
+    printf("data.on_duplicate: %s", policy[cfg->data.on_duplicate]);
+    if (cfg->data.on_duplicate == TH_ON_DUP_DROP) printf(": %d copies left out of later splits", d->dropped);
+    printf("\n");
 }
 
 enum { OPT_SET = 1 };
@@ -102,12 +137,15 @@ int cmd_split(int argc, char **argv)
     }
     static int label_col[TH_MAX_LABELS];
     int n_labels = 0, dropped = 0;
+    th_plan_dups dups = {.n_cross = 0};
     split = malloc((size_t)ds.n);
     if (!split) {
         cli_error("out of memory");
         status = TH_EXIT_FAIL;
     } else if (th_plan_check(&cfg, &ds, label_col, &n_labels, &err) ||
-               th_plan_split(&cfg, &ds, label_col, n_labels, split, &dropped, &err)) {
+               th_plan_split_dups(&cfg, &ds, label_col, n_labels, split, &dropped, &dups, &err)) {
+        /* refuse: the groups it refused, before the error. */
+        if (dups.n_cross) report_dups(&cfg, &ds, &dups);
         cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else {
@@ -124,7 +162,9 @@ int cmd_split(int argc, char **argv)
         } else {
             printf("leakage check: passed, 0 patients in more than one split\n");
         }
+        report_dups(&cfg, &ds, &dups);
     }
+    th_plan_dups_free(&dups);
     free(split);
     th_dataset_close(&ds);
     MPI_Finalize();

@@ -17,6 +17,7 @@
 /* Spellings of the enums, in enum order. */
 static const char *const normalize_names[] = {"trainset", "per_image", "none", NULL};
 static const char *const on_leak_names[] = {"error", "drop_from_eval", NULL};
+static const char *const on_duplicate_names[] = {"refuse", "drop", "keep", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 static const char *const eval_split_names[] = {"val", "test", NULL};
@@ -25,6 +26,7 @@ const char *const th_calibrate_names[] = {"none", "temperature", NULL};
 
 /* KEY_ENUM keeps an enum through an int. */
 _Static_assert(sizeof(th_normalize) == sizeof(int) && sizeof(th_on_leak) == sizeof(int) &&
+                   sizeof(th_on_duplicate) == sizeof(int) &&
                    sizeof(th_cache) == sizeof(int) && sizeof(th_schedule_type) == sizeof(int) &&
                    sizeof(th_loss_type) == sizeof(int) && sizeof(th_optim_type) == sizeof(int) &&
                    sizeof(th_precision) == sizeof(int) && sizeof(th_calibrate) == sizeof(int),
@@ -198,6 +200,10 @@ static const char *const normalize_docs[] = {
     "each image by its own mean and standard deviation", "pixel values / 255, nothing else", NULL};
 static const char *const on_leak_docs[] = {"refuse to train on a predefined split with a patient in two splits",
                                            "keep going without those patients' val/test images", NULL};
+static const char *const on_duplicate_docs[] = {
+    "refuse to split when the same picture is in two splits, listing the groups",
+    "keep such a picture in its earliest split only (train, then val, then test), leaving its copies out",
+    "keep every copy where the split put it (reported, not acted on)", NULL};
 static const char *const cache_docs[] = {
     "memory when this rank's training images take at most half of the node's memory shared among its ranks, "
     "else stream",
@@ -346,6 +352,13 @@ static const key_def data_keys[] = {
      .def_doc = "{train: 0.7, val: 0.15, test: 0.15}", .type_doc = "mapping {train, val, test}, or predefined"},
     {"on_leak", KEY_ENUM, 0, AT(data.on_leak), .names = on_leak_names, .def = TH_ON_LEAK_ERROR,
      .doc = "what a predefined split that puts a patient in two splits does", .name_docs = on_leak_docs},
+    {"on_duplicate", KEY_ENUM, 0, AT(data.on_duplicate), .names = on_duplicate_names, .def = TH_ON_DUP_REFUSE,
+     .doc = "what images with identical or nearly identical pixels in two splits do (thorax split lists them)",
+     .name_docs = on_duplicate_docs},
+    {"duplicate_bits", KEY_INT, 0, AT(data.duplicate_bits), .lo = -1, .hi = 32, .def = -1,
+     .doc = "near duplicates too: images whose 64-bit perceptual hashes differ in at most this many bits "
+            "(-1: identical pixels only; synthetic phantom patients come within 2 bits of each other, "
+            "PneumoniaMNIST's copies within 4)"},
     {"normalize", KEY_ENUM, 0, AT(data.normalize), .names = normalize_names, .def = TH_NORM_TRAINSET,
      .doc = "how pixel values are normalised", .name_docs = normalize_docs},
     {"cache", KEY_ENUM, 0, AT(data.cache), .names = cache_names, .def = TH_CACHE_AUTO,

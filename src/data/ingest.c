@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "folders.h"
@@ -525,6 +526,68 @@ static int image_path(const ingest *g, const row_info *r, char *buf, size_t n)
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
+/* Why an image name reaches outside the images folder, or NULL when it
+ * stays inside: an absolute path, or a '..' component (a/../../x). Told from
+ * the text, not the file system, so that a folder of links (a common way to
+ * assemble a data set) still works, and a name means the same on every
+ * machine. */
+static const char *outside_images(const char *image)
+{
+    if (image[0] == '/') return "an absolute path";
+    for (const char *p = image; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && p[0] == '.' && p[1] == '.') return "a '..' component";
+        p += len;
+        p += *p == '/';
+    }
+    return NULL;
+}
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    int row;
+} file_row;
+
+static int cmp_file_row(const void *a, const void *b)
+{
+    const file_row *x = a, *y = b;
+    if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* One file under two names (a.png and ./a.png, a link, a/../a.png) would be
+ * two images, possibly of two patients in two splits: a leak that the name
+ * check cannot see. Files are told apart by device and inode; the later rows
+ * of a file are bad, naming the first. */
+static int check_same_files(ingest *g)
+{
+    int n = g->csv.n_rows, m = 0;
+    file_row *f = malloc(sizeof *f * (n > 0 ? (size_t)n : 1));
+    if (!f) return th_errf(g->err, "%s: out of memory", g->o->csv_path);
+    for (int i = 0; i < n; i++) {
+        row_info *r = &g->rows[i];
+        char path[4096];
+        struct stat st;
+        if (r->reason || image_path(g, r, path, sizeof path) || stat(path, &st)) continue;
+        f[m++] = (file_row){st.st_dev, st.st_ino, i};
+    }
+    qsort(f, (size_t)m, sizeof *f, cmp_file_row);
+    int rc = 0;
+    for (int i = 1, first = 0; i < m && rc == 0; i++) {
+        if (f[i].dev != f[first].dev || f[i].ino != f[first].ino) {
+            first = i;
+            continue;
+        }
+        const row_info *a = &g->rows[f[first].row];
+        rc = set_bad(g, &g->rows[f[i].row], "the same file as %s on line %d: one image under two names", a->image,
+                     a->line);
+    }
+    free(f);
+    return rc;
+}
+
 /* A DICOM image's header: its size, its tags, and, without a patient
  * column, its PatientID as the patient (before an ID from the name). */
 static int dicom_header(ingest *g, row_info *r, const char *path)
@@ -566,7 +629,14 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         char path[4096];
         th_err e;
         int where = image_path(g, r, path, sizeof path);
-        if (where == -2) {
+        /* Without an images folder (a library caller's choice) names are paths as they are. */
+        const char *escape =
+            !g->o->images_dir || g->o->dicom_dir || g->o->allow_outside_images ? NULL : outside_images(r->image);
+        if (escape) {
+            if (set_bad(g, r, "%s leads outside --images %s; --allow-outside-images reads it", escape,
+                        g->o->images_dir))
+                return -1;
+        } else if (where == -2) {
             if (set_bad(g, r, "no DICOM file of this name under %s", g->o->dicom_dir)) return -1;
         } else if (where) {
             if (set_bad(g, r, "the image path is too long")) return -1;
@@ -577,7 +647,7 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         }
         if (check_patient(g, r)) return -1;
     }
-    if (stop_on_bad(g)) return -1;
+    if (check_same_files(g) || stop_on_bad(g)) return -1;
     if (g->o->size > 0) {
         *out_w = *out_h = g->o->size;
         return 0;

@@ -32,13 +32,15 @@ static int card_data(th_strbuf *b, const th_config *cfg, th_strbuf *limits, th_e
     int label_col[TH_MAX_LABELS], n_labels = 0, dropped = 0, rc = -1;
     uint8_t *split = malloc((size_t)(ds.n > 0 ? ds.n : 1));
     th_split_tally t;
+    th_plan_dups dups;
     memset(&t, 0, sizeof t);
+    memset(&dups, 0, sizeof dups);
     if (!split) {
         th_errf(err, "out of memory");
         goto out;
     }
     if (th_plan_labels(cfg, &ds, label_col, &n_labels, err)) goto out;
-    if (th_plan_split(cfg, &ds, label_col, n_labels, split, &dropped, err)) goto out;
+    if (th_plan_split_dups(cfg, &ds, label_col, n_labels, split, &dropped, &dups, err)) goto out;
     if (th_split_count(&ds, label_col, n_labels, split, &t, err)) goto out;
     struct stat st;
     long long size = stat(cfg->data.path, &st) == 0 ? (long long)st.st_size : -1;
@@ -78,9 +80,16 @@ static int card_data(th_strbuf *b, const th_config *cfg, th_strbuf *limits, th_e
         th_strbuf_printf(b, "\nLeakage check: passed, 0 patients in more than one split.\n");
     if (dropped)
         th_strbuf_printf(b, "Left out of val/test (data.on_leak: drop_from_eval): %d images.\n", dropped);
+    if (dups.n_cross)
+        th_strbuf_printf(b, "Duplicate check: %d groups of the same picture (%d images) across splits; %d copies "
+                            "left out of later splits (data.on_duplicate); duplicates.csv lists them.\n",
+                         dups.n_cross, dups.cross_images, dups.dropped);
+    else
+        th_strbuf_printf(b, "Duplicate check: passed, no picture in more than one split.\n");
     th_strbuf_printf(b, "\n");
     rc = 0;
 out:
+    th_plan_dups_free(&dups);
     th_split_tally_free(&t);
     free(split);
     th_dataset_close(&ds);

@@ -104,12 +104,9 @@ static int predefined_split(const th_config *cfg, const th_dataset *ds, uint8_t 
     return rc;
 }
 
-int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
-                   int *dropped, th_err *err)
+static int patient_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels,
+                         uint8_t *split, int *dropped, th_err *err)
 {
-    int unused;
-    if (!dropped) dropped = &unused;
-    *dropped = 0;
     if (cfg->data.split_mode == TH_SPLIT_MODE_PREDEFINED) return predefined_split(cfg, ds, split, dropped, err);
     /* Stratify on the run's labels only: the file's other labels do not matter here. */
     uint8_t *y = malloc((size_t)ds->n * (size_t)(n_labels ? n_labels : 1));
@@ -167,3 +164,139 @@ int th_plan_pin(th_dataset *ds, const char *recorded, const char *recorded_in, t
     if (th_dataset_fingerprint(ds, comm, now, NULL, err)) return -1;
     return th_plan_pin_match(recorded, recorded_in, ds, now, err);
 }
+/* Each group's earliest split (train < val < test) into first[n_groups], and
+ * whether it has images in two splits into cross[n_groups]; images outside
+ * every split (TH_SPLIT_NONE) do not count. */
+static void group_splits(const th_dups *d, const uint8_t *split, uint8_t *first, uint8_t *cross)
+{
+    memset(first, TH_SPLIT_NONE, (size_t)d->n_groups);
+    memset(cross, 0, (size_t)d->n_groups);
+    for (int i = 0; i < d->n; i++) {
+        int g = d->group[i];
+        if (g < 0 || split[i] == TH_SPLIT_NONE) continue;
+        if (first[g] != TH_SPLIT_NONE && first[g] != split[i]) cross[g] = 1;
+        if (split[i] < first[g]) first[g] = split[i];
+    }
+}
+
+/* "a.png (train) = b.png (val)" for up to `groups` crossing groups. */
+static void name_groups(const th_dataset *ds, const th_plan_dups *p, int groups, char *out, size_t cap)
+{
+    size_t used = 0;
+    int named = 0;
+    out[0] = '\0';
+    for (int g = 0; g < p->found.n_groups && named < groups && used < cap; g++) {
+        if (!p->cross[g]) continue;
+        int members = 0;
+        used += (size_t)snprintf(out + used, cap - used, "%s", named ? "; " : "");
+        for (int i = 0; i < ds->n && used < cap; i++) {
+            if (p->found.group[i] != g || p->split_before[i] == TH_SPLIT_NONE) continue;
+            const char *sep = members++ == 0 ? "" : p->found.exact[g] ? " = " : " ~ ";
+            used += (size_t)snprintf(out + used, cap - used, "%s%s (%s)", sep, ds->image_name[i],
+                                     th_split_name(p->split_before[i]));
+        }
+        named++;
+    }
+}
+
+static int apply_duplicates(const th_config *cfg, const th_dataset *ds, uint8_t *split, th_plan_dups *p, th_err *err)
+{
+    int n = ds->n, G;
+    if (th_dups_find(ds, cfg->data.duplicate_bits, &p->found, err)) return -1;
+    G = p->found.n_groups;
+    p->split_before = malloc((size_t)n + 1);
+    p->first = malloc((size_t)G + 1);
+    p->cross = malloc((size_t)G + 1);
+    if (!p->split_before || !p->first || !p->cross) return th_errf(err, "out of memory grouping duplicate images");
+    memcpy(p->split_before, split, (size_t)n);
+    group_splits(&p->found, split, p->first, p->cross);
+    for (int g = 0; g < G; g++) p->n_cross += p->cross[g];
+    for (int i = 0; i < n; i++) {
+        int g = p->found.group[i];
+        p->cross_images += g >= 0 && p->cross[g] && split[i] != TH_SPLIT_NONE;
+    }
+    if (p->n_cross == 0 || cfg->data.on_duplicate == TH_ON_DUP_KEEP) return 0;
+    if (cfg->data.on_duplicate == TH_ON_DUP_REFUSE) {
+        char names[512];
+        name_groups(ds, p, 3, names, sizeof names);
+        return th_errf(err,
+                       "%s: %d groups of identical or nearly identical images (%d images) are in more than one "
+                       "split (%s%s): the same picture would be trained on and evaluated; set data.on_duplicate: "
+                       "drop to keep each in its earliest split only, or keep (thorax split lists them)",
+                       ds->path, p->n_cross, p->cross_images, names, p->n_cross > 3 ? "; ..." : "");
+    }
+    /* drop: a picture stays where it is first seen (train, then val, then
+     * test), so training keeps every image it had and evaluation loses the
+     * copies of pictures it trained on. */
+    for (int i = 0; i < n; i++) {
+        int g = p->found.group[i];
+        if (g < 0 || !p->cross[g] || split[i] == TH_SPLIT_NONE || split[i] == p->first[g]) continue;
+        split[i] = TH_SPLIT_NONE;
+        p->dropped++;
+    }
+    return 0;
+}
+
+int th_plan_split_dups(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels,
+                       uint8_t *split, int *dropped, th_plan_dups *dups, th_err *err)
+{
+    int unused;
+    if (!dropped) dropped = &unused;
+    *dropped = 0;
+    if (dups) memset(dups, 0, sizeof *dups);
+    if (patient_split(cfg, ds, label_col, n_labels, split, dropped, err)) return -1;
+    /* keep changes nothing: hash only when someone asks for the groups. */
+    if (!dups && cfg->data.on_duplicate == TH_ON_DUP_KEEP) return 0;
+    th_plan_dups local;
+    th_plan_dups *p = dups ? dups : &local;
+    if (!dups) memset(p, 0, sizeof *p);
+    int rc = apply_duplicates(cfg, ds, split, p, err);
+    if (!dups) th_plan_dups_free(p);
+    return rc;
+}
+
+int th_plan_split(const th_config *cfg, const th_dataset *ds, const int *label_col, int n_labels, uint8_t *split,
+                  int *dropped, th_err *err)
+{
+    return th_plan_split_dups(cfg, ds, label_col, n_labels, split, dropped, NULL, err);
+}
+
+void th_plan_dups_free(th_plan_dups *p)
+{
+    th_dups_free(&p->found);
+    free(p->split_before);
+    free(p->first);
+    free(p->cross);
+    memset(p, 0, sizeof *p);
+}
+
+int th_plan_dups_csv(const th_dataset *ds, const th_plan_dups *p, const uint8_t *split, th_strbuf *b)
+{
+    int G = p->found.n_groups, n = p->found.n;
+    /* Rows by group, then by image: a counting sort, one pass over the images. */
+    int *start = calloc((size_t)G + 1, sizeof *start), *order = malloc(sizeof *order * ((size_t)n + 1));
+    if (!start || !order) {
+        free(start);
+        free(order);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (p->found.group[i] >= 0) start[p->found.group[i] + 1]++;
+    for (int g = 0; g < G; g++) start[g + 1] += start[g];
+    for (int i = 0; i < n; i++)
+        if (p->found.group[i] >= 0) order[start[p->found.group[i]]++] = i;
+    th_strbuf_printf(b, "group,kind,across_splits,image,patient_id,split,kept,phash\n");
+    for (int k = 0; k < (G ? start[G - 1] : 0); k++) {
+        int i = order[k], g = p->found.group[i];
+        th_strbuf_printf(b, "%d,%s,%d,", g + 1, p->found.exact[g] ? "identical" : "near", p->cross[g]);
+        th_ingest_csv_field(b, ds->image_name[i]);
+        th_strbuf_printf(b, ",");
+        th_ingest_csv_field(b, ds->patient_id[i]);
+        th_strbuf_printf(b, ",%s,%d,%016llx\n", th_split_name(p->split_before[i]), split[i] != TH_SPLIT_NONE,
+                         (unsigned long long)p->found.phash[i]);
+    }
+    free(start);
+    free(order);
+    return b->failed ? -1 : 0;
+}
+

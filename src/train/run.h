@@ -41,6 +41,7 @@ typedef struct run {
     int *owner;                     /* [N] rank that trains on or predicts each image (-1: none) */
     int *shard_size;                /* [size] training images per rank */
     int dropped;                    /* val/test images left out by data.on_leak */
+    th_plan_dups dups;              /* rank 0: the same picture twice (duplicates.csv) */
     int hw;                         /* pixels per image */
 
     /* This rank's data, in dataset order. */

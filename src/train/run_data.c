@@ -37,7 +37,8 @@ static void copy_labels(const run *r, int idx, uint8_t *out)
 static int make_split(run *r, th_err *err)
 {
     int n = r->ds.n;
-    if (th_plan_split(r->cfg, &r->ds, r->label_col, r->n_labels, r->split, &r->dropped, err)) return -1;
+    if (th_plan_split_dups(r->cfg, &r->ds, r->label_col, r->n_labels, r->split, &r->dropped, &r->dups, err))
+        return -1;
     int *part = malloc(sizeof *part * (size_t)n);
     if (!part) return th_errf(err, "out of memory sharding %d images", n);
     for (int i = 0; i < n; i++) r->owner[i] = -1;
@@ -118,6 +119,11 @@ static int load_data(run *r, th_err *err)
     if (r->dropped)
         run_info(r, "data.on_leak: drop_from_eval: %d val/test images of patients who cross splits are left out",
              r->dropped);
+    if (r->dups.n_cross)
+        run_info(r, "data.on_duplicate: %s: %d groups of the same picture (%d images) across splits, %d copies left "
+                    "out of later splits; duplicates.csv lists them",
+                 r->cfg->data.on_duplicate == TH_ON_DUP_DROP ? "drop" : "keep", r->dups.n_cross,
+                 r->dups.cross_images, r->dups.dropped);
     run_info(r, "shards by patient: train %s; val %s", train_desc, val_desc);
 
     r->streaming = choose_streaming(r);
@@ -332,6 +338,7 @@ void run_free(run *r)
     th_optim_free(&r->opt);
     th_dataset_close(&r->ds);
     free(r->split);
+    th_plan_dups_free(&r->dups);
     free(r->owner);
     free(r->shard_size);
     th_shard_free(&r->train);

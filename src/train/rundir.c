@@ -39,6 +39,18 @@ static int write_split_csv(run *r, th_err *err)
     return rc;
 }
 
+/* duplicates.csv: every group of the same picture, and whether it stayed. */
+static int write_duplicates_csv(run *r, th_err *err)
+{
+    th_strbuf b = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/duplicates.csv", r->dir);
+    int rc = th_plan_dups_csv(&r->ds, &r->dups, r->split, &b) ? th_errf(err, "out of memory writing %s", path)
+                                                               : th_write_file_atomic(path, b.data, b.len, err);
+    th_strbuf_free(&b);
+    return rc;
+}
+
 /* metrics.csv's header: the fixed columns, the job's ranks, then the
  * validation AUC of every label (val_auc_<label>, the label made safe as in
  * file names). */
@@ -84,7 +96,7 @@ int run_start_dir(run *r, th_err *err)
     if (th_mkdirs(path, err)) return -1;
     snprintf(path, sizeof path, "%s/config.yaml", r->dir);
     if (th_write_file_atomic(path, r->config_yaml, strlen(r->config_yaml), err)) return -1;
-    if (write_split_csv(r, err)) return -1;
+    if (write_split_csv(r, err) || write_duplicates_csv(r, err)) return -1;
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
     return r->opts->resume_from ? restore_metrics(r, path, err) : metrics_header(r, err);
 }

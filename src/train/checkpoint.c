@@ -477,16 +477,16 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     return 0;
 }
 
-/* Opens a checkpoint for reading and checks its checksums. */
+/* Opens a checkpoint for reading under the open policy (th_h5_open: nothing
+ * outside the file) and checks its checksums. */
 static hid_t open_verified(const char *path, th_err *err)
 {
-    th_h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        if (access(path, R_OK)) th_errf(err, "cannot open checkpoint %s: no such readable file", path);
-        else th_errf(err, "%s is corrupt or truncated: not a readable HDF5 file", path);
+    if (access(path, R_OK)) {
+        th_errf(err, "cannot open checkpoint %s: no such readable file", path);
         return -1;
     }
+    hid_t f = th_h5_open(path, err);
+    if (f < 0) return -1;
     if (digest_file(f, path, 0, err)) {
         H5Fclose(f);
         return -1;

@@ -4,15 +4,17 @@
  *
  *   h5_hostile external SRC OUT TARGET   OUT is SRC with /images kept in TARGET's bytes
  *                                        (HDF5 external storage, from offset 0)
- *   h5_hostile elink SRC OUT TARGET      OUT is SRC with /images an external link to
- *                                        TARGET:/images
+ *   h5_hostile elink SRC OUT TARGET [NAME]
+ *                                        OUT is SRC with /NAME (default images) an
+ *                                        external link to TARGET:/NAME (NAME params:
+ *                                        a checkpoint whose tensors are elsewhere)
  *   h5_hostile virtual SRC OUT TARGET    OUT is SRC with /images a virtual dataset
  *                                        mapping all of TARGET:/images
  *   h5_hostile flip FILE OBJECT [ATTR]   flips the byte-order bit of the IEEE f32 LE
  *                                        type message of dataset OBJECT (or of its
  *                                        attribute ATTR) in place
  *
- * OUT keeps every other link of SRC (copied with H5Ocopy), so it is a valid
+ * OUT keeps every other root link of SRC (copied with H5Ocopy), so it is a valid
  * dataset file in all but where its images come from. Exits 0, or 1 saying
  * why on stderr.
  */
@@ -29,6 +31,7 @@ static int die(const char *what)
 
 typedef struct copy_ctx {
     hid_t dst;
+    const char *skip;
     int failed;
 } copy_ctx;
 
@@ -36,25 +39,26 @@ static herr_t copy_link(hid_t src, const char *name, const H5L_info_t *info, voi
 {
     (void)info;
     copy_ctx *c = ctx;
-    if (!strcmp(name, "images")) return 0;
+    if (!strcmp(name, c->skip)) return 0;
     if (H5Ocopy(src, name, c->dst, name, H5P_DEFAULT, H5P_DEFAULT) < 0) c->failed = 1;
     return 0;
 }
 
-/* OUT with every root link of SRC but /images; the shape and type of SRC's
+/* OUT with every root link of SRC but /skip; the shape and type of SRC's
  * /images into dims [3] and *type. */
-static hid_t copy_all_but_images(const char *src_path, const char *out_path, hsize_t *dims, hid_t *type)
+static hid_t copy_all_but(const char *src_path, const char *out_path, const char *skip, hsize_t *dims, hid_t *type)
 {
     hid_t src = H5Fopen(src_path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (src < 0) return -1;
-    hid_t images = H5Dopen2(src, "images", H5P_DEFAULT);
+    hid_t images = H5Lexists(src, "images", H5P_DEFAULT) > 0 ? H5Dopen2(src, "images", H5P_DEFAULT) : -1;
     hid_t space = images < 0 ? -1 : H5Dget_space(images);
     int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 3 && H5Sget_simple_extent_dims(space, dims, NULL) == 3;
-    *type = ok ? H5Dget_type(images) : -1;
+    *type = ok ? H5Dget_type(images) : H5Tcopy(H5T_NATIVE_UINT8);
+    ok = ok || strcmp(skip, "images");
     if (space >= 0) H5Sclose(space);
     if (images >= 0) H5Dclose(images);
     hid_t out = ok ? H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    copy_ctx c = {out, 0};
+    copy_ctx c = {out, skip, 0};
     hsize_t idx = 0;
     if (out >= 0 && (H5Literate(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_link, &c) < 0 || c.failed)) {
         H5Fclose(out);
@@ -64,15 +68,17 @@ static hid_t copy_all_but_images(const char *src_path, const char *out_path, hsi
     return out;
 }
 
-static int make_pointer(const char *kind, const char *src, const char *out_path, const char *target)
+static int make_pointer(const char *kind, const char *src, const char *out_path, const char *target, const char *name)
 {
     hsize_t dims[3];
     hid_t type;
-    hid_t out = copy_all_but_images(src, out_path, dims, &type);
+    hid_t out = copy_all_but(src, out_path, name, dims, &type);
     if (out < 0) return die("cannot copy the source file");
     herr_t rc = 0;
     if (!strcmp(kind, "elink")) {
-        rc = H5Lcreate_external(target, "/images", out, "images", H5P_DEFAULT, H5P_DEFAULT);
+        char object[256];
+        snprintf(object, sizeof object, "/%s", name);
+        rc = H5Lcreate_external(target, object, out, name, H5P_DEFAULT, H5P_DEFAULT);
     } else {
         hid_t space = H5Screate_simple(3, dims, NULL);
         hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -91,7 +97,7 @@ static int make_pointer(const char *kind, const char *src, const char *out_path,
     }
     H5Tclose(type);
     if (H5Fclose(out) < 0) rc = -1;
-    return rc < 0 ? die("cannot make /images point outside the file") : 0;
+    return rc < 0 ? die("cannot make the object point outside the file") : 0;
 }
 
 /* The IEEE f32 LE type message after its version-and-class byte: class bits
@@ -147,9 +153,11 @@ int main(int argc, char **argv)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (argc == 5 && (!strcmp(argv[1], "external") || !strcmp(argv[1], "elink") || !strcmp(argv[1], "virtual")))
-        return make_pointer(argv[1], argv[2], argv[3], argv[4]);
+        return make_pointer(argv[1], argv[2], argv[3], argv[4], "images");
+    if (argc == 6 && !strcmp(argv[1], "elink")) return make_pointer(argv[1], argv[2], argv[3], argv[4], argv[5]);
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "flip")) return flip(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
-    fprintf(stderr, "usage: h5_hostile external|elink|virtual SRC OUT TARGET\n"
+    fprintf(stderr, "usage: h5_hostile external|virtual SRC OUT TARGET\n"
+                    "       h5_hostile elink SRC OUT TARGET [NAME]\n"
                     "       h5_hostile flip FILE OBJECT [ATTR]\n");
     return 2;
 }

@@ -31,12 +31,13 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
     const th_config *cfg = t->cfg;
     if (cfg->data.n_labels == 0)
         return th_errf(err, "%s names no labels: it comes from an older run; add data.labels to it", path);
-    if (th_checkpoint_check_config(t->ckpt, cfg, path, err)) return -1;
     if (th_model_create(&t->model, &cfg->model, cfg->data.n_labels, max_batch > 0 ? max_batch : cfg->train.batch_per_rank,
                         err))
         return -1;
     if (th_model_set_threads(&t->model, cfg->runtime.threads_per_rank, err)) return -1;
     if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
+    /* After the load, whose errors name the tensor of another model. */
+    if (th_checkpoint_check_config(t->ckpt, cfg, path, err)) return -1;
     th_input_params in;
     th_plan_input(cfg, &in);
     th_input_init(&t->input, &in, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);

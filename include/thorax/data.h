@@ -81,6 +81,28 @@ int th_h5_write_attr_string(hid_t obj, const char *name, const char *value);
 /* Reads attribute name of obj into value (mem_type); -1 also when absent. */
 int th_h5_read_attr(hid_t obj, const char *name, hid_t mem_type, void *value);
 
+/* --- Files from elsewhere: data, never pointers -------------------------
+ * HDF5 lets a file point outside itself: an external link names an object
+ * of another file, external storage keeps a dataset's values in any other
+ * file (H5Pset_external), a virtual dataset maps other files' datasets, and
+ * a filter HDF5 lacks is loaded as a plugin. A dataset file, checkpoint or
+ * file of weights may come from anyone, and reading one that points outside
+ * itself would read what it points to (/etc/shadow as readily as images).
+ * So every HDF5 file Thorax reads is opened read-only and walked before
+ * anything of it is read: every link of the file, to any depth. An external
+ * or user-defined link, external storage, a virtual dataset or a filter that
+ * is not one of HDF5's own is refused, the error naming the file and the
+ * link or dataset; soft links stay inside the file and are allowed. */
+
+/* The walk alone, on a file already open (the dataset file, opened with
+ * MPI-IO by every rank): 0, or -1 with err naming path and the culprit. */
+int th_h5_check_contained(hid_t file, const char *path, th_err *err);
+
+/* Opens path read-only (HDF5's default driver) and walks it: the file, or -1
+ * with err saying why ("cannot open x.h5: No such file or directory", "x.h5
+ * is corrupt or truncated: not a readable HDF5 file", or the walk's). */
+hid_t th_h5_open(const char *path, th_err *err);
+
 /* --- Files that appear whole ---------------------------------------------
  * A file is written as tmp_path (path + ".tmp") and takes path's name only
  * when complete: a killed writer never leaves a half file under the real

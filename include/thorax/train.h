@@ -233,8 +233,10 @@ int th_predict_share(th_model *m, const th_input *in, th_loss_type loss, const u
  *                          derived from (seed, epoch) and needs no state
  *   root attributes        epoch, step, config (the resolved YAML text), data_fingerprint
  *                          (the data the run trains on, th_dataset_fingerprint)
- *   crc32 attributes       every dataset's CRC-32 over its stored bytes, and the
- *                          root's over the whole content (see checkpoint.c)
+ *   crc32 attributes       every dataset's CRC-32 over its values as loaded, and the
+ *                          root's over the whole content (see checkpoint.c); every
+ *                          number is stored as the one little-endian type written
+ *                          (tensors IEEE f32 LE), and any other type is refused
  * The file is written to `<path>.tmp` and renamed into place, so a killed job
  * leaves the previous checkpoint intact; it is fsync'ed before the rename.
  * Every function that reads a checkpoint first checks its checksums: a
@@ -294,6 +296,14 @@ int th_checkpoint_verify(const char *path, th_err *err);
 
 /* The `config` attribute of a checkpoint, malloc'd (for eval and predict). */
 char *th_checkpoint_read_config(const char *path, th_err *err);
+
+/* Refuses cfg, a run's config (read from cfg_path), for the checkpoint at
+ * path when the two differ in what the outputs mean: data.labels (names and
+ * order), data.normalize, model.input, model.layers or train.loss. The error
+ * names the first key that differs, with both values ("data.labels: was [A,
+ * B], now [B, A]"): an edited config.yaml would otherwise print a network's
+ * numbers under the wrong names. */
+int th_checkpoint_check_config(const char *path, const th_config *cfg, const char *cfg_path, th_err *err);
 
 /* ------------------------------------------------------------------------- */
 /* One training step: the only one.

@@ -53,6 +53,9 @@ int th_dataset_open(th_dataset *ds, const char *path, th_comm comm, th_err *err)
         goto fail;
     }
     ds->file = f;
+    /* Every rank walks the file it opened before reading any of it. */
+    rc = th_h5_check_contained(f, path, &e);
+    if (th_dist_agree(comm, rc, &e)) goto fail;
 
     if (dataset_load_index(f, path, comm, ds, &e)) goto fail;
     if ((ds->images = H5Dopen2(f, "images", H5P_DEFAULT)) < 0) rc = th_errf(&e, "%s: cannot open /images", path);
@@ -112,9 +115,13 @@ int th_image_reader_open(th_image_reader *r, const th_dataset *ds, th_err *err)
     memset(r, 0, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", ds->path);
     r->n = ds->n, r->h = ds->h, r->w = ds->w;
-    th_h5_quiet();
-    r->file = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    r->images = r->file < 0 ? -1 : H5Dopen2(r->file, "images", H5P_DEFAULT);
+    th_err why;
+    r->file = th_h5_open(ds->path, &why);
+    if (r->file < 0) {
+        r->file = 0;
+        return th_errf(err, "%s: cannot open /images for streaming: %s", ds->path, why.msg);
+    }
+    r->images = H5Dopen2(r->file, "images", H5P_DEFAULT);
     if (r->images < 0) {
         th_image_reader_close(r);
         return th_errf(err, "%s: cannot open /images for streaming", ds->path);

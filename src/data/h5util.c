@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -154,6 +155,128 @@ int th_h5_read_attr(hid_t obj, const char *name, hid_t mem_type, void *value)
     herr_t rc = a < 0 ? -1 : H5Aread(a, mem_type, value);
     if (a >= 0) H5Aclose(a);
     return rc < 0 ? -1 : 0;
+}
+
+/* --- The open policy ------------------------------------------------------ */
+
+/* What an offending link or dataset is, for the message. */
+static const char *link_kind(H5L_type_t t)
+{
+    return t == H5L_TYPE_EXTERNAL ? "an HDF5 external link" : "a user-defined HDF5 link";
+}
+
+typedef struct policy_walk {
+    const char *path; /* the file, for messages */
+    th_err *err;
+    int refused;
+} policy_walk;
+
+/* The storage of dataset d, which must lie inside the file: not external
+ * storage (raw data kept in other files, H5Pset_external), not a virtual
+ * dataset (other files' datasets mapped), no filter that is not one of
+ * HDF5's own (those below H5Z_FILTER_RESERVED): an unknown filter is looked
+ * for as a plugin, a shared library HDF5 would load and run. */
+static int check_storage(hid_t d, const char *path, const char *name, th_err *err)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    if (dcpl < 0) return th_errf(err, "%s is corrupt or truncated: cannot read how %s is stored", path, name);
+    int n_external = H5Pget_external_count(dcpl);
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int n_filters = H5Pget_nfilters(dcpl), rc = 0;
+    if (n_external < 0 || layout < 0 || n_filters < 0)
+        rc = th_errf(err, "%s is corrupt or truncated: cannot read how %s is stored", path, name);
+    else if (n_external > 0) {
+        char other[256] = "?";
+        off_t offset;
+        hsize_t size;
+        H5Pget_external(dcpl, 0, sizeof other, other, &offset, &size);
+        other[sizeof other - 1] = '\0';
+        rc = th_errf(err, "%s: dataset %s keeps its values in another file (HDF5 external storage in '%s'); refusing a "
+                          "file that points outside itself",
+                     path, name, other);
+    } else if (layout == H5D_VIRTUAL)
+        rc = th_errf(err, "%s: dataset %s is an HDF5 virtual dataset (its values are other files' datasets); refusing "
+                          "a file that points outside itself",
+                     path, name);
+    for (int k = 0; !rc && k < n_filters; k++) {
+        unsigned flags, config;
+        size_t n_values = 0;
+        char filter[64];
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)k, &flags, &n_values, NULL, sizeof filter, filter, &config);
+        if (id < 0)
+            rc = th_errf(err, "%s is corrupt or truncated: cannot read the filters of %s", path, name);
+        else if (id >= H5Z_FILTER_RESERVED)
+            rc = th_errf(err, "%s: dataset %s needs HDF5 filter %d, not one of HDF5's own (it would be loaded as a "
+                              "plugin); refusing it",
+                         path, name, (int)id);
+    }
+    H5Pclose(dcpl);
+    return rc;
+}
+
+/* One link of the walk: an external or user-defined link is refused; a hard
+ * link to a dataset has its storage checked; a soft link names a path of this
+ * same file, whose own links the walk visits anyway. */
+static herr_t check_link(hid_t root, const char *name, const H5L_info_t *info, void *ctx)
+{
+    policy_walk *w = ctx;
+    if (info->type == H5L_TYPE_SOFT) return 0;
+    if (info->type != H5L_TYPE_HARD) {
+        char target[512] = "";
+        const char *file = NULL, *object = NULL;
+        char *value = info->type == H5L_TYPE_EXTERNAL && info->u.val_size <= 4096 ? malloc(info->u.val_size) : NULL;
+        if (value && H5Lget_val(root, name, value, info->u.val_size, H5P_DEFAULT) >= 0 &&
+            H5Lunpack_elink_val(value, info->u.val_size, NULL, &file, &object) >= 0 && file && object)
+            snprintf(target, sizeof target, " to %s:%s", file, object);
+        free(value);
+        w->refused = 1;
+        th_errf(w->err, "%s: /%s is %s%s; refusing a file that points outside itself", w->path, name,
+                link_kind(info->type), target);
+        return -1;
+    }
+    hid_t obj = H5Oopen(root, name, H5P_DEFAULT);
+    if (obj < 0) {
+        w->refused = 1;
+        th_errf(w->err, "%s is corrupt or truncated: cannot open /%s", w->path, name);
+        return -1;
+    }
+    char dname[1024];
+    snprintf(dname, sizeof dname, "/%s", name);
+    int rc = H5Iget_type(obj) == H5I_DATASET ? check_storage(obj, w->path, dname, w->err) : 0;
+    H5Oclose(obj);
+    if (rc) w->refused = 1;
+    return rc ? -1 : 0;
+}
+
+int th_h5_check_contained(hid_t file, const char *path, th_err *err)
+{
+    policy_walk w = {path, err, 0};
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    herr_t rc = root < 0 ? -1 : H5Lvisit(root, H5_INDEX_NAME, H5_ITER_INC, check_link, &w);
+    if (root >= 0) H5Gclose(root);
+    if (rc < 0 && !w.refused) th_errf(err, "%s is corrupt or truncated: cannot list its contents", path);
+    return rc < 0 ? -1 : 0;
+}
+
+hid_t th_h5_open(const char *path, th_err *err)
+{
+    th_h5_quiet();
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        th_errf(err, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        th_errf(err, "%s is corrupt or truncated: not a readable HDF5 file", path);
+        return -1;
+    }
+    if (th_h5_check_contained(f, path, err)) {
+        H5Fclose(f);
+        return -1;
+    }
+    return f;
 }
 
 hid_t th_h5_create_tmp(const char *tmp_path, th_err *err)

@@ -88,9 +88,8 @@ int th_phantom_make(const th_phantom_opts *o, const char *path, int n_preview, t
     if (n_preview < 0 || n_preview > TH_PHANTOM_MAX_PREVIEW)
         return th_errf(err, "%d preview images asked for (0 to %d)", n_preview, TH_PHANTOM_MAX_PREVIEW);
     if (th_phantom_write(o, path, progress, ctx, err)) return -1;
-    th_h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return th_errf(err, "cannot open %s, just written, for reading", path);
+    hid_t f = th_h5_open(path, err);
+    if (f < 0) return th_err_prefix(err, "reading back the file just written: ");
     int rc = read_counts(f, path, s, err);
     if (rc == 0) rc = read_preview(f, path, n_preview, s, err);
     H5Fclose(f);

@@ -36,6 +36,8 @@ int th_predictor_open(th_predictor *t, const char *run_dir, const char *checkpoi
         return -1;
     if (th_model_set_threads(&t->model, cfg->runtime.threads_per_rank, err)) return -1;
     if (th_checkpoint_load(t->ckpt, &t->model, NULL, &t->st, err)) return -1;
+    /* After the load, whose errors name the tensor of another model. */
+    if (th_checkpoint_check_config(t->ckpt, cfg, path, err)) return -1;
     th_input_params in;
     th_plan_input(cfg, &in);
     th_input_init(&t->input, &in, cfg->model.h, cfg->model.w, t->st.norm_mean, t->st.norm_std);

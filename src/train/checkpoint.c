@@ -122,8 +122,9 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
 
 /* --- The checksum -------------------------------------------------------------
  * A checkpoint carries CRC-32s (zlib's: Python's zlib.crc32 gives the same):
- *  - every dataset its own, as attribute `crc32`, over its bytes as stored
- *    (little-endian), so that a mismatch names the damaged tensor;
+ *  - every dataset its own, as attribute `crc32`, over its values as loaded
+ *    (see known_type: little-endian, in the one type each is stored as), so
+ *    that a mismatch names the damaged tensor;
  *  - the root a `crc32` over everything: each object's path in name order,
  *    depth first, its attributes (name and stored bytes, in name order; the
  *    root's own `crc32` left out) and, for a dataset, its shape and CRC; so a
@@ -152,6 +153,23 @@ static uLong crc_bytes(uLong crc, const void *p, size_t n)
         done += k;
     }
     return crc;
+}
+
+/* The types a checkpoint stores its numbers as, exactly; text is
+ * variable-length strings. Everything is hashed as it loads: read as the
+ * type found here (for an intact file the stored type itself, so the bytes
+ * hashed are those stored and older files keep their checksums). A stored
+ * type that is none of these is refused before anything is read: one flipped
+ * bit in a type header (the byte order, the exponent bias) changes what every
+ * value decodes to and leaves the stored bytes, and so a CRC over them, as
+ * they were. Returns a predefined type (not to be closed) or -1. */
+static hid_t known_type(hid_t stored)
+{
+    const hid_t known[] = {H5T_IEEE_F32LE, H5T_IEEE_F64LE, H5T_STD_I32LE,
+                           H5T_STD_I64LE,  H5T_STD_U32LE,  H5T_STD_U64LE};
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (H5Tequal(stored, known[k]) > 0) return known[k];
+    return -1;
 }
 
 static void *scratch(digest *d, size_t n)
@@ -184,18 +202,21 @@ static herr_t digest_attr(hid_t obj, const char *name, const H5A_info_t *info, v
     hid_t type = a < 0 ? -1 : H5Aget_type(a);
     hid_t space = a < 0 ? -1 : H5Aget_space(a);
     hssize_t n = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
-    int rc = type < 0 || n < 0 ? -1 : 0;
+    int rc = type < 0 || n < 0 ? -1 : 0, bad_type = 0;
     if (!rc && H5Tis_variable_str(type) > 0) {
         /* Variable-length strings (config, optimizer type): scalars only. */
         char *value = NULL;
         rc = n != 1 || H5Aread(a, type, &value) < 0 ? -1 : 0;
         if (!rc && value) d->crc = crc_bytes(d->crc, value, strlen(value) + 1);
         if (value) H5free_memory(value);
+    } else if (!rc && known_type(type) < 0) {
+        bad_type = 1;
+        rc = -1;
     } else if (!rc) {
-        /* Read as the file's own type: the stored bytes, on any machine. */
-        size_t bytes = H5Tget_size(type) * (size_t)n;
+        hid_t as = known_type(type);
+        size_t bytes = H5Tget_size(as) * (size_t)n;
         void *buf = scratch(d, bytes);
-        rc = !buf || H5Aread(a, type, buf) < 0 ? -1 : 0;
+        rc = !buf || H5Aread(a, as, buf) < 0 ? -1 : 0;
         if (!rc) d->crc = crc_bytes(d->crc, buf, bytes);
     }
     if (space >= 0) H5Sclose(space);
@@ -203,7 +224,12 @@ static herr_t digest_attr(hid_t obj, const char *name, const H5A_info_t *info, v
     if (a >= 0) H5Aclose(a);
     if (rc) {
         w->failed = 1;
-        th_errf(d->err, "%s is corrupt or truncated: cannot read attribute '%s' of %s", d->path, name, w->owner);
+        if (bad_type)
+            th_errf(d->err, "%s is corrupt: attribute '%s' of %s is stored as a type no checkpoint uses (a damaged "
+                            "type header?)",
+                    d->path, name, w->owner);
+        else
+            th_errf(d->err, "%s is corrupt or truncated: cannot read attribute '%s' of %s", d->path, name, w->owner);
         return -1;
     }
     return 0;
@@ -227,15 +253,20 @@ static int digest_dataset(hid_t ds, const char *name, digest *d)
     hsize_t dims[H5S_MAX_RANK];
     int rc = type < 0 || ndims < 0 || H5Tis_variable_str(type) > 0 ? -1 : 0;
     if (!rc && H5Sget_simple_extent_dims(space, dims, NULL) < 0) rc = -1;
+    hid_t as = rc ? -1 : known_type(type);
     uLong own = crc32(0L, Z_NULL, 0);
-    if (!rc) {
-        size_t bytes = H5Tget_size(type) * (size_t)H5Sget_simple_extent_npoints(space);
+    if (!rc && as >= 0) {
+        size_t bytes = H5Tget_size(as) * (size_t)H5Sget_simple_extent_npoints(space);
         void *buf = scratch(d, bytes);
-        rc = !buf || H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+        rc = !buf || H5Dread(ds, as, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0 ? -1 : 0;
         if (!rc) own = crc_bytes(own, buf, bytes);
     }
     if (space >= 0) H5Sclose(space);
     if (type >= 0) H5Tclose(type);
+    if (!rc && as < 0)
+        return th_errf(d->err, "%s is corrupt: dataset %s is stored as a type no checkpoint uses (a damaged type "
+                               "header?)",
+                       d->path, name);
     if (rc) return th_errf(d->err, "%s is corrupt or truncated: cannot read dataset %s", d->path, name);
 
     uint32_t stored_crc = (uint32_t)own;
@@ -352,6 +383,14 @@ static int load_floats(hid_t group, const char *path, const char *name, float *d
     if (H5Lexists(group, name, H5P_DEFAULT) <= 0)
         return th_errf(err, "%s: no tensor '%s' (is it a checkpoint of this model?)", path, name);
     hid_t ds = H5Dopen2(group, name, H5P_DEFAULT);
+    hid_t type = H5Dget_type(ds);
+    int is_f32 = type >= 0 && H5Tequal(type, H5T_IEEE_F32LE) > 0;
+    if (type >= 0) H5Tclose(type);
+    if (!is_f32) {
+        H5Dclose(ds);
+        return th_errf(err, "%s: tensor '%s' is not stored as IEEE f32 little-endian (a damaged type header?)", path,
+                       name);
+    }
     hid_t space = H5Dget_space(ds);
     hsize_t dims[8];
     int nd = H5Sget_simple_extent_ndims(space);
@@ -429,6 +468,18 @@ static int load_optim(hid_t f, const char *path, const th_model *m, th_optim *o,
     return rc ? -1 : 0;
 }
 
+/* Attribute name of obj into value (mem_type), when it is there and stored
+ * exactly as file_type, the type th_checkpoint_save writes it as. */
+static int read_attr_as(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, void *value)
+{
+    hid_t a = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : -1;
+    hid_t type = a < 0 ? -1 : H5Aget_type(a);
+    int rc = type >= 0 && H5Tequal(type, file_type) > 0 && H5Aread(a, mem_type, value) >= 0 ? 0 : -1;
+    if (type >= 0) H5Tclose(type);
+    if (a >= 0) H5Aclose(a);
+    return rc;
+}
+
 static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th_train_state *s, th_err *err)
 {
     if (H5Lexists(f, "params", H5P_DEFAULT) <= 0) return th_errf(err, "%s: not a Thorax checkpoint (no /params)", path);
@@ -457,23 +508,23 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     if (s) {
         if (H5Lexists(f, "state", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no training state", path);
         hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
-        rc |= th_h5_read_attr(g, "lr", H5T_NATIVE_FLOAT, &s->lr);
-        rc |= th_h5_read_attr(g, "best_score", H5T_NATIVE_DOUBLE, &s->best_score);
-        rc |= th_h5_read_attr(g, "best_epoch", H5T_NATIVE_INT, &s->best_epoch);
-        rc |= th_h5_read_attr(g, "bad_epochs", H5T_NATIVE_INT, &s->bad_epochs);
-        rc |= th_h5_read_attr(g, "plateau_epochs", H5T_NATIVE_INT, &s->plateau_epochs);
-        rc |= th_h5_read_attr(g, "norm_mean", H5T_NATIVE_FLOAT, &s->norm_mean);
-        rc |= th_h5_read_attr(g, "norm_std", H5T_NATIVE_FLOAT, &s->norm_std);
+        rc |= read_attr_as(g, "lr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->lr);
+        rc |= read_attr_as(g, "best_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->best_score);
+        rc |= read_attr_as(g, "best_epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->best_epoch);
+        rc |= read_attr_as(g, "bad_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->bad_epochs);
+        rc |= read_attr_as(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
+        rc |= read_attr_as(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
+        rc |= read_attr_as(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
         long long images = 0;
-        rc |= th_h5_read_attr(g, "epoch_loss_sum", H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
-        rc |= th_h5_read_attr(g, "epoch_images", H5T_NATIVE_LLONG, &images);
+        rc |= read_attr_as(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
+        rc |= read_attr_as(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
         s->epoch_images = (long)images;
         H5Gclose(g);
         long long step = 0;
-        rc |= th_h5_read_attr(f, "epoch", H5T_NATIVE_INT, &s->epoch);
-        rc |= th_h5_read_attr(f, "step", H5T_NATIVE_LLONG, &step);
+        rc |= read_attr_as(f, "epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->epoch);
+        rc |= read_attr_as(f, "step", H5T_STD_I64LE, H5T_NATIVE_LLONG, &step);
         s->step = (long)step;
-        if (rc) return th_errf(err, "%s: damaged training state", path);
+        if (rc) return th_errf(err, "%s: damaged training state (an attribute missing or not stored as written)", path);
         /* Checkpoints from before the fingerprint have none: "" pins nothing. */
         s->data_fingerprint[0] = '\0';
         if (H5Aexists(f, "data_fingerprint") > 0) {
@@ -489,16 +540,16 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     return 0;
 }
 
-/* Opens a checkpoint for reading and checks its checksums. */
+/* Opens a checkpoint for reading under the open policy (th_h5_open: nothing
+ * outside the file) and checks its checksums. */
 static hid_t open_verified(const char *path, th_err *err)
 {
-    th_h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        if (access(path, R_OK)) th_errf(err, "cannot open checkpoint %s: no such readable file", path);
-        else th_errf(err, "%s is corrupt or truncated: not a readable HDF5 file", path);
+    if (access(path, R_OK)) {
+        th_errf(err, "cannot open checkpoint %s: no such readable file", path);
         return -1;
     }
+    hid_t f = th_h5_open(path, err);
+    if (f < 0) return -1;
     if (digest_file(f, path, 0, err)) {
         H5Fclose(f);
         return -1;
@@ -661,4 +712,24 @@ char *th_checkpoint_read_config(const char *path, th_err *err)
     H5Fclose(f);
     if (!copy) th_errf(err, "%s: no `config` attribute", path);
     return copy;
+}
+
+int th_checkpoint_check_config(const char *path, const th_config *cfg, const char *cfg_path, th_err *err)
+{
+    /* What the outputs mean: which label each is, in order, what the network
+     * is, how its input is normalised, and how logits become probabilities. */
+    static const char *const meaning[] = {"data.labels", "data.normalize", "model.input", "model.layers",
+                                          "train.loss", NULL};
+    char *yaml = th_checkpoint_read_config(path, err);
+    if (!yaml) return -1;
+    th_config *was = malloc(sizeof *was);
+    int rc = was ? 0 : th_errf(err, "out of memory");
+    if (!rc && th_run_config_load_string(was, yaml, path, NULL, 0, err))
+        rc = th_err_prefix(err, "%s: its own config: ", path);
+    if (!rc && th_config_compare(was, cfg, meaning, err))
+        rc = th_err_prefix(err, "%s does not match the config of its checkpoint %s, which says what the outputs mean: ",
+                           cfg_path, path);
+    free(was);
+    free(yaml);
+    return rc;
 }

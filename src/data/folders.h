@@ -19,7 +19,4 @@ int th_ingest_folders_csv(const char *dir, char **text, size_t *len, th_err *err
  * any case; 0/1/2): TH_SPLIT_*, or -1. */
 int th_ingest_split_of(const char *s);
 
-/* ingest.c's CSV field writer: s, quoted when it has to be. */
-void th_ingest_csv_field(th_strbuf *b, const char *s);
-
 #endif

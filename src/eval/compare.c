@@ -348,9 +348,7 @@ int th_compare_run(const th_compare_opts *o, th_compare_result *res, th_err *err
     if (o->bootstrap < 0) return th_errf(err, "--bootstrap must be >= 0, got %d", o->bootstrap);
     char where[1024];
     if (o->data) {
-        int len;
-        const char *stem = eval_file_stem(o->data, &len);
-        snprintf(where, sizeof where, "%.*s", len, stem);
+        if (eval_data_dir_name(o->data, where, sizeof where, err)) return -1;
     } else {
         const char *split = o->split ? o->split : "test";
         if (strcmp(split, "val") && strcmp(split, "test"))

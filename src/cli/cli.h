@@ -33,6 +33,15 @@ struct th_eval_result;
 /* The one-line summary of an evaluation. */
 void cli_print_eval(const struct th_eval_result *r);
 
+struct th_dir_lock;
+struct th_err;
+/* Collective: rank 0 takes dir's lock (th_dir_lock_take, making dir first
+ * when make), held by a writer of a run directory (train, eval, cam) from
+ * before its first decision to its end, so that a second job on the same
+ * run is refused (naming the holder's pid and host) instead of mixing its
+ * files with the first's. Every rank returns the agreed result. */
+int cli_lock_run(struct th_dir_lock *l, const char *dir, int make, struct th_err *err);
+
 /* "thorax: <msg>" on stderr. Before MPI_Init only the launcher's rank 0
  * speaks (a usage error is the same on every rank); once MPI is up the
  * caller chooses (rank 0 prints the agreed error). */

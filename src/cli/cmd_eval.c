@@ -123,7 +123,11 @@ int cmd_eval(int argc, char **argv)
     th_err err = {{0}};
     th_eval_result res;
     int status = TH_EXIT_OK;
-    if (th_eval_run(&opts, th_comm_world(), &res, &err)) {
+    th_dir_lock lock;
+    if (cli_lock_run(&lock, opts.run_dir, 0, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+    } else if (th_eval_run(&opts, th_comm_world(), &res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {
@@ -140,6 +144,7 @@ int cmd_eval(int argc, char **argv)
             status = TH_EXIT_FAIL;
         }
     }
+    th_dir_unlock(&lock);
     MPI_Finalize();
     return status;
 }

@@ -195,7 +195,7 @@ int cmd_cam(int argc, char **argv)
     th_err err = {{0}};
     th_explain_result res;
     int status = TH_EXIT_OK;
-    th_dir_lock lock;
+    cli_run_lock lock;
     if (cli_lock_run(&lock, opts.run_dir, 0, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
@@ -206,7 +206,7 @@ int cmd_cam(int argc, char **argv)
     } else if (rank == 0) {
         print_result(&res, opts.checkpoint, opts.dilate);
     }
-    th_dir_unlock(&lock);
+    cli_unlock_run(&lock, status != TH_EXIT_OK);
     MPI_Finalize();
     return status;
 }

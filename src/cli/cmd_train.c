@@ -176,7 +176,7 @@ int cmd_train(int argc, char **argv)
     int rank = th_dist_rank(th_comm_world());
     int status = TH_EXIT_OK;
     th_err err = {{0}};
-    th_dir_lock lock = {-1};
+    cli_run_lock lock = {.lock = {-1}};
     static th_config cfg;
     /* Every rank parses the same file and fails the same way; rank 0 speaks. */
     if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
@@ -275,7 +275,7 @@ int cmd_train(int argc, char **argv)
     }
     if (rank == 0) cli_log("info", "done: %s", run_dir);
 done:
-    th_dir_unlock(&lock);
+    cli_unlock_run(&lock, status != TH_EXIT_OK);
     MPI_Finalize();
     return status;
 }

@@ -373,6 +373,8 @@ int th_compare_run(const th_compare_opts *o, th_compare_result *res, th_err *err
     if (o->out_dir) snprintf(dir, sizeof dir, "%s", o->out_dir);
     else if (make_path(dir, sizeof dir, err, "%s/compare/%s_%s", o->run_a, name_b, where)) return -1;
     if (make_path(res->out_path, sizeof res->out_path, err, "%s/compare.json", dir)) return -1;
+    const char *inputs[2] = {res->pred_a, res->pred_b};
+    if (th_output_not_input(res->out_path, 2, inputs, err)) return th_err_prefix(err, "--out: ");
 
     preds a, b;
     paired d;

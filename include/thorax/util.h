@@ -86,9 +86,11 @@ int th_child_path(char *out, size_t cap, const char *dir, const char *name, cons
 /* A directory's lock: an exclusive flock on dir/.lock (created, holding
  * "pid host"), so that two processes never write one run directory at once.
  * Held until th_dir_unlock or the process ends (a killed job frees it).
- * When another process holds it, fails naming the holder's pid and host. */
+ * When another process holds it, fails naming the holder's pid and host; on a
+ * file system without locks it succeeds with unsupported set. */
 typedef struct th_dir_lock {
-    int fd;     /* -1: not held */
+    int fd;             /* -1: not held */
+    int unsupported;    /* dir's file system has no flock: taken, but it protects nothing */
 } th_dir_lock;
 int th_dir_lock_take(th_dir_lock *l, const char *dir, th_err *err);
 void th_dir_unlock(th_dir_lock *l);

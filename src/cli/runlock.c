@@ -44,6 +44,10 @@ int cli_lock_run(cli_run_lock *l, const char *dir, int make, th_err *err)
     if (th_dist_rank(th_comm_world()) == 0 && (make || stat(dir, &st) == 0)) {
         if (make) first_missing(dir, l->made, sizeof l->made);
         rc = (make && th_mkdirs(dir, err)) || th_dir_lock_take(&l->lock, dir, err) ? -1 : 0;
+        if (!rc && l->lock.unsupported)
+            cli_error("warning: the file system of %s has no file locks: nothing stops a second job from writing "
+                      "this run at the same time",
+                      dir);
     }
     return th_dist_agree(th_comm_world(), rc, err);
 }

@@ -118,12 +118,16 @@ int th_child_path(char *out, size_t cap, const char *dir, const char *name, cons
 int th_dir_lock_take(th_dir_lock *l, const char *dir, th_err *err)
 {
     l->fd = -1;
+    l->unsupported = 0;
     char path[4096];
     if (snprintf(path, sizeof path, "%s/.lock", dir) >= (int)sizeof path) return th_errf(err, "path too long: %s", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0) return th_errf(err, "cannot create the lock %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
-        int e = errno;
+    int refused = flock(fd, LOCK_EX | LOCK_NB), e = errno;
+    /* A file system without locks (Lustre mounted without -o flock, some
+     * NFS setups) must not stop every run: the caller is told instead. */
+    int unsupported = refused && (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL);
+    if (refused && !unsupported) {
         /* The holder wrote "pid host" once it had the lock; a holder that
          * has only just taken it may not have yet. */
         char who[256] = {0};
@@ -148,11 +152,12 @@ int th_dir_lock_take(th_dir_lock *l, const char *dir, th_err *err)
     host[sizeof host - 1] = '\0';
     int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
     if (ftruncate(fd, 0) || pwrite(fd, line, (size_t)n, 0) != n) {
-        int e = errno;
+        e = errno;
         close(fd);
         return th_errf(err, "cannot write the lock %s: %s", path, strerror(e));
     }
     l->fd = fd;
+    l->unsupported = unsupported;
     return 0;
 }
 

@@ -26,7 +26,7 @@ run cam runs/shortcut --label Pneumothorax --top-k 10 | tail -n 3
 
 auc() { grep -A1 "\"$2\"" "$1" | grep -o '"auc": [0-9.]*' | head -1; }
 echo "shortcut run, Pneumothorax: internal test $(auc runs/shortcut/eval/test/metrics.json Pneumothorax)," \
-  "clean external $(auc runs/shortcut/eval/phantom_clean/metrics.json Pneumothorax)"
+  "clean external $(auc runs/shortcut/eval/data-phantom_clean-*/metrics.json Pneumothorax)"
 
 cp runs/phantom_cam/eval/test/roc.png "$out/roc.png"
 cp runs/phantom_cam/curves.png "$out/curves.png"

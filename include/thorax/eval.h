@@ -581,7 +581,9 @@ double th_cam_iou_lesion(const float *map, const uint8_t *mask, int h, int w);
  * (outcome "TP", "FP", "FN", "TN" or "unknown" at the operating point), or
  * "<image>__<label>__<method>.png" when outcome is NULL (thorax predict, which
  * knows no truth), with the image name's extension dropped and any '/' made
- * '_'. Returns -1 with err if it does not fit in size bytes. */
+ * '_', and the label made safe (th_safe_name): the one naming of thorax cam's
+ * and thorax predict --cam's overlays. Returns -1 with err if it does not
+ * fit in size bytes. */
 int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *label, th_cam_method method,
                     const char *outcome, th_err *err);
 

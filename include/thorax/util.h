@@ -59,7 +59,14 @@ _Noreturn void th_assert_fail(const char *file, int line, const char *cond);
 /* mkdir -p. */
 int th_mkdirs(const char *path, th_err *err);
 
-/* Writes len bytes to path atomically (temp file, fsync, rename). */
+/* The temporary name every writer of path builds it under before the
+ * rename: "<path>.<pid>.tmp". The pid keeps two processes writing the same
+ * file (two jobs on one run directory) from writing into one temporary
+ * file; the .tmp suffix lets a test find any left behind. Fails, naming
+ * path, if it does not fit in cap. */
+int th_tmp_path(const char *path, char *out, size_t cap, th_err *err);
+
+/* Writes len bytes to path atomically (th_tmp_path, fsync, rename). */
 int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err);
 
 /* A set of results written together (an evaluation's files, a CAM run's
@@ -85,12 +92,31 @@ int th_stage_commit(const char *stage, const char *dir, th_err *err);
 /* Removes stage and everything in it (links are removed, never followed). */
 void th_stage_discard(const char *stage);
 
-/* Refuses, with an error naming both, to write out when it or its temporary
- * name (out.tmp, as th_write_file_atomic uses) is one of the n files
- * inputs[]: the same file by device and inode, however spelt (./x, a link).
- * An output that does not exist yet is no input; so is an input that cannot
- * be stat'ed (reading it reports that). */
+/* The output guard every command's writer goes through before it does any
+ * work. Refuses, with an error naming both, to write out when it or its
+ * temporary name is one of the n files inputs[]: the same file by device
+ * and inode, however spelt (./x, a link). An output that does not exist yet
+ * is no input; so is an input that cannot be stat'ed (reading it reports
+ * that). */
 int th_output_not_input(const char *out, int n, const char *const *inputs, th_err *err);
+
+/* dir/name into out, for a name that comes from data or a config (a run
+ * name, a label, an image's stem): refused, naming what and name, when name
+ * is empty, ".", "..", or holds a '/', so that the path never escapes dir.
+ * what says where the name came from ("the run name"). */
+int th_child_path(char *out, size_t cap, const char *dir, const char *name, const char *what, th_err *err);
+
+/* A directory's lock: an exclusive flock on dir/.lock (created, holding
+ * "pid host"), so that two processes never write one run directory at once.
+ * Held until th_dir_unlock or the process ends (a killed job frees it).
+ * When another process holds it, fails naming the holder's pid and host; on a
+ * file system without locks it succeeds with unsupported set. */
+typedef struct th_dir_lock {
+    int fd;             /* -1: not held */
+    int unsupported;    /* dir's file system has no flock: taken, but it protects nothing */
+} th_dir_lock;
+int th_dir_lock_take(th_dir_lock *l, const char *dir, th_err *err);
+void th_dir_unlock(th_dir_lock *l);
 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 char *th_read_file(const char *path, size_t *len, th_err *err);
@@ -152,6 +178,11 @@ void th_json_number(th_strbuf *b, double v, int as_float);
  * v when as_float), for JSON and CSV; non-finite values are the caller's. */
 void th_shortest_g(double v, int as_float, char *out, size_t cap);
 void th_json_string(th_strbuf *b, const char *s);
+
+/* s as one CSV field after prefix (RFC 4180): quoted, with '"' doubled,
+ * when s holds a comma, quote, CR or LF. The one CSV quoting of
+ * every file Thorax writes (split.csv, predictions.csv, reports). */
+void th_csv_field(th_strbuf *b, const char *prefix, const char *s);
 
 /* ------------------------------------------------------------------------- */
 /* Wall-clock seconds for timing and progress.

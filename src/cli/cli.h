@@ -33,6 +33,22 @@ struct th_eval_result;
 /* The one-line summary of an evaluation. */
 void cli_print_eval(const struct th_eval_result *r);
 
+#include "thorax/util.h"
+/* Collective: rank 0 takes dir's lock (th_dir_lock_take, making dir first
+ * when make), held by a writer of a run directory (train, eval, cam) from
+ * before its first decision to its end, so that a second job on the same
+ * run is refused (naming the holder's pid and host) instead of mixing its
+ * files with the first's. Every rank returns the agreed result. */
+typedef struct cli_run_lock {
+    th_dir_lock lock;
+    char dir[4096];
+    char made[4096];   /* rank 0: the first directory cli_lock_run made, or "" */
+} cli_run_lock;
+int cli_lock_run(cli_run_lock *l, const char *dir, int make, th_err *err);
+/* Frees the lock; when failed, also removes what cli_lock_run made if the
+ * run left nothing else in it, so a failed job leaves no empty run behind. */
+void cli_unlock_run(cli_run_lock *l, int failed);
+
 /* "thorax: <msg>" on stderr. Before MPI_Init only the launcher's rank 0
  * speaks (a usage error is the same on every rank); once MPI is up the
  * caller chooses (rank 0 prints the agreed error). */

@@ -195,13 +195,18 @@ int cmd_cam(int argc, char **argv)
     th_err err = {{0}};
     th_explain_result res;
     int status = TH_EXIT_OK;
-    if (th_explain_run(&opts, th_comm_world(), &res, &err)) {
+    cli_run_lock lock;
+    if (cli_lock_run(&lock, opts.run_dir, 0, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+    } else if (th_explain_run(&opts, th_comm_world(), &res, &err)) {
         if (rank == 0) cli_progress_abort(&progress);
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {
         print_result(&res, opts.checkpoint, opts.dilate);
     }
+    cli_unlock_run(&lock, status != TH_EXIT_OK);
     MPI_Finalize();
     return status;
 }

@@ -131,7 +131,11 @@ int cmd_eval(int argc, char **argv)
     th_err err = {{0}};
     th_eval_result res;
     int status = TH_EXIT_OK;
-    if (th_eval_run(&opts, th_comm_world(), &res, &err)) {
+    cli_run_lock lock;
+    if (cli_lock_run(&lock, opts.run_dir, 0, &err)) {
+        if (rank == 0) cli_error("%s", err.msg);
+        status = TH_EXIT_FAIL;
+    } else if (th_eval_run(&opts, th_comm_world(), &res, &err)) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_FAIL;
     } else if (rank == 0) {
@@ -148,6 +152,7 @@ int cmd_eval(int argc, char **argv)
             status = TH_EXIT_FAIL;
         }
     }
+    cli_unlock_run(&lock, status != TH_EXIT_OK);
     MPI_Finalize();
     return status;
 }

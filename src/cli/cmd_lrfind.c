@@ -149,9 +149,22 @@ int cmd_lrfind(int argc, char **argv)
         status = TH_EXIT_USAGE;
         goto done;
     }
-    char dir[2 * TH_PATH_MAX + 16];
+    char dir[2 * TH_PATH_MAX + 16], file[2][sizeof dir + 16];
+    int bad = 0;
     if (out) snprintf(dir, sizeof dir, "%s", out);
-    else snprintf(dir, sizeof dir, "%s/%s/lr_find", cfg.runtime.out_dir, cfg.name);
+    else if (!(bad = th_child_path(dir, sizeof dir - 16, cfg.runtime.out_dir, cfg.name, "the run name", &err)))
+        strcat(dir, "/lr_find");
+    /* The output guard, before the steps are spent: neither result file may
+     * be the config or the dataset. */
+    const char *inputs[2] = {config_path, cfg.data.path};
+    snprintf(file[0], sizeof file[0], "%s/lr_find.csv", dir);
+    snprintf(file[1], sizeof file[1], "%s/lr_find.png", dir);
+    if (!bad) bad = th_output_not_input(file[0], 2, inputs, &err) || th_output_not_input(file[1], 2, inputs, &err);
+    if (bad) {
+        if (rank == 0) cli_error("lr-find: %s", err.msg);
+        status = TH_EXIT_FAIL;
+        goto done;
+    }
     if (rank == 0)
         cli_log("info", "lr-find %s: up to %d steps, lr %.3g to %.3g -> %s", cfg.name, o.steps, o.start_lr, o.end_lr,
                 dir);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "thorax/util.h"
@@ -210,6 +211,7 @@ int cmd_train(int argc, char **argv)
     int rank = th_dist_rank(th_comm_world());
     int status = TH_EXIT_OK;
     th_err err = {{0}};
+    cli_run_lock lock = {.lock = {-1}};
     static th_config cfg;
     /* Every rank parses the same file and fails the same way; rank 0 speaks. */
     if (th_run_config_load(&cfg, config_path, sets.v, sets.n, &err)) {
@@ -228,8 +230,22 @@ int cmd_train(int argc, char **argv)
                   "cores, e.g. mpirun --map-by slot:PE=%d",
                   cfg.runtime.threads_per_rank, cpus, cpus == 1 ? "" : "s", cfg.runtime.threads_per_rank);
 
+    /* The run directory's lock before the decision, which is made again
+     * under it: two jobs started together both find no last.h5, and the
+     * second must not write into the first's run. A directory that holds a
+     * run is locked too, so that a job still writing it is named. */
     th_run_place place;
-    if (th_train_place(&cfg, resume, &place, &err)) {
+    struct stat st;
+    int placed = th_train_place(&cfg, resume, &place, &err);
+    if (placed == 0 || stat(place.dir, &st) == 0) {
+        if (cli_lock_run(&lock, place.dir, placed == 0, &err)) {
+            if (rank == 0) cli_error("%s", err.msg);
+            status = TH_EXIT_FAIL;
+            goto done;
+        }
+        placed = th_train_place(&cfg, resume, &place, &err);
+    }
+    if (placed) {
         if (rank == 0) cli_error("%s", err.msg);
         status = TH_EXIT_USAGE;
         goto done;
@@ -300,6 +316,7 @@ int cmd_train(int argc, char **argv)
     if (rank == 0) cli_log("info", "done: %s", run_dir);
 done:
     th_dist_unwatch(th_comm_world());
+    cli_unlock_run(&lock, status != TH_EXIT_OK);
     MPI_Finalize();
     return status;
 }

@@ -25,6 +25,12 @@ int cfg_apply_set(const ctx *c, yt_node *root, const char *set)
     if ((size_t)(eq - set) >= sizeof key) return th_errf(c->err, "%s: the key is too long", label);
     memcpy(key, set, (size_t)(eq - set));
     key[eq - set] = 0;
+    /* YAML reads an empty value as null, which the walk takes for "not
+     * given": a forgotten value would silently become the default (or a
+     * required key would be blamed on the config file). null says so. */
+    if (!eq[strspn(eq + 1, " \t") + 1])
+        return th_errf(c->err, "%s: no value for %s (%s=null restores its default, %s=\"\" is an empty string)", label,
+                       key, key, key);
 
     yt_node *value;
     if (yt_parse(c->tree, eq + 1, strlen(eq + 1), c->file, label, key, &value, c->err)) return -1;

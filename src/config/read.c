@@ -212,7 +212,12 @@ static int read_str(const ctx *c, const yt_node *m, const char *path, const char
 
 static int require(const ctx *c, const yt_node *m, const char *path, const char *key)
 {
-    return yt_get(m, key) ? 0 : cfg_fail(c, m, path, key, "is required");
+    if (yt_get(m, key)) return 0;
+    /* Nulled by a --set (key=null): the command line's fault, not the file's. */
+    const yt_node *at = m;
+    for (int i = 0; m && m->kind == YT_MAP && i < m->n; i++)
+        if (!strcmp(m->keys[i]->str, key) && m->vals[i] && m->vals[i]->set) at = m->vals[i];
+    return cfg_fail(c, at, path, key, "is required");
 }
 
 /* ---- Mappings ------------------------------------------------------------ */

@@ -51,7 +51,7 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
     }
     if (dataset_label_names_distinct(path, n_labels, label_names, err)) return -1;
     if (snprintf(wr->path, sizeof wr->path, "%s", path) >= (int)sizeof wr->path ||
-        snprintf(wr->tmp_path, sizeof wr->tmp_path, "%s.tmp", path) >= (int)sizeof wr->tmp_path) {
+        th_tmp_path(path, wr->tmp_path, sizeof wr->tmp_path, NULL)) {
         wr->path[0] = wr->tmp_path[0] = '\0';
         return th_errf(err, "dataset path too long: %s", path);
     }
@@ -108,8 +108,9 @@ int th_dataset_writer_create(th_dataset_writer *wr, const char *path, int n, int
         ok = wr->masks >= 0;
     }
     if (!ok) {
+        th_errf(err, "%s: cannot create %s", wr->tmp_path, what);
         th_dataset_writer_abort(wr);
-        return th_errf(err, "%s.tmp: cannot create %s", path, what);
+        return -1;
     }
     return 0;
 }

@@ -147,7 +147,7 @@ static int add_split(const char *dir, const char *split, const name_list *labels
         for (int f = 0; rc == 0 && f < files.n; f++) {
             char rel[4096];
             if ((rc = join(rel, sizeof rel, sub, files.v[f], err))) break;
-            th_ingest_csv_field(b, rel);
+            th_csv_field(b, "", rel);
             for (int k = 0; k < labels->n; k++) th_strbuf_printf(b, ",%d", k == label);
             if (*split) th_strbuf_printf(b, ",%s", split);
             th_strbuf_printf(b, "\n");
@@ -168,7 +168,7 @@ int th_ingest_folders_csv(const char *dir, char **text, size_t *len, th_err *err
         th_strbuf_printf(&b, "image");
         for (int k = 0; k < labels.n; k++) {
             th_strbuf_printf(&b, ",");
-            th_ingest_csv_field(&b, labels.v[k]);
+            th_csv_field(&b, "", labels.v[k]);
         }
         th_strbuf_printf(&b, "%s\n", splits.v[0][0] ? ",split" : "");
     }

@@ -620,6 +620,17 @@ static int check_patient(ingest *g, row_info *r)
     return 0;
 }
 
+/* Refuses an input (the CSV, a lesion file, an image a row names) that is
+ * one of ingest's outputs (the dataset file, the --skip-bad report), before
+ * anything is written: either would be overwritten, or unlinked. */
+static int not_an_output(const ingest *g, const char *input)
+{
+    const char *out[2] = {g->o->out_path, g->sum->report_path};
+    for (int j = 0; j < 2; j++)
+        if (input && *input && out[j][0] && th_output_not_input(out[j], 1, &input, g->err)) return -1;
+    return 0;
+}
+
 static int check_images(ingest *g, int *out_w, int *out_h)
 {
     const row_info *first = NULL;
@@ -629,6 +640,7 @@ static int check_images(ingest *g, int *out_w, int *out_h)
         char path[4096];
         th_err e;
         int where = image_path(g, r, path, sizeof path);
+        if (!where && not_an_output(g, path)) return th_err_prefix(g->err, "%s:%d: ", g->o->csv_path, r->line);
         /* Without an images folder (a library caller's choice) names are paths as they are. */
         const char *escape =
             !g->o->images_dir || g->o->dicom_dir || g->o->allow_outside_images ? NULL : outside_images(r->image);
@@ -730,19 +742,6 @@ static int decode_all(ingest *g, FILE *scratch, const char *scratch_path, int w,
  * Pass 4: the dataset and the report.
  */
 
-/* A CSV field, quoted when it has to be. */
-static void put_field(th_strbuf *b, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        th_strbuf_printf(b, "%s", s);
-        return;
-    }
-    th_strbuf_printf(b, "\"");
-    for (; *s; s++) th_strbuf_printf(b, *s == '"' ? "\"\"" : "%c", *s);
-    th_strbuf_printf(b, "\"");
-}
-
-void th_ingest_csv_field(th_strbuf *b, const char *s) { put_field(b, s); }
 /* The DICOM files under dicom_dir that no row names: unlabelled, never
  * ingested; an error unless skip_bad (then the report lists them). */
 static int check_unlabeled(ingest *g)
@@ -769,15 +768,15 @@ static int write_report(ingest *g)
         const row_info *r = &g->rows[i];
         if (!r->reason) continue;
         th_strbuf_printf(&b, "%d,", r->line);
-        put_field(&b, r->image ? r->image : "");
+        th_csv_field(&b, "", r->image ? r->image : "");
         th_strbuf_printf(&b, ",");
-        put_field(&b, r->reason);
+        th_csv_field(&b, "", r->reason);
         th_strbuf_printf(&b, "\n");
     }
     for (int i = 0; i < g->dir.n; i++) {
         if (g->dir.files[i].used) continue;
         th_strbuf_printf(&b, ",");
-        put_field(&b, g->dir.files[i].path);
+        th_csv_field(&b, "", g->dir.files[i].path);
         th_strbuf_printf(&b, ",DICOM file with no row in the CSV (unlabelled)\n");
     }
     int rc = b.failed ? th_errf(g->err, "%s: out of memory", g->sum->report_path)
@@ -954,6 +953,7 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
 {
     const th_ingest_opts *o = g->o;
     int w = 0, h = 0;
+    if (not_an_output(g, o->csv_path) || not_an_output(g, o->boxes_path) || not_an_output(g, o->rle_path)) return -1;
     if (o->format == TH_INGEST_FOLDERS) {
         char *text;
         size_t len;
@@ -975,8 +975,9 @@ static int run(ingest *g, th_ingest_progress_fn progress, void *ctx)
     if (g->n_bad == g->csv.n_rows) return first_bad_error(g);
 
     /* Unlinked at once: the scratch file never outlives this process. */
-    char scratch_path[1100];
-    snprintf(scratch_path, sizeof scratch_path, "%s.pixels.tmp", o->out_path);
+    char scratch_path[1100], pixels[1100];
+    snprintf(pixels, sizeof pixels, "%s.pixels", o->out_path);
+    if (th_tmp_path(pixels, scratch_path, sizeof scratch_path, g->err)) return -1;
     FILE *scratch = fopen(scratch_path, "w+b");
     if (!scratch)
         return th_errf(g->err, "cannot create the scratch file %s next to the output: %s", scratch_path,
@@ -1012,6 +1013,12 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
         return th_errf(err, "ingest needs a CSV file and an output file");
     if (o->size < 0 || o->size > TH_IMAGE_MAX_SIDE)
         return th_errf(err, "impossible image size %d (1 to %d)", o->size, TH_IMAGE_MAX_SIDE);
+    /* Before the CSV is read, which would otherwise be blamed for the
+     * labels the command line named twice. */
+    for (int k = 0; o->labels && k < o->n_labels; k++)
+        for (int j = 0; j < k; j++)
+            if (!strcmp(o->labels[j], o->labels[k]))
+                return th_errf(err, "--labels: duplicate label '%s' (labels %d and %d)", o->labels[k], j + 1, k + 1);
     if (snprintf(sum->report_path, sizeof sum->report_path, "%s.skipped.csv", o->out_path) >=
         (int)sizeof sum->report_path)
         return th_errf(err, "output path too long: %s", o->out_path);

@@ -25,7 +25,12 @@ int th_cam_png_name(char *buf, size_t size, const char *image_name, const char *
     base = base ? base + 1 : image_name;
     const char *dot = strrchr(base, '.');
     int stem = (int)(dot && dot > base ? (size_t)(dot - image_name) : strlen(image_name));
-    int len = snprintf(buf, size, "%.*s__%s__%s%s%s.png", stem, image_name, label, th_cam_method_name(method),
+    /* The label as every file name has it (th_safe_name): a label is data,
+     * and "A/B" or ".." must not leave the directory. */
+    char safe[TH_SAFE_NAME_MAX];
+    if (th_safe_name(label, safe, sizeof safe))
+        return th_errf(err, "CAM file name for image '%s': label '%s' is too long", image_name, label);
+    int len = snprintf(buf, size, "%.*s__%s__%s%s%s.png", stem, image_name, safe, th_cam_method_name(method),
                        outcome ? "_" : "", outcome ? outcome : "");
     if (len < 0 || (size_t)len >= size)
         return th_errf(err, "CAM file name for image '%s', label '%s' is too long", image_name, label);
@@ -94,7 +99,7 @@ int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, i
         wr->fw[k] = fw[k];
     }
     if (snprintf(wr->path, sizeof wr->path, "%s", path) >= (int)sizeof wr->path ||
-        snprintf(wr->tmp_path, sizeof wr->tmp_path, "%s.tmp", path) >= (int)sizeof wr->tmp_path) {
+        th_tmp_path(path, wr->tmp_path, sizeof wr->tmp_path, NULL)) {
         wr->tmp_path[0] = '\0';
         return th_errf(err, "CAM maps path too long: %s", path);
     }
@@ -135,8 +140,9 @@ int th_cam_writer_open(th_cam_writer *wr, const char *path, int m_rows, int h, i
     }
     H5Tclose(str);
     if (!ok) {
+        th_errf(err, "%s: cannot create the map datasets (disk full?)", wr->tmp_path);
         th_cam_writer_abort(wr);
-        return th_errf(err, "%s.tmp: cannot create the map datasets (disk full?)", path);
+        return -1;
     }
     return 0;
 }

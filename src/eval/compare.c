@@ -348,9 +348,7 @@ int th_compare_run(const th_compare_opts *o, th_compare_result *res, th_err *err
     if (o->bootstrap < 0) return th_errf(err, "--bootstrap must be >= 0, got %d", o->bootstrap);
     char where[1024];
     if (o->data) {
-        int len;
-        const char *stem = eval_file_stem(o->data, &len);
-        snprintf(where, sizeof where, "%.*s", len, stem);
+        if (eval_data_dir_name(o->data, where, sizeof where, err)) return -1;
     } else {
         const char *split = o->split ? o->split : "test";
         if (strcmp(split, "val") && strcmp(split, "test"))
@@ -375,6 +373,8 @@ int th_compare_run(const th_compare_opts *o, th_compare_result *res, th_err *err
     if (o->out_dir) snprintf(dir, sizeof dir, "%s", o->out_dir);
     else if (make_path(dir, sizeof dir, err, "%s/compare/%s_%s", o->run_a, name_b, where)) return -1;
     if (make_path(res->out_path, sizeof res->out_path, err, "%s/compare.json", dir)) return -1;
+    const char *inputs[2] = {res->pred_a, res->pred_b};
+    if (th_output_not_input(res->out_path, 2, inputs, err)) return th_err_prefix(err, "--out: ");
 
     preds a, b;
     paired d;

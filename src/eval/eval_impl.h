@@ -16,9 +16,14 @@
  * NaN score. */
 int stats_rank(int n, const float *score, int stride, int descending, int *order, th_err *err);
 
-/* eval/<stem>/ of an external dataset file: its base name without ".h5",
- * returned as a pointer into path and a length. */
-const char *eval_file_stem(const char *path, int *len);
+/* The directory under eval/ of an external dataset file (thorax eval
+ * --data, thorax compare --data): "data-<stem>-<hash>", the stem being its
+ * base name without ".h5" made safe as a file name (th_safe_name) and the
+ * hash the first 8 hex digits of the SHA-256 of its absolute path (as
+ * given when it cannot be resolved). The prefix keeps it from ever being a
+ * split's directory (val, test), the safe stem keeps it inside eval/, and
+ * the hash keeps two files of one name (a/test.h5, b/test.h5) apart. */
+int eval_data_dir_name(const char *path, char *out, size_t cap, th_err *err);
 
 /* The index of the header field named name, or -1 (predictions.csv of
  * thorax cam's top-k and of thorax compare). */

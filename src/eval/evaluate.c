@@ -6,6 +6,7 @@
  * the result files. Failures on any rank are agreed on before the next
  * collective, so no rank waits forever.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "thorax/eval.h"
 #include "eval_impl.h"
 
@@ -99,26 +100,36 @@ static int setup(eval *e, int *which, th_err *err)
     return 0;
 }
 
-/* Where the files go: eval/<split>/, or eval/<external file's name>/. */
-static void out_dir(const eval *e, char *out, size_t cap)
+/* Where the files go: eval/<split>/, or eval/data-<stem>-<hash>/ for an
+ * external file. */
+static int out_dir(const eval *e, char *out, size_t cap, th_err *err)
 {
-    if (e->split_name) {
-        snprintf(out, cap, "%s/eval/%s", e->opts->run_dir, e->split_name);
-        return;
-    }
-    int len;
-    const char *base = eval_file_stem(e->opts->data, &len);
-    snprintf(out, cap, "%s/eval/%.*s", e->opts->run_dir, len, base);
+    char name[TH_SAFE_NAME_MAX + 16], eval_dir[4096];
+    snprintf(eval_dir, sizeof eval_dir, "%s/eval", e->opts->run_dir);
+    if (!e->split_name && eval_data_dir_name(e->opts->data, name, sizeof name, err)) return -1;
+    return th_child_path(out, cap, eval_dir, e->split_name ? e->split_name : name, "the evaluation", err);
 }
 
-const char *eval_file_stem(const char *path, int *len)
+int eval_data_dir_name(const char *path, char *out, size_t cap, th_err *err)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t n = strlen(base);
     if (n > 3 && !strcmp(base + n - 3, ".h5")) n -= 3;
-    *len = (int)n;
-    return base;
+    char stem[TH_SAFE_NAME_MAX], safe[TH_SAFE_NAME_MAX];
+    if (n >= sizeof stem) n = sizeof stem - 1;
+    memcpy(stem, base, n);
+    stem[n] = '\0';
+    th_safe_name(stem, safe, sizeof safe);
+    char *abs = realpath(path, NULL), hex[65];
+    th_sha256 h;
+    th_sha256_init(&h);
+    th_sha256_update(&h, abs ? abs : path, strlen(abs ? abs : path));
+    th_sha256_final(&h, hex);
+    free(abs);
+    if (snprintf(out, cap, "data-%s-%.8s", safe, hex) >= (int)cap)
+        return th_errf(err, "--data %s: its name is too long for a directory", path);
+    return 0;
 }
 
 static const char *checkpoint_name(const eval *e)
@@ -278,7 +289,7 @@ static int write_results(eval *e, int which, const float *p_gathered, th_eval_re
     th_eval_applied ap = {.rule = e->cfg->eval.threshold, .chosen_on = "val", .threshold = t->threshold,
                           .threshold_patient = t->threshold_patient, .temperature = calibrated ? t->temperature : NULL};
     th_metrics_macro macro = {0};
-    out_dir(e, res->out_dir, sizeof res->out_dir);
+    if (out_dir(e, res->out_dir, sizeof res->out_dir, err)) goto out;
     const char *title = e->split_name ? e->split_name : strrchr(res->out_dir, '/') + 1;
     /* Every file goes to a stage that replaces eval/<name>/'s files only
      * once all are written: an evaluation that fails midway leaves the

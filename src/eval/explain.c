@@ -245,12 +245,10 @@ static int map_item(explain *e, const int *it, const uint8_t *img, const uint8_t
             tail[TAIL_IOU] = (float)th_cam_iou_lesion(out, mask, e->cfg->model.h, e->cfg->model.w);
         }
     }
-    char label[TH_LABEL_MAX + 8], name[1024], path[3400], text[2048];
+    char name[1024], path[3400], text[2048];
     const char *image = e->ds.image_name[it[IT_ROW]];
     const char *outcome = th_cam_outcome(p_out[k], op_threshold(e, k), truth(e, it[IT_ROW], k));
-    if (th_report_label_filename(e->cfg->data.labels[k], label, sizeof label))
-        return th_errf(err, "label '%s' is too long for a file name", e->cfg->data.labels[k]);
-    if (th_cam_png_name(name, sizeof name, image, label, e->method, outcome, err)) return -1;
+    if (th_cam_png_name(name, sizeof name, image, e->cfg->data.labels[k], e->method, outcome, err)) return -1;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     caption(e, it, p_out[k], outcome, text, sizeof text);
     /* The feature-resolution map, upsampled once, straight to the display size. */

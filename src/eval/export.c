@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "report_impl.h"
 #include "thorax/config.h"
@@ -37,16 +36,8 @@ const float *export_tensor(th_model *m, const th_layer *L, const char *what, siz
     return th_model_tensor_data(m, i);
 }
 
-/* Whether the existing file out is the existing file in (same device and
- * inode: a link or another spelling of the path is caught too). */
-static int same_file(const char *out, const char *in)
-{
-    struct stat a, b;
-    return !stat(out, &a) && !stat(in, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 /* Refuses to write over the run's inputs: its config, either checkpoint,
- * its dataset file. */
+ * its dataset file (th_output_not_input, the guard of every writer). */
 static int guard_output(const char *run_dir, const th_config *cfg, const char *out, th_err *err)
 {
     char in[4][4200];
@@ -54,9 +45,9 @@ static int guard_output(const char *run_dir, const th_config *cfg, const char *o
     snprintf(in[1], sizeof in[1], "%s/checkpoints/best.h5", run_dir);
     snprintf(in[2], sizeof in[2], "%s/checkpoints/last.h5", run_dir);
     snprintf(in[3], sizeof in[3], "%s", cfg->data.path);
-    for (int k = 0; k < 4; k++)
-        if (in[k][0] && same_file(out, in[k]))
-            return th_errf(err, "--out %s is %s, an input of the run: choose another name", out, in[k]);
+    const char *ins[4] = {in[0], in[1], in[2], in[3]};
+    if (th_output_not_input(out, 4, ins, err))
+        return th_err_prefix(err, "--out %s is an input of the run: choose another name: ", out);
     return 0;
 }
 

@@ -27,15 +27,15 @@ void th_predict_csv(th_strbuf *b, const th_predict_table *r)
     th_strbuf_printf(b, "image");
     for (int k = 0; k < r->l; k++) {
         th_strbuf_printf(b, ",");
-        csv_field(b, "p_", cfg->data.labels[k]);
+        th_csv_field(b, "p_", cfg->data.labels[k]);
     }
     for (int k = 0; r->t->has_op && k < r->l; k++) {
         th_strbuf_printf(b, ",");
-        csv_field(b, "pred_", cfg->data.labels[k]);
+        th_csv_field(b, "pred_", cfg->data.labels[k]);
     }
     th_strbuf_printf(b, "\n");
     for (int i = 0; i < r->n; i++) {
-        csv_field(b, "", r->image[i]);
+        th_csv_field(b, "", r->image[i]);
         for (int k = 0; k < r->l; k++) th_strbuf_printf(b, ",%.6f", (double)r->p[(size_t)i * r->l + k]);
         for (int k = 0; r->t->has_op && k < r->l; k++) {
             int f = flag(r, i, k);

@@ -35,22 +35,6 @@ void json_interval(th_strbuf *b, double lo, double hi)
     th_strbuf_printf(b, "]");
 }
 
-void csv_field(th_strbuf *b, const char *prefix, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        th_strbuf_printf(b, "%s%s", prefix, s);
-        return;
-    }
-    th_strbuf_printf(b, "\"%s", prefix);
-    for (const char *c = s; *c; c++) {
-        if (*c == '"')
-            th_strbuf_printf(b, "\"\"");
-        else
-            th_strbuf_printf(b, "%c", *c);
-    }
-    th_strbuf_printf(b, "\"");
-}
-
 int write_buffer(const char *path, th_strbuf *b, th_err *err)
 {
     int rc = b->failed ? th_errf(err, "%s: out of memory while formatting", path)
@@ -84,22 +68,22 @@ static int write_predictions(const char *path, int n, int l, const char *const *
     th_strbuf_printf(&b, "%s,%s", h1, h2);
     for (int k = 0; k < l; k++) {
         th_strbuf_printf(&b, ",");
-        csv_field(&b, "y_", label[k]);
+        th_csv_field(&b, "y_", label[k]);
     }
     for (int k = 0; k < l; k++) {
         th_strbuf_printf(&b, ",");
-        csv_field(&b, "p_", label[k]);
+        th_csv_field(&b, "p_", label[k]);
     }
     for (int k = 0; p_raw && k < l; k++) {
         th_strbuf_printf(&b, ",");
-        csv_field(&b, "p_raw_", label[k]);
+        th_csv_field(&b, "p_raw_", label[k]);
     }
     th_strbuf_printf(&b, "\n");
     for (int i = 0; i < n; i++) {
-        csv_field(&b, "", c1[i]);
+        th_csv_field(&b, "", c1[i]);
         th_strbuf_printf(&b, ",");
         if (c2)
-            csv_field(&b, "", c2[i]);
+            th_csv_field(&b, "", c2[i]);
         else
             th_strbuf_printf(&b, "%d", c2_count[i]);
         /* An unknown label is an empty cell. */

@@ -12,9 +12,6 @@ static inline void json_number(th_strbuf *b, double v, int as_float) { th_json_n
 static inline void json_string(th_strbuf *b, const char *s) { th_json_string(b, s); }
 /* [lo, hi], or null when either end is not finite. */
 void json_interval(th_strbuf *b, double lo, double hi);
-/* A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
- * separator, a quote or a line break; prefix is prepended inside the field. */
-void csv_field(th_strbuf *b, const char *prefix, const char *s);
 /* Writes b's text to path atomically and frees b. */
 int write_buffer(const char *path, th_strbuf *b, th_err *err);
 /* Formats a path into out, failing rather than truncating. */

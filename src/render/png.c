@@ -56,7 +56,7 @@ static int write_png(const char *path, const uint8_t *data, int h, int w, int ch
 {
     if (h < 1 || w < 1) return th_errf(err, "%s: cannot write a %dx%d image", path, h, w);
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return th_errf(err, "path too long: %s", path);
+    if (th_tmp_path(path, tmp, sizeof tmp, err)) return -1;
     FILE *fp = fopen(tmp, "wb");
     if (!fp) return th_errf(err, "cannot create %s: %s", tmp, strerror(errno));
     png_failure f = {{0}};

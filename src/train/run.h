@@ -78,6 +78,11 @@ typedef struct run {
     int thawed;                     /* the second stage: every layer trains */
     th_config *stage_cfg[2];        /* with train.unfreeze: each stage's schedule (see scheduled_lr) */
     th_train_state st;
+    /* Resuming: the images and training images of the run's split.csv as
+     * the checkpoint's session left it (-1: none; run_count_split_csv), to
+     * say when a checkpoint that does not fit the steps per epoch was made
+     * on other data. */
+    int was_images, was_train;
     char *config_yaml;
     th_strbuf metrics;              /* metrics.csv so far, rewritten atomically each epoch */
 } run;
@@ -99,6 +104,9 @@ int run_make_stage_cfgs(run *r, th_err *err);
 
 /* rundir.c */
 int run_save_midepoch(run *r, th_err *err);
+/* Rank by rank, before run_start_dir rewrites it: r->was_images and
+ * r->was_train from r->dir/split.csv. */
+void run_count_split_csv(run *r);
 int run_start_dir(run *r, th_err *err);
 int run_resume(run *r, th_err *err);
 int run_end_epoch_files(run *r, const th_epoch_report *e, th_err *err);

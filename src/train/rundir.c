@@ -29,8 +29,12 @@ static int write_split_csv(run *r, th_err *err)
 {
     th_strbuf b = {0};
     th_strbuf_printf(&b, "image,patient_id,split\n");
-    for (int i = 0; i < r->ds.n; i++)
-        th_strbuf_printf(&b, "%s,%s,%s\n", r->ds.image_name[i], r->ds.patient_id[i], th_split_name(r->split[i]));
+    for (int i = 0; i < r->ds.n; i++) {
+        th_csv_field(&b, "", r->ds.image_name[i]);
+        th_strbuf_printf(&b, ",");
+        th_csv_field(&b, "", r->ds.patient_id[i]);
+        th_strbuf_printf(&b, ",%s\n", th_split_name(r->split[i]));
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/split.csv", r->dir);
     int rc = b.failed ? th_errf(err, "out of memory writing %s", path)
@@ -99,6 +103,25 @@ int run_start_dir(run *r, th_err *err)
     if (write_split_csv(r, err) || write_duplicates_csv(r, err)) return -1;
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
     return r->opts->resume_from ? restore_metrics(r, path, err) : metrics_header(r, err);
+}
+
+/* Each row of split.csv ends in its split, which is never quoted. */
+void run_count_split_csv(run *r)
+{
+    char path[4096];
+    th_err ignored;
+    snprintf(path, sizeof path, "%s/split.csv", r->dir);
+    char *text = th_read_file(path, NULL, &ignored);
+    int *images = &r->was_images, *train = &r->was_train;
+    *images = *train = text ? 0 : -1;
+    for (char *line = text ? strchr(text, '\n') : NULL; line && line[1];) {
+        char *row = line + 1;
+        line = strchr(row, '\n');
+        size_t len = line ? (size_t)(line - row) : strlen(row);
+        ++*images;
+        *train += len >= 6 && !strncmp(row + len - 6, ",train", 6);
+    }
+    free(text);
 }
 
 /* Every rank: the state of the checkpoint to continue from, after checking
@@ -227,7 +250,7 @@ int th_train_place(const th_config *cfg, const char *resume, th_run_place *p, th
     memset(p, 0, sizeof *p);
     int named = resume && strcmp(resume, "auto");
     if (named) snprintf(p->dir, sizeof p->dir, "%s", resume);
-    else snprintf(p->dir, sizeof p->dir, "%s/%s", cfg->runtime.out_dir, cfg->name);
+    else if (th_child_path(p->dir, sizeof p->dir, cfg->runtime.out_dir, cfg->name, "the run name", err)) return -1;
     snprintf(p->last, sizeof p->last, "%s/checkpoints/last.h5", p->dir);
     p->resuming = access(p->last, F_OK) == 0;
     if (p->resuming && !resume)

@@ -257,15 +257,37 @@ static int validate(run *r, double *val_loss, double *val_auc, th_err *err)
 }
 
 
+/* A resumed run's checkpoint fits this job's steps per epoch; checked
+ * before the run directory's files are rewritten, so a refused resume leaves
+ * them as they were. */
+static int check_resume_fits(const run *r, th_err *err)
+{
+    int steps = steps_per_epoch(r);
+    long first = r->st.step - (long)r->st.epoch * steps;
+    if (first < 0 || first > steps) {
+        int train = 0;
+        for (int i = 0; i < r->ds.n; i++) train += r->split[i] == TH_SPLIT_TRAIN;
+        /* Other data gives other steps per epoch whatever the ranks: say so
+         * rather than blame the job's shape. */
+        if (r->was_images >= 0 && (r->was_images != r->ds.n || r->was_train != train))
+            return th_errf(err, "cannot resume: the data changed: the run's split.csv lists %d images (%d to train "
+                                "on), %s now has %d (%d to train on); the checkpoint (global step %ld of epoch %d) "
+                                "does not fit its %d steps per epoch; resume on the data it was trained on, or start "
+                                "a new run",
+                           r->was_images, r->was_train, r->ds.path, r->ds.n, train, r->st.step, r->st.epoch + 1,
+                           steps);
+        return th_errf(err, "the checkpoint stopped at global step %ld of epoch %d, which does not fit %d steps per "
+                            "epoch: resume with the ranks and batch_per_rank it was written with",
+                       r->st.step, r->st.epoch + 1, steps);
+    }
+    return 0;
+}
+
 static int train_loop(run *r, th_err *err)
 {
     const th_config *cfg = r->cfg;
     int steps = steps_per_epoch(r);
     long first = r->st.step - (long)r->st.epoch * steps;
-    if (first < 0 || first > steps)
-        return th_errf(err, "the checkpoint stopped at global step %ld of epoch %d, which does not fit %d steps per "
-                            "epoch: resume with the ranks and batch_per_rank it was written with",
-                       r->st.step, r->st.epoch + 1, steps);
     r->start_step = r->st.step;
     double t_start = th_now();
     run_info(r, "training %d epochs of %d steps: %d ranks x %d images per step, %zu parameters, %.3f GFLOP forward per "
@@ -356,6 +378,11 @@ int th_train_run(const th_config *cfg, const char *run_dir, const th_train_opts 
     time_t started = time(NULL);
     int rc = run_setup(&r, cfg, opts, comm, cb, err);
     r.dir = run_dir;
+    r.was_images = r.was_train = -1;
+    if (!rc && opts->resume_from) {
+        run_count_split_csv(&r);
+        rc = check_resume_fits(&r, err);
+    }
     if (!rc) {
         r.config_yaml = th_config_to_yaml(r.cfg);
         int local = r.config_yaml ? 0 : th_errf(err, "out of memory writing the resolved config");

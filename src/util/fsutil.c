@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,10 +121,17 @@ int th_mkdirs(const char *path, th_err *err)
     return 0;
 }
 
+int th_tmp_path(const char *path, char *out, size_t cap, th_err *err)
+{
+    if (snprintf(out, cap, "%s.%ld.tmp", path, (long)getpid()) >= (int)cap)
+        return th_errf(err, "path too long: %s", path);
+    return 0;
+}
+
 int th_write_file_atomic(const char *path, const void *data, size_t len, th_err *err)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return th_errf(err, "path too long: %s", path);
+    if (th_tmp_path(path, tmp, sizeof tmp, err)) return -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) return th_errf(err, "cannot create %s: %s", tmp, strerror(errno));
     const char *p = data;
@@ -156,7 +164,7 @@ int th_write_file_atomic(const char *path, const void *data, size_t len, th_err 
 int th_output_not_input(const char *out, int n, const char *const *inputs, th_err *err)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) return th_errf(err, "path too long: %s", out);
+    if (th_tmp_path(out, tmp, sizeof tmp, err)) return -1;
     struct stat o[2];
     int has[2] = {!stat(out, &o[0]), !stat(tmp, &o[1])};
     for (int i = 0; (has[0] || has[1]) && i < n; i++) {
@@ -169,6 +177,67 @@ int th_output_not_input(const char *out, int n, const char *const *inputs, th_er
                          : th_errf(err, "refusing to write %s: it is the input %s", out, inputs[i]);
     }
     return 0;
+}
+
+int th_child_path(char *out, size_t cap, const char *dir, const char *name, const char *what, th_err *err)
+{
+    if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '/'))
+        return th_errf(err, "%s '%s' cannot name a file or directory inside %s (empty, '.', '..' or with a '/')",
+                       what, name, dir);
+    if (snprintf(out, cap, "%s/%s", dir, name) >= (int)cap) return th_errf(err, "path too long: %s/%s", dir, name);
+    return 0;
+}
+
+int th_dir_lock_take(th_dir_lock *l, const char *dir, th_err *err)
+{
+    l->fd = -1;
+    l->unsupported = 0;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/.lock", dir) >= (int)sizeof path) return th_errf(err, "path too long: %s", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return th_errf(err, "cannot create the lock %s: %s", path, strerror(errno));
+    int refused = flock(fd, LOCK_EX | LOCK_NB), e = errno;
+    /* A file system without locks (Lustre mounted without -o flock, some
+     * NFS setups) must not stop every run: the caller is told instead. */
+    int unsupported = refused && (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL);
+    if (refused && !unsupported) {
+        /* The holder wrote "pid host" once it had the lock; a holder that
+         * has only just taken it may not have yet. */
+        char who[256] = {0};
+        ssize_t got = pread(fd, who, sizeof who - 1, 0);
+        close(fd);
+        if (e != EWOULDBLOCK) return th_errf(err, "cannot lock %s: %s", path, strerror(e));
+        who[got > 0 ? got : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+        char host[200] = "?";
+        long pid = 0;
+        if (sscanf(who, "%ld %199s", &pid, host) < 1) pid = 0;
+        if (pid > 0)
+            return th_errf(err, "%s is in use by another thorax process (pid %ld on host %s, holding %s); wait for it "
+                                "to finish, or choose another run directory",
+                           dir, pid, host, path);
+        return th_errf(err, "%s is in use by another thorax process (holding %s); wait for it to finish, or choose "
+                            "another run directory",
+                       dir, path);
+    }
+    char host[200] = "unknown", line[256];
+    if (gethostname(host, sizeof host)) snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) || pwrite(fd, line, (size_t)n, 0) != n) {
+        e = errno;
+        close(fd);
+        return th_errf(err, "cannot write the lock %s: %s", path, strerror(e));
+    }
+    l->fd = fd;
+    l->unsupported = unsupported;
+    return 0;
+}
+
+void th_dir_unlock(th_dir_lock *l)
+{
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
 }
 
 char *th_read_file(const char *path, size_t *len, th_err *err)
@@ -236,4 +305,15 @@ void th_strbuf_free(th_strbuf *b)
 {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+void th_csv_field(th_strbuf *b, const char *prefix, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        th_strbuf_printf(b, "%s%s", prefix, s);
+        return;
+    }
+    th_strbuf_printf(b, "\"%s", prefix);
+    for (; *s; s++) th_strbuf_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    th_strbuf_printf(b, "\"");
 }

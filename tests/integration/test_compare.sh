@@ -128,7 +128,7 @@ for l, g in json.load(open("self/compare.json"))["labels"].items():
 ' || fail "a run compared with itself"
 
 expect_fail 1 "runs/a/eval/val/predictions.csv is missing" "thorax eval runs/a --split val" -- "$THORAX_BIN" compare runs/a runs/b --split val
-expect_fail 1 "eval/ext/predictions.csv is missing" "--data data/ext.h5" -- "$THORAX_BIN" compare runs/a runs/b --data data/ext.h5
+expect_fail 1 "eval/data-ext-" "predictions.csv is missing" "--data data/ext.h5" -- "$THORAX_BIN" compare runs/a runs/b --data data/ext.h5
 expect_fail 2 "--split must be val or test" -- "$THORAX_BIN" compare runs/a runs/b --split train
 expect_fail 2 "--bootstrap" -- "$THORAX_BIN" compare runs/a runs/b --bootstrap -3
 expect_fail 2 "unexpected argument" -- "$THORAX_BIN" compare runs/a runs/b runs/c

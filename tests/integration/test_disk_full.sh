@@ -89,7 +89,7 @@ timeout 120 "$MPIEXEC" -np 2 --oversubscribe "${preload[@]}" "$THORAX_BIN" train
   --set train.epochs=2 >full.log 2>&1 || status=$?
 [ "$status" -ne 124 ] || { cat full.log; fail "a rank hung after the failed checkpoint write"; }
 [ "$status" -eq 1 ] || { cat full.log; fail "a full disk exited $status, not 1"; }
-for w in "saving checkpoint $CK/last.h5 failed" "$CK/last.h5.tmp" "No space left on device" "untouched"; do
+for w in "saving checkpoint $CK/last.h5 failed" "$CK/last.h5." ".tmp: No space left on device" "untouched"; do
   grep -qF -- "$w" full.log || { cat full.log; fail "the error does not mention '$w'"; }
 done
 # Rank 0 wrote and reported it; th_dist_agree prefixes another rank's message with "rank N:".

@@ -62,7 +62,9 @@ for path in sys.argv[1:]:
 PY
 
 mpi 2 "$THORAX_BIN" eval runs/e --data external.h5 --checkpoint last > ext.log || { cat ext.log; fail "external eval"; }
-n_ext=$(tail -n +2 runs/e/eval/external/predictions.csv | wc -l)
+ext_dir=$(echo runs/e/eval/data-external-*)
+[ -d "$ext_dir" ] || fail "--data external.h5 did not write eval/data-external-<hash>/ ($(ls runs/e/eval))"
+n_ext=$(tail -n +2 "$ext_dir/predictions.csv" | wc -l)
 [ "$n_ext" -gt 25 ] || fail "external evaluation did not cover every image ($n_ext rows)"
 
 # thorax predict: new PNGs prepared as in training, a table of probabilities,

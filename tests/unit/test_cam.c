@@ -589,7 +589,7 @@ static void test_writer(void)
     CHECK(mkdtemp(dir) != NULL);
     char path[256], tmp[300];
     snprintf(path, sizeof path, "%s/maps.h5", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    th_tmp_path(path, tmp, sizeof tmp, NULL);
     enum { M = 3, MH = 4, MW = 4 };
     th_cam_method methods[2] = {TH_CAM_CAM, TH_CAM_SALIENCY};
     int fh[2] = {2, MH}, fw[2] = {3, MW};
@@ -690,6 +690,9 @@ static void test_writer(void)
     CHECK(!strcmp(name, "P00042_003__Nodule__gradcam.png"));
     CHECK(th_cam_png_name(name, sizeof name, "images/a.b/x", "Mass", TH_CAM_CAM, "FN", &err) == 0);
     CHECK(!strcmp(name, "images_a.b_x__Mass__cam_FN.png"));
+    /* A label is data: one naming for cam and predict --cam, never a path. */
+    CHECK(th_cam_png_name(name, sizeof name, "x.png", "../Pleural Thickening/", TH_CAM_CAM, NULL, &err) == 0);
+    CHECK(!strcmp(name, "x__.._Pleural_Thickening___cam.png"));
     CHECK(th_cam_png_name(name, 8, "P00042_003.png", "Nodule", TH_CAM_CAM, NULL, &err) == -1);
 
     /* Outcomes at an operating point: p >= t is positive. */

@@ -180,7 +180,7 @@ static void test_failed_write(fixture *fx)
     if (!CHECK(strstr(err.msg, fx->path) != NULL && strstr(err.msg, "File too large") != NULL))
         fprintf(stderr, "  message: %s\n", err.msg);
     char tmp[160];
-    snprintf(tmp, sizeof tmp, "%s.tmp", fx->path);
+    th_tmp_path(fx->path, tmp, sizeof tmp, NULL);
     CHECK(access(tmp, F_OK) != 0);
     th_train_state st = {0};
     th_model m;

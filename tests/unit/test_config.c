@@ -490,8 +490,12 @@ static void test_overrides(void)
     CHECK(load_sets(&cfg, MINI, layers, 1, &err) == 0);
     CHECK(cfg.model.n_layers == 2 && cfg.model.layers[1].line == 0);
 
-    /* An empty value restores the default. */
-    const char *unset[] = {"train.epochs="};
+    /* An empty value is refused, naming the key (a forgotten value is not
+     * the default); null restores the default. */
+    const char *empty[] = {"train.epochs="}, *spaces[] = {"data.path=  "}, *unset[] = {"train.epochs=null"};
+    CHECK(load_sets(&cfg, MINI "train: {epochs: 3}\n", empty, 1, &err) == -1);
+    CHECK(strstr(err.msg, "--set train.epochs=: no value for train.epochs") != NULL);
+    CHECK(load_sets(&cfg, MINI, spaces, 1, &err) == -1 && strstr(err.msg, "no value for data.path"));
     CHECK(load_sets(&cfg, MINI "train: {epochs: 3}\n", unset, 1, &err) == 0 && cfg.train.epochs == 10);
 
     const char *typo[] = {"train.optimiser.lr=0.1"};

@@ -35,6 +35,14 @@ static int exists(const char *name)
     return stat(path_of(name), &st) == 0;
 }
 
+/* Whether this process's temporary file of name (th_tmp_path) exists. */
+static int tmp_exists(const char *name)
+{
+    char tmp[1024];
+    th_tmp_path(name, tmp, sizeof tmp, NULL);
+    return exists(tmp);
+}
+
 static void write_text(const char *name, const char *text)
 {
     FILE *f = fopen(path_of(name), "w");
@@ -302,7 +310,7 @@ static void test_sizes_and_leftovers(void)
     th_err err;
     CHECK(th_ingest_run(&o, &s, NULL, NULL, &err) == -1);
     CHECK(strstr(err.msg, "--size") && strstr(err.msg, "big.png"));
-    CHECK(!exists("mixed.h5") && !exists("mixed.h5.tmp") && !exists("mixed.h5.pixels.tmp"));
+    CHECK(!exists("mixed.h5") && !tmp_exists("mixed.h5") && !tmp_exists("mixed.h5.pixels"));
     o.size = 6;
     CHECK(th_ingest_run(&o, &s, NULL, NULL, &err) == 0);
     CHECK(s.w == 6 && s.h == 6 && exists("mixed.h5"));
@@ -313,13 +321,13 @@ static void test_sizes_and_leftovers(void)
     o = opts("broken.csv", "broken.h5");
     CHECK(th_ingest_run(&o, &s, NULL, NULL, &err) == -1);
     CHECK(strstr(err.msg, "broken.csv:3") && strstr(err.msg, "not a PNG"));
-    CHECK(!exists("broken.h5") && !exists("broken.h5.tmp") && !exists("broken.h5.skipped.csv"));
+    CHECK(!exists("broken.h5") && !tmp_exists("broken.h5") && !exists("broken.h5.skipped.csv"));
 
     /* With skip_bad: the good row and a report. */
     o.skip_bad = 1;
     CHECK(th_ingest_run(&o, &s, NULL, NULL, &err) == 0);
     CHECK(s.images == 1 && s.skipped == 1 && exists("broken.h5") && exists("broken.h5.skipped.csv"));
-    CHECK(!exists("broken.h5.tmp") && !exists("broken.h5.skipped.csv.tmp"));
+    CHECK(!tmp_exists("broken.h5") && !tmp_exists("broken.h5.skipped.csv"));
 }
 
 /* TH_INGEST_MAX_LABELS label columns are taken (the run then stops at the

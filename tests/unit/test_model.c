@@ -462,7 +462,7 @@ static void test_checkpoint(void)
     CHECK(th_checkpoint_save(path, &a, &oa, &sa, "name: x\n", &err) == 0);
     CHECK(access(path, F_OK) == 0);
     char tmp[300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    th_tmp_path(path, tmp, sizeof tmp, NULL);
     CHECK(access(tmp, F_OK) != 0);
 
     th_train_state sb = {0};

@@ -217,7 +217,7 @@ static void test_file_round_trip(const char *dir)
     CHECK(n >= 20 && n <= 80);
     CHECK(progress[0] == n && progress[2] == n && progress[1] == 0);
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    th_tmp_path(path, tmp, sizeof tmp, NULL);
     CHECK(access(tmp, F_OK) != 0);
 
     th_dataset ds;
@@ -317,7 +317,7 @@ static void test_writer_misuse(const char *dir)
 {
     char path[512], tmp[600];
     snprintf(path, sizeof path, "%s/partial.h5", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    th_tmp_path(path, tmp, sizeof tmp, NULL);
     const char *names[1] = {"X"};
     uint8_t img[16] = {0}, lab[1] = {1};
     th_dataset_writer wr;

@@ -793,10 +793,6 @@ int th_ingest_run(const th_ingest_opts *o, th_ingest_summary *sum, th_ingest_pro
 
 const char *th_ingest_format_name(th_ingest_format f);
 
-/* One CSV field into b: s, quoted (RFC 4180) when it has a comma, a quote or
- * a line break; what ingest's reports and the duplicate lists write. */
-void th_ingest_csv_field(th_strbuf *b, const char *s);
-
 /* "refuse", "ones", "zeros", "ignore"; th_ingest_uncertain_parse returns -1
  * for any other name. */
 const char *th_ingest_uncertain_name(th_ingest_uncertain u);

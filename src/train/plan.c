@@ -289,9 +289,9 @@ int th_plan_dups_csv(const th_dataset *ds, const th_plan_dups *p, const uint8_t 
     for (int k = 0; k < (G ? start[G - 1] : 0); k++) {
         int i = order[k], g = p->found.group[i];
         th_strbuf_printf(b, "%d,%s,%d,", g + 1, p->found.exact[g] ? "identical" : "near", p->cross[g]);
-        th_ingest_csv_field(b, ds->image_name[i]);
+        th_csv_field(b, "", ds->image_name[i]);
         th_strbuf_printf(b, ",");
-        th_ingest_csv_field(b, ds->patient_id[i]);
+        th_csv_field(b, "", ds->patient_id[i]);
         th_strbuf_printf(b, ",%s,%d,%016llx\n", th_split_name(p->split_before[i]), split[i] != TH_SPLIT_NONE,
                          (unsigned long long)p->found.phash[i]);
     }

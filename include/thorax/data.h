@@ -455,6 +455,9 @@ void th_dataset_index_sha256(const th_dataset *ds, char hex[65]);
  * checked when a run resumes and when eval and cam read the run's file.
  * Every pixel is read: see fingerprint.c for the cost. */
 #define TH_IMAGE_DIGEST 32
+/* One image's digest: the SHA-256 of its n pixel bytes, raw. The pixel part
+ * of the fingerprint and the duplicate check's identity are this one. */
+void th_image_digest(const uint8_t *px, size_t n, uint8_t out[TH_IMAGE_DIGEST]);
 #define TH_FINGERPRINT_TEXT 320
 typedef struct th_data_fingerprint {
     long images;

@@ -83,7 +83,7 @@ static void join(int *parent, int a, int b)
 }
 
 typedef struct {
-    char sha[65];   /* hex */
+    uint8_t sha[TH_IMAGE_DIGEST];
     int row;
 } digest_row;
 
@@ -92,14 +92,6 @@ static int cmp_digest(const void *a, const void *b)
     const digest_row *x = a, *y = b;
     int c = memcmp(x->sha, y->sha, sizeof x->sha);
     return c ? c : (x->row > y->row) - (x->row < y->row);
-}
-
-static void sha_hex(const uint8_t *px, size_t len, char hex[65])
-{
-    th_sha256 s;
-    th_sha256_init(&s);
-    th_sha256_update(&s, px, len);
-    th_sha256_final(&s, hex);
 }
 
 /* Every image's digest and perceptual hash, read through a serial handle so
@@ -127,7 +119,7 @@ static int hash_all(const th_dataset *ds, digest_row *dg, uint64_t *ph, th_err *
         for (int j = 0; j < count && rc == 0; j++) {
             const uint8_t *img = px + (size_t)j * hw;
             dg[first + j].row = first + j;
-            sha_hex(img, hw, dg[first + j].sha);
+            th_image_digest(img, hw, dg[first + j].sha);
             rc = phash_with(t, img, ds->h, ds->w, &ph[first + j], err);
         }
     }
@@ -183,7 +175,7 @@ int th_dups_find(const th_dataset *ds, int max_distance, th_dups *d, th_err *err
         else d->group[i] = d->group[r];
     }
     /* A group is exact when all of its members share the first one's digest. */
-    char(*first_sha)[65] = malloc(sizeof *first_sha * (size_t)(d->n_groups > 0 ? d->n_groups : 1));
+    uint8_t(*first_sha)[TH_IMAGE_DIGEST] = malloc(sizeof *first_sha * (size_t)(d->n_groups > 0 ? d->n_groups : 1));
     int *seen = calloc((size_t)(d->n_groups > 0 ? d->n_groups : 1), sizeof *seen);
     if (!first_sha || !seen) rc = th_errf(err, "out of memory looking for duplicate images in %s", ds->path);
     for (int k = 0; k < d->n_groups && rc == 0; k++) d->exact[k] = 1;
@@ -191,9 +183,9 @@ int th_dups_find(const th_dataset *ds, int max_distance, th_dups *d, th_err *err
         int g = d->group[dg[i].row];
         if (g < 0) continue;
         if (!seen[g]) {
-            memcpy(first_sha[g], dg[i].sha, 65);
+            memcpy(first_sha[g], dg[i].sha, TH_IMAGE_DIGEST);
             seen[g] = 1;
-        } else if (memcmp(first_sha[g], dg[i].sha, 65)) {
+        } else if (memcmp(first_sha[g], dg[i].sha, TH_IMAGE_DIGEST)) {
             d->exact[g] = 0;
         }
     }

@@ -42,6 +42,16 @@ static void hex_to_raw(const char *hex, uint8_t raw[TH_IMAGE_DIGEST])
     }
 }
 
+void th_image_digest(const uint8_t *px, size_t n, uint8_t out[TH_IMAGE_DIGEST])
+{
+    th_sha256 h;
+    char hex[65];
+    th_sha256_init(&h);
+    th_sha256_update(&h, px, n);
+    th_sha256_final(&h, hex);
+    hex_to_raw(hex, out);
+}
+
 /* This rank's rows [lo, hi): the digest of each image's pixels [H, W] into
  * out [hi - lo, TH_IMAGE_DIGEST], read in blocks of BLOCK images. */
 static int hash_rows(th_dataset *ds, int lo, int hi, uint8_t *out, th_err *err)
@@ -57,12 +67,7 @@ static int hash_rows(th_dataset *ds, int lo, int hi, uint8_t *out, th_err *err)
         for (int j = 0; j < count; j++) idx[j] = first + j;
         rc = th_dataset_read_images(ds, idx, count, px, err);
         for (int j = 0; !rc && j < count; j++) {
-            th_sha256 h;
-            char hex[65];
-            th_sha256_init(&h);
-            th_sha256_update(&h, px + (size_t)j * hw, hw);
-            th_sha256_final(&h, hex);
-            hex_to_raw(hex, out + (size_t)(first - lo + j) * TH_IMAGE_DIGEST);
+            th_image_digest(px + (size_t)j * hw, hw, out + (size_t)(first - lo + j) * TH_IMAGE_DIGEST);
         }
     }
     free(px);

@@ -4,6 +4,7 @@
 # expected status, names the culprit, says so once, finishes within 60 s, and
 # leaves no *.tmp or partial output behind. Lists every case that fails.
 # Then the --help of every command.
+# THORAX_CASES="a b" runs only those cases (when working on them).
 source "$(dirname "$0")/lib.sh"
 CORPUS="$THORAX_SOURCE_DIR/tests/corpus/bad_input"
 FIX="$WORK/fix"
@@ -117,6 +118,7 @@ for dir in "$CORPUS"/*/; do
   dir=${dir%/}
   name=$(basename "$dir")
   [ -f "$dir/case" ] || continue
+  [ -z "${THORAX_CASES:-}" ] || [[ " $THORAX_CASES " == *" $name "* ]] || continue
   t0=$SECONDS
   if run_case "$name" "$dir"; then
     echo "ok   $name ($((SECONDS - t0)) s)"
@@ -129,7 +131,7 @@ for dir in "$CORPUS"/*/; do
 done
 
 # --help everywhere: on stdout, status 0.
-for c in ingest phantom split train eval cam predict bench lr-find compare; do
+for c in ingest phantom split train eval cam predict export compare bench lr-find config; do
   if "$THORAX_BIN" $c --help 2>/dev/null | grep "usage: .*thorax $c" >/dev/null; then
     passed=$((passed + 1))
   else

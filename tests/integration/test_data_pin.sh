@@ -71,7 +71,10 @@ check_overlap() {
   want_i=$(grep -cFxf train.dig "$stem.dig" || true)
   mpi "$np" "$THORAX_BIN" eval "$RUN" --data "$f" >"eval_$stem.log" 2>&1 || { cat "eval_$stem.log"; fail "eval --data $f"; }
   local got
-  got=$(grep '"overlap_with_training"' "$RUN/eval/$stem/metrics.json") || fail "$stem/metrics.json has no overlap_with_training"
+  # eval --data's directory: eval/data-<stem>-<8 hex of the path's SHA-256>/.
+  local dir
+  dir=$(ls -d "$RUN/eval/data-$stem-"*/ | head -1) || fail "eval --data $f wrote no eval/data-$stem-*/"
+  got=$(grep '"overlap_with_training"' "$dir/metrics.json") || fail "$stem/metrics.json has no overlap_with_training"
   [ "$got" = "  \"overlap_with_training\": {\"patients\": $want_p, \"images\": $want_i}," ] ||
     fail "eval --data $f on $np ranks: $got, expected $want_p patients and $want_i images"
   if [ "$want_p$want_i" != 00 ]; then

@@ -120,15 +120,17 @@ traced predict 0 runs/r/ images/a.png images/b.png -- "$THORAX_BIN" predict runs
 "$TOOLS/h5_hostile" elink data.h5 elink.h5 "$WORK/outside/other.h5"
 "$TOOLS/h5_hostile" virtual data.h5 vds.h5 "$WORK/outside/other.h5"
 
-traced train_external 1 cfg.yaml ext.h5 -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=ext.h5 --set name=x
+# train takes its run directory's lock (runs/x/.lock) before it reads the data, and
+# removes the directory again when it refuses the file.
+traced train_external 1 cfg.yaml ext.h5 runs/x runs/x/ -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=ext.h5 --set name=x
 expect_words train_external ext.h5 /images "external storage" outside/secret.bin
 [ ! -e runs/x ] || fail "train_external: left runs/x behind"
-traced train_external_np4 1 cfg.yaml ext.h5 -- "$MPIEXEC" -np 4 --oversubscribe "$THORAX_BIN" train cfg.yaml \
+traced train_external_np4 1 cfg.yaml ext.h5 runs/x runs/x/ -- "$MPIEXEC" -np 4 --oversubscribe "$THORAX_BIN" train cfg.yaml \
   --set data.path=ext.h5 --set name=x
 expect_words train_external_np4 ext.h5 "external storage"
-traced train_elink 1 cfg.yaml elink.h5 -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=elink.h5 --set name=x
+traced train_elink 1 cfg.yaml elink.h5 runs/x runs/x/ -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=elink.h5 --set name=x
 expect_words train_elink elink.h5 /images "external link" outside/other.h5
-traced train_virtual 1 cfg.yaml vds.h5 -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=vds.h5 --set name=x
+traced train_virtual 1 cfg.yaml vds.h5 runs/x runs/x/ -- "${MPI2[@]}" "$THORAX_BIN" train cfg.yaml --set data.path=vds.h5 --set name=x
 expect_words train_virtual vds.h5 /images "virtual dataset"
 
 traced eval_elink 1 runs/r/ elink.h5 -- "${MPI2[@]}" "$THORAX_BIN" eval runs/r --data elink.h5

@@ -88,14 +88,21 @@ grep "interrupted: stopping after the current step" int1.log >/dev/null || { cat
 grep "stopped: .*last.h5 holds the checkpoint" int1.log >/dev/null || { cat int1.log; fail "no checkpoint message"; }
 resumable int1.log env
 
-start int2.log env
-before=$(ckpt_epoch "$CK/last.h5")
-cp "$CK/last.h5" last.before
-kill -INT "$pid"
-# Apart: two pending SIGINTs are one.
-sleep 0.05
-kill -INT "$pid"
-finish int2.log
+# The second Ctrl-C must land while the first stop is under way; a tiny
+# network writes its checkpoint in milliseconds, so on a loaded machine the
+# stop can end first (status 75, as for one Ctrl-C): try again, a few times.
+for attempt in 1 2 3 4 5; do
+  start int2.log env
+  before=$(ckpt_epoch "$CK/last.h5")
+  cp "$CK/last.h5" last.before
+  kill -INT "$pid"
+  # Apart: two pending SIGINTs are one.
+  sleep 0.01
+  kill -INT "$pid"
+  finish int2.log
+  [ "$status" = 75 ] || break
+  echo "attempt $attempt: the stop ended before the second Ctrl-C (75); again"
+done
 [ "$status" = 130 ] || { cat int2.log; fail "a second Ctrl-C exited $status, not 130 (killed by SIGINT)"; }
 after=$(ckpt_epoch "$CK/last.h5") || fail "a second Ctrl-C left a damaged last.h5"
 [ "$after" -ge "$before" ] || fail "last.h5 went back from epoch $before to $after"

@@ -42,7 +42,9 @@ typedef struct dist_watch {
     int *pong;                  /* [size]: the answer to each rank, alive while its send is in flight */
 } dist_watch;
 
-static int watch_key = MPI_KEYVAL_INVALID;
+/* MPI attribute keys are process-wide by MPI's design; the watch itself
+ * hangs on the communicator it watches. The key is freed with the last watch. */
+static int watch_key = MPI_KEYVAL_INVALID, n_watched;
 
 static dist_watch *watch_of(MPI_Comm comm)
 {
@@ -208,9 +210,6 @@ int th_dist_watch(th_comm comm, double timeout_s, th_dist_hang_fn on_hang, void 
 {
     if (!(timeout_s > 0)) return 0;
     if (!on_hang) return th_errf(err, "a hang watch needs a callback");
-    if (watch_key == MPI_KEYVAL_INVALID &&
-        MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, watch_delete, &watch_key, NULL) != MPI_SUCCESS)
-        return th_errf(err, "cannot set up the hang watch (MPI_Comm_create_keyval failed)");
     dist_watch *w = calloc(1, sizeof *w);
     int *pong = calloc((size_t)th_dist_size(comm), sizeof *pong);
     int ok = w && pong;
@@ -224,14 +223,25 @@ int th_dist_watch(th_comm comm, double timeout_s, th_dist_hang_fn on_hang, void 
         return -1;
     }
     th_dist_unwatch(comm);
+    if (watch_key == MPI_KEYVAL_INVALID &&
+        MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, watch_delete, &watch_key, NULL) != MPI_SUCCESS) {
+        free(w);
+        free(pong);
+        MPI_Comm_free(&ping);
+        return th_errf(err, "cannot set up the hang watch (MPI_Comm_create_keyval failed)");
+    }
     *w = (dist_watch){.ping = ping, .timeout_s = timeout_s, .on_hang = on_hang, .ctx = ctx, .pong = pong};
     MPI_Comm_set_attr(comm, watch_key, w);
+    n_watched++;
     return 0;
 }
 
 void th_dist_unwatch(th_comm comm)
 {
-    if (watch_of(comm)) MPI_Comm_delete_attr(comm, watch_key);
+    if (!watch_of(comm)) return;
+    MPI_Comm_delete_attr(comm, watch_key);
+    /* The key outlives no watch: Open MPI would keep it to the end. */
+    if (--n_watched == 0) MPI_Comm_free_keyval(&watch_key);
 }
 
 int th_dist_allreduce_mean(th_comm comm, float *grads, size_t n, long total, th_err *err)

@@ -52,14 +52,15 @@ int th_predictor_set_batch(th_predictor *t, int max_batch, th_err *err)
     size_t np = m->n_params, nb = m->n_buffers;
     float *keep = malloc(sizeof(float) * (np + nb + 1));
     if (!keep) return th_errf(err, "out of memory resizing the model to %d images", max_batch);
-    memcpy(keep, m->params, sizeof(float) * np);
-    memcpy(keep + np, m->buffers, sizeof(float) * nb);
+    /* A network without batch-norm has no buffers (m->buffers NULL). */
+    if (np) memcpy(keep, m->params, sizeof(float) * np);
+    if (nb) memcpy(keep + np, m->buffers, sizeof(float) * nb);
     th_model_free(m);
     int rc = th_model_create(m, &t->cfg->model, t->cfg->data.n_labels, max_batch, err);
     if (!rc) rc = th_model_set_threads(m, t->cfg->runtime.threads_per_rank, err);
     if (!rc) {
-        memcpy(m->params, keep, sizeof(float) * np);
-        memcpy(m->buffers, keep + np, sizeof(float) * nb);
+        if (np) memcpy(m->params, keep, sizeof(float) * np);
+        if (nb) memcpy(m->buffers, keep + np, sizeof(float) * nb);
     }
     free(keep);
     return rc;

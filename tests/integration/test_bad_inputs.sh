@@ -28,6 +28,7 @@ t_start=$SECONDS
 
 passed=0
 failed=0
+ASAN_LIB=$(ldd "$THORAX_BIN" | awk '/libasan/ {print $3}')
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
 
 # One case; returns non-zero (after saying why on stderr) if any expectation fails.
@@ -64,6 +65,11 @@ run_case() {
 
   local argv=() launcher=() e
   eval "argv=($cmd)"
+  # A preloaded shim (the full-disk cases) must come after ASan's runtime in
+  # a sanitizer build, which refuses to start otherwise.
+  for e in "${!envs[@]}"; do
+    [[ -n "$ASAN_LIB" && "${envs[$e]}" == LD_PRELOAD=* ]] && envs[$e]="LD_PRELOAD=$ASAN_LIB:${envs[$e]#LD_PRELOAD=}"
+  done
   if [ -n "$np" ]; then
     launcher=("$MPIEXEC" -np "$np" --oversubscribe)
     for e in "${envs[@]}"; do launcher+=(-x "$e"); done

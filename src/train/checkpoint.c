@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,31 @@ static int write_floats(hid_t group, const char *name, const float *data, int nd
 }
 
 /* An RNG's state: uint64 [4]. */
+/* The scalar attributes of /state, one list for the writer and the reader.
+ * HDF5's type IDs are not constants, so the table holds a kind. */
+enum { STATE_F32, STATE_F64, STATE_I32 };
+static const struct {
+    const char *name;
+    int kind;
+    size_t at;
+} state_attrs[] = {
+    {"lr", STATE_F32, offsetof(th_train_state, lr)},
+    {"best_score", STATE_F64, offsetof(th_train_state, best_score)},
+    {"best_epoch", STATE_I32, offsetof(th_train_state, best_epoch)},
+    {"bad_epochs", STATE_I32, offsetof(th_train_state, bad_epochs)},
+    {"plateau_epochs", STATE_I32, offsetof(th_train_state, plateau_epochs)},
+    {"norm_mean", STATE_F32, offsetof(th_train_state, norm_mean)},
+    {"norm_std", STATE_F32, offsetof(th_train_state, norm_std)},
+    {"epoch_loss_sum", STATE_F64, offsetof(th_train_state, epoch_loss_sum)},
+};
+
+/* The stored (little-endian, as every checkpoint) and in-memory types of a kind. */
+static void state_attr_types(int kind, hid_t *file_type, hid_t *mem_type)
+{
+    *file_type = kind == STATE_F32 ? H5T_IEEE_F32LE : kind == STATE_F64 ? H5T_IEEE_F64LE : H5T_STD_I32LE;
+    *mem_type = kind == STATE_F32 ? H5T_NATIVE_FLOAT : kind == STATE_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT;
+}
+
 static int write_rng(hid_t group, const char *name, const th_rng *r)
 {
     hsize_t dims[1] = {4};
@@ -96,15 +122,12 @@ static int save_contents(hid_t f, const th_model *m, const th_optim *o, const th
     if (s) {
         hid_t g = H5Gcreate2(f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         if (g < 0) return -1;
-        rc |= th_h5_write_attr(g, "lr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->lr);
-        rc |= th_h5_write_attr(g, "best_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->best_score);
-        rc |= th_h5_write_attr(g, "best_epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->best_epoch);
-        rc |= th_h5_write_attr(g, "bad_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->bad_epochs);
-        rc |= th_h5_write_attr(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
-        rc |= th_h5_write_attr(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
-        rc |= th_h5_write_attr(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
+        for (size_t i = 0; i < sizeof state_attrs / sizeof state_attrs[0]; i++) {
+            hid_t file_type, mem_type;
+            state_attr_types(state_attrs[i].kind, &file_type, &mem_type);
+            rc |= th_h5_write_attr(g, state_attrs[i].name, file_type, mem_type, (char *)s + state_attrs[i].at);
+        }
         long long images = s->epoch_images;
-        rc |= th_h5_write_attr(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
         rc |= th_h5_write_attr(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
         H5Gclose(g);
         hid_t r = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -508,15 +531,12 @@ static int load_contents(hid_t f, const char *path, th_model *m, th_optim *o, th
     if (s) {
         if (H5Lexists(f, "state", H5P_DEFAULT) <= 0) return th_errf(err, "%s: no training state", path);
         hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
-        rc |= read_attr_as(g, "lr", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->lr);
-        rc |= read_attr_as(g, "best_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->best_score);
-        rc |= read_attr_as(g, "best_epoch", H5T_STD_I32LE, H5T_NATIVE_INT, &s->best_epoch);
-        rc |= read_attr_as(g, "bad_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->bad_epochs);
-        rc |= read_attr_as(g, "plateau_epochs", H5T_STD_I32LE, H5T_NATIVE_INT, &s->plateau_epochs);
-        rc |= read_attr_as(g, "norm_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_mean);
-        rc |= read_attr_as(g, "norm_std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &s->norm_std);
+        for (size_t i = 0; i < sizeof state_attrs / sizeof state_attrs[0]; i++) {
+            hid_t file_type, mem_type;
+            state_attr_types(state_attrs[i].kind, &file_type, &mem_type);
+            rc |= read_attr_as(g, state_attrs[i].name, file_type, mem_type, (char *)s + state_attrs[i].at);
+        }
         long long images = 0;
-        rc |= read_attr_as(g, "epoch_loss_sum", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->epoch_loss_sum);
         rc |= read_attr_as(g, "epoch_images", H5T_STD_I64LE, H5T_NATIVE_LLONG, &images);
         s->epoch_images = (long)images;
         H5Gclose(g);
